@@ -1,0 +1,69 @@
+# Two commands do everything on a fresh machine with python3 and node/npm:
+#   make run   set up, build the contracts, start the local network
+#   make test  set up, build, lint, then every forge test and pytest
+# Both are idempotent: set-up steps re-run only when their inputs change.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FOUNDRY := contracts/node_modules/.bin
+# CI=true selects the heavier fuzz/invariant campaign in contracts/foundry.toml.
+FOUNDRY_PROFILE ?= $(if $(filter true,$(CI)),ci,default)
+export FOUNDRY_PROFILE
+
+.PHONY: all setup contracts run test test-contracts test-python lint fmt lock clean
+
+all: test
+
+setup: $(VENV)/.installed contracts/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+# `npm install` against the committed lockfile (exact versions, integrity hashes), not `npm ci`:
+# the lockfile lists only this platform's Foundry binary package, as the registry mirror here
+# serves no others, and `npm ci` refuses a lockfile without every platform's optional package.
+# --ignore-scripts: the binaries ship inside the platform packages; the postinstall hooks
+# would only try to fetch them again.
+contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
+	cd contracts && npm install --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+contracts: setup
+	cd contracts && ./node_modules/.bin/forge build
+
+run: contracts
+	$(BIN)/mira devnet up
+
+test: lint test-contracts test-python
+
+lint: setup
+	$(BIN)/ruff check oracle tests
+	$(BIN)/ruff format --check oracle tests
+	$(BIN)/mypy
+	cd contracts && ./node_modules/.bin/forge fmt --check
+
+test-contracts: contracts
+	cd contracts && ./node_modules/.bin/forge test
+
+test-python: contracts
+	$(BIN)/pytest
+
+fmt: setup
+	$(BIN)/ruff format oracle tests
+	$(BIN)/ruff check --fix oracle tests
+	cd contracts && ./node_modules/.bin/forge fmt
+
+# Re-resolve the Python dependencies and rewrite the constraints file CI installs from.
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet -e '.[dev]'
+	{ echo "# Exact versions CI and \`make\` install (pip install -c constraints.txt). Regenerate with \`make lock\`."; \
+	  .lockenv/bin/pip freeze --exclude-editable | grep -iv '^mira-oracle'; } > constraints.txt
+	rm -rf .lockenv
+
+clean:
+	rm -rf $(VENV) contracts/node_modules contracts/out contracts/cache *.egg-info .mypy_cache .ruff_cache .pytest_cache

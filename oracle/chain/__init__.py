@@ -1,0 +1,1 @@
+"""Everything that touches an EVM chain: the pinned toolchain, contract artifacts, deployment."""

@@ -1,0 +1,57 @@
+"""Contract ABIs and bytecode, read from the Foundry build: the single source of truth.
+
+``forge build`` writes ``contracts/out/<File>.sol/<Contract>.json``; Python never carries
+a hand-copied ABI. ``MIRA_ARTIFACTS_DIR`` overrides the location.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from oracle.chain.toolchain import contracts_dir
+from oracle.errors import ToolchainError
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The parts of a forge artifact Python needs."""
+
+    name: str
+    abi: list[dict[str, Any]]
+    bytecode: bytes
+    deployed_bytecode: bytes
+
+
+def artifacts_dir() -> Path:
+    override = os.environ.get("MIRA_ARTIFACTS_DIR")
+    return Path(override).resolve() if override else contracts_dir() / "out"
+
+
+@cache
+def load(name: str) -> Artifact:
+    """Load contract ``name``; raise ToolchainError naming the build step if it is absent."""
+    root = artifacts_dir()
+    matches = sorted(root.glob(f"*.sol/{name}.json")) if root.is_dir() else []
+    if not matches:
+        raise ToolchainError(
+            f"no artifact for contract {name!r} under {root}: build the contracts with "
+            "`make contracts` (runs `forge build` in contracts/)"
+        )
+    if len(matches) > 1:
+        found = ", ".join(str(m.relative_to(root)) for m in matches)
+        raise ToolchainError(f"contract name {name!r} is ambiguous under {root}: {found}")
+    raw = json.loads(matches[0].read_text())
+    try:
+        return Artifact(
+            name=name,
+            abi=raw["abi"],
+            bytecode=bytes.fromhex(raw["bytecode"]["object"].removeprefix("0x")),
+            deployed_bytecode=bytes.fromhex(raw["deployedBytecode"]["object"].removeprefix("0x")),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ToolchainError(f"artifact {matches[0]} is malformed: {exc}") from exc

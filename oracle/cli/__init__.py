@@ -1,0 +1,1 @@
+"""The ``mira`` command line: one module per command group, assembled in ``main``."""

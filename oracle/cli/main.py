@@ -1,0 +1,25 @@
+"""Entry point of the ``mira`` console script."""
+
+from __future__ import annotations
+
+import click
+
+from oracle import __version__
+from oracle.cli.devnet import devnet
+from oracle.errors import MiraError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mira")
+def cli() -> None:
+    """Mira: an AI oracle network for EVM L2s."""
+
+
+cli.add_command(devnet)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except MiraError as exc:  # an expected failure: one clear line, no traceback
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,30 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from web3 import Web3
+
+from oracle.chain.anvil import Anvil
+
+
+@pytest.fixture
+def anvil() -> Iterator[Anvil]:
+    """A real anvil from the pinned toolchain on a kernel-chosen port; always stopped."""
+    node = Anvil()
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def w3(anvil: Anvil) -> Web3:
+    """A web3 client connected to ``anvil``, its default account funded and unlocked."""
+    client = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 10}))
+    assert client.is_connected()
+    client.eth.default_account = client.eth.accounts[0]
+    return client
