@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Owned} from "./Owned.sol";
+import {ICommittee} from "./interfaces/ICommittee.sol";
+import {LibSchnorr} from "./libraries/LibSchnorr.sol";
+
+/// @notice Epochs of the oracle committee. Kept in the oracle contract itself so transmit()
+///         reads the epoch's key hash and validity from one local slot.
+abstract contract Committee is ICommittee, Owned {
+    uint256 internal constant MAX_MEMBERS = 255;
+
+    uint64 private _currentEpoch;
+    uint64 private _gracePeriod;
+    mapping(uint64 epoch => EpochKey) internal _epochKeys;
+    mapping(uint64 epoch => uint256) private _groupKeyX;
+    mapping(uint64 epoch => uint8) private _groupKeyParity;
+    mapping(uint64 epoch => Member[]) private _members;
+
+    constructor(address initialOwner, uint64 initialGracePeriod) Owned(initialOwner) {
+        _gracePeriod = initialGracePeriod;
+        emit GracePeriodSet(initialGracePeriod);
+    }
+
+    /// @inheritdoc ICommittee
+    function startEpoch(uint256 px, uint8 parity, uint16 threshold, Member[] calldata newMembers)
+        external
+        onlyOwner
+        returns (uint64 epoch)
+    {
+        if (px == 0 || px >= LibSchnorr.N || parity > 1) revert InvalidGroupKey(px, parity);
+        uint256 n = newMembers.length;
+        if (threshold == 0 || n == 0 || threshold > n || n > MAX_MEMBERS) {
+            revert InvalidThreshold(threshold, n);
+        }
+
+        uint64 previous = _currentEpoch;
+        epoch = previous + 1;
+        Member[] storage stored = _members[epoch];
+        for (uint256 i; i < n; ++i) {
+            Member calldata m = newMembers[i];
+            if (m.operator == address(0) || m.identityKey.length != 33) revert InvalidMember(i);
+            for (uint256 j; j < i; ++j) {
+                if (newMembers[j].operator == m.operator) revert DuplicateMember(m.operator);
+            }
+            stored.push(m);
+        }
+
+        uint64 previousValidUntil;
+        if (previous != 0) {
+            previousValidUntil = uint64(block.timestamp) + _gracePeriod;
+            _epochKeys[previous].validUntil = previousValidUntil;
+        }
+        _epochKeys[epoch] = EpochKey({
+            keyHash: keyHash(px, parity), validUntil: type(uint64).max, threshold: threshold, size: uint16(n)
+        });
+        _groupKeyX[epoch] = px;
+        _groupKeyParity[epoch] = parity;
+        _currentEpoch = epoch;
+        emit EpochStarted(epoch, px, parity, threshold, uint16(n), previous, previousValidUntil);
+    }
+
+    /// @inheritdoc ICommittee
+    function setGracePeriod(uint64 newGracePeriod) external onlyOwner {
+        _gracePeriod = newGracePeriod;
+        emit GracePeriodSet(newGracePeriod);
+    }
+
+    function gracePeriod() external view returns (uint64) {
+        return _gracePeriod;
+    }
+
+    function currentEpoch() external view returns (uint64) {
+        return _currentEpoch;
+    }
+
+    function epochKey(uint64 epoch) external view returns (EpochKey memory) {
+        return _epochKeys[epoch];
+    }
+
+    function groupKey(uint64 epoch) external view returns (uint256 px, uint8 parity) {
+        if (_epochKeys[epoch].keyHash == bytes20(0)) revert UnknownEpoch(epoch);
+        return (_groupKeyX[epoch], _groupKeyParity[epoch]);
+    }
+
+    function members(uint64 epoch) external view returns (Member[] memory) {
+        if (_epochKeys[epoch].keyHash == bytes20(0)) revert UnknownEpoch(epoch);
+        return _members[epoch];
+    }
+
+    /// @dev 160 bits of keccak: forging a key for a stored hash is a second-preimage search
+    ///      (~2^160 work), the same security an Ethereum address gives its key.
+    function keyHash(uint256 px, uint8 parity) internal pure returns (bytes20) {
+        return bytes20(keccak256(abi.encodePacked(px, parity)));
+    }
+
+    /// @dev Reverts unless (px, parity) is `epoch`'s key and the epoch is still valid.
+    function _checkEpochKey(uint64 epoch, uint256 px, uint8 parity) internal view {
+        EpochKey memory k = _epochKeys[epoch];
+        if (k.keyHash == bytes20(0)) revert UnknownEpoch(epoch);
+        if (block.timestamp > k.validUntil) revert EpochExpired(epoch, k.validUntil);
+        if (k.keyHash != keyHash(px, parity)) revert WrongGroupKey(epoch);
+    }
+}

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ICommittee} from "./ICommittee.sol";
+
+/// @title IMiraOracle
+/// @notice Receives batched, threshold-signed reports and serves the latest and recent values
+///         of every registered feed.
+///
+///         Report (bytes, packed; see LibReport and oracle/reporting/report.py):
+///             epoch uint64 ‖ round uint64 ‖ update[k]
+///             update = feedId bytes32 ‖ value int128 ‖ observedAt uint64 ‖ modelCommitment bytes32
+///
+///         Signed message (one FROST Schnorr signature by the epoch's group key):
+///             keccak256(abi.encodePacked("MIRA-REPORT-v1", block.chainid, address(this), epoch, keccak256(report)))
+///
+///         Per feed, the contract keeps a ring of RING_SIZE entries, each one storage slot that
+///         packs value, observedAt and round; the update of round r lands in entry r % RING_SIZE
+///         and must carry a higher round than the entry it replaces. The latest value is the
+///         entry with the highest round. A transmission thus costs one storage write per feed:
+///         there is no separate "latest" pointer to keep.
+interface IMiraOracle is ICommittee {
+    /// @notice A Schnorr signature by an epoch's group key, with the key itself (checked against
+    ///         the epoch's stored key hash: cheaper than reading the key from storage).
+    /// @param px         x-coordinate of the group public key
+    /// @param parity     0 if the group key's y is even, 1 if odd
+    /// @param commitment address(R) of the nonce commitment R
+    /// @param z          the response scalar
+    struct Signature {
+        uint256 px;
+        uint8 parity;
+        address commitment;
+        uint256 z;
+    }
+
+    /// @notice Why an update in a valid report was not applied.
+    enum SkipReason {
+        StaleRound, // the ring entry it would replace already holds this or a later round
+        DuplicateFeed, // the feed appeared earlier in the same report
+        StaleTimestamp, // observedAt is not after the replaced entry's, or older than maxAge
+        FutureTimestamp // observedAt is more than maxFutureDrift ahead of the block
+    }
+
+    /// @notice A report was verified and at least one of its updates applied.
+    /// @param modelCommitments the model commitments of the applied updates, in report order
+    event ReportTransmitted(
+        uint64 indexed epoch, uint64 indexed round, address transmitter, bytes32[] modelCommitments
+    );
+    /// @notice One update of an accepted report was skipped; the others still applied.
+    event UpdateSkipped(bytes32 indexed feedId, uint64 indexed round, SkipReason reason);
+    /// @notice The owner registered a feed; `proxy` is its AggregatorV3Interface.
+    event FeedRegistered(bytes32 indexed feedId, uint8 decimals, string description, address proxy);
+
+    /// @notice Report bytes are not 16 + 88·k long for some k ≥ 1.
+    error MalformedReport(uint256 length);
+    /// @notice The report's round does not fit the contract's 63-bit round field.
+    error RoundOutOfRange(uint64 round);
+    /// @notice The signature does not verify for this chain, contract, epoch and report.
+    error InvalidSignature();
+    /// @notice The report touches a feed the owner never registered.
+    error FeedNotRegistered(bytes32 feedId);
+    /// @notice Every update of the report was skipped (a replay, or nothing new).
+    error NoUpdateApplied(uint64 epoch, uint64 round);
+    /// @notice A feed with this id exists already.
+    error FeedAlreadyRegistered(bytes32 feedId);
+    /// @notice Feed id zero is reserved.
+    error InvalidFeedId();
+    /// @notice The requested round is not (or no longer) in the feed's ring.
+    error NoDataPresent(bytes32 feedId, uint80 roundId);
+
+    /// @notice Verify `signature` over `report` and apply its updates.
+    function transmit(bytes calldata report, Signature calldata signature) external;
+
+    /// @notice Register feed `feedId` and deploy its AggregatorV3Interface proxy.
+    function registerFeed(bytes32 feedId, uint8 decimals, string calldata description)
+        external
+        returns (address proxy);
+
+    /// @notice The digest the committee signs for `report` under `epoch` on this contract.
+    function reportDigest(uint64 epoch, bytes calldata report) external view returns (bytes32);
+
+    function isRegistered(bytes32 feedId) external view returns (bool);
+
+    function proxyOf(bytes32 feedId) external view returns (address);
+
+    function feedCount() external view returns (uint256);
+
+    function feedIdAt(uint256 index) external view returns (bytes32);
+
+    function decimalsOf(bytes32 feedId) external view returns (uint8);
+
+    function descriptionOf(bytes32 feedId) external view returns (string memory);
+
+    /// @notice Latest value of a feed; all zero if it never updated.
+    function latestRound(bytes32 feedId) external view returns (uint64 round, int128 value, uint64 observedAt);
+
+    /// @notice The entry of `round` if it is still in the ring; reverts NoDataPresent otherwise.
+    function roundData(bytes32 feedId, uint64 round) external view returns (int128 value, uint64 observedAt);
+}

@@ -1,0 +1,1 @@
+"""Reports: many feed updates of one round, in the byte format the contracts verify."""
