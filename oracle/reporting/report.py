@@ -8,7 +8,8 @@ one Solidity decoder, and tests/reporting checks the two agree bit for bit.
 
 Big-endian integers, ``value`` in two's complement. The committee signs
 
-    keccak256("MIRA-REPORT-v1" ‖ chainid uint256 ‖ oracle address ‖ epoch uint64 ‖ keccak256(report))
+    keccak256("MIRA-REPORT-v1" ‖ chainid uint256 ‖ oracle address ‖ epoch uint64
+              ‖ keccak256(report))
 
 which binds the chain, the contract, the epoch and the content.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from oracle.reporting.errors import ReportFormatError
 

@@ -39,7 +39,9 @@ def test_encode_decode_round_trip(report: Report) -> None:
     assert decode(encode(report)) == report
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(report=reports, chain_id=st.integers(1, (1 << 64)))
 def test_solidity_decodes_what_python_encodes(w3: Web3, report: Report, chain_id: int) -> None:
     harness = _harness(w3)
