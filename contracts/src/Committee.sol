@@ -10,11 +10,19 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 abstract contract Committee is ICommittee, Owned {
     uint256 internal constant MAX_MEMBERS = 255;
 
+    /// @dev An EpochKey packed into the one word transmit() reads:
+    ///      bits 0..159 keyHash, 160..223 validUntil, 224..239 threshold, 240..255 size.
+    ///      Zero for an epoch that never started.
+    mapping(uint64 epoch => uint256) internal _epochWords;
+
+    struct GroupKey {
+        uint256 px;
+        uint8 parity;
+    }
+
     uint64 private _currentEpoch;
     uint64 private _gracePeriod;
-    mapping(uint64 epoch => EpochKey) internal _epochKeys;
-    mapping(uint64 epoch => uint256) private _groupKeyX;
-    mapping(uint64 epoch => uint8) private _groupKeyParity;
+    mapping(uint64 epoch => GroupKey) private _groupKeys;
     mapping(uint64 epoch => Member[]) private _members;
 
     constructor(address initialOwner, uint64 initialGracePeriod) Owned(initialOwner) {
@@ -49,13 +57,19 @@ abstract contract Committee is ICommittee, Owned {
         uint64 previousValidUntil;
         if (previous != 0) {
             previousValidUntil = uint64(block.timestamp) + _gracePeriod;
-            _epochKeys[previous].validUntil = previousValidUntil;
+            EpochKey memory old = _unpackEpoch(_epochWords[previous]);
+            old.validUntil = previousValidUntil;
+            _epochWords[previous] = _packEpoch(old);
         }
-        _epochKeys[epoch] = EpochKey({
-            keyHash: keyHash(px, parity), validUntil: type(uint64).max, threshold: threshold, size: uint16(n)
-        });
-        _groupKeyX[epoch] = px;
-        _groupKeyParity[epoch] = parity;
+        _epochWords[epoch] = _packEpoch(
+            EpochKey({
+                keyHash: keyHash(px, parity),
+                validUntil: type(uint64).max,
+                threshold: threshold,
+                size: uint16(n)
+            })
+        );
+        _groupKeys[epoch] = GroupKey(px, parity);
         _currentEpoch = epoch;
         emit EpochStarted(epoch, px, parity, threshold, uint16(n), previous, previousValidUntil);
     }
@@ -75,16 +89,17 @@ abstract contract Committee is ICommittee, Owned {
     }
 
     function epochKey(uint64 epoch) external view returns (EpochKey memory) {
-        return _epochKeys[epoch];
+        return _unpackEpoch(_epochWords[epoch]);
     }
 
     function groupKey(uint64 epoch) external view returns (uint256 px, uint8 parity) {
-        if (_epochKeys[epoch].keyHash == bytes20(0)) revert UnknownEpoch(epoch);
-        return (_groupKeyX[epoch], _groupKeyParity[epoch]);
+        if (_epochWords[epoch] == 0) revert UnknownEpoch(epoch);
+        GroupKey storage k = _groupKeys[epoch];
+        return (k.px, k.parity);
     }
 
     function members(uint64 epoch) external view returns (Member[] memory) {
-        if (_epochKeys[epoch].keyHash == bytes20(0)) revert UnknownEpoch(epoch);
+        if (_epochWords[epoch] == 0) revert UnknownEpoch(epoch);
         return _members[epoch];
     }
 
@@ -95,10 +110,24 @@ abstract contract Committee is ICommittee, Owned {
     }
 
     /// @dev Reverts unless (px, parity) is `epoch`'s key and the epoch is still valid.
+    ///      One SLOAD and one 33-byte keccak: the cheapest way to authenticate the key.
     function _checkEpochKey(uint64 epoch, uint256 px, uint8 parity) internal view {
-        EpochKey memory k = _epochKeys[epoch];
-        if (k.keyHash == bytes20(0)) revert UnknownEpoch(epoch);
-        if (block.timestamp > k.validUntil) revert EpochExpired(epoch, k.validUntil);
-        if (k.keyHash != keyHash(px, parity)) revert WrongGroupKey(epoch);
+        uint256 word = _epochWords[epoch];
+        if (word == 0) revert UnknownEpoch(epoch);
+        uint64 validUntil = uint64(word >> 160);
+        if (block.timestamp > validUntil) revert EpochExpired(epoch, validUntil);
+        if (uint160(word) != uint160(keyHash(px, parity))) revert WrongGroupKey(epoch);
+    }
+
+    function _packEpoch(EpochKey memory k) private pure returns (uint256) {
+        return uint256(uint160(k.keyHash)) | (uint256(k.validUntil) << 160) | (uint256(k.threshold) << 224)
+            | (uint256(k.size) << 240);
+    }
+
+    function _unpackEpoch(uint256 word) private pure returns (EpochKey memory k) {
+        k.keyHash = bytes20(uint160(word));
+        k.validUntil = uint64(word >> 160);
+        k.threshold = uint16(word >> 224);
+        k.size = uint16(word >> 240);
     }
 }

@@ -62,54 +62,91 @@ contract MiraOracle is IMiraOracle, Committee {
             revert InvalidSignature();
         }
 
-        bytes32[] memory commitments = new bytes32[](k);
+        // The event's data is built in place as the ABI encoding of bytes32[]:
+        // [0x20][applied][commitment 0]...[commitment applied−1].
+        uint256 data;
+        assembly ("memory-safe") {
+            data := mload(0x40)
+            mstore(0x40, add(data, add(0x40, shl(5, k))))
+        }
         uint256 applied;
-        for (uint256 i; i < k; ++i) {
-            (bool ok, bytes32 modelCommitment) = _apply(report, i, round);
-            if (ok) {
-                commitments[applied] = modelCommitment;
-                unchecked {
-                    ++applied;
+        Window memory w = Window({
+            slotIndex: round % RING_SIZE,
+            fresh: (uint256(round) << ROUND_SHIFT) | REGISTERED,
+            oldest: block.timestamp > maxAge ? block.timestamp - maxAge : 0,
+            newest: block.timestamp + maxFutureDrift
+        });
+        for (uint256 i; i < k;) {
+            uint256 p = LibReport.HEADER_SIZE + i * LibReport.UPDATE_SIZE;
+            bytes32 feedId;
+            uint256 word; // value int128 ‖ observedAt uint64 ‖ first 8 bytes of the commitment
+            uint256 slot;
+            uint256 entry;
+            assembly ("memory-safe") {
+                p := add(report.offset, p)
+                feedId := calldataload(p)
+                word := calldataload(add(p, 32))
+                // _rings[feedId][slotIndex]: a fixed array's elements follow its base slot
+                mstore(0x00, feedId)
+                mstore(0x20, _rings.slot)
+                slot := add(keccak256(0x00, 0x40), mload(w))
+                entry := sload(slot)
+            }
+            if (entry == 0) revert FeedNotRegistered(feedId);
+            uint256 observedAt = (word >> 64) & U64;
+            if (
+                round <= (entry >> ROUND_SHIFT) & MAX_ROUND || observedAt <= (entry >> OBSERVED_SHIFT) & U64
+                    || observedAt < w.oldest || observedAt > w.newest
+            ) {
+                _skip(report, i, round, entry, observedAt, w);
+            } else {
+                assembly ("memory-safe") {
+                    // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
+                    sstore(slot, or(or(mload(add(w, 0x20)), shl(128, observedAt)), shr(128, word)))
+                    mstore(add(data, add(0x40, shl(5, applied))), calldataload(add(p, 56)))
                 }
+                ++applied;
+            }
+            unchecked {
+                ++i;
             }
         }
         if (applied == 0) revert NoUpdateApplied(epoch, round);
+        bytes32 topic = ReportTransmitted.selector;
         assembly ("memory-safe") {
-            mstore(commitments, applied) // shrink to the applied updates
+            mstore(data, 0x20)
+            mstore(add(data, 0x20), applied)
+            log3(data, add(0x40, shl(5, applied)), topic, epoch, round)
         }
-        emit ReportTransmitted(epoch, round, msg.sender, commitments);
     }
 
-    /// @dev Applies update `i` of an already verified report, or emits why it is skipped.
-    ///      Exactly one storage read and at most one write: the ring slot of `round`.
-    function _apply(bytes calldata report, uint256 i, uint64 round)
-        private
-        returns (bool applied, bytes32 modelCommitment)
-    {
-        bytes32 feedId;
-        int128 value;
-        uint64 observedAt;
-        (feedId, value, observedAt, modelCommitment) = LibReport.update(report, i);
-        uint256[RING_SIZE] storage ring = _rings[feedId];
-        uint256 slotIndex = round % RING_SIZE;
-        uint256 entry = ring[slotIndex];
-        if (entry == 0) revert FeedNotRegistered(feedId);
+    /// @dev What one update of a verified report is checked against.
+    struct Window {
+        uint256 slotIndex; // ring slot of this round (first field: read with mload(w))
+        uint256 fresh; // round and REGISTERED bits of the new entry (second field)
+        uint256 oldest; // earliest acceptable observedAt
+        uint256 newest; // latest acceptable observedAt
+    }
 
+    /// @dev The skip path: find the reason (cheap checks first) and emit it.
+    function _skip(
+        bytes calldata report,
+        uint256 i,
+        uint64 round,
+        uint256 entry,
+        uint256 observedAt,
+        Window memory w
+    ) private {
+        (bytes32 feedId,,,) = LibReport.update(report, i);
         SkipReason reason;
-        if (uint256(round) <= (entry >> ROUND_SHIFT) & MAX_ROUND) {
+        if (round <= (entry >> ROUND_SHIFT) & MAX_ROUND) {
             reason = _seenBefore(report, i, feedId) ? SkipReason.DuplicateFeed : SkipReason.StaleRound;
-        } else if (observedAt <= (entry >> OBSERVED_SHIFT) & U64 || observedAt + maxAge < block.timestamp) {
-            reason = SkipReason.StaleTimestamp;
-        } else if (observedAt > block.timestamp + maxFutureDrift) {
+        } else if (observedAt > w.newest) {
             reason = SkipReason.FutureTimestamp;
         } else {
-            // int128 → uint128 keeps the two's-complement bits; _unpack inverts it
-            ring[slotIndex] = (uint256(round) << ROUND_SHIFT) | REGISTERED
-                | (uint256(observedAt) << OBSERVED_SHIFT) | uint256(uint128(value));
-            return (true, modelCommitment);
+            reason = SkipReason.StaleTimestamp;
         }
         emit UpdateSkipped(feedId, round, reason);
-        return (false, modelCommitment);
     }
 
     /// @dev Only on the skip path: tells a duplicate in this report from a replayed round.

@@ -43,9 +43,8 @@ interface IMiraOracle is ICommittee {
 
     /// @notice A report was verified and at least one of its updates applied.
     /// @param modelCommitments the model commitments of the applied updates, in report order
-    event ReportTransmitted(
-        uint64 indexed epoch, uint64 indexed round, address transmitter, bytes32[] modelCommitments
-    );
+    ///         The transmitter is the transaction's sender; it is not repeated here.
+    event ReportTransmitted(uint64 indexed epoch, uint64 indexed round, bytes32[] modelCommitments);
     /// @notice One update of an accepted report was skipped; the others still applied.
     event UpdateSkipped(bytes32 indexed feedId, uint64 indexed round, SkipReason reason);
     /// @notice The owner registered a feed; `proxy` is its AggregatorV3Interface.

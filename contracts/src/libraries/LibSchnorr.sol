@@ -36,13 +36,22 @@ library LibSchnorr {
     /// @dev Order of the secp256k1 group.
     uint256 internal constant N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
 
-    /// @notice The challenge e for public key (px, parity), message and nonce commitment.
+    /// @notice The challenge e for public key (px, parity), message and nonce commitment:
+    ///         keccak256(px uint256 ‖ parity uint8 ‖ message bytes32 ‖ commitment address) mod N.
     function challenge(uint256 px, uint8 parity, bytes32 message, address commitment)
         internal
         pure
-        returns (uint256)
+        returns (uint256 e)
     {
-        return uint256(keccak256(abi.encodePacked(px, parity, message, commitment))) % N;
+        assembly ("memory-safe") {
+            // 85-byte preimage in unallocated memory past the free pointer (scratch only).
+            let m := mload(0x40)
+            mstore(m, px)
+            mstore(add(m, 0x20), shl(248, parity)) // 1 byte; the rest is overwritten next
+            mstore(add(m, 0x21), message)
+            mstore(add(m, 0x41), shl(96, commitment)) // 20 bytes, left-aligned
+            e := mod(keccak256(m, 0x55), N)
+        }
     }
 
     /// @notice True iff (commitment, z) is a valid signature of `message` under the key whose
@@ -50,8 +59,8 @@ library LibSchnorr {
     /// @dev Never reverts; every malformed input yields false.
     function verify(uint256 px, uint8 parity, bytes32 message, address commitment, uint256 z)
         internal
-        pure
-        returns (bool)
+        view
+        returns (bool valid)
     {
         if (px == 0 || px >= N || parity > 1) return false;
         if (z == 0 || z >= N) return false;
@@ -60,12 +69,19 @@ library LibSchnorr {
         uint256 e = challenge(px, parity, message, commitment);
         if (e == 0) return false;
 
-        // Let e, z, Px ∊ [1, N). N is prime, so e·Px and z·Px are non-zero mod N and both
-        // negations below land in [1, N), the range ecrecover accepts.
-        uint256 s = N - mulmod(e, px, N);
-        uint256 h = N - mulmod(z, px, N);
-
-        address recovered = ecrecover(bytes32(h), parity + 27, bytes32(px), bytes32(s));
-        return recovered == commitment;
+        assembly ("memory-safe") {
+            // Let e, z, Px ∊ [1, N). N is prime, so e·Px and z·Px are non-zero mod N and both
+            // negations land in [1, N), the range ecrecover accepts for h and s.
+            let m := mload(0x40)
+            mstore(m, sub(N, mulmod(z, px, N))) // h = −z·Px
+            mstore(add(m, 0x20), add(parity, 27)) // v: R' = P
+            mstore(add(m, 0x40), px) // r = Px
+            mstore(add(m, 0x60), sub(N, mulmod(e, px, N))) // s = −e·Px
+            // ecrecover writes nothing on failure: clear the output word first, and insist on
+            // a 32-byte answer, so a stale word can never pass as a recovered address.
+            mstore(0x00, 0)
+            let ok := staticcall(gas(), 0x01, m, 0x80, 0x00, 0x20)
+            valid := and(and(ok, eq(returndatasize(), 0x20)), eq(mload(0x00), commitment))
+        }
     }
 }

@@ -16,7 +16,7 @@ contract SchnorrVerifierHarness {
 
     function verify(uint256 px, uint8 parity, bytes32 message, address commitment, uint256 z)
         external
-        pure
+        view
         returns (bool)
     {
         return LibSchnorr.verify(px, parity, message, commitment, z);
