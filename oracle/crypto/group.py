@@ -230,15 +230,26 @@ def evaluate_polynomial(coefficients: Sequence[int], x: int) -> int:
     return acc
 
 
+#: Below this, x·P is cheaper as x copies of P summed in one libsecp256k1 call (variable
+#: time, fine for public points) than as a constant-time scalar multiplication (~35 µs).
+_SMALL_MULTIPLIER = 48
+
+
 def evaluate_commitment(commitments: Sequence[Point], x: int) -> Point:
     """Σ xᵏ·Φₖ for public coefficient commitments Φₖ = aₖ·G: equals f(x)·G.
 
-    Every term is multiplied separately (libsecp256k1's constant-time multiply, ~35 µs)
-    and summed in one call; Horner would need the same number of multiplications.
+    Horner's rule, acc ← x·acc + Φₖ from the top coefficient down. Participant identifiers
+    are small, so each step is one call summing x copies of acc and Φₖ; the points are
+    public, so variable time does not matter here.
     """
-    terms = [commitments[0]]
-    power = 1
-    for phi in commitments[1:]:
-        power = power * x % N
-        terms.append(phi * power)
-    return point_sum(terms)
+    if not 0 < x < _SMALL_MULTIPLIER:
+        terms = [commitments[0]]
+        power = 1
+        for phi in commitments[1:]:
+            power = power * x % N
+            terms.append(phi * power)
+        return point_sum(terms)
+    acc = commitments[-1]
+    for phi in reversed(commitments[:-1]):
+        acc = point_sum([acc] * x + [phi])
+    return acc
