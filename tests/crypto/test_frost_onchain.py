@@ -14,6 +14,7 @@ from web3.contract import Contract
 
 from oracle.chain.deploy import deploy
 from oracle.crypto.dealer import trusted_dealer_keygen_for_tests
+from oracle.crypto.dkg import run_dkg
 from oracle.crypto.frost import make_signers, run_signing
 from oracle.crypto.group import N, Point, base_mul
 from oracle.crypto.suites import MIRA_EVM
@@ -76,3 +77,13 @@ def test_frost_signatures_verify_on_chain(w3: Web3) -> None:
         assert _both(harness, key, other_message, encoded) == (False, False), "message"
         assert _both(harness, other_key, message, encoded) == (False, False), "key"
         assert _both(harness, -key, message, encoded) == (False, False), "parity"
+
+
+def test_dkg_key_signs_for_the_contract(w3: Web3) -> None:
+    """The same, with the key from the distributed key generation."""
+    harness = deploy(w3, "SchnorrVerifierHarness")
+    result = run_dkg(MIRA_EVM, 4, 6)
+    signers = make_signers(MIRA_EVM, result.public, result.keys)
+    message = bytes(range(32))
+    outcome = run_signing(MIRA_EVM, result.public, message, list(signers.values()))
+    assert _both(harness, result.public.group_key, message, outcome.encoded) == (True, True)
