@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from oracle import __version__
+from oracle.cli.bench import bench
 from oracle.cli.devnet import devnet
+from oracle.cli.keys import keys
 from oracle.errors import MiraError
 
 
@@ -16,6 +18,8 @@ def cli() -> None:
 
 
 cli.add_command(devnet)
+cli.add_command(bench)
+cli.add_command(keys)
 
 
 def main() -> None:

@@ -1,0 +1,179 @@
+"""``mira keys``: a node's operator key (transactions) and identity key (p2p).
+
+Keys live encrypted in a key directory (``--dir``, or ``MIRA_KEYS_DIR``, default
+``~/.mira/keys``). The passphrase comes from ``--passphrase-file`` or the
+``MIRA_KEY_PASSPHRASE`` environment variable — never from an argument, which would land
+in the shell history and the process list. ``show`` prints public data only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from oracle.crypto.errors import CryptoError, KeystoreError
+from oracle.crypto.keystore import (
+    KEYS_DIR_ENV,
+    KINDS,
+    KeyKind,
+    KeyStore,
+    decrypt_key,
+    encrypt_key,
+    public_data,
+    read_passphrase,
+)
+
+_dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=KEYS_DIR_ENV,
+    default=Path("~/.mira/keys").expanduser(),
+    show_default=True,
+    help=f"Key directory (or ${KEYS_DIR_ENV}).",
+)
+_passphrase_option = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File holding the passphrase (else $MIRA_KEY_PASSPHRASE).",
+)
+_kind_option = click.option(
+    "--kind", type=click.Choice(KINDS), default="operator", show_default=True
+)
+
+
+class _KeysGroup(click.Group):
+    """Reports a keystore/crypto failure as one clean line (exit code 1), no traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CryptoError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_KeysGroup)
+def keys() -> None:
+    """Create, inspect, export and import this node's keys."""
+
+
+@keys.command("new")
+@_dir_option
+@_passphrase_option
+@click.option("--force", is_flag=True, help="Overwrite existing keys (they are lost).")
+def new(directory: Path, passphrase_file: Path | None, force: bool) -> None:
+    """Generate an operator key and an identity key, encrypted at rest."""
+    store = KeyStore(directory)
+    public = store.create(read_passphrase(passphrase_file), overwrite=force)
+    click.echo(f"operator address:  {public['operator']['address']}")
+    click.echo(f"identity key:      {public['identity']['public_key']}")
+    click.echo(f"written to {directory}")
+
+
+@keys.command("show")
+@_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--verify/--no-verify",
+    default=False,
+    help="Decrypt the keys (passphrase needed) to check the public data.",
+)
+@_passphrase_option
+def show(directory: Path, as_json: bool, verify: bool, passphrase_file: Path | None) -> None:
+    """Print the public data: operator address and identity public key. Never secrets."""
+    store = KeyStore(directory)
+    info: dict[str, Any] = {kind: store.public(kind) for kind in KINDS}
+    if verify:
+        passphrase = read_passphrase(passphrase_file)
+        for kind in KINDS:
+            if public_data(store.load(kind, passphrase)) != info[kind]:
+                raise KeystoreError(f"{kind} key: public data does not match")
+        info["verified"] = True
+    if as_json:
+        click.echo(json.dumps(info, sort_keys=True))
+        return
+    click.echo(f"operator address:  {info['operator']['address']}")
+    click.echo(f"identity key:      {info['identity']['public_key']}")
+    if verify:
+        click.echo("verified: both keys decrypt and match")
+
+
+@keys.command("export")
+@_dir_option
+@_passphrase_option
+@_kind_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Destination of the encrypted key file.",
+)
+@click.option(
+    "--export-passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Encrypt the export under this passphrase instead of the store's.",
+)
+def export(
+    directory: Path,
+    passphrase_file: Path | None,
+    kind: KeyKind,
+    out: Path,
+    export_passphrase_file: Path | None,
+) -> None:
+    """Write one key, re-encrypted with a fresh salt, to an encrypted file."""
+    store = KeyStore(directory)
+    passphrase = read_passphrase(passphrase_file)
+    key = store.load(kind, passphrase)
+    target = read_passphrase(export_passphrase_file) if export_passphrase_file else passphrase
+    document = encrypt_key(kind, key, target, scrypt_n=store.scrypt_n)
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeystoreError(f"{out} exists; refusing to overwrite") from None
+    except OSError as exc:
+        raise KeystoreError(f"cannot write {out}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as fh:
+        json.dump(document, fh, indent=2, sort_keys=True)
+    click.echo(f"exported {kind} key {json.dumps(public_data(key))} to {out}")
+
+
+@keys.command("import")
+@click.argument("source", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@_dir_option
+@_passphrase_option
+@click.option(
+    "--import-passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Passphrase of SOURCE if it differs from the store's.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing key of the same kind.")
+def import_(
+    source: Path,
+    directory: Path,
+    passphrase_file: Path | None,
+    import_passphrase_file: Path | None,
+    force: bool,
+) -> None:
+    """Import an exported key file into the key directory."""
+    try:
+        document = json.loads(source.read_text())
+    except (OSError, ValueError) as exc:
+        raise KeystoreError(f"cannot read {source}: {type(exc).__name__}") from None
+    passphrase = read_passphrase(passphrase_file)
+    source_passphrase = (
+        read_passphrase(import_passphrase_file) if import_passphrase_file else passphrase
+    )
+    key = decrypt_key(document, source_passphrase)
+    kind: KeyKind = document["kind"]
+    store = KeyStore(directory)
+    store.write_document(
+        kind, encrypt_key(kind, key, passphrase, scrypt_n=store.scrypt_n), overwrite=force
+    )
+    click.echo(f"imported {kind} key {json.dumps(public_data(key))} into {directory}")
