@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from oracle.crypto.errors import CryptoError, KeystoreError
+from oracle.crypto.errors import KeystoreError
 from oracle.crypto.keystore import (
     KEYS_DIR_ENV,
     KINDS,
@@ -47,17 +47,7 @@ _kind_option = click.option(
 )
 
 
-class _KeysGroup(click.Group):
-    """Reports a keystore/crypto failure as one clean line (exit code 1), no traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CryptoError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-
-@click.group(cls=_KeysGroup)
+@click.group()
 def keys() -> None:
     """Create, inspect, export and import this node's keys."""
 

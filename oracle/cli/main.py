@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from oracle import __version__
@@ -11,7 +13,17 @@ from oracle.cli.keys import keys
 from oracle.errors import MiraError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MiraGroup(click.Group):
+    """Turns an expected failure (any MiraError) into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MiraError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=MiraGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mira")
 def cli() -> None:
     """Mira: an AI oracle network for EVM L2s."""
@@ -23,7 +35,4 @@ cli.add_command(keys)
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except MiraError as exc:  # an expected failure: one clear line, no traceback
-        raise click.ClickException(str(exc)) from exc
+    cli()
