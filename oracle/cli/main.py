@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from oracle import __version__
+from oracle.cli.db import db
 from oracle.cli.devnet import devnet
 from oracle.errors import MiraError
 
@@ -16,6 +17,7 @@ def cli() -> None:
 
 
 cli.add_command(devnet)
+cli.add_command(db)
 
 
 def main() -> None:
