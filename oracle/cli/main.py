@@ -8,6 +8,7 @@ import click
 
 from oracle import __version__
 from oracle.cli.bench import bench
+from oracle.cli.db import db
 from oracle.cli.devnet import devnet
 from oracle.cli.keys import keys
 from oracle.errors import MiraError
@@ -32,6 +33,7 @@ def cli() -> None:
 cli.add_command(devnet)
 cli.add_command(bench)
 cli.add_command(keys)
+cli.add_command(db)
 
 
 def main() -> None:

@@ -1,0 +1,71 @@
+"""``mira db``: apply and inspect the database migrations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from oracle.storage import DEFAULT_URL, current_revision, head_revision, make_engine, upgrade
+from oracle.storage.db import redact
+
+_URL_ENV = "MIRA_DATABASE_URL"
+
+
+def resolve_url(database_url: str | None, config: Path | None) -> str:
+    """--database-url, else the node config's ``[database] url``, else MIRA_DATABASE_URL,
+    else the default SQLite file."""
+    if database_url:
+        return database_url
+    if config is not None:
+        from oracle.config import load_node_config
+
+        return load_node_config(config).database.url
+    return os.environ.get(_URL_ENV) or DEFAULT_URL
+
+
+_url_option = click.option(
+    "--database-url", help=f"SQLAlchemy URL (default: ${_URL_ENV} or {DEFAULT_URL})."
+)
+_config_option = click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Take the URL from this node config.",
+)
+_schema_option = click.option("--schema", default=None, help="PostgreSQL schema (search_path).")
+
+
+@click.group()
+def db() -> None:
+    """Apply and inspect database migrations."""
+
+
+@db.command("upgrade")
+@_url_option
+@_config_option
+@_schema_option
+def upgrade_cmd(database_url: str | None, config: Path | None, schema: str | None) -> None:
+    """Apply every pending migration."""
+    url = resolve_url(database_url, config)
+    engine = make_engine(url, schema=schema)
+    try:
+        revision = upgrade(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"{redact(url)} is at revision {revision} (head)")
+
+
+@db.command("current")
+@_url_option
+@_config_option
+@_schema_option
+def current_cmd(database_url: str | None, config: Path | None, schema: str | None) -> None:
+    """Show the database's revision and the code's head revision."""
+    url = resolve_url(database_url, config)
+    engine = make_engine(url, schema=schema)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"current: {current or '(none)'}  head: {head_revision()}")

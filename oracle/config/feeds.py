@@ -1,0 +1,506 @@
+"""Feed specs (``feeds/*.toml``): what a feed observes, how it models it, what it
+publishes.
+
+A feed's on-chain id is ``keccak256(utf8(id))`` (bytes32), see :func:`feed_id_bytes32`.
+
+Example::
+
+    id = "SP500/forecast-1d"
+    version = 1
+    description = "one-step forecast of the S&P 500 target series"
+    decimals = 8
+
+    [[sources]]
+    name = "sp500"
+    kind = "replay"
+    dataset = "river:SP500Stocks"
+
+    [features]
+    fields = ["AAPL", "AMZN", "IBM", "INTC", "JNJ", "JPM", "KO", "MSFT"]
+    target = "y"
+
+    [[model.steps]]
+    class = "preprocessing.StandardScaler"
+
+    [[model.steps]]
+    class = "linear_model.LinearRegression"
+    intercept_lr = 0.01
+
+    [output]
+    kind = "forecast"
+    horizon = 1
+
+    [quantize]
+    rounding = "ROUND_HALF_EVEN"
+
+    [publish]
+    deviation_bps = 50
+    heartbeat_s = 3600
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_hash.auto import keccak
+
+from oracle.config.reader import ConfigError, Problems, Table
+from oracle.models.allowlist import ANOMALY, FORECASTER, REGRESSOR, TRANSFORMER, ComponentSpec
+from oracle.models.allowlist import read_component as _read_component
+
+FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+ROUNDING_MODES = (
+    "ROUND_HALF_EVEN",
+    "ROUND_HALF_UP",
+    "ROUND_HALF_DOWN",
+    "ROUND_DOWN",
+    "ROUND_UP",
+    "ROUND_FLOOR",
+    "ROUND_CEILING",
+)
+RIVER_DATASETS = ("SP500Stocks", "WaterFlow", "AirlinePassengers", "TrumpApproval")
+OUTPUT_KINDS = ("value", "forecast", "anomaly", "policy")
+MAX_SPEC_BYTES = 256 * 1024
+
+
+def feed_id_bytes32(feed_id: str) -> bytes:
+    """The on-chain ``bytes32`` id of a feed: ``keccak256`` of its UTF-8 string id."""
+    return bytes(keccak(feed_id.encode("utf-8")))
+
+
+@dataclass(frozen=True)
+class HttpSourceSpec:
+    name: str
+    url: str
+    path: tuple[
+        str | int, ...
+    ]  # field path into the JSON body, e.g. data.price -> ("data", "price")
+    timeout_s: float
+    retries: int
+    backoff_s: float
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
+class ChainEventSourceSpec:
+    name: str
+    rpc_url: str
+    address: str
+    topic0: str  # keccak of the event signature, 0x-prefixed
+    data_word: int  # which 32-byte word of the log's data holds the int256 value
+    scale_decimals: int  # the value is divided by 10**scale_decimals
+    confirmations: int
+    from_block: int
+
+
+@dataclass(frozen=True)
+class ReplaySourceSpec:
+    name: str
+    dataset: str  # "river:<Name>" or a CSV path (resolved against the spec's folder)
+    csv_path: Path | None
+    time_field: str | None  # CSV column with unix seconds; None: synthetic clock
+    start_ms: int
+    step_ms: int
+    passes: int
+
+
+SourceSpec = HttpSourceSpec | ChainEventSourceSpec | ReplaySourceSpec
+
+
+@dataclass(frozen=True)
+class FeaturesSpec:
+    fields: tuple[str, ...]  # sorted
+    lags: int
+    target: str
+    ranges: tuple[tuple[str, float, float], ...]  # sorted by name
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    steps: tuple[ComponentSpec, ...]
+    mae_window: int
+    drift_delta: float
+    warm_start_rows: int  # 0: no warm start
+    warm_start_alpha: float  # ridge penalty of the scikit-learn warm start
+
+    @property
+    def final_role(self) -> str:
+        return self.steps[-1].role
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    id: str
+    version: int
+    description: str
+    decimals: int
+    sources: tuple[SourceSpec, ...]
+    aggregate: str
+    min_sources: int
+    features: FeaturesSpec
+    model: ModelSpec | None
+    output_kind: str
+    horizon: int
+    rounding: str
+    deviation_bps: int
+    heartbeat_s: int
+    poll_interval_s: float
+    file: str
+    digest: bytes  # sha256 of the canonical spec: binds commitments and checkpoints to it
+
+    @property
+    def id_bytes32(self) -> bytes:
+        return feed_id_bytes32(self.id)
+
+
+def load_feed_spec(path: Path) -> FeedSpec:
+    problems = Problems()
+    spec = read_feed_spec(path, problems)
+    problems.raise_if_any()
+    assert spec is not None
+    return spec
+
+
+def load_feed_specs(paths: list[Path]) -> list[FeedSpec]:
+    """Load every spec or none: all problems of all files are reported together."""
+    problems = Problems()
+    specs = [read_feed_spec(p, problems) for p in paths]
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec is None:
+            continue
+        if spec.id in seen:
+            problems.add(
+                spec.file, "id", spec.id, f"expected a unique feed id (also in {seen[spec.id]})"
+            )
+        seen[spec.id] = spec.file
+    problems.raise_if_any()
+    return [s for s in specs if s is not None]
+
+
+def read_feed_spec(path: Path, problems: Problems) -> FeedSpec | None:
+    file = str(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as exc:
+        problems.add(file, "", None, f"cannot read the file: {exc.strerror}")
+        return None
+    if len(raw_bytes) > MAX_SPEC_BYTES:
+        problems.add(
+            file, "", f"{len(raw_bytes)} bytes", f"expected at most {MAX_SPEC_BYTES} bytes"
+        )
+        return None
+    try:
+        data = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.add(file, "", None, f"expected valid UTF-8 TOML: {exc}")
+        return None
+    before = len(problems.items)
+    spec = parse_feed_spec(data, file=file, base_dir=path.parent, problems=problems)
+    return spec if len(problems.items) == before else None
+
+
+def parse_feed_spec(
+    data: dict[str, Any], *, file: str, base_dir: Path, problems: Problems
+) -> FeedSpec | None:
+    top = Table(data, file=file, prefix="", problems=problems)
+    feed_id = top.string("id", max_len=64)
+    if isinstance(feed_id, str) and not FEED_ID.match(feed_id):
+        top.fail(
+            "id",
+            feed_id,
+            "expected 1-64 characters of A-Z a-z 0-9 . _ / : - (starting alphanumeric)",
+        )
+    version = top.integer("version", low=1, high=2**31 - 1)
+    description = top.string("description", max_len=500)
+    decimals = top.integer("decimals", low=0, high=36)
+    poll_interval_s = top.number("poll_interval_s", 1.0, low=0.01, high=86_400.0)
+
+    sources = [_read_source(t, base_dir) for t in top.tables("sources", min_items=1, max_items=32)]
+    names = [s.name for s in sources if s is not None]
+    if len(set(names)) != len(names):
+        top.fail("sources", names, "expected unique source names")
+
+    agg = top.table("aggregate", required=False)
+    method, min_sources = "median", 1
+    if agg is not None:
+        method = agg.string("method", "median", choices=("median",))
+        min_sources = agg.integer("min_sources", 1, low=1, high=32)
+        agg.finish()
+    if isinstance(min_sources, int) and min_sources > max(len(sources), 1):
+        top.fail(
+            "aggregate.min_sources",
+            min_sources,
+            f"expected at most the number of sources ({len(sources)})",
+        )
+    if any(isinstance(s, ReplaySourceSpec) for s in sources) and len(sources) > 1:
+        top.fail("sources", names, "expected a replay source to be the feed's only source")
+
+    features = _read_features(
+        top.table("features"),
+        single_value=not any(isinstance(s, ReplaySourceSpec) for s in sources),
+    )
+
+    output = top.table("output")
+    kind, horizon = "value", 0
+    if output is not None:
+        kind = output.string("kind", choices=OUTPUT_KINDS)
+        if kind == "forecast":
+            horizon = output.integer("horizon", 1, low=1, high=1000)
+        if kind == "policy":
+            output.fail(
+                "kind", kind, "per-arm policy outputs are not supported by this node version yet"
+            )
+        output.finish()
+
+    model_table = top.table("model", required=kind in ("forecast", "anomaly"))
+    model = None
+    if model_table is not None:
+        if kind == "value":
+            top.fail(
+                "model",
+                "...",
+                "expected no model for output kind 'value' (the value itself is published)",
+            )
+        model = _read_model(model_table, kind, features)
+
+    quantize = top.table("quantize")
+    rounding = "ROUND_HALF_EVEN"
+    if quantize is not None:
+        rounding = quantize.string("rounding", choices=ROUNDING_MODES)
+        quantize.finish()
+
+    publish = top.table("publish")
+    deviation_bps, heartbeat_s = 0, 0
+    if publish is not None:
+        deviation_bps = publish.integer("deviation_bps", low=0, high=1_000_000)
+        heartbeat_s = publish.integer("heartbeat_s", low=1, high=7 * 86_400)
+        publish.finish()
+    top.finish()
+
+    if (
+        any(s is None for s in sources)
+        or features is None
+        or (model_table is not None and model is None)
+    ):
+        return None
+    if not all(isinstance(v, int | str | float) for v in (feed_id, version, decimals, kind)):
+        return None
+    canonical = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    )
+    digest = hashlib.sha256(b"MIRA-FEED-SPEC-v1\x00" + canonical.encode()).digest()
+    return FeedSpec(
+        id=feed_id,
+        version=version,
+        description=description,
+        decimals=decimals,
+        sources=tuple(s for s in sources if s is not None),
+        aggregate=method,
+        min_sources=min_sources,
+        features=features,
+        model=model,
+        output_kind=kind,
+        horizon=horizon,
+        rounding=rounding,
+        deviation_bps=deviation_bps,
+        heartbeat_s=heartbeat_s,
+        poll_interval_s=poll_interval_s,
+        file=file,
+        digest=digest,
+    )
+
+
+def _read_source(t: Table, base_dir: Path) -> SourceSpec | None:
+    before = len(t.problems.items)
+    name = t.string("name", max_len=64)
+    if isinstance(name, str) and not FIELD_NAME.match(name):
+        t.fail("name", name, "expected an identifier (letters, digits, _)")
+    kind = t.string("kind", choices=("http", "chain_events", "replay"))
+    spec: SourceSpec | None = None
+    if kind == "http":
+        url = t.string("url", max_len=2000)
+        if isinstance(url, str) and not url.startswith(("http://", "https://")):
+            t.fail("url", url, "expected an http:// or https:// URL")
+        path = t.string("path", max_len=200)
+        spec = HttpSourceSpec(
+            name=name,
+            url=url,
+            path=_parse_path(t, path) if isinstance(path, str) else (),
+            timeout_s=t.number("timeout_s", 5.0, low=0.0, high=120.0, low_open=True),
+            retries=t.integer("retries", 2, low=0, high=10),
+            backoff_s=t.number("backoff_s", 0.2, low=0.0, high=60.0),
+            max_body_bytes=t.integer("max_body_bytes", 65_536, low=16, high=16 * 1024 * 1024),
+        )
+    elif kind == "chain_events":
+        address = t.string("address", max_len=42)
+        if isinstance(address, str) and not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
+            t.fail("address", address, "expected a 0x-prefixed 20-byte hex address")
+        topic0 = t.string("topic0", max_len=66)
+        if isinstance(topic0, str) and not re.fullmatch(r"0x[0-9a-fA-F]{64}", topic0):
+            t.fail("topic0", topic0, "expected a 0x-prefixed 32-byte hex event topic")
+        spec = ChainEventSourceSpec(
+            name=name,
+            rpc_url=t.string("rpc_url", max_len=2000),
+            address=address,
+            topic0=topic0,
+            data_word=t.integer("data_word", 0, low=0, high=255),
+            scale_decimals=t.integer("scale_decimals", 0, low=0, high=77),
+            confirmations=t.integer("confirmations", 0, low=0, high=1000),
+            from_block=t.integer("from_block", 0, low=0),
+        )
+    elif kind == "replay":
+        dataset = t.string("dataset", max_len=500)
+        csv_path: Path | None = None
+        if isinstance(dataset, str):
+            if dataset.startswith("river:"):
+                if dataset[6:] not in RIVER_DATASETS:
+                    t.fail(
+                        "dataset",
+                        dataset,
+                        "expected one of " + ", ".join(f"river:{n}" for n in RIVER_DATASETS),
+                    )
+            else:
+                csv_path = (base_dir / dataset).resolve()
+                if csv_path.suffix != ".csv" or not csv_path.is_file():
+                    t.fail(
+                        "dataset",
+                        dataset,
+                        f"expected river:<name> or an existing .csv file (looked at {csv_path})",
+                    )
+        spec = ReplaySourceSpec(
+            name=name,
+            dataset=dataset,
+            csv_path=csv_path,
+            time_field=t.string("time_field", None, max_len=64),
+            start_ms=t.integer("start_ms", 1_700_000_000_000, low=0, high=2**63 - 1),
+            step_ms=t.integer("step_ms", 1000, low=1, high=86_400_000),
+            passes=t.integer("passes", 1, low=1, high=10_000),
+        )
+    t.finish()
+    return spec if len(t.problems.items) == before else None
+
+
+def _parse_path(t: Table, path: str) -> tuple[str | int, ...]:
+    parts: list[str | int] = []
+    for part in path.split("."):
+        if not part:
+            t.fail("path", path, "expected dot-separated keys, e.g. data.price or data.0.price")
+            return ()
+        parts.append(int(part) if part.isdigit() else part)
+    return tuple(parts)
+
+
+def _read_features(t: Table | None, *, single_value: bool) -> FeaturesSpec | None:
+    if t is None:
+        return None
+    before = len(t.problems.items)
+    fields = t.strings("fields", [], max_items=256)
+    for f in fields:
+        if not FIELD_NAME.match(f):
+            t.fail("fields", f, "expected identifiers (letters, digits, _)")
+    lags = t.integer("lags", 0, low=0, high=64)
+    target = (
+        t.string("target", "value", max_len=64) if single_value else t.string("target", max_len=64)
+    )
+    if single_value and fields:
+        t.fail(
+            "fields", fields, "expected no fields: http and chain sources give one value, use lags"
+        )
+    ranges: list[tuple[str, float, float]] = []
+    rtable = t.table("ranges", required=False)
+    if rtable is not None:
+        for key in sorted(rtable.data):
+            bounds = rtable.raw(key)
+            ok = (
+                isinstance(bounds, list)
+                and len(bounds) == 2
+                and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+                and bounds[0] < bounds[1]
+            )
+            if not ok:
+                rtable.fail(key, bounds, "expected [low, high] with low < high")
+            else:
+                ranges.append((key, float(bounds[0]), float(bounds[1])))
+        rtable.finish()
+    t.finish()
+    if len(t.problems.items) != before:
+        return None
+    return FeaturesSpec(tuple(sorted(fields)), lags, target, tuple(ranges))
+
+
+def _read_model(t: Table, kind: str, features: FeaturesSpec | None) -> ModelSpec | None:
+    before = len(t.problems.items)
+    steps_tables = t.tables("steps", min_items=1, max_items=8)
+    steps: list[ComponentSpec | None] = []
+    for i, st in enumerate(steps_tables):
+        last = i == len(steps_tables) - 1
+        if not last:
+            roles = {TRANSFORMER}
+        elif kind == "forecast":
+            roles = {REGRESSOR, FORECASTER}
+        else:
+            roles = {ANOMALY}
+        steps.append(_read_component(st, roles=roles))
+    if len(steps_tables) > 1 and any(s is not None and s.role == FORECASTER for s in steps):
+        t.fail("steps", len(steps_tables), "expected a time-series forecaster to be the only step")
+    if kind == "anomaly" and features is not None:
+        ranged = {name for name, _, _ in features.ranges}
+        needed = set(features.fields) | ({features.target} if not features.fields else set())
+        missing = sorted(needed - ranged)
+        if missing:
+            t.fail(
+                "steps",
+                "anomaly.HalfSpaceTrees",
+                f"expected [features.ranges] for {', '.join(missing)} (explicit limits)",
+            )
+    mae_window = t.integer("mae_window", 100, low=1, high=100_000)
+    drift_delta = t.number("drift_delta", 0.002, low=0.0, high=1.0, low_open=True)
+    ws = t.table("warm_start", required=False)
+    rows, alpha = 0, 0.0
+    if ws is not None:
+        rows = ws.integer("rows", low=2, high=1_000_000)
+        alpha = ws.number("alpha", 1e-6, low=0.0, high=1e6)
+        ws.finish()
+        names = [s.name for s in steps if s is not None]
+        if names not in (
+            ["linear_model.LinearRegression"],
+            ["preprocessing.StandardScaler", "linear_model.LinearRegression"],
+        ):
+            t.fail(
+                "warm_start",
+                names,
+                "expected the steps to be [StandardScaler,] LinearRegression for a warm start",
+            )
+    t.finish()
+    if len(t.problems.items) != before or any(s is None for s in steps):
+        return None
+    return ModelSpec(
+        steps=tuple(s for s in steps if s is not None),
+        mae_window=mae_window,
+        drift_delta=drift_delta,
+        warm_start_rows=rows,
+        warm_start_alpha=alpha,
+    )
+
+
+__all__ = [
+    "ChainEventSourceSpec",
+    "ConfigError",
+    "FeaturesSpec",
+    "FeedSpec",
+    "HttpSourceSpec",
+    "ModelSpec",
+    "ReplaySourceSpec",
+    "SourceSpec",
+    "feed_id_bytes32",
+    "load_feed_spec",
+    "load_feed_specs",
+]

@@ -1,0 +1,189 @@
+"""The node's own configuration (``node.toml``).
+
+Example::
+
+    [node]
+    name = "node-1"
+    feeds_dir = "feeds"            # relative to this file
+    feeds = ["sp500_forecast"]     # optional: file stems to run (default: every *.toml)
+
+    [database]
+    url = "sqlite:///mira.sqlite"  # relative SQLite paths are relative to this file
+
+    [api]
+    host = "127.0.0.1"
+    port = 8080
+
+    [scheduler]
+    checkpoint_every_s = 60
+    heartbeat_check_every_s = 5
+
+    [log]
+    level = "info"
+    format = "json"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from oracle.config.feeds import FeedSpec, load_feed_specs
+from oracle.config.reader import Problems, Table
+from oracle.storage.db import DEFAULT_URL
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    host: str
+    port: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    checkpoint_every_s: float
+    heartbeat_check_every_s: float
+    flush_every_s: float
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str
+    format: str
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    file: Path
+    feeds_dir: Path
+    feed_files: tuple[Path, ...]
+    database: DatabaseConfig
+    api: ApiConfig
+    scheduler: SchedulerConfig
+    log: LogConfig
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Read and validate ``node.toml`` (not the feeds)."""
+    problems = Problems()
+    file = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.add(file, "", None, f"cannot read the file: {exc.strerror}")
+        problems.raise_if_any()
+        raise AssertionError from exc  # unreachable
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.add(file, "", None, f"expected valid UTF-8 TOML: {exc}")
+        problems.raise_if_any()
+        raise AssertionError from exc  # unreachable
+    base = path.resolve().parent
+    top = Table(data, file=file, prefix="", problems=problems)
+
+    node = top.table("node", required=False) or Table(
+        {}, file=file, prefix="node", problems=problems
+    )
+    name = node.string("name", "node", max_len=64)
+    feeds_dir = base / node.string("feeds_dir", "feeds", max_len=500)
+    wanted = node.strings("feeds", None, max_items=10_000)
+    node.finish()
+    feed_files: list[Path] = []
+    if not feeds_dir.is_dir():
+        node.fail("feeds_dir", str(feeds_dir), "expected an existing folder of feed specs")
+    elif wanted is None:
+        feed_files = sorted(feeds_dir.glob("*.toml"))
+        if not feed_files:
+            node.fail("feeds_dir", str(feeds_dir), "expected at least one *.toml feed spec")
+    else:
+        for stem in wanted:
+            candidate = feeds_dir / f"{stem}.toml"
+            if not candidate.is_file():
+                known = sorted(p.stem for p in feeds_dir.glob("*.toml"))
+                node.fail(
+                    "feeds",
+                    stem,
+                    f"expected a feed spec {candidate}; available: {', '.join(known) or 'none'}",
+                )
+            feed_files.append(candidate)
+
+    dbt = top.table("database", required=False) or Table(
+        {}, file=file, prefix="database", problems=problems
+    )
+    url = dbt.string("url", DEFAULT_URL, max_len=2000)
+    dbt.finish()
+    url = _resolve_sqlite(url, base, dbt)
+
+    apit = top.table("api", required=False) or Table({}, file=file, prefix="api", problems=problems)
+    api = ApiConfig(
+        host=apit.string("host", "127.0.0.1", max_len=255),
+        port=apit.integer("port", 8080, low=0, high=65535),
+        max_body_bytes=apit.integer("max_body_bytes", 64 * 1024, low=1024, high=16 * 1024 * 1024),
+    )
+    apit.finish()
+
+    st = top.table("scheduler", required=False) or Table(
+        {}, file=file, prefix="scheduler", problems=problems
+    )
+    scheduler = SchedulerConfig(
+        checkpoint_every_s=st.number("checkpoint_every_s", 60.0, low=0.1, high=86_400.0),
+        heartbeat_check_every_s=st.number("heartbeat_check_every_s", 5.0, low=0.1, high=3600.0),
+        flush_every_s=st.number("flush_every_s", 0.5, low=0.01, high=60.0),
+    )
+    st.finish()
+
+    lt = top.table("log", required=False) or Table({}, file=file, prefix="log", problems=problems)
+    log = LogConfig(
+        level=lt.string("level", "info", choices=("debug", "info", "warning", "error")),
+        format=lt.string("format", "json", choices=("json", "console")),
+    )
+    lt.finish()
+    top.finish()
+    problems.raise_if_any()
+    return NodeConfig(
+        name=name,
+        file=path,
+        feeds_dir=feeds_dir,
+        feed_files=tuple(feed_files),
+        database=DatabaseConfig(url),
+        api=api,
+        scheduler=scheduler,
+        log=log,
+    )
+
+
+def load_node(path: Path) -> tuple[NodeConfig, list[FeedSpec]]:
+    """The node config and every feed it runs, all valid, or a ConfigError listing all
+    problems: a node never starts half-configured."""
+    config = load_node_config(path)
+    return config, load_feed_specs(list(config.feed_files))
+
+
+def _resolve_sqlite(url: str, base: Path, t: Table) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        t.fail(
+            "url",
+            url,
+            "expected a SQLAlchemy URL, e.g. sqlite:///mira.sqlite or postgresql+psycopg://...",
+        )
+        return url
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        t.fail("url", url, "expected a sqlite or postgresql URL")
+        return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        db_path = Path(parsed.database)
+        if not db_path.is_absolute():
+            return parsed.set(database=str(base / db_path)).render_as_string(hide_password=False)
+    return url

@@ -1,0 +1,25 @@
+"""Persistence: SQLAlchemy 2 over SQLite (default) or PostgreSQL, schema by Alembic."""
+
+from oracle.storage.db import DEFAULT_URL, make_engine
+from oracle.storage.errors import DatabaseNotMigrated, NonceAlreadyUsed, StorageError
+from oracle.storage.migrate import current_revision, head_revision, require_current, upgrade
+from oracle.storage.nonces import SqlUsedNonceLog
+from oracle.storage.store import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
+
+__all__ = [
+    "DEFAULT_URL",
+    "CheckpointRow",
+    "DatabaseNotMigrated",
+    "NonceAlreadyUsed",
+    "ObservationRow",
+    "OutputRow",
+    "RejectionRow",
+    "SqlUsedNonceLog",
+    "StorageError",
+    "Store",
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "require_current",
+    "upgrade",
+]

@@ -1,0 +1,59 @@
+"""Engines: a SQLite file by default, PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from oracle.storage.errors import StorageError
+
+DEFAULT_URL = "sqlite:///mira.sqlite"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL: readers (the API) never block the writer; NORMAL sync is durable across a
+    # process crash (SIGKILL), which is the failure the node must survive.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_engine(url: str, *, schema: str | None = None) -> Engine:
+    """Create an engine for ``url``.
+
+    ``schema`` (PostgreSQL only) puts every table, including Alembic's version table, in
+    that schema via the connection's ``search_path``; tests use it for isolation.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if schema is not None:
+            raise StorageError("a schema can only be chosen on PostgreSQL")
+        engine = create_engine(parsed)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        connect_args: dict[str, Any] = {}
+        if schema is not None:
+            connect_args["options"] = f"-csearch_path={schema}"
+        return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+    raise StorageError(
+        f"unsupported database backend {backend!r} in {url!r}: use sqlite or postgresql"
+    )
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid url>"

@@ -1,0 +1,82 @@
+"""Apply and check the Alembic migrations in the repository's ``migrations/`` folder.
+
+Alembic is configured in code (no ``alembic.ini`` lookup, no dependence on the current
+directory): the script location is found next to the installed ``oracle`` package, or
+given by ``MIRA_MIGRATIONS_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from oracle.storage.db import redact
+from oracle.storage.errors import DatabaseNotMigrated, StorageError
+
+_ENV_DIR = "MIRA_MIGRATIONS_DIR"
+
+
+def migrations_dir() -> Path:
+    """The folder holding ``env.py`` and ``versions/``."""
+    override = os.environ.get(_ENV_DIR)
+    candidates = [Path(override)] if override else []
+    # oracle/storage/migrate.py -> repository root / migrations
+    candidates.append(Path(__file__).resolve().parents[2] / "migrations")
+    for path in candidates:
+        if (path / "env.py").is_file() and (path / "versions").is_dir():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise StorageError(
+        f"cannot find the Alembic migrations (looked in {tried}); "
+        f"set {_ENV_DIR} to the repository's migrations/ folder"
+    )
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory(str(migrations_dir()))
+    head = script.get_current_head()
+    if head is None:
+        raise StorageError("the migrations folder has no revisions")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Apply migrations up to ``revision``; return the revision the database is now at."""
+    command.upgrade(alembic_config(engine), revision)
+    current = current_revision(engine)
+    if current is None:
+        raise StorageError("upgrade finished but the database reports no revision")
+    return current
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    command.downgrade(alembic_config(engine), revision)
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to run on a database that is missing or behind the migrations."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current != head:
+        raise DatabaseNotMigrated(
+            redact(engine.url.render_as_string(hide_password=False)), current, head
+        )

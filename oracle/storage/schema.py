@@ -1,0 +1,166 @@
+"""The relational schema. Tables are created by the Alembic migrations in ``migrations/``
+only; this module is their single description (``Base.metadata`` is Alembic's
+``target_metadata``).
+
+Conventions:
+
+* timestamps are integers: unix **milliseconds** (``*_ms`` columns), so replay is exact;
+* fixed-point values (int128) are stored as decimal text, because neither SQLite nor a
+  BIGINT holds 128 bits and a float would round them;
+* digests and keys are raw bytes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# 64-bit autoincrement keys on PostgreSQL; SQLite only autoincrements INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Observation(Base):
+    """An accepted observation of a feed, in the order the model consumed it."""
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        UniqueConstraint("feed_id", "seq"),
+        UniqueConstraint("feed_id", "dedup_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    feed_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    source: Mapped[str] = mapped_column(String(128), nullable=False)
+    observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # exactly-once key from the source, e.g. "<block hash>:<log index>" for chain events
+    dedup_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # canonical JSON of the record the model saw (features and target)
+    record: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class RejectedObservation(Base):
+    """An observation refused before it reached a model, with the reason."""
+
+    __tablename__ = "rejected_observations"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    feed_id: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    source: Mapped[str] = mapped_column(String(128), nullable=False)
+    received_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    reason: Mapped[str] = mapped_column(String(64), nullable=False)
+    detail: Mapped[str] = mapped_column(Text, nullable=False)
+    raw: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ModelCheckpoint(Base):
+    """A node's own pickled model state after consuming observation ``seq``."""
+
+    __tablename__ = "model_checkpoints"
+    __table_args__ = (UniqueConstraint("feed_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    feed_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    spec_digest: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    state: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Output(Base):
+    """A model output, quantized to the feed's fixed point, with its commitment."""
+
+    __tablename__ = "outputs"
+    __table_args__ = (UniqueConstraint("feed_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    feed_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    value: Mapped[str] = mapped_column(String(48), nullable=False)  # int128 as decimal text
+    raw_value: Mapped[float] = mapped_column(Float(precision=53), nullable=False)
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    # deviation or heartbeat says this output should go on-chain
+    publish: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class Round(Base):
+    """A reporting round (used by the reporting issue)."""
+
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("epoch", "round"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    round: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    leader: Mapped[str] = mapped_column(String(128), nullable=False)
+    state: Mapped[str] = mapped_column(String(32), nullable=False)
+    started_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    finished_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Report(Base):
+    """An encoded report and, once aggregated, its threshold signature."""
+
+    __tablename__ = "reports"
+    __table_args__ = (UniqueConstraint("report_hash"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    epoch: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    round: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    report_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Transmission(Base):
+    """A transaction carrying a report to one chain."""
+
+    __tablename__ = "transmissions"
+    __table_args__ = (UniqueConstraint("chain_id", "report_hash"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    report_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    sender: Mapped[str] = mapped_column(String(42), nullable=False)
+    tx_nonce: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tx_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class UsedNonce(Base):
+    """A FROST nonce commitment that has been used once and must never be used again."""
+
+    __tablename__ = "used_nonces"
+    __table_args__ = (UniqueConstraint("key_id", "commitment_digest"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    key_id: Mapped[bytes] = mapped_column(LargeBinary(64), nullable=False)
+    commitment_digest: Mapped[bytes] = mapped_column(LargeBinary(64), nullable=False)
+    used_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)

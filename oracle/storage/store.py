@@ -1,0 +1,280 @@
+"""Reads and batched writes of the node's data: observations, rejections, outputs,
+model checkpoints.
+
+Writes go in batches, one transaction each, so that an observation and the output it
+produced are stored together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, delete, func, insert, select
+
+from oracle.storage.schema import ModelCheckpoint, Observation, Output, RejectedObservation
+
+_OBS = cast(Table, Observation.__table__)
+_REJ = cast(Table, RejectedObservation.__table__)
+_OUT = cast(Table, Output.__table__)
+_CKPT = cast(Table, ModelCheckpoint.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationRow:
+    feed_id: str
+    seq: int
+    source: str
+    observed_at_ms: int
+    dedup_key: str | None
+    record: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRow:
+    feed_id: str
+    seq: int
+    observed_at_ms: int
+    value: int
+    raw_value: float
+    commitment: bytes
+    publish: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionRow:
+    feed_id: str
+    source: str
+    received_at_ms: int
+    reason: str
+    detail: str
+    raw: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    feed_id: str
+    seq: int
+    spec_digest: bytes
+    commitment: bytes
+    state: bytes
+    created_at_ms: int
+
+
+class Store:
+    """The node's view of its database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        observations: Sequence[ObservationRow] = (),
+        outputs: Sequence[OutputRow] = (),
+        rejections: Sequence[RejectionRow] = (),
+    ) -> None:
+        """Store everything in one transaction (all or nothing)."""
+        if not (observations or outputs or rejections):
+            return
+        with self.engine.begin() as conn:
+            if observations:
+                conn.execute(insert(_OBS), [_obs_params(o) for o in observations])
+            if outputs:
+                conn.execute(insert(_OUT), [_out_params(o) for o in outputs])
+            if rejections:
+                conn.execute(insert(_REJ), [_rej_params(r) for r in rejections])
+
+    def save_checkpoint(self, checkpoint: CheckpointRow, *, keep: int = 3) -> None:
+        """Store a checkpoint and prune all but the newest ``keep`` of its feed."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(_CKPT).values(
+                    feed_id=checkpoint.feed_id,
+                    seq=checkpoint.seq,
+                    spec_digest=checkpoint.spec_digest,
+                    commitment=checkpoint.commitment,
+                    state=checkpoint.state,
+                    created_at_ms=checkpoint.created_at_ms,
+                )
+            )
+            cutoff = conn.execute(
+                select(_CKPT.c.seq)
+                .where(_CKPT.c.feed_id == checkpoint.feed_id)
+                .order_by(_CKPT.c.seq.desc())
+                .offset(keep)
+                .limit(1)
+            ).scalar()
+            if cutoff is not None:
+                conn.execute(
+                    delete(_CKPT)
+                    .where(_CKPT.c.feed_id == checkpoint.feed_id)
+                    .where(_CKPT.c.seq <= cutoff)
+                )
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def last_observation(self, feed_id: str) -> ObservationRow | None:
+        stmt = select(_OBS).where(_OBS.c.feed_id == feed_id).order_by(_OBS.c.seq.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _obs_row(row._mapping)
+
+    def has_dedup_key(self, feed_id: str, dedup_key: str) -> bool:
+        stmt = (
+            select(_OBS.c.id).where(_OBS.c.feed_id == feed_id).where(_OBS.c.dedup_key == dedup_key)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def observations_after(
+        self, feed_id: str, seq: int, *, page: int = 5000
+    ) -> Iterator[ObservationRow]:
+        """Observations of ``feed_id`` with a sequence number above ``seq``, in order."""
+        cursor = seq
+        while True:
+            stmt = (
+                select(_OBS)
+                .where(_OBS.c.feed_id == feed_id)
+                .where(_OBS.c.seq > cursor)
+                .order_by(_OBS.c.seq)
+                .limit(page)
+            )
+            with self.engine.connect() as conn:
+                rows = [_obs_row(r._mapping) for r in conn.execute(stmt)]
+            yield from rows
+            if len(rows) < page:
+                return
+            cursor = rows[-1].seq
+
+    def count_observations(self, feed_id: str) -> int:
+        stmt = select(func.count()).select_from(_OBS).where(_OBS.c.feed_id == feed_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def latest_output(self, feed_id: str, *, published: bool = False) -> OutputRow | None:
+        stmt = select(_OUT).where(_OUT.c.feed_id == feed_id)
+        if published:
+            stmt = stmt.where(_OUT.c.publish.is_(True))
+        stmt = stmt.order_by(_OUT.c.seq.desc()).limit(1)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _out_row(row._mapping)
+
+    def outputs(self, feed_id: str, *, after_seq: int = -1, limit: int = 1000) -> list[OutputRow]:
+        stmt = (
+            select(_OUT)
+            .where(_OUT.c.feed_id == feed_id)
+            .where(_OUT.c.seq > after_seq)
+            .order_by(_OUT.c.seq)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_out_row(r._mapping) for r in conn.execute(stmt)]
+
+    def rejection_counts(self, feed_id: str) -> dict[str, int]:
+        stmt = (
+            select(_REJ.c.reason, func.count())
+            .where(_REJ.c.feed_id == feed_id)
+            .group_by(_REJ.c.reason)
+            .order_by(_REJ.c.reason)
+        )
+        with self.engine.connect() as conn:
+            return {reason: int(n) for reason, n in conn.execute(stmt)}
+
+    def rejections(self, feed_id: str, *, limit: int = 100) -> list[RejectionRow]:
+        stmt = select(_REJ).where(_REJ.c.feed_id == feed_id).order_by(_REJ.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [
+                RejectionRow(
+                    feed_id=r.feed_id,
+                    source=r.source,
+                    received_at_ms=r.received_at_ms,
+                    reason=r.reason,
+                    detail=r.detail,
+                    raw=r.raw,
+                )
+                for r in conn.execute(stmt)
+            ]
+
+    def latest_checkpoint(self, feed_id: str, spec_digest: bytes) -> CheckpointRow | None:
+        """The newest checkpoint of ``feed_id`` made under the same spec."""
+        stmt = (
+            select(_CKPT)
+            .where(_CKPT.c.feed_id == feed_id)
+            .where(_CKPT.c.spec_digest == spec_digest)
+            .order_by(_CKPT.c.seq.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return CheckpointRow(
+            feed_id=m["feed_id"],
+            seq=m["seq"],
+            spec_digest=bytes(m["spec_digest"]),
+            commitment=bytes(m["commitment"]),
+            state=bytes(m["state"]),
+            created_at_ms=m["created_at_ms"],
+        )
+
+
+def _obs_params(o: ObservationRow) -> dict[str, Any]:
+    return {
+        "feed_id": o.feed_id,
+        "seq": o.seq,
+        "source": o.source,
+        "observed_at_ms": o.observed_at_ms,
+        "dedup_key": o.dedup_key,
+        "record": o.record,
+    }
+
+
+def _out_params(o: OutputRow) -> dict[str, Any]:
+    return {
+        "feed_id": o.feed_id,
+        "seq": o.seq,
+        "observed_at_ms": o.observed_at_ms,
+        "value": str(o.value),
+        "raw_value": o.raw_value,
+        "commitment": o.commitment,
+        "publish": o.publish,
+    }
+
+
+def _rej_params(r: RejectionRow) -> dict[str, Any]:
+    return {
+        "feed_id": r.feed_id,
+        "source": r.source,
+        "received_at_ms": r.received_at_ms,
+        "reason": r.reason,
+        "detail": r.detail,
+        "raw": r.raw,
+    }
+
+
+def _obs_row(m: Any) -> ObservationRow:
+    return ObservationRow(
+        feed_id=m["feed_id"],
+        seq=m["seq"],
+        source=m["source"],
+        observed_at_ms=m["observed_at_ms"],
+        dedup_key=m["dedup_key"],
+        record=m["record"],
+    )
+
+
+def _out_row(m: Any) -> OutputRow:
+    return OutputRow(
+        feed_id=m["feed_id"],
+        seq=m["seq"],
+        observed_at_ms=m["observed_at_ms"],
+        value=int(m["value"]),
+        raw_value=m["raw_value"],
+        commitment=bytes(m["commitment"]),
+        publish=bool(m["publish"]),
+    )

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+
+from oracle.storage import (
+    DatabaseNotMigrated,
+    current_revision,
+    head_revision,
+    require_current,
+    upgrade,
+)
+from oracle.storage.migrate import downgrade
+from oracle.storage.schema import Base
+from tests.fixtures.db import Backend
+
+TABLES = {
+    "observations",
+    "rejected_observations",
+    "model_checkpoints",
+    "outputs",
+    "rounds",
+    "reports",
+    "transmissions",
+    "used_nonces",
+}
+
+
+def test_unmigrated_database_is_refused_with_the_command_to_run(empty_engine: Engine) -> None:
+    with pytest.raises(DatabaseNotMigrated) as info:
+        require_current(empty_engine)
+    assert info.value.current is None
+    assert info.value.head == head_revision()
+    assert "mira db upgrade" in str(info.value)
+
+
+def test_upgrade_creates_every_table_and_is_idempotent(empty_engine: Engine) -> None:
+    assert upgrade(empty_engine) == head_revision()
+    assert upgrade(empty_engine) == head_revision()
+    assert set(inspect(empty_engine).get_table_names()) >= TABLES
+    require_current(empty_engine)
+
+
+def test_database_behind_head_is_refused(empty_engine: Engine) -> None:
+    upgrade(empty_engine)
+    downgrade(empty_engine, "base")
+    assert current_revision(empty_engine) is None
+    assert not TABLES & set(inspect(empty_engine).get_table_names())
+    with pytest.raises(DatabaseNotMigrated):
+        require_current(empty_engine)
+
+
+def test_migrations_match_the_models(engine: Engine) -> None:
+    """The migrations create exactly what ``Base.metadata`` describes."""
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_mira_db_upgrade_runs_from_any_directory(backend: Backend, tmp_path: Path) -> None:
+    """The CLI finds the migrations without relying on the current directory."""
+    env = dict(os.environ)
+    args = [
+        str(Path(sys.executable).parent / "mira"),
+        "db",
+        "upgrade",
+        "--database-url",
+        backend.url,
+    ]
+    if backend.schema:
+        args += ["--schema", backend.schema]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(args, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert head_revision() in done.stdout
+    require_current(backend.engine())

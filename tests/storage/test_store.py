@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from oracle.storage import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
+
+INT128_MAX = 2**127 - 1
+INT128_MIN = -(2**127)
+
+
+def obs(seq: int, feed: str = "f", dedup: str | None = None) -> ObservationRow:
+    return ObservationRow(feed, seq, "src", 1_700_000_000_000 + seq, dedup, f'{{"y":{seq}}}')
+
+
+def out(seq: int, value: int, feed: str = "f", publish: bool = False) -> OutputRow:
+    return OutputRow(
+        feed, seq, 1_700_000_000_000 + seq, value, float(seq) / 3, bytes([seq % 256]) * 32, publish
+    )
+
+
+def test_batch_roundtrip_keeps_int128_and_float_exact(engine: Engine) -> None:
+    store = Store(engine)
+    store.write_batch(
+        [obs(1), obs(2)],
+        [out(1, INT128_MAX), out(2, INT128_MIN, publish=True)],
+        [RejectionRow("f", "src", 1, "nan", "value is NaN", "NaN")],
+    )
+    assert store.latest_output("f") == out(2, INT128_MIN, publish=True)
+    assert store.outputs("f")[0] == out(1, INT128_MAX)
+    assert store.outputs("f")[0].raw_value == 1 / 3
+    assert store.latest_output("f", published=True) == out(2, INT128_MIN, publish=True)
+    assert store.last_observation("f") == obs(2)
+    assert store.rejection_counts("f") == {"nan": 1}
+    assert store.count_observations("f") == 2
+    assert store.latest_output("other") is None
+
+
+def test_failed_batch_stores_nothing_and_loses_nothing(engine: Engine) -> None:
+    store = Store(engine)
+    store.write_batch([obs(1)], [out(1, 10)])
+    with pytest.raises(IntegrityError):
+        # seq 2 is new but seq 1 repeats: the whole batch must roll back
+        store.write_batch([obs(2), obs(1)], [out(2, 20)])
+    assert [o.seq for o in store.observations_after("f", 0)] == [1]
+    assert store.latest_output("f") == out(1, 10)
+
+
+def test_dedup_key_is_unique_per_feed(engine: Engine) -> None:
+    store = Store(engine)
+    store.write_batch([obs(1, dedup="0xabc:0")])
+    assert store.has_dedup_key("f", "0xabc:0")
+    assert not store.has_dedup_key("g", "0xabc:0")
+    store.write_batch([obs(1, feed="g", dedup="0xabc:0")])
+    with pytest.raises(IntegrityError):
+        store.write_batch([obs(2, dedup="0xabc:0")])
+
+
+def test_observations_after_pages_in_order(engine: Engine) -> None:
+    store = Store(engine)
+    store.write_batch([obs(s) for s in range(1, 26)])
+    got = [o.seq for o in store.observations_after("f", 3, page=7)]
+    assert got == list(range(4, 26))
+
+
+def test_checkpoints_latest_per_spec_and_pruned(engine: Engine) -> None:
+    store = Store(engine)
+    spec_a, spec_b = b"a" * 32, b"b" * 32
+    for seq in (10, 20, 30, 40, 50):
+        store.save_checkpoint(CheckpointRow("f", seq, spec_a, b"c" * 32, bytes([seq]), seq), keep=3)
+    store.save_checkpoint(CheckpointRow("f", 60, spec_b, b"c" * 32, b"\x00", 60), keep=3)
+    latest = store.latest_checkpoint("f", spec_a)
+    assert latest is not None and latest.seq == 50 and latest.state == bytes([50])
+    assert store.latest_checkpoint("f", b"z" * 32) is None
+    # keep=3 over the feed: only 40, 50 (spec a) and 60 (spec b) survive
+    b = store.latest_checkpoint("f", spec_b)
+    assert b is not None and b.seq == 60
