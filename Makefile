@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 # serves no others, and `npm ci` refuses a lockfile without every platform's optional package.
 # --ignore-scripts: the binaries ship inside the platform packages; the postinstall hooks
 # would only try to fetch them again.
-contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
+contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json contracts/bin/fetch-chainlink
 	cd contracts && npm install --ignore-scripts --no-audit --no-fund --loglevel=error
+	contracts/bin/fetch-chainlink
 	touch $@
 
 contracts: setup

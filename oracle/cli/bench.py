@@ -134,3 +134,25 @@ def sign(
         for name, bar in bars.items():
             verdict = "pass" if bar["pass"] else "FAIL"
             click.echo(f"{name}: {bar['measured']} (limit {bar['limit']}) {verdict}")
+
+
+@bench.command("gas")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def gas_command(as_json: bool) -> None:
+    """Full-transaction gas of Mira's transmit vs committee size and batch size, and OCR2's."""
+    from oracle.bench import gas
+
+    result = gas.run()
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    mira, bars = result["mira"], result["bars"]
+    click.echo(f"hardfork {result['hardfork']}")
+    for n, g in mira["one_feed_gas_by_committee_size"].items():
+        click.echo(f"one feed, n={n:>3}: {g:>9,} gas")
+    for k, g in mira["gas_by_feed_count"].items():
+        click.echo(f"{k:>3} feeds, n={mira['report_committee_size']}: {g:>9,} gas")
+    click.echo(f"marginal per feed at 100: {mira['marginal_gas_per_feed_at_100']:,.0f} gas")
+    for n, g in result["ocr2"]["gas_by_committee_size"].items():
+        click.echo(f"OCR2Base one value, n={n:>3}: {g:>9,} gas")
+    click.echo(json.dumps(bars, indent=2))

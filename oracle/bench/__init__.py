@@ -1,0 +1,1 @@
+"""Reproducible measurements behind ``mira bench``; each prints one JSON object."""

@@ -1,0 +1,180 @@
+"""Gas of a fully verified MiraOracle transmission, from anvil's receipts.
+
+Every figure is a whole transaction's ``gasUsed`` (21,000 base + calldata + execution) on a
+real anvil, signed by a real FROST committee from the DKG. Measured:
+
+- one-feed report vs committee size n (threshold t = ⌊2n/3⌋ + 1): flat, since the
+  contract verifies one aggregate signature whatever n is;
+- reports of 1, 10, 50 and 100 feeds, and the marginal gas per extra feed;
+- Chainlink's OCR2Base at n = 4, 16, 31 with f = (n − 1) / 3 (see ``ocr2``), in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract import Contract
+
+from oracle.chain.anvil import Anvil, AnvilConfig
+from oracle.chain.deploy import deploy
+from oracle.chain.oracle_calls import MemberInfo, signature_struct, start_epoch_args
+from oracle.crypto.dkg import run_dkg
+from oracle.crypto.frost import make_signers, run_signing
+from oracle.crypto.group import base_mul
+from oracle.crypto.suites import MIRA_EVM
+from oracle.reporting.report import FeedUpdate, Report, digest, encode
+
+HARDFORK = "prague"
+COMMITTEE_SIZES = (4, 16, 31, 64)
+FEED_COUNTS = (1, 10, 50, 100)
+REFERENCE_N = 31
+SAMPLES = 5
+
+# Bars of the contracts issue.
+ONE_FEED_BAR = 36_000
+FLATNESS_BAR = 0.01
+MARGINAL_BAR = 6_500
+OCR2_SAVING_BAR = 0.60
+
+
+def threshold_for(n: int) -> int:
+    """t = 2f + 1 with f = ⌊(n − 1)/3⌋ faulty nodes tolerated."""
+    return 2 * ((n - 1) // 3) + 1
+
+
+@dataclass
+class Committee:
+    """A FROST committee from a real DKG, registered as an epoch of the oracle."""
+
+    epoch: int
+    sign: Callable[[bytes], tuple[int, int, str, int]]
+
+
+def _members(n: int) -> list[MemberInfo]:
+    out = []
+    for i in range(n):
+        identity = base_mul(int.from_bytes(keccak(b"identity" + bytes([i])), "big") % (2**255))
+        out.append(
+            MemberInfo(
+                operator="0x" + keccak(b"operator" + i.to_bytes(2, "big"))[-20:].hex(),
+                identity_key=identity.serialize(),
+                p2p_url=f"http://10.0.0.{i % 250 + 1}:7700",
+            )
+        )
+    return out
+
+
+def start_committee(w3: Web3, oracle: Contract, n: int) -> Committee:
+    t = threshold_for(n)
+    dkg = run_dkg(MIRA_EVM, t, n)
+    signers = list(make_signers(MIRA_EVM, dkg.public, dkg.keys).values())
+    tx = oracle.functions.startEpoch(*start_epoch_args(dkg.public.group_key, t, _members(n)))
+    w3.eth.wait_for_transaction_receipt(tx.transact())
+    epoch = int(oracle.functions.currentEpoch().call())
+
+    def sign(message: bytes) -> tuple[int, int, str, int]:
+        outcome = run_signing(MIRA_EVM, dkg.public, message, signers)
+        return signature_struct(dkg.public.group_key, message, outcome.encoded)
+
+    return Committee(epoch=epoch, sign=sign)
+
+
+class _Transmitter:
+    def __init__(self, w3: Web3, oracle: Contract) -> None:
+        self.w3, self.oracle, self.round = w3, oracle, 0
+
+    def transmit(self, committee: Committee, feed_ids: Sequence[bytes]) -> int:
+        """Send one report updating ``feed_ids``; return the receipt's gasUsed."""
+        self.round += 1
+        # a new block second per report, so every update is fresh for every feed
+        self.w3.provider.make_request("evm_increaseTime", [1])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        updates = tuple(
+            FeedUpdate(
+                feed_id=f,
+                value=3_000_00000000 + int.from_bytes(os.urandom(4), "big"),
+                observed_at=now,
+                model_commitment=keccak(f + self.round.to_bytes(8, "big")),
+            )
+            for f in feed_ids
+        )
+        report = encode(Report(committee.epoch, self.round, updates))
+        message = digest(self.w3.eth.chain_id, self.oracle.address, committee.epoch, report)
+        tx = self.oracle.functions.transmit(report, committee.sign(message)).transact()
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"transmission of round {self.round} reverted")
+        applied = self.oracle.events.ReportTransmitted().process_receipt(receipt)
+        if len(applied) != 1 or len(applied[0]["args"]["modelCommitments"]) != len(feed_ids):
+            raise RuntimeError(f"round {self.round} did not apply all {len(feed_ids)} updates")
+        return int(receipt["gasUsed"])
+
+
+def measure_mira(w3: Web3) -> dict[str, Any]:
+    owner = w3.eth.accounts[0]
+    oracle = deploy(w3, "MiraOracle", owner, 3600, 3600, 300)
+    feeds = [keccak(f"BENCH-{i}/USD".encode()) for i in range(max(FEED_COUNTS))]
+    for i, feed in enumerate(feeds):
+        oracle.functions.registerFeed(feed, 8, f"BENCH-{i} / USD").transact()
+    tx = _Transmitter(w3, oracle)
+
+    by_n: dict[str, int] = {}
+    committees: dict[int, Committee] = {}
+    for n in COMMITTEE_SIZES:
+        committees[n] = start_committee(w3, oracle, n)
+        by_n[str(n)] = int(
+            statistics.median(tx.transmit(committees[n], feeds[:1]) for _ in range(SAMPLES))
+        )
+
+    reference = committees[REFERENCE_N]
+    by_feeds: dict[str, int] = {}
+    for k in FEED_COUNTS:
+        by_feeds[str(k)] = int(
+            statistics.median(tx.transmit(reference, feeds[:k]) for _ in range(3))
+        )
+
+    lo, hi = min(by_n.values()), max(by_n.values())
+    marginal = (by_feeds["100"] - by_feeds["1"]) / 99
+    return {
+        "one_feed_gas_by_committee_size": by_n,
+        "committee_size_spread": round((hi - lo) / lo, 5),
+        "gas_by_feed_count": by_feeds,
+        "marginal_gas_per_feed_at_100": round(marginal, 1),
+        "threshold_rule": "t = 2*floor((n-1)/3) + 1",
+        "report_committee_size": REFERENCE_N,
+    }
+
+
+def run() -> dict[str, Any]:
+    """Start anvil, measure Mira (and OCR2 when its sources are installed), check the bars."""
+    with Anvil(AnvilConfig(extra_args=["--hardfork", HARDFORK])) as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
+        w3.eth.default_account = w3.eth.accounts[0]
+        mira = measure_mira(w3)
+        from oracle.bench import ocr2
+
+        reference = ocr2.measure(w3, tuple(n for n in COMMITTEE_SIZES if n <= 31))
+    bars: dict[str, Any] = {
+        "one_feed_total_gas_max": ONE_FEED_BAR,
+        "one_feed_total_gas_pass": max(mira["one_feed_gas_by_committee_size"].values())
+        <= ONE_FEED_BAR,
+        "committee_size_spread_max": FLATNESS_BAR,
+        "committee_size_spread_pass": mira["committee_size_spread"] <= FLATNESS_BAR,
+        "marginal_gas_per_feed_max": MARGINAL_BAR,
+        "marginal_gas_per_feed_pass": mira["marginal_gas_per_feed_at_100"] <= MARGINAL_BAR,
+    }
+    if reference.get("gas_by_committee_size"):
+        ocr2_31 = reference["gas_by_committee_size"].get(str(REFERENCE_N))
+        mira_31 = mira["one_feed_gas_by_committee_size"][str(REFERENCE_N)]
+        saving = 1 - mira_31 / ocr2_31
+        bars["saving_vs_ocr2_at_31"] = round(saving, 4)
+        bars["saving_vs_ocr2_min"] = OCR2_SAVING_BAR
+        bars["saving_vs_ocr2_pass"] = saving >= OCR2_SAVING_BAR
+    return {"benchmark": "gas", "hardfork": HARDFORK, "mira": mira, "ocr2": reference, "bars": bars}
