@@ -105,8 +105,12 @@ abstract contract Committee is ICommittee, Owned {
 
     /// @dev 160 bits of keccak: forging a key for a stored hash is a second-preimage search
     ///      (~2^160 work), the same security an Ethereum address gives its key.
-    function keyHash(uint256 px, uint8 parity) internal pure returns (bytes20) {
-        return bytes20(keccak256(abi.encodePacked(px, parity)));
+    function keyHash(uint256 px, uint8 parity) internal pure returns (bytes20 h) {
+        assembly ("memory-safe") {
+            mstore(0x00, px)
+            mstore8(0x20, parity) // px ‖ parity: 33 bytes in scratch space
+            h := and(keccak256(0x00, 0x21), not(0xffffffffffffffffffffffff))
+        }
     }
 
     /// @dev Reverts unless (px, parity) is `epoch`'s key and the epoch is still valid.

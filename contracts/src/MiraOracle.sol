@@ -26,6 +26,13 @@ contract MiraOracle is IMiraOracle, Committee {
     uint256 internal constant OBSERVED_SHIFT = 128;
     uint256 internal constant U64 = 0xffffffffffffffff;
     uint256 internal constant U128 = 0xffffffffffffffffffffffffffffffff;
+    // LibReport's sizes, restated as literals because inline assembly reads only literal
+    // constants; the constructor checks they agree.
+    uint256 internal constant HEADER_SIZE = 16;
+    /// @dev Upper bound of maxAge and maxFutureDrift (about 136 years): keeps the window
+    ///      arithmetic in transmit() far from overflow.
+    uint256 internal constant MAX_WINDOW = type(uint32).max;
+    uint256 internal constant UPDATE_SIZE = 88;
 
     /// @notice An update observed more than this many seconds ago is skipped as stale.
     uint256 public immutable maxAge;
@@ -45,6 +52,10 @@ contract MiraOracle is IMiraOracle, Committee {
     constructor(address initialOwner, uint64 initialGracePeriod, uint256 maxAge_, uint256 maxFutureDrift_)
         Committee(initialOwner, initialGracePeriod)
     {
+        assert(HEADER_SIZE == LibReport.HEADER_SIZE && UPDATE_SIZE == LibReport.UPDATE_SIZE);
+        if (maxAge_ > MAX_WINDOW || maxFutureDrift_ > MAX_WINDOW) {
+            revert InvalidWindow(maxAge_, maxFutureDrift_);
+        }
         maxAge = maxAge_;
         maxFutureDrift = maxFutureDrift_;
     }
@@ -62,100 +73,81 @@ contract MiraOracle is IMiraOracle, Committee {
             revert InvalidSignature();
         }
 
-        // The event's data is built in place as the ABI encoding of bytes32[]:
-        // [0x20][applied][commitment 0]...[commitment applied−1].
-        uint256 data;
+        uint256 oldest = block.timestamp > maxAge ? block.timestamp - maxAge : 0;
+        uint256 newest = block.timestamp + maxFutureDrift;
+        bytes32 transmitted = ReportTransmitted.selector;
+        bytes32 skipped = UpdateSkipped.selector;
+        bytes4 notRegistered = FeedNotRegistered.selector;
+        bytes4 noneApplied = NoUpdateApplied.selector;
         assembly ("memory-safe") {
-            data := mload(0x40)
+            // The event's data is built in place as the ABI encoding of bytes32[]:
+            // [0x20][applied][commitment 0]...[commitment applied−1].
+            let data := mload(0x40)
             mstore(0x40, add(data, add(0x40, shl(5, k))))
-        }
-        uint256 applied;
-        Window memory w = Window({
-            slotIndex: round % RING_SIZE,
-            fresh: (uint256(round) << ROUND_SHIFT) | REGISTERED,
-            oldest: block.timestamp > maxAge ? block.timestamp - maxAge : 0,
-            newest: block.timestamp + maxFutureDrift
-        });
-        for (uint256 i; i < k;) {
-            uint256 p = LibReport.HEADER_SIZE + i * LibReport.UPDATE_SIZE;
-            bytes32 feedId;
-            uint256 word; // value int128 ‖ observedAt uint64 ‖ first 8 bytes of the commitment
-            uint256 slot;
-            uint256 entry;
-            assembly ("memory-safe") {
-                p := add(report.offset, p)
-                feedId := calldataload(p)
-                word := calldataload(add(p, 32))
+            let out := add(data, 0x40)
+            let fresh := or(shl(ROUND_SHIFT, round), REGISTERED)
+            let slotIndex := mod(round, RING_SIZE)
+            let end := add(report.offset, add(HEADER_SIZE, mul(k, UPDATE_SIZE)))
+            for { let p := add(report.offset, HEADER_SIZE) } lt(p, end) { p := add(p, UPDATE_SIZE) } {
+                let feedId := calldataload(p)
+                let word := calldataload(add(p, 32)) // value int128 ‖ observedAt uint64 ‖ 8 more bytes
                 // _rings[feedId][slotIndex]: a fixed array's elements follow its base slot
                 mstore(0x00, feedId)
                 mstore(0x20, _rings.slot)
-                slot := add(keccak256(0x00, 0x40), mload(w))
-                entry := sload(slot)
-            }
-            if (entry == 0) revert FeedNotRegistered(feedId);
-            uint256 observedAt = (word >> 64) & U64;
-            if (
-                round <= (entry >> ROUND_SHIFT) & MAX_ROUND || observedAt <= (entry >> OBSERVED_SHIFT) & U64
-                    || observedAt < w.oldest || observedAt > w.newest
-            ) {
-                _skip(report, i, round, entry, observedAt, w);
-            } else {
-                assembly ("memory-safe") {
-                    // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
-                    sstore(slot, or(or(mload(add(w, 0x20)), shl(128, observedAt)), shr(128, word)))
-                    mstore(add(data, add(0x40, shl(5, applied))), calldataload(add(p, 56)))
+                let slot := add(keccak256(0x00, 0x40), slotIndex)
+                let entry := sload(slot)
+                if iszero(entry) {
+                    mstore(0x00, notRegistered)
+                    mstore(0x04, feedId)
+                    revert(0x00, 0x24)
                 }
-                ++applied;
+                let observedAt := and(shr(64, word), U64)
+                // Skip reasons, as IMiraOracle.SkipReason: 0 StaleRound, 1 DuplicateFeed,
+                // 2 StaleTimestamp, 3 FutureTimestamp; 4 = apply.
+                let reason := 4
+                switch gt(round, and(shr(ROUND_SHIFT, entry), MAX_ROUND))
+                case 0 {
+                    reason := 0
+                    // a replay or a duplicate: look for the same feed earlier in this report
+                    for { let q := add(report.offset, HEADER_SIZE) } lt(q, p) { q := add(q, UPDATE_SIZE) } {
+                        if eq(calldataload(q), feedId) {
+                            reason := 1
+                            break
+                        }
+                    }
+                }
+                default {
+                    if or(
+                        iszero(gt(observedAt, and(shr(OBSERVED_SHIFT, entry), U64))),
+                        lt(observedAt, oldest)
+                    ) {
+                        reason := 2
+                    }
+                    if gt(observedAt, newest) { reason := 3 }
+                }
+                switch reason
+                case 4 {
+                    // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
+                    sstore(slot, or(or(fresh, shl(OBSERVED_SHIFT, observedAt)), shr(128, word)))
+                    mstore(out, calldataload(add(p, 56)))
+                    out := add(out, 0x20)
+                }
+                default {
+                    mstore(0x00, reason)
+                    log3(0x00, 0x20, skipped, feedId, round)
+                }
             }
-            unchecked {
-                ++i;
+            let applied := shr(5, sub(out, add(data, 0x40)))
+            if iszero(applied) {
+                mstore(0x00, noneApplied)
+                mstore(0x04, epoch)
+                mstore(0x24, round)
+                revert(0x00, 0x44)
             }
-        }
-        if (applied == 0) revert NoUpdateApplied(epoch, round);
-        bytes32 topic = ReportTransmitted.selector;
-        assembly ("memory-safe") {
             mstore(data, 0x20)
             mstore(add(data, 0x20), applied)
-            log3(data, add(0x40, shl(5, applied)), topic, epoch, round)
+            log3(data, sub(out, data), transmitted, epoch, round)
         }
-    }
-
-    /// @dev What one update of a verified report is checked against.
-    struct Window {
-        uint256 slotIndex; // ring slot of this round (first field: read with mload(w))
-        uint256 fresh; // round and REGISTERED bits of the new entry (second field)
-        uint256 oldest; // earliest acceptable observedAt
-        uint256 newest; // latest acceptable observedAt
-    }
-
-    /// @dev The skip path: find the reason (cheap checks first) and emit it.
-    function _skip(
-        bytes calldata report,
-        uint256 i,
-        uint64 round,
-        uint256 entry,
-        uint256 observedAt,
-        Window memory w
-    ) private {
-        (bytes32 feedId,,,) = LibReport.update(report, i);
-        SkipReason reason;
-        if (round <= (entry >> ROUND_SHIFT) & MAX_ROUND) {
-            reason = _seenBefore(report, i, feedId) ? SkipReason.DuplicateFeed : SkipReason.StaleRound;
-        } else if (observedAt > w.newest) {
-            reason = SkipReason.FutureTimestamp;
-        } else {
-            reason = SkipReason.StaleTimestamp;
-        }
-        emit UpdateSkipped(feedId, round, reason);
-    }
-
-    /// @dev Only on the skip path: tells a duplicate in this report from a replayed round.
-    function _seenBefore(bytes calldata report, uint256 i, bytes32 feedId) private pure returns (bool) {
-        for (uint256 j; j < i; ++j) {
-            (bytes32 earlier,,,) = LibReport.update(report, j);
-            if (earlier == feedId) return true;
-        }
-        return false;
     }
 
     /// @inheritdoc IMiraOracle

@@ -281,6 +281,14 @@ contract MiraOracleTest is OracleFixture {
 
     // ---------------------------------------------------------------- registry & committee errors
 
+    function test_constructorRejectsHugeWindows() public {
+        uint256 huge = uint256(type(uint32).max) + 1;
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.InvalidWindow.selector, huge, uint256(1)));
+        new MiraOracle(owner, GRACE, huge, 1);
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.InvalidWindow.selector, uint256(1), huge));
+        new MiraOracle(owner, GRACE, 1, huge);
+    }
+
     function test_registerFeedErrors() public {
         vm.startPrank(owner);
         vm.expectRevert(abi.encodeWithSelector(IMiraOracle.FeedAlreadyRegistered.selector, ids[0]));

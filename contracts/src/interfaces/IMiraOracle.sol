@@ -62,6 +62,8 @@ interface IMiraOracle is ICommittee {
     error NoUpdateApplied(uint64 epoch, uint64 round);
     /// @notice A feed with this id exists already.
     error FeedAlreadyRegistered(bytes32 feedId);
+    /// @notice maxAge or maxFutureDrift is above 2^32 − 1 seconds.
+    error InvalidWindow(uint256 maxAge, uint256 maxFutureDrift);
     /// @notice Feed id zero is reserved.
     error InvalidFeedId();
     /// @notice The requested round is not (or no longer) in the feed's ring.

@@ -52,12 +52,26 @@ library LibReport {
         }
     }
 
-    /// @notice The message the committee signs: binds the domain, chain, contract, epoch and report.
+    /// @notice The message the committee signs: binds the domain, chain, contract, epoch and report:
+    ///         keccak256("MIRA-REPORT-v1" ‖ chainId uint256 ‖ oracle address ‖ epoch uint64 ‖ keccak256(report)).
     function digest(uint256 chainId, address oracle, uint64 epoch, bytes calldata report)
         internal
         pure
-        returns (bytes32)
+        returns (bytes32 d)
     {
-        return keccak256(abi.encodePacked(DOMAIN, chainId, oracle, epoch, keccak256(report)));
+        assembly ("memory-safe") {
+            // Scratch past the free pointer: first the report (for its hash), then the
+            // 106-byte preimage 14 ‖ 32 ‖ 20 ‖ 8 ‖ 32, each field written left to right so a
+            // later mstore overwrites the previous one's padding.
+            let m := mload(0x40)
+            calldatacopy(m, report.offset, report.length)
+            let reportHash := keccak256(m, report.length)
+            mstore(m, "MIRA-REPORT-v1")
+            mstore(add(m, 14), chainId)
+            mstore(add(m, 46), shl(96, oracle))
+            mstore(add(m, 66), shl(192, epoch))
+            mstore(add(m, 74), reportHash)
+            d := keccak256(m, 106)
+        }
     }
 }

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {OracleFixture} from "../utils/OracleFixture.sol";
+import {OracleHandler} from "./OracleHandler.sol";
+
+/// @notice Properties of MiraOracle under random sequences of valid, stale and forged reports.
+contract MiraOracleInvariantTest is OracleFixture {
+    OracleHandler internal handler;
+
+    function setUp() public {
+        _deploy();
+        bytes32[] memory registered = _register(4);
+        bytes32[4] memory ids = [registered[0], registered[1], registered[2], registered[3]];
+        handler = new OracleHandler(oracle, groupSecret, ids, block.timestamp);
+        targetContract(address(handler));
+    }
+
+    /// @notice Only validly signed reports change state.
+    function invariant_onlyValidSignaturesChangeState() public view {
+        vm.assertEq(handler.invalidChangedState(), 0, "an invalid report changed state");
+    }
+
+    /// @notice A feed's latest round never decreases.
+    function invariant_roundsNeverDecrease() public view {
+        vm.assertEq(handler.roundsDecreased(), 0, "a feed's latest round decreased");
+    }
+
+    /// @notice A skipped update leaves its feed untouched.
+    function invariant_skippedUpdateLeavesFeedUntouched() public view {
+        vm.assertEq(handler.skippedChangedFeed(), 0, "a skipped update changed its feed");
+    }
+}

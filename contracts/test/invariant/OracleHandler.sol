@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {MiraOracle} from "../../src/MiraOracle.sol";
+import {IMiraOracle} from "../../src/interfaces/IMiraOracle.sol";
+import {LibSchnorr} from "../../src/libraries/LibSchnorr.sol";
+import {Vm} from "../lib/Vm.sol";
+
+/// @notice Drives MiraOracle with valid, tampered and partly-stale reports, and records any
+///         violation of the properties the invariant test asserts. Each property is checked
+///         right around the call that could break it, against a snapshot taken just before.
+contract OracleHandler {
+    Vm internal constant vm = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
+    uint256 internal constant N = LibSchnorr.N;
+    uint256 internal constant FEEDS = 4;
+
+    MiraOracle public immutable oracle;
+    uint256 internal immutable secret;
+    bytes32[FEEDS] internal ids;
+    uint64 public nextRound = 1;
+    uint256 internal clock;
+    uint256 internal nonce = 1;
+
+    // violations (must stay zero) and coverage counters
+    uint256 public roundsDecreased;
+    uint256 public invalidChangedState;
+    uint256 public skippedChangedFeed;
+    uint256 public validApplied;
+    uint256 public invalidSent;
+
+    constructor(MiraOracle oracle_, uint256 secret_, bytes32[FEEDS] memory ids_, uint256 clock_) {
+        oracle = oracle_;
+        secret = secret_;
+        ids = ids_;
+        clock = clock_;
+    }
+
+    // ------------------------------------------------------------------ actions
+
+    /// @dev A validly signed report for a random subset of feeds; some updates may be stale
+    ///      (old round or old timestamp) or too far in the future.
+    function transmitValid(uint8 mask, int128 value, uint8 roundStep, uint8 skew, uint8 staleMask) external {
+        clock += 1 + (skew % 30);
+        vm.warp(clock);
+        mask = uint8(mask % 15) + 1; // non-empty subset of 4 feeds
+        // mostly advance the round, sometimes replay or go back
+        uint64 round =
+            roundStep % 5 == 0 && nextRound > 1 ? nextRound - 1 - (roundStep % (nextRound - 1)) : nextRound;
+        bytes memory report = abi.encodePacked(uint64(1), round);
+        uint256[FEEDS] memory before = _snapshot();
+        bool[FEEDS] memory bad;
+        for (uint256 i; i < FEEDS; ++i) {
+            if (mask & (1 << i) == 0) continue;
+            uint64 observedAt = uint64(clock);
+            if (staleMask & (1 << i) != 0) {
+                bad[i] = true;
+                observedAt = (staleMask & 0x80) != 0 ? uint64(clock + 10 minutes) : uint64(clock - 2 hours);
+            }
+            report = abi.encodePacked(report, ids[i], value, observedAt, keccak256(abi.encode(i, round)));
+        }
+        IMiraOracle.Signature memory sig = _sign(oracle.reportDigest(1, report));
+        try oracle.transmit(report, sig) {
+            ++validApplied;
+            if (round == nextRound) ++nextRound;
+        } catch {}
+        _checkAfter(before, bad);
+    }
+
+    /// @dev A report whose signature, content or epoch is wrong in one of several ways.
+    function transmitInvalid(uint8 how, uint256 noise, int128 value) external {
+        clock += 1;
+        vm.warp(clock);
+        bytes memory report =
+            abi.encodePacked(uint64(1), nextRound, ids[noise % FEEDS], value, uint64(clock), bytes32(0));
+        IMiraOracle.Signature memory sig = _sign(oracle.reportDigest(1, report));
+        how %= 5;
+        if (how == 0) {
+            sig.z = addmod(sig.z, (noise % (N - 1)) + 1, N);
+        } else if (how == 1) {
+            report[16 + (noise % 88)] ^= 0x01;
+        } else if (how == 2) {
+            sig.commitment = address(uint160(noise));
+        } else if (how == 3) {
+            sig = _signDigest(
+                uint256(keccak256(abi.encode(noise))) % (N - 1) + 1, oracle.reportDigest(1, report)
+            );
+        } else {
+            report = abi.encodePacked(report, bytes1(0x00)); // malformed length
+        }
+        uint256[FEEDS] memory before = _snapshot();
+        ++invalidSent;
+        try oracle.transmit(report, sig) {
+            ++invalidChangedState; // accepted at all is a violation
+        } catch {}
+        uint256[FEEDS] memory afterwards = _snapshot();
+        for (uint256 i; i < FEEDS; ++i) {
+            if (afterwards[i] != before[i]) ++invalidChangedState;
+        }
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    function _checkAfter(uint256[FEEDS] memory before, bool[FEEDS] memory bad) internal {
+        uint256[FEEDS] memory afterwards = _snapshot();
+        for (uint256 i; i < FEEDS; ++i) {
+            if (afterwards[i] < before[i]) ++roundsDecreased;
+            if (bad[i]) {
+                // a skipped update must leave the feed's latest state exactly as it was
+                (uint64 r0, int128 v0, uint64 t0) = _latest(i);
+                if (r0 != uint64(before[i] >> 192) || uint256(before[i]) != _pack(r0, v0, t0)) {
+                    ++skippedChangedFeed;
+                }
+            }
+        }
+    }
+
+    /// @dev latest (round, value, observedAt) of each feed, packed so "<" compares rounds first.
+    function _snapshot() internal view returns (uint256[FEEDS] memory s) {
+        for (uint256 i; i < FEEDS; ++i) {
+            (uint64 r, int128 v, uint64 t) = _latest(i);
+            s[i] = _pack(r, v, t);
+        }
+    }
+
+    function _latest(uint256 i) internal view returns (uint64, int128, uint64) {
+        return oracle.latestRound(ids[i]);
+    }
+
+    function _pack(uint64 r, int128 v, uint64 t) internal pure returns (uint256) {
+        return (uint256(r) << 192) | (uint256(t) << 128) | uint256(uint128(v));
+    }
+
+    function _sign(bytes32 digest) internal returns (IMiraOracle.Signature memory) {
+        return _signDigest(secret, digest);
+    }
+
+    function _signDigest(uint256 x, bytes32 digest) internal returns (IMiraOracle.Signature memory sig) {
+        Vm.Wallet memory w = vm.createWallet(x);
+        uint256 k = uint256(keccak256(abi.encode(digest, nonce++))) % (N - 1) + 1;
+        sig.px = w.publicKeyX;
+        sig.parity = uint8(w.publicKeyY & 1);
+        sig.commitment = vm.addr(k);
+        uint256 e = LibSchnorr.challenge(sig.px, sig.parity, digest, sig.commitment);
+        sig.z = addmod(k, mulmod(e, x, N), N);
+    }
+}
