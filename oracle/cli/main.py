@@ -7,6 +7,7 @@ import click
 from oracle import __version__
 from oracle.cli.db import db
 from oracle.cli.devnet import devnet
+from oracle.cli.node import node
 from oracle.errors import MiraError
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
 
 cli.add_command(devnet)
 cli.add_command(db)
+cli.add_command(node)
 
 
 def main() -> None:
