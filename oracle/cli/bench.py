@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from oracle.bench.pipeline import pipeline
 from oracle.crypto.dkg import run_dkg
 from oracle.crypto.frost import SigningRound, aggregate, make_signers
 from oracle.crypto.suites import FROST_SECP256K1_SHA256, MIRA_EVM, Ciphersuite
@@ -31,6 +32,9 @@ SUITES: dict[str, Ciphersuite] = {"evm": MIRA_EVM, "rfc": FROST_SECP256K1_SHA256
 @click.group()
 def bench() -> None:
     """Measure how fast the node's hot paths are."""
+
+
+bench.add_command(pipeline)
 
 
 def _dkg_and_signing(suite: Ciphersuite, t: int, n: int, rounds: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from oracle.cli.bench import bench
 from oracle.cli.db import db
 from oracle.cli.devnet import devnet
 from oracle.cli.keys import keys
+from oracle.cli.node import node
 from oracle.errors import MiraError
 
 
@@ -34,6 +35,7 @@ cli.add_command(devnet)
 cli.add_command(bench)
 cli.add_command(keys)
 cli.add_command(db)
+cli.add_command(node)
 
 
 def main() -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from river import anomaly, linear_model, optim, preprocessing, time_series
 
-from oracle.config.reader import Table
+if TYPE_CHECKING:
+    from oracle.config.reader import Table
 
 # What a class is, which decides where it may appear in a pipeline.
 TRANSFORMER = "transformer"

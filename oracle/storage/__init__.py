@@ -1,7 +1,7 @@
 """Persistence: SQLAlchemy 2 over SQLite (default) or PostgreSQL, schema by Alembic."""
 
 from oracle.storage.db import DEFAULT_URL, make_engine
-from oracle.storage.errors import DatabaseNotMigrated, NonceAlreadyUsed, StorageError
+from oracle.storage.errors import DatabaseNotMigrated, StorageError
 from oracle.storage.migrate import current_revision, head_revision, require_current, upgrade
 from oracle.storage.nonces import SqlUsedNonceLog
 from oracle.storage.store import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
@@ -10,7 +10,6 @@ __all__ = [
     "DEFAULT_URL",
     "CheckpointRow",
     "DatabaseNotMigrated",
-    "NonceAlreadyUsed",
     "ObservationRow",
     "OutputRow",
     "RejectionRow",

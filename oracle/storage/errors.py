@@ -24,18 +24,3 @@ class DatabaseNotMigrated(StorageError):
             f"database {url} {state}, but this node needs revision {head}; "
             f"run `mira db upgrade --database-url {url}` (or `mira db upgrade --config node.toml`)"
         )
-
-
-class NonceAlreadyUsed(StorageError):
-    """A FROST nonce commitment was already marked used under this key.
-
-    Reusing a nonce leaks the signing key, so this is never retried.
-    TODO(lead): unify with ``oracle.crypto.errors.NonceReuseError`` on merge.
-    """
-
-    def __init__(self, key_id: bytes, commitment_digest: bytes) -> None:
-        self.key_id = key_id
-        self.commitment_digest = commitment_digest
-        super().__init__(
-            f"nonce commitment {commitment_digest.hex()} already used for key {key_id.hex()}"
-        )

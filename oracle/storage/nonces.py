@@ -1,4 +1,5 @@
-"""Durable single-use log of FROST nonce commitments."""
+"""Durable single-use log of FROST nonce commitments: the SQL ``UsedNonceLog``
+(oracle.crypto.nonces) a node's signer records every nonce in before a share leaves it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import cast
 from sqlalchemy import Engine, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from oracle.storage.errors import NonceAlreadyUsed
+from oracle.crypto.errors import NonceReuseError
 from oracle.storage.schema import UsedNonce
 
 _TABLE = cast(Table, UsedNonce.__table__)
@@ -37,7 +38,7 @@ class SqlUsedNonceLog:
                     )
                 )
         except IntegrityError as exc:
-            raise NonceAlreadyUsed(bytes(key_id), bytes(commitment_digest)) from exc
+            raise NonceReuseError(bytes(key_id), bytes(commitment_digest)) from exc
 
     def is_used(self, key_id: bytes, commitment_digest: bytes) -> bool:
         _check(key_id, commitment_digest)

@@ -1,0 +1,18 @@
+"""Online river models built from feed specs through an allowlist."""
+
+from oracle.models.commitment import CommitmentError, canonical_state, commitment
+from oracle.models.quantize import QuantizationError, quantize
+from oracle.models.runner import FeedModel, ModelError, Rejected, StepOutput, build_model
+
+__all__ = [
+    "CommitmentError",
+    "FeedModel",
+    "ModelError",
+    "QuantizationError",
+    "Rejected",
+    "StepOutput",
+    "build_model",
+    "canonical_state",
+    "commitment",
+    "quantize",
+]

@@ -1,0 +1,1 @@
+"""The node: composition root, services, scheduler, feed pipelines."""

@@ -1,0 +1,205 @@
+"""One feed's path from raw observations to stored outputs: validate → model →
+quantized output, with writes batched and restore-on-restart.
+
+Restart semantics: the newest checkpoint made under the same spec is loaded, and the
+observations stored after it are run through the model again (their outputs are
+already stored, and are checked to come out identical). The model then holds exactly
+the state an uninterrupted run would hold.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+
+from oracle.config.feeds import FeedSpec
+from oracle.models import FeedModel, ModelError, QuantizationError, Rejected, StepOutput
+from oracle.sources.replay import RawObservation
+from oracle.sources.validate import MAX_ABS, to_number
+from oracle.storage import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
+
+log = structlog.get_logger(__name__)
+_ABSENT = object()
+_RECORD_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+@dataclass
+class FeedMetrics:
+    registry: CollectorRegistry
+    observations: Counter = field(init=False)
+    rejections: Counter = field(init=False)
+    outputs: Counter = field(init=False)
+    drifts: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.observations = Counter(
+            "mira_observations", "Accepted observations", ["feed"], registry=self.registry
+        )
+        self.rejections = Counter(
+            "mira_rejected_observations",
+            "Rejected observations by reason",
+            ["feed", "reason"],
+            registry=self.registry,
+        )
+        self.outputs = Counter("mira_outputs", "Model outputs", ["feed"], registry=self.registry)
+        self.drifts = Counter(
+            "mira_drift_events", "ADWIN drift detections", ["feed"], registry=self.registry
+        )
+
+
+class FeedPipeline:
+    def __init__(self, spec: FeedSpec, store: Store, metrics: FeedMetrics | None = None) -> None:
+        self.spec = spec
+        self.store = store
+        self.model = FeedModel(spec)
+        self.metrics = metrics
+        self._fields = sorted(set(spec.features.fields) | {spec.features.target})
+        self._obs: list[ObservationRow] = []
+        self._out: list[OutputRow] = []
+        self._rej: list[RejectionRow] = []
+        self.last_output: StepOutput | None = None
+        self.last_error: str | None = None
+        self.last_dedup_key: str | None = None
+        self._checkpoint_seq = 0
+
+    # -- ingest ------------------------------------------------------------------------------
+
+    def ingest(self, obs: RawObservation) -> StepOutput | None:
+        """Validate and consume one raw observation; buffer what must be stored."""
+        try:
+            record = {name: self._field(obs.raw, name) for name in self._fields}
+            out = self.model.step(record, obs.observed_at_ms)
+        except Rejected as exc:
+            self.reject(obs.source, exc.reason, exc.detail, obs.raw)
+            return None
+        except QuantizationError as exc:
+            # the model consumed the observation: store it, but there is no output
+            self.last_error = str(exc)
+            self.reject(obs.source, "unquantizable_output", str(exc), obs.raw)
+            out = None
+        self._obs.append(
+            ObservationRow(
+                self.spec.id,
+                self.model.seq,
+                obs.source,
+                obs.observed_at_ms,
+                obs.dedup_key,
+                _RECORD_JSON.encode(record),  # keys already sorted: self._fields is
+            )
+        )
+        self.last_dedup_key = obs.dedup_key
+        if self.metrics:
+            self.metrics.observations.labels(self.spec.id).inc()
+        if out is not None:
+            self._out.append(
+                OutputRow(
+                    self.spec.id,
+                    out.seq,
+                    out.observed_at_ms,
+                    out.value,
+                    out.raw_value,
+                    out.commitment,
+                    out.publish,
+                )
+            )
+            self.last_output = out
+            if self.metrics:
+                self.metrics.outputs.labels(self.spec.id).inc()
+                if out.drift:
+                    self.metrics.drifts.labels(self.spec.id).inc()
+            if out.drift:
+                log.info("drift", feed=self.spec.id, seq=out.seq)
+        return out
+
+    @staticmethod
+    def _field(raw: dict[str, Any], name: str) -> float:
+        value = raw.get(name, _ABSENT)
+        # fast path for the common case: an ordinary finite float
+        if type(value) is float and -MAX_ABS <= value <= MAX_ABS:
+            return value
+        if value is _ABSENT:
+            raise Rejected("missing_field", f"field {name!r} is missing")
+        return to_number(value, what=f"field {name!r}")
+
+    def reject(self, source: str, reason: str, detail: str, raw: Any = None) -> None:
+        self.last_error = f"{reason}: {detail}"
+        text = None
+        if raw is not None:
+            try:
+                text = json.dumps(raw, sort_keys=True, default=str)[:2000]
+            except (TypeError, ValueError):
+                text = repr(raw)[:2000]
+        self._rej.append(
+            RejectionRow(self.spec.id, source, time.time_ns() // 1_000_000, reason, detail, text)
+        )
+        if self.metrics:
+            self.metrics.rejections.labels(self.spec.id, reason).inc()
+
+    # -- persistence -------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return len(self._obs) + len(self._rej)
+
+    def flush(self) -> None:
+        """Store the buffered observations, outputs and rejections in one transaction."""
+        if not self.pending:
+            return
+        self.store.write_batch(self._obs, self._out, self._rej)
+        self._obs, self._out, self._rej = [], [], []
+
+    def checkpoint(self) -> None:
+        """Flush, then checkpoint the model unless nothing changed since the last one."""
+        self.flush()
+        if self.model.seq == self._checkpoint_seq:
+            return
+        self._checkpoint_seq = self.model.seq
+        self.store.save_checkpoint(
+            CheckpointRow(
+                self.spec.id,
+                self.model.seq,
+                self.spec.digest,
+                self.model.commitment(),
+                self.model.checkpoint(),
+                time.time_ns() // 1_000_000,
+            )
+        )
+
+    def restore(self) -> int:
+        """Rebuild the model from storage; return the number of observations re-run."""
+        ckpt = self.store.latest_checkpoint(self.spec.id, self.spec.digest)
+        after = 0
+        if ckpt is not None:
+            self.model.restore(ckpt.state)
+            after = self._checkpoint_seq = ckpt.seq
+        expected = {
+            o.seq: o for o in self.store.outputs(self.spec.id, after_seq=after, limit=10**9)
+        }
+        replayed = 0
+        for row in self.store.observations_after(self.spec.id, after):
+            record = json.loads(row.record)
+            try:
+                out = self.model.step(record, row.observed_at_ms)
+            except QuantizationError:
+                out = None
+            if out is not None and row.seq in expected:
+                stored = expected[row.seq]
+                if (stored.value, stored.commitment) != (out.value, out.commitment):
+                    raise ModelError(
+                        f"feed {self.spec.id}: replaying observation {row.seq} gave "
+                        f"{out.value}/{out.commitment.hex()}, storage has "
+                        f"{stored.value}/{stored.commitment.hex()}"
+                    )
+            if out is not None:
+                self.last_output = out
+            self.last_dedup_key = row.dedup_key
+            replayed += 1
+        last = self.store.last_observation(self.spec.id)
+        self.last_dedup_key = last.dedup_key if last is not None else None
+        log.info("restored", feed=self.spec.id, checkpoint_seq=after, replayed=replayed)
+        return replayed

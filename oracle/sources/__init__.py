@@ -1,0 +1,1 @@
+"""Sources: HTTP JSON, dataset replay; validation of raw readings."""

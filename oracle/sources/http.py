@@ -1,0 +1,84 @@
+"""HTTP JSON source: GET a URL, follow a field path, return one validated number.
+
+Timeouts, retries with exponential backoff (on timeouts, connection errors and 5xx; a
+4xx or a bad body is not retried), a body size limit, and a rejection reason for every
+failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+
+from oracle.config.feeds import HttpSourceSpec
+from oracle.models.runner import Rejected
+from oracle.sources.validate import to_number
+
+
+def follow(body: Any, path: tuple[str | int, ...]) -> Any:
+    current = body
+    for i, part in enumerate(path):
+        where = ".".join(str(p) for p in path[: i + 1])
+        if isinstance(part, int) and isinstance(current, list):
+            if part >= len(current):
+                raise Rejected("missing_field", f"{where}: index out of range")
+            current = current[part]
+        elif isinstance(current, dict) and str(part) in current:
+            current = current[str(part)]
+        else:
+            raise Rejected("missing_field", f"{where} is missing from the response")
+    return current
+
+
+class HttpSource:
+    def __init__(self, spec: HttpSourceSpec, session: aiohttp.ClientSession) -> None:
+        self.spec = spec
+        self.session = session
+
+    async def fetch(self) -> float:
+        """One value, or Rejected with the reason of the last attempt."""
+        spec = self.spec
+        last: Rejected | None = None
+        for attempt in range(spec.retries + 1):
+            if attempt:
+                await asyncio.sleep(spec.backoff_s * 2 ** (attempt - 1))
+            try:
+                return await self._once()
+            except Rejected as exc:
+                last = exc
+                if exc.reason not in ("timeout", "http_5xx", "connection"):
+                    raise
+        assert last is not None
+        raise last
+
+    async def _once(self) -> float:
+        spec = self.spec
+        timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
+        try:
+            async with self.session.get(spec.url, timeout=timeout) as resp:
+                if resp.status >= 500:
+                    raise Rejected("http_5xx", f"{spec.url} answered HTTP {resp.status}")
+                if resp.status != 200:
+                    raise Rejected("http_status", f"{spec.url} answered HTTP {resp.status}")
+                if resp.content_length is not None and resp.content_length > spec.max_body_bytes:
+                    raise Rejected(
+                        "oversized",
+                        f"body of {resp.content_length} bytes exceeds {spec.max_body_bytes}",
+                    )
+                body = await resp.content.read(spec.max_body_bytes + 1)
+                if len(body) > spec.max_body_bytes:
+                    raise Rejected("oversized", f"body exceeds {spec.max_body_bytes} bytes")
+        except TimeoutError as exc:
+            raise Rejected(
+                "timeout", f"{spec.url} did not answer within {spec.timeout_s} s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise Rejected("connection", f"{spec.url}: {exc}") from exc
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise Rejected("bad_json", f"{spec.url} returned invalid JSON: {exc}") from exc
+        return to_number(follow(data, spec.path), what=".".join(map(str, spec.path)))

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from oracle.config import load_feed_spec
+from oracle.models import FeedModel
+from oracle.node.pipeline import FeedPipeline
+from oracle.sources.replay import RawObservation, ReplaySource
+from oracle.storage import Store
+from tests.fixtures.db import Backend
+
+REPO = Path(__file__).resolve().parents[2]
+SP500 = load_feed_spec(REPO / "feeds" / "sp500_forecast.toml")
+
+
+def run(pipe: FeedPipeline, start: int, stop: int, flush_every: int = 100) -> None:
+    src = ReplaySource(SP500.sources[0])  # type: ignore[arg-type]
+    for i, obs in enumerate(src.read(start, stop - start)):
+        pipe.ingest(obs)
+        if i % flush_every == flush_every - 1:
+            pipe.flush()
+    pipe.flush()
+
+
+def uninterrupted(n: int) -> list[tuple[int, int, bytes, bool]]:
+    """Outputs of an in-memory run with no storage and no restart."""
+    model = FeedModel(SP500)
+    fields = sorted(set(SP500.features.fields) | {SP500.features.target})
+    out = []
+    for obs in ReplaySource(SP500.sources[0]).read(0, n):  # type: ignore[arg-type]
+        o = model.step({k: float(obs.raw[k]) for k in fields}, obs.observed_at_ms)
+        if o is not None:
+            out.append((o.seq, o.value, o.commitment, o.publish))
+    return out
+
+
+def test_restart_gives_exactly_the_uninterrupted_outputs(backend: Backend, engine: Engine) -> None:
+    first = FeedPipeline(SP500, Store(engine))
+    run(first, 0, 250)
+    first.checkpoint()
+    run(first, 250, 330)  # stored after the checkpoint: re-run on restore
+    engine.dispose()
+    del first  # "killed": only what was flushed survives
+
+    restarted = FeedPipeline(SP500, Store(backend.engine()))
+    assert restarted.restore() == 80
+    assert restarted.model.seq == 330
+    run(restarted, 330, 600)
+    got = [
+        (o.seq, o.value, o.commitment, o.publish)
+        for o in restarted.store.outputs(SP500.id, limit=10_000)
+    ]
+    assert got == uninterrupted(600)
+
+
+def test_restore_without_checkpoint_replays_everything(engine: Engine) -> None:
+    first = FeedPipeline(SP500, Store(engine))
+    run(first, 0, 50)
+    again = FeedPipeline(SP500, Store(engine))
+    assert again.restore() == 50
+    assert again.model.commitment() == first.model.commitment()
+
+
+BAD = [
+    ({"AAPL": math.nan}, "nan"),
+    ({"AAPL": math.inf}, "infinite"),
+    ({"AAPL": -math.inf}, "infinite"),
+    ({"AAPL": "twelve"}, "not_a_number"),
+    ({"AAPL": 1e300}, "out_of_range"),
+    ({"AAPL": None}, "missing_field"),
+    ({"AAPL": [1]}, "not_a_number"),
+    ({"AAPL": True}, "not_a_number"),
+]
+
+
+@pytest.mark.parametrize(("patch", "reason"), BAD, ids=[r for _, r in BAD])
+def test_bad_observation_is_rejected_stored_and_the_feed_continues(
+    engine: Engine, patch: dict[str, object], reason: str
+) -> None:
+    store = Store(engine)
+    pipe = FeedPipeline(SP500, store)
+    run(pipe, 0, 20)
+    before = store.outputs(SP500.id)
+    good = next(ReplaySource(SP500.sources[0]).read(20, 1))  # type: ignore[arg-type]
+    pipe.ingest(RawObservation("sp500", good.observed_at_ms, "bad", {**good.raw, **patch}))
+    pipe.flush()
+    assert store.rejection_counts(SP500.id) == {reason: 1}
+    [rej] = store.rejections(SP500.id)
+    assert rej.reason == reason and "AAPL" in rej.detail
+    assert store.outputs(SP500.id) == before  # nothing stored was touched
+    run(pipe, 20, 30)  # the feed continues with the next good rows
+    assert len(store.outputs(SP500.id)) == len(before) + 10
+
+
+def test_missing_field_and_out_of_order(engine: Engine) -> None:
+    store = Store(engine)
+    pipe = FeedPipeline(SP500, store)
+    run(pipe, 0, 5)
+    good = next(ReplaySource(SP500.sources[0]).read(5, 1))  # type: ignore[arg-type]
+    raw = dict(good.raw)
+    del raw["KO"]
+    pipe.ingest(RawObservation("sp500", good.observed_at_ms, "x", raw))
+    pipe.ingest(RawObservation("sp500", 0, "y", good.raw))  # older than the last one
+    pipe.flush()
+    assert store.rejection_counts(SP500.id) == {"missing_field": 1, "out_of_order": 1}
+    assert store.count_observations(SP500.id) == 5
