@@ -12,7 +12,7 @@ FOUNDRY := contracts/node_modules/.bin
 FOUNDRY_PROFILE ?= $(if $(filter true,$(CI)),ci,default)
 export FOUNDRY_PROFILE
 
-.PHONY: all setup contracts run test test-contracts test-python lint fmt lock clean
+.PHONY: all setup contracts run test test-contracts test-python lint fmt lock clean gas-snapshot
 
 all: test
 
@@ -47,8 +47,14 @@ lint: setup
 	$(BIN)/mypy
 	cd contracts && ./node_modules/.bin/forge fmt --check
 
+# The gas snapshot pins the transmit hot path: a change shows up as a diff to review and
+# re-record with `make gas-snapshot`.
 test-contracts: contracts
 	cd contracts && ./node_modules/.bin/forge test
+	cd contracts && ./node_modules/.bin/forge snapshot --match-contract GasTest --check
+
+gas-snapshot: contracts
+	cd contracts && ./node_modules/.bin/forge snapshot --match-contract GasTest
 
 test-python: contracts
 	$(BIN)/pytest

@@ -47,6 +47,8 @@ interface Vm {
     function roll(uint256 newHeight) external;
     function chainId(uint256 newChainId) external;
     function deal(address account, uint256 newBalance) external;
+    function pauseGasMetering() external;
+    function resumeGasMetering() external;
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
     function load(address target, bytes32 slot) external view returns (bytes32 data);
