@@ -75,6 +75,7 @@ contract MiraOracle is IMiraOracle, Committee {
 
         uint256 oldest = block.timestamp > maxAge ? block.timestamp - maxAge : 0;
         uint256 newest = block.timestamp + maxFutureDrift;
+        uint256 span = newest - oldest;
         bytes32 transmitted = ReportTransmitted.selector;
         bytes32 skipped = UpdateSkipped.selector;
         bytes4 notRegistered = FeedNotRegistered.selector;
@@ -102,10 +103,26 @@ contract MiraOracle is IMiraOracle, Committee {
                     revert(0x00, 0x24)
                 }
                 let observedAt := and(shr(64, word), U64)
-                // Skip reasons, as IMiraOracle.SkipReason: 0 StaleRound, 1 DuplicateFeed,
-                // 2 StaleTimestamp, 3 FutureTimestamp; 4 = apply.
-                let reason := 4
-                switch gt(round, and(shr(ROUND_SHIFT, entry), MAX_ROUND))
+                // The hot path applies the update iff, in one branch:
+                //   round > entry's round   ⇔ fresh > entry (the flag bits are equal, the round
+                //                             bits sit above observedAt and value);
+                //   observedAt > entry's observedAt;
+                //   oldest ≤ observedAt ≤ newest ⇔ observedAt − oldest ≤ span, unsigned (an
+                //                             observedAt below oldest wraps around to a huge value).
+                if and(
+                    and(gt(fresh, entry), gt(observedAt, and(shr(OBSERVED_SHIFT, entry), U64))),
+                    iszero(gt(sub(observedAt, oldest), span))
+                ) {
+                    // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
+                    sstore(slot, or(or(fresh, shl(OBSERVED_SHIFT, observedAt)), shr(128, word)))
+                    mstore(out, calldataload(add(p, 56)))
+                    out := add(out, 0x20)
+                    continue
+                }
+                // Skipped: find why, as IMiraOracle.SkipReason (0 StaleRound, 1 DuplicateFeed,
+                // 2 StaleTimestamp, 3 FutureTimestamp), and say so.
+                let reason := 2
+                switch gt(fresh, entry)
                 case 0 {
                     reason := 0
                     // a replay or a duplicate: look for the same feed earlier in this report
@@ -116,26 +133,9 @@ contract MiraOracle is IMiraOracle, Committee {
                         }
                     }
                 }
-                default {
-                    if or(
-                        iszero(gt(observedAt, and(shr(OBSERVED_SHIFT, entry), U64))),
-                        lt(observedAt, oldest)
-                    ) {
-                        reason := 2
-                    }
-                    if gt(observedAt, newest) { reason := 3 }
-                }
-                switch reason
-                case 4 {
-                    // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
-                    sstore(slot, or(or(fresh, shl(OBSERVED_SHIFT, observedAt)), shr(128, word)))
-                    mstore(out, calldataload(add(p, 56)))
-                    out := add(out, 0x20)
-                }
-                default {
-                    mstore(0x00, reason)
-                    log3(0x00, 0x20, skipped, feedId, round)
-                }
+                default { if gt(observedAt, newest) { reason := 3 } }
+                mstore(0x00, reason)
+                log3(0x00, 0x20, skipped, feedId, round)
             }
             let applied := shr(5, sub(out, add(data, 0x40)))
             if iszero(applied) {
