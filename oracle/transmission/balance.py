@@ -36,6 +36,7 @@ class BalanceMonitor:
             ctx.problems.report(
                 self.name,
                 f"balance {balance} wei below the alert threshold {ctx.config.low_balance_wei}",
+                kind="low-balance",
             )
         else:
             ctx.problems.clear(self.name)

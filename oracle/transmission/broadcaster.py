@@ -70,6 +70,7 @@ class Broadcaster:
                 self.name,
                 f"transmission {t.id}: fee cap {cap} is below the base fee {estimate.base_fee}; "
                 "waiting rather than sending a transaction that cannot be included",
+                kind="cap-below-base-fee",
             )
             return False
         fees = ctx.fees.capped(estimate.fees, cap)
@@ -84,6 +85,7 @@ class Broadcaster:
                 "funds",
                 f"insufficient funds: transmission {t.id} needs up to {needed} wei, "
                 f"{max(available, 0)} available after in-flight transactions; holding the queue",
+                kind="insufficient-funds",
             )
             return False
         ctx.problems.clear("funds")
@@ -110,7 +112,9 @@ class Broadcaster:
         ctx = self.ctx
         outcome, message = await ctx.client.send_raw(attempt.raw_tx, attempt.tx_hash)
         if outcome is Sent.NO_FUNDS:
-            ctx.problems.report("funds", f"node refused transmission {t.id}: {message}")
+            ctx.problems.report(
+                "funds", f"node refused transmission {t.id}: {message}", kind="insufficient-funds"
+            )
             ctx.metrics.broadcast_errors.inc()
             return False
         if outcome is Sent.REJECTED:

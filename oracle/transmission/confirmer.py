@@ -81,6 +81,8 @@ class Confirmer:
             l1_fee=l1_fee,
         )
         if moved:
+            if attempt.state is not AttemptState.BROADCAST:  # e.g. sent just before a crash
+                ctx.store.set_attempt_state(attempt.id, AttemptState.BROADCAST)
             log.info("transmission_included", id=t.id, tx=receipt.tx_hash.hex(),
                      block=receipt.block_number, status=receipt.status)  # fmt: skip
             refreshed = ctx.store.get(t.id)

@@ -33,13 +33,18 @@ class Problems:
 
     def __init__(self) -> None:
         self.active: dict[str, str] = {}
+        self._kinds: dict[str, str] = {}
 
-    def report(self, part: str, message: str) -> None:
-        if self.active.get(part) != message:
+    def report(self, part: str, message: str, *, kind: str | None = None) -> None:
+        """``kind`` groups messages whose details vary (amounts): one log per kind."""
+        kind = kind or message
+        if self._kinds.get(part) != kind:
             log.warning("transmission_problem", part=part, problem=message)
         self.active[part] = message
+        self._kinds[part] = kind
 
     def clear(self, part: str) -> None:
+        self._kinds.pop(part, None)
         if self.active.pop(part, None) is not None:
             log.info("transmission_problem_cleared", part=part)
 
