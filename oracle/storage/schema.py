@@ -16,12 +16,14 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Float,
+    ForeignKey,
     Integer,
     LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -149,9 +151,28 @@ class Transmission(Base):
     sender: Mapped[str] = mapped_column(String(42), nullable=False)
     tx_nonce: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     tx_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
-    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
     created_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     updated_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Added by 0002 (transaction manager). ``report_hash`` is the idempotency key; the
+    # call columns are nullable only because rows from before 0002 have none: the
+    # manager always writes them. Wei amounts are decimal text (they exceed BIGINT).
+    to_address: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    value_wei: Mapped[str | None] = mapped_column(String(78), nullable=True)
+    gas_limit: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_fee_cap_wei: Mapped[str | None] = mapped_column(String(78), nullable=True)
+    # set when the call can no longer be delivered but its nonce must still be filled
+    cancelling: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_sent_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    included_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    included_block_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    receipt_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    effective_gas_price_wei: Mapped[str | None] = mapped_column(String(78), nullable=True)
+    l1_fee_wei: Mapped[str | None] = mapped_column(String(78), nullable=True)
+    confirmed_at_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class UsedNonce(Base):
@@ -164,3 +185,44 @@ class UsedNonce(Base):
     key_id: Mapped[bytes] = mapped_column(LargeBinary(64), nullable=False)
     commitment_digest: Mapped[bytes] = mapped_column(LargeBinary(64), nullable=False)
     used_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TxAttempt(Base):
+    """One signed transaction for a transmission, stored before it is broadcast.
+
+    A transmission has one attempt per fee bump (same nonce); after a crash the stored
+    ``raw_tx`` is broadcast again, byte for byte, instead of signing a new transaction.
+    """
+
+    __tablename__ = "tx_attempts"
+    __table_args__ = (UniqueConstraint("tx_hash"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    transmission_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("transmissions.id"), nullable=False, index=True
+    )
+    nonce: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    tx_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    raw_tx: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # call | cancel
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # signed | broadcast
+    max_fee_per_gas_wei: Mapped[str] = mapped_column(String(78), nullable=False)
+    max_priority_fee_per_gas_wei: Mapped[str] = mapped_column(String(78), nullable=False)
+    gas_limit: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    l1_fee_wei: Mapped[str | None] = mapped_column(String(78), nullable=True)
+    broadcast_block: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TxNonce(Base):
+    """The next nonce the manager will give out for one sender on one chain."""
+
+    __tablename__ = "tx_nonces"
+    __table_args__ = (UniqueConstraint("chain_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    address: Mapped[str] = mapped_column(String(42), nullable=False)
+    next_nonce: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -30,6 +30,8 @@ TABLES = {
     "reports",
     "transmissions",
     "used_nonces",
+    "tx_attempts",
+    "tx_nonces",
 }
 
 
