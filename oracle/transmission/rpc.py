@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,13 +137,21 @@ class RpcPool:
         due = [e for e in self.endpoints if not e.demoted or now >= e.demoted_until]
         results = await asyncio.gather(*(self._probe(e) for e in due))
         heads = [h for h in results if h is not None]
-        best = max(heads, default=None)
+        reference = _reference_head(heads)
         for endpoint, head in zip(due, results, strict=True):
             if head is None:
                 continue
-            if best is not None and best - head > self.max_lag_blocks:
+            if reference is not None and reference - head > self.max_lag_blocks:
                 self.demote(
-                    endpoint, "lagging", f"head {head} is {best - head} blocks behind {best}"
+                    endpoint,
+                    "lagging",
+                    f"head {head} is {reference - head} blocks behind the pool's {reference}",
+                )
+            elif reference is not None and head - reference > self.max_lag_blocks:
+                self.demote(
+                    endpoint,
+                    "ahead",
+                    f"head {head} is {head - reference} blocks ahead of the pool's {reference}",
                 )
             elif endpoint.demoted:
                 log.info("rpc_readmitted", rpc=endpoint.name, head=head)
@@ -280,3 +289,17 @@ class RpcPool:
         if status != 200:
             raise BadRpcResponse(endpoint.name, "http-status", f"{method}: HTTP {status}")
         return answer["result"]
+
+
+def _reference_head(heads: list[int]) -> int | None:
+    """The head the pool measures lag against.
+
+    With three or more answers, the median: one endpoint claiming a head far in the future
+    cannot make the honest majority look "lagging" (it is demoted as "ahead" instead). With
+    one or two there is no majority to trust, so the highest head is the reference.
+    """
+    if not heads:
+        return None
+    if len(heads) < 3:
+        return max(heads)
+    return int(statistics.median_high(heads))

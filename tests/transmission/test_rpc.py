@@ -4,6 +4,7 @@ while every call is still delivered exactly once through the honest endpoint."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from oracle.transmission import RpcError
-from tests.transmission.helpers import Chain, FakeRpc, dead_url, drive, make_manager
+from tests.transmission.helpers import Chain, FakeRpc, dead_url, drive, make_manager, mine
 
 
 def _labels(chain: Chain, **extra: str) -> dict[str, str]:
@@ -156,3 +157,33 @@ async def test_bad_rpc_answers_demote_the_endpoint_and_nothing_is_sent_twice(
     finally:
         await manager.stop()
         await proxy.stop()
+
+
+def _shift_head(delta: int) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
+    def hook(_call: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        return {**answer, "result": hex(max(0, int(answer["result"], 16) + delta))}
+
+    return hook
+
+
+@pytest.mark.anvil
+async def test_lagging_and_far_ahead_endpoints_are_demoted_not_the_majority(
+    sqlite_engine: Engine, chain: Chain
+) -> None:
+    mine(chain.w3, 30)  # enough history for a 25-block lag to exist
+    lagging = await FakeRpc(chain.anvil.url, corrupt={"eth_blockNumber": _shift_head(-25)}).start()
+    ahead = await FakeRpc(chain.anvil.url, corrupt={"eth_blockNumber": _shift_head(+500)}).start()
+    urls = [ahead.url, lagging.url, chain.anvil.url]
+    manager = make_manager(sqlite_engine, chain, urls)
+    await manager.start(run_loop=False)
+    try:
+        reasons = [e.reason for e in manager.pool.endpoints]
+        assert reasons == ["ahead", "lagging", None]
+        sent = manager.enqueue(chain.probe.address, chain.record_call(b"\x09" * 32), key=b"lag")
+        await drive(manager, chain, [sent])
+        assert "eth_sendRawTransaction" not in ahead.calls + lagging.calls
+        assert chain.probe.functions.count().call() == 1 and chain.chain_nonce() == 1
+    finally:
+        await manager.stop()
+        await lagging.stop()
+        await ahead.stop()
