@@ -9,7 +9,6 @@ from web3 import Web3
 
 from oracle.chain import artifacts
 from oracle.chain.anvil import Anvil
-from oracle.chain.system import deploy_system
 from oracle.errors import ToolchainError
 
 
@@ -31,12 +30,6 @@ def test_anvil_stops_and_leaves_no_process() -> None:
     node.stop()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-
-
-def test_deploy_system_puts_code_on_chain(w3: Web3) -> None:
-    deployed = deploy_system(w3)
-    for name, address in deployed["contracts"].items():
-        assert len(w3.eth.get_code(address)) > 0, f"{name} has no code at {address}"
 
 
 def test_missing_artifact_names_the_build_step() -> None:

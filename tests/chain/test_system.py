@@ -1,0 +1,55 @@
+"""Deploying the whole system to a real anvil with a locally signing deployer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from oracle.chain.anvil import Anvil
+from oracle.chain.deploy import at
+from oracle.chain.system import FeedRegistration, Manifest, deploy_system
+from oracle.config import feed_id_bytes32
+from oracle.errors import ChainError
+
+
+def _feed(name: str, decimals: int = 8) -> FeedRegistration:
+    return FeedRegistration(name, feed_id_bytes32(name), decimals, f"{name} description")
+
+
+def test_deploy_registers_feeds_with_chainlink_proxies(
+    w3: Web3, anvil: Anvil, tmp_path: Path
+) -> None:
+    deployer = Account.from_key(anvil.private_keys[1])
+    feeds = [_feed("ETH/USD"), _feed("SP500/forecast-1", 6)]
+    manifest = deploy_system(w3, deployer, anvil.url, feeds)
+
+    oracle = at(w3, "MiraOracle", manifest.oracle)
+    assert oracle.functions.owner().call() == deployer.address
+    assert manifest.chain_id == 31337 and manifest.owner == deployer.address
+    for feed in feeds:
+        entry = manifest.feeds[feed.id]
+        proxy = at(w3, "MiraFeedProxy", entry["proxy"])
+        assert proxy.functions.decimals().call() == feed.decimals
+        assert proxy.functions.description().call() == feed.description
+        assert proxy.functions.latestRoundData().call() == [0, 0, 0, 0, 0]
+        assert entry["feed_id"] == "0x" + feed.feed_id.hex()
+
+    path = tmp_path / "manifest.json"
+    manifest.write(path)
+    assert Manifest.read(path) == manifest
+
+
+def test_duplicate_feed_is_refused_before_sending(w3: Web3, anvil: Anvil) -> None:
+    deployer = Account.from_key(anvil.private_keys[1])
+    with pytest.raises(ChainError, match="listed twice"):
+        deploy_system(w3, deployer, anvil.url, [_feed("X/Y"), _feed("X/Y")])
+
+
+def test_unreadable_manifest_says_which_file(tmp_path: Path) -> None:
+    bad = tmp_path / "manifest.json"
+    bad.write_text("{not json")
+    with pytest.raises(ChainError, match=r"manifest\.json"):
+        Manifest.read(bad)
