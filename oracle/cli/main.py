@@ -9,6 +9,7 @@ import click
 from oracle import __version__
 from oracle.cli.bench import bench
 from oracle.cli.db import db
+from oracle.cli.deploy import deploy
 from oracle.cli.devnet import devnet
 from oracle.cli.keys import keys
 from oracle.cli.node import node
@@ -35,6 +36,7 @@ cli.add_command(devnet)
 cli.add_command(bench)
 cli.add_command(keys)
 cli.add_command(db)
+cli.add_command(deploy)
 cli.add_command(node)
 
 

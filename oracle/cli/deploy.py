@@ -1,0 +1,75 @@
+"""``mira deploy``: deploy MiraOracle to a chain and register feeds from their specs.
+
+The deployer signs with the operator key in a key directory (``mira keys new``), so the
+same command deploys to anvil and to a real L2. It becomes the oracle's owner and writes
+a JSON manifest (RPC URL, chain id, oracle address, each feed's id and proxy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from eth_account import Account
+from web3 import Web3
+
+from oracle.chain.system import FeedRegistration, OracleParameters, deploy_system
+from oracle.config import load_feed_specs
+from oracle.crypto.keystore import KEYS_DIR_ENV, KeyStore, read_passphrase
+from oracle.errors import ChainError
+
+
+@click.command("deploy")
+@click.option("--rpc-url", required=True, help="JSON-RPC endpoint of the target chain.")
+@click.option(
+    "--feeds-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("feeds"),
+    show_default=True,
+    help="Feed specs to register (every *.toml).",
+)
+@click.option(
+    "--keys-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=KEYS_DIR_ENV,
+    default=Path("~/.mira/keys").expanduser(),
+    show_default=True,
+    help=f"Key directory holding the deployer's operator key (or ${KEYS_DIR_ENV}).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File holding the key passphrase (else $MIRA_KEY_PASSPHRASE).",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--grace-period", type=int, default=3600, show_default=True)
+@click.option("--max-age", type=int, default=3600, show_default=True)
+@click.option("--max-future-drift", type=int, default=300, show_default=True)
+def deploy(
+    rpc_url: str,
+    feeds_dir: Path,
+    keys_dir: Path,
+    passphrase_file: Path | None,
+    out: Path,
+    grace_period: int,
+    max_age: int,
+    max_future_drift: int,
+) -> None:
+    """Deploy MiraOracle, register the feeds, write the manifest to OUT."""
+    specs = load_feed_specs(sorted(feeds_dir.glob("*.toml")))
+    feeds = [FeedRegistration(s.id, s.id_bytes32, s.decimals, s.description) for s in specs]
+    operator = KeyStore(keys_dir).load_operator(read_passphrase(passphrase_file))
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    if not w3.is_connected():
+        raise ChainError(f"no JSON-RPC answer from {rpc_url}")
+    account = Account.from_key(operator.secret_bytes())
+    params = OracleParameters(grace_period, max_age, max_future_drift)
+    manifest = deploy_system(w3, account, rpc_url, feeds, params)
+    manifest.write(out)
+    click.echo(
+        f"MiraOracle {manifest.oracle} on chain {manifest.chain_id}, owner {account.address}"
+    )
+    for feed_id, entry in manifest.feeds.items():
+        click.echo(f"  {feed_id:<24} proxy {entry['proxy']}")
+    click.echo(f"manifest written to {out}")
