@@ -32,8 +32,8 @@ def test_deploy_registers_every_feed_spec(w3: Web3, anvil: Anvil, tmp_path: Path
     out = tmp_path / "manifest.json"
     result = CliRunner().invoke(
         cli,
-        ["deploy", "--rpc-url", anvil.url, "--keys-dir", str(keys), "--out", str(out)]
-        + ["--feeds-dir", str(FEEDS)],
+        ["deploy", "--rpc-url", anvil.url, "--keys-dir", str(keys), "--out", str(out),
+         "--feeds-dir", str(FEEDS)],  # fmt: skip
         env={"MIRA_KEY_PASSPHRASE": PASS},
     )
     assert result.exit_code == 0, result.output
