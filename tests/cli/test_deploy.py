@@ -30,12 +30,9 @@ def _funded_keystore(w3: Web3, tmp_path: Path) -> tuple[Path, str]:
 def test_deploy_registers_every_feed_spec(w3: Web3, anvil: Anvil, tmp_path: Path) -> None:
     keys, operator = _funded_keystore(w3, tmp_path)
     out = tmp_path / "manifest.json"
-    result = CliRunner().invoke(
-        cli,
-        ["deploy", "--rpc-url", anvil.url, "--keys-dir", str(keys), "--out", str(out),
-         "--feeds-dir", str(FEEDS)],  # fmt: skip
-        env={"MIRA_KEY_PASSPHRASE": PASS},
-    )
+    args = ["deploy", "--rpc-url", anvil.url, "--keys-dir", str(keys), "--out", str(out)]
+    args += ["--feeds-dir", str(FEEDS)]
+    result = CliRunner().invoke(cli, args, env={"MIRA_KEY_PASSPHRASE": PASS})
     assert result.exit_code == 0, result.output
     manifest = json.loads(out.read_text())
     assert manifest["owner"] == operator and manifest["chain_id"] == 31337
