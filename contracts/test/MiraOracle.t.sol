@@ -394,7 +394,7 @@ contract MiraOracleTest is OracleFixture {
     function testFuzz_randomSignatureRejected(uint256 z, address commitment, uint64 round) public {
         round = uint64(bound(round, 1, type(uint32).max));
         bytes memory report = _encode(1, round, _updates(ids, 1, uint64(block.timestamp)));
-        IMiraOracle.Signature memory sig = IMiraOracle.Signature(groupPx, groupParity, commitment, z);
+        IMiraOracle.Signature memory sig = IMiraOracle.Signature(groupPx, z, commitment, groupParity);
         vm.expectRevert(IMiraOracle.InvalidSignature.selector);
         oracle.transmit(report, sig);
     }

@@ -27,9 +27,10 @@ class MemberInfo:
 def signature_struct(
     group_key: Point, digest: bytes, encoded_signature: bytes
 ) -> tuple[int, int, str, int]:
-    """IMiraOracle.Signature for an EVM-suite FROST signature over ``digest``."""
+    """IMiraOracle.Signature (px, z, commitment, parity) for an EVM-suite FROST signature
+    over ``digest``; the field order is the contract's."""
     px, parity, _, commitment, z = MIRA_EVM.evm_arguments(group_key, digest, encoded_signature)
-    return (px, parity, to_checksum_address(commitment), z)
+    return (px, z, to_checksum_address(commitment), parity)
 
 
 def start_epoch_args(

@@ -22,15 +22,17 @@ import {ICommittee} from "./ICommittee.sol";
 interface IMiraOracle is ICommittee {
     /// @notice A Schnorr signature by an epoch's group key, with the key itself (checked against
     ///         the epoch's stored key hash: cheaper than reading the key from storage).
+    /// @dev The field order fixes transmit's selector (0x02bb485c): it sorts first in the
+    ///      dispatcher, which compares selectors one by one, saving ~490 gas per report.
     /// @param px         x-coordinate of the group public key
-    /// @param parity     0 if the group key's y is even, 1 if odd
-    /// @param commitment address(R) of the nonce commitment R
     /// @param z          the response scalar
+    /// @param commitment address(R) of the nonce commitment R
+    /// @param parity     0 if the group key's y is even, 1 if odd
     struct Signature {
         uint256 px;
-        uint8 parity;
-        address commitment;
         uint256 z;
+        address commitment;
+        uint8 parity;
     }
 
     /// @notice Why an update in a valid report was not applied.
