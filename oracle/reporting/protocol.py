@@ -140,6 +140,7 @@ class ProtocolConfig:
     sign_timeout_s: float = 0.4
     transmit_timeout_s: float = 3.0
     max_attempts: int = 3
+    reobserve_after_s: float = 0.15
     pending_ttl_s: float = 8.0
     report_max_age_s: float = 60.0
     chain_poll_s: float = 0.5
@@ -392,25 +393,25 @@ class RoundProtocol:
         self._nonces[(round_, attempt)] = com
         return com
 
-    def _observation(self, round_: int) -> Observation:
+    def _observation(self, round_: int, attempt: int) -> Observation:
         self.outputs.make_durable()  # never send what a crash could take back
         outs = self.outputs.latest_outputs()
         updates = tuple(outs[f] for f in sorted(outs) if f in self.policies)
-        return Observation(updates, self._issue_nonce(round_, 0))
+        return Observation(updates, self._issue_nonce(round_, attempt))
 
     async def _on_observe(self, env: Envelope) -> bytes:
         try:
             self._check_leader(env)
         except Refusal as refusal:
             return self._refuse(env, refusal)
-        obs = self._observation(env.header.round)
+        obs = self._observation(env.header.round, env.header.attempt)
         return self._reply(env, MsgType.OBSERVATION, obs.encode())
 
     async def _on_nonce_request(self, env: Envelope) -> bytes:
         try:
             self._check_leader(env)
-            if env.header.attempt == 0:
-                raise Refusal("malformed", "attempt 0 nonces come with the observation")
+            if (env.header.round, env.header.attempt) in self._nonces:
+                raise Refusal("nonce", "a nonce for this attempt was already issued")
         except Refusal as refusal:
             return self._refuse(env, refusal)
         com = self._issue_nonce(env.header.round, env.header.attempt)
@@ -566,15 +567,17 @@ class RoundProtocol:
                     out[who] = env
         return out
 
-    async def lead(self, r: int) -> Report | None:
-        """Run round ``r`` as its leader; return the aggregated report, if any."""
-        started = time.perf_counter()
+    async def _observe_round(
+        self, r: int, attempt: int
+    ) -> tuple[dict[int, _Collected], tuple[FeedUpdate, ...], list[int]] | None:
+        """Collect observations; return them, the due medians and the agreeing members."""
         ctx, cfg = self.ctx, self.config
         me = ctx.self_index
-        own = self._observation(r)
+        own = self._observation(r, attempt)
         collected: dict[int, _Collected] = {
             me: _Collected(
-                self.transport.seal(self._header(MsgType.OBSERVATION, r), own.encode()), own
+                self.transport.seal(self._header(MsgType.OBSERVATION, r, attempt), own.encode()),
+                own,
             )
         }
         asks = {
@@ -583,7 +586,7 @@ class RoundProtocol:
                     p,
                     MsgType.OBSERVE,
                     r,
-                    0,
+                    attempt,
                     b"",
                     frozenset({MsgType.OBSERVATION, MsgType.REFUSE}),
                     cfg.observe_timeout_s,
@@ -624,10 +627,6 @@ class RoundProtocol:
         if not updates:
             self.metrics.rounds.labels("nothing_due").inc()
             return None
-        report = Report(ctx.epoch, r, tuple(updates))
-        report_bytes = encode(report)
-        message = digest(ctx.chain_id, ctx.oracle, ctx.epoch, report_bytes)
-        self.store.set_round_state(ctx.epoch, r, str(me), "proposing")
 
         def agrees(who: int) -> bool:
             feeds = collected[who].by_feed
@@ -647,15 +646,39 @@ class RoundProtocol:
             and agrees(who)
             and self._suspects.get(who, 0.0) < now
         ]
+        return collected, tuple(updates), candidates
+
+    async def lead(self, r: int) -> Report | None:
+        """Run round ``r`` as its leader; return the aggregated report, if any."""
+        started = time.perf_counter()
+        ctx, cfg = self.ctx, self.config
+        me = ctx.self_index
+        observed = await self._observe_round(r, 0)
+        if observed is None:
+            return None
+        first = 0
+        if len(observed[2]) < ctx.threshold and cfg.reobserve_after_s > 0:
+            # Right after a source moves, some members have not polled it yet and disagree
+            # with the new median: look again once instead of wasting the round.
+            await asyncio.sleep(cfg.reobserve_after_s)
+            again = await self._observe_round(r, 1)
+            if again is None:
+                return None
+            observed, first = again, 1
+        collected, updates, candidates = observed
+        report = Report(ctx.epoch, r, updates)
+        report_bytes = encode(report)
+        message = digest(ctx.chain_id, ctx.oracle, ctx.epoch, report_bytes)
+        self.store.set_round_state(ctx.epoch, r, str(me), "proposing")
         if not self.store.commit_to_report(ctx.epoch, r, report_bytes):
             log.error("round.equivocation_avoided", round=r)
             return None
         observations = tuple(c.raw for c in collected.values())
         excluded: set[int] = set()
-        for attempt in range(cfg.max_attempts):
+        for attempt in range(first, first + cfg.max_attempts):
             pool = [w for w in candidates if w not in excluded]
             commitments: dict[int, SigningCommitment | None]
-            if attempt == 0:
+            if attempt == first:
                 commitments = {w: collected[w].observation.nonce for w in pool}
             else:
                 commitments = await self._fresh_nonces(r, attempt, pool)

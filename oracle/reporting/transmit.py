@@ -82,7 +82,15 @@ class Web3Transmitter:
         rpc_timeout: float = 3.0,
         receipt_timeout: float = 15.0,
     ) -> None:
-        self.w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout}))
+        # No hidden retries inside web3: a call fails after rpc_timeout, and the protocol's
+        # own loops retry, count and log, so an outage is visible and bounded.
+        self.w3 = AsyncWeb3(
+            AsyncHTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": rpc_timeout},
+                exception_retry_configuration=None,
+            )
+        )
         self.contract = self.w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(oracle), abi=artifacts.load("MiraOracle").abi
         )
