@@ -81,5 +81,13 @@ def make_app(node: Node, *, max_body_bytes: int = 64 * 1024) -> web.Application:
     app.router.add_get("/v1/feeds", feeds)
     app.router.add_get("/v1/feeds/{feed_id:.+}", feed)
     app.router.add_get("/v1/models", models)
+
+    async def network(_: web.Request) -> web.Response:
+        service = getattr(node, "network", None)
+        if service is None:
+            return _error(404, "this node runs no [network]")
+        return web.json_response(service.status())
+
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/network", network)
     return app

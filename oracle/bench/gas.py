@@ -23,7 +23,12 @@ from web3.contract import Contract
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
-from oracle.chain.oracle_calls import MemberInfo, signature_struct, start_epoch_args
+from oracle.chain.oracle_calls import (
+    MemberInfo,
+    SignatureStruct,
+    signature_struct,
+    start_epoch_args,
+)
 from oracle.crypto.dkg import run_dkg
 from oracle.crypto.frost import make_signers, run_signing
 from oracle.crypto.group import base_mul
@@ -53,7 +58,7 @@ class Committee:
     """A FROST committee from a real DKG, registered as an epoch of the oracle."""
 
     epoch: int
-    sign: Callable[[bytes], tuple[int, int, str, int]]
+    sign: Callable[[bytes], SignatureStruct]
 
 
 def _members(n: int) -> list[MemberInfo]:
@@ -78,7 +83,7 @@ def start_committee(w3: Web3, oracle: Contract, n: int) -> Committee:
     w3.eth.wait_for_transaction_receipt(tx.transact())
     epoch = int(oracle.functions.currentEpoch().call())
 
-    def sign(message: bytes) -> tuple[int, int, str, int]:
+    def sign(message: bytes) -> SignatureStruct:
         outcome = run_signing(MIRA_EVM, dkg.public, message, signers)
         return signature_struct(dkg.public.group_key, message, outcome.encoded)
 

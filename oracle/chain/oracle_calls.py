@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from eth_utils.address import to_checksum_address
 
@@ -24,13 +25,19 @@ class MemberInfo:
         return (to_checksum_address(self.operator), self.identity_key, self.p2p_url)
 
 
-def signature_struct(
-    group_key: Point, digest: bytes, encoded_signature: bytes
-) -> tuple[int, int, str, int]:
-    """IMiraOracle.Signature (px, z, commitment, parity) for an EVM-suite FROST signature
-    over ``digest``; the field order is the contract's."""
+class SignatureStruct(NamedTuple):
+    """IMiraOracle.Signature, fields in the contract's order (web3 encodes it as a tuple)."""
+
+    px: int
+    z: int
+    commitment: str
+    parity: int
+
+
+def signature_struct(group_key: Point, digest: bytes, encoded_signature: bytes) -> SignatureStruct:
+    """IMiraOracle.Signature for an EVM-suite FROST signature over ``digest``."""
     px, parity, _, commitment, z = MIRA_EVM.evm_arguments(group_key, digest, encoded_signature)
-    return (px, z, to_checksum_address(commitment), parity)
+    return SignatureStruct(px=px, z=z, commitment=to_checksum_address(commitment), parity=parity)
 
 
 def start_epoch_args(

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from oracle.bench.e2e import e2e
 from oracle.bench.pipeline import pipeline
 from oracle.crypto.dkg import run_dkg
 from oracle.crypto.frost import SigningRound, aggregate, make_signers
@@ -35,6 +36,7 @@ def bench() -> None:
 
 
 bench.add_command(pipeline)
+bench.add_command(e2e)
 
 
 def _dkg_and_signing(suite: Ciphersuite, t: int, n: int, rounds: int) -> dict[str, Any]:

@@ -154,6 +154,8 @@ class FeedSpec:
     poll_interval_s: float
     file: str
     digest: bytes  # sha256 of the canonical spec: binds commitments and checkpoints to it
+    # how far a reported value may be from a node's own output for it to sign (reporting)
+    tolerance_bps: int = 100
 
     @property
     def id_bytes32(self) -> bytes:
@@ -278,10 +280,11 @@ def parse_feed_spec(
         quantize.finish()
 
     publish = top.table("publish")
-    deviation_bps, heartbeat_s = 0, 0
+    deviation_bps, heartbeat_s, tolerance_bps = 0, 0, 100
     if publish is not None:
         deviation_bps = publish.integer("deviation_bps", low=0, high=1_000_000)
         heartbeat_s = publish.integer("heartbeat_s", low=1, high=7 * 86_400)
+        tolerance_bps = publish.integer("tolerance_bps", 100, low=0, high=1_000_000)
         publish.finish()
     top.finish()
 
@@ -315,6 +318,7 @@ def parse_feed_spec(
         poll_interval_s=poll_interval_s,
         file=file,
         digest=digest,
+        tolerance_bps=tolerance_bps,
     )
 
 

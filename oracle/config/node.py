@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from oracle.config.feeds import FeedSpec, load_feed_specs
+from oracle.config.network import NetworkConfig, read_network
 from oracle.config.reader import Problems, Table
 from oracle.storage.db import DEFAULT_URL
 
@@ -72,6 +73,7 @@ class NodeConfig:
     api: ApiConfig
     scheduler: SchedulerConfig
     log: LogConfig
+    network: NetworkConfig | None = None
 
 
 def load_node_config(path: Path) -> NodeConfig:
@@ -148,6 +150,8 @@ def load_node_config(path: Path) -> NodeConfig:
         format=lt.string("format", "json", choices=("json", "console")),
     )
     lt.finish()
+    nt = top.table("network", required=False)
+    network = read_network(nt, base) if nt is not None else None
     top.finish()
     problems.raise_if_any()
     return NodeConfig(
@@ -159,6 +163,7 @@ def load_node_config(path: Path) -> NodeConfig:
         api=api,
         scheduler=scheduler,
         log=log,
+        network=network,
     )
 
 

@@ -20,8 +20,9 @@ from prometheus_client import CollectorRegistry, Gauge
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig
 from oracle.node.feeds import FeedRunner
+from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
-from oracle.node.service import Health, ServiceGroup
+from oracle.node.service import Health, Service, ServiceGroup
 from oracle.storage import Store, make_engine, require_current
 
 log = structlog.get_logger(__name__)
@@ -172,10 +173,12 @@ class Node:
             spec.id: FeedRunner(spec, self.storage.store, self.metrics) for spec in feeds
         }
         self.api = ApiService(self)
-        self.services = ServiceGroup(
-            config.name,
-            [self.storage, FeedsService(self), SchedulerService(self), self.api],
-        )
+        services: list[Service] = [self.storage, FeedsService(self), SchedulerService(self)]
+        self.network: NetworkService | None = None
+        if config.network is not None:
+            self.network = NetworkService(self)
+            services.append(self.network)
+        self.services = ServiceGroup(config.name, [*services, self.api])
 
     async def start(self) -> None:
         await self.services.start()

@@ -1,0 +1,186 @@
+"""p2p over HTTP (aiohttp): one POST per message, the reply (if any) in the response body.
+
+``POST /p2p/v1/message`` takes one sealed message (oracle.p2p.wire) and answers 200 with a
+sealed reply, 204 with nothing to say, or 400 with the rejection reason. Replies are
+authenticated exactly like requests, and must come from the peer that was asked, for the
+same epoch, round and attempt. ``GET /p2p/v1/health`` says who this node is (liveness for
+``mira committee status``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import coincurve
+import structlog
+from aiohttp import web
+
+from oracle.p2p.auth import Authenticator
+from oracle.p2p.errors import MessageRejected, PeerUnavailable
+from oracle.p2p.wire import REQUEST_TYPES, Envelope, Header, MsgType, seal
+
+log = structlog.get_logger(__name__)
+
+MESSAGE_PATH = "/p2p/v1/message"
+HEALTH_PATH = "/p2p/v1/health"
+
+Handler = Callable[[Envelope], Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True)
+class Peer:
+    index: int
+    url: str  # base URL, e.g. http://127.0.0.1:7701
+    identity_key: bytes
+
+
+class Transport:
+    """This node's p2p endpoint: a server for incoming messages and a client for peers."""
+
+    def __init__(
+        self,
+        identity_secret: bytes,
+        auth: Authenticator,
+        *,
+        host: str,
+        port: int,
+    ) -> None:
+        self._key = coincurve.PrivateKey(identity_secret)
+        self.identity_key = bytes(self._key.public_key.format(compressed=True))
+        self.auth = auth
+        self.host, self.port = host, port
+        self.handlers: dict[MsgType, Handler] = {}
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # -- server ---------------------------------------------------------------------------
+
+    def on(self, msg_type: MsgType, handler: Handler) -> None:
+        if msg_type not in REQUEST_TYPES:
+            raise ValueError(f"{msg_type.name} is a reply type, not a request")
+        self.handlers[msg_type] = handler
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.auth.max_bytes)
+        app.router.add_post(MESSAGE_PATH, self._handle)
+        app.router.add_get(HEALTH_PATH, self._health)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = int(self._runner.addresses[0][1])
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=32)
+        self._session = aiohttp.ClientSession(connector=connector)
+        log.info("p2p.listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "ok": True,
+                "identity_key": "0x" + self.identity_key.hex(),
+                "epochs": sorted(self.auth.epochs),
+            }
+        )
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        remote = request.remote or "?"
+        try:
+            data = await request.content.read(self.auth.max_bytes + 1)
+        except (TimeoutError, aiohttp.ClientError):
+            return web.Response(status=400, text="unreadable body")
+        try:
+            env = self.auth.open(data, remote=remote)
+        except MessageRejected as exc:
+            return web.Response(status=400, text=exc.reason)
+        handler = self.handlers.get(env.header.type)
+        if handler is None:
+            unexpected = MessageRejected(
+                "unexpected_type", f"{env.header.type.name} is not a request here"
+            )
+            self.auth.reject(unexpected, remote)
+            return web.Response(status=400, text=unexpected.reason)
+        try:
+            reply = await handler(env)
+        except MessageRejected as exc:
+            self.auth.reject(exc, remote)
+            return web.Response(status=400, text=exc.reason)
+        except Exception as exc:  # a handler bug must not kill the server
+            log.exception("p2p.handler_failed", type=env.header.type.name, error=str(exc))
+            return web.Response(status=500, text="internal error")
+        if reply is None:
+            return web.Response(status=204)
+        return web.Response(status=200, body=reply, content_type="application/octet-stream")
+
+    # -- client ---------------------------------------------------------------------------
+
+    def seal(self, header: Header, payload: bytes) -> bytes:
+        return seal(header, payload, self._key)
+
+    async def send(
+        self,
+        peer: Peer,
+        header: Header,
+        payload: bytes,
+        *,
+        timeout: float,
+        expect: frozenset[MsgType] | None = None,
+    ) -> Envelope | None:
+        """Send one message; return the authenticated reply (None for 204).
+
+        Raises PeerUnavailable when the peer cannot be reached or refuses the message, and
+        MessageRejected (counted) when its reply is not acceptable.
+        """
+        if self._session is None:
+            raise PeerUnavailable("transport is not started")
+        data = self.seal(header, payload)
+        self.auth.metrics.sent.labels(header.type.name).inc()
+        try:
+            async with self._session.post(
+                peer.url + MESSAGE_PATH,
+                data=data,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                headers={"Content-Type": "application/octet-stream"},
+            ) as resp:
+                body = await resp.content.read(self.auth.max_bytes + 1)
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            self.auth.metrics.send_failures.labels(str(peer.index)).inc()
+            raise PeerUnavailable(f"peer {peer.index} ({peer.url}): {type(exc).__name__}") from exc
+        if status == 204:
+            return None
+        if status != 200:
+            self.auth.metrics.send_failures.labels(str(peer.index)).inc()
+            raise PeerUnavailable(
+                f"peer {peer.index} refused {header.type.name}: {status} {body[:200]!r}"
+            )
+        reply = self.auth.open(body, remote=peer.url)
+        rh = reply.header
+        if (rh.epoch, rh.round, rh.attempt, rh.sender) != (
+            header.epoch,
+            header.round,
+            header.attempt,
+            peer.index,
+        ) or (expect is not None and rh.type not in expect):
+            wrong = MessageRejected(
+                "unexpected_reply",
+                f"peer {peer.index} answered {rh.type.name} for epoch {rh.epoch} round "
+                f"{rh.round}.{rh.attempt} from sender {rh.sender}",
+            )
+            self.auth.reject(wrong, peer.url)
+            raise wrong
+        return reply

@@ -1,0 +1,169 @@
+"""How a signed report reaches the chain, behind a narrow protocol.
+
+The round protocol decides *who* transmits *when*; a :class:`ReportTransmitter` makes one
+attempt and says what became of it. :class:`Web3Transmitter` is the direct
+implementation: simulate (``eth_estimateGas``, which runs the call), sign with the
+operator key, send, wait for the receipt. Sends from one node are serialized so that the
+account nonce never has a gap or a duplicate. The transaction manager of issue 6 plugs
+in here at merge (a durable queue behind the same ``submit``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from eth_account import Account
+from eth_utils.crypto import keccak
+from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError
+from web3.providers.rpc import AsyncHTTPProvider
+
+from oracle.chain import artifacts
+from oracle.chain.oracle_calls import SignatureStruct
+
+log = structlog.get_logger(__name__)
+
+_NO_UPDATE = keccak(b"NoUpdateApplied(uint64,uint64)")[:4]
+
+
+class Fate(enum.Enum):
+    LANDED = "landed"  # our transaction applied the report
+    ALREADY_APPLIED = "already_applied"  # simulation: nothing left to apply (someone else did)
+    REVERTED = "reverted"  # the transaction was mined but reverted
+    REJECTED = "rejected"  # simulation reverted for another reason: sending would waste gas
+    UNKNOWN = "unknown"  # sent, no receipt yet
+    FAILED = "failed"  # RPC failure: retry later
+
+
+@dataclass(frozen=True)
+class Submission:
+    fate: Fate
+    tx_hash: bytes | None = None
+    tx_nonce: int | None = None
+    gas_used: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class OnChainValue:
+    round: int
+    value: int
+    observed_at: int
+
+
+class ReportTransmitter(Protocol):
+    """What the round protocol needs from the chain side."""
+
+    @property
+    def sender(self) -> str: ...
+
+    async def submit(
+        self, report: bytes, signature: SignatureStruct, round_: int
+    ) -> Submission: ...
+
+    async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]: ...
+
+
+class Web3Transmitter:
+    """Direct sends with an operator key over JSON-RPC."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        oracle: str,
+        operator_secret: bytes,
+        *,
+        rpc_timeout: float = 3.0,
+        receipt_timeout: float = 15.0,
+    ) -> None:
+        # No hidden retries inside web3: a call fails after rpc_timeout, and the protocol's
+        # own loops retry, count and log, so an outage is visible and bounded.
+        self.w3 = AsyncWeb3(
+            AsyncHTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": rpc_timeout},
+                exception_retry_configuration=None,
+            )
+        )
+        self.contract = self.w3.eth.contract(
+            address=AsyncWeb3.to_checksum_address(oracle), abi=artifacts.load("MiraOracle").abi
+        )
+        self.account = Account.from_key(operator_secret)
+        self.receipt_timeout = receipt_timeout
+        self._lock = asyncio.Lock()
+        self._next_nonce: int | None = None
+        self._chain_id: int | None = None
+
+    @property
+    def sender(self) -> str:
+        return str(self.account.address)
+
+    async def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(await self.w3.eth.chain_id)
+        return self._chain_id
+
+    async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]:
+        calls = [self.contract.functions.latestRound(f).call() for f in feed_ids]
+        results = await asyncio.gather(*calls)
+        return {
+            f: OnChainValue(int(r[0]), int(r[1]), int(r[2]))
+            for f, r in zip(feed_ids, results, strict=True)
+        }
+
+    async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
+        fn = self.contract.functions.transmit(report, signature)
+        try:
+            # The simulation: estimateGas executes the call against the latest state.
+            gas = int(await fn.estimate_gas({"from": self.account.address}))
+        except ContractLogicError as exc:
+            data = exc.data if isinstance(exc.data, str) else ""
+            if data.startswith("0x") and bytes.fromhex(data[2:10]) == _NO_UPDATE:
+                return Submission(Fate.ALREADY_APPLIED, detail="NoUpdateApplied")
+            return Submission(Fate.REJECTED, detail=f"simulation reverted: {exc}")
+        except Exception as exc:  # RPC down, garbage answer, timeout
+            return Submission(Fate.FAILED, detail=f"simulation: {type(exc).__name__}: {exc}")
+        try:
+            async with self._lock:
+                pending = int(
+                    await self.w3.eth.get_transaction_count(self.account.address, "pending")
+                )
+                nonce = max(pending, self._next_nonce or 0)
+                gas_price = int(await self.w3.eth.gas_price)
+                tx = await fn.build_transaction(
+                    {  # type: ignore[arg-type]
+                        "from": self.account.address,
+                        "nonce": nonce,
+                        "gas": gas + gas // 5,
+                        "gasPrice": gas_price * 2,
+                        "chainId": await self.chain_id(),
+                    }
+                )
+                signed = self.account.sign_transaction(tx)
+                tx_hash = bytes(await self.w3.eth.send_raw_transaction(signed.raw_transaction))
+                self._next_nonce = nonce + 1
+        except Exception as exc:
+            self._next_nonce = None  # re-read from the chain next time
+            return Submission(Fate.FAILED, detail=f"send: {type(exc).__name__}: {exc}")
+        log.info("transmit.sent", round=round_, tx=tx_hash.hex(), nonce=nonce)
+        deadline = time.monotonic() + self.receipt_timeout
+        while time.monotonic() < deadline:
+            try:
+                receipt = await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            except Exception:  # not mined yet (TransactionNotFound) or RPC trouble
+                await asyncio.sleep(0.1)
+                continue
+            ok = int(receipt["status"]) == 1
+            return Submission(
+                Fate.LANDED if ok else Fate.REVERTED,
+                tx_hash,
+                nonce,
+                int(receipt["gasUsed"]),
+            )
+        return Submission(Fate.UNKNOWN, tx_hash, nonce, detail="no receipt yet")

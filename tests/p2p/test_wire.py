@@ -1,0 +1,202 @@
+"""The p2p envelope: exact lengths, signatures, binding, replay, rate limits; and a fuzz
+test feeding random bytes and mutated valid messages to the parser and authenticator."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from oracle.crypto.dkg import run_dkg
+from oracle.crypto.frost import make_signers
+from oracle.crypto.suites import MIRA_EVM
+from oracle.p2p.errors import MessageRejected
+from oracle.p2p.wire import (
+    HEADER_LEN,
+    MAX_MESSAGE_BYTES,
+    SIGNATURE_LEN,
+    MsgType,
+    Observation,
+    Proposal,
+    SignedReport,
+    seal,
+    unseal,
+)
+from oracle.reporting.report import FeedUpdate, Report, encode
+from tests.p2p.helpers import EPOCH, authenticator, header, keys, rejected
+
+KEYS = keys(4)
+
+
+def _update(v: int = 5) -> FeedUpdate:
+    return FeedUpdate(b"\x01" * 32, v, 1_700_000_000, b"\x02" * 32)
+
+
+def test_round_trip_recovers_signer_and_fields() -> None:
+    msg = seal(header(MsgType.OBSERVE, sender=2, round_=77, attempt=1), b"abc", KEYS[2])
+    assert len(msg) == HEADER_LEN + 3 + SIGNATURE_LEN
+    env = unseal(msg)
+    assert env.header.round == 77 and env.header.attempt == 1 and env.header.sender == 2
+    assert env.payload == b"abc"
+    assert env.signer_key == KEYS[2].public_key.format(compressed=True)
+
+
+def test_accepts_valid_member_message_once() -> None:
+    auth = authenticator(KEYS)
+    msg = seal(header(sender=1), b"", KEYS[1])
+    auth.open(msg)
+    with pytest.raises(MessageRejected) as exc:
+        auth.open(msg)
+    assert exc.value.reason == "replay"
+    assert rejected(auth, "replay") == 1
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda m: m[:-1], "truncated"),
+        (lambda m: m[:10], "truncated"),
+        (lambda m: m + b"\x00", "malformed"),
+        (lambda m: b"XX" + m[2:], "malformed"),
+        (lambda m: m[:2] + b"\x02" + m[3:], "bad_version"),
+        (lambda m: m[:3] + b"\xee" + m[4:], "malformed"),
+        (lambda m: m[:-2] + bytes([m[-2] ^ 1]) + m[-1:], "bad_signature"),
+    ],
+)
+def test_rejects_malformed_and_tampered(mutate, reason: str) -> None:  # type: ignore[no-untyped-def]
+    auth = authenticator(KEYS)
+    msg = seal(header(sender=0), b"payload", KEYS[0])
+    with pytest.raises(MessageRejected) as exc:
+        auth.open(mutate(msg))
+    # a flipped signature byte either fails to recover or recovers another key
+    assert exc.value.reason in (reason, "non_member")
+    assert rejected(auth, exc.value.reason) == 1
+
+
+def test_tampered_payload_does_not_verify_as_the_sender() -> None:
+    auth = authenticator(KEYS)
+    msg = bytearray(seal(header(sender=0), b"payload", KEYS[0]))
+    msg[HEADER_LEN] ^= 1
+    with pytest.raises(MessageRejected) as exc:
+        auth.open(bytes(msg))
+    assert exc.value.reason in ("non_member", "bad_signature")
+
+
+def test_oversized_is_rejected_before_parsing() -> None:
+    auth = authenticator(KEYS)
+    with pytest.raises(MessageRejected) as exc:
+        auth.open(b"\x00" * (MAX_MESSAGE_BYTES + 1))
+    assert exc.value.reason == "oversized"
+
+
+def test_non_member_wrong_member_epoch_and_binding() -> None:
+    auth = authenticator(KEYS)
+    outsider = keys(6)[5]
+    cases = [
+        (seal(header(sender=0), b"", outsider), "non_member"),
+        (seal(header(sender=9), b"", KEYS[0]), "non_member"),
+        (seal(header(sender=1), b"", KEYS[0]), "bad_signature"),  # member 0 posing as 1
+        (seal(header(sender=0, epoch=EPOCH - 1), b"", KEYS[0]), "wrong_epoch"),
+        (seal(header(sender=0, chain_id=1), b"", KEYS[0]), "wrong_committee"),
+        (seal(header(sender=0, committee=b"\x01" * 20), b"", KEYS[0]), "wrong_committee"),
+    ]
+    for msg, reason in cases:
+        with pytest.raises(MessageRejected) as exc:
+            auth.open(msg)
+        assert exc.value.reason == reason, exc.value
+
+
+def test_replay_window_refuses_stale_rounds() -> None:
+    auth = authenticator(KEYS, replay_window=8)
+    auth.open(seal(header(MsgType.OBSERVE, round_=1000), b"", KEYS[0]))
+    auth.open(seal(header(MsgType.OBSERVE, round_=995), b"", KEYS[0]))  # late but in window
+    with pytest.raises(MessageRejected) as exc:
+        auth.open(seal(header(MsgType.OBSERVE, round_=900), b"", KEYS[0]))
+    assert exc.value.reason == "stale"
+    # another attempt of the same round is a different message
+    auth.open(seal(header(MsgType.OBSERVE, round_=1000, attempt=1), b"", KEYS[0]))
+
+
+def test_per_peer_rate_limit() -> None:
+    auth = authenticator(KEYS, peer_rate=0.001, peer_burst=3)
+    for r in range(3):
+        auth.open(seal(header(round_=r), b"", KEYS[0]))
+    with pytest.raises(MessageRejected) as exc:
+        auth.open(seal(header(round_=3), b"", KEYS[0]))
+    assert exc.value.reason == "rate_limited"
+    auth.open(seal(header(round_=3, sender=1), b"", KEYS[1]))  # others are unaffected
+
+
+def test_payload_codecs_round_trip_and_are_strict() -> None:
+    dkg = run_dkg(MIRA_EVM, 3, 4)
+    signer = make_signers(MIRA_EVM, dkg.public, dkg.keys)[1]
+    obs = Observation((_update(),), signer.commit())
+    assert Observation.decode(obs.encode()) == obs
+    report = encode(Report(EPOCH, 9, (_update(),)))
+    prop = Proposal(report, (b"x" * 10, b"y"), (signer.commit(),))
+    assert Proposal.decode(prop.encode()) == prop
+    signed = SignedReport(report, b"\x03" * 52)
+    assert SignedReport.decode(signed.encode()) == signed
+    for data, decoder in (
+        (obs.encode(), Observation.decode),
+        (prop.encode(), Proposal.decode),
+        (signed.encode(), SignedReport.decode),
+    ):
+        with pytest.raises(MessageRejected):
+            decoder(data[:-1])
+        with pytest.raises(MessageRejected):
+            decoder(data + b"\x00")
+
+
+_VALID = [
+    seal(header(MsgType.OBSERVE, sender=i % 4, round_=50 + i), bytes([i]) * i, KEYS[i % 4])
+    for i in range(8)
+]
+_PAYLOAD = Observation((_update(7),), None).encode()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.binary(max_size=400),
+        st.tuples(
+            st.sampled_from(_VALID),
+            st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=4),
+            st.integers(-3, 3),
+        ).map(
+            lambda t: (lambda m: (m + b"\x00" * max(0, t[2]))[: len(m) + min(0, t[2]) or None])(
+                bytes(_mutate(t[0], t[1]))
+            )
+        ),
+    )
+)
+def test_fuzz_parser_and_authenticator_never_crash(data: bytes) -> None:
+    auth = authenticator(KEYS)
+    try:
+        env = auth.open(data)
+    except MessageRejected as exc:
+        assert exc.reason  # refused with a reason, and counted
+        assert rejected(auth, exc.reason) == 1
+        return
+    # Accepted: then it must be an unmodified valid message.
+    assert data in _VALID
+    assert env.header.epoch == EPOCH
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(["obs", "prop", "signed"]))
+def test_fuzz_payload_decoders(data: bytes, which: str) -> None:
+    decoder = {"obs": Observation.decode, "prop": Proposal.decode, "signed": SignedReport.decode}
+    base = {"obs": _PAYLOAD, "prop": b"", "signed": b""}[which]
+    for candidate in (data, base + data, base[: len(data)]):
+        try:
+            decoder[which](candidate)
+        except MessageRejected as exc:
+            assert exc.reason == "malformed"
+
+
+def _mutate(msg: bytes, edits: list[tuple[int, int]]) -> bytearray:
+    out = bytearray(msg)
+    for pos, value in edits:
+        out[pos % len(out)] = value
+    return out
