@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Connection
 
 from oracle.config.feeds import FeedSpec
 from oracle.models import FeedModel, ModelError, QuantizationError, Rejected, StepOutput
@@ -35,6 +37,8 @@ class FeedMetrics:
     rejections: Counter = field(init=False)
     outputs: Counter = field(init=False)
     drifts: Counter = field(init=False)
+    chain_reorgs: Counter = field(init=False)
+    chain_orphaned_logs: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         self.observations = Counter(
@@ -49,6 +53,18 @@ class FeedMetrics:
         self.outputs = Counter("mira_outputs", "Model outputs", ["feed"], registry=self.registry)
         self.drifts = Counter(
             "mira_drift_events", "ADWIN drift detections", ["feed"], registry=self.registry
+        )
+        self.chain_reorgs = Counter(
+            "mira_chain_deep_reorgs",
+            "Reorgs deeper than a chain-events source's confirmation depth",
+            ["feed", "source"],
+            registry=self.registry,
+        )
+        self.chain_orphaned_logs = Counter(
+            "mira_chain_orphaned_logs",
+            "Ingested logs whose block a deep reorg orphaned",
+            ["feed", "source"],
+            registry=self.registry,
         )
 
 
@@ -146,11 +162,12 @@ class FeedPipeline:
     def pending(self) -> int:
         return len(self._obs) + len(self._rej)
 
-    def flush(self) -> None:
-        """Store the buffered observations, outputs and rejections in one transaction."""
-        if not self.pending:
+    def flush(self, also: Callable[[Connection], None] | None = None) -> None:
+        """Store the buffered observations, outputs and rejections in one transaction;
+        ``also`` (a source's bookkeeping) joins that transaction."""
+        if not self.pending and also is None:
             return
-        self.store.write_batch(self._obs, self._out, self._rej)
+        self.store.write_batch(self._obs, self._out, self._rej, also=also)
         self._obs, self._out, self._rej = [], [], []
 
     def checkpoint(self) -> None:
@@ -169,6 +186,15 @@ class FeedPipeline:
                 time.time_ns() // 1_000_000,
             )
         )
+
+    def reload(self) -> int:
+        """Drop what is buffered and rebuild the model from storage alone: after a failed
+        write the model is ahead of what is stored, and must not stay so."""
+        self._obs, self._out, self._rej = [], [], []
+        self.model = FeedModel(self.spec)
+        self._checkpoint_seq = 0
+        self.last_output = None
+        return self.restore()
 
     def restore(self) -> int:
         """Rebuild the model from storage; return the number of observations re-run."""

@@ -7,11 +7,11 @@ produced are stored together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
 
 from oracle.storage.schema import ModelCheckpoint, Observation, Output, RejectedObservation
 
@@ -75,11 +75,16 @@ class Store:
         observations: Sequence[ObservationRow] = (),
         outputs: Sequence[OutputRow] = (),
         rejections: Sequence[RejectionRow] = (),
+        *,
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
-        """Store everything in one transaction (all or nothing)."""
-        if not (observations or outputs or rejections):
+        """Store everything in one transaction (all or nothing). ``also`` runs in the
+        same transaction, e.g. a source's own bookkeeping of what it delivered."""
+        if not (observations or outputs or rejections or also):
             return
         with self.engine.begin() as conn:
+            if also is not None:
+                also(conn)
             if observations:
                 conn.execute(insert(_OBS), [_obs_params(o) for o in observations])
             if outputs:
