@@ -75,6 +75,13 @@ class FeedPipeline:
         self.model = FeedModel(spec)
         self.metrics = metrics
         self._fields = sorted(set(spec.features.fields) | {spec.features.target})
+        # '{"a":%r,"b":%r}': %r of a float is float.__repr__, which is what JSON writes
+        self._json_format = (
+            "{" + ",".join(_RECORD_JSON.encode(name) + ":%r" for name in self._fields) + "}"
+        )
+        self._feed_id = spec.id
+        self._m_obs = metrics.observations.labels(spec.id) if metrics else None
+        self._m_out = metrics.outputs.labels(spec.id) if metrics else None
         self._obs: list[ObservationRow] = []
         self._out: list[OutputRow] = []
         self._rej: list[RejectionRow] = []
@@ -87,34 +94,49 @@ class FeedPipeline:
 
     def ingest(self, obs: RawObservation) -> StepOutput | None:
         """Validate and consume one raw observation; buffer what must be stored."""
+        raw = obs.raw
         try:
-            record = {name: self._field(obs.raw, name) for name in self._fields}
+            values = [raw[name] for name in self._fields]
+        except KeyError:
+            values = None
+        # fast path: every field an ordinary finite float (nan and ±inf fail the range test)
+        if values is None or not all(type(v) is float and -MAX_ABS <= v <= MAX_ABS for v in values):
+            try:
+                values = [self._field(raw, name) for name in self._fields]
+            except Rejected as exc:
+                self.reject(obs.source, exc.reason, exc.detail, raw)
+                return None
+        record = dict(zip(self._fields, values, strict=True))
+        try:
             out = self.model.step(record, obs.observed_at_ms)
         except Rejected as exc:
-            self.reject(obs.source, exc.reason, exc.detail, obs.raw)
+            self.reject(obs.source, exc.reason, exc.detail, raw)
             return None
         except QuantizationError as exc:
             # the model consumed the observation: store it, but there is no output
             self.last_error = str(exc)
-            self.reject(obs.source, "unquantizable_output", str(exc), obs.raw)
+            self.reject(obs.source, "unquantizable_output", str(exc), raw)
             out = None
+        # canonical JSON of the record, as json.dumps(sort_keys=True) writes it: the keys
+        # are sorted identifiers, the values finite floats (float.__repr__ is JSON's)
+        text = self._json_format % tuple(values)
         self._obs.append(
             ObservationRow(
-                self.spec.id,
-                self.model.seq,
+                self._feed_id,
+                self.model.state.seq,
                 obs.source,
                 obs.observed_at_ms,
                 obs.dedup_key,
-                _RECORD_JSON.encode(record),  # keys already sorted: self._fields is
+                text,
             )
         )
         self.last_dedup_key = obs.dedup_key
-        if self.metrics:
-            self.metrics.observations.labels(self.spec.id).inc()
+        if self._m_obs is not None:
+            self._m_obs.inc()
         if out is not None:
             self._out.append(
                 OutputRow(
-                    self.spec.id,
+                    self._feed_id,
                     out.seq,
                     out.observed_at_ms,
                     out.value,
@@ -124,12 +146,12 @@ class FeedPipeline:
                 )
             )
             self.last_output = out
-            if self.metrics:
-                self.metrics.outputs.labels(self.spec.id).inc()
-                if out.drift:
-                    self.metrics.drifts.labels(self.spec.id).inc()
+            if self._m_out is not None:
+                self._m_out.inc()
             if out.drift:
-                log.info("drift", feed=self.spec.id, seq=out.seq)
+                if self.metrics:
+                    self.metrics.drifts.labels(self._feed_id).inc()
+                log.info("drift", feed=self._feed_id, seq=out.seq)
         return out
 
     @staticmethod
