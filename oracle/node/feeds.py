@@ -86,6 +86,14 @@ class FeedRunner:
                 await self._poll_chain()
             elif self.http:
                 await self._poll_http()
+                # a live reading cannot be read again: store it before the poll ends, so
+                # a crash (even SIGKILL) loses at most the poll in flight, never a reading
+                # the feed already consumed
+                try:
+                    self.pipeline.flush()
+                except Exception:
+                    self.pipeline.reload()  # the model must not keep what was not stored
+                    raise
             self.last_poll_error = None
         except Exception as exc:  # a feed's failure must not stop the others
             self.last_poll_error = f"{type(exc).__name__}: {exc}"
