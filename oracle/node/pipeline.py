@@ -68,6 +68,16 @@ class FeedMetrics:
         )
 
 
+_FLOAT_ONLY = {float}
+
+
+def _plain_floats(values: list[float]) -> bool:
+    if {*map(type, values)} != _FLOAT_ONLY:
+        return False
+    total = sum(values)
+    return total - total == 0.0 and min(values) >= -MAX_ABS and max(values) <= MAX_ABS
+
+
 class FeedPipeline:
     def __init__(self, spec: FeedSpec, store: Store, metrics: FeedMetrics | None = None) -> None:
         self.spec = spec
@@ -99,8 +109,9 @@ class FeedPipeline:
             values = [raw[name] for name in self._fields]
         except KeyError:
             values = None
-        # fast path: every field an ordinary finite float (nan and ±inf fail the range test)
-        if values is None or not all(type(v) is float and -MAX_ABS <= v <= MAX_ABS for v in values):
+        # fast path: every field a float (not an int, a bool or a string), none nan or ±inf
+        # (then s - s is nan), all within ±MAX_ABS; anything else takes the checked path
+        if values is None or not _plain_floats(values):
             try:
                 values = [self._field(raw, name) for name in self._fields]
             except Rejected as exc:
