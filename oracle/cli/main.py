@@ -11,6 +11,7 @@ from oracle.cli.bench import bench
 from oracle.cli.db import db
 from oracle.cli.devnet import devnet
 from oracle.cli.keys import keys
+from oracle.cli.model import model
 from oracle.cli.node import node
 from oracle.errors import MiraError
 
@@ -36,6 +37,7 @@ cli.add_command(bench)
 cli.add_command(keys)
 cli.add_command(db)
 cli.add_command(node)
+cli.add_command(model)
 
 
 def main() -> None:
