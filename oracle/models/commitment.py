@@ -90,7 +90,7 @@ class _Layout:
         self.names = b"%d:" % n + "\x00".join(keys).encode("utf-8") + b"\x00"
         # itemgetter of one key returns a bare value: keep the result a tuple
         self.get = operator.itemgetter(*keys) if n > 1 else (lambda d: tuple(d[k] for k in keys))
-        self.pack_scaler = struct.Struct(f">{n}Q{2 * n}d").pack  # counts, means, variances
+        self.pack_scaler = struct.Struct(f">{2 * n}d").pack  # means, then variances
         self.pack_weights = struct.Struct(f">{n}d").pack
 
 
@@ -121,10 +121,10 @@ def _fast_standard_scaler(s: preprocessing.StandardScaler) -> bytes | None:
         return None  # unusual state: let the generic walk encode it
     get = lay.get
     try:
-        packed = lay.pack_scaler(*get(counts), *get(means), *get(variances))
+        floats = lay.pack_scaler(*get(means), *get(variances))
     except struct.error:
-        return None  # e.g. a count beyond 64 bits: the generic walk encodes it
-    return b"FSS" + lay.names + packed
+        return None
+    return b"FSS" + lay.names + b",".join([b"%d" % c for c in get(counts)]) + floats
 
 
 def _fast_linear_regression(m: linear_model.LinearRegression) -> bytes | None:

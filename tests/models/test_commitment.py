@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from river import anomaly, linear_model, preprocessing, time_series
+from river import anomaly, linear_model, optim, preprocessing, time_series
 
 from oracle.models import CommitmentError, canonical_state, commitment
 
@@ -161,7 +161,20 @@ def test_scaler_fast_path_encodes_counts_means_and_variances_exactly() -> None:
     keys = ["a", "b"]
     expected = (
         b"FSS2:a\x00b\x00"
-        + struct.pack(">2Q", *[scaler.counts[k] for k in keys])
+        + b"3,3"
         + struct.pack(">4d", *[scaler.means[k] for k in keys], *[scaler.vars[k] for k in keys])
     )
     assert module._fast_standard_scaler(scaler) == expected
+
+
+def test_linear_pipeline_commitment_is_pinned() -> None:
+    """The value the first implementation gave (before the fast paths were reworked):
+    outputs already stored by a node must still verify after an upgrade."""
+    model = preprocessing.StandardScaler() | linear_model.LinearRegression(
+        optimizer=optim.SGD(0.01), intercept_lr=0.01
+    )
+    for i in range(10):
+        model.learn_one({"b": i * 0.5, "a": 1.0 / (i + 1)}, i * 0.25)
+    assert commitment(SPEC, model).hex() == (
+        "4e1813e9888b8e57b626449258c84d7579c1a445f90d7d958393f07302a7ac33"
+    )
