@@ -12,6 +12,7 @@ from oracle.cli.db import db
 from oracle.cli.deploy import deploy
 from oracle.cli.devnet import devnet
 from oracle.cli.keys import keys
+from oracle.cli.model import model
 from oracle.cli.node import node
 from oracle.errors import MiraError
 
@@ -38,6 +39,7 @@ cli.add_command(keys)
 cli.add_command(db)
 cli.add_command(deploy)
 cli.add_command(node)
+cli.add_command(model)
 
 
 def main() -> None:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from eth_hash.auto import keccak
+from web3 import Web3
 
 from oracle.config.reader import ConfigError, Problems, Table
 from oracle.models.allowlist import ANOMALY, FORECASTER, REGRESSOR, TRANSFORMER, ComponentSpec
@@ -92,12 +93,17 @@ class HttpSourceSpec:
 class ChainEventSourceSpec:
     name: str
     rpc_url: str
-    address: str
+    address: str  # checksummed
+    contract: str  # forge artifact whose ABI declares the event (contracts/out)
+    event: str
+    event_abi: str  # the event's ABI entry, canonical JSON
     topic0: str  # keccak of the event signature, 0x-prefixed
-    data_word: int  # which 32-byte word of the log's data holds the int256 value
-    scale_decimals: int  # the value is divided by 10**scale_decimals
+    field: tuple[str, ...]  # path into the decoded arguments, e.g. point.price
+    scale_decimals: int  # the integer value is divided by 10**scale_decimals
     confirmations: int
     from_block: int
+    max_block_range: int  # blocks per eth_getLogs call
+    max_ranges_per_poll: int
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,8 @@ def parse_feed_spec(
         )
     if any(isinstance(s, ReplaySourceSpec) for s in sources) and len(sources) > 1:
         top.fail("sources", names, "expected a replay source to be the feed's only source")
+    if any(isinstance(s, ChainEventSourceSpec) for s in sources) and len(sources) > 1:
+        top.fail("sources", names, "expected a chain_events source to be the feed's only source")
 
     features = _read_features(
         top.table("features"),
@@ -344,22 +352,7 @@ def _read_source(t: Table, base_dir: Path) -> SourceSpec | None:
             max_body_bytes=t.integer("max_body_bytes", 65_536, low=16, high=16 * 1024 * 1024),
         )
     elif kind == "chain_events":
-        address = t.string("address", max_len=42)
-        if isinstance(address, str) and not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
-            t.fail("address", address, "expected a 0x-prefixed 20-byte hex address")
-        topic0 = t.string("topic0", max_len=66)
-        if isinstance(topic0, str) and not re.fullmatch(r"0x[0-9a-fA-F]{64}", topic0):
-            t.fail("topic0", topic0, "expected a 0x-prefixed 32-byte hex event topic")
-        spec = ChainEventSourceSpec(
-            name=name,
-            rpc_url=t.string("rpc_url", max_len=2000),
-            address=address,
-            topic0=topic0,
-            data_word=t.integer("data_word", 0, low=0, high=255),
-            scale_decimals=t.integer("scale_decimals", 0, low=0, high=77),
-            confirmations=t.integer("confirmations", 0, low=0, high=1000),
-            from_block=t.integer("from_block", 0, low=0),
-        )
+        spec = _read_chain_source(t, name)
     elif kind == "replay":
         dataset = t.string("dataset", max_len=500)
         csv_path: Path | None = None
@@ -390,6 +383,49 @@ def _read_source(t: Table, base_dir: Path) -> SourceSpec | None:
         )
     t.finish()
     return spec if len(t.problems.items) == before else None
+
+
+def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
+    """A chain-events source: the event is named by contract artifact and event name, and
+    resolved against the ABI of the forge build (never an ABI from the spec)."""
+    rpc_url = t.string("rpc_url", max_len=2000)
+    if isinstance(rpc_url, str) and not rpc_url.startswith(("http://", "https://")):
+        t.fail("rpc_url", rpc_url, "expected an http:// or https:// JSON-RPC URL")
+    address = t.string("address", max_len=42)
+    if isinstance(address, str) and not re.fullmatch(r"0x[0-9a-fA-F]{40}", address):
+        t.fail("address", address, "expected a 0x-prefixed 20-byte hex address")
+    contract = t.string("contract", max_len=100)
+    event = t.string("event", max_len=100)
+    field_text = t.string("field", max_len=200)
+    scale_decimals = t.integer("scale_decimals", 0, low=0, high=77)
+    confirmations = t.integer("confirmations", 12, low=0, high=1000)
+    from_block = t.integer("from_block", 0, low=0, high=2**63 - 1)
+    max_block_range = t.integer("max_block_range", 1000, low=1, high=100_000)
+    max_ranges = t.integer("max_ranges_per_poll", 10, low=1, high=1000)
+    if not all(isinstance(v, str) for v in (rpc_url, address, contract, event, field_text)):
+        return None
+    from oracle.sources.chain_events import EventSpecError, resolve_event
+
+    try:
+        abi, topic0, path = resolve_event(contract, event, field_text)
+    except EventSpecError as exc:
+        t.fail(exc.key, exc.value, exc.expected)
+        return None
+    return ChainEventSourceSpec(
+        name=name,
+        rpc_url=rpc_url,
+        address=Web3.to_checksum_address(address) if len(address) == 42 else address,
+        contract=contract,
+        event=event,
+        event_abi=abi,
+        topic0=topic0,
+        field=path,
+        scale_decimals=scale_decimals,
+        confirmations=confirmations,
+        from_block=from_block,
+        max_block_range=max_block_range,
+        max_ranges_per_poll=max_ranges,
+    )
 
 
 def _parse_path(t: Table, path: str) -> tuple[str | int, ...]:

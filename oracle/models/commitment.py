@@ -21,13 +21,17 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import hashlib
+import operator
 import random
 import struct
+import weakref
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import numpy as np
-from river import compose, linear_model, optim, preprocessing
+from river import anomaly, compose, linear_model, optim, preprocessing
+from river.tree.padded import PaddedBranch, PaddedLeaf
 
 from oracle.errors import MiraError
 
@@ -42,11 +46,29 @@ class CommitmentError(MiraError, TypeError):
 def commitment(spec_digest: bytes, model: Any) -> bytes:
     h = hashlib.sha256(_DOMAIN)
     h.update(spec_digest)
-    steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
+    steps = model.steps.values() if isinstance(model, compose.Pipeline) else (model,)
     for step in steps:
         fast = _FAST.get(type(step))
         h.update((fast and fast(step)) or canonical_state(step))
     return h.digest()
+
+
+def committer(spec_digest: bytes, model: Any) -> Callable[[], bytes]:
+    """``commitment(spec_digest, model)`` as a function of no arguments, for a model
+    whose steps stay the same objects (they learn in place): the steps and their
+    encoders are looked up, and the domain and spec digest hashed, once."""
+    prefix = hashlib.sha256(_DOMAIN)
+    prefix.update(spec_digest)
+    steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
+    encoders = [(_FAST.get(type(step)), step) for step in steps]
+
+    def commit() -> bytes:
+        h = prefix.copy()
+        for fast, step in encoders:
+            h.update((fast and fast(step)) or canonical_state(step))
+        return h.digest()
+
+    return commit
 
 
 # Fast paths for the hot linear pipeline. They encode only what learning changes: the
@@ -54,28 +76,55 @@ def commitment(spec_digest: bytes, model: Any) -> bytes:
 # Each returns None when the instance is configured outside what it covers.
 
 
-def _floats(keys: list[str], d: Any) -> bytes:
-    return struct.pack(f">{len(keys)}d", *[d[k] for k in keys])
+class _Layout:
+    """The encoding of one key set, built once: the sorted keys, their name header, a
+    C-level getter of the values in key order and precompiled ``struct`` packers. Models
+    see the same keys on every step."""
+
+    __slots__ = ("get", "keys", "keyset", "names", "pack_scaler", "pack_weights")
+
+    def __init__(self, keys: list[str]) -> None:
+        n = len(keys)
+        self.keys = keys
+        self.keyset = frozenset(keys)
+        self.names = b"%d:" % n + "\x00".join(keys).encode("utf-8") + b"\x00"
+        # itemgetter of one key returns a bare value: keep the result a tuple
+        self.get = operator.itemgetter(*keys) if n > 1 else (lambda d: tuple(d[k] for k in keys))
+        self.pack_scaler = struct.Struct(f">{2 * n}d").pack  # means, then variances
+        self.pack_weights = struct.Struct(f">{n}d").pack
 
 
-def _names(keys: list[str]) -> bytes:
-    return b"%d:" % len(keys) + "\x00".join(keys).encode("utf-8") + b"\x00"
+_LAYOUTS: dict[frozenset[str], _Layout] = {}
+_last: list[_Layout | None] = [None]  # the layout used last: almost always the next one
+
+
+def _layout(d: Any) -> _Layout:
+    lay = _last[0]
+    if lay is not None and d.keys() == lay.keyset:
+        return lay
+    key = frozenset(d)
+    lay = _LAYOUTS.get(key)
+    if lay is None:
+        if len(_LAYOUTS) > 4096:  # bounded: key sets come from specs, a handful per node
+            _LAYOUTS.clear()
+        lay = _LAYOUTS[key] = _Layout(sorted(d))
+    _last[0] = lay
+    return lay
 
 
 def _fast_standard_scaler(s: preprocessing.StandardScaler) -> bytes | None:
     if s.window_size is not None:
         return None
-    counts = s.counts
-    keys = sorted(counts)
-    if len(s.means) != len(keys) or len(s.vars) != len(keys):
+    counts, means, variances = s.counts, s.means, s.vars
+    lay = _layout(counts)
+    if means.keys() != lay.keyset or variances.keys() != lay.keyset:
         return None  # unusual state: let the generic walk encode it
-    return (
-        b"FSS"
-        + _names(keys)
-        + b",".join(b"%d" % counts[k] for k in keys)
-        + _floats(keys, s.means)
-        + _floats(keys, s.vars)
-    )
+    get = lay.get
+    try:
+        floats = lay.pack_scaler(*get(means), *get(variances))
+    except struct.error:
+        return None
+    return b"FSS" + lay.names + b",".join([b"%d" % c for c in get(counts)]) + floats
 
 
 def _fast_linear_regression(m: linear_model.LinearRegression) -> bytes | None:
@@ -85,19 +134,83 @@ def _fast_linear_regression(m: linear_model.LinearRegression) -> bytes | None:
     if type(m.intercept_lr) is not optim.schedulers.Constant:
         return None
     weights = m._weights.to_dict()
-    keys = sorted(weights)
-    return (
-        b"FLR"
-        + _names(keys)
-        + _floats(keys, weights)
-        + _pack_d(m.intercept)
-        + b"%d" % opt.n_iterations
-    )
+    lay = _layout(weights)
+    try:
+        floats = lay.pack_weights(*lay.get(weights))
+    except struct.error:
+        return None
+    return b"FLR" + lay.names + floats + _pack_d(m.intercept) + b"%d" % opt.n_iterations
+
+
+_MASSES = operator.attrgetter("l_mass", "r_mass")
+# id(model) -> (weak reference to the model, id of its trees list, encoding)
+_HST_SHAPE: dict[int, tuple[weakref.ref[Any], int, bytes]] = {}
+
+
+def _hst_shape(m: anomaly.HalfSpaceTrees) -> bytes | None:
+    """What stays fixed once the trees are built: parameters, limits, and per tree, in
+    depth-first order, each node's kind, split feature and threshold; and the random
+    generator's state (river draws from it only to build the trees). Cached per model
+    and trees list: river builds a new list when it (re)builds the trees, and a
+    restored model has a new one."""
+    cached = _HST_SHAPE.get(id(m))
+    if cached is not None and cached[0]() is m and cached[1] == id(m.trees):
+        return cached[2]
+    out = [
+        b"HST%d,%d,%d;" % (m.n_trees, m.height, m.window_size),
+        canonical_state(m.seed),
+        canonical_state(dict(m.limits)),
+        canonical_state(m.rng),
+        b"%d:" % len(m.trees),
+    ]
+    if len(m._tree_nodes) != len(m.trees):
+        return None
+    for root, nodes in zip(m.trees, m._tree_nodes, strict=True):
+        if nodes[:1] != [root]:
+            return None
+        out.append(b"t%d:" % len(nodes))
+        for node in nodes:
+            if type(node) is PaddedBranch:
+                name = node.feature
+                if type(name) is not str or type(node.threshold) is not float:
+                    return None
+                raw = name.encode("utf-8")
+                out.append(b"b%d:" % len(raw) + raw + _pack_d(node.threshold))
+            elif type(node) is PaddedLeaf:
+                out.append(b"l")
+            else:
+                return None
+    shape = b"".join(out)
+    if len(_HST_SHAPE) > 1024:
+        for key in [k for k, v in _HST_SHAPE.items() if v[0]() is None]:
+            del _HST_SHAPE[key]
+        if len(_HST_SHAPE) > 1024:
+            _HST_SHAPE.clear()
+    _HST_SHAPE[id(m)] = (weakref.ref(m), id(m.trees), shape)
+    return shape
+
+
+def _fast_half_space_trees(m: anomaly.HalfSpaceTrees) -> bytes | None:
+    """The shape (cached, see :func:`_hst_shape`) and what learning changes: the window
+    counter, the first-window flag, and every node's (l_mass, r_mass) as int64s."""
+    shape = _hst_shape(m)
+    if shape is None:
+        return None
+    masses: list[int] = []
+    for nodes in m._tree_nodes:
+        masses.extend(chain.from_iterable(map(_MASSES, nodes)))
+    try:
+        packed = struct.pack(f">{len(masses)}q", *masses)
+    except struct.error:
+        return None  # a mass that is not a small int: the generic walk encodes it
+    state = b"%d,%d;" % (m.counter, 1 if m._first_window else 0)
+    return shape + state + packed
 
 
 _FAST: dict[type, Callable[[Any], bytes | None]] = {
     preprocessing.StandardScaler: _fast_standard_scaler,
     linear_model.LinearRegression: _fast_linear_regression,
+    anomaly.HalfSpaceTrees: _fast_half_space_trees,
 }
 
 

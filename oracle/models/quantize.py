@@ -1,20 +1,32 @@
 """Fixed point: a model output becomes an ``int128`` exactly once, here.
 
-The float is converted to :class:`~decimal.Decimal` exactly (every binary64 has a finite
-decimal expansion), scaled by ``10**decimals`` and rounded with the feed's explicit
-rule. No float arithmetic happens after the model, so every node gets the same integer.
+A binary64 is exactly ``n / 2**k`` (``float.as_integer_ratio``), so
+``value * 10**decimals`` is the exact rational ``n * 10**decimals / 2**k``; it is rounded
+with the feed's explicit rule in integer arithmetic (the same result as an exact
+:class:`~decimal.Decimal` computation, which the tests check). No float arithmetic
+happens after the model, so every node gets the same integer.
 """
 
 from __future__ import annotations
 
-import decimal
 import math
 
 from oracle.errors import MiraError
 
 INT128_MIN = -(2**127)
 INT128_MAX = 2**127 - 1
-_CONTEXT = decimal.Context(prec=400, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+_POW10 = tuple(10**d for d in range(78))
+_RULES = frozenset(
+    (
+        "ROUND_HALF_EVEN",
+        "ROUND_HALF_UP",
+        "ROUND_HALF_DOWN",
+        "ROUND_CEILING",
+        "ROUND_UP",
+        "ROUND_DOWN",
+        "ROUND_FLOOR",
+    )
+)
 
 
 class QuantizationError(MiraError, ValueError):
@@ -33,8 +45,28 @@ def quantize(value: float, decimals: int, rounding: str) -> int:
         raise QuantizationError(f"expected a number, got {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
         raise QuantizationError(f"cannot quantize {value!r}: not a finite number")
-    scaled = _CONTEXT.multiply(decimal.Decimal(value), decimal.Decimal(10) ** decimals)
-    result = int(scaled.to_integral_value(rounding=rounding, context=_CONTEXT))
+    if rounding not in _RULES:
+        raise QuantizationError(f"unknown rounding rule {rounding!r}")
+    num, den = value.as_integer_ratio()  # exact: value == num / den, den > 0
+    q, r = divmod(num * _POW10[decimals] if decimals < len(_POW10) else num * 10**decimals, den)
+    # q = floor(exact), 0 <= r < den; pick q or q + 1 by the rule
+    if r:
+        if rounding == "ROUND_HALF_EVEN":
+            twice = 2 * r
+            q += twice > den or (twice == den and q & 1)
+        elif rounding == "ROUND_HALF_UP":  # ties away from zero
+            twice = 2 * r
+            q += twice > den or (twice == den and num > 0)
+        elif rounding == "ROUND_HALF_DOWN":  # ties toward zero
+            twice = 2 * r
+            q += twice > den or (twice == den and num < 0)
+        elif rounding == "ROUND_CEILING":
+            q += 1
+        elif rounding == "ROUND_UP":  # away from zero
+            q += num > 0
+        elif rounding == "ROUND_DOWN":  # toward zero
+            q += num < 0
+    result: int = q
     if not INT128_MIN <= result <= INT128_MAX:
         raise QuantizationError(
             f"{value!r} with {decimals} decimals is {result}, outside int128 "

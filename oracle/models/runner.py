@@ -22,13 +22,13 @@ import collections
 import math
 import pickle
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from river import compose, drift
 
 from oracle.errors import MiraError
 from oracle.models.allowlist import ANOMALY, FORECASTER, REGRESSOR
-from oracle.models.commitment import commitment
+from oracle.models.commitment import commitment, committer
 from oracle.models.quantize import quantize
 
 if TYPE_CHECKING:
@@ -51,8 +51,7 @@ class Rejected(MiraError, ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
-@dataclass(frozen=True, slots=True)
-class StepOutput:
+class StepOutput(NamedTuple):
     seq: int
     observed_at_ms: int
     raw_value: float
@@ -129,6 +128,7 @@ class FeedModel:
             warm_done=not (m is not None and m.warm_start_rows > 0),
         )
         self._static_commitment = commitment(spec.digest, None)
+        self._commit = committer(spec.digest, self.state.model)
 
     # -- the online step ---------------------------------------------------------------------
 
@@ -137,6 +137,11 @@ class FeedModel:
         y = record.get(self._target)
         if y is None:
             raise Rejected("missing_field", f"the record has no target field {self._target!r}")
+        if not self._lags:
+            try:  # spec fields are sorted already: the dict is built in sorted key order
+                return {name: record[name] for name in self._fields}, y
+            except KeyError:
+                pass  # name the missing field below
         x: dict[str, float] = {}
         for name in self._fields:
             if name not in record:
@@ -182,7 +187,7 @@ class FeedModel:
             return float(y), self._static_commitment, False
         if self._final == ANOMALY:
             score = float(model.score_one(x))
-            c = commitment(self.spec.digest, model)
+            c = self._commit()
             model.learn_one(x)
             return score, c, self._track(score, None)
         # forecast
@@ -211,13 +216,16 @@ class FeedModel:
         st.pending.append((x, prediction))
         if prediction is None:
             return None, b"", drifted
-        return prediction, commitment(self.spec.digest, model), drifted
+        return prediction, self._commit(), drifted
 
     def _track(self, prediction: float, actual: float | None) -> bool:
         st = self.state
-        signal = prediction if actual is None else abs(actual - prediction)
-        if st.mae is not None and actual is not None:
-            st.mae.update(actual - prediction)
+        if actual is None:
+            signal = prediction
+        else:
+            signal = abs(actual - prediction)
+            if st.mae is not None:
+                st.mae.errors.append(signal)
         st.adwin.update(signal)
         if st.adwin.drift_detected:
             st.drifts += 1
@@ -258,7 +266,7 @@ class FeedModel:
     def commitment(self) -> bytes:
         if self.state.model is None:
             return self._static_commitment
-        return commitment(self.spec.digest, self.state.model)
+        return self._commit()
 
     def metrics(self) -> dict[str, Any]:
         st = self.state
@@ -282,6 +290,7 @@ class FeedModel:
         if not isinstance(state, _State):
             raise ModelError(f"feed {self.spec.id}: checkpoint holds {type(state).__name__}")
         self.state = state
+        self._commit = committer(self.spec.digest, state.model)
 
 
 def _deviation_bps(old: int, new: int) -> int:

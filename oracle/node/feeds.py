@@ -10,14 +10,16 @@ from typing import Any
 import aiohttp
 import structlog
 
-from oracle.config.feeds import FeedSpec, HttpSourceSpec, ReplaySourceSpec
+from oracle.config.feeds import ChainEventSourceSpec, FeedSpec, HttpSourceSpec, ReplaySourceSpec
 from oracle.errors import MiraError
 from oracle.models.runner import Rejected
 from oracle.node.pipeline import FeedMetrics, FeedPipeline
 from oracle.node.service import Health
+from oracle.sources.chain_events import BlockRef, ChainEventSource
 from oracle.sources.http import HttpSource
 from oracle.sources.replay import RawObservation, ReplaySource
 from oracle.storage import Store
+from oracle.storage.chain_scan import ChainScanStore
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +34,10 @@ class FeedRunner:
         self.pipeline = FeedPipeline(spec, store, metrics)
         self.replay: ReplaySource | None = None
         self.http: list[HttpSource] = []
+        self.chain: ChainEventSource | None = None
+        self.chain_store: ChainScanStore | None = None
+        self.reorgs = 0
+        self.orphaned_logs = 0
         self.replay_batch = replay_batch
         self.position = 0  # next replay row
         self.restored = False
@@ -48,11 +54,9 @@ class FeedRunner:
                         f"{spec.file}: features name columns {', '.join(missing)} that "
                         f"{source.dataset} does not have (it has {have})"
                     )
-            elif not isinstance(source, HttpSourceSpec):
-                raise MiraError(
-                    f"{spec.file}: source {source.name}: kind chain_events is not wired into "
-                    "the node yet"
-                )
+            elif isinstance(source, ChainEventSourceSpec):
+                self.chain = ChainEventSource(source)
+                self.chain_store = ChainScanStore(store.engine, spec.id, source.name)
 
     def attach_http(self, session: aiohttp.ClientSession) -> None:
         self.http = [
@@ -64,6 +68,8 @@ class FeedRunner:
         key = self.pipeline.last_dedup_key
         if self.replay is not None and key and key.startswith("row:"):
             self.position = int(key[4:]) + 1
+        if self.chain is not None and self.chain_store is not None:
+            self.chain.load([BlockRef(*b) for b in self.chain_store.blocks()])
         self.restored = True
 
     @property
@@ -76,8 +82,18 @@ class FeedRunner:
                 for obs in self.replay.read(self.position, self.replay_batch):
                     self.pipeline.ingest(obs)
                     self.position += 1
+            elif self.chain is not None:
+                await self._poll_chain()
             elif self.http:
                 await self._poll_http()
+                # a live reading cannot be read again: store it before the poll ends, so
+                # a crash (even SIGKILL) loses at most the poll in flight, never a reading
+                # the feed already consumed
+                try:
+                    self.pipeline.flush()
+                except Exception:
+                    self.pipeline.reload()  # the model must not keep what was not stored
+                    raise
             self.last_poll_error = None
         except Exception as exc:  # a feed's failure must not stop the others
             self.last_poll_error = f"{type(exc).__name__}: {exc}"
@@ -106,6 +122,68 @@ class FeedRunner:
         value = statistics.median(values)
         self.pipeline.ingest(RawObservation("median", now_ms, None, {"value": value}))
 
+    async def _poll_chain(self) -> None:
+        """Scan (RPC, in a worker thread), then ingest what was never processed, and store
+        the observations with the source's bookkeeping in one transaction."""
+        chain, chain_store = self.chain, self.chain_store
+        assert chain is not None and chain_store is not None
+        batch = await asyncio.to_thread(chain.scan)
+        if batch.empty:
+            return
+        source = chain.spec.name
+        refs = [
+            (s.ref.block_number, s.ref.block_hash, s.ref.log_index, s.ref.tx_hash, s.ref.tx_ordinal)
+            for s in batch.logs
+        ]
+        try:
+            known = chain_store.known(refs)
+            fresh = []
+            target = self.spec.features.target
+            for i, scanned in enumerate(batch.logs):
+                if i in known:
+                    continue
+                fresh.append(refs[i])
+                if scanned.rejection is not None:
+                    exc = scanned.rejection
+                    self.pipeline.reject(source, exc.reason, exc.detail, scanned.raw)
+                    continue
+                # strictly increasing along the chain (see oracle.sources.chain_events)
+                at = max(scanned.block_time_ms, self.pipeline.model.state.last_observed_at_ms + 1)
+                self.pipeline.ingest(
+                    RawObservation(source, at, scanned.ref.dedup_key, {target: scanned.value})
+                )
+            tip = max(b.number for b in batch.blocks) if batch.blocks else None
+            self.pipeline.flush(
+                also=chain_store.writer(
+                    fresh,
+                    [(b.number, b.hash, b.parent_hash) for b in batch.blocks],
+                    rewind_above=batch.reorg.ancestor if batch.reorg is not None else None,
+                    keep_from=None if tip is None else tip - chain.window,
+                )
+            )
+        except Exception:
+            # nothing of this batch is stored, but the model may have learned some of it:
+            # rebuild it from storage so the re-scan does not teach it twice
+            self.pipeline.reload()
+            raise
+        if batch.reorg is not None:
+            orphaned = chain_store.count_logs_in([b.hash for b in batch.reorg.orphaned])
+            self.reorgs += 1
+            self.orphaned_logs += orphaned
+            if self.pipeline.metrics:
+                self.pipeline.metrics.chain_reorgs.labels(self.spec.id, source).inc()
+                self.pipeline.metrics.chain_orphaned_logs.labels(self.spec.id, source).inc(orphaned)
+            log.error(
+                "chain.deep_reorg",
+                feed=self.spec.id,
+                source=source,
+                ancestor=batch.reorg.ancestor,
+                orphaned_blocks=[b.number for b in batch.reorg.orphaned],
+                orphaned_logs=orphaned,
+                confirmations=chain.spec.confirmations,
+            )
+        chain.advance(batch)
+
     def status(self) -> dict[str, Any]:
         out = self.pipeline.last_output
         spec = self.spec
@@ -132,6 +210,17 @@ class FeedRunner:
             },
             "last_error": self.last_poll_error or self.pipeline.last_error,
             "rejections": self.pipeline.store.rejection_counts(spec.id),
+            **({} if self.chain is None else {"chain": self.chain_status()}),
+        }
+
+    def chain_status(self) -> dict[str, Any]:
+        assert self.chain is not None
+        tip = self.chain.tip
+        return {
+            "scanned_to_block": None if tip is None else tip.number,
+            "confirmations": self.chain.spec.confirmations,
+            "deep_reorgs": self.reorgs,
+            "orphaned_logs": self.orphaned_logs,
         }
 
     def health(self, now_ms: int) -> Health:

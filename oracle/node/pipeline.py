@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Connection
 
 from oracle.config.feeds import FeedSpec
 from oracle.models import FeedModel, ModelError, QuantizationError, Rejected, StepOutput
@@ -35,6 +37,8 @@ class FeedMetrics:
     rejections: Counter = field(init=False)
     outputs: Counter = field(init=False)
     drifts: Counter = field(init=False)
+    chain_reorgs: Counter = field(init=False)
+    chain_orphaned_logs: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         self.observations = Counter(
@@ -50,6 +54,28 @@ class FeedMetrics:
         self.drifts = Counter(
             "mira_drift_events", "ADWIN drift detections", ["feed"], registry=self.registry
         )
+        self.chain_reorgs = Counter(
+            "mira_chain_deep_reorgs",
+            "Reorgs deeper than a chain-events source's confirmation depth",
+            ["feed", "source"],
+            registry=self.registry,
+        )
+        self.chain_orphaned_logs = Counter(
+            "mira_chain_orphaned_logs",
+            "Ingested logs whose block a deep reorg orphaned",
+            ["feed", "source"],
+            registry=self.registry,
+        )
+
+
+_FLOAT_ONLY = {float}
+
+
+def _plain_floats(values: list[float]) -> bool:
+    if {*map(type, values)} != _FLOAT_ONLY:
+        return False
+    total = sum(values)
+    return total - total == 0.0 and min(values) >= -MAX_ABS and max(values) <= MAX_ABS
 
 
 class FeedPipeline:
@@ -59,6 +85,13 @@ class FeedPipeline:
         self.model = FeedModel(spec)
         self.metrics = metrics
         self._fields = sorted(set(spec.features.fields) | {spec.features.target})
+        # '{"a":%r,"b":%r}': %r of a float is float.__repr__, which is what JSON writes
+        self._json_format = (
+            "{" + ",".join(_RECORD_JSON.encode(name) + ":%r" for name in self._fields) + "}"
+        )
+        self._feed_id = spec.id
+        self._m_obs = metrics.observations.labels(spec.id) if metrics else None
+        self._m_out = metrics.outputs.labels(spec.id) if metrics else None
         self._obs: list[ObservationRow] = []
         self._out: list[OutputRow] = []
         self._rej: list[RejectionRow] = []
@@ -71,34 +104,50 @@ class FeedPipeline:
 
     def ingest(self, obs: RawObservation) -> StepOutput | None:
         """Validate and consume one raw observation; buffer what must be stored."""
+        raw = obs.raw
         try:
-            record = {name: self._field(obs.raw, name) for name in self._fields}
+            values = [raw[name] for name in self._fields]
+        except KeyError:
+            values = None
+        # fast path: every field a float (not an int, a bool or a string), none nan or ±inf
+        # (then s - s is nan), all within ±MAX_ABS; anything else takes the checked path
+        if values is None or not _plain_floats(values):
+            try:
+                values = [self._field(raw, name) for name in self._fields]
+            except Rejected as exc:
+                self.reject(obs.source, exc.reason, exc.detail, raw)
+                return None
+        record = dict(zip(self._fields, values, strict=True))
+        try:
             out = self.model.step(record, obs.observed_at_ms)
         except Rejected as exc:
-            self.reject(obs.source, exc.reason, exc.detail, obs.raw)
+            self.reject(obs.source, exc.reason, exc.detail, raw)
             return None
         except QuantizationError as exc:
             # the model consumed the observation: store it, but there is no output
             self.last_error = str(exc)
-            self.reject(obs.source, "unquantizable_output", str(exc), obs.raw)
+            self.reject(obs.source, "unquantizable_output", str(exc), raw)
             out = None
+        # canonical JSON of the record, as json.dumps(sort_keys=True) writes it: the keys
+        # are sorted identifiers, the values finite floats (float.__repr__ is JSON's)
+        text = self._json_format % tuple(values)
         self._obs.append(
             ObservationRow(
-                self.spec.id,
-                self.model.seq,
+                self._feed_id,
+                self.model.state.seq,
                 obs.source,
                 obs.observed_at_ms,
                 obs.dedup_key,
-                _RECORD_JSON.encode(record),  # keys already sorted: self._fields is
+                text,
             )
         )
         self.last_dedup_key = obs.dedup_key
-        if self.metrics:
-            self.metrics.observations.labels(self.spec.id).inc()
+        if self._m_obs is not None:
+            self._m_obs.inc()
         if out is not None:
             self._out.append(
                 OutputRow(
-                    self.spec.id,
+                    self._feed_id,
                     out.seq,
                     out.observed_at_ms,
                     out.value,
@@ -108,12 +157,12 @@ class FeedPipeline:
                 )
             )
             self.last_output = out
-            if self.metrics:
-                self.metrics.outputs.labels(self.spec.id).inc()
-                if out.drift:
-                    self.metrics.drifts.labels(self.spec.id).inc()
+            if self._m_out is not None:
+                self._m_out.inc()
             if out.drift:
-                log.info("drift", feed=self.spec.id, seq=out.seq)
+                if self.metrics:
+                    self.metrics.drifts.labels(self._feed_id).inc()
+                log.info("drift", feed=self._feed_id, seq=out.seq)
         return out
 
     @staticmethod
@@ -146,11 +195,12 @@ class FeedPipeline:
     def pending(self) -> int:
         return len(self._obs) + len(self._rej)
 
-    def flush(self) -> None:
-        """Store the buffered observations, outputs and rejections in one transaction."""
-        if not self.pending:
+    def flush(self, also: Callable[[Connection], None] | None = None) -> None:
+        """Store the buffered observations, outputs and rejections in one transaction;
+        ``also`` (a source's bookkeeping) joins that transaction."""
+        if not self.pending and also is None:
             return
-        self.store.write_batch(self._obs, self._out, self._rej)
+        self.store.write_batch(self._obs, self._out, self._rej, also=also)
         self._obs, self._out, self._rej = [], [], []
 
     def checkpoint(self) -> None:
@@ -169,6 +219,15 @@ class FeedPipeline:
                 time.time_ns() // 1_000_000,
             )
         )
+
+    def reload(self) -> int:
+        """Drop what is buffered and rebuild the model from storage alone: after a failed
+        write the model is ahead of what is stored, and must not stay so."""
+        self._obs, self._out, self._rej = [], [], []
+        self.model = FeedModel(self.spec)
+        self._checkpoint_seq = 0
+        self.last_output = None
+        return self.restore()
 
     def restore(self) -> int:
         """Rebuild the model from storage; return the number of observations re-run."""

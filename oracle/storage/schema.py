@@ -226,3 +226,40 @@ class TxNonce(Base):
     address: Mapped[str] = mapped_column(String(42), nullable=False)
     next_nonce: Mapped[int] = mapped_column(BigInteger, nullable=False)
     updated_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ChainBlock(Base):
+    """A block a chain-events source has scanned and may have to check for a reorg: its
+    scan tip, and every block it took logs from. Pruned to a recent window."""
+
+    __tablename__ = "chain_blocks"
+    __table_args__ = (UniqueConstraint("feed_id", "source", "number"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    feed_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    source: Mapped[str] = mapped_column(String(128), nullable=False)
+    number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    hash: Mapped[str] = mapped_column(String(66), nullable=False)  # 0x-prefixed hex
+    parent_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+
+
+class ChainLog(Base):
+    """A log a chain-events source has processed (accepted or rejected), so it is never
+    processed twice: by (block hash, log index), and across a reorg that re-includes its
+    transaction in another block, by (transaction hash, ordinal among the source's
+    matching logs of that transaction)."""
+
+    __tablename__ = "chain_logs"
+    __table_args__ = (
+        UniqueConstraint("feed_id", "source", "block_hash", "log_index"),
+        UniqueConstraint("feed_id", "source", "tx_hash", "tx_ordinal"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    feed_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    source: Mapped[str] = mapped_column(String(128), nullable=False)
+    block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    block_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    log_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    tx_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    tx_ordinal: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -7,11 +7,11 @@ produced are stored together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
 
 from oracle.storage.schema import ModelCheckpoint, Observation, Output, RejectedObservation
 
@@ -21,8 +21,7 @@ _OUT = cast(Table, Output.__table__)
 _CKPT = cast(Table, ModelCheckpoint.__table__)
 
 
-@dataclass(frozen=True, slots=True)
-class ObservationRow:
+class ObservationRow(NamedTuple):
     feed_id: str
     seq: int
     source: str
@@ -31,8 +30,7 @@ class ObservationRow:
     record: str
 
 
-@dataclass(frozen=True, slots=True)
-class OutputRow:
+class OutputRow(NamedTuple):
     feed_id: str
     seq: int
     observed_at_ms: int
@@ -42,8 +40,7 @@ class OutputRow:
     publish: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RejectionRow:
+class RejectionRow(NamedTuple):
     feed_id: str
     source: str
     received_at_ms: int
@@ -75,17 +72,27 @@ class Store:
         observations: Sequence[ObservationRow] = (),
         outputs: Sequence[OutputRow] = (),
         rejections: Sequence[RejectionRow] = (),
+        *,
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
-        """Store everything in one transaction (all or nothing)."""
-        if not (observations or outputs or rejections):
+        """Store everything in one transaction (all or nothing). ``also`` runs in the
+        same transaction, e.g. a source's own bookkeeping of what it delivered."""
+        if not (observations or outputs or rejections or also):
             return
         with self.engine.begin() as conn:
+            if also is not None:
+                also(conn)
+            # plain executemany of tuples: the rows are already in column order, and the
+            # per-row parameter processing of a compiled insert() costs more than the write
             if observations:
-                conn.execute(insert(_OBS), [_obs_params(o) for o in observations])
+                conn.exec_driver_sql(_insert_sql(conn, _OBS, ObservationRow), list(observations))
             if outputs:
-                conn.execute(insert(_OUT), [_out_params(o) for o in outputs])
+                conn.exec_driver_sql(
+                    _insert_sql(conn, _OUT, OutputRow),
+                    [(f, s, t, str(v), r, c, p) for f, s, t, v, r, c, p in outputs],
+                )
             if rejections:
-                conn.execute(insert(_REJ), [_rej_params(r) for r in rejections])
+                conn.exec_driver_sql(_insert_sql(conn, _REJ, RejectionRow), list(rejections))
 
     def save_checkpoint(self, checkpoint: CheckpointRow, *, keep: int = 3) -> None:
         """Store a checkpoint and prune all but the newest ``keep`` of its feed."""
@@ -223,38 +230,22 @@ class Store:
         )
 
 
-def _obs_params(o: ObservationRow) -> dict[str, Any]:
-    return {
-        "feed_id": o.feed_id,
-        "seq": o.seq,
-        "source": o.source,
-        "observed_at_ms": o.observed_at_ms,
-        "dedup_key": o.dedup_key,
-        "record": o.record,
-    }
+_SQL: dict[tuple[str, str], str] = {}
 
 
-def _out_params(o: OutputRow) -> dict[str, Any]:
-    return {
-        "feed_id": o.feed_id,
-        "seq": o.seq,
-        "observed_at_ms": o.observed_at_ms,
-        "value": str(o.value),
-        "raw_value": o.raw_value,
-        "commitment": o.commitment,
-        "publish": o.publish,
-    }
-
-
-def _rej_params(r: RejectionRow) -> dict[str, Any]:
-    return {
-        "feed_id": r.feed_id,
-        "source": r.source,
-        "received_at_ms": r.received_at_ms,
-        "reason": r.reason,
-        "detail": r.detail,
-        "raw": r.raw,
-    }
+def _insert_sql(conn: Connection, table: Table, row: type[NamedTuple]) -> str:
+    """``INSERT INTO table (fields of row) VALUES (...)`` in the driver's paramstyle."""
+    key = (conn.dialect.name, table.name)
+    sql = _SQL.get(key)
+    if sql is None:
+        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        for field in row._fields:
+            assert field in table.c, (table.name, field)  # the tuple order is the column list
+        cols = ", ".join(row._fields)
+        marks = ", ".join([marker] * len(row._fields))
+        # identifiers from the schema module only, values always bound: no injection
+        sql = _SQL[key] = f"INSERT INTO {table.name} ({cols}) VALUES ({marks})"  # noqa: S608
+    return sql
 
 
 def _obs_row(m: Any) -> ObservationRow:

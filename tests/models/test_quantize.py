@@ -55,3 +55,51 @@ def test_within_half_a_unit(value: float) -> None:
     from fractions import Fraction
 
     assert abs(Fraction(q, 10**8) - Fraction(value)) <= Fraction(1, 2 * 10**8)
+
+
+RULES = [
+    "ROUND_HALF_EVEN",
+    "ROUND_HALF_UP",
+    "ROUND_HALF_DOWN",
+    "ROUND_DOWN",
+    "ROUND_UP",
+    "ROUND_FLOOR",
+    "ROUND_CEILING",
+]
+
+
+def _exact_decimal(value: float, decimals: int, rounding: str) -> int:
+    """The reference: exact Decimal arithmetic with the decimal module's own rules."""
+    import decimal
+
+    ctx = decimal.Context(prec=400, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+    scaled = ctx.multiply(decimal.Decimal(value), decimal.Decimal(10) ** decimals)
+    return int(scaled.to_integral_value(rounding=rounding, context=ctx))
+
+
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e20, max_value=1e20),
+        # exact ties at every scale: k / 2 / 10**d
+        st.builds(lambda k, d: k / 2 / 10**d, st.integers(-(10**6), 10**6), st.integers(0, 6)),
+    ),
+    st.integers(0, 18),
+    st.sampled_from(RULES),
+)
+def test_integer_rounding_equals_exact_decimal_rounding(
+    value: float, decimals: int, rounding: str
+) -> None:
+    expected = _exact_decimal(value, decimals, rounding)
+    if abs(expected) <= INT128_MAX:
+        assert quantize(value, decimals, rounding) == expected
+
+
+@pytest.mark.parametrize("rounding", RULES)
+@pytest.mark.parametrize("value", [0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 0.25, -0.75, 3.0, -0.0])
+def test_ties_and_signs_match_decimal(value: float, rounding: str) -> None:
+    assert quantize(value, 0, rounding) == _exact_decimal(value, 0, rounding)
+
+
+def test_unknown_rounding_rule_is_refused() -> None:
+    with pytest.raises(QuantizationError, match="unknown rounding rule"):
+        quantize(1.0, 0, "ROUND_SOMETIMES")

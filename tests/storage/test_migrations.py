@@ -32,6 +32,8 @@ TABLES = {
     "used_nonces",
     "tx_attempts",
     "tx_nonces",
+    "chain_blocks",
+    "chain_logs",
 }
 
 

@@ -1,0 +1,50 @@
+"""`mira model register SPEC`: local validation and the spec hash (no on-chain registry
+exists yet, and the command says so)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from oracle.cli.main import cli
+from oracle.config import load_feed_spec
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_valid_spec_prints_its_hash() -> None:
+    path = REPO / "feeds" / "waterflow_anomaly.toml"
+    result = CliRunner().invoke(cli, ["model", "register", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    spec = load_feed_spec(path)
+    assert out["spec_hash"] == "0x" + spec.digest.hex()
+    assert out["feed"] == "WATERFLOW/anomaly"
+    assert out["model"] == ["anomaly.HalfSpaceTrees"]
+    assert out["registered_on_chain"] is False
+
+
+def test_the_hash_follows_the_spec(tmp_path: Path) -> None:
+    text = (REPO / "feeds" / "sp500_forecast.toml").read_text()
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(text)
+    b.write_text(text.replace("lr = 0.01", "lr = 0.02"))
+    hashes = []
+    for path in (a, b):
+        result = CliRunner().invoke(cli, ["model", "register", str(path), "--json"])
+        assert result.exit_code == 0, result.output
+        hashes.append(json.loads(result.output)["spec_hash"])
+    assert hashes[0] != hashes[1]
+
+
+def test_a_hostile_spec_is_refused_with_the_file_and_key(tmp_path: Path) -> None:
+    text = (REPO / "feeds" / "sp500_forecast.toml").read_text()
+    path = tmp_path / "hostile.toml"
+    path.write_text(text.replace('"linear_model.LinearRegression"', '"river.linear_model.os"'))
+    result = CliRunner().invoke(cli, ["model", "register", str(path)])
+    assert result.exit_code == 1
+    assert str(path) in result.output
+    assert "model.steps[1].class" in result.output
+    assert "import paths are not accepted" in result.output

@@ -1,0 +1,3 @@
+from tests.fixtures.db import backend, empty_engine, engine
+
+__all__ = ["backend", "empty_engine", "engine"]
