@@ -639,13 +639,14 @@ class RoundProtocol:
             )
 
         now = time.monotonic()
-        candidates = [
-            who
-            for who in collected
-            if collected[who].observation.nonce is not None
-            and agrees(who)
-            and self._suspects.get(who, 0.0) < now
+        agreeing = [
+            who for who in collected if collected[who].observation.nonce is not None and agrees(who)
         ]
+        # A member recently named for a bad share is passed over while enough others agree;
+        # when they do not, it is asked again rather than letting the feed stall: a repeat
+        # offence is caught by share verification and names it again.
+        trusted = [who for who in agreeing if self._suspects.get(who, 0.0) < now]
+        candidates = trusted if len(trusted) >= ctx.threshold else agreeing
         return collected, tuple(updates), candidates
 
     async def lead(self, r: int) -> Report | None:
