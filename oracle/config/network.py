@@ -12,6 +12,12 @@ Example::
     share_file = "keys/share.json"    # this node's FROST key share (from the DKG)
     round_period_s = 0.25
     transmit_timeout_s = 3.0
+    transmitter = "manager"           # or "direct": web3 sends without the manager's queue
+    backup_rpc_urls = []              # more endpoints for the transaction manager's pool
+    tx_poll_interval_s = 0.5          # the manager's job loop
+    tx_confirmation_depth = 3
+    tx_rpc_demote_s = 5.0             # a failing endpoint sits out this long, then is re-probed
+    tx_rpc_health_interval_s = 2.0    # how often the manager probes its endpoints
 """
 
 from __future__ import annotations
@@ -36,6 +42,21 @@ class NetworkConfig:
     transmit_timeout_s: float
     rpc_timeout_s: float
     corrupt_signature_shares: bool  # fault injection for tests; never set in production
+    # How reports reach the chain: "manager" (the transaction manager of oracle.transmission:
+    # durable queue, nonces, fee bumps, reorgs, RPC failover) or "direct" (Web3Transmitter).
+    transmitter: str = "manager"
+    backup_rpc_urls: tuple[str, ...] = ()
+    tx_poll_interval_s: float = 0.5
+    tx_confirmation_depth: int = 3
+    # Short by default: with one RPC endpoint a demotion is an outage of the manager, so
+    # a blip must not keep reports off the chain for long after the endpoint is back.
+    tx_rpc_demote_s: float = 5.0
+    tx_rpc_health_interval_s: float = 2.0
+
+    @property
+    def rpc_urls(self) -> tuple[str, ...]:
+        """The transaction manager's RPC pool: the primary first."""
+        return (self.rpc_url, *self.backup_rpc_urls)
 
 
 def read_network(t: Table, base: Path) -> NetworkConfig:
@@ -46,6 +67,12 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
     rpc = t.string("rpc_url", max_len=2000)
     if isinstance(rpc, str) and not rpc.startswith(("http://", "https://")):
         t.fail("rpc_url", rpc, "expected an http(s) JSON-RPC URL")
+    backups = t.strings("backup_rpc_urls", [], max_items=16)
+    for url in backups:
+        if not url.startswith(("http://", "https://")) or len(url) > 2000:
+            t.fail("backup_rpc_urls", url, "expected http(s) JSON-RPC URLs")
+    if rpc in backups:
+        t.fail("backup_rpc_urls", rpc, "expected URLs other than rpc_url")
     cfg = NetworkConfig(
         listen_host=t.string("listen_host", "127.0.0.1", max_len=255),
         listen_port=t.integer("listen_port", low=0, high=65535),
@@ -59,6 +86,12 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         transmit_timeout_s=t.number("transmit_timeout_s", 3.0, low=0.1, high=600.0),
         rpc_timeout_s=t.number("rpc_timeout_s", 3.0, low=0.1, high=120.0),
         corrupt_signature_shares=t.boolean("corrupt_signature_shares", False),
+        transmitter=t.string("transmitter", "manager", choices=("manager", "direct")),
+        backup_rpc_urls=tuple(backups),
+        tx_poll_interval_s=t.number("tx_poll_interval_s", 0.5, low=0.05, high=60.0),
+        tx_confirmation_depth=t.integer("tx_confirmation_depth", 3, low=1, high=1000),
+        tx_rpc_demote_s=t.number("tx_rpc_demote_s", 5.0, low=0.1, high=3600.0),
+        tx_rpc_health_interval_s=t.number("tx_rpc_health_interval_s", 2.0, low=0.1, high=3600.0),
     )
     t.finish()
     return cfg

@@ -231,6 +231,7 @@ observe_timeout_s = {observe_timeout}
 transmit_timeout_s = {transmit_timeout}
 rpc_timeout_s = 2.0
 corrupt_signature_shares = {corrupt}
+transmitter = "{transmitter}"
 """
 
 
@@ -248,6 +249,7 @@ class LocalNet:
         transmit_timeout_s: float = 3.0,
         deviation_bps: int = 10,
         tolerance_bps: int = 100,
+        transmitter: str = "manager",
     ) -> None:
         self.root, self.n = root, n
         self.anvil_url = anvil_url
@@ -260,6 +262,7 @@ class LocalNet:
             "transmit_timeout": transmit_timeout_s,
             "deviation_bps": deviation_bps,
             "tolerance_bps": tolerance_bps,
+            "transmitter": transmitter,
         }
         self.loop = _Loop()
         self.feeds = FeedServer(self.loop)
@@ -476,7 +479,7 @@ class LocalNet:
         return int(data[0]), int(data[1])
 
     def transmissions(self, from_block: int = 0) -> list[dict[str, Any]]:
-        """Every ReportTransmitted event: round, block, sender, gas used."""
+        """Every ReportTransmitted event: round, block, sender, gas used, tx hash."""
         assert self.oracle is not None
         out = []
         for ev in self.oracle.events.ReportTransmitted().get_logs(from_block=from_block):
@@ -488,6 +491,7 @@ class LocalNet:
                     "block": int(ev["blockNumber"]),
                     "sender": str(tx["from"]),
                     "gas": int(receipt["gasUsed"]),
+                    "tx_hash": bytes(ev["transactionHash"]),
                 }
             )
         return out

@@ -33,7 +33,7 @@ from oracle.reporting.protocol import (
 )
 from oracle.reporting.report import FeedUpdate
 from oracle.reporting.store import RoundStore
-from oracle.reporting.transmit import Web3Transmitter
+from oracle.reporting.transmit import ManagedTransmitter, Web3Transmitter
 from oracle.storage import SqlUsedNonceLog
 
 if TYPE_CHECKING:
@@ -86,9 +86,20 @@ class NetworkService:
         self.identity: IdentityKey = keys.load_identity(passphrase)
         self.operator_secret = keys.load_operator(passphrase).secret_bytes()
         self.key, self.public = load_share(cfg.share_file, self.identity)
-        self.transmitter = Web3Transmitter(
-            cfg.rpc_url, cfg.oracle, self.operator_secret, rpc_timeout=cfg.rpc_timeout_s
-        )
+        self.transmitter: ManagedTransmitter | Web3Transmitter
+        manager = self.node.transmission
+        if manager is not None:  # [network] transmitter = "manager" (the default)
+            self.transmitter = ManagedTransmitter(
+                cfg.rpc_url,
+                cfg.oracle,
+                manager.sender,
+                manager.running,
+                rpc_timeout=cfg.rpc_timeout_s,
+            )
+        else:  # transmitter = "direct"
+            self.transmitter = Web3Transmitter(
+                cfg.rpc_url, cfg.oracle, self.operator_secret, rpc_timeout=cfg.rpc_timeout_s
+            )
         self._state = "bootstrapping"
         self._task = asyncio.create_task(self._bootstrap(), name="network-bootstrap")
 
@@ -215,6 +226,7 @@ class NetworkService:
             out.update(self.protocol.status())
             out["members"] = self.members
             out["transmitter"] = self.transmitter.sender
+            out["transmit_via"] = self.config.transmitter
         return out
 
 

@@ -1,6 +1,7 @@
 """The composition root: one place that wires storage, feeds, the scheduler and the API.
 
-Start order: storage check → feeds (restore) → scheduler → API. Stop is the reverse;
+Start order: storage check → feeds (restore) → scheduler → [transaction manager →
+network] → API. Stop is the reverse;
 stopping the feeds flushes their buffers and checkpoints every model, so a restart
 resumes with nothing lost.
 """
@@ -23,6 +24,7 @@ from oracle.node.feeds import FeedRunner
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
 from oracle.node.service import Health, Service, ServiceGroup
+from oracle.node.transmission import TransmissionService
 from oracle.storage import Store, make_engine, require_current
 
 log = structlog.get_logger(__name__)
@@ -175,7 +177,13 @@ class Node:
         self.api = ApiService(self)
         services: list[Service] = [self.storage, FeedsService(self), SchedulerService(self)]
         self.network: NetworkService | None = None
+        self.transmission: TransmissionService | None = None
         if config.network is not None:
+            if config.network.transmitter == "manager":
+                # reports go out through the manager: it starts before the network
+                # service and stops after it
+                self.transmission = TransmissionService(self)
+                services.append(self.transmission)
             self.network = NetworkService(self)
             services.append(self.network)
         self.services = ServiceGroup(config.name, [*services, self.api])

@@ -4,8 +4,9 @@ The round protocol decides *who* transmits *when*; a :class:`ReportTransmitter` 
 attempt and says what became of it. :class:`Web3Transmitter` is the direct
 implementation: simulate (``eth_estimateGas``, which runs the call), sign with the
 operator key, send, wait for the receipt. Sends from one node are serialized so that the
-account nonce never has a gap or a duplicate. The transaction manager of issue 6 plugs
-in here at merge (a durable queue behind the same ``submit``).
+account nonce never has a gap or a duplicate. :class:`ManagedTransmitter` (the default)
+hands the call to the transaction manager (``oracle.transmission``) under the report
+hash as its idempotency key, and maps the manager's fate of it onto :class:`Fate`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +27,8 @@ from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle.chain import artifacts
 from oracle.chain.oracle_calls import SignatureStruct
+from oracle.reporting.store import report_hash
+from oracle.transmission import State, Transmission, TransmissionError, TransmissionManager
 
 log = structlog.get_logger(__name__)
 
@@ -58,7 +61,14 @@ class OnChainValue:
 
 
 class ReportTransmitter(Protocol):
-    """What the round protocol needs from the chain side."""
+    """What the round protocol needs from the chain side.
+
+    ``keeps_record``: the transmitter stores each report's transmission durably under the
+    report hash and a repeated ``submit`` of a report is the same transmission (the
+    transaction manager). Otherwise the protocol records and claims each send itself
+    (``RoundStore.claim_transmission``) so that a report is never sent twice."""
+
+    keeps_record: bool
 
     @property
     def sender(self) -> str: ...
@@ -70,18 +80,10 @@ class ReportTransmitter(Protocol):
     async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]: ...
 
 
-class Web3Transmitter:
-    """Direct sends with an operator key over JSON-RPC."""
+class ChainReader:
+    """Reads of the MiraOracle contract over JSON-RPC (what every transmitter shares)."""
 
-    def __init__(
-        self,
-        rpc_url: str,
-        oracle: str,
-        operator_secret: bytes,
-        *,
-        rpc_timeout: float = 3.0,
-        receipt_timeout: float = 15.0,
-    ) -> None:
+    def __init__(self, rpc_url: str, oracle: str, *, rpc_timeout: float = 3.0) -> None:
         # No hidden retries inside web3: a call fails after rpc_timeout, and the protocol's
         # own loops retry, count and log, so an outage is visible and bounded.
         self.w3 = AsyncWeb3(
@@ -94,15 +96,7 @@ class Web3Transmitter:
         self.contract = self.w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(oracle), abi=artifacts.load("MiraOracle").abi
         )
-        self.account = Account.from_key(operator_secret)
-        self.receipt_timeout = receipt_timeout
-        self._lock = asyncio.Lock()
-        self._next_nonce: int | None = None
         self._chain_id: int | None = None
-
-    @property
-    def sender(self) -> str:
-        return str(self.account.address)
 
     async def chain_id(self) -> int:
         if self._chain_id is None:
@@ -116,6 +110,31 @@ class Web3Transmitter:
             f: OnChainValue(int(r[0]), int(r[1]), int(r[2]))
             for f, r in zip(feed_ids, results, strict=True)
         }
+
+
+class Web3Transmitter(ChainReader):
+    """Direct sends with an operator key over JSON-RPC."""
+
+    keeps_record = False
+
+    def __init__(
+        self,
+        rpc_url: str,
+        oracle: str,
+        operator_secret: bytes,
+        *,
+        rpc_timeout: float = 3.0,
+        receipt_timeout: float = 15.0,
+    ) -> None:
+        super().__init__(rpc_url, oracle, rpc_timeout=rpc_timeout)
+        self.account = Account.from_key(operator_secret)
+        self.receipt_timeout = receipt_timeout
+        self._lock = asyncio.Lock()
+        self._next_nonce: int | None = None
+
+    @property
+    def sender(self) -> str:
+        return str(self.account.address)
 
     async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
         fn = self.contract.functions.transmit(report, signature)
@@ -167,3 +186,90 @@ class Web3Transmitter:
                 int(receipt["gasUsed"]),
             )
         return Submission(Fate.UNKNOWN, tx_hash, nonce, detail="no receipt yet")
+
+
+def _reverted_with(error: str | None, name: str) -> bool:
+    """Whether the manager's recorded error is the decoded custom error ``name``."""
+    return error is not None and f"{name}(" in error
+
+
+def fate_of(t: Transmission) -> Submission | None:
+    """The protocol's :class:`Fate` of a transmission the manager holds; None while it is
+    still on its way (queued, simulated, sent, or dropped by a reorg and re-sent)."""
+    if (t.state is State.INCLUDED and t.receipt_status == 1) or t.state is State.CONFIRMED:
+        return Submission(Fate.LANDED, t.tx_hash, t.nonce, t.gas_used)
+    if t.state is State.INCLUDED:  # mined, reverted; the confirmer will mark it failed
+        return Submission(Fate.REVERTED, t.tx_hash, t.nonce, t.gas_used, t.error or "")
+    if t.state in (State.FAILED, State.SUPERSEDED):
+        detail = t.error or t.state.value
+        if _reverted_with(t.error, "NoUpdateApplied"):
+            # the simulation (or the re-simulation after a reorg) found nothing left to
+            # apply: another member's transmission landed the report first
+            return Submission(Fate.ALREADY_APPLIED, t.tx_hash, t.nonce, detail=detail)
+        if t.receipt_status == 0:
+            return Submission(Fate.REVERTED, t.tx_hash, t.nonce, t.gas_used, detail)
+        # would revert for another reason, or cancelled: sending again would waste gas
+        return Submission(Fate.REJECTED, t.tx_hash, t.nonce, detail=detail)
+    return None
+
+
+class ManagedTransmitter(ChainReader):
+    """Reports go out through the transaction manager: ``submit`` enqueues the
+    ``MiraOracle.transmit`` call keyed by the report hash (the same report is one
+    transmission however often it is submitted) and waits up to ``wait_s`` for its fate.
+    The manager is looked up on every call: it exists once its service has started.
+    Its row in ``transmissions`` (keyed by the report hash) is the report's record."""
+
+    keeps_record = True
+
+    def __init__(
+        self,
+        rpc_url: str,
+        oracle: str,
+        sender: str,
+        manager: Callable[[], TransmissionManager | None],
+        *,
+        rpc_timeout: float = 3.0,
+        wait_s: float = 15.0,
+        poll_s: float = 0.1,
+    ) -> None:
+        super().__init__(rpc_url, oracle, rpc_timeout=rpc_timeout)
+        self._sender = sender
+        self._manager = manager
+        self.wait_s = wait_s
+        self.poll_s = poll_s
+
+    @property
+    def sender(self) -> str:
+        return self._sender
+
+    def encode(self, report: bytes, signature: SignatureStruct) -> bytes:
+        return bytes.fromhex(self.contract.encode_abi("transmit", args=[report, signature])[2:])
+
+    async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
+        manager = self._manager()
+        if manager is None:
+            return Submission(Fate.FAILED, detail="the transaction manager is not running yet")
+        try:
+            tid = manager.enqueue(
+                str(self.contract.address),
+                self.encode(report, signature),
+                key=report_hash(report),
+            )
+        except TransmissionError as exc:  # queue full, idempotency conflict, bad call
+            return Submission(Fate.FAILED, detail=f"enqueue: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # the database
+            return Submission(Fate.FAILED, detail=f"enqueue: {type(exc).__name__}: {exc}")
+        deadline = time.monotonic() + self.wait_s
+        t = manager.fate(tid)
+        while True:
+            result = fate_of(t)
+            if result is not None:
+                log.info("transmit.fate", round=round_, id=tid, state=t.state.value)
+                return result
+            if time.monotonic() >= deadline:
+                return Submission(
+                    Fate.UNKNOWN, t.tx_hash, t.nonce, detail=f"transmission {tid}: {t.state}"
+                )
+            await asyncio.sleep(self.poll_s)
+            t = manager.fate(tid)

@@ -10,7 +10,9 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from oracle.chain.anvil import Anvil, AnvilConfig
@@ -46,6 +48,12 @@ def _onchain(net: LocalNet) -> int:
     return net.proxy_answer()[1]
 
 
+async def _json(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:  # any status: 503 has a body
+        data: dict[str, Any] = await r.json()
+        return data
+
+
 def _metric(text: str, name: str) -> float:
     total = 0.0
     for line in text.splitlines():
@@ -60,6 +68,34 @@ def test_a_all_honest_feeds_update(net: LocalNet) -> None:
     net.until(lambda: _onchain(net) == 2020 * SCALE, 10, "2020 on-chain")
     events = net.transmissions()
     assert len({e["round"] for e in events}) == len(events)  # no round landed twice
+
+
+def test_b_reports_go_through_the_transaction_manager(net: LocalNet) -> None:
+    for i in range(N):
+        status = net.status(i) or {}
+        assert status.get("transmit_via") == "manager"
+        health = net.loop.run(_json(net.nodes[i].api + "/readyz"))
+        assert health.get("children", {}).get("transmission", {}).get("ok") is True, health
+    operators = {net.nodes[i].operator: i for i in range(N)}
+    events = net.transmissions()
+    assert events
+
+    def recorded(e: dict[str, Any]) -> tuple[Any, ...] | None:
+        db = net.nodes[operators[e["sender"]]].dir / "node.sqlite"
+        with sqlite3.connect(db) as conn:
+            row: tuple[Any, ...] | None = conn.execute(
+                "SELECT status, to_address, data FROM transmissions WHERE tx_hash = ?",
+                (e["tx_hash"],),
+            ).fetchone()
+        return row
+
+    for e in events:
+        # each landed report is the manager's transmission in its sender's database (the
+        # manager records the inclusion on its next poll)
+        net.until(lambda e=e: recorded(e) is not None, 10, f"round {e['round']} recorded")  # type: ignore[misc]
+        row = recorded(e)
+        assert row is not None
+        assert row[0] in ("included", "confirmed") and row[1] is not None and row[2], row
 
 
 def test_c_invalid_shares_are_named_and_rounds_complete(net: LocalNet) -> None:

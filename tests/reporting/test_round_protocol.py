@@ -67,6 +67,8 @@ class FakeChain:
 
 
 class ChainTransmitter:
+    keeps_record = False
+
     def __init__(self, chain: FakeChain, sender: str) -> None:
         self.chain, self._sender = chain, sender
 

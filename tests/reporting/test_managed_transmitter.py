@@ -1,0 +1,191 @@
+"""Reports through the transaction manager: ManagedTransmitter on a real anvil with a real
+MiraOracle and a FROST committee; the manager's fates mapped onto the protocol's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+
+import pytest
+import pytest_asyncio
+from eth_account import Account
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from web3 import Web3
+from web3.contract import Contract
+
+from oracle.bench.gas import start_committee
+from oracle.chain import artifacts
+from oracle.chain.anvil import Anvil
+from oracle.chain.deploy import deploy
+from oracle.chain.oracle_calls import SignatureStruct
+from oracle.reporting.report import FeedUpdate, Report, digest, encode
+from oracle.reporting.store import report_hash
+from oracle.reporting.transmit import Fate, ManagedTransmitter, fate_of
+from oracle.transmission import State, Transmission, TransmissionManager, TxManagerConfig
+from tests.fixtures.db import backend, engine
+
+__all__ = ["backend", "engine"]
+
+pytestmark = [pytest.mark.anvil]
+FEED = b"\x11" * 32
+
+
+@dataclass
+class Setup:
+    w3: Web3
+    oracle: Contract
+    manager: TransmissionManager
+    transmitter: ManagedTransmitter
+    epoch: int
+    sign: Callable[[bytes], SignatureStruct]
+
+    def report(self, round_: int, value: int) -> tuple[bytes, SignatureStruct]:
+        now = int(self.w3.eth.get_block("latest")["timestamp"])
+        update = FeedUpdate(FEED, value, now, b"\x22" * 32)
+        payload = encode(Report(self.epoch, round_, (update,)))
+        message = digest(self.w3.eth.chain_id, self.oracle.address, self.epoch, payload)
+        return payload, self.sign(message)
+
+    def sender_nonce(self) -> int:
+        return int(self.w3.eth.get_transaction_count(Web3.to_checksum_address(self.sender)))
+
+    @property
+    def sender(self) -> str:
+        return self.transmitter.sender
+
+
+@pytest_asyncio.fixture
+async def setup(anvil: Anvil, w3: Web3, engine: Engine) -> AsyncIterator[Setup]:
+    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 3600, 300)
+    committee = start_committee(w3, oracle, 4)
+    w3.eth.wait_for_transaction_receipt(
+        oracle.functions.registerFeed(FEED, 8, "TEST / USD").transact()
+    )
+    account = Account.from_key(anvil.private_keys[1])
+    manager = TransmissionManager(
+        engine,
+        account,
+        TxManagerConfig(
+            chain_id=int(w3.eth.chain_id),
+            rpc_urls=(anvil.url,),
+            confirmation_depth=1,
+            poll_interval=0.05,
+        ),
+        registry=CollectorRegistry(),
+        error_abis=[artifacts.load("MiraOracle").abi],
+    )
+    await manager.start()
+    transmitter = ManagedTransmitter(
+        anvil.url, str(oracle.address), str(account.address), lambda: manager, wait_s=20.0
+    )
+    try:
+        yield Setup(w3, oracle, manager, transmitter, committee.epoch, committee.sign)
+    finally:
+        await manager.stop()
+
+
+async def test_a_report_lands_once_through_the_manager(setup: Setup) -> None:
+    payload, sig = setup.report(1, 2000_00000000)
+    before = setup.sender_nonce()
+    first = await setup.transmitter.submit(payload, sig, 1)
+    assert first.fate is Fate.LANDED, first
+    assert first.tx_hash is not None and first.tx_nonce == before
+    latest = await setup.transmitter.latest([FEED])
+    assert (latest[FEED].round, latest[FEED].value) == (1, 2000_00000000)
+    # the same report again: the same transmission (keyed by the report hash), no new send
+    again = await setup.transmitter.submit(payload, sig, 1)
+    assert again.fate is Fate.LANDED
+    assert again.tx_hash == first.tx_hash
+    assert setup.sender_nonce() == before + 1
+    rows = setup.manager.ctx.store.in_states(list(State))
+    assert [r.key for r in rows] == [report_hash(payload)]
+
+
+async def test_a_report_another_member_landed_is_not_sent_again_and_is_recorded(
+    setup: Setup,
+) -> None:
+    payload, sig = setup.report(1, 2100_00000000)
+    # another member's transmission lands the report first (a different sender)
+    tx = setup.oracle.functions.transmit(payload, sig).transact()
+    assert setup.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    before = setup.sender_nonce()
+    result = await setup.transmitter.submit(payload, sig, 1)
+    assert result.fate is Fate.ALREADY_APPLIED, result
+    assert result.tx_hash is None and result.tx_nonce is None
+    assert "NoUpdateApplied" in result.detail
+    assert setup.sender_nonce() == before  # nothing was sent
+    # recorded: the manager's row for the report hash says why it was not sent
+    rows = setup.manager.ctx.store.in_states([State.FAILED])
+    assert len(rows) == 1
+    row = rows[0]
+    assert row.key == report_hash(payload)
+    assert row.tx_hash is None and row.nonce is None
+    assert row.error is not None and "NoUpdateApplied" in row.error
+    # and submitting it again changes nothing
+    again = await setup.transmitter.submit(payload, sig, 1)
+    assert again.fate is Fate.ALREADY_APPLIED
+    assert setup.sender_nonce() == before
+
+
+async def test_a_report_with_a_bad_signature_is_rejected_without_a_send(setup: Setup) -> None:
+    payload, _ = setup.report(1, 2200_00000000)
+    _, wrong = setup.report(2, 2200_00000000)  # a signature over another report
+    before = setup.sender_nonce()
+    result = await setup.transmitter.submit(payload, wrong, 1)
+    assert result.fate is Fate.REJECTED, result
+    assert "simulation reverted" in result.detail
+    assert setup.sender_nonce() == before
+
+
+async def test_no_manager_yet_is_a_retryable_failure(anvil: Anvil, w3: Web3) -> None:
+    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 3600, 300)
+    transmitter = ManagedTransmitter(anvil.url, str(oracle.address), "0x" + "00" * 20, lambda: None)
+    result = await transmitter.submit(b"", SignatureStruct(0, 0, "0x" + "00" * 20, 0), 1)
+    assert result.fate is Fate.FAILED
+
+
+def _transmission(state: State, **fields: object) -> Transmission:
+    base = Transmission(
+        id=1, chain_id=1, key=b"k", sender="0x" + "00" * 20, to="0x" + "11" * 20, data=b"",
+        value=0, gas_limit=None, max_fee_cap=None, state=state, nonce=None, tx_hash=None,
+        error=None, cancelling=False, last_sent_block=None, included_block=None,
+        included_block_hash=None, receipt_status=None, gas_used=None,
+        effective_gas_price=None, l1_fee=None, created_at_ms=0, updated_at_ms=0,
+        confirmed_at_ms=None,
+    )  # fmt: skip
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "fields", "fate"),
+    [
+        (State.QUEUED, {}, None),
+        (State.SIMULATED, {"nonce": 3}, None),
+        (State.SENT, {"nonce": 3, "tx_hash": b"\x01" * 32}, None),
+        (State.DROPPED, {"nonce": 3}, None),
+        (State.INCLUDED, {"receipt_status": 1, "gas_used": 50_000}, Fate.LANDED),
+        (State.INCLUDED, {"receipt_status": 0}, Fate.REVERTED),
+        (State.CONFIRMED, {"receipt_status": 1}, Fate.LANDED),
+        (
+            State.FAILED,
+            {"error": "simulation reverted: NoUpdateApplied(epoch=1, round=4)"},
+            Fate.ALREADY_APPLIED,
+        ),
+        (
+            State.SUPERSEDED,
+            {"error": "nonce taken; the call now reverts: NoUpdateApplied(epoch=1, round=4)"},
+            Fate.ALREADY_APPLIED,
+        ),
+        (State.FAILED, {"error": "simulation reverted: InvalidSignature()"}, Fate.REJECTED),
+        (
+            State.FAILED,
+            {"error": "reverted on chain in block 9", "receipt_status": 0},
+            Fate.REVERTED,
+        ),
+        (State.SUPERSEDED, {"error": "nonce taken by another transaction"}, Fate.REJECTED),
+    ],
+)
+def test_fate_mapping(state: State, fields: dict[str, object], fate: Fate | None) -> None:
+    result = fate_of(_transmission(state, **fields))
+    assert (None if result is None else result.fate) is fate
