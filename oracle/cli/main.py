@@ -8,6 +8,7 @@ import click
 
 from oracle import __version__
 from oracle.cli.bench import bench
+from oracle.cli.committee import committee
 from oracle.cli.db import db
 from oracle.cli.deploy import deploy
 from oracle.cli.devnet import devnet
@@ -40,6 +41,7 @@ cli.add_command(db)
 cli.add_command(deploy)
 cli.add_command(node)
 cli.add_command(model)
+cli.add_command(committee)
 
 
 def main() -> None:

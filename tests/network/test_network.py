@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import sqlite3
@@ -209,3 +210,31 @@ def test_f_rpc_outage_recovers_without_operator_action(net: LocalNet) -> None:
     assert errors > 0  # the outage was seen, counted, and survived
     _price(net, 3130.0)
     net.until(lambda: _onchain(net) == 3130 * SCALE, 10, "3130 on-chain")
+
+
+def test_g_committee_status_reads_the_chain_and_probes_members(net: LocalNet) -> None:
+    from click.testing import CliRunner
+
+    from oracle.cli.main import cli
+
+    assert net.oracle is not None
+    args = ["committee", "status", "--rpc-url", net.anvil_url, "--oracle", net.oracle.address]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert (out["epoch"], out["threshold"], out["size"], out["online"]) == (1, 3, N, N)
+    assert [m["operator"] for m in out["members"]] == [n.operator for n in net.nodes]
+    assert all(m["p2p_url"] == f"http://127.0.0.1:{n.p2p_port}" for m, n in zip(
+        out["members"], net.nodes, strict=True))  # fmt: skip
+    down = 3
+    net.kill(down, signal.SIGKILL)
+    try:
+        result = CliRunner().invoke(cli, [*args, "--json", "--timeout", "0.5"])
+        out = json.loads(result.output)
+        assert out["online"] == N - 1
+        assert [m["online"] for m in out["members"]] == [i != down for i in range(N)]
+        text = CliRunner().invoke(cli, args).output
+        assert f"threshold 3 of {N}, {N - 1} online" in text
+    finally:
+        net.start(down)
+        net.wait_ready(indices=[down])
