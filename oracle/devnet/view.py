@@ -80,6 +80,8 @@ class Watcher:
             data = self.proxies[feed].functions.latestRoundData().call()
         except Exception:  # no round yet reverts
             return None
+        if int(data[0]) == 0:  # registered, no round yet
+            return None
         decimals = int(self.manifest.feeds[feed]["decimals"])
         return int(data[0]), Decimal(int(data[1])).scaleb(-decimals), int(data[3])
 
@@ -104,7 +106,9 @@ class Watcher:
                     chain[0] if chain else None,
                     chain[1] if chain else None,
                     now - chain[2] if chain else None,
-                    latest.get("value"),
+                    None
+                    if latest.get("value") is None
+                    else str(Decimal(int(latest["value"])).scaleb(-(node or {})["decimals"])),
                     mae,
                 )
             )
