@@ -115,6 +115,7 @@ class ReplaySourceSpec:
     start_ms: int
     step_ms: int
     passes: int
+    realtime: bool = False  # release each row only once the wall clock reaches its time
 
 
 SourceSpec = HttpSourceSpec | ChainEventSourceSpec | ReplaySourceSpec
@@ -380,6 +381,7 @@ def _read_source(t: Table, base_dir: Path) -> SourceSpec | None:
             start_ms=t.integer("start_ms", 1_700_000_000_000, low=0, high=2**63 - 1),
             step_ms=t.integer("step_ms", 1000, low=1, high=86_400_000),
             passes=t.integer("passes", 1, low=1, high=10_000),
+            realtime=t.boolean("realtime", False),
         )
     t.finish()
     return spec if len(t.problems.items) == before else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import statistics
 import time
 from typing import Any
@@ -79,7 +80,11 @@ class FeedRunner:
     async def poll(self) -> None:
         try:
             if self.replay is not None:
+                # realtime: a row is released once the wall clock reaches its time
+                until_ms = time.time() * 1000 if self.replay.spec.realtime else math.inf
                 for obs in self.replay.read(self.position, self.replay_batch):
+                    if obs.observed_at_ms > until_ms:
+                        break
                     self.pipeline.ingest(obs)
                     self.position += 1
             elif self.chain is not None:

@@ -166,6 +166,100 @@ class NodeProc:
         return f"http://127.0.0.1:{self.api_port}"
 
 
+@dataclass
+class Committee:
+    """A committee provisioned by the harness: per-member key files and DKG output."""
+
+    threshold: int
+    group_key: Any
+    members: list[MemberInfo]
+    nodes: list[NodeProc]
+
+    def start_epoch_args(self) -> tuple[int, int, int, list[tuple[str, bytes, str]]]:
+        return start_epoch_args(self.group_key, self.threshold, self.members)
+
+
+def provision_committee(
+    dirs: list[Path],
+    operator_keys: list[str],
+    ports: list[tuple[int, int]],
+    *,
+    host: str = "127.0.0.1",
+) -> Committee:
+    """Run the committee's DKG here, in the harness (not over the network), and write
+    each member's encrypted operator key, identity key and FROST key share into
+    ``dirs[i]/keys``. ``ports[i]`` is member i's (API, p2p) port pair."""
+    n = len(dirs)
+    t = 2 * ((n - 1) // 3) + 1
+    identities = {i + 1: IdentityKey() for i in range(n)}
+    dkg = run_dkg(MIRA_EVM, t, n, identities=identities)
+    members, nodes = [], []
+    for i in range(n):
+        operator = Account.from_key(operator_keys[i])
+        node = NodeProc(i, dirs[i], ports[i][0], ports[i][1], operator.address)
+        nodes.append(node)
+        keys = KeyStore(node.dir / "keys", scrypt_n=2**10)
+        keys.directory.mkdir(parents=True, exist_ok=True)
+        (keys.directory / "passphrase").write_bytes(PASSPHRASE)
+        op_key = OperatorKey(bytes.fromhex(operator_keys[i].removeprefix("0x")))
+        keys.write_document(
+            "operator",
+            encrypt_key("operator", op_key, PASSPHRASE, scrypt_n=2**10),
+            overwrite=True,
+        )
+        keys.write_document(
+            "identity",
+            encrypt_key("identity", identities[i + 1], PASSPHRASE, scrypt_n=2**10),
+            overwrite=True,
+        )
+        save_share(keys.directory / "share.json", identities[i + 1], dkg.keys[i + 1], dkg.public)
+        members.append(
+            MemberInfo(
+                operator.address, identities[i + 1].public_bytes, f"http://{host}:{node.p2p_port}"
+            )
+        )
+    return Committee(t, dkg.public.group_key, members, nodes)
+
+
+def spawn_node(node: NodeProc) -> None:
+    """Start ``mira node run --config DIR/node.toml`` in its own session, logging to
+    DIR/node.log."""
+    node.log_file = open(node.dir / "node.log", "ab")  # noqa: SIM115 (lives with the process)
+    node.proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from oracle.cli.main import main; main()",
+            "node",
+            "run",
+            "--config",
+            str(node.dir / "node.toml"),
+        ],
+        stdout=node.log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stop_node(node: NodeProc, timeout: float = 10.0) -> None:
+    """SIGTERM the node's process group; SIGKILL it if it has not exited after ``timeout``."""
+    proc, node.proc = node.proc, None
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    if node.log_file is not None:
+        node.log_file.close()
+        node.log_file = None
+
+
 FEED_SPEC = """id = "{feed}"
 version = 1
 description = "{feed}, from the harness's HTTP source"
@@ -283,44 +377,16 @@ class LocalNet:
         owner = self.w3.eth.accounts[0]
         oracle = deploy(self.w3, "MiraOracle", owner, 3600, 3600, 300)
         self.oracle = oracle
-        t = 2 * ((self.n - 1) // 3) + 1
-        identities = {i + 1: IdentityKey() for i in range(self.n)}
-        dkg = run_dkg(MIRA_EVM, t, self.n, identities=identities)
-        members = []
-        for i in range(self.n):
-            operator = Account.from_key(self.anvil_keys[i + 1])
-            node = NodeProc(i, self.root / f"node{i}", free_port(), free_port(), operator.address)
-            self.nodes.append(node)
-            keys = KeyStore(node.dir / "keys", scrypt_n=2**10)
-            keys.directory.mkdir(parents=True, exist_ok=True)
-            (keys.directory / "passphrase").write_bytes(PASSPHRASE)
-            op_key = OperatorKey(bytes.fromhex(self.anvil_keys[i + 1][2:]))
-            keys.write_document(
-                "operator",
-                encrypt_key("operator", op_key, PASSPHRASE, scrypt_n=2**10),
-                overwrite=True,
-            )
-            keys.write_document(
-                "identity",
-                encrypt_key("identity", identities[i + 1], PASSPHRASE, scrypt_n=2**10),
-                overwrite=True,
-            )
-            save_share(
-                keys.directory / "share.json", identities[i + 1], dkg.keys[i + 1], dkg.public
-            )
-            members.append(
-                MemberInfo(
-                    operator.address,
-                    identities[i + 1].public_bytes,
-                    f"http://127.0.0.1:{node.p2p_port}",
-                )
-            )
-            self.write_config(node)
-        self._wait(
-            oracle.functions.startEpoch(
-                *start_epoch_args(dkg.public.group_key, t, members)
-            ).transact()
+        operators = [self.anvil_keys[i + 1] for i in range(self.n)]
+        committee = provision_committee(
+            [self.root / f"node{i}" for i in range(self.n)],
+            operators,
+            [(free_port(), free_port()) for _ in range(self.n)],
         )
+        self.nodes.extend(committee.nodes)
+        for node in self.nodes:
+            self.write_config(node)
+        self._wait(oracle.functions.startEpoch(*committee.start_epoch_args()).transact())
         self._wait(oracle.functions.registerFeed(self.feed_id, DECIMALS, FEED).transact())
 
     def _wait(self, tx: Any) -> None:
@@ -364,23 +430,7 @@ class LocalNet:
 
     def start(self, index: int | None = None) -> None:
         for node in self.nodes if index is None else [self.nodes[index]]:
-            node.log_file = open(node.dir / "node.log", "ab")  # noqa: SIM115 (lives with the process)
-            node.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    "from oracle.cli.main import main; main()",
-                    "node",
-                    "run",
-                    "--config",
-                    str(node.dir / "node.toml"),
-                ],
-                stdout=node.log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+            spawn_node(node)
 
     def kill(self, index: int, sig: int = signal.SIGKILL) -> None:
         node = self.nodes[index]

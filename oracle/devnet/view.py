@@ -1,0 +1,172 @@
+"""What the devnet shows while it runs: per feed its on-chain value (through its
+AggregatorV3Interface proxy), round, age and the nodes' model error; per node its health."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from rich.table import Table
+from web3 import Web3
+
+from oracle.chain.system import Manifest
+
+PROXY_ABI = [
+    {
+        "name": "latestRoundData",
+        "type": "function",
+        "stateMutability": "view",
+        "inputs": [],
+        "outputs": [
+            {"name": "roundId", "type": "uint80"},
+            {"name": "answer", "type": "int256"},
+            {"name": "startedAt", "type": "uint256"},
+            {"name": "updatedAt", "type": "uint256"},
+            {"name": "answeredInRound", "type": "uint80"},
+        ],
+    }
+]
+
+
+def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (local http)
+            data: dict[str, Any] = json.loads(r.read())
+            return data
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+@dataclass
+class FeedRow:
+    feed: str
+    round: int | None
+    value: Decimal | None
+    age_s: float | None
+    node_value: str | None
+    mae: float | None
+
+
+@dataclass
+class NodeRow:
+    name: str
+    api: str
+    healthy: bool
+    state: str
+    last_report_round: int | None
+
+
+class Watcher:
+    """Reads the devnet's state: the chain through each feed's proxy, the nodes' APIs."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.w3 = Web3(Web3.HTTPProvider(manifest.rpc_url, request_kwargs={"timeout": 5}))
+        self.proxies = {
+            fid: self.w3.eth.contract(address=entry["proxy"], abi=PROXY_ABI)
+            for fid, entry in manifest.feeds.items()
+        }
+        self.nodes: list[dict[str, Any]] = list(manifest.extra.get("nodes", []))
+
+    def onchain(self, feed: str) -> tuple[int, Decimal, int] | None:
+        """(round, value, updatedAt) through the feed's proxy; None before the first round."""
+        try:
+            data = self.proxies[feed].functions.latestRoundData().call()
+        except Exception:  # no round yet reverts
+            return None
+        if int(data[0]) == 0:  # registered, no round yet
+            return None
+        decimals = int(self.manifest.feeds[feed]["decimals"])
+        return int(data[0]), Decimal(int(data[1])).scaleb(-decimals), int(data[3])
+
+    def node_feed(self, api: str, feed: str) -> dict[str, Any] | None:
+        return get_json(f"{api}/v1/feeds/{urllib.parse.quote(feed, safe='')}")
+
+    def feeds(self) -> list[FeedRow]:
+        rows = []
+        now = time.time()
+        for feed in self.manifest.feeds:
+            chain = self.onchain(feed)
+            node = None
+            for n in self.nodes:
+                node = self.node_feed(n["api"], feed)
+                if node is not None:
+                    break
+            latest = (node or {}).get("latest") or {}
+            mae = ((node or {}).get("metrics") or {}).get("mae")
+            rows.append(
+                FeedRow(
+                    feed,
+                    chain[0] if chain else None,
+                    chain[1] if chain else None,
+                    now - chain[2] if chain else None,
+                    None
+                    if latest.get("value") is None
+                    else str(Decimal(int(latest["value"])).scaleb(-(node or {})["decimals"])),
+                    mae,
+                )
+            )
+        return rows
+
+    def node_rows(self) -> list[NodeRow]:
+        rows = []
+        for n in self.nodes:
+            health = get_json(n["api"] + "/healthz")
+            net = get_json(n["api"] + "/v1/network") or {}
+            rows.append(
+                NodeRow(
+                    n["name"],
+                    n["api"],
+                    bool(health and health.get("ok")),
+                    str(net.get("state", "unreachable")),
+                    net.get("last_report_round"),
+                )
+            )
+        return rows
+
+
+def _fmt(x: Any, spec: str = "") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def render(feeds: list[FeedRow], nodes: list[NodeRow]) -> Table:
+    outer = Table.grid(padding=(1, 0))
+    ft = Table(title="feeds (on-chain, read through each AggregatorV3Interface proxy)")
+    for col in ("feed", "round", "value", "age", "node output", "model MAE"):
+        ft.add_column(col)
+    for f in feeds:
+        ft.add_row(
+            f.feed,
+            _fmt(f.round),
+            _fmt(f.value),
+            "-" if f.age_s is None else f"{f.age_s:.0f} s",
+            f.node_value or "-",
+            _fmt(f.mae, ".4g"),
+        )
+    nt = Table(title="nodes")
+    for col in ("node", "API", "health", "network", "last report round"):
+        nt.add_column(col)
+    for n in nodes:
+        nt.add_row(
+            n.name,
+            n.api,
+            "[green]ok[/green]" if n.healthy else "[red]down[/red]",
+            n.state,
+            _fmt(n.last_report_round),
+        )
+    outer.add_row(ft)
+    outer.add_row(nt)
+    outer.add_row("Ctrl-C stops the devnet (or `mira devnet down` from another shell)")
+    return outer
+
+
+def compact(feeds: list[FeedRow], nodes: list[NodeRow]) -> str:
+    parts = [f"{f.feed} r{_fmt(f.round)}={_fmt(f.value)}" for f in feeds]
+    up = sum(n.healthy for n in nodes)
+    return f"{time.strftime('%H:%M:%S')} " + "; ".join(parts) + f"; nodes {up}/{len(nodes)} ok"

@@ -1,0 +1,227 @@
+"""`mira devnet up` end to end: anvil, the contracts, a 4-node committee as OS processes,
+the demo feeds landing rounds, read through their AggregatorV3Interface proxies and
+checked against what the nodes' APIs report; then `mira devnet down` leaves nothing.
+Plus the preflight errors: a second `up`, a port in use, an unwritable directory."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oracle.chain.system import Manifest
+from oracle.devnet import STATEFILE, pid_alive, port_free
+from oracle.devnet.view import Watcher, get_json
+
+pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(240)]
+
+MIRA = [sys.executable, "-c", "from oracle.cli.main import main; main()"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_block(n: int) -> int:
+    """The first of ``n`` consecutive free ports."""
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000)
+        if all(port_free(p) for p in range(base, base + n)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def ports(n_nodes: int) -> list[str]:
+    base = free_block(2 * n_nodes + 4)
+    return [
+        "--anvil-port", str(base),
+        "--price-port", str(base + 1),
+        "--base-port", str(base + 4),
+    ]  # fmt: skip
+
+
+def mira(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MIRA, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def start_up(directory: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*MIRA, "devnet", "up", "--dir", str(directory), "--no-view", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_manifest(proc: subprocess.Popen[str], directory: Path, timeout: float) -> Manifest:
+    deadline = time.monotonic() + timeout
+    path = directory / "manifest.json"
+    while not path.exists():
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"devnet up exited with {proc.returncode}:\n{out}")
+        assert time.monotonic() < deadline, "no manifest in time"
+        time.sleep(0.5)
+    return Manifest.read(path)
+
+
+def node_log_tails(directory: Path) -> str:
+    out = []
+    for log in sorted(directory.glob("node*/node.log")):
+        out.append(f"--- {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-10:]))
+    return "\n".join(out)
+
+
+def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> None:
+    directory = tmp_path / "devnet"
+    proc = start_up(directory, "--nodes", "4", *ports(4))
+    children: list[int] = []
+    try:
+        manifest = wait_manifest(proc, directory, timeout=90)
+        import json
+
+        children = json.loads((directory / STATEFILE).read_text())["children"]
+        assert len(children) == 5  # four nodes and anvil
+        assert len(manifest.extra["nodes"]) == 4
+        watcher = Watcher(manifest)
+        feeds = list(manifest.feeds)
+        assert len(feeds) == 4
+
+        # what the nodes' APIs report, keyed by observation second (= on-chain updatedAt)
+        reported: dict[str, dict[int, list[int]]] = {f: {} for f in feeds}
+        rounds: dict[str, dict[int, tuple[int, int]]] = {f: {} for f in feeds}
+        deadline = time.monotonic() + 150
+        while True:
+            for node in manifest.extra["nodes"]:
+                body = get_json(node["api"] + "/v1/feeds") or {"feeds": []}
+                for status in body["feeds"]:
+                    latest: dict[str, Any] | None = status.get("latest")
+                    if latest is not None and status["id"] in reported:
+                        sec = int(latest["observed_at_ms"]) // 1000
+                        reported[status["id"]].setdefault(sec, []).append(int(latest["value"]))
+            for f in feeds:
+                try:
+                    data = watcher.proxies[f].functions.latestRoundData().call()
+                except Exception:
+                    continue
+                if int(data[0]) > 0:
+                    rounds[f][int(data[0])] = (int(data[1]), int(data[3]))
+            if all(len(rounds[f]) >= 3 for f in feeds):
+                break
+            assert proc.poll() is None, "devnet up exited early"
+            assert time.monotonic() < deadline, (
+                f"rounds seen: { {f: len(r) for f, r in rounds.items()} }\n"
+                + node_log_tails(directory)
+            )
+            time.sleep(0.25)
+
+        for f in feeds:
+            tolerance = int(manifest.feeds[f]["tolerance_bps"])
+            matched = 0
+            for answer, updated_at in rounds[f].values():
+                for value in reported[f].get(updated_at, []):
+                    matched += 1
+                    assert abs(value - answer) * 10_000 <= tolerance * abs(answer), (
+                        f"{f}: on-chain {answer} vs a node's {value} at {updated_at}"
+                    )
+            assert matched > 0, f"{f}: no node reported the value of any on-chain round"
+        # the on-chain value read through the proxy, scaled by the feed's decimals
+        chain = watcher.onchain(feeds[0])
+        assert chain is not None and isinstance(chain[1], Decimal)
+    finally:
+        down = mira("devnet", "down", "--dir", str(directory))
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "no process left behind" in down.stdout
+    assert proc.returncode == 0
+    time.sleep(0.5)
+    assert [c for c in children if pid_alive(c)] == []
+    assert not (directory / "devnet.pid").exists()
+    again = mira("devnet", "down", "--dir", str(directory))
+    assert again.returncode == 0 and "no devnet is running" in again.stdout
+
+
+def test_second_up_in_the_same_dir_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "devnet"
+    directory.mkdir()
+    # a live process owns the pidfile: this test's own
+    (directory / "devnet.pid").write_text(f"{os.getpid()}\n")
+    result = mira("devnet", "up", "--dir", str(directory), "--no-view", *ports(4))
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"a devnet is already running in {directory} (pid {os.getpid()})" in line
+    assert f"mira devnet down --dir {directory}" in line
+    # a stale pidfile (dead pid) is not a running devnet: `down` says nothing runs
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (directory / "devnet.pid").write_text(f"{dead.pid}\n")
+    result = mira("devnet", "down", "--dir", str(directory))
+    assert result.returncode == 0 and "no devnet is running" in result.stdout
+
+
+def test_port_in_use_is_named(tmp_path: Path) -> None:
+    args = ports(4)
+    anvil_port = int(args[1])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", anvil_port))
+        s.listen()
+        result = mira("devnet", "up", "--dir", str(tmp_path / "d"), "--no-view", *args)
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"port {anvil_port} (anvil) is already in use" in line
+    assert "--anvil-port" in line
+    assert not (tmp_path / "d" / "devnet.pid").exists()
+
+
+def test_node_port_in_use_is_named(tmp_path: Path) -> None:
+    args = ports(4)
+    api = int(args[5]) + 2  # node 1's API port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", api))
+        s.listen()
+        result = mira("devnet", "up", "--dir", str(tmp_path / "d"), "--no-view", *args)
+    assert result.returncode == 1
+    assert f"port {api} (node 1 API) is already in use" in result.stderr
+    assert "--base-port" in result.stderr
+
+
+def test_unwritable_dir_is_refused(tmp_path: Path) -> None:
+    # a directory under a regular file cannot be created, not even by root
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    directory = blocker / "devnet"
+    result = mira("devnet", "up", "--dir", str(directory), "--no-view", *ports(4))
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert f"cannot write to devnet directory {directory}" in line and "--dir" in line
+
+
+def test_sigterm_stops_everything(tmp_path: Path) -> None:
+    """SIGTERM to `up` (what Ctrl-C and `down` amount to) stops nodes, prices and anvil."""
+    directory = tmp_path / "devnet"
+    proc = start_up(directory, "--nodes", "1", *ports(1))
+    try:
+        wait_manifest(proc, directory, timeout=90)
+        import json
+
+        children = json.loads((directory / STATEFILE).read_text())["children"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [c for c in children if pid_alive(c)] == []
+    assert not (directory / "devnet.pid").exists()
