@@ -33,7 +33,14 @@ from oracle.chain.toolchain import tool
 from oracle.config import load_feed_specs
 from oracle.config.feeds import FeedSpec
 from oracle.errors import MiraError
-from oracle.node.localnet import NodeProc, _Loop, provision_committee, spawn_node, stop_node
+from oracle.node.localnet import (
+    NodeProc,
+    _Loop,
+    node_config_toml,
+    provision_committee,
+    spawn_node,
+    stop_node,
+)
 from oracle.storage import make_engine, upgrade
 
 HEARTBEAT_S = 10  # every demo feed's heartbeat on the devnet, so rounds land visibly
@@ -226,36 +233,6 @@ def devnet_spec_text(text: str, price_ports: list[int], start_ms: int) -> str:
     return _LOCAL_URL.sub(lambda m: f"http://127.0.0.1:{price_ports[int(m.group(1)) - 9101]}", text)
 
 
-NODE_TOML = """[node]
-name = "node-{index}"
-feeds_dir = "feeds"
-
-[database]
-url = "sqlite:///{database}"
-
-[api]
-host = "127.0.0.1"
-port = {api_port}
-
-[log]
-level = "info"
-format = "json"
-
-[network]
-listen_host = "127.0.0.1"
-listen_port = {p2p_port}
-rpc_url = "{rpc_url}"
-oracle = "{oracle}"
-keys_dir = "keys"
-passphrase_file = "keys/passphrase"
-share_file = "keys/share.json"
-round_period_s = {round_period}
-observe_timeout_s = 0.5
-transmit_timeout_s = 5.0
-rpc_timeout_s = 3.0
-"""
-
-
 @dataclass
 class Devnet:
     """A running devnet; ``start`` brings it up, ``stop`` tears everything down."""
@@ -353,14 +330,15 @@ class Devnet:
         database.unlink(missing_ok=True)
         upgrade(make_engine(f"sqlite:///{database}"))
         (node.dir / "node.toml").write_text(
-            NODE_TOML.format(
-                index=node.index,
+            node_config_toml(
+                node,
                 database="node.sqlite",
-                api_port=node.api_port,
-                p2p_port=node.p2p_port,
                 rpc_url=rpc,
                 oracle=oracle,
                 round_period=self.opts.round_period_s,
+                observe_timeout=0.5,
+                transmit_timeout=5.0,
+                rpc_timeout=3.0,
             )
         )
 

@@ -293,7 +293,7 @@ heartbeat_s = 3600
 tolerance_bps = {tolerance_bps}
 """
 
-NODE_TOML = """[node]
+_NODE_TOML = """[node]
 name = "node-{index}"
 feeds_dir = "feeds"
 
@@ -303,11 +303,7 @@ url = "sqlite:///{database}"
 [api]
 host = "127.0.0.1"
 port = {api_port}
-
-[scheduler]
-flush_every_s = 0.2
-checkpoint_every_s = 5
-
+{scheduler}
 [log]
 level = "info"
 format = "json"
@@ -323,10 +319,51 @@ share_file = "keys/share.json"
 round_period_s = {round_period}
 observe_timeout_s = {observe_timeout}
 transmit_timeout_s = {transmit_timeout}
-rpc_timeout_s = 2.0
+rpc_timeout_s = {rpc_timeout}
 corrupt_signature_shares = {corrupt}
 transmitter = "{transmitter}"
 """
+
+
+def node_config_toml(
+    node: NodeProc,
+    *,
+    database: str,
+    rpc_url: str,
+    oracle: str,
+    round_period: float,
+    observe_timeout: float,
+    transmit_timeout: float,
+    rpc_timeout: float,
+    transmitter: str = "manager",
+    corrupt_signature_shares: bool = False,
+    flush_every_s: float | None = None,
+    checkpoint_every_s: float | None = None,
+) -> str:
+    """The node.toml of one local member (the test harness and the devnet write the same
+    file; only the timing knobs differ). Keys, passphrase and key share live in ./keys."""
+    scheduler = ""
+    if flush_every_s is not None or checkpoint_every_s is not None:
+        scheduler = "\n[scheduler]\n"
+        if flush_every_s is not None:
+            scheduler += f"flush_every_s = {flush_every_s}\n"
+        if checkpoint_every_s is not None:
+            scheduler += f"checkpoint_every_s = {checkpoint_every_s}\n"
+    return _NODE_TOML.format(
+        index=node.index,
+        database=database,
+        api_port=node.api_port,
+        p2p_port=node.p2p_port,
+        scheduler=scheduler,
+        rpc_url=rpc_url,
+        oracle=oracle,
+        round_period=round_period,
+        observe_timeout=observe_timeout,
+        transmit_timeout=transmit_timeout,
+        rpc_timeout=rpc_timeout,
+        corrupt="true" if corrupt_signature_shares else "false",
+        transmitter=transmitter,
+    )
 
 
 class LocalNet:
@@ -349,6 +386,8 @@ class LocalNet:
         self.anvil_url = anvil_url
         self.anvil_port = int(anvil_url.rsplit(":", 1)[1])
         self.anvil_keys = anvil_keys
+        self.round_period_s, self.transmitter = round_period_s, transmitter
+        self.observe_timeout_s, self.transmit_timeout_s = observe_timeout_s, transmit_timeout_s
         self.params = {
             "poll": poll_s,
             "round_period": round_period_s,
@@ -414,15 +453,19 @@ class LocalNet:
         )
         assert self.oracle is not None
         (node.dir / "node.toml").write_text(
-            NODE_TOML.format(
-                index=node.index,
+            node_config_toml(
+                node,
                 database=database,
-                api_port=node.api_port,
-                p2p_port=node.p2p_port,
                 rpc_url=self.rpc.url,
                 oracle=self.oracle.address,
-                corrupt="true" if corrupt else "false",
-                **self.params,
+                round_period=self.round_period_s,
+                observe_timeout=self.observe_timeout_s,
+                transmit_timeout=self.transmit_timeout_s,
+                rpc_timeout=2.0,
+                transmitter=self.transmitter,
+                corrupt_signature_shares=corrupt,
+                flush_every_s=0.2,
+                checkpoint_every_s=5,
             )
         )
 
