@@ -25,6 +25,14 @@ abstract contract Committee is ICommittee, Owned {
     mapping(uint64 epoch => GroupKey) private _groupKeys;
     mapping(uint64 epoch => Member[]) private _members;
 
+    // The pending committee proposal (epoch 0: none). Its members live in _members[epoch].
+    uint64 private _pendingEpoch;
+    uint64 private _pendingProposal;
+    uint64 private _proposalCount;
+    uint16 private _pendingThreshold;
+    mapping(uint64 proposal => mapping(uint16 index => GroupKey)) private _keyProposals;
+    mapping(uint64 proposal => mapping(bytes20 keyHash => uint256)) private _keyProposalCounts;
+
     constructor(address initialOwner, uint64 initialGracePeriod) Owned(initialOwner) {
         _gracePeriod = initialGracePeriod;
         emit GracePeriodSet(initialGracePeriod);
@@ -37,14 +45,101 @@ abstract contract Committee is ICommittee, Owned {
         returns (uint64 epoch)
     {
         if (px == 0 || px >= LibSchnorr.N || parity > 1) revert InvalidGroupKey(px, parity);
+        epoch = _currentEpoch + 1;
+        _storeMembers(epoch, threshold, newMembers);
+        _pendingEpoch = 0; // a direct start overtakes any pending proposal
+        _activate(epoch, px, parity, threshold, uint16(newMembers.length));
+    }
+
+    /// @inheritdoc ICommittee
+    function proposeCommittee(uint16 threshold, Member[] calldata newMembers)
+        external
+        onlyOwner
+        returns (uint64 epoch, uint64 proposal)
+    {
+        epoch = _currentEpoch + 1;
+        // The members are stored where the epoch will keep them; members(epoch) stays
+        // unreadable until the epoch word exists, i.e. until activation.
+        _storeMembers(epoch, threshold, newMembers);
+        proposal = ++_proposalCount;
+        _pendingEpoch = epoch;
+        _pendingProposal = proposal;
+        _pendingThreshold = threshold;
+        emit CommitteeProposed(epoch, proposal, threshold, uint16(newMembers.length));
+    }
+
+    /// @inheritdoc ICommittee
+    function proposeGroupKey(uint64 epoch, uint256 px, uint8 parity) external {
+        uint64 pending = _pendingEpoch;
+        if (pending == 0) revert NoPendingCommittee();
+        if (epoch != pending) revert WrongPendingEpoch(pending, epoch);
+        if (px == 0 || px >= LibSchnorr.N || parity > 1) revert InvalidGroupKey(px, parity);
+        Member[] storage ms = _members[pending];
+        uint256 n = ms.length;
+        uint16 index = type(uint16).max;
+        for (uint256 i; i < n; ++i) {
+            if (ms[i].operator == msg.sender) {
+                index = uint16(i);
+                break;
+            }
+        }
+        if (index == type(uint16).max) revert NotProposedMember(msg.sender);
+        uint64 proposal = _pendingProposal;
+        GroupKey storage mine = _keyProposals[proposal][index];
+        if (mine.px != 0) revert AlreadyProposedKey(index);
+        mine.px = px;
+        mine.parity = parity;
+        ++_keyProposalCounts[proposal][keyHash(px, parity)];
+        emit GroupKeyProposed(pending, proposal, index, px, parity);
+    }
+
+    /// @inheritdoc ICommittee
+    function activateEpoch(uint256 px, uint8 parity) external onlyOwner returns (uint64 epoch) {
+        epoch = _pendingEpoch;
+        if (epoch == 0) revert NoPendingCommittee();
+        uint256 count = _keyProposalCounts[_pendingProposal][keyHash(px, parity)];
+        uint16 threshold = _pendingThreshold;
+        // t matching proposals: at least t members hold shares of this key, enough to sign.
+        if (count < threshold) revert NotEnoughKeyProposals(count, threshold);
+        _pendingEpoch = 0;
+        _activate(epoch, px, parity, threshold, uint16(_members[epoch].length));
+    }
+
+    /// @inheritdoc ICommittee
+    function pendingCommittee()
+        external
+        view
+        returns (uint64 epoch, uint64 proposal, uint16 threshold, Member[] memory pendingMembers)
+    {
+        epoch = _pendingEpoch;
+        if (epoch != 0) {
+            proposal = _pendingProposal;
+            threshold = _pendingThreshold;
+            pendingMembers = _members[epoch];
+        }
+    }
+
+    /// @inheritdoc ICommittee
+    function groupKeyProposals(uint256 px, uint8 parity) external view returns (uint256) {
+        if (_pendingEpoch == 0) return 0;
+        return _keyProposalCounts[_pendingProposal][keyHash(px, parity)];
+    }
+
+    /// @inheritdoc ICommittee
+    function proposedGroupKey(uint16 index) external view returns (uint256 px, uint8 parity) {
+        if (_pendingEpoch == 0) return (0, 0);
+        GroupKey storage k = _keyProposals[_pendingProposal][index];
+        return (k.px, k.parity);
+    }
+
+    /// @dev Validate a committee and store it as `epoch`'s members (replacing a proposal's).
+    function _storeMembers(uint64 epoch, uint16 threshold, Member[] calldata newMembers) private {
         uint256 n = newMembers.length;
         if (threshold == 0 || n == 0 || threshold > n || n > MAX_MEMBERS) {
             revert InvalidThreshold(threshold, n);
         }
-
-        uint64 previous = _currentEpoch;
-        epoch = previous + 1;
         Member[] storage stored = _members[epoch];
+        delete _members[epoch];
         for (uint256 i; i < n; ++i) {
             Member calldata m = newMembers[i];
             if (m.operator == address(0) || m.identityKey.length != 33) revert InvalidMember(i);
@@ -53,7 +148,11 @@ abstract contract Committee is ICommittee, Owned {
             }
             stored.push(m);
         }
+    }
 
+    /// @dev Make `epoch` current with its key; the outgoing epoch gets its grace period.
+    function _activate(uint64 epoch, uint256 px, uint8 parity, uint16 threshold, uint16 n) private {
+        uint64 previous = _currentEpoch;
         uint64 previousValidUntil;
         if (previous != 0) {
             previousValidUntil = uint64(block.timestamp) + _gracePeriod;
@@ -63,15 +162,12 @@ abstract contract Committee is ICommittee, Owned {
         }
         _epochWords[epoch] = _packEpoch(
             EpochKey({
-                keyHash: keyHash(px, parity),
-                validUntil: type(uint64).max,
-                threshold: threshold,
-                size: uint16(n)
+                keyHash: keyHash(px, parity), validUntil: type(uint64).max, threshold: threshold, size: n
             })
         );
         _groupKeys[epoch] = GroupKey(px, parity);
         _currentEpoch = epoch;
-        emit EpochStarted(epoch, px, parity, threshold, uint16(n), previous, previousValidUntil);
+        emit EpochStarted(epoch, px, parity, threshold, n, previous, previousValidUntil);
     }
 
     /// @inheritdoc ICommittee

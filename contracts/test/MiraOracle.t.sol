@@ -16,11 +16,6 @@ contract MiraOracleTest is OracleFixture {
         ids = _register(3);
     }
 
-    function _one(bytes32 id, int128 value, uint64 observedAt) internal pure returns (Update[] memory u) {
-        u = new Update[](1);
-        u[0] = Update(id, value, observedAt, keccak256("model"));
-    }
-
     // ---------------------------------------------------------------- happy path
 
     function test_transmitAppliesEveryFeedAndProxiesReadIt() public {

@@ -3,9 +3,16 @@ pragma solidity ^0.8.24;
 
 /// @title ICommittee
 /// @notice The oracle committee, epoch by epoch. Each epoch has one FROST group key that
-///         signs every report of that epoch, a threshold t and n members. The owner starts a
-///         new epoch (after the members ran a DKG); the previous epoch's key keeps verifying
-///         for `gracePeriod` seconds so that reports signed just before the rotation still land.
+///         signs every report of that epoch, a threshold t and n members. The previous epoch's
+///         key keeps verifying for `gracePeriod` seconds after a rotation so that reports
+///         signed just before it still land.
+///
+///         Rotation without a trusted dealer: the owner proposes the next committee
+///         (`proposeCommittee`); its members see the proposal, run the DKG among themselves
+///         over p2p and each proposes the resulting group key from its operator address
+///         (`proposeGroupKey`); once at least t members proposed the same key the owner
+///         activates it (`activateEpoch`). `startEpoch` remains for an owner who ran the key
+///         ceremony elsewhere.
 interface ICommittee {
     /// @notice A committee member as peers and transmitters find it.
     /// @param operator    the address that sends the member's transactions
@@ -40,6 +47,13 @@ interface ICommittee {
         uint64 previous,
         uint64 previousValidUntil
     );
+    /// @notice The owner proposed the committee of `epoch`; its members now run the DKG.
+    ///         `proposal` numbers proposals: a later one replaces an earlier pending one.
+    event CommitteeProposed(uint64 indexed epoch, uint64 indexed proposal, uint16 threshold, uint16 size);
+    /// @notice Member `index` of pending proposal `proposal` proposed a group key.
+    event GroupKeyProposed(
+        uint64 indexed epoch, uint64 indexed proposal, uint16 index, uint256 groupKeyX, uint8 groupKeyParity
+    );
     /// @notice The grace period for outgoing epochs changed.
     event GracePeriodSet(uint64 gracePeriod);
 
@@ -57,11 +71,47 @@ interface ICommittee {
     error EpochExpired(uint64 epoch, uint64 validUntil);
     /// @notice The group key presented does not match the epoch's key.
     error WrongGroupKey(uint64 epoch);
+    /// @notice There is no pending committee proposal (none made, or it was activated or
+    ///         overtaken by a direct `startEpoch`).
+    error NoPendingCommittee();
+    /// @notice The caller is not an operator of the pending committee.
+    error NotProposedMember(address caller);
+    /// @notice The proposal names another epoch than the pending one.
+    error WrongPendingEpoch(uint64 expected, uint64 given);
+    /// @notice This member already proposed a group key for the pending proposal.
+    error AlreadyProposedKey(uint16 index);
+    /// @notice Fewer than t members proposed this key.
+    error NotEnoughKeyProposals(uint256 proposals, uint256 threshold);
 
     /// @notice Start epoch `currentEpoch() + 1` with group key (px, parity) and `members`.
     function startEpoch(uint256 px, uint8 parity, uint16 threshold, Member[] calldata members)
         external
         returns (uint64 epoch);
+
+    /// @notice Propose the committee of epoch `currentEpoch() + 1` (validated like
+    ///         `startEpoch`'s). Replaces a pending proposal and its key proposals.
+    function proposeCommittee(uint16 threshold, Member[] calldata members)
+        external
+        returns (uint64 epoch, uint64 proposal);
+
+    /// @notice Called by a pending member's operator: the group key its DKG produced.
+    ///         `epoch` must be the pending epoch (guards against a stale proposal).
+    function proposeGroupKey(uint64 epoch, uint256 px, uint8 parity) external;
+
+    /// @notice Start the pending epoch with (px, parity), which at least t members proposed.
+    function activateEpoch(uint256 px, uint8 parity) external returns (uint64 epoch);
+
+    /// @notice The pending proposal: epoch 0 when there is none.
+    function pendingCommittee()
+        external
+        view
+        returns (uint64 epoch, uint64 proposal, uint16 threshold, Member[] memory members);
+
+    /// @notice How many members of the pending proposal proposed (px, parity).
+    function groupKeyProposals(uint256 px, uint8 parity) external view returns (uint256);
+
+    /// @notice The key member `index` proposed for the pending proposal (0, 0 if none yet).
+    function proposedGroupKey(uint16 index) external view returns (uint256 px, uint8 parity);
 
     /// @notice Seconds an outgoing epoch stays valid after the next one starts.
     function setGracePeriod(uint64 gracePeriod) external;

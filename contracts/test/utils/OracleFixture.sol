@@ -98,6 +98,11 @@ abstract contract OracleFixture is Test {
         }
     }
 
+    function _one(bytes32 id, int128 value, uint64 observedAt) internal pure returns (Update[] memory u) {
+        u = new Update[](1);
+        u[0] = Update(id, value, observedAt, keccak256("model"));
+    }
+
     function _updates(bytes32[] memory ids, int128 value, uint64 observedAt)
         internal
         pure
