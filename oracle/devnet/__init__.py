@@ -1,8 +1,10 @@
 """``mira devnet``: anvil, the contracts, a committee of node processes and the demo feeds'
 price sources on one machine.
 
-The committee's DKG runs here, in the launcher (``oracle.node.localnet.provision_committee``),
-not over the network: each node gets its FROST key share as a file before it starts.
+The launcher writes each member's keys and proposes the committee on-chain; the node
+processes run the DKG among themselves over p2p and propose the group key; the launcher,
+as the oracle's owner, activates it (``oracle.chain.rotation``). No key share is ever
+made or seen outside its node.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from web3 import Web3
 from oracle.chain import artifacts
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at
+from oracle.chain.rotation import activate_when_proposed, propose_committee
 from oracle.chain.system import FeedRegistration, Manifest, Sender, deploy_system
 from oracle.chain.toolchain import tool
 from oracle.config import load_feed_specs
@@ -281,17 +284,16 @@ class Devnet:
         say(f"anvil        {rpc} (chain id {manifest.chain_id}, 1 s blocks)")
         say(f"MiraOracle   {manifest.oracle}")
 
-        say(f"DKG          {opts.nodes} members, run by this launcher (not over the network yet)")
         committee = provision_committee(
             [d / f"node{i}" for i in range(opts.nodes)],
             self.anvil.private_keys[1 : opts.nodes + 1],
             opts.node_ports(),
         )
         oracle = at(w3, "MiraOracle", manifest.oracle)
-        Sender(w3, deployer).send(
-            oracle.functions.startEpoch(*committee.start_epoch_args()), "starting the epoch"
-        )
-        say(f"epoch        started, threshold {committee.threshold} of {opts.nodes}")
+        owner = Sender(w3, deployer)
+        epoch, _ = propose_committee(oracle, owner.send, committee.threshold, committee.members)
+        t = committee.threshold
+        say(f"committee    proposed for epoch {epoch}: threshold {t} of {opts.nodes}")
 
         self.loop = _Loop()
         self.prices = PriceSources(self.loop, opts.price_ports())
@@ -303,12 +305,15 @@ class Devnet:
             spawn_node(node)
             self.nodes.append(node)
         self._save_state()
+        say(f"DKG          {opts.nodes} node processes, over p2p; waiting for their group key")
+        activate_when_proposed(oracle, owner.send, timeout=120.0)
+        say(f"epoch        {epoch} active: the key all {opts.nodes} members proposed")
         manifest.extra["nodes"] = [
             {"name": f"node-{n.index}", "api": n.api, "p2p": f"http://127.0.0.1:{n.p2p_port}",
              "operator": n.operator, "dir": str(n.dir)}
             for n in self.nodes
         ]  # fmt: skip
-        manifest.extra["dkg"] = "run by the launcher (in-process), not over the network"
+        manifest.extra["dkg"] = "run by the node processes over p2p; activated by the owner"
         manifest.extra["threshold"] = committee.threshold
         for spec in self.specs:
             manifest.feeds[spec.id]["heartbeat_s"] = spec.heartbeat_s

@@ -1,12 +1,12 @@
 """A whole oracle network on one machine, each node its own OS process: for the
 multi-process tests and ``mira bench e2e``.
 
-The harness deploys MiraOracle on a given anvil, runs the committee's DKG (in the
-harness: the network DKG is the nodes' own business once an epoch changes), starts the
-epoch on-chain with every member's operator, identity key and p2p URL, registers one
-feed, and launches ``mira node run`` per member. Feed values come from a small HTTP
-server the harness controls; each node's RPC goes through a TCP proxy that can be paused
-to simulate an unresponsive RPC.
+The harness deploys MiraOracle on a given anvil, writes each member's keys, registers one
+feed, proposes the committee on-chain (every member's operator, identity key and p2p URL)
+and launches ``mira node run`` per member; the nodes run the DKG among themselves over
+p2p and propose the group key, and the harness, as owner, activates it. Feed values come
+from a small HTTP server the harness controls; each node's RPC goes through a TCP proxy
+that can be paused to simulate an unresponsive RPC.
 """
 
 from __future__ import annotations
@@ -33,13 +33,11 @@ from web3 import Web3
 from web3.contract import Contract
 
 from oracle.chain.deploy import deploy
-from oracle.chain.oracle_calls import MemberInfo, start_epoch_args
+from oracle.chain.oracle_calls import MemberInfo
+from oracle.chain.rotation import activate_when_proposed, default_threshold, propose_committee
 from oracle.config.feeds import feed_id_bytes32
-from oracle.crypto.dkg import run_dkg
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.keystore import KeyStore, OperatorKey, encrypt_key
-from oracle.crypto.suites import MIRA_EVM
-from oracle.node.keyshare import save_share
 from oracle.storage import make_engine, upgrade
 
 T = TypeVar("T")
@@ -168,15 +166,12 @@ class NodeProc:
 
 @dataclass
 class Committee:
-    """A committee provisioned by the harness: per-member key files and DKG output."""
+    """A committee provisioned by the harness: per-member key files, no key shares (the
+    members derive those themselves, in the DKG their nodes run over p2p)."""
 
     threshold: int
-    group_key: Any
     members: list[MemberInfo]
     nodes: list[NodeProc]
-
-    def start_epoch_args(self) -> tuple[int, int, int, list[tuple[str, bytes, str]]]:
-        return start_epoch_args(self.group_key, self.threshold, self.members)
 
 
 def provision_committee(
@@ -186,13 +181,9 @@ def provision_committee(
     *,
     host: str = "127.0.0.1",
 ) -> Committee:
-    """Run the committee's DKG here, in the harness (not over the network), and write
-    each member's encrypted operator key, identity key and FROST key share into
+    """Write each member's encrypted operator key and a fresh identity key into
     ``dirs[i]/keys``. ``ports[i]`` is member i's (API, p2p) port pair."""
     n = len(dirs)
-    t = 2 * ((n - 1) // 3) + 1
-    identities = {i + 1: IdentityKey() for i in range(n)}
-    dkg = run_dkg(MIRA_EVM, t, n, identities=identities)
     members, nodes = [], []
     for i in range(n):
         operator = Account.from_key(operator_keys[i])
@@ -201,6 +192,7 @@ def provision_committee(
         keys = KeyStore(node.dir / "keys", scrypt_n=2**10)
         keys.directory.mkdir(parents=True, exist_ok=True)
         (keys.directory / "passphrase").write_bytes(PASSPHRASE)
+        identity = IdentityKey()
         op_key = OperatorKey(bytes.fromhex(operator_keys[i].removeprefix("0x")))
         keys.write_document(
             "operator",
@@ -209,16 +201,13 @@ def provision_committee(
         )
         keys.write_document(
             "identity",
-            encrypt_key("identity", identities[i + 1], PASSPHRASE, scrypt_n=2**10),
+            encrypt_key("identity", identity, PASSPHRASE, scrypt_n=2**10),
             overwrite=True,
         )
-        save_share(keys.directory / "share.json", identities[i + 1], dkg.keys[i + 1], dkg.public)
         members.append(
-            MemberInfo(
-                operator.address, identities[i + 1].public_bytes, f"http://{host}:{node.p2p_port}"
-            )
+            MemberInfo(operator.address, identity.public_bytes, f"http://{host}:{node.p2p_port}")
         )
-    return Committee(t, dkg.public.group_key, members, nodes)
+    return Committee(default_threshold(n), members, nodes)
 
 
 def spawn_node(node: NodeProc) -> None:
@@ -425,8 +414,12 @@ class LocalNet:
         self.nodes.extend(committee.nodes)
         for node in self.nodes:
             self.write_config(node)
-        self._wait(oracle.functions.startEpoch(*committee.start_epoch_args()).transact())
+        self.committee = committee
         self._wait(oracle.functions.registerFeed(self.feed_id, DECIMALS, FEED).transact())
+        propose_committee(oracle, self._send, committee.threshold, committee.members)
+
+    def _send(self, call: Any, what: str) -> Any:
+        self._wait(call.transact())
 
     def _wait(self, tx: Any) -> None:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx, timeout=60)
@@ -496,7 +489,12 @@ class LocalNet:
         self.loop.close()
 
     def wait_ready(self, timeout: float = 60.0, indices: list[int] | None = None) -> None:
+        """Wait until the nodes serve an epoch; the first time, that is after their DKG:
+        the harness, as owner, activates the key they all proposed."""
         deadline = time.monotonic() + timeout
+        assert self.oracle is not None
+        if int(self.oracle.functions.currentEpoch().call()) == 0:
+            activate_when_proposed(self.oracle, self._send, timeout=timeout)
         for node in [self.nodes[i] for i in (indices or range(self.n))]:
             while True:
                 status = self.status(node.index)

@@ -1,25 +1,29 @@
-"""The network service: joins the epoch's committee on-chain, serves p2p, runs the
-reporting rounds over this node's feed outputs and transmits signed reports.
+"""The network service: follows the committee on-chain, runs the DKG when a committee
+naming this node is proposed, serves p2p, runs the reporting rounds over this node's feed
+outputs and transmits signed reports.
 
-Start-up never blocks the node on the chain: the service bootstraps in the background
-(read the epoch, its members and key; check this node's key share matches) and retries
-until the RPC answers, so a node started while its RPC is down joins once it is back.
+Start-up never blocks the node on the chain: the supervisor works in the background and
+retries until the RPC answers, so a node started while its RPC is down joins once it is
+back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from eth_utils.crypto import keccak
 
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import KeyPackage, PublicKeyPackage, Signer
 from oracle.crypto.group import Point
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.crypto.suites import MIRA_EVM
-from oracle.node.keyshare import load_share
+from oracle.node.keygen import KeygenError, NetworkDKG, PendingCommittee
+from oracle.node.keyshare import load_share, save_share
 from oracle.node.service import Health
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
 from oracle.p2p.transport import Peer, Transport
@@ -33,7 +37,7 @@ from oracle.reporting.protocol import (
 )
 from oracle.reporting.report import FeedUpdate
 from oracle.reporting.store import RoundStore
-from oracle.reporting.transmit import ManagedTransmitter, Web3Transmitter
+from oracle.reporting.transmit import Fate, ManagedTransmitter, Web3Transmitter
 from oracle.storage import SqlUsedNonceLog
 
 if TYPE_CHECKING:
@@ -41,6 +45,8 @@ if TYPE_CHECKING:
     from oracle.node.node import Node
 
 log = structlog.get_logger(__name__)
+
+_POLL_S = 1.0  # how often the supervisor reads the committee from the chain
 
 
 class NodeOutputs:
@@ -64,6 +70,16 @@ class NodeOutputs:
 
 
 class NetworkService:
+    """Follows the committee on-chain and serves whichever epoch this node has a key for.
+
+    A supervisor loop reads the current epoch and any pending committee proposal every
+    ``_POLL_S``. For a proposal naming this node it runs the DKG over p2p
+    (:mod:`oracle.node.keygen`), stores the share and proposes the group key on-chain;
+    when an epoch this node holds a share for becomes current, it (re)starts the round
+    protocol on it, so a rotation needs no restart. Messages of the current and the
+    pending epoch are accepted; every other epoch's are refused.
+    """
+
     name = "network"
 
     def __init__(self, node: Node) -> None:
@@ -74,10 +90,22 @@ class NetworkService:
         self.round_metrics = RoundMetrics(node.registry)
         self.protocol: RoundProtocol | None = None
         self.transport: Transport | None = None
+        self.auth: Authenticator | None = None
         self._task: asyncio.Task[None] | None = None
         self._state = "not started"
         self.epoch: int | None = None
         self.members: list[dict[str, Any]] = []
+        self._active_members: EpochMembers | None = None
+        self._pending_members: EpochMembers | None = None
+        self._keygen: NetworkDKG | None = None
+        self._keygen_task: asyncio.Task[None] | None = None
+        self._keygen_state = ""
+        self._keygen_for: tuple[int, int] | None = None  # (epoch, proposal)
+        self._proposed: set[tuple[int, int]] = set()
+
+    @property
+    def shares_dir(self) -> Path:
+        return self.config.keys_dir / "shares"
 
     async def start(self) -> None:
         cfg = self.config
@@ -85,7 +113,6 @@ class NetworkService:
         keys = KeyStore(cfg.keys_dir)
         self.identity: IdentityKey = keys.load_identity(passphrase)
         self.operator_secret = keys.load_operator(passphrase).secret_bytes()
-        self.key, self.public = load_share(cfg.share_file, self.identity)
         self.transmitter: ManagedTransmitter | Web3Transmitter
         manager = self.node.transmission
         if manager is not None:  # [network] transmitter = "manager" (the default)
@@ -101,51 +128,213 @@ class NetworkService:
                 cfg.rpc_url, cfg.oracle, self.operator_secret, rpc_timeout=cfg.rpc_timeout_s
             )
         self._state = "bootstrapping"
-        self._task = asyncio.create_task(self._bootstrap(), name="network-bootstrap")
+        self._task = asyncio.create_task(self._supervise(), name="network-supervisor")
 
-    async def _bootstrap(self) -> None:
-        attempt = 0
+    async def _supervise(self) -> None:
+        failures = 0
         while True:
             try:
-                await self._join()
-                return
+                await self._step()
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                attempt += 1
-                self._state = f"bootstrapping: {type(exc).__name__}: {exc}"[:300]
-                if attempt in (1, 5) or attempt % 30 == 0:
-                    log.warning("network.bootstrap_retry", attempt=attempt, error=str(exc)[:300])
-                await asyncio.sleep(min(2.0, 0.2 * attempt))
+                failures += 1
+                if self.protocol is None:
+                    self._state = f"bootstrapping: {type(exc).__name__}: {exc}"[:300]
+                if failures in (1, 5) or failures % 30 == 0:
+                    log.warning("network.supervisor_retry", attempt=failures, error=str(exc)[:300])
+                await asyncio.sleep(min(2.0, 0.2 * failures))
+                continue
+            await asyncio.sleep(_POLL_S)
 
-    async def _join(self) -> None:
+    async def _step(self) -> None:
         tx = self.transmitter
         oracle = tx.contract
         chain_id = await tx.chain_id()
+        await self._ensure_transport(chain_id)
         epoch = int(await oracle.functions.currentEpoch().call())
-        if epoch == 0:
-            raise RuntimeError("no epoch started on-chain yet")
-        px, parity = await oracle.functions.groupKey(epoch).call()
-        members = await oracle.functions.members(epoch).call()
-        chain_key = Point.deserialize(bytes([2 + int(parity)]) + int(px).to_bytes(32, "big"))
-        if chain_key != self.public.group_key:
-            raise RuntimeError(f"epoch {epoch}'s group key is not this node's key share's")
-        identity_keys = tuple(bytes(m[1]) for m in members)
-        me = identity_keys.index(self.identity.public_bytes)
-        if me + 1 != self.key.identifier:
-            raise RuntimeError(f"member index {me} does not match key share {self.key.identifier}")
-        auth = Authenticator(
+        p_epoch, proposal, threshold, p_members = await oracle.functions.pendingCommittee().call()
+        if int(p_epoch) != 0 and (int(p_epoch), int(proposal)) != self._keygen_for:
+            await self._consider_proposal(
+                chain_id, int(p_epoch), int(proposal), int(threshold), p_members
+            )
+        elif int(p_epoch) == 0 and self._keygen_for is not None and epoch >= self._keygen_for[0]:
+            await self._end_keygen()  # activated (or overtaken): stop serving the proposal
+        await self._maybe_propose_key()
+        if epoch != 0 and epoch != self.epoch:
+            await self._enter_epoch(chain_id, epoch)
+        elif epoch == 0 and self.protocol is None and self._keygen_for is None:
+            self._state = "waiting: no epoch started and no committee proposed on-chain yet"
+
+    async def _ensure_transport(self, chain_id: int) -> None:
+        if self.transport is not None:
+            return
+        self.auth = Authenticator(
             chain_id=chain_id,
             committee=bytes.fromhex(self.config.oracle[2:]),
             metrics=self.p2p_metrics,
             max_bytes=MAX_MESSAGE_BYTES,
         )
-        auth.serve_epochs([EpochMembers(epoch, identity_keys)])
+        self.auth.serve_epochs([])
+        transport = Transport(
+            self.identity.secret_bytes(),
+            self.auth,
+            host=self.config.listen_host,
+            port=self.config.listen_port,
+        )
+        await transport.start()
+        self.transport = transport
+
+    def _serve(self) -> None:
+        assert self.auth is not None
+        self.auth.serve_epochs(
+            [e for e in (self._active_members, self._pending_members) if e is not None]
+        )
+
+    # -- key generation for a proposed committee ----------------------------------------------
+
+    async def _consider_proposal(
+        self, chain_id: int, epoch: int, proposal: int, threshold: int, members: list[Any]
+    ) -> None:
+        await self._end_keygen()  # a newer proposal replaces the one we were serving
+        identity_keys = tuple(bytes(m[1]) for m in members)
+        if self.identity.public_bytes not in identity_keys:
+            return  # not ours to run
+        me = identity_keys.index(self.identity.public_bytes)
+        pending = PendingCommittee(
+            epoch,
+            proposal,
+            threshold,
+            tuple(Peer(i, str(m[2]).rstrip("/"), identity_keys[i]) for i, m in enumerate(members)),
+            tuple(str(m[0]) for m in members),
+        )
+        self._keygen_for = (epoch, proposal)
+        self._pending_members = EpochMembers(epoch, identity_keys)
+        self._serve()
+        path = self._share_path(epoch, proposal)
+        if path.exists():
+            load_share(path, self.identity)  # readable and ours, or KeyShareError
+            self._keygen_state = f"key share for epoch {epoch} proposal {proposal} stored"
+            return
+        assert self.transport is not None
+        self._keygen = NetworkDKG(
+            self.transport,
+            chain_id,
+            bytes.fromhex(self.config.oracle[2:]),
+            pending,
+            me,
+            self.identity,
+            attempt_file=self.shares_dir / f"epoch-{epoch}-proposal-{proposal}.attempt",
+            on_status=self._set_keygen_state,
+        )
+        self._keygen_task = asyncio.create_task(
+            self._run_keygen(self._keygen, path), name="network-keygen"
+        )
+        log.info("network.keygen_started", epoch=epoch, proposal=proposal, index=me, n=len(members))
+
+    def _set_keygen_state(self, state: str) -> None:
+        self._keygen_state = state
+
+    async def _run_keygen(self, dkg: NetworkDKG, path: Path) -> None:
+        try:
+            out = await dkg.run()
+        except KeygenError as exc:
+            self._keygen_state = f"failed: {exc}"
+            log.error("network.keygen_failed", error=str(exc))
+            return
+        save_share(path, self.identity, out.key, out.public)
+        self._keygen_state = (
+            f"key share for epoch {dkg.pending.epoch} proposal {dkg.pending.proposal} stored"
+        )
+
+    async def _maybe_propose_key(self) -> None:
+        """Propose our DKG's group key on-chain once per proposal (idempotent by key)."""
+        if self._keygen_for is None or self._keygen_for in self._proposed:
+            return
+        epoch, proposal = self._keygen_for
+        path = self._share_path(epoch, proposal)
+        if not path.exists():
+            return
+        key, public = load_share(path, self.identity)
+        oracle = self.transmitter.contract
+        px, _ = await oracle.functions.proposedGroupKey(key.identifier - 1).call()
+        if int(px) != 0:
+            self._proposed.add(self._keygen_for)
+            return
+        gk = public.group_key
+        result = await self.transmitter.call(
+            "proposeGroupKey",
+            [epoch, gk.x, gk.parity],
+            key=bytes(keccak(b"proposeGroupKey" + path.name.encode())),
+        )
+        if result.fate in (Fate.LANDED, Fate.ALREADY_APPLIED):
+            self._proposed.add(self._keygen_for)
+            log.info("network.group_key_proposed", epoch=epoch, proposal=proposal)
+        else:
+            log.warning(
+                "network.group_key_proposal_failed", fate=result.fate.value, detail=result.detail
+            )
+
+    async def _end_keygen(self) -> None:
+        if self._keygen_task is not None:
+            self._keygen_task.cancel()
+            await asyncio.gather(self._keygen_task, return_exceptions=True)
+        if self._keygen is not None:
+            await self._keygen.close()
+        self._keygen = self._keygen_task = None
+        self._keygen_for = None
+        self._pending_members = None
+        if self.auth is not None:
+            self._serve()
+
+    def _share_path(self, epoch: int, proposal: int) -> Path:
+        return self.shares_dir / f"epoch-{epoch}-proposal-{proposal}.json"
+
+    def _find_share(
+        self, epoch: int, chain_key: Point
+    ) -> tuple[KeyPackage, PublicKeyPackage] | None:
+        """This node's share of ``epoch``'s on-chain key: from the network DKG, or the
+        configured ``share_file`` (a committee provisioned by other means)."""
+        candidates = sorted(self.shares_dir.glob(f"epoch-{epoch}-proposal-*.json"))
+        if self.config.share_file.exists():
+            candidates.append(self.config.share_file)
+        for path in candidates:
+            key, public = load_share(path, self.identity)
+            if public.group_key == chain_key:
+                return key, public
+        return None
+
+    # -- serving an epoch -------------------------------------------------------------------
+
+    async def _enter_epoch(self, chain_id: int, epoch: int) -> None:
+        oracle = self.transmitter.contract
+        px, parity = await oracle.functions.groupKey(epoch).call()
+        members = await oracle.functions.members(epoch).call()
+        chain_key = Point.deserialize(bytes([2 + int(parity)]) + int(px).to_bytes(32, "big"))
+        identity_keys = tuple(bytes(m[1]) for m in members)
+        if self.identity.public_bytes not in identity_keys:
+            await self._leave_epoch()
+            self.epoch = epoch
+            self._state = f"idle: not a member of epoch {epoch}"
+            return
+        me = identity_keys.index(self.identity.public_bytes)
+        found = self._find_share(epoch, chain_key)
+        if found is None:
+            if self.protocol is None:
+                self._state = f"waiting: no key share for epoch {epoch}'s group key"
+            return  # keep serving the old epoch (in its grace period) until one appears
+        key, public = found
+        if me + 1 != key.identifier:
+            raise RuntimeError(f"member index {me} does not match key share {key.identifier}")
+        await self._leave_epoch()
+        self._active_members = EpochMembers(epoch, identity_keys)
+        self._serve()
         peers = tuple(
             Peer(i, str(m[2]).rstrip("/"), identity_keys[i]) for i, m in enumerate(members)
         )
         engine = self.node.storage.engine
-        signer = Signer(MIRA_EVM, self.key, self.public, SqlUsedNonceLog(engine))
+        signer = Signer(MIRA_EVM, key, public, SqlUsedNonceLog(engine))
         ctx = EpochContext(
             chain_id,
             bytes.fromhex(self.config.oracle[2:]),
@@ -153,7 +342,7 @@ class NetworkService:
             peers,
             tuple(str(m[0]) for m in members),
             me,
-            self.public,
+            public,
             signer,
         )
         policies = {}
@@ -168,26 +357,19 @@ class NetworkService:
                 spec.tolerance_bps,
                 static,
             )
-        transport = Transport(
-            self.identity.secret_bytes(),
-            auth,
-            host=self.config.listen_host,
-            port=self.config.listen_port,
-        )
-        await transport.start()
-        self.transport = transport
         cfg = ProtocolConfig(
             round_period_s=self.config.round_period_s,
             observe_timeout_s=self.config.observe_timeout_s,
             transmit_timeout_s=self.config.transmit_timeout_s,
             corrupt_signature_shares=self.config.corrupt_signature_shares,
         )
+        assert self.transport is not None
         self.protocol = RoundProtocol(
             ctx,
-            transport,
+            self.transport,
             NodeOutputs(self.node.runners),
             policies,
-            tx,
+            self.transmitter,
             RoundStore(engine),
             self.round_metrics,
             cfg,
@@ -205,15 +387,23 @@ class NetworkService:
         ]
         self._state = "active"
         log.info(
-            "network.joined", epoch=epoch, index=me, n=len(members), threshold=self.public.threshold
+            "network.joined", epoch=epoch, index=me, n=len(members), threshold=public.threshold
         )
+
+    async def _leave_epoch(self) -> None:
+        if self.protocol is not None:
+            await self.protocol.stop()
+            self.protocol = None
+        self._active_members = None
+        if self.auth is not None:
+            self._serve()
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        if self.protocol is not None:
-            await self.protocol.stop()
+        await self._end_keygen()
+        await self._leave_epoch()
         if self.transport is not None:
             await self.transport.stop()
 
@@ -222,6 +412,12 @@ class NetworkService:
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self._state, "time": time.time()}
+        if self._keygen_for is not None or self._keygen_state:
+            out["keygen"] = {
+                "epoch": None if self._keygen_for is None else self._keygen_for[0],
+                "proposal": None if self._keygen_for is None else self._keygen_for[1],
+                "state": self._keygen_state,
+            }
         if self.protocol is not None:
             out.update(self.protocol.status())
             out["members"] = self.members

@@ -16,7 +16,7 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from eth_account import Account
@@ -138,6 +138,14 @@ class Web3Transmitter(ChainReader):
 
     async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
         fn = self.contract.functions.transmit(report, signature)
+        return await self._send(fn, f"round {round_}")
+
+    async def call(self, function: str, args: Sequence[Any], *, key: bytes) -> Submission:
+        """Send any MiraOracle call from the operator key (``key`` is for the manager's
+        idempotency; a direct send has none: the caller checks the chain first)."""
+        return await self._send(self.contract.functions[function](*args), function)
+
+    async def _send(self, fn: Any, label: str) -> Submission:
         try:
             # The simulation: estimateGas executes the call against the latest state.
             gas = int(await fn.estimate_gas({"from": self.account.address}))
@@ -156,7 +164,7 @@ class Web3Transmitter(ChainReader):
                 nonce = max(pending, self._next_nonce or 0)
                 gas_price = int(await self.w3.eth.gas_price)
                 tx = await fn.build_transaction(
-                    {  # type: ignore[arg-type]
+                    {
                         "from": self.account.address,
                         "nonce": nonce,
                         "gas": gas + gas // 5,
@@ -170,7 +178,7 @@ class Web3Transmitter(ChainReader):
         except Exception as exc:
             self._next_nonce = None  # re-read from the chain next time
             return Submission(Fate.FAILED, detail=f"send: {type(exc).__name__}: {exc}")
-        log.info("transmit.sent", round=round_, tx=tx_hash.hex(), nonce=nonce)
+        log.info("transmit.sent", what=label, tx=tx_hash.hex(), nonce=nonce)
         deadline = time.monotonic() + self.receipt_timeout
         while time.monotonic() < deadline:
             try:
@@ -247,15 +255,20 @@ class ManagedTransmitter(ChainReader):
         return bytes.fromhex(self.contract.encode_abi("transmit", args=[report, signature])[2:])
 
     async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
+        data = self.encode(report, signature)
+        return await self._enqueue_and_wait(data, report_hash(report), f"round {round_}")
+
+    async def call(self, function: str, args: Sequence[Any], *, key: bytes) -> Submission:
+        """Any MiraOracle call through the manager, enqueued once per ``key``."""
+        data = bytes.fromhex(self.contract.encode_abi(function, args=list(args))[2:])
+        return await self._enqueue_and_wait(data, key, function)
+
+    async def _enqueue_and_wait(self, data: bytes, key: bytes, label: str) -> Submission:
         manager = self._manager()
         if manager is None:
             return Submission(Fate.FAILED, detail="the transaction manager is not running yet")
         try:
-            tid = manager.enqueue(
-                str(self.contract.address),
-                self.encode(report, signature),
-                key=report_hash(report),
-            )
+            tid = manager.enqueue(str(self.contract.address), data, key=key)
         except TransmissionError as exc:  # queue full, idempotency conflict, bad call
             return Submission(Fate.FAILED, detail=f"enqueue: {type(exc).__name__}: {exc}")
         except Exception as exc:  # the database
@@ -265,7 +278,7 @@ class ManagedTransmitter(ChainReader):
         while True:
             result = fate_of(t)
             if result is not None:
-                log.info("transmit.fate", round=round_, id=tid, state=t.state.value)
+                log.info("transmit.fate", what=label, id=tid, state=t.state.value)
                 return result
             if time.monotonic() >= deadline:
                 return Submission(
