@@ -20,10 +20,11 @@ is in:
    without it).
 2. DKG_SHARE (one per recipient) from every dealer still qualified. After ``phase_timeout``
    a missing share becomes a complaint against its dealer.
-3. DKG_COMPLAINTS (broadcast, possibly empty) from every qualified member, with its digest
-   of the round-1 messages it accepted. A different digest means a dealer showed members
-   different commitments: the attempt is abandoned. A missing complaints message after
-   ``phase_timeout`` abandons it too, since the complaint sets could then differ.
+3. DKG_COMPLAINTS (broadcast, possibly empty) from every qualified member, with the
+   digest of each member's round-1 message as it accepted it. A dealer whose digests
+   differ showed members different commitments: it is disqualified like an accused one.
+   A missing complaints message after ``phase_timeout`` abandons the attempt, since the
+   complaint sets could then differ.
 
 Attempts. An abandoned attempt, and a group key the EVM cannot use (Px ≥ N), move to the
 next attempt with a new session; so does seeing a peer's message for a higher attempt
@@ -31,7 +32,11 @@ next attempt with a new session; so does seeing a peer's message for a higher at
 it instead of waiting for messages it no longer has the secrets for).
 
 Trust: the on-chain activation needs t members proposing the same key, and a node signs
-only for an epoch whose on-chain key equals its own share's group key.
+only for an epoch whose on-chain key equals its own share's group key. Messages are not
+echo-broadcast: a malicious member that sends different complaints to different members
+can make honest members derive different keys. That costs liveness, not safety (no key
+reaches t proposals, so none is activated); the members' logs name the complaints, and
+the owner proposes a committee without the member.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ import structlog
 from eth_utils.crypto import keccak
 
 from oracle.crypto.dkg import (
+    Complaint,
     DKGConfig,
     DKGOutput,
     DKGParticipant,
@@ -325,10 +331,8 @@ class NetworkDKG:
                 continue  # no valid round-1 message: the DKG disqualifies the dealer
             round1.append(msg)
         me.receive_round1(round1)
-        # What everyone must have seen alike: every member's round-1 payload, in order.
-        transcript = bytes(
-            keccak(b"".join(keccak(own_payload if s == self.me else got[s]) for s in range(self.n)))
-        )
+        # What everyone must have seen alike: each member's round-1 payload.
+        digests = [bytes(keccak(own_payload if s == self.me else got[s])) for s in range(self.n)]
 
         # Round 2: shares, point to point.
         for env in me.round2():
@@ -350,22 +354,27 @@ class NetworkDKG:
         for c in complaints:
             log.warning("dkg.complaint", dealer=c.dealer - 1, reason=c.reason)
 
-        # Complaints, with the round-1 transcript digest.
+        # Complaints, with the digests of the round-1 messages this member accepted.
         self._broadcast(
-            MsgType.DKG_COMPLAINTS, a, encode_dkg_complaints(session, transcript, complaints)
+            MsgType.DKG_COMPLAINTS, a, encode_dkg_complaints(session, digests, complaints)
         )
         got = await self._collect(a, MsgType.DKG_COMPLAINTS, qualified, self.phase_timeout)
         if len(got) != len(qualified):
             raise _Abandon(f"no complaints message from members {sorted(qualified - set(got))}")
         everyone = list(complaints)
-        for sender, payload in got.items():
+        for sender, payload in sorted(got.items()):
             try:
                 _, theirs, listed = decode_dkg_complaints(payload, sender + 1)
             except MessageRejected as exc:
                 raise _Abandon(f"member {sender}'s complaints: {exc.detail}") from exc
-            if theirs != transcript:
-                raise _Abandon(f"member {sender} saw other round-1 messages (a dealer equivocated)")
+            if len(theirs) != self.n:
+                raise _Abandon(f"member {sender} sent {len(theirs)} round-1 digests, not {self.n}")
             everyone += listed
+            # A dealer whose round-1 message differs between members equivocated: every
+            # member that sees both digests disqualifies it (a complaint on its behalf).
+            for dealer in range(self.n):
+                if theirs[dealer] != digests[dealer]:
+                    everyone.append(Complaint(sender + 1, dealer + 1, "equivocated in round 1"))
         try:
             return me.finalize(everyone)
         except GroupKeyUnusableError:

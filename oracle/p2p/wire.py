@@ -415,30 +415,35 @@ def decode_dkg_share(data: bytes, sender_id: int) -> tuple[bytes, EncryptedShare
     return session, EncryptedShare(sender_id, recipient, ephemeral, ciphertext, signature)
 
 
-def encode_dkg_complaints(session: bytes, transcript: bytes, complaints: list[Complaint]) -> bytes:
-    """``transcript`` is the sender's digest of every round-1 message it accepted: honest
-    members compare it, so a dealer that showed different commitments to different members
-    (equivocation) is caught before anyone derives a key from a split view."""
-    if len(transcript) != 32:
-        raise ValueError("a DKG transcript digest is 32 bytes")
-    parts = [session, transcript, len(complaints).to_bytes(1, "big")]
+def encode_dkg_complaints(
+    session: bytes, round1_digests: list[bytes], complaints: list[Complaint]
+) -> bytes:
+    """``round1_digests[i]``: keccak256 of the round-1 payload the sender accepted from
+    member i. Members compare them: a dealer that showed different commitments to
+    different members (equivocation) is caught before anyone derives a key from it."""
+    if any(len(d) != 32 for d in round1_digests) or len(round1_digests) > 255:
+        raise ValueError("round-1 digests are at most 255 values of 32 bytes")
+    parts = [session, len(round1_digests).to_bytes(1, "big"), *round1_digests]
+    parts.append(len(complaints).to_bytes(1, "big"))
     for c in complaints:
         reason = c.reason.encode("utf-8", "replace")[:200]
         parts += [c.dealer.to_bytes(1, "big"), len(reason).to_bytes(1, "big"), reason]
     return b"".join(parts)
 
 
-def decode_dkg_complaints(data: bytes, sender_id: int) -> tuple[bytes, bytes, list[Complaint]]:
+def decode_dkg_complaints(
+    data: bytes, sender_id: int
+) -> tuple[bytes, list[bytes], list[Complaint]]:
     r = _Reader(data, "dkg complaints")
     session = r.take(32)
-    transcript = r.take(32)
+    digests = [r.take(32) for _ in range(r.u8())]
     out = []
     for _ in range(r.u8()):
         dealer = r.u8()
         reason = r.take(r.u8()).decode("utf-8", "replace")
         out.append(Complaint(sender_id, dealer, reason))
     r.done()
-    return session, transcript, out
+    return session, digests, out
 
 
 __all__ = [

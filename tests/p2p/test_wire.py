@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import Complaint, DKGConfig, DKGParticipant, run_dkg
+from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import make_signers
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.errors import MessageRejected
@@ -19,6 +20,12 @@ from oracle.p2p.wire import (
     Observation,
     Proposal,
     SignedReport,
+    decode_dkg_complaints,
+    decode_dkg_round1,
+    decode_dkg_share,
+    encode_dkg_complaints,
+    encode_dkg_round1,
+    encode_dkg_share,
     seal,
     unseal,
 )
@@ -146,6 +153,63 @@ def test_payload_codecs_round_trip_and_are_strict() -> None:
             decoder(data[:-1])
         with pytest.raises(MessageRejected):
             decoder(data + b"\x00")
+
+
+def _dkg_payloads() -> dict[str, bytes]:
+    """One valid payload of each DKG message, from a real participant."""
+    ids = {i: IdentityKey() for i in (1, 2)}
+    config = DKGConfig(MIRA_EVM, b"\x05" * 32, 2, {i: k.public_bytes for i, k in ids.items()})
+    p = DKGParticipant(config, 1, ids[1])
+    r1 = p.round1()
+    p.receive_round1([r1, DKGParticipant(config, 2, ids[2]).round1()])
+    (env,) = p.round2()
+    complaints = [Complaint(1, 2, "no share received")]
+    return {
+        "round1": encode_dkg_round1(config.session_id, r1),
+        "share": encode_dkg_share(config.session_id, env),
+        "complaints": encode_dkg_complaints(config.session_id, [b"\x07" * 32] * 2, complaints),
+    }
+
+
+_DKG = _dkg_payloads()
+_DKG_DECODERS = {
+    "round1": decode_dkg_round1,
+    "share": decode_dkg_share,
+    "complaints": decode_dkg_complaints,
+}
+
+
+def test_dkg_codecs_round_trip_and_are_strict() -> None:
+    session, r1 = decode_dkg_round1(_DKG["round1"], 1)
+    assert session == b"\x05" * 32 and r1.sender == 1 and len(r1.commitments) == 2
+    assert encode_dkg_round1(session, r1) == _DKG["round1"]
+    session, env = decode_dkg_share(_DKG["share"], 1)
+    assert (env.sender, env.recipient) == (1, 2)
+    assert encode_dkg_share(session, env) == _DKG["share"]
+    session, digests, complaints = decode_dkg_complaints(_DKG["complaints"], 3)
+    assert digests == [b"\x07" * 32] * 2
+    assert complaints == [Complaint(3, 2, "no share received")]  # complainer: the sender
+    for name, data in _DKG.items():
+        with pytest.raises(MessageRejected, match="malformed"):
+            _DKG_DECODERS[name](data[:-1], 1)
+        with pytest.raises(MessageRejected, match="malformed"):
+            _DKG_DECODERS[name](data + b"\x00", 1)
+    with pytest.raises(ValueError, match="32 bytes"):
+        encode_dkg_complaints(b"\x05" * 32, [b"short"], [])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(sorted(_DKG)), st.integers(0, 400))
+def test_fuzz_dkg_decoders(data: bytes, which: str, cut: int) -> None:
+    valid = _DKG[which]
+    mutated = bytearray(valid)
+    for i, b in enumerate(data[:8]):
+        mutated[(cut + 37 * i) % len(mutated)] = b
+    for candidate in (data, valid[:cut] + data, bytes(mutated)):
+        try:
+            _DKG_DECODERS[which](candidate, 1)
+        except MessageRejected as exc:
+            assert exc.reason == "malformed"
 
 
 _VALID = [

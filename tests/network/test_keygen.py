@@ -1,0 +1,246 @@
+"""The DKG over the p2p transport (oracle.node.keygen): four members, each with its own
+aiohttp server on 127.0.0.1, in one event loop. A member misbehaves by rewriting what
+its transport sends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from oracle.crypto.dkg import DKGConfig, DKGOutput, DKGParticipant
+from oracle.crypto.envelope import IdentityKey, seal_share
+from oracle.crypto.frost import make_signers, run_signing
+from oracle.crypto.group import serialize_scalar
+from oracle.crypto.suites import MIRA_EVM
+from oracle.node.keygen import KeygenError, NetworkDKG, PendingCommittee, dkg_session_id
+from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
+from oracle.p2p.errors import PeerUnavailable
+from oracle.p2p.transport import Peer, Transport
+from oracle.p2p.wire import (
+    MAX_MESSAGE_BYTES,
+    Header,
+    MsgType,
+    encode_dkg_round1,
+    encode_dkg_share,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+CHAIN_ID = 31337
+COMMITTEE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+EPOCH, PROPOSAL, T, N = 2, 7, 3, 4
+DIGEST = bytes(range(32))  # the EVM suite signs a 32-byte report digest
+
+Rewrite = Callable[[Peer, Header, bytes], bytes]
+
+
+class RewritingTransport(Transport):
+    """A transport whose outgoing payloads pass through ``rewrite`` (a cheating member)."""
+
+    rewrite: Rewrite | None = None
+
+    async def send(self, peer, header, payload, *, timeout, expect=None):  # type: ignore[no-untyped-def]
+        if self.rewrite is not None:
+            payload = self.rewrite(peer, header, payload)
+        return await super().send(peer, header, payload, timeout=timeout, expect=expect)
+
+
+@dataclass
+class Member:
+    index: int
+    identity: IdentityKey
+    transport: RewritingTransport
+    dkg: NetworkDKG | None = None
+
+
+@asynccontextmanager
+async def committee(tmp_path: Path) -> AsyncIterator[list[Member]]:
+    identities = [IdentityKey() for _ in range(N)]
+    keys = tuple(k.public_bytes for k in identities)
+    members = []
+    for i, identity in enumerate(identities):
+        auth = Authenticator(
+            chain_id=CHAIN_ID,
+            committee=COMMITTEE,
+            metrics=P2PMetrics(CollectorRegistry()),
+            max_bytes=MAX_MESSAGE_BYTES,
+        )
+        auth.serve_epochs([EpochMembers(EPOCH, keys)])
+        transport = RewritingTransport(identity.secret_bytes(), auth, host="127.0.0.1", port=0)
+        await transport.start()
+        members.append(Member(i, identity, transport))
+    peers = tuple(Peer(m.index, m.transport.url, keys[m.index]) for m in members)
+    pending = PendingCommittee(EPOCH, PROPOSAL, T, peers, tuple(f"0x{i:040x}" for i in range(N)))
+    for m in members:
+        m.dkg = dkg_for(m, pending, tmp_path)
+    try:
+        yield members
+    finally:
+        for m in members:
+            if m.dkg is not None:
+                await m.dkg.close()
+            await m.transport.stop()
+
+
+def dkg_for(m: Member, pending: PendingCommittee, tmp_path: Path) -> NetworkDKG:
+    return NetworkDKG(
+        m.transport,
+        CHAIN_ID,
+        COMMITTEE,
+        pending,
+        m.index,
+        m.identity,
+        attempt_file=tmp_path / f"member{m.index}.attempt",
+        phase_timeout=3.0,
+        send_timeout=1.0,
+    )
+
+
+async def run_all(members: list[Member]) -> list[DKGOutput | BaseException]:
+    assert all(m.dkg is not None for m in members)
+    return await asyncio.wait_for(
+        asyncio.gather(*(m.dkg.run() for m in members if m.dkg), return_exceptions=True), 30
+    )
+
+
+def check_agree_and_sign(outputs: list[DKGOutput]) -> None:
+    """Same public key package everywhere, and t of the holders produce a signature the
+    EVM suite verifies under the group key."""
+    public = outputs[0].public
+    assert all(o.public == public for o in outputs)
+    keys = {o.key.identifier: o.key for o in outputs}
+    signers = make_signers(MIRA_EVM, public, keys)
+    outcome = run_signing(MIRA_EVM, public, DIGEST, list(signers.values()))
+    assert MIRA_EVM.verify(public.group_key, DIGEST, outcome.encoded)
+
+
+async def test_four_honest_members_agree_on_a_key_that_signs(tmp_path: Path) -> None:
+    async with committee(tmp_path) as members:
+        outputs = await run_all(members)
+        assert all(isinstance(o, DKGOutput) for o in outputs), outputs
+        good = [o for o in outputs if isinstance(o, DKGOutput)]
+        check_agree_and_sign(good)
+        assert not good[0].disqualified
+        assert sorted(o.key.identifier for o in good) == [1, 2, 3, 4]
+        MIRA_EVM.check_group_key(good[0].public.group_key)  # Px < N: usable on-chain
+
+
+async def test_a_dealer_sending_a_bad_share_is_disqualified_and_the_rest_agree(
+    tmp_path: Path,
+) -> None:
+    async with committee(tmp_path) as members:
+
+        def corrupt_share_to_member_0(peer: Peer, h: Header, payload: bytes) -> bytes:
+            if h.type == MsgType.DKG_SHARE and peer.index == 0:
+                return payload[:-70] + bytes([payload[-70] ^ 1]) + payload[-69:]  # ciphertext
+            return payload
+
+        members[3].transport.rewrite = corrupt_share_to_member_0
+        outputs = await run_all(members)
+        honest = outputs[:3]
+        assert all(isinstance(o, DKGOutput) for o in honest), honest
+        good = [o for o in honest if isinstance(o, DKGOutput)]
+        check_agree_and_sign(good)
+        assert set(good[0].disqualified) == {4}
+        assert "complaint by 1" in good[0].disqualified[4]
+        assert isinstance(outputs[3], KeygenError)  # the cheater gets no share
+
+
+async def test_an_equivocating_dealer_is_caught_by_the_round1_digests(tmp_path: Path) -> None:
+    async with committee(tmp_path) as members:
+        cheat = members[3]
+        ids = {i + 1: m.identity.public_bytes for i, m in enumerate(members)}
+
+        twins: dict[bytes, DKGParticipant] = {}
+
+        def twin(session: bytes) -> DKGParticipant:
+            if session not in twins:
+                config = DKGConfig(MIRA_EVM, session, T, ids)
+                twins[session] = DKGParticipant(config, 4, cheat.identity)
+            return twins[session]
+
+        def other_commitments_to_member_0(peer: Peer, h: Header, payload: bytes) -> bytes:
+            """Member 0 sees a second, equally valid polynomial (own proof of knowledge)
+            and a share that matches it: only comparing round-1 digests reveals it."""
+            if peer.index != 0:
+                return payload
+            session = payload[:32]
+            if h.type == MsgType.DKG_ROUND1:
+                return encode_dkg_round1(session, twin(session).round1())
+            if h.type == MsgType.DKG_SHARE:
+                share = twin(session)._share_for(1)
+                env = seal_share(session, 4, cheat.identity, 1, ids[1], serialize_scalar(share))
+                return encode_dkg_share(session, env)
+            return payload
+
+        cheat.transport.rewrite = other_commitments_to_member_0
+        outputs = await run_all(members)
+        good = [o for o in outputs[:3] if isinstance(o, DKGOutput)]
+        assert len(good) == 3, outputs
+        check_agree_and_sign(good)
+        assert good[0].disqualified[4].endswith("equivocated in round 1")
+
+
+async def test_a_restarted_member_starts_a_higher_attempt_and_the_others_follow(
+    tmp_path: Path,
+) -> None:
+    async with committee(tmp_path) as members:
+        late = members[3]
+        assert late.dkg is not None
+        first = asyncio.create_task(late.dkg.run())
+        await asyncio.sleep(0.5)  # its round-1 message is out; the others have not started
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await late.dkg.close()
+        pending = late.dkg.pending
+        late.dkg = dkg_for(late, pending, tmp_path)  # "restarted": its secrets are gone
+
+        others = [asyncio.create_task(m.dkg.run()) for m in members[:3] if m.dkg]
+        await asyncio.sleep(1.0)  # they wait for member 3's attempt-1 shares... in vain
+        outputs = await asyncio.wait_for(
+            asyncio.gather(late.dkg.run(), *others, return_exceptions=True), 30
+        )
+        good = [o for o in outputs if isinstance(o, DKGOutput)]
+        assert len(good) == 4, outputs
+        check_agree_and_sign(good)
+        assert all(m.dkg is not None and m.dkg.attempt == 2 for m in members)
+
+
+async def test_messages_for_another_proposal_or_session_are_refused(tmp_path: Path) -> None:
+    async with committee(tmp_path) as members:
+        sender, receiver = members[0], members[1]
+        assert receiver.dkg is not None
+        peer = receiver.dkg.pending.peers[1]
+        session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, 1)
+
+        def header(round_: int, attempt: int = 1) -> Header:
+            return Header(MsgType.DKG_ROUND1, CHAIN_ID, COMMITTEE, EPOCH, round_, attempt, 0)
+
+        with pytest.raises(PeerUnavailable, match="wrong_proposal"):
+            await sender.transport.send(peer, header(PROPOSAL + 1), session, timeout=2)
+        with pytest.raises(PeerUnavailable, match="bad_session"):
+            await sender.transport.send(peer, header(PROPOSAL, 2), session, timeout=2)
+        with pytest.raises(PeerUnavailable, match="bad_session"):
+            await sender.transport.send(peer, header(PROPOSAL, 3), b"short", timeout=2)
+        rejected = receiver.transport.auth.metrics.rejected
+        assert rejected.labels("wrong_proposal")._value.get() == 1
+        assert rejected.labels("bad_session")._value.get() == 2
+
+
+def test_session_ids_bind_chain_contract_epoch_proposal_and_attempt() -> None:
+    base = (CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, 1)
+    variants = [
+        (CHAIN_ID + 1, COMMITTEE, EPOCH, PROPOSAL, 1),
+        (CHAIN_ID, bytes(20), EPOCH, PROPOSAL, 1),
+        (CHAIN_ID, COMMITTEE, EPOCH + 1, PROPOSAL, 1),
+        (CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL + 1, 1),
+        (CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, 2),
+    ]
+    ids = {dkg_session_id(*v) for v in [base, *variants]}
+    assert len(ids) == 6
