@@ -1,17 +1,35 @@
-"""``mira committee status``: the current epoch's committee, read from MiraOracle, and
-which members answer on their p2p URL right now."""
+"""``mira committee``: the committee as MiraOracle holds it.
+
+``status``   the current epoch's committee and which members answer on their p2p URL;
+``propose``  (owner) propose the next epoch's committee: its members' nodes then run the
+             DKG over p2p and each proposes the group key on-chain;
+``activate`` (owner) wait for those proposals and activate the key t members agree on.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
+from eth_account import Account
 from web3 import Web3
 
 from oracle.chain import artifacts
+from oracle.chain.deploy import at
+from oracle.chain.oracle_calls import MemberInfo
+from oracle.chain.rotation import (
+    KeyProposals,
+    activate_when_proposed,
+    default_threshold,
+    propose_committee,
+)
+from oracle.chain.system import Sender
+from oracle.crypto.keystore import KEYS_DIR_ENV, KeyStore, read_passphrase
+from oracle.errors import ChainError, MiraError
 from oracle.p2p.transport import HEALTH_PATH
 
 
@@ -99,3 +117,122 @@ def status(rpc_url: str, oracle: str, timeout: float, as_json: bool) -> None:
     for r in out["members"]:
         state = "online" if r["online"] else f"offline ({r.get('detail', '')})"
         click.echo(f"  {r['index']}  {r['operator']}  {r['p2p_url']}  {state}")
+
+
+_keys_dir = click.option(
+    "--keys-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar=KEYS_DIR_ENV,
+    default=Path("~/.mira/keys").expanduser(),
+    show_default=True,
+    help=f"Key directory of the oracle owner's operator key (or ${KEYS_DIR_ENV}).",
+)
+_passphrase_file = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File holding the key passphrase (else $MIRA_KEY_PASSPHRASE).",
+)
+
+
+def _owner(rpc_url: str, oracle: str, keys_dir: Path, passphrase_file: Path | None) -> Any:
+    operator = KeyStore(keys_dir).load_operator(read_passphrase(passphrase_file))
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    if not w3.is_connected():
+        raise ChainError(f"no JSON-RPC answer from {rpc_url}")
+    if not Web3.is_address(oracle):
+        raise ChainError(f"--oracle {oracle!r} is not an address")
+    contract = at(w3, "MiraOracle", Web3.to_checksum_address(oracle))
+    sender = Sender(w3, Account.from_key(operator.secret_bytes()))
+    return contract, sender
+
+
+def read_members(path: Path) -> list[MemberInfo]:
+    """members.json: a list of {"operator", "identity_key", "p2p_url"} (what each node's
+    ``mira keys show --json`` prints, plus where peers reach it)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MiraError(f"{path}: cannot read members: {exc}") from None
+    if not isinstance(doc, list) or not doc:
+        raise MiraError(f"{path}: expected a non-empty JSON list of members")
+    out = []
+    for i, m in enumerate(doc):
+        where = f"{path}: member {i}"
+        if not isinstance(m, dict) or set(m) < {"operator", "identity_key", "p2p_url"}:
+            raise MiraError(f"{where}: expected keys operator, identity_key, p2p_url")
+        operator, key, url = m["operator"], m["identity_key"], m["p2p_url"]
+        if not isinstance(operator, str) or not Web3.is_address(operator):
+            raise MiraError(f"{where}: operator {operator!r} is not an address")
+        try:
+            identity = bytes.fromhex(str(key).removeprefix("0x"))
+        except ValueError:
+            identity = b""
+        if len(identity) != 33 or identity[0] not in (2, 3):
+            raise MiraError(f"{where}: identity_key must be a 33-byte compressed public key")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise MiraError(f"{where}: p2p_url {url!r} is not an http(s) URL")
+        out.append(MemberInfo(Web3.to_checksum_address(operator), identity, url))
+    return out
+
+
+@committee.command("propose")
+@click.option("--rpc-url", required=True, help="JSON-RPC URL of the chain.")
+@click.option("--oracle", required=True, help="MiraOracle address.")
+@click.option(
+    "--members-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help='JSON list of {"operator", "identity_key", "p2p_url"}, in member order.',
+)
+@click.option("--threshold", type=int, default=None, help="t (default 2f+1 for n = 3f+1).")
+@_keys_dir
+@_passphrase_file
+def propose(
+    rpc_url: str,
+    oracle: str,
+    members_file: Path,
+    threshold: int | None,
+    keys_dir: Path,
+    passphrase_file: Path | None,
+) -> None:
+    """Propose the next epoch's committee (owner). Its nodes then run the DKG."""
+    members = read_members(members_file)
+    t = default_threshold(len(members)) if threshold is None else threshold
+    contract, sender = _owner(rpc_url, oracle, keys_dir, passphrase_file)
+    epoch, proposal = propose_committee(contract, sender.send, t, members)
+    click.echo(
+        f"proposed epoch {epoch} (proposal {proposal}): threshold {t} of {len(members)}; "
+        "its members' nodes now run the DKG"
+    )
+
+
+@committee.command("activate")
+@click.option("--rpc-url", required=True, help="JSON-RPC URL of the chain.")
+@click.option("--oracle", required=True, help="MiraOracle address.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=600.0,
+    show_default=True,
+    help="Seconds to wait for every member's key proposal (then t matching ones suffice).",
+)
+@_keys_dir
+@_passphrase_file
+def activate(
+    rpc_url: str, oracle: str, timeout: float, keys_dir: Path, passphrase_file: Path | None
+) -> None:
+    """Wait for the members' group-key proposals, then activate the epoch (owner)."""
+    contract, sender = _owner(rpc_url, oracle, keys_dir, passphrase_file)
+    seen: list[int] = []
+
+    def progress(state: KeyProposals) -> None:
+        if len(state.by_member) != (seen[-1] if seen else -1):
+            seen.append(len(state.by_member))
+            click.echo(
+                f"epoch {state.epoch}: {len(state.by_member)} of {state.size} members "
+                f"proposed a group key (threshold {state.threshold})"
+            )
+
+    epoch = activate_when_proposed(contract, sender.send, timeout=timeout, progress=progress)
+    click.echo(f"epoch {epoch} active")

@@ -1,0 +1,156 @@
+"""``mira committee propose|activate`` against a real anvil: the owner's side of a
+rotation. The members' side (nodes running the DKG over p2p) is tests/network; here the
+members' key proposals are sent from their anvil accounts with a key from an in-process
+DKG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from web3 import Web3
+
+from oracle.chain.anvil import Anvil
+from oracle.chain.deploy import at
+from oracle.cli.main import cli
+from oracle.crypto.dkg import run_dkg
+from oracle.crypto.envelope import IdentityKey
+from oracle.crypto.keystore import KeyStore
+from oracle.crypto.suites import MIRA_EVM
+
+pytestmark = pytest.mark.anvil
+PASS = "correct horse battery staple"
+FEEDS = Path(__file__).resolve().parents[2] / "feeds"
+
+
+@pytest.fixture
+def deployed(w3: Web3, anvil: Anvil, tmp_path: Path) -> dict[str, Any]:
+    keys = tmp_path / "owner"
+    created = KeyStore(keys).create(PASS.encode())
+    owner = Web3.to_checksum_address(created["operator"]["address"])
+    w3.eth.wait_for_transaction_receipt(
+        w3.eth.send_transaction({"to": owner, "value": Web3.to_wei(10, "ether")})
+    )
+    out = tmp_path / "manifest.json"
+    args = ["deploy", "--rpc-url", anvil.url, "--keys-dir", str(keys), "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--feeds-dir", str(FEEDS)], env=_env())
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(out.read_text())
+    members = [
+        {
+            "operator": w3.eth.accounts[i + 1],
+            "identity_key": "0x" + IdentityKey().public_bytes.hex(),
+            "p2p_url": f"http://node{i}:7701",
+        }
+        for i in range(4)
+    ]
+    members_file = tmp_path / "members.json"
+    members_file.write_text(json.dumps(members))
+    base = ["--rpc-url", anvil.url, "--oracle", manifest["oracle"], "--keys-dir", str(keys)]
+    return {
+        "oracle": at(w3, "MiraOracle", manifest["oracle"]),
+        "base": base,
+        "members": members,
+        "members_file": members_file,
+    }
+
+
+def _env() -> dict[str, str]:
+    return {"MIRA_KEY_PASSPHRASE": PASS}
+
+
+def _run(*args: str) -> Any:
+    return CliRunner().invoke(cli, ["committee", *args], env=_env())
+
+
+def _propose_key(w3: Web3, oracle: Any, member: int, group_key: Any) -> None:
+    tx = oracle.functions.proposeGroupKey(1, group_key.x, group_key.parity).transact(
+        {"from": w3.eth.accounts[member + 1]}
+    )
+    assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+
+
+def test_propose_then_activate_the_key_the_members_proposed(
+    w3: Web3, deployed: dict[str, Any]
+) -> None:
+    base, oracle = deployed["base"], deployed["oracle"]
+    result = _run("propose", *base, "--members-file", str(deployed["members_file"]))
+    assert result.exit_code == 0, result.output
+    assert "proposed epoch 1 (proposal 1): threshold 3 of 4" in result.output
+    epoch, proposal, t, members = oracle.functions.pendingCommittee().call()
+    assert (epoch, proposal, t, len(members)) == (1, 1, 3, 4)
+    assert members[2][2] == "http://node2:7701"
+
+    key = run_dkg(MIRA_EVM, 3, 4).public.group_key
+    for i in range(4):
+        _propose_key(w3, oracle, i, key)
+    result = _run("activate", *base, "--timeout", "30")
+    assert result.exit_code == 0, result.output
+    assert "4 of 4 members proposed" in result.output and "epoch 1 active" in result.output
+    assert oracle.functions.currentEpoch().call() == 1
+    assert tuple(oracle.functions.groupKey(1).call()) == (key.x, key.parity)
+
+
+def test_activate_after_timeout_with_t_proposals_and_refuses_fewer(
+    w3: Web3, deployed: dict[str, Any]
+) -> None:
+    base, oracle = deployed["base"], deployed["oracle"]
+    assert _run("propose", *base, "--members-file", str(deployed["members_file"])).exit_code == 0
+    key = run_dkg(MIRA_EVM, 3, 4).public.group_key
+    _propose_key(w3, oracle, 0, key)
+    _propose_key(w3, oracle, 2, key)
+    result = _run("activate", *base, "--timeout", "1")
+    assert result.exit_code == 1
+    assert "2 of 4 members proposed the same group key (need 3)" in result.output
+    assert "no proposal from members [1, 3]" in result.output
+    assert oracle.functions.currentEpoch().call() == 0
+    _propose_key(w3, oracle, 3, key)  # member 1 stays silent: t = 3 still suffices
+    result = _run("activate", *base, "--timeout", "1")
+    assert result.exit_code == 0, result.output
+    assert oracle.functions.currentEpoch().call() == 1
+
+
+def test_bad_members_files_and_nothing_pending_are_one_clear_line(
+    deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    base = deployed["base"]
+    good = deployed["members"][0]
+    cases = {
+        "[]": "expected a non-empty JSON list",
+        "{}": "expected a non-empty JSON list",
+        "not json": "cannot read members",
+        json.dumps([{"operator": good["operator"]}]): "expected keys operator, identity_key",
+        json.dumps([{**good, "operator": "0x1234"}]): "is not an address",
+        json.dumps([{**good, "identity_key": "0x02ab"}]): "33-byte compressed public key",
+        json.dumps([{**good, "identity_key": "zz" * 33}]): "33-byte compressed public key",
+        json.dumps([{**good, "p2p_url": "ftp://x"}]): "is not an http(s) URL",
+    }
+    for text, expected in cases.items():
+        path = tmp_path / "members-bad.json"
+        path.write_text(text)
+        result = _run("propose", *base, "--members-file", str(path))
+        assert result.exit_code == 1, (text, result.output)
+        assert expected in result.output and "Traceback" not in result.output, result.output
+    result = _run("propose", *base, "--members-file", str(deployed["members_file"]))
+    assert result.exit_code == 0
+    too_high = _run(
+        "propose", *base, "--members-file", str(deployed["members_file"]), "--threshold", "5"
+    )
+    assert too_high.exit_code == 1 and "threshold 5 is not between 1 and 4" in too_high.output
+    # the failed calls left the pending proposal as it was
+    assert deployed["oracle"].functions.pendingCommittee().call()[1] == 1
+
+
+def test_activate_with_nothing_pending_and_a_wrong_oracle(
+    anvil: Anvil, deployed: dict[str, Any]
+) -> None:
+    result = _run("activate", *deployed["base"], "--timeout", "1")
+    assert result.exit_code == 1
+    assert "no committee proposal is pending (propose one first)" in result.output
+    base = list(deployed["base"])
+    base[base.index("--oracle") + 1] = "0x1234"
+    result = _run("activate", *base)
+    assert result.exit_code == 1 and "is not an address" in result.output
