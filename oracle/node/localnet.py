@@ -570,7 +570,7 @@ class LocalNet:
         return int(data[0]), int(data[1])
 
     def transmissions(self, from_block: int = 0) -> list[dict[str, Any]]:
-        """Every ReportTransmitted event: round, block, sender, gas used, tx hash."""
+        """Every ReportTransmitted event: epoch, round, block, sender, gas used, tx hash."""
         assert self.oracle is not None
         out = []
         for ev in self.oracle.events.ReportTransmitted().get_logs(from_block=from_block):
@@ -578,6 +578,7 @@ class LocalNet:
             receipt = self.w3.eth.get_transaction_receipt(ev["transactionHash"])
             out.append(
                 {
+                    "epoch": int(ev["args"]["epoch"]),
                     "round": int(ev["args"]["round"]),
                     "block": int(ev["blockNumber"]),
                     "sender": str(tx["from"]),

@@ -238,3 +238,36 @@ def test_g_committee_status_reads_the_chain_and_probes_members(net: LocalNet) ->
     finally:
         net.start(down)
         net.wait_ready(indices=[down])
+
+
+def test_h_live_rotation_to_a_smaller_committee_by_network_dkg(net: LocalNet) -> None:
+    """The owner proposes epoch 2 without node 3. Nodes 0–2 run the DKG over p2p while
+    they keep serving epoch 1, propose the key; once it is activated they switch to
+    epoch 2 without a restart, and node 3 stops signing. (Last: it changes the network.)"""
+    from oracle.chain.rotation import activate_when_proposed, key_proposals, propose_committee
+
+    assert net.oracle is not None
+    keep = [0, 1, 2]
+    members = [net.committee.members[i] for i in keep]
+    epoch, proposal = propose_committee(net.oracle, net._send, 2, members)
+    assert (epoch, proposal) == (2, 2)  # proposal 1 was epoch 1's
+    net.until(lambda: len(key_proposals(net.oracle).by_member) == 3, 30, "3 key proposals")
+    state = key_proposals(net.oracle)
+    assert len(set(state.by_member.values())) == 1  # all three derived the same key
+    _price(net, 3300.0)  # epoch 1 still serves while epoch 2 is pending
+    net.until(lambda: _onchain(net) == 3300 * SCALE, 15, "3300 on-chain under epoch 1")
+
+    assert activate_when_proposed(net.oracle, net._send, timeout=10) == 2
+    for i in keep:
+        net.until(lambda i=i: (net.status(i) or {}).get("epoch") == 2, 15, f"node {i} in epoch 2")  # type: ignore[misc]
+    net.until(
+        lambda: str((net.status(3) or {}).get("state", "")).startswith("idle"), 15, "node 3 idle"
+    )
+    start_block = net.w3.eth.block_number
+    _price(net, 3350.0)
+    net.until(lambda: _onchain(net) == 3350 * SCALE, 15, "3350 on-chain under epoch 2")
+    events = net.transmissions(start_block)
+    assert events and all(e["epoch"] == 2 for e in events)
+    assert all(e["sender"] != net.nodes[3].operator for e in events)
+    status = net.status(0) or {}
+    assert (status["n"], status["threshold"]) == (3, 2)
