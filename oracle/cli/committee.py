@@ -25,6 +25,7 @@ from oracle.chain.rotation import (
     KeyProposals,
     activate_when_proposed,
     default_threshold,
+    key_proposals,
     propose_committee,
 )
 from oracle.chain.system import Sender
@@ -61,8 +62,20 @@ def committee_status(rpc_url: str, oracle: str, timeout: float) -> dict[str, Any
         address=Web3.to_checksum_address(oracle), abi=artifacts.load("MiraOracle").abi
     )
     epoch = int(contract.functions.currentEpoch().call())
+    proposals = key_proposals(contract)
+    pending = None
+    if proposals.epoch != 0:
+        _, votes = proposals.best()
+        pending = {
+            "epoch": proposals.epoch,
+            "proposal": proposals.proposal,
+            "threshold": proposals.threshold,
+            "size": proposals.size,
+            "key_proposals": len(proposals.by_member),
+            "agreeing": votes,
+        }
     if epoch == 0:
-        return {"epoch": 0, "threshold": None, "members": [], "online": 0}
+        return {"epoch": 0, "threshold": None, "members": [], "online": 0, "pending": pending}
     key = contract.functions.epochKey(epoch).call()
     members = contract.functions.members(epoch).call()
 
@@ -88,6 +101,7 @@ def committee_status(rpc_url: str, oracle: str, timeout: float) -> dict[str, Any
         "size": int(key[3]),
         "members": rows,
         "online": sum(1 for r in rows if r["online"]),
+        "pending": pending,
     }
 
 
@@ -109,14 +123,21 @@ def status(rpc_url: str, oracle: str, timeout: float, as_json: bool) -> None:
         return
     if out["epoch"] == 0:
         click.echo("no epoch started")
-        return
-    click.echo(
-        f"epoch {out['epoch']}: threshold {out['threshold']} of {out['size']}, "
-        f"{out['online']} online"
-    )
-    for r in out["members"]:
-        state = "online" if r["online"] else f"offline ({r.get('detail', '')})"
-        click.echo(f"  {r['index']}  {r['operator']}  {r['p2p_url']}  {state}")
+    else:
+        click.echo(
+            f"epoch {out['epoch']}: threshold {out['threshold']} of {out['size']}, "
+            f"{out['online']} online"
+        )
+        for r in out["members"]:
+            state = "online" if r["online"] else f"offline ({r.get('detail', '')})"
+            click.echo(f"  {r['index']}  {r['operator']}  {r['p2p_url']}  {state}")
+    p = out["pending"]
+    if p is not None:
+        click.echo(
+            f"pending epoch {p['epoch']} (proposal {p['proposal']}): threshold {p['threshold']} "
+            f"of {p['size']}; {p['key_proposals']} members proposed a group key, "
+            f"{p['agreeing']} agreeing"
+        )
 
 
 _keys_dir = click.option(

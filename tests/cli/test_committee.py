@@ -85,8 +85,13 @@ def test_propose_then_activate_the_key_the_members_proposed(
     assert members[2][2] == "http://node2:7701"
 
     key = run_dkg(MIRA_EVM, 3, 4).public.group_key
-    for i in range(4):
+    for i in range(3):
         _propose_key(w3, oracle, i, key)
+    status = _run("status", "--rpc-url", base[1], "--oracle", base[3])
+    assert status.exit_code == 0, status.output
+    assert "no epoch started" in status.output
+    assert "pending epoch 1 (proposal 1): threshold 3 of 4; 3 members proposed" in status.output
+    _propose_key(w3, oracle, 3, key)
     result = _run("activate", *base, "--timeout", "30")
     assert result.exit_code == 0, result.output
     assert "4 of 4 members proposed" in result.output and "epoch 1 active" in result.output
