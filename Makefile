@@ -12,7 +12,7 @@ FOUNDRY := contracts/node_modules/.bin
 FOUNDRY_PROFILE ?= $(if $(filter true,$(CI)),ci,default)
 export FOUNDRY_PROFILE
 
-.PHONY: all setup contracts run test test-contracts test-python lint fmt lock clean gas-snapshot
+.PHONY: all setup contracts run test test-contracts test-python test-docker lint fmt lock clean gas-snapshot
 
 all: test
 
@@ -39,7 +39,7 @@ contracts: setup
 run: contracts
 	$(BIN)/mira devnet up
 
-test: lint test-contracts test-python
+test: lint test-contracts test-python test-docker
 
 lint: setup
 	$(BIN)/ruff check oracle tests
@@ -58,6 +58,22 @@ gas-snapshot: contracts
 
 test-python: contracts
 	$(BIN)/pytest
+
+# docker/compose.yaml checked by whichever compose client is installed (`docker compose`,
+# else docker-compose v1), and the entry scripts parsed by sh. Nothing here can build or run
+# a container; without a client the compose check is skipped, saying so.
+COMPOSE_FILE := docker/compose.yaml
+test-docker:
+	@for script in docker/*.sh; do sh -n "$$script" || exit 1; done
+	@if docker compose version >/dev/null 2>&1; then \
+		echo "docker compose -f $(COMPOSE_FILE) config -q"; \
+		docker compose -f $(COMPOSE_FILE) config -q; \
+	elif command -v docker-compose >/dev/null 2>&1; then \
+		echo "docker-compose -f $(COMPOSE_FILE) config -q"; \
+		docker-compose -f $(COMPOSE_FILE) config -q; \
+	else \
+		echo "test-docker: no docker compose client installed; $(COMPOSE_FILE) not validated (skipped)"; \
+	fi
 
 fmt: setup
 	$(BIN)/ruff format oracle tests
