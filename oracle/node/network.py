@@ -100,7 +100,8 @@ class NetworkService:
         self._keygen: NetworkDKG | None = None
         self._keygen_task: asyncio.Task[None] | None = None
         self._keygen_state = ""
-        self._keygen_for: tuple[int, int] | None = None  # (epoch, proposal)
+        self._keygen_for: tuple[int, int] | None = None  # (epoch, proposal) we run
+        self._considered: tuple[int, int] | None = None  # the last proposal looked at
         self._proposed: set[tuple[int, int]] = set()
 
     @property
@@ -155,10 +156,11 @@ class NetworkService:
         await self._ensure_transport(chain_id)
         epoch = int(await oracle.functions.currentEpoch().call())
         p_epoch, proposal, threshold, p_members = await oracle.functions.pendingCommittee().call()
-        if int(p_epoch) != 0 and (int(p_epoch), int(proposal)) != self._keygen_for:
+        if int(p_epoch) != 0 and (int(p_epoch), int(proposal)) != self._considered:
             await self._consider_proposal(
                 chain_id, int(p_epoch), int(proposal), int(threshold), p_members
             )
+            self._considered = (int(p_epoch), int(proposal))
         elif int(p_epoch) == 0 and self._keygen_for is not None and epoch >= self._keygen_for[0]:
             await self._end_keygen()  # activated (or overtaken): stop serving the proposal
         await self._maybe_propose_key()
