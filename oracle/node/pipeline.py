@@ -84,7 +84,9 @@ class FeedPipeline:
         self.store = store
         self.model = FeedModel(spec)
         self.metrics = metrics
-        self._fields = sorted(set(spec.features.fields) | {spec.features.target})
+        self._fields = list(spec.features.record_fields)
+        # the string ids outputs are stored under: a policy feed stores one row per arm
+        self._output_ids = [o.id for o in spec.outputs]
         # '{"a":%r,"b":%r}': %r of a float is float.__repr__, which is what JSON writes
         self._json_format = (
             "{" + ",".join(_RECORD_JSON.encode(name) + ":%r" for name in self._fields) + "}"
@@ -145,17 +147,31 @@ class FeedPipeline:
         if self._m_obs is not None:
             self._m_obs.inc()
         if out is not None:
-            self._out.append(
-                OutputRow(
-                    self._feed_id,
-                    out.seq,
-                    out.observed_at_ms,
-                    out.value,
-                    out.raw_value,
-                    out.commitment,
-                    out.publish,
+            if out.arms:
+                self._out.extend(
+                    OutputRow(
+                        output_id,
+                        out.seq,
+                        out.observed_at_ms,
+                        arm.value,
+                        arm.raw_value,
+                        out.commitment,
+                        arm.publish,
+                    )
+                    for output_id, arm in zip(self._output_ids, out.arms, strict=True)
                 )
-            )
+            else:
+                self._out.append(
+                    OutputRow(
+                        self._feed_id,
+                        out.seq,
+                        out.observed_at_ms,
+                        out.value,
+                        out.raw_value,
+                        out.commitment,
+                        out.publish,
+                    )
+                )
             self.last_output = out
             if self._m_out is not None:
                 self._m_out.inc()
@@ -237,7 +253,9 @@ class FeedPipeline:
             self.model.restore(ckpt.state)
             after = self._checkpoint_seq = ckpt.seq
         expected = {
-            o.seq: o for o in self.store.outputs(self.spec.id, after_seq=after, limit=10**9)
+            (o.feed_id, o.seq): o
+            for output_id in self._output_ids
+            for o in self.store.outputs(output_id, after_seq=after, limit=10**9)
         }
         replayed = 0
         for row in self.store.observations_after(self.spec.id, after):
@@ -246,14 +264,19 @@ class FeedPipeline:
                 out = self.model.step(record, row.observed_at_ms)
             except QuantizationError:
                 out = None
-            if out is not None and row.seq in expected:
-                stored = expected[row.seq]
-                if (stored.value, stored.commitment) != (out.value, out.commitment):
-                    raise ModelError(
-                        f"feed {self.spec.id}: replaying observation {row.seq} gave "
-                        f"{out.value}/{out.commitment.hex()}, storage has "
-                        f"{stored.value}/{stored.commitment.hex()}"
-                    )
+            if out is not None:
+                values = [a.value for a in out.arms] if out.arms else [out.value]
+                for output_id, value in zip(self._output_ids, values, strict=True):
+                    stored = expected.get((output_id, row.seq))
+                    if stored is not None and (stored.value, stored.commitment) != (
+                        value,
+                        out.commitment,
+                    ):
+                        raise ModelError(
+                            f"feed {output_id}: replaying observation {row.seq} gave "
+                            f"{value}/{out.commitment.hex()}, storage has "
+                            f"{stored.value}/{stored.commitment.hex()}"
+                        )
             if out is not None:
                 self.last_output = out
             self.last_dedup_key = row.dedup_key

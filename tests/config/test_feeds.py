@@ -124,7 +124,7 @@ def test_nested_unknown_key_is_pointed_at(tmp_path: Path) -> None:
             'rounding = "ROUND_HALF_EVN"',
             "did you mean 'ROUND_HALF_EVEN'",
         ),
-        ('kind = "forecast"', 'kind = "policy"', "not supported by this node version yet"),
+        ('kind = "forecast"', 'kind = "policy"', "expected a bandit policy here, got a regressor"),
         ('dataset = "river:SP500Stocks"', 'dataset = "river:CreditCard"', "river:SP500Stocks"),
         ('dataset = "river:SP500Stocks"', 'dataset = "nope.csv"', "existing .csv file"),
         ("horizon = 1", "horizon = 100000", "horizon = 100000"),
