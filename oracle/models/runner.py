@@ -35,7 +35,7 @@ from river import compose, drift, proba
 from oracle.errors import MiraError
 from oracle.models.allowlist import ANOMALY, FORECASTER, POLICY, REGRESSOR
 from oracle.models.commitment import commitment, committer
-from oracle.models.quantize import quantize
+from oracle.models.quantize import quantizer
 
 if TYPE_CHECKING:
     from oracle.config.feeds import FeedSpec
@@ -155,6 +155,9 @@ class FeedModel:
         self._binary_rewards = self._final == POLICY and isinstance(
             self.state.model.reward_obj, proba.Beta
         )
+        self._quantize = quantizer(spec.decimals, spec.rounding)
+        self._heartbeat_ms = spec.heartbeat_s * 1000
+        self._deviation_bps = spec.deviation_bps
         self._static_commitment = commitment(spec.digest, None)
         self._commit = committer(spec.digest, self.state.model)
 
@@ -220,8 +223,17 @@ class FeedModel:
             return None
         if not math.isfinite(raw):
             raise ModelError(f"feed {self.spec.id}: the model produced {raw!r}")
-        value = quantize(raw, self.spec.decimals, self.spec.rounding)
-        publish = self._should_publish(value, observed_at_ms)
+        value = self._quantize(raw)
+        # the publish decision (see _due), inline: this runs for every observation
+        last = st.last_published_value
+        publish = (
+            last is None
+            or observed_at_ms - st.last_published_at_ms >= self._heartbeat_ms
+            or _deviation_bps(last, value) >= self._deviation_bps
+        )
+        if publish:
+            st.last_published_value = value
+            st.last_published_at_ms = observed_at_ms
         st.outputs += 1
         return StepOutput(st.seq, observed_at_ms, raw, value, state_commitment, publish, drifted)
 
@@ -274,7 +286,7 @@ class FeedModel:
             if not math.isfinite(raw):
                 raise ModelError(f"feed {self.spec.id}: arm {a!r} scored {raw!r}")
         # every score quantizes before any publish decision is taken: all or nothing
-        values = [quantize(raw, self.spec.decimals, self.spec.rounding) for raw in scores]
+        values = [self._quantize(raw) for raw in scores]
         published = list(st.arms_published) or [(None, -1)] * len(self._arms)
         arms = []
         for i, a in enumerate(self._arms):
@@ -334,16 +346,6 @@ class FeedModel:
             warm_start(st.model, st.warm_rows, alpha=self.spec.model.warm_start_alpha)
             st.warm_rows = []
             st.warm_done = True
-
-    def _should_publish(self, value: int, observed_at_ms: int) -> bool:
-        st = self.state
-        due = _due(
-            self.spec, st.last_published_value, st.last_published_at_ms, value, observed_at_ms
-        )
-        if due:
-            st.last_published_value = value
-            st.last_published_at_ms = observed_at_ms
-        return due
 
     # -- introspection and persistence -------------------------------------------------------
 

@@ -10,6 +10,7 @@ the state an uninterrupted run would hold.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class FeedMetrics:
 _FLOAT_ONLY = {float}
 
 
-def _plain_floats(values: list[float]) -> bool:
+def _plain_floats(values: tuple[float, ...]) -> bool:
     if {*map(type, values)} != _FLOAT_ONLY:
         return False
     total = sum(values)
@@ -85,6 +86,11 @@ class FeedPipeline:
         self.model = FeedModel(spec)
         self.metrics = metrics
         self._fields = list(spec.features.record_fields)
+        fields = self._fields
+        # the fields' values as a tuple in one C call (itemgetter of one key gives a bare value)
+        self._get_fields: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            operator.itemgetter(*fields) if len(fields) > 1 else lambda r: (r[fields[0]],)
+        )
         # the string ids outputs are stored under: a policy feed stores one row per arm
         self._output_ids = [o.id for o in spec.outputs]
         # '{"a":%r,"b":%r}': %r of a float is float.__repr__, which is what JSON writes
@@ -108,14 +114,14 @@ class FeedPipeline:
         """Validate and consume one raw observation; buffer what must be stored."""
         raw = obs.raw
         try:
-            values = [raw[name] for name in self._fields]
+            values = self._get_fields(raw)
         except KeyError:
             values = None
         # fast path: every field a float (not an int, a bool or a string), none nan or ±inf
         # (then s - s is nan), all within ±MAX_ABS; anything else takes the checked path
         if values is None or not _plain_floats(values):
             try:
-                values = [self._field(raw, name) for name in self._fields]
+                values = tuple([self._field(raw, name) for name in self._fields])
             except Rejected as exc:
                 self.reject(obs.source, exc.reason, exc.detail, raw)
                 return None
@@ -132,7 +138,7 @@ class FeedPipeline:
             out = None
         # canonical JSON of the record, as json.dumps(sort_keys=True) writes it: the keys
         # are sorted identifiers, the values finite floats (float.__repr__ is JSON's)
-        text = self._json_format % tuple(values)
+        text = self._json_format % values
         self._obs.append(
             ObservationRow(
                 self._feed_id,
