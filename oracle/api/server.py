@@ -52,6 +52,11 @@ def make_app(node: Node, *, max_body_bytes: int = 64 * 1024) -> web.Application:
     async def feed(request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
         runner = node.runners.get(feed_id)
+        if runner is None:  # one arm's feed of a policy feed: its policy feed answers
+            runner = next(
+                (r for r in node.runners.values() if any(o.id == feed_id for o in r.spec.outputs)),
+                None,
+            )
         if runner is None:
             return _error(404, f"no feed {feed_id!r}")
         return web.json_response(runner.status())

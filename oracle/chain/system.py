@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -22,6 +22,9 @@ from oracle.chain import artifacts
 from oracle.chain.deploy import at
 from oracle.errors import ChainError
 
+if TYPE_CHECKING:
+    from oracle.config.feeds import FeedSpec
+
 
 @dataclass(frozen=True)
 class FeedRegistration:
@@ -31,6 +34,16 @@ class FeedRegistration:
     feed_id: bytes  # keccak256(utf8(id))
     decimals: int
     description: str
+
+
+def feed_registrations(specs: Sequence[FeedSpec]) -> list[FeedRegistration]:
+    """What to register for ``specs``: one feed (and proxy) per published output, i.e.
+    one per arm of a policy feed (see :func:`oracle.config.feeds.arm_feed_id`)."""
+    return [
+        FeedRegistration(out.id, out.id_bytes32, spec.decimals, out.description)
+        for spec in specs
+        for out in spec.outputs
+    ]
 
 
 @dataclass(frozen=True)

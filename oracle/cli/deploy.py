@@ -13,7 +13,7 @@ import click
 from eth_account import Account
 from web3 import Web3
 
-from oracle.chain.system import FeedRegistration, OracleParameters, deploy_system
+from oracle.chain.system import OracleParameters, deploy_system, feed_registrations
 from oracle.config import load_feed_specs
 from oracle.crypto.keystore import KEYS_DIR_ENV, KeyStore, read_passphrase
 from oracle.errors import ChainError
@@ -58,7 +58,7 @@ def deploy(
 ) -> None:
     """Deploy MiraOracle, register the feeds, write the manifest to OUT."""
     specs = load_feed_specs(sorted(feeds_dir.glob("*.toml")))
-    feeds = [FeedRegistration(s.id, s.id_bytes32, s.decimals, s.description) for s in specs]
+    feeds = feed_registrations(specs)  # one per arm of a policy feed
     operator = KeyStore(keys_dir).load_operator(read_passphrase(passphrase_file))
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     if not w3.is_connected():

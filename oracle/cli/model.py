@@ -40,6 +40,16 @@ def register(spec_path: Path, as_json: bool) -> None:
         "spec_hash": "0x" + spec.digest.hex(),
         "model": [step.name for step in spec.model.steps] if spec.model else None,
         "output": spec.output_kind,
+        **(
+            {}
+            if spec.output_kind != "policy"
+            else {
+                "arm_feeds": {
+                    o.arm: {"feed": o.id, "feed_id_bytes32": "0x" + o.id_bytes32.hex()}
+                    for o in spec.outputs
+                }
+            }
+        ),
         "registered_on_chain": False,
         "note": "validated locally; the on-chain model registry does not exist yet",
     }

@@ -2,6 +2,8 @@
 publishes.
 
 A feed's on-chain id is ``keccak256(utf8(id))`` (bytes32), see :func:`feed_id_bytes32`.
+A policy feed (``[output] kind = "policy"``) publishes one on-chain feed per arm, with
+id ``keccak256(utf8("<feed id>/<arm>"))``, see :func:`arm_feed_id`.
 
 Example::
 
@@ -52,7 +54,14 @@ from eth_hash.auto import keccak
 from web3 import Web3
 
 from oracle.config.reader import ConfigError, Problems, Table
-from oracle.models.allowlist import ANOMALY, FORECASTER, REGRESSOR, TRANSFORMER, ComponentSpec
+from oracle.models.allowlist import (
+    ANOMALY,
+    FORECASTER,
+    POLICY,
+    REGRESSOR,
+    TRANSFORMER,
+    ComponentSpec,
+)
 from oracle.models.allowlist import read_component as _read_component
 
 FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
@@ -68,12 +77,34 @@ ROUNDING_MODES = (
 )
 RIVER_DATASETS = ("SP500Stocks", "WaterFlow", "AirlinePassengers", "TrumpApproval")
 OUTPUT_KINDS = ("value", "forecast", "anomaly", "policy")
+ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+MAX_ARMS = 32
 MAX_SPEC_BYTES = 256 * 1024
 
 
 def feed_id_bytes32(feed_id: str) -> bytes:
     """The on-chain ``bytes32`` id of a feed: ``keccak256`` of its UTF-8 string id."""
     return bytes(keccak(feed_id.encode("utf-8")))
+
+
+def arm_feed_id(feed_id: str, arm: str) -> str:
+    """The string id of one arm's score of a policy feed: ``"<feed id>/<arm>"``. Its
+    on-chain id is :func:`feed_id_bytes32` of it, like any feed's. This is the only place
+    the rule is written down."""
+    return f"{feed_id}/{arm}"
+
+
+@dataclass(frozen=True)
+class OutputFeed:
+    """One on-chain feed a spec publishes: the spec's own id, or one per policy arm."""
+
+    id: str
+    description: str
+    arm: str | None = None
+
+    @property
+    def id_bytes32(self) -> bytes:
+        return feed_id_bytes32(self.id)
 
 
 @dataclass(frozen=True)
@@ -125,8 +156,14 @@ SourceSpec = HttpSourceSpec | ChainEventSourceSpec | ReplaySourceSpec
 class FeaturesSpec:
     fields: tuple[str, ...]  # sorted
     lags: int
-    target: str
+    target: str | None  # None for a policy feed: its rewards are fields
     ranges: tuple[tuple[str, float, float], ...]  # sorted by name
+
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        """Every field a record must carry (features and target), sorted."""
+        names = set(self.fields) if self.target is None else {*self.fields, self.target}
+        return tuple(sorted(names))
 
 
 @dataclass(frozen=True)
@@ -163,10 +200,24 @@ class FeedSpec:
     digest: bytes  # sha256 of the canonical spec: binds commitments and checkpoints to it
     # how far a reported value may be from a node's own output for it to sign (reporting)
     tolerance_bps: int = 100
+    # policy feeds: the arms in their fixed order, and each arm's reward field (same order)
+    arms: tuple[str, ...] = ()
+    reward_fields: tuple[str, ...] = ()
 
     @property
     def id_bytes32(self) -> bytes:
         return feed_id_bytes32(self.id)
+
+    @property
+    def outputs(self) -> tuple[OutputFeed, ...]:
+        """The on-chain feeds this spec publishes, in order: one per arm for a policy feed
+        (see :func:`arm_feed_id`), else the feed itself."""
+        if self.output_kind != "policy":
+            return (OutputFeed(self.id, self.description),)
+        return tuple(
+            OutputFeed(arm_feed_id(self.id, arm), f"{self.description} [arm {arm}]", arm)
+            for arm in self.arms
+        )
 
 
 def load_feed_spec(path: Path) -> FeedSpec:
@@ -190,6 +241,23 @@ def load_feed_specs(paths: list[Path]) -> list[FeedSpec]:
                 spec.file, "id", spec.id, f"expected a unique feed id (also in {seen[spec.id]})"
             )
         seen[spec.id] = spec.file
+    # every published feed (a policy feed's arms too) needs its own on-chain id
+    # (plain ids clashing with plain ids were reported above)
+    published: dict[str, tuple[str, bool]] = {}
+    for spec in specs:
+        if spec is None:
+            continue
+        for out in spec.outputs:
+            other = published.get(out.id)
+            if other is not None and (out.arm is not None or other[1]):
+                problems.add(
+                    spec.file,
+                    "id" if out.arm is None else "output.arms",
+                    spec.id if out.arm is None else out.arm,
+                    f"expected a unique published feed id: {out.id!r} is also published by "
+                    f"{other[0]}",
+                )
+            published.setdefault(out.id, (spec.file, out.arm is not None))
     problems.raise_if_any()
     return [s for s in specs if s is not None]
 
@@ -254,24 +322,31 @@ def parse_feed_spec(
     if any(isinstance(s, ChainEventSourceSpec) for s in sources) and len(sources) > 1:
         top.fail("sources", names, "expected a chain_events source to be the feed's only source")
 
-    features = _read_features(
-        top.table("features"),
-        single_value=not any(isinstance(s, ReplaySourceSpec) for s in sources),
-    )
-
     output = top.table("output")
     kind, horizon = "value", 0
     if output is not None:
         kind = output.string("kind", choices=OUTPUT_KINDS)
         if kind == "forecast":
             horizon = output.integer("horizon", 1, low=1, high=1000)
+    replay = any(isinstance(s, ReplaySourceSpec) for s in sources)
+    features = _read_features(
+        top.table("features"), single_value=not replay, policy=kind == "policy"
+    )
+    arms: tuple[str, ...] = ()
+    reward_fields: tuple[str, ...] = ()
+    if output is not None:
         if kind == "policy":
-            output.fail(
-                "kind", kind, "per-arm policy outputs are not supported by this node version yet"
-            )
+            arms, reward_fields = _read_policy_output(output, features)
         output.finish()
+    if kind == "policy" and sources and not replay:
+        top.fail(
+            "sources",
+            names,
+            "expected a replay source for a policy feed: each arm's reward is a named field "
+            "of a record, and http and chain sources give one value",
+        )
 
-    model_table = top.table("model", required=kind in ("forecast", "anomaly"))
+    model_table = top.table("model", required=kind in ("forecast", "anomaly", "policy"))
     model = None
     if model_table is not None:
         if kind == "value":
@@ -301,6 +376,7 @@ def parse_feed_spec(
         any(s is None for s in sources)
         or features is None
         or (model_table is not None and model is None)
+        or (kind == "policy" and not arms)
     ):
         return None
     if not all(isinstance(v, int | str | float) for v in (feed_id, version, decimals, kind)):
@@ -328,7 +404,60 @@ def parse_feed_spec(
         file=file,
         digest=digest,
         tolerance_bps=tolerance_bps,
+        arms=arms,
+        reward_fields=reward_fields,
     )
+
+
+def _read_policy_output(
+    t: Table, features: FeaturesSpec | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``arms`` (fixed order: the order of the array) and ``[output.rewards]`` (arm →
+    feature field; an arm not named there is rewarded by the field of its own name)."""
+    before = len(t.problems.items)
+    value = t.raw("arms", None)
+    arms: list[str] = []
+    if value is None:
+        t.fail("arms", None, 'required: the arms in their fixed order, e.g. arms = ["a", "b"]')
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        arms = list(value)
+        if not 1 <= len(arms) <= MAX_ARMS:
+            t.fail("arms", value, f"expected between 1 and {MAX_ARMS} arms")
+        bad = [a for a in arms if not ARM_NAME.match(a)]
+        if bad:
+            t.fail("arms", bad[0], "expected arm names of 1-32 characters of A-Z a-z 0-9 _ . -")
+        dupes = sorted({a for a in arms if arms.count(a) > 1})
+        if dupes:
+            t.fail("arms", dupes[0], "expected each arm once (the arms' order is fixed)")
+    else:
+        t.fail("arms", value, 'expected an array of arm names, e.g. arms = ["a", "b"]')
+    rewards: dict[str, str] = {}
+    rtable = t.table("rewards", required=False)
+    if rtable is not None:
+        for arm in sorted(rtable.data):
+            field_name = rtable.string(arm, max_len=64)
+            if arm not in arms:
+                rtable.fail(arm, field_name, f"expected one of the arms ({', '.join(arms)})")
+            elif isinstance(field_name, str):
+                rewards[arm] = field_name
+        rtable.finish()
+    fields = set(features.fields) if features is not None else set()
+    reward_fields = []
+    for arm in arms:
+        name = rewards.get(arm, arm)
+        reward_fields.append(name)
+        if features is not None and name not in fields:
+            key = f"rewards.{arm}" if arm in rewards else "arms"
+            t.fail(
+                key,
+                name,
+                f"expected the reward of arm {arm!r} to be one of [features] fields "
+                f"({', '.join(sorted(fields)) or 'none'})"
+                + ("" if arm in rewards else "; name it in [output.rewards]"),
+            )
+    if len(t.problems.items) != before:
+        return (), ()
+    return tuple(arms), tuple(reward_fields)
 
 
 def _read_source(t: Table, base_dir: Path) -> SourceSpec | None:
@@ -440,7 +569,9 @@ def _parse_path(t: Table, path: str) -> tuple[str | int, ...]:
     return tuple(parts)
 
 
-def _read_features(t: Table | None, *, single_value: bool) -> FeaturesSpec | None:
+def _read_features(
+    t: Table | None, *, single_value: bool, policy: bool = False
+) -> FeaturesSpec | None:
     if t is None:
         return None
     before = len(t.problems.items)
@@ -449,9 +580,24 @@ def _read_features(t: Table | None, *, single_value: bool) -> FeaturesSpec | Non
         if not FIELD_NAME.match(f):
             t.fail("fields", f, "expected identifiers (letters, digits, _)")
     lags = t.integer("lags", 0, low=0, high=64)
-    target = (
-        t.string("target", "value", max_len=64) if single_value else t.string("target", max_len=64)
-    )
+    target: str | None
+    if policy:
+        target = None
+        if t.has("target"):
+            t.fail(
+                "target",
+                t.data["target"],
+                "expected no target for a policy feed: each arm's reward is one of the "
+                "fields, see [output] arms and [output.rewards]",
+            )
+        if lags:
+            t.fail("lags", lags, "expected no lags for a policy feed")
+        if not fields and not single_value:
+            t.fail("fields", fields, "expected the fields that hold the arms' rewards")
+    elif single_value:
+        target = t.string("target", "value", max_len=64)
+    else:
+        target = t.string("target", max_len=64)
     if single_value and fields:
         t.fail(
             "fields", fields, "expected no fields: http and chain sources give one value, use lags"
@@ -488,14 +634,22 @@ def _read_model(t: Table, kind: str, features: FeaturesSpec | None) -> ModelSpec
             roles = {TRANSFORMER}
         elif kind == "forecast":
             roles = {REGRESSOR, FORECASTER}
+        elif kind == "policy":
+            roles = {POLICY}
         else:
             roles = {ANOMALY}
         steps.append(_read_component(st, roles=roles))
     if len(steps_tables) > 1 and any(s is not None and s.role == FORECASTER for s in steps):
         t.fail("steps", len(steps_tables), "expected a time-series forecaster to be the only step")
+    if len(steps_tables) > 1 and kind == "policy":
+        t.fail(
+            "steps",
+            len(steps_tables),
+            "expected the bandit policy to be the only step (the arms' rewards go to it as is)",
+        )
     if kind == "anomaly" and features is not None:
         ranged = {name for name, _, _ in features.ranges}
-        needed = set(features.fields) | ({features.target} if not features.fields else set())
+        needed = set(features.fields) if features.fields else set(features.record_fields)
         missing = sorted(needed - ranged)
         if missing:
             t.fail(
@@ -503,6 +657,10 @@ def _read_model(t: Table, kind: str, features: FeaturesSpec | None) -> ModelSpec
                 "anomaly.HalfSpaceTrees",
                 f"expected [features.ranges] for {', '.join(missing)} (explicit limits)",
             )
+    if kind == "policy":
+        for name in ("mae_window", "drift_delta"):
+            if t.has(name):
+                t.fail(name, t.data[name], "expected no error tracking for a policy feed")
     mae_window = t.integer("mae_window", 100, low=1, high=100_000)
     drift_delta = t.number("drift_delta", 0.002, low=0.0, high=1.0, low_open=True)
     ws = t.table("warm_start", required=False)
@@ -540,8 +698,10 @@ __all__ = [
     "FeedSpec",
     "HttpSourceSpec",
     "ModelSpec",
+    "OutputFeed",
     "ReplaySourceSpec",
     "SourceSpec",
+    "arm_feed_id",
     "feed_id_bytes32",
     "load_feed_spec",
     "load_feed_specs",

@@ -31,7 +31,7 @@ from oracle.chain import artifacts
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at
 from oracle.chain.rotation import activate_when_proposed, propose_committee
-from oracle.chain.system import FeedRegistration, Manifest, Sender, deploy_system
+from oracle.chain.system import Manifest, Sender, deploy_system, feed_registrations
 from oracle.chain.toolchain import tool
 from oracle.config import load_feed_specs
 from oracle.config.feeds import FeedSpec
@@ -277,9 +277,7 @@ class Devnet:
         rpc = self.anvil.url
         w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30}))
         deployer = Account.from_key(self.anvil.private_keys[0])
-        feeds = [
-            FeedRegistration(s.id, s.id_bytes32, s.decimals, s.description) for s in self.specs
-        ]
+        feeds = feed_registrations(self.specs)
         manifest = deploy_system(w3, deployer, rpc, feeds)
         say(f"anvil        {rpc} (chain id {manifest.chain_id}, 1 s blocks)")
         say(f"MiraOracle   {manifest.oracle}")
@@ -316,8 +314,9 @@ class Devnet:
         manifest.extra["dkg"] = "run by the node processes over p2p; activated by the owner"
         manifest.extra["threshold"] = committee.threshold
         for spec in self.specs:
-            manifest.feeds[spec.id]["heartbeat_s"] = spec.heartbeat_s
-            manifest.feeds[spec.id]["tolerance_bps"] = spec.tolerance_bps
+            for out in spec.outputs:
+                manifest.feeds[out.id]["heartbeat_s"] = spec.heartbeat_s
+                manifest.feeds[out.id]["tolerance_bps"] = spec.tolerance_bps
         manifest.write(self.manifest_path)
         self.manifest = manifest
         for n in self.nodes:

@@ -2,9 +2,17 @@
 
 from oracle.models.commitment import CommitmentError, canonical_state, commitment
 from oracle.models.quantize import QuantizationError, quantize
-from oracle.models.runner import FeedModel, ModelError, Rejected, StepOutput, build_model
+from oracle.models.runner import (
+    ArmOutput,
+    FeedModel,
+    ModelError,
+    Rejected,
+    StepOutput,
+    build_model,
+)
 
 __all__ = [
+    "ArmOutput",
     "CommitmentError",
     "FeedModel",
     "ModelError",

@@ -8,16 +8,22 @@ component must be seeded).
 
 Estimators whose hot path depends on BLAS (PARegressor, BayesianLinearRegression,
 LinUCBDisjoint) are deliberately absent: their last bits differ across CPUs.
+
+Bandit policies (for ``[output] kind = "policy"``) are seeded. A Thompson sampler's
+reward distribution is a template: river gives each arm its own copy, seeded from the
+policy's generator, so the template's own generator is never drawn from; it is built
+with seed 0 so that its state (which the model commitment covers) is fixed too.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from river import anomaly, linear_model, optim, preprocessing, time_series
+from river import anomaly, bandit, linear_model, optim, preprocessing, proba, stats, time_series
 
 if TYPE_CHECKING:
     from oracle.config.reader import Table
@@ -28,6 +34,9 @@ REGRESSOR = "regressor"
 ANOMALY = "anomaly detector"
 FORECASTER = "forecaster"
 OPTIMIZER = "optimizer"
+POLICY = "bandit policy"
+REWARD = "reward statistic"
+DISTRIBUTION = "reward distribution"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Entry:
 
 SEED = Param("int", 0, 2**32 - 1, required=True)
 LR = Param("float", 0.0, 10.0, low_open=True)
+BURN_IN = Param("int", 0, 10_000)
 
 ALLOWLIST: dict[str, Entry] = {
     "preprocessing.StandardScaler": Entry(
@@ -103,6 +113,50 @@ ALLOWLIST: dict[str, Entry] = {
             "sq": Param("int", 0, 4),
         },
     ),
+    "bandit.EpsilonGreedy": Entry(
+        bandit.EpsilonGreedy,
+        POLICY,
+        {
+            "epsilon": Param("float", 0.0, 1.0, required=True),
+            "decay": Param("float", 0.0, 1.0),
+            "burn_in": BURN_IN,
+            "seed": SEED,
+            "reward_obj": Param("component", component_role=REWARD),
+        },
+    ),
+    "bandit.UCB": Entry(
+        bandit.UCB,
+        POLICY,
+        {
+            "delta": Param("float", 0.0, 1000.0, low_open=True, required=True),
+            "burn_in": BURN_IN,
+            "seed": SEED,
+            "reward_obj": Param("component", component_role=REWARD),
+        },
+    ),
+    "bandit.ThompsonSampling": Entry(
+        bandit.ThompsonSampling,
+        POLICY,
+        {
+            "burn_in": BURN_IN,
+            "seed": SEED,
+            "reward_obj": Param("component", component_role=DISTRIBUTION, required=True),
+        },
+    ),
+    "stats.Mean": Entry(stats.Mean, REWARD),
+    "stats.EWMean": Entry(
+        stats.EWMean, REWARD, {"fading_factor": Param("float", 0.0, 1.0, low_open=True)}
+    ),
+    # rewards must be 0 or 1 (a success or not): the runner refuses anything else
+    "proba.Beta": Entry(
+        functools.partial(proba.Beta, seed=0),
+        DISTRIBUTION,
+        {
+            "alpha": Param("float", 0.0, 1e6, low_open=True),
+            "beta": Param("float", 0.0, 1e6, low_open=True),
+        },
+    ),
+    "proba.Gaussian": Entry(functools.partial(proba.Gaussian, seed=0), DISTRIBUTION),
     "optim.SGD": Entry(optim.SGD, OPTIMIZER, {"lr": LR}),
     "optim.Adam": Entry(
         optim.Adam,

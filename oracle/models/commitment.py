@@ -9,6 +9,8 @@ canonically, never pickled:
 * ints in decimal, strings as UTF-8 with their length;
 * dict keys in sorted order (by type, then value), whatever order they were inserted in;
 * objects as their class's qualified name followed by their attributes in sorted order;
+* river's Rust-backed objects (e.g. the state inside ``stats.EWMean``), which have no
+  Python attributes, by the bytes of their own serialization (``__getstate__``);
 * random generators by their full state.
 
 ``commitment = sha256("MIRA-MODEL-v1" ‖ spec digest ‖ canonical state)``. sha256 is
@@ -292,15 +294,30 @@ class _Encoder:
         elif t.__name__ == "VectorDict":  # river's Rust-backed sparse vector
             emit(b"V")
             _encode(obj.to_dict())
+        elif t.__module__.startswith("river._river_rust"):
+            # no Python attributes to walk: its state is its serialization (fixed-width
+            # little-endian fields, exact), the bytes pickle stores for it too
+            state = obj.__getstate__()
+            if type(state) is not bytes:
+                raise CommitmentError(f"{t.__module__}.{t.__qualname__} state is not bytes")
+            emit(b"X" + f"{t.__module__}.{t.__qualname__}".encode() + b"%d:" % len(state) + state)
         elif (hasattr(obj, "__dict__") and not callable(obj)) or _is_river(t):
             ref = self.seen.get(id(obj))
             if ref is not None:
                 emit(b"@%d;" % ref)
                 return
+            attrs = _attrs(obj)
+            if not attrs and not hasattr(obj, "__dict__"):
+                # an extension type: its state is not visible here, and must not be
+                # committed to as if it were empty
+                raise CommitmentError(
+                    f"{t.__module__}.{t.__qualname__} in the model state has no canonical "
+                    "encoding (no Python attributes)"
+                )
             self.seen[id(obj)] = len(self.seen)
             self.keep.append(obj)
             emit(b"O" + f"{t.__module__}.{t.__qualname__}".encode() + b":")
-            _encode(_attrs(obj))
+            _encode(attrs)
         else:
             raise CommitmentError(
                 f"{t.__module__}.{t.__qualname__} in the model state has no canonical encoding"

@@ -12,6 +12,12 @@ Order of work per observation, by output kind:
 * ``forecast`` with a time-series forecaster: learn the target, then forecast h ahead.
 * ``anomaly``: score the features, then learn them.
 * ``value``: the target itself, no model.
+* ``policy``: the bandit pulls one arm (seeded; the arms in the spec's fixed order),
+  learns that arm's reward from the record (bandit feedback: the other arms' rewards in
+  the record are not shown to it), and outputs every arm's score, i.e. the policy's
+  estimate of the arm's reward (a statistic's value, or the posterior mean of a
+  Thompson sampler's distribution; an arm never pulled scores its prior). Each score is
+  quantized, published and decided on (deviation, heartbeat) as its own feed.
 
 The commitment is of the model state that produced the output.
 """
@@ -24,12 +30,12 @@ import pickle
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from river import compose, drift
+from river import compose, drift, proba
 
 from oracle.errors import MiraError
-from oracle.models.allowlist import ANOMALY, FORECASTER, REGRESSOR
+from oracle.models.allowlist import ANOMALY, FORECASTER, POLICY, REGRESSOR
 from oracle.models.commitment import commitment, committer
-from oracle.models.quantize import quantize
+from oracle.models.quantize import quantizer
 
 if TYPE_CHECKING:
     from oracle.config.feeds import FeedSpec
@@ -51,7 +57,19 @@ class Rejected(MiraError, ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
+class ArmOutput(NamedTuple):
+    """One arm's score of a policy feed, published as the feed ``arm_feed_id``."""
+
+    arm: str
+    raw_value: float
+    value: int
+    publish: bool
+
+
 class StepOutput(NamedTuple):
+    """A model output. For a policy feed, ``arms`` holds every arm's score in the spec's
+    order, and ``raw_value``/``value`` are the best arm's (the first of equals)."""
+
     seq: int
     observed_at_ms: int
     raw_value: float
@@ -59,6 +77,7 @@ class StepOutput(NamedTuple):
     commitment: bytes
     publish: bool
     drift: bool
+    arms: tuple[ArmOutput, ...] = ()
 
 
 class RollingMAE:
@@ -92,6 +111,9 @@ class _State:
     drifts: int = 0
     last_drift_seq: int | None = None
     outputs: int = 0
+    # policy feeds: the arm pulled last, and per arm (last published value, at ms)
+    last_pulled: str | None = None
+    arms_published: tuple[tuple[int | None, int], ...] = ()
 
 
 def build_model(spec: FeedSpec) -> Any:
@@ -119,21 +141,45 @@ class FeedModel:
         self._fields = spec.features.fields
         self._lags = spec.features.lags
         self._target = spec.features.target
+        self._arms = list(spec.arms)
+        self._reward_of = dict(zip(spec.arms, spec.reward_fields, strict=True))
+        tracked = m is not None and self._final != POLICY
         self.state = _State(
             model=build_model(spec),
             last_targets=collections.deque(maxlen=max(self._lags, 1)),
             pending=collections.deque(),
-            mae=RollingMAE(m.mae_window) if m is not None else None,
-            adwin=_ADWIN(delta=m.drift_delta) if m is not None else None,
+            mae=RollingMAE(m.mae_window) if tracked and m is not None else None,
+            adwin=_ADWIN(delta=m.drift_delta) if tracked and m is not None else None,
             warm_done=not (m is not None and m.warm_start_rows > 0),
         )
+        self._binary_rewards = self._final == POLICY and isinstance(
+            self.state.model.reward_obj, proba.Beta
+        )
+        self._quantize = quantizer(spec.decimals, spec.rounding)
+        self._heartbeat_ms = spec.heartbeat_s * 1000
+        self._deviation_bps = spec.deviation_bps
         self._static_commitment = commitment(spec.digest, None)
         self._commit = committer(spec.digest, self.state.model)
 
     # -- the online step ---------------------------------------------------------------------
 
     def features(self, record: dict[str, float]) -> tuple[dict[str, float], float]:
-        """Validate ``record`` and return (features in sorted key order, target)."""
+        """Validate ``record`` and return (features in sorted key order, target). A policy
+        feed has no target (its rewards are features): the target is then nan."""
+        if self._target is None:
+            rewards: dict[str, float] = {}
+            for name in self._fields:
+                if name not in record:
+                    raise Rejected("missing_field", f"the record has no reward field {name!r}")
+                rewards[name] = record[name]
+            if self._binary_rewards:
+                for name, v in rewards.items():
+                    if v != 0.0 and v != 1.0:
+                        raise Rejected(
+                            "bad_reward",
+                            f"reward field {name!r} is {v!r}: a Beta reward is 0 or 1",
+                        )
+            return rewards, math.nan
         y = record.get(self._target)
         if y is None:
             raise Rejected("missing_field", f"the record has no target field {self._target!r}")
@@ -170,13 +216,24 @@ class FeedModel:
             st.last_targets.append(y)
         if not lags_ready:
             return None
+        if self._final == POLICY:
+            return self._policy_step(x, observed_at_ms)
         raw, state_commitment, drifted = self._advance(x, y)
         if raw is None:
             return None
         if not math.isfinite(raw):
             raise ModelError(f"feed {self.spec.id}: the model produced {raw!r}")
-        value = quantize(raw, self.spec.decimals, self.spec.rounding)
-        publish = self._should_publish(value, observed_at_ms)
+        value = self._quantize(raw)
+        # the publish decision (see _due), inline: this runs for every observation
+        last = st.last_published_value
+        publish = (
+            last is None
+            or observed_at_ms - st.last_published_at_ms >= self._heartbeat_ms
+            or _deviation_bps(last, value) >= self._deviation_bps
+        )
+        if publish:
+            st.last_published_value = value
+            st.last_published_at_ms = observed_at_ms
         st.outputs += 1
         return StepOutput(st.seq, observed_at_ms, raw, value, state_commitment, publish, drifted)
 
@@ -218,6 +275,52 @@ class FeedModel:
             return None, b"", drifted
         return prediction, self._commit(), drifted
 
+    def _policy_step(self, x: dict[str, float], observed_at_ms: int) -> StepOutput:
+        st = self.state
+        policy = st.model
+        arm = policy.pull(self._arms)
+        policy.update(arm, x[self._reward_of[arm]])
+        st.last_pulled = arm
+        scores = [self._arm_score(policy, a) for a in self._arms]
+        for a, raw in zip(self._arms, scores, strict=True):
+            if not math.isfinite(raw):
+                raise ModelError(f"feed {self.spec.id}: arm {a!r} scored {raw!r}")
+        # every score quantizes before any publish decision is taken: all or nothing
+        values = [self._quantize(raw) for raw in scores]
+        published = list(st.arms_published) or [(None, -1)] * len(self._arms)
+        arms = []
+        for i, a in enumerate(self._arms):
+            due = _due(self.spec, *published[i], values[i], observed_at_ms)
+            if due:
+                published[i] = (values[i], observed_at_ms)
+            arms.append(ArmOutput(a, scores[i], values[i], due))
+        st.arms_published = tuple(published)
+        st.outputs += 1
+        best = max(range(len(scores)), key=scores.__getitem__)
+        return StepOutput(
+            st.seq,
+            observed_at_ms,
+            scores[best],
+            values[best],
+            self._commit(),
+            any(o.publish for o in arms),
+            False,
+            tuple(arms),
+        )
+
+    @staticmethod
+    def _arm_score(policy: Any, arm: str) -> float:
+        """The policy's estimate of ``arm``'s reward; its prior (the template reward object,
+        which river never updates) before the arm is first pulled."""
+        reward = policy._rewards.get(arm)  # river keeps per-arm state there, no public view
+        if reward is None:
+            reward = policy.reward_obj
+        if isinstance(reward, proba.Beta):
+            return float(reward.alpha / (reward.alpha + reward.beta))
+        if isinstance(reward, proba.Gaussian):
+            return float(reward.mu)
+        return float(reward.get())
+
     def _track(self, prediction: float, actual: float | None) -> bool:
         st = self.state
         if actual is None:
@@ -244,19 +347,6 @@ class FeedModel:
             st.warm_rows = []
             st.warm_done = True
 
-    def _should_publish(self, value: int, observed_at_ms: int) -> bool:
-        st = self.state
-        last = st.last_published_value
-        due = (
-            last is None
-            or observed_at_ms - st.last_published_at_ms >= self.spec.heartbeat_s * 1000
-            or _deviation_bps(last, value) >= self.spec.deviation_bps
-        )
-        if due:
-            st.last_published_value = value
-            st.last_published_at_ms = observed_at_ms
-        return due
-
     # -- introspection and persistence -------------------------------------------------------
 
     @property
@@ -270,15 +360,20 @@ class FeedModel:
 
     def metrics(self) -> dict[str, Any]:
         st = self.state
-        return {
+        out: dict[str, Any] = {
             "observations": st.seq,
             "outputs": st.outputs,
             "mae": st.mae.get() if st.mae is not None else None,
-            "mae_window": self.spec.model.mae_window if self.spec.model else None,
+            "mae_window": st.mae.errors.maxlen if st.mae is not None else None,
             "drifts": st.drifts,
             "last_drift_seq": st.last_drift_seq,
             "warming_up": not st.warm_done,
         }
+        if self._final == POLICY:
+            counts = st.model._counts
+            out["last_pulled"] = st.last_pulled
+            out["pulls"] = {arm: counts[arm] for arm in self._arms}
+        return out
 
     def checkpoint(self) -> bytes:
         """Pickle of this node's own state. Only ever loaded by :meth:`restore` from the
@@ -291,6 +386,15 @@ class FeedModel:
             raise ModelError(f"feed {self.spec.id}: checkpoint holds {type(state).__name__}")
         self.state = state
         self._commit = committer(self.spec.digest, state.model)
+
+
+def _due(spec: FeedSpec, last: int | None, last_at_ms: int, value: int, at_ms: int) -> bool:
+    """Whether an output goes on-chain: the first one, a heartbeat, or a deviation."""
+    return (
+        last is None
+        or at_ms - last_at_ms >= spec.heartbeat_s * 1000
+        or _deviation_bps(last, value) >= spec.deviation_bps
+    )
 
 
 def _deviation_bps(old: int, new: int) -> int:

@@ -16,6 +16,7 @@ from oracle.errors import MiraError
 from oracle.models.runner import Rejected
 from oracle.node.pipeline import FeedMetrics, FeedPipeline
 from oracle.node.service import Health
+from oracle.reporting.report import FeedUpdate
 from oracle.sources.chain_events import BlockRef, ChainEventSource
 from oracle.sources.http import HttpSource
 from oracle.sources.replay import RawObservation, ReplaySource
@@ -46,9 +47,7 @@ class FeedRunner:
         for source in spec.sources:
             if isinstance(source, ReplaySourceSpec):
                 self.replay = ReplaySource(source)
-                missing = sorted(
-                    (set(spec.features.fields) | {spec.features.target}) - self.replay.columns()
-                )
+                missing = sorted(set(spec.features.record_fields) - self.replay.columns())
                 if missing:
                     have = ", ".join(sorted(self.replay.columns()))
                     raise MiraError(
@@ -143,7 +142,7 @@ class FeedRunner:
         try:
             known = chain_store.known(refs)
             fresh = []
-            target = self.spec.features.target
+            target = self.spec.features.target or "value"  # a chain source's one value
             for i, scanned in enumerate(batch.logs):
                 if i in known:
                     continue
@@ -189,25 +188,61 @@ class FeedRunner:
             )
         chain.advance(batch)
 
+    def latest_updates(self) -> list[FeedUpdate]:
+        """The latest output as on-chain feed updates: one per published feed (one per arm
+        of a policy feed, in :attr:`FeedSpec.outputs` order), none before the first."""
+        last = self.pipeline.last_output
+        if last is None:
+            return []
+        at = last.observed_at_ms // 1000
+        values = [a.value for a in last.arms] if last.arms else [last.value]
+        return [
+            FeedUpdate(o.id_bytes32, value, at, last.commitment)
+            for o, value in zip(self.spec.outputs, values, strict=True)
+        ]
+
     def status(self) -> dict[str, Any]:
         out = self.pipeline.last_output
         spec = self.spec
-        return {
-            "id": spec.id,
-            "feed_id_bytes32": "0x" + spec.id_bytes32.hex(),
-            "description": spec.description,
-            "decimals": spec.decimals,
-            "output_kind": spec.output_kind,
-            "latest": None
-            if out is None
-            else {
+        latest: dict[str, Any] | None = None
+        if out is not None:
+            latest = {
                 "seq": out.seq,
                 "value": str(out.value),
                 "raw_value": out.raw_value,
                 "observed_at_ms": out.observed_at_ms,
                 "model_commitment": "0x" + out.commitment.hex(),
                 "publish": out.publish,
-            },
+            }
+            if out.arms:
+                latest["arms"] = [
+                    {
+                        "arm": a.arm,
+                        "feed": o.id,
+                        "feed_id_bytes32": "0x" + o.id_bytes32.hex(),
+                        "value": str(a.value),
+                        "raw_value": a.raw_value,
+                        "publish": a.publish,
+                    }
+                    for o, a in zip(spec.outputs, out.arms, strict=True)
+                ]
+        return {
+            "id": spec.id,
+            "feed_id_bytes32": "0x" + spec.id_bytes32.hex(),
+            "description": spec.description,
+            "decimals": spec.decimals,
+            "output_kind": spec.output_kind,
+            **(
+                {}
+                if spec.output_kind != "policy"
+                else {
+                    "arms": [
+                        {"arm": o.arm, "feed": o.id, "feed_id_bytes32": "0x" + o.id_bytes32.hex()}
+                        for o in spec.outputs
+                    ]
+                }
+            ),
+            "latest": latest,
             "metrics": self.pipeline.model.metrics(),
             "drift": {
                 "events": self.pipeline.model.state.drifts,

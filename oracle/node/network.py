@@ -58,10 +58,8 @@ class NodeOutputs:
     def latest_outputs(self) -> dict[bytes, FeedUpdate]:
         out = {}
         for r in self.runners:
-            last = r.pipeline.last_output
-            if last is not None:
-                fid = r.spec.id_bytes32
-                out[fid] = FeedUpdate(fid, last.value, last.observed_at_ms // 1000, last.commitment)
+            for update in r.latest_updates():  # one per arm for a policy feed
+                out[update.feed_id] = update
         return out
 
     def make_durable(self) -> None:
@@ -351,14 +349,15 @@ class NetworkService:
         for runner in self.node.runners.values():
             spec = runner.spec
             static = runner.pipeline.model.commitment() if spec.model is None else None
-            policies[spec.id_bytes32] = FeedPolicy(
-                spec.id_bytes32,
-                spec.id,
-                spec.deviation_bps,
-                spec.heartbeat_s,
-                spec.tolerance_bps,
-                static,
-            )
+            for output in spec.outputs:  # one per arm for a policy feed
+                policies[output.id_bytes32] = FeedPolicy(
+                    output.id_bytes32,
+                    output.id,
+                    spec.deviation_bps,
+                    spec.heartbeat_s,
+                    spec.tolerance_bps,
+                    static,
+                )
         cfg = ProtocolConfig(
             round_period_s=self.config.round_period_s,
             observe_timeout_s=self.config.observe_timeout_s,

@@ -10,6 +10,7 @@ the state an uninterrupted run would hold.
 from __future__ import annotations
 
 import json
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ class FeedMetrics:
 _FLOAT_ONLY = {float}
 
 
-def _plain_floats(values: list[float]) -> bool:
+def _plain_floats(values: tuple[float, ...]) -> bool:
     if {*map(type, values)} != _FLOAT_ONLY:
         return False
     total = sum(values)
@@ -84,7 +85,14 @@ class FeedPipeline:
         self.store = store
         self.model = FeedModel(spec)
         self.metrics = metrics
-        self._fields = sorted(set(spec.features.fields) | {spec.features.target})
+        self._fields = list(spec.features.record_fields)
+        fields = self._fields
+        # the fields' values as a tuple in one C call (itemgetter of one key gives a bare value)
+        self._get_fields: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            operator.itemgetter(*fields) if len(fields) > 1 else lambda r: (r[fields[0]],)
+        )
+        # the string ids outputs are stored under: a policy feed stores one row per arm
+        self._output_ids = [o.id for o in spec.outputs]
         # '{"a":%r,"b":%r}': %r of a float is float.__repr__, which is what JSON writes
         self._json_format = (
             "{" + ",".join(_RECORD_JSON.encode(name) + ":%r" for name in self._fields) + "}"
@@ -106,14 +114,14 @@ class FeedPipeline:
         """Validate and consume one raw observation; buffer what must be stored."""
         raw = obs.raw
         try:
-            values = [raw[name] for name in self._fields]
+            values = self._get_fields(raw)
         except KeyError:
             values = None
         # fast path: every field a float (not an int, a bool or a string), none nan or ±inf
         # (then s - s is nan), all within ±MAX_ABS; anything else takes the checked path
         if values is None or not _plain_floats(values):
             try:
-                values = [self._field(raw, name) for name in self._fields]
+                values = tuple([self._field(raw, name) for name in self._fields])
             except Rejected as exc:
                 self.reject(obs.source, exc.reason, exc.detail, raw)
                 return None
@@ -130,7 +138,7 @@ class FeedPipeline:
             out = None
         # canonical JSON of the record, as json.dumps(sort_keys=True) writes it: the keys
         # are sorted identifiers, the values finite floats (float.__repr__ is JSON's)
-        text = self._json_format % tuple(values)
+        text = self._json_format % values
         self._obs.append(
             ObservationRow(
                 self._feed_id,
@@ -145,17 +153,31 @@ class FeedPipeline:
         if self._m_obs is not None:
             self._m_obs.inc()
         if out is not None:
-            self._out.append(
-                OutputRow(
-                    self._feed_id,
-                    out.seq,
-                    out.observed_at_ms,
-                    out.value,
-                    out.raw_value,
-                    out.commitment,
-                    out.publish,
+            if out.arms:
+                self._out.extend(
+                    OutputRow(
+                        output_id,
+                        out.seq,
+                        out.observed_at_ms,
+                        arm.value,
+                        arm.raw_value,
+                        out.commitment,
+                        arm.publish,
+                    )
+                    for output_id, arm in zip(self._output_ids, out.arms, strict=True)
                 )
-            )
+            else:
+                self._out.append(
+                    OutputRow(
+                        self._feed_id,
+                        out.seq,
+                        out.observed_at_ms,
+                        out.value,
+                        out.raw_value,
+                        out.commitment,
+                        out.publish,
+                    )
+                )
             self.last_output = out
             if self._m_out is not None:
                 self._m_out.inc()
@@ -237,7 +259,9 @@ class FeedPipeline:
             self.model.restore(ckpt.state)
             after = self._checkpoint_seq = ckpt.seq
         expected = {
-            o.seq: o for o in self.store.outputs(self.spec.id, after_seq=after, limit=10**9)
+            (o.feed_id, o.seq): o
+            for output_id in self._output_ids
+            for o in self.store.outputs(output_id, after_seq=after, limit=10**9)
         }
         replayed = 0
         for row in self.store.observations_after(self.spec.id, after):
@@ -246,14 +270,19 @@ class FeedPipeline:
                 out = self.model.step(record, row.observed_at_ms)
             except QuantizationError:
                 out = None
-            if out is not None and row.seq in expected:
-                stored = expected[row.seq]
-                if (stored.value, stored.commitment) != (out.value, out.commitment):
-                    raise ModelError(
-                        f"feed {self.spec.id}: replaying observation {row.seq} gave "
-                        f"{out.value}/{out.commitment.hex()}, storage has "
-                        f"{stored.value}/{stored.commitment.hex()}"
-                    )
+            if out is not None:
+                values = [a.value for a in out.arms] if out.arms else [out.value]
+                for output_id, value in zip(self._output_ids, values, strict=True):
+                    stored = expected.get((output_id, row.seq))
+                    if stored is not None and (stored.value, stored.commitment) != (
+                        value,
+                        out.commitment,
+                    ):
+                        raise ModelError(
+                            f"feed {output_id}: replaying observation {row.seq} gave "
+                            f"{value}/{out.commitment.hex()}, storage has "
+                            f"{stored.value}/{stored.commitment.hex()}"
+                        )
             if out is not None:
                 self.last_output = out
             self.last_dedup_key = row.dedup_key

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from sqlalchemy import Engine
 
-from oracle.config import load_node
+from oracle.config import feed_id_bytes32, load_node
 from oracle.node.node import Node
 from oracle.storage import DatabaseNotMigrated, Store
 from tests.fixtures.db import Backend
@@ -17,11 +17,12 @@ from tests.fixtures.db import Backend
 REPO = Path(__file__).resolve().parents[2]
 
 
-def node_config(tmp_path: Path, url: str) -> Path:
+def node_config(
+    tmp_path: Path, url: str, spec: Path = REPO / "feeds" / "sp500_forecast.toml"
+) -> Path:
     feeds = tmp_path / "feeds"
     feeds.mkdir()
-    text = (REPO / "feeds" / "sp500_forecast.toml").read_text()
-    (feeds / "sp500.toml").write_text(text)
+    (feeds / "sp500.toml").write_text(spec.read_text())
     path = tmp_path / "node.toml"
     path.write_text(
         f'[node]\nname = "t"\n[database]\nurl = "{url}"\n[api]\nport = 0\n'
@@ -104,3 +105,37 @@ async def test_node_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 def mkdir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+async def test_a_policy_feed_shows_every_arms_score(
+    backend: Backend, engine: Engine, tmp_path: Path
+) -> None:
+    if backend.schema:
+        pytest.skip("the node builds its own engine from the URL (no per-test schema)")
+    example = REPO / "docs" / "examples" / "sp500_bandit.toml"
+    node = Node(*load_node(node_config(tmp_path, backend.url, example)))
+    await node.start()
+    runner = node.runners["SP500/bandit"]
+    try:
+        await wait_for(lambda: runner.finished, "the replay to finish")
+        base = f"http://127.0.0.1:{node.api.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/v1/feeds/SP500/bandit") as r:
+                feed = await r.json()
+            async with http.get(f"{base}/v1/feeds/SP500/bandit/KO") as r:  # an arm's feed
+                assert r.status == 200 and await r.json() == feed
+            async with http.get(f"{base}/v1/feeds/SP500/bandit/XOM") as r:
+                assert r.status == 404
+    finally:
+        await node.stop()
+    assert feed["output_kind"] == "policy"
+    latest = feed["latest"]
+    assert latest["seq"] == 1257
+    arms = latest["arms"]
+    assert [a["arm"] for a in arms] == ["AAPL", "AMZN", "JPM", "KO", "MSFT"]
+    last = runner.pipeline.last_output
+    assert last is not None
+    assert [a["value"] for a in arms] == [str(a.value) for a in last.arms]
+    assert arms[3]["feed"] == "SP500/bandit/KO"
+    assert arms[3]["feed_id_bytes32"] == "0x" + feed_id_bytes32("SP500/bandit/KO").hex()
+    assert sum(feed["metrics"]["pulls"].values()) == 1257

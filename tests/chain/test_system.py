@@ -53,3 +53,29 @@ def test_unreadable_manifest_says_which_file(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(ChainError, match=r"manifest\.json"):
         Manifest.read(bad)
+
+
+def test_a_policy_feed_registers_one_proxy_per_arm(w3: Web3, anvil: Anvil) -> None:
+    from oracle.chain.system import feed_registrations
+    from oracle.config import load_feed_spec
+    from tests.models.policy_specs import EXAMPLE
+
+    spec = load_feed_spec(EXAMPLE)
+    plain = load_feed_spec(Path(__file__).resolve().parents[2] / "feeds" / "eth_usd_median.toml")
+    feeds = feed_registrations([spec, plain])
+    assert [f.id for f in feeds] == [f"SP500/bandit/{arm}" for arm in spec.arms] + ["ETH/USD"]
+    manifest = deploy_system(w3, Account.from_key(anvil.private_keys[1]), anvil.url, feeds)
+    oracle = at(w3, "MiraOracle", manifest.oracle)
+    assert SPEC_ID not in manifest.feeds
+    for arm in spec.arms:
+        feed_id = feed_id_bytes32(f"SP500/bandit/{arm}")
+        entry = manifest.feeds[f"SP500/bandit/{arm}"]
+        assert entry["feed_id"] == "0x" + feed_id.hex()
+        assert oracle.functions.proxyOf(feed_id).call() == entry["proxy"]
+        proxy = at(w3, "MiraFeedProxy", entry["proxy"])  # what an AggregatorV3 consumer reads
+        assert proxy.functions.decimals().call() == spec.decimals
+        assert proxy.functions.description().call() == f"{spec.description} [arm {arm}]"
+    assert len({e["proxy"] for e in manifest.feeds.values()}) == len(spec.arms) + 1
+
+
+SPEC_ID = "SP500/bandit"

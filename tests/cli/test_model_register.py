@@ -48,3 +48,19 @@ def test_a_hostile_spec_is_refused_with_the_file_and_key(tmp_path: Path) -> None
     assert str(path) in result.output
     assert "model.steps[1].class" in result.output
     assert "import paths are not accepted" in result.output
+
+
+def test_a_policy_spec_lists_its_arm_feeds() -> None:
+    from eth_hash.auto import keccak
+
+    path = REPO / "docs" / "examples" / "sp500_bandit.toml"
+    result = CliRunner().invoke(cli, ["model", "register", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["output"] == "policy" and out["model"] == ["bandit.EpsilonGreedy"]
+    assert list(out["arm_feeds"]) == ["AAPL", "AMZN", "JPM", "KO", "MSFT"]
+    ko = out["arm_feeds"]["KO"]
+    assert ko == {
+        "feed": "SP500/bandit/KO",
+        "feed_id_bytes32": "0x" + keccak(b"SP500/bandit/KO").hex(),
+    }

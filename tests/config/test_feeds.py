@@ -6,6 +6,7 @@ import pytest
 from eth_hash.auto import keccak
 
 from oracle.config import ConfigError, feed_id_bytes32, load_feed_spec, load_feed_specs
+from oracle.config.feeds import arm_feed_id
 from oracle.models.allowlist import ComponentSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,7 +125,7 @@ def test_nested_unknown_key_is_pointed_at(tmp_path: Path) -> None:
             'rounding = "ROUND_HALF_EVN"',
             "did you mean 'ROUND_HALF_EVEN'",
         ),
-        ('kind = "forecast"', 'kind = "policy"', "not supported by this node version yet"),
+        ('kind = "forecast"', 'kind = "policy"', "expected a bandit policy here, got a regressor"),
         ('dataset = "river:SP500Stocks"', 'dataset = "river:CreditCard"', "river:SP500Stocks"),
         ('dataset = "river:SP500Stocks"', 'dataset = "nope.csv"', "existing .csv file"),
         ("horizon = 1", "horizon = 100000", "horizon = 100000"),
@@ -243,3 +244,218 @@ def test_components_build_only_from_the_allowlist(tmp_path: Path) -> None:
     lr = spec.model.steps[1]
     assert isinstance(lr, ComponentSpec)
     assert type(lr.build()).__name__ == "LinearRegression"
+
+
+# -- policy feeds (one on-chain feed per arm) ----------------------------------------------
+
+POLICY = """
+id = "T/bandit"
+version = 1
+description = "t"
+decimals = 6
+
+[[sources]]
+name = "r"
+kind = "replay"
+dataset = "river:SP500Stocks"
+
+[features]
+fields = ["AAPL", "AMZN", "KO"]
+
+[[model.steps]]
+class = "bandit.EpsilonGreedy"
+epsilon = 0.1
+seed = 7
+
+[output]
+kind = "policy"
+arms = ["KO", "apple", "AMZN"]
+
+[output.rewards]
+apple = "AAPL"
+
+[quantize]
+rounding = "ROUND_HALF_EVEN"
+
+[publish]
+deviation_bps = 50
+heartbeat_s = 60
+"""
+
+
+def test_policy_spec_reads_arms_in_their_order_and_reward_fields(tmp_path: Path) -> None:
+    spec = load_feed_spec(write(tmp_path, POLICY))
+    assert spec.output_kind == "policy"
+    assert spec.arms == ("KO", "apple", "AMZN")  # the spec's order, not sorted
+    assert spec.reward_fields == ("KO", "AAPL", "AMZN")
+    assert spec.features.target is None and spec.features.record_fields == ("AAPL", "AMZN", "KO")
+    assert [o.id for o in spec.outputs] == ["T/bandit/KO", "T/bandit/apple", "T/bandit/AMZN"]
+    assert [o.arm for o in spec.outputs] == list(spec.arms)
+    assert all(o.description == f"t [arm {o.arm}]" for o in spec.outputs)
+
+
+def test_arm_feed_id_is_keccak_of_feed_id_slash_arm(tmp_path: Path) -> None:
+    spec = load_feed_spec(write(tmp_path, POLICY))
+    assert arm_feed_id("T/bandit", "KO") == "T/bandit/KO"
+    assert spec.outputs[0].id_bytes32 == bytes(keccak(b"T/bandit/KO"))
+    assert spec.outputs[0].id_bytes32 == feed_id_bytes32("T/bandit/KO")
+    # a feed that is not a policy publishes itself only
+    plain = load_feed_spec(write(tmp_path, VALID, "plain.toml"))
+    assert [(o.id, o.id_bytes32) for o in plain.outputs] == [("T/x", plain.id_bytes32)]
+
+
+def test_example_policy_spec_is_valid() -> None:
+    spec = load_feed_spec(REPO / "docs" / "examples" / "sp500_bandit.toml")
+    assert spec.output_kind == "policy" and len(spec.arms) == 5
+
+
+BAD_POLICY = [
+    ('arms = ["KO", "apple", "AMZN"]', "arms = []", "arms = []: expected between 1 and 32 arms"),
+    (
+        'arms = ["KO", "apple", "AMZN"]',
+        'arms = ["KO", "KO"]',
+        "arms = 'KO': expected each arm once",
+    ),
+    (
+        'arms = ["KO", "apple", "AMZN"]',
+        "arms = [" + ", ".join(f'"a{i}"' for i in range(33)) + "]",
+        "expected between 1 and 32 arms",
+    ),
+    ('arms = ["KO", "apple", "AMZN"]', 'arms = ["KO", "a/b"]', "arms = 'a/b': expected arm names"),
+    ('arms = ["KO", "apple", "AMZN"]', 'arms = ["KO", ""]', "arms = '': expected arm names"),
+    ('arms = ["KO", "apple", "AMZN"]', f'arms = ["{"x" * 33}"]', "expected arm names of 1-32"),
+    ('arms = ["KO", "apple", "AMZN"]', 'arms = "KO"', "expected an array of arm names"),
+    (
+        'arms = ["KO", "apple", "AMZN"]',
+        "",
+        "output.arms = None: required: the arms in their fixed order",
+    ),
+    (
+        'apple = "AAPL"',
+        'apple = "MSFT"',
+        "output.rewards.apple = 'MSFT': expected the reward of arm 'apple' to be one of "
+        "[features] fields (AAPL, AMZN, KO)",
+    ),
+    (
+        'apple = "AAPL"',
+        'apple = "AAPL"\npear = "KO"',
+        "output.rewards.pear = 'KO': expected one of the arms",
+    ),
+    (
+        'apple = "AAPL"',
+        "",
+        "output.arms = 'apple': expected the reward of arm 'apple' to be one of [features]",
+    ),
+    (
+        'class = "bandit.EpsilonGreedy"',
+        'class = "bandit.EpsilonGredy"',
+        "did you mean 'bandit.EpsilonGreedy'",
+    ),
+    ('class = "bandit.EpsilonGreedy"', 'class = "bandit.Exp3"', "expected an allowlisted class"),
+    (
+        'class = "bandit.EpsilonGreedy"',
+        'class = "bandit.LinUCBDisjoint"',
+        "expected an allowlisted class",
+    ),
+    (
+        'class = "bandit.EpsilonGreedy"',
+        'class = "linear_model.LinearRegression"',
+        "expected a bandit policy here, got a regressor",
+    ),
+    ("epsilon = 0.1", "epsilon = 2.0", "epsilon = 2.0: expected a number in [0.0, 1.0]"),
+    ("epsilon = 0.1", 'epsilon = "0.1"', "expected a number, got string"),
+    ("epsilon = 0.1", "", "epsilon = None: required by bandit.EpsilonGreedy"),
+    ("seed = 7", "", "seed = None: required by bandit.EpsilonGreedy"),
+    ("seed = 7", "seed = 7\nburn_in = -1", "burn_in = -1: expected an integer in [0, 10000]"),
+    (
+        "seed = 7",
+        'seed = 7\n[model.steps.reward_obj]\nclass = "proba.Beta"',
+        "expected a reward statistic here, got a reward distribution",
+    ),
+    (
+        "seed = 7",
+        'seed = 7\n[model.steps.reward_obj]\nclass = "stats.EWMean"\nfading_factor = 0.0',
+        "fading_factor = 0.0: expected a number in (0.0, 1.0]",
+    ),
+    (
+        'fields = ["AAPL", "AMZN", "KO"]',
+        'fields = ["AAPL", "AMZN", "KO"]\ntarget = "y"',
+        "features.target = 'y': expected no target for a policy feed",
+    ),
+    (
+        'fields = ["AAPL", "AMZN", "KO"]',
+        'fields = ["AAPL", "AMZN", "KO"]\nlags = 2',
+        "features.lags = 2: expected no lags for a policy feed",
+    ),
+    (
+        'kind = "policy"',
+        'kind = "policy"\nhorizon = 1',
+        "output.horizon = 1: unknown key",
+    ),
+    (
+        "[[model.steps]]",
+        '[[model.steps]]\nclass = "preprocessing.StandardScaler"\n\n[[model.steps]]',
+        "expected the bandit policy to be the only step",
+    ),
+    (
+        "[[model.steps]]",
+        "[model]\nmae_window = 10\n\n[[model.steps]]",
+        "model.mae_window = 10: expected no error tracking for a policy feed",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "fragment"), BAD_POLICY)
+def test_bad_policy_specs_are_refused_naming_file_key_value_and_expectation(
+    tmp_path: Path, old: str, new: str, fragment: str
+) -> None:
+    assert old in POLICY
+    path = write(tmp_path, POLICY.replace(old, new, 1))
+    problems = problems_of(path)
+    assert any(fragment in p and p.startswith(str(path)) for p in problems), problems
+
+
+def test_thompson_sampling_needs_a_reward_distribution(tmp_path: Path) -> None:
+    text = POLICY.replace(
+        'class = "bandit.EpsilonGreedy"\nepsilon = 0.1', 'class = "bandit.ThompsonSampling"'
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert any("reward_obj = None: required by bandit.ThompsonSampling" in p for p in problems)
+    ok = text.replace("seed = 7", 'seed = 7\n[model.steps.reward_obj]\nclass = "proba.Gaussian"')
+    assert load_feed_spec(write(tmp_path, ok, "ok.toml")).model is not None
+    wrong = text.replace("seed = 7", 'seed = 7\n[model.steps.reward_obj]\nclass = "stats.Mean"')
+    assert any(
+        "expected a reward distribution here, got a reward statistic" in p
+        for p in problems_of(write(tmp_path, wrong, "wrong.toml"))
+    )
+
+
+def test_bandit_model_with_a_non_policy_kind_is_refused(tmp_path: Path) -> None:
+    text = VALID.replace(
+        '[[model.steps]]\nclass = "linear_model.LinearRegression"',
+        '[[model.steps]]\nclass = "bandit.UCB"\ndelta = 1.0\nseed = 1',
+    )
+    assert text != VALID
+    problems = problems_of(write(tmp_path, text))
+    assert any(
+        "expected a forecaster or regressor here, got a bandit policy" in p for p in problems
+    )
+
+
+def test_policy_feed_needs_a_replay_source(tmp_path: Path) -> None:
+    text = POLICY.replace(
+        'kind = "replay"\ndataset = "river:SP500Stocks"',
+        'kind = "http"\nurl = "http://x/p"\npath = "p"',
+    )
+    problems = problems_of(write(tmp_path, text))
+    assert any("expected a replay source for a policy feed" in p for p in problems), problems
+
+
+def test_arm_feed_ids_must_not_clash_with_other_feeds(tmp_path: Path) -> None:
+    policy = write(tmp_path, POLICY, "policy.toml")
+    clash = write(tmp_path, VALID.replace('id = "T/x"', 'id = "T/bandit/KO"'), "clash.toml")
+    for order in ([policy, clash], [clash, policy]):
+        with pytest.raises(ConfigError) as info:
+            load_feed_specs(order)
+        assert "'T/bandit/KO' is also published by" in str(info.value)
+    assert len(load_feed_specs([policy, write(tmp_path, VALID, "other.toml")])) == 2

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import pickle
 import random
 
 import pytest
-from river import anomaly, linear_model, optim, preprocessing, time_series
+from river import anomaly, linear_model, optim, preprocessing, stats, time_series
 
 from oracle.models import CommitmentError, canonical_state, commitment
 
@@ -178,3 +179,17 @@ def test_linear_pipeline_commitment_is_pinned() -> None:
     assert commitment(SPEC, model).hex() == (
         "4e1813e9888b8e57b626449258c84d7579c1a445f90d7d958393f07302a7ac33"
     )
+
+
+def test_rust_backed_state_is_committed_not_skipped() -> None:
+    """stats.EWMean keeps its state in a Rust object with no Python attributes: the
+    commitment must still follow it (it is a policy's reward estimate)."""
+    a, b = stats.EWMean(fading_factor=0.5), stats.EWMean(fading_factor=0.5)
+    assert canonical_state(a) == canonical_state(b)
+    a.update(3.0)
+    assert canonical_state(a) != canonical_state(b)
+    b.update(3.0)
+    assert canonical_state(a) == canonical_state(b)
+    b.update(1.0)
+    assert canonical_state(a) != canonical_state(b)
+    assert canonical_state(pickle.loads(pickle.dumps(a))) == canonical_state(a)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.models.policy_specs import POLICIES, policy_spec
+
 REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent(
@@ -27,7 +29,7 @@ SCRIPT = textwrap.dedent(
     random.seed(int(sys.argv[3]))
     model = FeedModel(spec)
     src = ReplaySource(spec.sources[0])
-    fields = sorted(set(spec.features.fields) | {spec.features.target})
+    fields = spec.features.record_fields
     out = []
     for obs in src.read(0, limit):
         keys = list(fields)
@@ -35,7 +37,8 @@ SCRIPT = textwrap.dedent(
         record = {k: float(obs.raw[k]) for k in keys}
         o = model.step(record, obs.observed_at_ms)
         if o is not None:
-            out.append([o.seq, o.value, o.raw_value.hex(), o.commitment.hex(), o.publish])
+            arms = [[a.arm, a.value, a.raw_value.hex(), a.publish] for a in o.arms]
+            out.append([o.seq, o.value, o.raw_value.hex(), o.commitment.hex(), o.publish, arms])
     print(json.dumps(out))
     """
 )
@@ -66,3 +69,13 @@ def test_two_processes_produce_identical_outputs_and_commitments(feed: str, limi
     assert a == b
     # commitments actually move as the model learns
     assert len({row[3] for row in a}) > len(a) // 2
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_policy_feeds_agree_across_processes_arm_by_arm(tmp_path: Path, policy: str) -> None:
+    spec = policy_spec(tmp_path, policy)
+    a = run(spec, 600, 1)
+    b = run(spec, 600, 2)
+    assert len(a) == 600 and a == b
+    assert len({row[3] for row in a}) > 500
+    assert all(len(row[5]) == 5 for row in a)  # one score per arm, every step

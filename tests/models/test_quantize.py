@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from oracle.models import QuantizationError, quantize
-from oracle.models.quantize import INT128_MAX
+from oracle.models.quantize import INT128_MAX, quantizer
 
 
 @pytest.mark.parametrize(
@@ -103,3 +104,27 @@ def test_ties_and_signs_match_decimal(value: float, rounding: str) -> None:
 def test_unknown_rounding_rule_is_refused() -> None:
     with pytest.raises(QuantizationError, match="unknown rounding rule"):
         quantize(1.0, 0, "ROUND_SOMETIMES")
+
+
+@pytest.mark.parametrize("rounding", RULES)
+@pytest.mark.parametrize("decimals", [0, 2, 8, 18, 36])
+def test_quantizer_is_quantize(decimals: int, rounding: str) -> None:
+    """The per-observation quantizer gives quantize's integer, or raises as it does."""
+    q = quantizer(decimals, rounding)
+    rng = random.Random(decimals)
+    values = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 5e-324, 1e-300, 1.7e38, -1.7e38, 1e300]
+    values += [
+        float.fromhex(f"0x1.{rng.getrandbits(52):013x}p{rng.randint(-60, 60)}") for _ in range(300)
+    ]
+    values += [n / 8 for n in range(-40, 40)] + [7, True]  # type: ignore[list-item]
+    values += [math.nan, math.inf, -math.inf, 2.0**126, -(2.0**127)]
+    for v in values:
+        try:
+            expected: int | str = quantize(v, decimals, rounding)
+        except QuantizationError as exc:
+            expected = f"error: {exc}"
+        try:
+            got: int | str = q(v)
+        except QuantizationError as exc:
+            got = f"error: {exc}"
+        assert got == expected, (v, decimals, rounding)

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import coincurve
 import pytest
@@ -100,14 +101,21 @@ class Outputs:
 class Net:
     chain: FakeChain
     nodes: list[RoundProtocol]
-    outputs: list[Outputs]
+    outputs: list[Any]
 
 
 @contextlib.asynccontextmanager
 async def _network(
-    tmp_path: Path, values: list[int], *, corrupt: int | None = None
+    tmp_path: Path,
+    values: list[int],
+    *,
+    corrupt: int | None = None,
+    sources: Sequence[Any] | None = None,
+    policies: dict[bytes, FeedPolicy] | None = None,
 ) -> AsyncIterator[Net]:
-    n = len(values)
+    """``values``: each node's output of FEED; or ``sources`` (one per node, any
+    OutputSource) with their ``policies``."""
+    n = len(values) if sources is None else len(sources)
     dkg = run_dkg(MIRA_EVM, 2 * ((n - 1) // 3) + 1, n)
     chain = FakeChain(dkg.public.group_key)
     idkeys = [coincurve.PrivateKey() for _ in range(n)]
@@ -134,7 +142,7 @@ async def _network(
         ctx = EpochContext(
             CHAIN_ID, ORACLE, EPOCH, peers, tuple(f"op{j}" for j in range(n)), i, dkg.public, signer
         )
-        out = Outputs(values[i])
+        out = Outputs(values[i]) if sources is None else sources[i]
         cfg = ProtocolConfig(
             round_period_s=0.2, transmit_timeout_s=0.5, corrupt_signature_shares=(i == corrupt)
         )
@@ -142,7 +150,7 @@ async def _network(
             ctx,
             t,
             out,
-            {FEED: policy},
+            {FEED: policy} if policies is None else policies,
             ChainTransmitter(chain, f"op{i}"),
             RoundStore(engine),
             RoundMetrics(CollectorRegistry()),
@@ -245,3 +253,34 @@ async def test_invalid_shares_name_the_signer_and_the_round_completes(tmp_path: 
         assert named == {2}
         target = net.outputs[0].value
         await _until(lambda: net.chain.values.get(FEED, OnChainValue(0, 0, 0)).value == target)
+
+
+async def test_a_policy_feeds_arms_land_as_separate_feeds(tmp_path: Path) -> None:
+    """Four nodes run the same policy feed; each arm's score is reported and lands as its
+    own feed (keccak256("<feed>/<arm>")), with the bandit's commitment."""
+    from oracle.config import load_feed_spec
+    from oracle.node.feeds import FeedRunner
+    from oracle.node.network import NodeOutputs
+    from oracle.node.pipeline import FeedMetrics
+    from oracle.storage import Store
+    from tests.models.policy_specs import EXAMPLE
+
+    spec = load_feed_spec(EXAMPLE)
+    sources = []
+    for i in range(4):
+        engine = make_engine(f"sqlite:///{tmp_path / f'feeds{i}.sqlite'}")
+        upgrade(engine)
+        runner = FeedRunner(spec, Store(engine), FeedMetrics(CollectorRegistry()))
+        runner.replay_batch = 200
+        await runner.poll()
+        sources.append(NodeOutputs({spec.id: runner}))
+    policies = {
+        o.id_bytes32: FeedPolicy(o.id_bytes32, o.id, 50, 3600, 100, None) for o in spec.outputs
+    }
+    expected = sources[0].latest_outputs()
+    assert len(expected) == 5
+    async with _network(tmp_path, [], sources=sources, policies=policies) as net:
+        await _until(lambda: all(f in net.chain.values for f in expected))
+        for feed_id, update in expected.items():
+            assert net.chain.values[feed_id].value == update.value
+        assert len({v.value for v in net.chain.values.values()}) > 1
