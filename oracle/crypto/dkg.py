@@ -14,8 +14,13 @@ Round 2 (private). Dealer l sends f_l(j) to every j, encrypted and signed
           f_l(j)·G == Σ_k jᵏ·φ_{l,k}        (Feldman verification)
     and broadcasts a *complaint* against l if the check fails, or the envelope is missing,
     tampered or unsigned.
-Finalize. Complaints are broadcast; every accused dealer, and every dealer whose proof
-    failed in round 1, is disqualified. Q = the remaining participants. Then
+Justify. Complaints are broadcast. An accused dealer l answers each complaint of j with
+    f_l(j) in clear; everyone checks it against l's commitments (Feldman). A correct
+    answer voids the complaint (j takes the revealed share), so a member cannot exclude
+    an honest dealer by lying; a missing or wrong answer disqualifies l. Revealing
+    f_l(j) costs j nothing: sⱼ also sums j's own f_j(j), which is never revealed.
+Finalize. Every dealer with an unanswered complaint, and every dealer whose proof failed
+    in round 1, is disqualified. Q = the remaining participants. Then
           sᵢ  = Σ_{l∈Q} f_l(i)                       i's secret share
           PK  = Σ_{l∈Q} φ_{l,0}                      the group key
           Yⱼ  = Σ_k jᵏ·Φ_k, Φ_k = Σ_{l∈Q} φ_{l,k}   every member's verification share
@@ -24,11 +29,12 @@ Finalize. Complaints are broadcast; every accused dealer, and every dealer whose
 
 The participants are message-passing state machines: ``round1()`` → broadcast,
 ``receive_round1`` / ``round2()`` → private messages, ``receive_round2`` → complaints,
-``finalize(complaints)`` → the key. :func:`run_dkg` drives all of them in one process.
+``justify(complaints)`` → the accused dealer's answers, ``finalize(complaints,
+justifications)`` → the key. :func:`run_dkg` drives all of them in one process.
 
-Trust model, stated plainly: a complaint is taken at its word, so a malicious member can
-exclude an honest dealer (never learn or fix the key). Because envelopes are signed by
-the dealer, a complaint can carry its envelope as evidence for an audit.
+Trust model, stated plainly: answered complaints mean a malicious member cannot exclude
+an honest dealer that is online to answer. Because envelopes are signed by the dealer, a
+complaint can also carry its envelope as evidence for an audit.
 """
 
 from __future__ import annotations
@@ -71,6 +77,10 @@ class GroupKeyUnusableError(DKGError):
     """The DKG produced a group key the suite cannot use (EVM: Px ≥ N): re-run it."""
 
 
+class ParticipantDisqualifiedError(DKGError):
+    """This participant was disqualified as a dealer: it gets no key share."""
+
+
 @dataclass(frozen=True)
 class DKGConfig:
     """What every participant agrees on before the DKG starts."""
@@ -108,6 +118,17 @@ class Complaint:
     dealer: int
     reason: str
     evidence: EncryptedShare | None = None
+    # False for a fault no revealed share can clear (e.g. the dealer equivocated in round 1)
+    answerable: bool = True
+
+
+@dataclass(frozen=True)
+class Justification:
+    """Dealer ``dealer``'s answer to ``accuser``'s complaint: f_dealer(accuser) in clear."""
+
+    dealer: int
+    accuser: int
+    share: int
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,11 @@ def _pok_challenge(
 
 def _random_scalar() -> int:
     return secrets.randbelow(N - 1) + 1
+
+
+def _share_matches(share: int, phis: Sequence[Point], recipient: int) -> bool:
+    """Feldman: f(j)·G == Σ_k jᵏ·φ_k."""
+    return 0 <= share < N and base_mul(share) == evaluate_commitment(phis, recipient)
 
 
 class DKGParticipant:
@@ -306,19 +332,50 @@ class DKGParticipant:
 
     # --- finalize --------------------------------------------------------------------------
 
-    def finalize(self, complaints: Iterable[Complaint]) -> DKGOutput:
-        """Disqualify every accused dealer, then derive sᵢ, PK and every Yⱼ over Q."""
+    def justify(self, complaints: Iterable[Complaint]) -> list[Justification]:
+        """Answer every complaint against this dealer with the accuser's share in clear."""
+        self._expect(_Phase.ROUND2_RECEIVED, "justify")
+        accusers = sorted(
+            {c.complainer for c in complaints if c.dealer == self.identifier and c.answerable}
+        )
+        return [
+            Justification(self.identifier, j, self._share_for(j))
+            for j in accusers
+            if j in self.config.identity_keys
+        ]
+
+    def finalize(
+        self, complaints: Iterable[Complaint], justifications: Iterable[Justification] = ()
+    ) -> DKGOutput:
+        """Disqualify every dealer with an unanswered complaint, then derive sᵢ, PK and
+        every Yⱼ over Q."""
         self._expect(_Phase.ROUND2_RECEIVED, "finalize")
         complaints = list(complaints)
         for c in complaints:
             if c.complainer not in self.config.identity_keys:
                 raise UnknownParticipantError(c.complainer, "complaint")
+        answers: dict[tuple[int, int], int] = {}
+        for a in justifications:
+            answers.setdefault((a.dealer, a.accuser), a.share)  # one answer per complaint
         for c in complaints:
-            if c.dealer in self.commitments:
-                self.disqualified.setdefault(c.dealer, f"complaint by {c.complainer}: {c.reason}")
+            phis = self.commitments.get(c.dealer)
+            if phis is None:
+                continue  # already out after round 1
+            share = answers.get((c.dealer, c.complainer))
+            if c.answerable and share is not None and _share_matches(share, phis, c.complainer):
+                if c.complainer == self.identifier:
+                    self._received[c.dealer] = share  # the dealer's public answer
+                continue
+            why = "" if c.answerable else " (cannot be answered)"
+            if c.answerable:
+                why = " (no answer)" if share is None else " (answered with a wrong share)"
+            self.disqualified.setdefault(c.dealer, f"complaint by {c.complainer}: {c.reason}{why}")
         qualified = [d for d in sorted(self.commitments) if d not in self.disqualified]
         if self.identifier in self.disqualified:
-            raise DKGError(f"participant {self.identifier} was disqualified")
+            raise ParticipantDisqualifiedError(
+                f"participant {self.identifier} was disqualified: "
+                f"{self.disqualified[self.identifier]}"
+            )
         t = self.config.threshold
         if len(qualified) < t:
             raise TooFewParticipantsError("qualified DKG participants", t, len(qualified))
@@ -361,6 +418,7 @@ class DKGResult:
     keys: dict[int, KeyPackage]
     disqualified: Mapping[int, str]
     complaints: tuple[Complaint, ...]
+    justifications: tuple[Justification, ...]
     attempts: int
 
 
@@ -397,11 +455,14 @@ def run_dkg(
         active = [m for m in members if m.identifier not in m.disqualified]
         envelopes = [env for m in active for env in m.round2()]
         complaints = [c for m in active for c in m.receive_round2(envelopes)]
+        justifications = [a for m in active for a in m.justify(complaints)]
+        outputs: dict[int, DKGOutput] = {}
         try:
-            accused = {c.dealer for c in complaints}
-            outputs = {
-                m.identifier: m.finalize(complaints) for m in active if m.identifier not in accused
-            }
+            for m in active:
+                try:
+                    outputs[m.identifier] = m.finalize(complaints, justifications)
+                except ParticipantDisqualifiedError:
+                    continue  # a cheating dealer gets no key
         except GroupKeyUnusableError:
             if not isinstance(participants, int):
                 raise
@@ -415,6 +476,7 @@ def run_dkg(
             keys={i: o.key for i, o in outputs.items()},
             disqualified=first.disqualified,
             complaints=tuple(complaints),
+            justifications=tuple(justifications),
             attempts=attempt,
         )
     raise DKGError(f"no usable group key after {max_attempts} attempts")

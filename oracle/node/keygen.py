@@ -25,6 +25,10 @@ is in:
    differ showed members different commitments: it is disqualified like an accused one.
    A missing complaints message after ``phase_timeout`` abandons the attempt, since the
    complaint sets could then differ.
+4. DKG_JUSTIFY (broadcast) from every dealer someone complained about: the accusers'
+   shares in clear. A share that matches the dealer's commitments voids the complaint
+   (a member cannot exclude an honest dealer by lying); no answer within
+   ``phase_timeout``, or a wrong one, disqualifies the dealer.
 
 Attempts. An abandoned attempt, and a group key the EVM cannot use (Px ≥ N), move to the
 next attempt with a new session; so does seeing a peer's message for a higher attempt
@@ -33,10 +37,10 @@ it instead of waiting for messages it no longer has the secrets for).
 
 Trust: the on-chain activation needs t members proposing the same key, and a node signs
 only for an epoch whose on-chain key equals its own share's group key. Messages are not
-echo-broadcast: a malicious member that sends different complaints to different members
-can make honest members derive different keys. That costs liveness, not safety (no key
-reaches t proposals, so none is activated); the members' logs name the complaints, and
-the owner proposes a committee without the member.
+echo-broadcast: a malicious member that sends different complaints (or answers) to
+different members can make honest members derive different keys. That costs liveness,
+not safety (no key reaches t proposals, so none is activated); the members' logs name
+the complaints, and the owner proposes a committee without the member.
 """
 
 from __future__ import annotations
@@ -71,9 +75,11 @@ from oracle.p2p.wire import (
     Header,
     MsgType,
     decode_dkg_complaints,
+    decode_dkg_justifications,
     decode_dkg_round1,
     decode_dkg_share,
     encode_dkg_complaints,
+    encode_dkg_justifications,
     encode_dkg_round1,
     encode_dkg_share,
 )
@@ -81,7 +87,12 @@ from oracle.p2p.wire import (
 log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 16
-_DKG_TYPES = (MsgType.DKG_ROUND1, MsgType.DKG_SHARE, MsgType.DKG_COMPLAINTS)
+_DKG_TYPES = (
+    MsgType.DKG_ROUND1,
+    MsgType.DKG_SHARE,
+    MsgType.DKG_COMPLAINTS,
+    MsgType.DKG_JUSTIFY,
+)
 
 
 class KeygenError(MiraError):
@@ -374,9 +385,30 @@ class NetworkDKG:
             # member that sees both digests disqualifies it (a complaint on its behalf).
             for dealer in range(self.n):
                 if theirs[dealer] != digests[dealer]:
-                    everyone.append(Complaint(sender + 1, dealer + 1, "equivocated in round 1"))
+                    everyone.append(
+                        Complaint(
+                            sender + 1, dealer + 1, "equivocated in round 1", answerable=False
+                        )
+                    )
+
+        # Justifications: every accused dealer answers with the accusers' shares in clear.
+        accused = {c.dealer - 1 for c in everyone if c.answerable} & (qualified | {self.me})
+        if self.me in accused:
+            answers = me.justify(everyone)
+            self._broadcast(MsgType.DKG_JUSTIFY, a, encode_dkg_justifications(session, answers))
+        else:
+            answers = []
+        expected = accused - {self.me}
+        got = await self._collect(a, MsgType.DKG_JUSTIFY, expected, self.phase_timeout)
+        for sender, payload in sorted(got.items()):
+            try:
+                _, answered = decode_dkg_justifications(payload, sender + 1)
+            except MessageRejected as exc:
+                log.warning("dkg.bad_justification", sender=sender, error=exc.detail)
+                continue  # unanswered: the dealer is disqualified
+            answers += answered
         try:
-            return me.finalize(everyone)
+            return me.finalize(everyone, answers)
         except GroupKeyUnusableError:
             raise
         except CryptoError as exc:

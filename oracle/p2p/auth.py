@@ -35,7 +35,9 @@ from oracle.p2p.wire import Envelope, MsgType, unseal
 log = structlog.get_logger(__name__)
 
 #: Message types whose ``round`` is a DKG attempt, not a reporting round: separate window.
-_DKG_TYPES = frozenset({MsgType.DKG_ROUND1, MsgType.DKG_SHARE, MsgType.DKG_COMPLAINTS})
+_DKG_TYPES = frozenset(
+    {MsgType.DKG_ROUND1, MsgType.DKG_SHARE, MsgType.DKG_COMPLAINTS, MsgType.DKG_JUSTIFY}
+)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from enum import IntEnum
 import coincurve
 from eth_utils.crypto import keccak
 
-from oracle.crypto.dkg import Complaint, Round1Message
+from oracle.crypto.dkg import Complaint, Justification, Round1Message
 from oracle.crypto.envelope import EncryptedShare
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.group import ELEMENT_LEN, SCALAR_LEN, N, Point
@@ -68,6 +68,7 @@ class MsgType(IntEnum):
     DKG_COMPLAINTS = 11  # broadcast: complaints (possibly none)
     PING = 12  # liveness, for `mira committee status`
     ACK = 13  # reply: received, nothing to say
+    DKG_JUSTIFY = 14  # broadcast by an accused dealer: the accusers' shares in clear
 
 
 #: Types a node accepts as an unsolicited request; the others only as replies.
@@ -80,6 +81,7 @@ REQUEST_TYPES = frozenset(
         MsgType.DKG_ROUND1,
         MsgType.DKG_SHARE,
         MsgType.DKG_COMPLAINTS,
+        MsgType.DKG_JUSTIFY,
         MsgType.PING,
     }
 )
@@ -444,6 +446,28 @@ def decode_dkg_complaints(
         out.append(Complaint(sender_id, dealer, reason))
     r.done()
     return session, digests, out
+
+
+def encode_dkg_justifications(session: bytes, answers: list[Justification]) -> bytes:
+    parts = [session, len(answers).to_bytes(1, "big")]
+    for a in answers:
+        parts += [a.accuser.to_bytes(1, "big"), a.share.to_bytes(SCALAR_LEN, "big")]
+    return b"".join(parts)
+
+
+def decode_dkg_justifications(data: bytes, sender_id: int) -> tuple[bytes, list[Justification]]:
+    """The sender is the dealer: it can only answer for its own polynomial."""
+    r = _Reader(data, "dkg justifications")
+    session = r.take(32)
+    out = []
+    for _ in range(r.u8()):
+        accuser = r.u8()
+        share = int.from_bytes(r.take(SCALAR_LEN), "big")
+        if share >= N:
+            raise MessageRejected("malformed", "dkg justifications: share out of range")
+        out.append(Justification(sender_id, accuser, share))
+    r.done()
+    return session, out
 
 
 __all__ = [

@@ -11,7 +11,10 @@ import oracle.crypto.group as group
 from oracle.crypto.dkg import (
     Complaint,
     DKGConfig,
+    DKGOutput,
     DKGParticipant,
+    Justification,
+    ParticipantDisqualifiedError,
     Round1Message,
     run_dkg,
 )
@@ -87,6 +90,8 @@ def test_cheating_dealer_is_disqualified_and_the_rest_still_sign() -> None:
     assert isinstance(result.complaints[0].evidence, EncryptedShare)
     assert "does not match" in result.complaints[0].reason
     assert set(result.disqualified) == {4}
+    assert result.disqualified[4].endswith("(answered with a wrong share)")
+    assert [(a.dealer, a.accuser) for a in result.justifications] == [(4, 2)]
     assert sorted(result.keys) == [1, 2, 3, 5]
     assert sorted(result.public.verifying_shares) == [1, 2, 3, 5]
     # The group key is the sum over the qualified dealers only.
@@ -195,3 +200,88 @@ def test_small_multiplier_horner_matches_generic_evaluation() -> None:
     for x in (1, 2, 3, 47, 48, 100, N - 1):
         coeff_sum = group.point_sum(p * pow(x, k, N) for k, p in enumerate(phis))
         assert evaluate_commitment(phis, x) == coeff_sum
+
+
+def _through_round2(
+    members: list[DKGParticipant], tamper: tuple[int, int] | None = None
+) -> list[Complaint]:
+    """Rounds 1 and 2 for everyone; ``tamper`` = (dealer, recipient) flips a byte of that
+    envelope in transit. Returns every complaint."""
+    msgs = [m.round1() for m in members]
+    for m in members:
+        m.receive_round1(msgs)
+    envelopes = [e for m in members for e in m.round2()]
+    if tamper is not None:
+        envelopes = [
+            dataclasses.replace(e, ciphertext=bytes([e.ciphertext[0] ^ 1]) + e.ciphertext[1:])
+            if (e.sender, e.recipient) == tamper
+            else e
+            for e in envelopes
+        ]
+    return [c for m in members for c in m.receive_round2(envelopes)]
+
+
+def _finalize_all(
+    members: list[DKGParticipant], complaints: list[Complaint], answers: list[Justification]
+) -> dict[int, DKGOutput]:
+    return {m.identifier: m.finalize(complaints, answers) for m in members}
+
+
+def _signs(outputs: dict[int, DKGOutput]) -> None:
+    public = next(iter(outputs.values())).public
+    assert all(o.public == public for o in outputs.values())
+    keys = {i: o.key for i, o in outputs.items()}
+    signers = make_signers(MIRA_EVM, public, keys)
+    outcome = run_signing(MIRA_EVM, public, bytes(32), list(signers.values()))
+    assert MIRA_EVM.verify(public.group_key, bytes(32), outcome.encoded)
+
+
+def test_a_false_complaint_is_answered_and_the_honest_dealer_stays() -> None:
+    members = _members(3, 4)
+    assert _through_round2(members) == []
+    lie = Complaint(2, 3, "no share received")  # member 2 lies about dealer 3
+    answers = [a for m in members for a in m.justify([lie])]
+    assert [(a.dealer, a.accuser) for a in answers] == [(3, 2)]
+    outputs = _finalize_all(members, [lie], answers)
+    assert all(o.disqualified == {} for o in outputs.values())
+    honest_key = group.point_sum(members[0].commitments[d][0] for d in (1, 2, 3, 4))
+    assert next(iter(outputs.values())).public.group_key == honest_key
+    _signs(outputs)
+
+
+def test_a_share_damaged_in_transit_is_replaced_by_the_dealers_answer() -> None:
+    members = _members(3, 4)
+    complaints = _through_round2(members, tamper=(1, 4))
+    assert [(c.complainer, c.dealer) for c in complaints] == [(4, 1)]
+    answers = [a for m in members for a in m.justify(complaints)]
+    outputs = _finalize_all(members, complaints, answers)
+    assert all(o.disqualified == {} for o in outputs.values())
+    _signs(outputs)  # member 4's share includes dealer 1's revealed contribution
+    assert sorted(outputs[4].public.verifying_shares) == [1, 2, 3, 4]
+
+
+def test_an_unanswered_complaint_disqualifies_and_the_dealer_gets_no_key() -> None:
+    members = _members(2, 4)
+    complaints = [Complaint(1, 2, "no share received")]
+    _through_round2(members)
+    outputs = {m.identifier: m.finalize(complaints, []) for m in members if m.identifier != 2}
+    assert all(o.disqualified[2].endswith("(no answer)") for o in outputs.values())
+    with pytest.raises(ParticipantDisqualifiedError, match="participant 2 was disqualified"):
+        members[1].finalize(complaints, [])
+    _signs(outputs)
+
+
+def test_a_wrong_or_unasked_answer_does_not_clear_a_complaint() -> None:
+    members = _members(2, 3)
+    _through_round2(members)
+    real = members[2].justify([Complaint(1, 3, "x")])[0]
+    wrong = dataclasses.replace(real, share=(real.share + 1) % N)
+    out = members[0].finalize([Complaint(1, 3, "x")], [wrong, real])  # first answer counts
+    assert out.disqualified[3].endswith("(answered with a wrong share)")
+    members = _members(2, 3)
+    _through_round2(members)
+    unanswerable = Complaint(1, 3, "equivocated in round 1", answerable=False)
+    assert members[2].justify([unanswerable]) == []
+    real = Justification(3, 1, members[2]._share_for(1))
+    out = members[0].finalize([unanswerable], [real])
+    assert out.disqualified[3].endswith("(cannot be answered)")

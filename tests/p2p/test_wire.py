@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oracle.crypto.dkg import Complaint, DKGConfig, DKGParticipant, run_dkg
+from oracle.crypto.dkg import Complaint, DKGConfig, DKGParticipant, Justification, run_dkg
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import make_signers
 from oracle.crypto.suites import MIRA_EVM
@@ -21,9 +21,11 @@ from oracle.p2p.wire import (
     Proposal,
     SignedReport,
     decode_dkg_complaints,
+    decode_dkg_justifications,
     decode_dkg_round1,
     decode_dkg_share,
     encode_dkg_complaints,
+    encode_dkg_justifications,
     encode_dkg_round1,
     encode_dkg_share,
     seal,
@@ -168,6 +170,7 @@ def _dkg_payloads() -> dict[str, bytes]:
         "round1": encode_dkg_round1(config.session_id, r1),
         "share": encode_dkg_share(config.session_id, env),
         "complaints": encode_dkg_complaints(config.session_id, [b"\x07" * 32] * 2, complaints),
+        "justify": encode_dkg_justifications(config.session_id, [Justification(1, 2, 12345)]),
     }
 
 
@@ -176,6 +179,7 @@ _DKG_DECODERS = {
     "round1": decode_dkg_round1,
     "share": decode_dkg_share,
     "complaints": decode_dkg_complaints,
+    "justify": decode_dkg_justifications,
 }
 
 
@@ -194,6 +198,12 @@ def test_dkg_codecs_round_trip_and_are_strict() -> None:
             _DKG_DECODERS[name](data[:-1], 1)
         with pytest.raises(MessageRejected, match="malformed"):
             _DKG_DECODERS[name](data + b"\x00", 1)
+    session, answers = decode_dkg_justifications(_DKG["justify"], 1)
+    assert [(a.dealer, a.accuser) for a in answers] == [(1, 2)]  # the sender answers
+    assert encode_dkg_justifications(session, answers) == _DKG["justify"]
+    too_big = _DKG["justify"][:-32] + (2**256 - 1).to_bytes(32, "big")
+    with pytest.raises(MessageRejected, match="out of range"):
+        decode_dkg_justifications(too_big, 1)
     with pytest.raises(ValueError, match="32 bytes"):
         encode_dkg_complaints(b"\x05" * 32, [b"short"], [])
 
