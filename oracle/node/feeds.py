@@ -13,6 +13,7 @@ import structlog
 
 from oracle.config.feeds import ChainEventSourceSpec, FeedSpec, HttpSourceSpec, ReplaySourceSpec
 from oracle.errors import MiraError
+from oracle.models import StepOutput
 from oracle.models.runner import Rejected
 from oracle.node.pipeline import FeedMetrics, FeedPipeline
 from oracle.node.service import Health
@@ -192,12 +193,20 @@ class FeedRunner:
         """The latest output as on-chain feed updates: one per published feed (one per arm
         of a policy feed, in :attr:`FeedSpec.outputs` order), none before the first."""
         last = self.pipeline.last_output
-        if last is None:
-            return []
-        at = last.observed_at_ms // 1000
-        values = [a.value for a in last.arms] if last.arms else [last.value]
+        return [] if last is None else self._updates(last)
+
+    def updates_at(self, observed_at: int) -> list[FeedUpdate]:
+        """The updates of the newest recent output observed at that second (unix), if any."""
+        for out in reversed(self.pipeline.recent_outputs):
+            if out.observed_at_ms // 1000 == observed_at:
+                return self._updates(out)
+        return []
+
+    def _updates(self, out: StepOutput) -> list[FeedUpdate]:
+        at = out.observed_at_ms // 1000
+        values = [a.value for a in out.arms] if out.arms else [out.value]
         return [
-            FeedUpdate(o.id_bytes32, value, at, last.commitment)
+            FeedUpdate(o.id_bytes32, value, at, out.commitment)
             for o, value in zip(self.spec.outputs, values, strict=True)
         ]
 

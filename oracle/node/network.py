@@ -54,6 +54,7 @@ class NodeOutputs:
 
     def __init__(self, runners: dict[str, FeedRunner]) -> None:
         self.runners = list(runners.values())
+        self._by_output = {o.id_bytes32: r for r in self.runners for o in r.spec.outputs}
 
     def latest_outputs(self) -> dict[bytes, FeedUpdate]:
         out = {}
@@ -61,6 +62,15 @@ class NodeOutputs:
             for update in r.latest_updates():  # one per arm for a policy feed
                 out[update.feed_id] = update
         return out
+
+    def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
+        runner = self._by_output.get(feed_id)
+        if runner is None:
+            return None
+        for update in runner.updates_at(observed_at):
+            if update.feed_id == feed_id:
+                return update
+        return None
 
     def make_durable(self) -> None:
         for r in self.runners:

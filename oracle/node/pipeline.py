@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import operator
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ from oracle.storage import CheckpointRow, ObservationRow, OutputRow, RejectionRo
 
 log = structlog.get_logger(__name__)
 _ABSENT = object()
+RECENT_OUTPUTS = 32  # outputs kept in memory per feed (a few seconds of a fast feed)
 _RECORD_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
@@ -104,6 +106,9 @@ class FeedPipeline:
         self._out: list[OutputRow] = []
         self._rej: list[RejectionRow] = []
         self.last_output: StepOutput | None = None
+        # The last few outputs: a follower checks a proposed value against its own output
+        # for the same observation time (oracle.reporting.protocol).
+        self.recent_outputs: deque[StepOutput] = deque(maxlen=RECENT_OUTPUTS)
         self.last_error: str | None = None
         self.last_dedup_key: str | None = None
         self._checkpoint_seq = 0
@@ -179,6 +184,7 @@ class FeedPipeline:
                     )
                 )
             self.last_output = out
+            self.recent_outputs.append(out)
             if self._m_out is not None:
                 self._m_out.inc()
             if out.drift:
@@ -249,6 +255,7 @@ class FeedPipeline:
         self.model = FeedModel(self.spec)
         self._checkpoint_seq = 0
         self.last_output = None
+        self.recent_outputs.clear()
         return self.restore()
 
     def restore(self) -> int:
@@ -285,6 +292,7 @@ class FeedPipeline:
                         )
             if out is not None:
                 self.last_output = out
+                self.recent_outputs.append(out)
             self.last_dedup_key = row.dedup_key
             replayed += 1
         last = self.store.last_observation(self.spec.id)

@@ -19,8 +19,10 @@ One round, as the leader L runs it:
    within each feed's tolerance, and sends them a PROPOSAL: the report, every signed
    observation it was computed from, and the signers' nonce commitments.
 4. A follower signs only if: the proposal comes from the round's leader; each observation
-   is authentic, of this round, and the report is exactly their median; *its own latest
-   output* is within ``tolerance_bps`` of every value; the model commitment is the one the
+   is authentic, of this round, and the report is exactly their median; *its own output*
+   for the same observation time (or, if it has none for that second, its latest) is
+   within ``tolerance_bps`` of every value — a replayed or fast-moving feed may have moved
+   on by one row between the leader's OBSERVE and its PROPOSAL; the model commitment is the one the
    median's author attested (and, for feeds without a model, equals its own); its nonce
    commitment is the one it issued for this round; and it has not signed a different
    report for this round (durably recorded). The nonce pair is marked used in the
@@ -99,6 +101,10 @@ class OutputSource(Protocol):
     """A node's own latest outputs (observed_at in unix seconds)."""
 
     def latest_outputs(self) -> dict[bytes, FeedUpdate]: ...
+
+    def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
+        """This node's own recent output of ``feed_id`` observed at that second, if any."""
+        ...
 
     def make_durable(self) -> None:
         """Store everything an observation sent to a peer is based on."""
@@ -474,7 +480,9 @@ class RoundProtocol:
                     "not_median",
                     f"{policy.name}: {update.value} is not the median of the observations",
                 )
-            own = mine.get(update.feed_id)
+            own = self.outputs.output_at(update.feed_id, update.observed_at)
+            if own is None:
+                own = mine.get(update.feed_id)
             if own is None:
                 raise Refusal("no_own_output", f"{policy.name}: this node has no output yet")
             if not _within_bps(update.value, own.value, policy.tolerance_bps):

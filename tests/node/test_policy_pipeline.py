@@ -142,3 +142,30 @@ def test_the_rounds_see_one_update_per_arm(engine: Engine) -> None:
     assert status["latest"]["arms"][0]["feed_id_bytes32"] == "0x" + updates[0].feed_id.hex()
     assert status["metrics"]["last_pulled"] in SPEC.arms
     assert sum(status["metrics"]["pulls"].values()) == 50
+
+
+def test_the_rounds_find_an_earlier_output_by_its_observation_time(engine: Engine) -> None:
+    """A follower checks a proposal against its own output for the proposal's observation
+    second: the last RECENT_OUTPUTS outputs are kept, also after a restore."""
+    from oracle.node.pipeline import RECENT_OUTPUTS
+
+    runner = FeedRunner(SPEC, Store(engine), FeedMetrics(CollectorRegistry()))
+    seen = []
+    for obs in ReplaySource(SPEC.sources[0]).read(0, 50):  # type: ignore[arg-type]
+        runner.pipeline.ingest(obs)
+        seen.append(runner.latest_updates())
+    runner.pipeline.flush()
+    outputs = NodeOutputs({SPEC.id: runner})
+    arm = feed_id_bytes32(ARM_IDS[2])
+    earlier = seen[-10][2]  # ten rows back: the latest output has moved on
+    assert earlier.feed_id == arm and earlier != outputs.latest_outputs()[arm]
+    assert outputs.output_at(arm, earlier.observed_at) == earlier
+    too_old = seen[-RECENT_OUTPUTS - 1][2]
+    assert outputs.output_at(arm, too_old.observed_at) is None
+    assert outputs.output_at(arm, 12345) is None
+    assert outputs.output_at(SPEC.id_bytes32, earlier.observed_at) is None  # not published
+
+    restarted = FeedRunner(SPEC, Store(engine), FeedMetrics(CollectorRegistry()))
+    restarted.pipeline.restore()
+    again = NodeOutputs({SPEC.id: restarted})
+    assert again.output_at(arm, earlier.observed_at) == earlier

@@ -93,6 +93,9 @@ class Outputs:
     def latest_outputs(self) -> dict[bytes, FeedUpdate]:
         return {FEED: FeedUpdate(FEED, self.value, int(time.time()), COMMITMENT)}
 
+    def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
+        return None  # no history: followers compare with their latest output
+
     def make_durable(self) -> None:
         pass
 
@@ -239,6 +242,54 @@ async def test_follower_refuses_a_proposal_that_disagrees_with_its_output(
         with pytest.raises(Refusal) as exc:  # observations of another round
             follower.verify_proposal(r + 1, proposal(1000, 1000))
         assert exc.value.reason == "wrong_round"
+
+
+class OutputsWithHistory(Outputs):
+    """A node whose latest output has moved on since an earlier observation time."""
+
+    def __init__(self, value: int, earlier: dict[int, int]) -> None:
+        super().__init__(value)
+        self.earlier = earlier  # observed_at → value
+
+    def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
+        if feed_id != FEED or observed_at not in self.earlier:
+            return None
+        return FeedUpdate(FEED, self.earlier[observed_at], observed_at, COMMITMENT)
+
+
+async def test_follower_checks_its_own_output_for_the_same_observation_time(
+    tmp_path: Path,
+) -> None:
+    """A replayed feed moved on by a row between OBSERVE and PROPOSAL: the follower compares
+    with its output for the report's observation time, not its latest."""
+    from oracle.p2p.wire import MsgType, Observation, Proposal
+    from oracle.reporting.protocol import Refusal
+    from oracle.reporting.report import Report, encode
+
+    then = int(time.time()) - 1
+    sources = [OutputsWithHistory(2000, {then: 1000}) for _ in range(4)]
+    async with _network(tmp_path, [], sources=sources) as net:
+        follower = net.nodes[1]
+        r = follower.now_round()
+
+        def proposal(value: int, at: int) -> Proposal:
+            upd = FeedUpdate(FEED, value, at, COMMITMENT)
+            obs = [
+                node.transport.seal(
+                    node._header(MsgType.OBSERVATION, r), Observation((upd,), None).encode()
+                )
+                for node in net.nodes
+            ]
+            return Proposal(encode(Report(EPOCH, r, (upd,))), tuple(obs), ())
+
+        report = follower.verify_proposal(r, proposal(1000, then))  # its output back then
+        assert report.updates[0].value == 1000
+        with pytest.raises(Refusal) as exc:  # same value, but claimed for another second
+            follower.verify_proposal(r, proposal(1000, then - 5))
+        assert exc.value.reason == "disagrees_with_own_output"  # vs its latest, 2000
+        with pytest.raises(Refusal) as exc:  # a value it never had at that time
+            follower.verify_proposal(r, proposal(1500, then))
+        assert exc.value.reason == "disagrees_with_own_output"
 
 
 async def test_invalid_shares_name_the_signer_and_the_round_completes(tmp_path: Path) -> None:
