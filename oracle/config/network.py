@@ -18,11 +18,15 @@ Example::
     tx_confirmation_depth = 3
     tx_rpc_demote_s = 5.0             # a failing endpoint sits out this long, then is re-probed
     tx_rpc_health_interval_s = 2.0    # how often the manager probes its endpoints
+
+    [network.peer_urls]               # optional: reach a member elsewhere than its
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8" = "http://10.0.0.2:7701"  # on-chain URL
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from oracle.config.reader import Table
@@ -52,11 +56,21 @@ class NetworkConfig:
     # a blip must not keep reports off the chain for long after the endpoint is back.
     tx_rpc_demote_s: float = 5.0
     tx_rpc_health_interval_s: float = 2.0
+    # operator address (lower case) → p2p URL used instead of the one registered on-chain
+    # (a member reached over a private network, a tunnel, a test proxy)
+    peer_urls: dict[str, str] = field(default_factory=dict)
+
+    def peer_url(self, operator: str, registered: str) -> str:
+        """Where to reach the member with this operator: local config first, then chain."""
+        return self.peer_urls.get(operator.lower(), registered).rstrip("/")
 
     @property
     def rpc_urls(self) -> tuple[str, ...]:
         """The transaction manager's RPC pool: the primary first."""
         return (self.rpc_url, *self.backup_rpc_urls)
+
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 
 
 def read_network(t: Table, base: Path) -> NetworkConfig:
@@ -73,6 +87,20 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
             t.fail("backup_rpc_urls", url, "expected http(s) JSON-RPC URLs")
     if rpc in backups:
         t.fail("backup_rpc_urls", rpc, "expected URLs other than rpc_url")
+    peer_urls: dict[str, str] = {}
+    peers = t.table("peer_urls", required=False)
+    if peers is not None:
+        if len(peers.data) > 255:
+            t.fail("peer_urls", f"{len(peers.data)} entries", "expected at most 255 members")
+        for operator, url in peers.data.items():
+            if not _ADDRESS.fullmatch(operator):
+                peers.fail(operator, url, "expected a member's 0x operator address as the key")
+            elif not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                peers.fail(operator, url, "expected an http(s) p2p URL")
+            elif len(url) > 2000:
+                peers.fail(operator, url, "expected a URL of at most 2000 characters")
+            else:
+                peer_urls[operator.lower()] = url
     cfg = NetworkConfig(
         listen_host=t.string("listen_host", "127.0.0.1", max_len=255),
         listen_port=t.integer("listen_port", low=0, high=65535),
@@ -92,6 +120,7 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         tx_confirmation_depth=t.integer("tx_confirmation_depth", 3, low=1, high=1000),
         tx_rpc_demote_s=t.number("tx_rpc_demote_s", 5.0, low=0.1, high=3600.0),
         tx_rpc_health_interval_s=t.number("tx_rpc_health_interval_s", 2.0, low=0.1, high=3600.0),
+        peer_urls=peer_urls,
     )
     t.finish()
     return cfg

@@ -216,7 +216,10 @@ class NetworkService:
             epoch,
             proposal,
             threshold,
-            tuple(Peer(i, str(m[2]).rstrip("/"), identity_keys[i]) for i, m in enumerate(members)),
+            tuple(
+                Peer(i, self.config.peer_url(str(m[0]), str(m[2])), identity_keys[i])
+                for i, m in enumerate(members)
+            ),
             tuple(str(m[0]) for m in members),
         )
         self._keygen_for = (epoch, proposal)
@@ -341,7 +344,8 @@ class NetworkService:
         self._active_members = EpochMembers(epoch, identity_keys)
         self._serve()
         peers = tuple(
-            Peer(i, str(m[2]).rstrip("/"), identity_keys[i]) for i, m in enumerate(members)
+            Peer(i, self.config.peer_url(str(m[0]), str(m[2])), identity_keys[i])
+            for i, m in enumerate(members)
         )
         engine = self.node.storage.engine
         signer = Signer(MIRA_EVM, key, public, SqlUsedNonceLog(engine))

@@ -58,3 +58,38 @@ def test_bad_database_url(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("sqlite:///db.sqlite", "mysql://x/y"))
     with pytest.raises(ConfigError, match="expected a sqlite or postgresql URL"):
         load_node_config(path)
+
+
+NETWORK = """
+[network]
+listen_port = 7701
+rpc_url = "http://127.0.0.1:8545"
+oracle = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+"""
+OPERATOR = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+
+
+def test_peer_urls_override_the_registered_ones(tmp_path: Path) -> None:
+    extra = NETWORK + f'\n[network.peer_urls]\n"{OPERATOR}" = "http://10.0.0.2:7701/"\n'
+    network = load_node_config(make_node(tmp_path, extra)).network
+    assert network is not None
+    assert network.peer_url(OPERATOR.lower(), "http://node1:7701") == "http://10.0.0.2:7701"
+    other = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+    assert network.peer_url(other, "http://node2:7701/") == "http://node2:7701"
+    assert load_node_config(make_node(tmp_path, NETWORK)).network.peer_urls == {}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ('"0x1234" = "http://x:1"', "network.peer_urls.0x1234 = 'http://x:1': expected a member's"),
+        (f'"{OPERATOR}" = "ftp://x"', "expected an http(s) p2p URL"),
+        (f'"{OPERATOR}" = 7701', "expected an http(s) p2p URL"),
+        (f'"{OPERATOR}" = "http://{"x" * 2000}"', "at most 2000 characters"),
+    ],
+)
+def test_bad_peer_urls_are_named(tmp_path: Path, entry: str, expected: str) -> None:
+    path = make_node(tmp_path, NETWORK + f"\n[network.peer_urls]\n{entry}\n")
+    with pytest.raises(ConfigError) as info:
+        load_node_config(path)
+    assert expected in str(info.value)
