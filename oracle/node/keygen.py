@@ -23,8 +23,8 @@ is in:
 3. DKG_COMPLAINTS (broadcast, possibly empty) from every qualified member, with the
    digest of each member's round-1 message as it accepted it. A dealer whose digests
    differ showed members different commitments: it is disqualified like an accused one.
-   A missing complaints message after ``phase_timeout`` abandons the attempt, since the
-   complaint sets could then differ.
+   A member whose complaints message is missing after ``phase_timeout``, or malformed, is
+   disqualified as a dealer (it gets no share).
 4. DKG_JUSTIFY (broadcast) from every dealer someone complained about: the accusers'
    shares in clear. A share that matches the dealer's commitments voids the complaint
    (a member cannot exclude an honest dealer by lying); no answer within
@@ -370,16 +370,25 @@ class NetworkDKG:
             MsgType.DKG_COMPLAINTS, a, encode_dkg_complaints(session, digests, complaints)
         )
         got = await self._collect(a, MsgType.DKG_COMPLAINTS, qualified, self.phase_timeout)
-        if len(got) != len(qualified):
-            raise _Abandon(f"no complaints message from members {sorted(qualified - set(got))}")
         everyone = list(complaints)
+
+        def silent(member: int, why: str) -> None:
+            # A member whose complaints we cannot know is out as a dealer: with what it
+            # sent (or did not send) the same to everyone, every member decides alike.
+            log.warning("dkg.member_out", member=member, reason=why)
+            everyone.append(Complaint(self.me + 1, member + 1, why, answerable=False))
+
+        for missing in sorted(qualified - set(got)):
+            silent(missing, "no complaints message")
         for sender, payload in sorted(got.items()):
             try:
                 _, theirs, listed = decode_dkg_complaints(payload, sender + 1)
             except MessageRejected as exc:
-                raise _Abandon(f"member {sender}'s complaints: {exc.detail}") from exc
+                silent(sender, f"malformed complaints message: {exc.detail}")
+                continue
             if len(theirs) != self.n:
-                raise _Abandon(f"member {sender} sent {len(theirs)} round-1 digests, not {self.n}")
+                silent(sender, f"{len(theirs)} round-1 digests, not {self.n}")
+                continue
             everyone += listed
             # A dealer whose round-1 message differs between members equivocated: every
             # member that sees both digests disqualifies it (a complaint on its behalf).

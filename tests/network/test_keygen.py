@@ -5,6 +5,7 @@ its transport sends."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -273,3 +274,39 @@ def test_session_ids_bind_chain_contract_epoch_proposal_and_attempt() -> None:
     ]
     ids = {dkg_session_id(*v) for v in [base, *variants]}
     assert len(ids) == 6
+
+
+@pytest.mark.parametrize(
+    "garbled",
+    [MsgType.DKG_ROUND1, MsgType.DKG_SHARE, MsgType.DKG_COMPLAINTS, MsgType.DKG_JUSTIFY],
+)
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_a_member_sending_garbage_is_out_and_the_rest_agree(
+    tmp_path: Path, garbled: MsgType, seed: int
+) -> None:
+    """Member 3 sends correctly signed messages of the right session whose payload is
+    random bytes (for DKG_JUSTIFY it is first made to answer, by a share damaged in
+    transit): no crash, the honest three agree on a key without it — except for garbled
+    shares, which the complaints make it reveal in clear: then all four agree."""
+    rng = random.Random(seed)
+    async with committee(tmp_path) as members:
+
+        def garble(peer: Peer, h: Header, payload: bytes) -> bytes:
+            if garbled == MsgType.DKG_JUSTIFY and h.type == MsgType.DKG_SHARE:
+                return _flip_ciphertext(payload) if peer.index == 0 else payload
+            if h.type == garbled:
+                return payload[:32] + rng.randbytes(rng.randrange(0, 300))
+            return payload
+
+        members[3].transport.rewrite = garble
+        outputs = await run_all(members)
+        if garbled == MsgType.DKG_SHARE:
+            good = [o for o in outputs if isinstance(o, DKGOutput)]
+            assert len(good) == 4, outputs
+            check_agree_and_sign(good)
+            assert not good[0].disqualified
+            return
+        good = [o for o in outputs[:3] if isinstance(o, DKGOutput)]
+        assert len(good) == 3, outputs
+        check_agree_and_sign(good)
+        assert set(good[0].disqualified) == {4}
