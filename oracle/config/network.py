@@ -9,7 +9,8 @@ Example::
     oracle = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
     keys_dir = "keys"                 # operator.json + identity.json (`mira keys new`)
     passphrase_file = "keys/passphrase"
-    share_file = "keys/share.json"    # this node's FROST key share (from the DKG)
+    share_file = "keys/share.json"    # optional: a key share provisioned by other means
+                                      # (the network DKG stores shares in keys_dir/shares/)
     round_period_s = 0.25
     transmit_timeout_s = 3.0
     transmitter = "manager"           # or "direct": web3 sends without the manager's queue

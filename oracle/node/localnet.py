@@ -304,7 +304,6 @@ rpc_url = "{rpc_url}"
 oracle = "{oracle}"
 keys_dir = "keys"
 passphrase_file = "keys/passphrase"
-share_file = "keys/share.json"
 round_period_s = {round_period}
 observe_timeout_s = {observe_timeout}
 transmit_timeout_s = {transmit_timeout}
