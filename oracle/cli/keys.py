@@ -73,9 +73,26 @@ def new(directory: Path, passphrase_file: Path | None, force: bool) -> None:
     default=False,
     help="Decrypt the keys (passphrase needed) to check the public data.",
 )
+@click.option(
+    "--member-url",
+    default=None,
+    metavar="URL",
+    help="Print this node's entry of a committee members file instead, with URL as the "
+    "p2p URL peers reach it at (for `mira committee propose --members-file`).",
+)
 @_passphrase_option
-def show(directory: Path, as_json: bool, verify: bool, passphrase_file: Path | None) -> None:
+def show(
+    directory: Path,
+    as_json: bool,
+    verify: bool,
+    member_url: str | None,
+    passphrase_file: Path | None,
+) -> None:
     """Print the public data: operator address and identity public key. Never secrets."""
+    if member_url is not None and (
+        not member_url.startswith(("http://", "https://")) or len(member_url) > 2000
+    ):
+        raise click.BadParameter(f"{member_url!r} is not an http(s) URL", param_hint="--member-url")
     store = KeyStore(directory)
     info: dict[str, Any] = {kind: store.public(kind) for kind in KINDS}
     if verify:
@@ -84,6 +101,14 @@ def show(directory: Path, as_json: bool, verify: bool, passphrase_file: Path | N
             if public_data(store.load(kind, passphrase)) != info[kind]:
                 raise KeystoreError(f"{kind} key: public data does not match")
         info["verified"] = True
+    if member_url is not None:
+        entry = {
+            "operator": info["operator"]["address"],
+            "identity_key": info["identity"]["public_key"],
+            "p2p_url": member_url,
+        }
+        click.echo(json.dumps(entry))
+        return
     if as_json:
         click.echo(json.dumps(info, sort_keys=True))
         return

@@ -159,3 +159,35 @@ def test_activate_with_nothing_pending_and_a_wrong_oracle(
     base[base.index("--oracle") + 1] = "0x1234"
     result = _run("activate", *base)
     assert result.exit_code == 1 and "is not an address" in result.output
+
+
+def test_members_file_from_each_nodes_keys_show_member_url(
+    deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each operator prints its own entry (`mira keys show --member-url`); the owner
+    concatenates them into the members file."""
+    entries = []
+    for i in range(4):
+        keys = tmp_path / f"node{i}"
+        KeyStore(keys).create(PASS.encode())
+        url = f"https://node{i}.example.org:7701"
+        shown = CliRunner().invoke(
+            cli, ["keys", "show", "--dir", str(keys), "--verify", "--member-url", url], env=_env()
+        )
+        assert shown.exit_code == 0, shown.output
+        entry = json.loads(shown.output)
+        assert entry["p2p_url"] == url and PASS not in shown.output
+        entries.append(entry)
+    members_file = tmp_path / "from-nodes.json"
+    members_file.write_text(json.dumps(entries))
+    result = _run("propose", *deployed["base"], "--members-file", str(members_file))
+    assert result.exit_code == 0, result.output
+    _, _, _, members = deployed["oracle"].functions.pendingCommittee().call()
+    assert [m[0] for m in members] == [Web3.to_checksum_address(e["operator"]) for e in entries]
+    assert ["0x" + bytes(m[1]).hex() for m in members] == [
+        "0x" + e["identity_key"].removeprefix("0x") for e in entries
+    ]
+    bad = CliRunner().invoke(
+        cli, ["keys", "show", "--dir", str(tmp_path / "node0"), "--member-url", "node0:7701"]
+    )
+    assert bad.exit_code == 2 and "is not an http(s) URL" in bad.output
