@@ -42,9 +42,7 @@ async def wait_for(predicate, what: str) -> None:  # type: ignore[no-untyped-def
 async def test_node_serves_feeds_and_resumes_after_restart(
     backend: Backend, engine: Engine, tmp_path: Path
 ) -> None:
-    if backend.schema:
-        pytest.skip("the node builds its own engine from the URL (no per-test schema)")
-    config, feeds = load_node(node_config(tmp_path, backend.url))
+    config, feeds = load_node(node_config(tmp_path, backend.node_url))
     node = Node(config, feeds)
     await node.start()
     runner = node.runners["SP500/forecast-1"]
@@ -83,7 +81,7 @@ async def test_node_serves_feeds_and_resumes_after_restart(
     store = Store(engine)
     assert store.count_observations("SP500/forecast-1") == 1257
     # a restarted node restores from its checkpoint and has nothing left to replay
-    again = Node(*load_node(node_config(mkdir(tmp_path / "x"), backend.url)))
+    again = Node(*load_node(node_config(mkdir(tmp_path / "x"), backend.node_url)))
     await again.start()
     try:
         r2 = again.runners["SP500/forecast-1"]
@@ -110,10 +108,8 @@ def mkdir(path: Path) -> Path:
 async def test_a_policy_feed_shows_every_arms_score(
     backend: Backend, engine: Engine, tmp_path: Path
 ) -> None:
-    if backend.schema:
-        pytest.skip("the node builds its own engine from the URL (no per-test schema)")
     example = REPO / "docs" / "examples" / "sp500_bandit.toml"
-    node = Node(*load_node(node_config(tmp_path, backend.url, example)))
+    node = Node(*load_node(node_config(tmp_path, backend.node_url, example)))
     await node.start()
     runner = node.runners["SP500/bandit"]
     try:
