@@ -148,6 +148,9 @@ class RpcProxy:
         return f"http://127.0.0.1:{self.port}"
 
 
+UNREACHABLE_P2P_URL = "http://127.0.0.1:9"  # the discard port: connections are refused
+
+
 @dataclass
 class NodeProc:
     index: int
@@ -327,9 +330,11 @@ def node_config_toml(
     corrupt_signature_shares: bool = False,
     flush_every_s: float | None = None,
     checkpoint_every_s: float | None = None,
+    peer_urls: dict[str, str] | None = None,
 ) -> str:
     """The node.toml of one local member (the test harness and the devnet write the same
-    file; only the timing knobs differ). Keys, passphrase and key share live in ./keys."""
+    file; only the timing knobs differ). Keys, passphrase and key shares live in ./keys.
+    ``peer_urls``: operator address → p2p URL overriding the registered one."""
     scheduler = ""
     if flush_every_s is not None or checkpoint_every_s is not None:
         scheduler = "\n[scheduler]\n"
@@ -351,6 +356,11 @@ def node_config_toml(
         rpc_timeout=rpc_timeout,
         corrupt="true" if corrupt_signature_shares else "false",
         transmitter=transmitter,
+    ) + "".join(
+        ["\n[network.peer_urls]\n"]
+        + [f'"{op}" = "{url}"\n' for op, url in sorted((peer_urls or {}).items())]
+        if peer_urls
+        else []
     )
 
 
@@ -369,8 +379,12 @@ class LocalNet:
         deviation_bps: int = 10,
         tolerance_bps: int = 100,
         transmitter: str = "manager",
+        hidden: int | None = None,
     ) -> None:
+        """``hidden``: that member registers an unreachable p2p URL on-chain; the others
+        reach it through ``[network.peer_urls]`` in their node.toml."""
         self.root, self.n = root, n
+        self.hidden = hidden
         self.anvil_url = anvil_url
         self.anvil_port = int(anvil_url.rsplit(":", 1)[1])
         self.anvil_keys = anvil_keys
@@ -391,6 +405,7 @@ class LocalNet:
         self.w3 = Web3(Web3.HTTPProvider(anvil_url, request_kwargs={"timeout": 30}))
         self.w3.eth.default_account = self.w3.eth.accounts[0]
         self.nodes: list[NodeProc] = []
+        self.peer_urls: dict[str, str] = {}
         self.oracle: Contract | None = None
         self.feed_id = feed_id_bytes32(FEED)
 
@@ -411,6 +426,12 @@ class LocalNet:
             [(free_port(), free_port()) for _ in range(self.n)],
         )
         self.nodes.extend(committee.nodes)
+        if self.hidden is not None:
+            real = committee.members[self.hidden]
+            committee.members[self.hidden] = MemberInfo(
+                real.operator, real.identity_key, UNREACHABLE_P2P_URL
+            )
+            self.peer_urls = {real.operator: real.p2p_url}
         for node in self.nodes:
             self.write_config(node)
         self.committee = committee
@@ -458,6 +479,7 @@ class LocalNet:
                 corrupt_signature_shares=corrupt,
                 flush_every_s=0.2,
                 checkpoint_every_s=5,
+                peer_urls=None if node.index == self.hidden else self.peer_urls,
             )
         )
 
