@@ -223,6 +223,8 @@ class NetworkService:
             tuple(str(m[0]) for m in members),
         )
         self._keygen_for = (epoch, proposal)
+        if self.protocol is None:
+            self._state = f"key generation for epoch {epoch} (see keygen)"
         self._pending_members = EpochMembers(epoch, identity_keys)
         self._serve()
         path = self._share_path(epoch, proposal)
