@@ -11,9 +11,11 @@ binds the same things again inside the proofs of knowledge and the share encrypt
     session(a) = keccak256("MIRA-DKG-v1" ‖ chainid ‖ committee ‖ epoch ‖ proposal ‖ a)
 
 Delivery. Every member pushes each of its messages to each peer and retries until the
-peer has it (a 2xx, or a "replay" refusal: the peer recorded it already), and buffers the
-messages that reach it, whatever phase it is in. A phase ends when every expected message
-is in:
+peer has it (a 2xx, or a "replay" refusal: the peer recorded it already). What reaches a
+node goes into its :class:`DKGInbox`, which lives as long as the node — whatever phase,
+attempt or proposal its own DKG is at, even before it has seen the proposal — since a
+message the replay guard recorded can never be delivered a second time. A phase ends
+when every expected message is in:
 
 1. DKG_ROUND1 (broadcast) from every member. Without all n no one proceeds: a member that
    is offline holds the DKG up, and the status names it (the owner can propose a committee
@@ -134,6 +136,53 @@ class _Abandon(Exception):
     """This attempt cannot finish consistently; the next one starts."""
 
 
+class DKGInbox:
+    """Every DKG message this node accepted, by (proposal, attempt, type, sender).
+
+    Attached to the transport once, for the life of the node, so a message of a proposal
+    this node has not started yet (a peer saw a re-proposal first, or polled the chain
+    earlier) is kept for the DKG that will start, not refused: the replay guard has
+    already recorded it, so a refused message could never be delivered again. The
+    session in the payload must be the one the signed header names (chain, contract,
+    epoch, proposal, attempt).
+    """
+
+    MAX_ENTRIES = 8192  # ~255 members × 4 types × a few attempts; beyond, a peer is flooding
+
+    def __init__(self) -> None:
+        self._messages: dict[tuple[int, int, MsgType, int], bytes] = {}
+        self._highest: dict[int, int] = {}  # proposal → highest attempt seen
+        self.arrived = asyncio.Event()
+
+    def attach(self, transport: Transport) -> None:
+        for t in _DKG_TYPES:
+            transport.on(t, self._on_message)
+
+    async def _on_message(self, env: Envelope) -> bytes | None:
+        h = env.header
+        session = dkg_session_id(h.chain_id, h.committee, h.epoch, h.round, h.attempt)
+        if len(env.payload) < 32 or env.payload[:32] != session:
+            raise MessageRejected("bad_session", f"DKG {h.type.name}: session id mismatch")
+        if len(self._messages) >= self.MAX_ENTRIES:
+            raise MessageRejected("dkg_inbox_full", "too many DKG messages held")
+        self._messages[(h.round, h.attempt, h.type, h.sender)] = env.payload
+        if h.attempt > self._highest.get(h.round, 0):
+            self._highest[h.round] = h.attempt
+        self.arrived.set()
+        return None
+
+    def get(self, proposal: int, attempt: int, msg_type: MsgType, sender: int) -> bytes | None:
+        return self._messages.get((proposal, attempt, msg_type, sender))
+
+    def highest_attempt(self, proposal: int) -> int:
+        return self._highest.get(proposal, 0)
+
+    def forget_before(self, proposal: int) -> None:
+        """Drop the messages of proposals older than ``proposal`` (they can never run)."""
+        self._messages = {k: v for k, v in self._messages.items() if k[0] >= proposal}
+        self._highest = {p: a for p, a in self._highest.items() if p >= proposal}
+
+
 class NetworkDKG:
     """Runs the DKG of one pending committee for member ``me`` over ``transport``.
 
@@ -145,6 +194,7 @@ class NetworkDKG:
     def __init__(
         self,
         transport: Transport,
+        inbox: DKGInbox,
         chain_id: int,
         committee: bytes,
         pending: PendingCommittee,
@@ -166,13 +216,9 @@ class NetworkDKG:
         self.phase_timeout = phase_timeout
         self.send_timeout = send_timeout
         self._on_status = on_status or (lambda s: None)
-        self._inbox: dict[tuple[int, MsgType, int], bytes] = {}
-        self._highest_seen = 0
-        self._arrived = asyncio.Event()
+        self.inbox = inbox
         self._pushes: set[asyncio.Task[None]] = set()
         self.attempt = 0
-        for t in _DKG_TYPES:
-            transport.on(t, self._on_message)
 
     @property
     def n(self) -> int:
@@ -184,22 +230,6 @@ class NetworkDKG:
 
     # -- inbound ----------------------------------------------------------------------------
 
-    async def _on_message(self, env: Envelope) -> bytes | None:
-        h = env.header
-        if h.epoch != self.pending.epoch or h.round != self.pending.proposal:
-            raise MessageRejected(
-                "wrong_proposal",
-                f"DKG message for epoch {h.epoch} proposal {h.round}; this node runs "
-                f"epoch {self.pending.epoch} proposal {self.pending.proposal}",
-            )
-        if len(env.payload) < 32 or env.payload[:32] != self.session(h.attempt):
-            raise MessageRejected("bad_session", f"DKG {h.type.name}: session id mismatch")
-        self._inbox[(h.attempt, h.type, h.sender)] = env.payload
-        if h.attempt > self._highest_seen:
-            self._highest_seen = h.attempt
-        self._arrived.set()
-        return None
-
     async def _collect(
         self, attempt: int, msg_type: MsgType, expected: set[int], timeout: float | None
     ) -> dict[int, bytes]:
@@ -207,15 +237,16 @@ class NetworkDKG:
         that arrived."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        proposal = self.pending.proposal
         while True:
-            self._arrived.clear()  # before looking: an arrival after the look wakes the wait
-            if self._highest_seen > attempt:
-                raise _Restart(self._highest_seen)
-            got = {
-                s: self._inbox[(attempt, msg_type, s)]
-                for s in expected
-                if (attempt, msg_type, s) in self._inbox
-            }
+            self.inbox.arrived.clear()  # before looking: an arrival after it wakes the wait
+            if self.inbox.highest_attempt(proposal) > attempt:
+                raise _Restart(self.inbox.highest_attempt(proposal))
+            got = {}
+            for sender in expected:
+                payload = self.inbox.get(proposal, attempt, msg_type, sender)
+                if payload is not None:
+                    got[sender] = payload
             if len(got) == len(expected):
                 return got
             missing = sorted(expected - set(got))
@@ -226,7 +257,7 @@ class NetworkDKG:
             if wait <= 0:
                 return got
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), wait)
+                await asyncio.wait_for(self.inbox.arrived.wait(), wait)
 
     # -- outbound ---------------------------------------------------------------------------
 
@@ -298,7 +329,9 @@ class NetworkDKG:
         os.replace(tmp, self.attempt_file)
 
     async def run(self) -> DKGOutput:
-        attempt = max(self._load_attempt() + 1, self._highest_seen, 1)
+        attempt = max(
+            self._load_attempt() + 1, self.inbox.highest_attempt(self.pending.proposal), 1
+        )
         while attempt <= MAX_ATTEMPTS:
             self.attempt = attempt
             self._record_attempt(attempt)  # before any message of it leaves this node
@@ -309,7 +342,7 @@ class NetworkDKG:
                 attempt = r.attempt
             except (_Abandon, GroupKeyUnusableError) as exc:
                 log.warning("dkg.attempt_abandoned", attempt=attempt, reason=str(exc))
-                attempt = max(attempt + 1, self._highest_seen)
+                attempt = max(attempt + 1, self.inbox.highest_attempt(self.pending.proposal))
             else:
                 log.info(
                     "dkg.done",

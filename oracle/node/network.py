@@ -22,7 +22,7 @@ from oracle.crypto.frost import KeyPackage, PublicKeyPackage, Signer
 from oracle.crypto.group import Point
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.crypto.suites import MIRA_EVM
-from oracle.node.keygen import KeygenError, NetworkDKG, PendingCommittee
+from oracle.node.keygen import DKGInbox, KeygenError, NetworkDKG, PendingCommittee
 from oracle.node.keyshare import load_share, save_share
 from oracle.node.service import Health
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
@@ -105,6 +105,7 @@ class NetworkService:
         self.members: list[dict[str, Any]] = []
         self._active_members: EpochMembers | None = None
         self._pending_members: EpochMembers | None = None
+        self.inbox = DKGInbox()
         self._keygen: NetworkDKG | None = None
         self._keygen_task: asyncio.Task[None] | None = None
         self._keygen_state = ""
@@ -193,6 +194,7 @@ class NetworkService:
             host=self.config.listen_host,
             port=self.config.listen_port,
         )
+        self.inbox.attach(transport)
         await transport.start()
         self.transport = transport
 
@@ -233,8 +235,10 @@ class NetworkService:
             self._keygen_state = f"key share for epoch {epoch} proposal {proposal} stored"
             return
         assert self.transport is not None
+        self.inbox.forget_before(proposal)
         self._keygen = NetworkDKG(
             self.transport,
+            self.inbox,
             chain_id,
             bytes.fromhex(self.config.oracle[2:]),
             pending,

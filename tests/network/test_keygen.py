@@ -20,7 +20,7 @@ from oracle.crypto.frost import make_signers, run_signing
 from oracle.crypto.group import N as GROUP_ORDER
 from oracle.crypto.group import serialize_scalar
 from oracle.crypto.suites import MIRA_EVM
-from oracle.node.keygen import NetworkDKG, PendingCommittee, dkg_session_id
+from oracle.node.keygen import DKGInbox, NetworkDKG, PendingCommittee, dkg_session_id
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
 from oracle.p2p.errors import PeerUnavailable
 from oracle.p2p.transport import Peer, Transport
@@ -58,6 +58,7 @@ class Member:
     index: int
     identity: IdentityKey
     transport: RewritingTransport
+    inbox: DKGInbox
     dkg: NetworkDKG | None = None
 
 
@@ -75,8 +76,10 @@ async def committee(tmp_path: Path) -> AsyncIterator[list[Member]]:
         )
         auth.serve_epochs([EpochMembers(EPOCH, keys)])
         transport = RewritingTransport(identity.secret_bytes(), auth, host="127.0.0.1", port=0)
+        inbox = DKGInbox()
+        inbox.attach(transport)
         await transport.start()
-        members.append(Member(i, identity, transport))
+        members.append(Member(i, identity, transport, inbox))
     peers = tuple(Peer(m.index, m.transport.url, keys[m.index]) for m in members)
     pending = PendingCommittee(EPOCH, PROPOSAL, T, peers, tuple(f"0x{i:040x}" for i in range(N)))
     for m in members:
@@ -93,6 +96,7 @@ async def committee(tmp_path: Path) -> AsyncIterator[list[Member]]:
 def dkg_for(m: Member, pending: PendingCommittee, tmp_path: Path) -> NetworkDKG:
     return NetworkDKG(
         m.transport,
+        m.inbox,
         CHAIN_ID,
         COMMITTEE,
         pending,
@@ -242,7 +246,7 @@ async def test_a_restarted_member_starts_a_higher_attempt_and_the_others_follow(
         assert all(m.dkg is not None and m.dkg.attempt == 2 for m in members)
 
 
-async def test_messages_for_another_proposal_or_session_are_refused(tmp_path: Path) -> None:
+async def test_a_wrong_session_is_refused_and_a_later_proposal_is_kept(tmp_path: Path) -> None:
     async with committee(tmp_path) as members:
         sender, receiver = members[0], members[1]
         assert receiver.dkg is not None
@@ -252,15 +256,39 @@ async def test_messages_for_another_proposal_or_session_are_refused(tmp_path: Pa
         def header(round_: int, attempt: int = 1) -> Header:
             return Header(MsgType.DKG_ROUND1, CHAIN_ID, COMMITTEE, EPOCH, round_, attempt, 0)
 
-        with pytest.raises(PeerUnavailable, match="wrong_proposal"):
+        # the session must be the one the signed header names
+        with pytest.raises(PeerUnavailable, match="bad_session"):
             await sender.transport.send(peer, header(PROPOSAL + 1), session, timeout=2)
         with pytest.raises(PeerUnavailable, match="bad_session"):
             await sender.transport.send(peer, header(PROPOSAL, 2), session, timeout=2)
         with pytest.raises(PeerUnavailable, match="bad_session"):
             await sender.transport.send(peer, header(PROPOSAL, 3), b"short", timeout=2)
         rejected = receiver.transport.auth.metrics.rejected
-        assert rejected.labels("wrong_proposal")._value.get() == 1
-        assert rejected.labels("bad_session")._value.get() == 2
+        assert rejected.labels("bad_session")._value.get() == 3
+        # a proposal the receiver has not started yet: kept for when it does
+        later = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL + 1, 4)
+        await sender.transport.send(peer, header(PROPOSAL + 1, 4), later + b"x", timeout=2)
+        assert receiver.inbox.get(PROPOSAL + 1, 4, MsgType.DKG_ROUND1, 0) == later + b"x"
+        receiver.inbox.forget_before(PROPOSAL + 2)
+        assert receiver.inbox.get(PROPOSAL + 1, 4, MsgType.DKG_ROUND1, 0) is None
+
+
+async def test_a_member_that_starts_late_gets_what_was_sent_before(tmp_path: Path) -> None:
+    """Peers push round 1 before member 3 has even created its DKG (it polls the chain
+    later): the node-lifetime inbox keeps those messages — the replay guard would refuse
+    them a second time — and member 3's DKG completes."""
+    async with committee(tmp_path) as members:
+        late = members[3]
+        assert late.dkg is not None
+        others = [asyncio.create_task(m.dkg.run()) for m in members[:3] if m.dkg]
+        await asyncio.sleep(1.0)  # their round-1 messages reached member 3's inbox
+        assert all(late.inbox.get(PROPOSAL, 1, MsgType.DKG_ROUND1, i) is not None for i in range(3))
+        outputs = await asyncio.wait_for(
+            asyncio.gather(late.dkg.run(), *others, return_exceptions=True), 30
+        )
+        good = [o for o in outputs if isinstance(o, DKGOutput)]
+        assert len(good) == 4, outputs
+        check_agree_and_sign(good)
 
 
 def test_session_ids_bind_chain_contract_epoch_proposal_and_attempt() -> None:
