@@ -29,7 +29,8 @@ from oracle.chain.rotation import (
     propose_committee,
 )
 from oracle.chain.system import Sender
-from oracle.crypto.keystore import KEYS_DIR_ENV, KeyStore, read_passphrase
+from oracle.cli.options import owner_keys_dir, passphrase_file
+from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError, MiraError
 from oracle.p2p.transport import HEALTH_PATH
 
@@ -140,22 +141,6 @@ def status(rpc_url: str, oracle: str, timeout: float, as_json: bool) -> None:
         )
 
 
-_keys_dir = click.option(
-    "--keys-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=KEYS_DIR_ENV,
-    default=Path("~/.mira/keys").expanduser(),
-    show_default=True,
-    help=f"Key directory of the oracle owner's operator key (or ${KEYS_DIR_ENV}).",
-)
-_passphrase_file = click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="File holding the key passphrase (else $MIRA_KEY_PASSPHRASE).",
-)
-
-
 def _owner(rpc_url: str, oracle: str, keys_dir: Path, passphrase_file: Path | None) -> Any:
     operator = KeyStore(keys_dir).load_operator(read_passphrase(passphrase_file))
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
@@ -207,8 +192,8 @@ def read_members(path: Path) -> list[MemberInfo]:
     help='JSON list of {"operator", "identity_key", "p2p_url"}, in member order.',
 )
 @click.option("--threshold", type=int, default=None, help="t (default 2f+1 for n = 3f+1).")
-@_keys_dir
-@_passphrase_file
+@owner_keys_dir
+@passphrase_file
 def propose(
     rpc_url: str,
     oracle: str,
@@ -238,8 +223,8 @@ def propose(
     show_default=True,
     help="Seconds to wait for every member's key proposal (then t matching ones suffice).",
 )
-@_keys_dir
-@_passphrase_file
+@owner_keys_dir
+@passphrase_file
 def activate(
     rpc_url: str, oracle: str, timeout: float, keys_dir: Path, passphrase_file: Path | None
 ) -> None:

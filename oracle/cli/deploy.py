@@ -14,8 +14,9 @@ from eth_account import Account
 from web3 import Web3
 
 from oracle.chain.system import OracleParameters, deploy_system, feed_registrations
+from oracle.cli.options import owner_keys_dir, passphrase_file
 from oracle.config import load_feed_specs
-from oracle.crypto.keystore import KEYS_DIR_ENV, KeyStore, read_passphrase
+from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError
 
 
@@ -28,20 +29,8 @@ from oracle.errors import ChainError
     show_default=True,
     help="Feed specs to register (every *.toml).",
 )
-@click.option(
-    "--keys-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar=KEYS_DIR_ENV,
-    default=Path("~/.mira/keys").expanduser(),
-    show_default=True,
-    help=f"Key directory holding the deployer's operator key (or ${KEYS_DIR_ENV}).",
-)
-@click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="File holding the key passphrase (else $MIRA_KEY_PASSPHRASE).",
-)
+@owner_keys_dir
+@passphrase_file
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--grace-period", type=int, default=3600, show_default=True)
 @click.option("--max-age", type=int, default=3600, show_default=True)
