@@ -29,7 +29,7 @@ from oracle.chain.rotation import (
     propose_committee,
 )
 from oracle.chain.system import Sender
-from oracle.cli.options import owner_keys_dir, passphrase_file
+from oracle.cli.options import owner_keys_dir_option, passphrase_file_option
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError, MiraError
 from oracle.p2p.transport import HEALTH_PATH
@@ -192,8 +192,8 @@ def read_members(path: Path) -> list[MemberInfo]:
     help='JSON list of {"operator", "identity_key", "p2p_url"}, in member order.',
 )
 @click.option("--threshold", type=int, default=None, help="t (default 2f+1 for n = 3f+1).")
-@owner_keys_dir
-@passphrase_file
+@owner_keys_dir_option
+@passphrase_file_option
 def propose(
     rpc_url: str,
     oracle: str,
@@ -223,8 +223,8 @@ def propose(
     show_default=True,
     help="Seconds to wait for every member's key proposal (then t matching ones suffice).",
 )
-@owner_keys_dir
-@passphrase_file
+@owner_keys_dir_option
+@passphrase_file_option
 def activate(
     rpc_url: str, oracle: str, timeout: float, keys_dir: Path, passphrase_file: Path | None
 ) -> None:

@@ -14,7 +14,7 @@ from eth_account import Account
 from web3 import Web3
 
 from oracle.chain.system import OracleParameters, deploy_system, feed_registrations
-from oracle.cli.options import owner_keys_dir, passphrase_file
+from oracle.cli.options import owner_keys_dir_option, passphrase_file_option
 from oracle.config import load_feed_specs
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError
@@ -29,8 +29,8 @@ from oracle.errors import ChainError
     show_default=True,
     help="Feed specs to register (every *.toml).",
 )
-@owner_keys_dir
-@passphrase_file
+@owner_keys_dir_option
+@passphrase_file_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--grace-period", type=int, default=3600, show_default=True)
 @click.option("--max-age", type=int, default=3600, show_default=True)

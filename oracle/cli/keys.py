@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from oracle.cli.options import passphrase_file_option
 from oracle.crypto.errors import KeystoreError
 from oracle.crypto.keystore import (
     KEYS_DIR_ENV,
@@ -36,12 +37,6 @@ _dir_option = click.option(
     show_default=True,
     help=f"Key directory (or ${KEYS_DIR_ENV}).",
 )
-_passphrase_option = click.option(
-    "--passphrase-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="File holding the passphrase (else $MIRA_KEY_PASSPHRASE).",
-)
 _kind_option = click.option(
     "--kind", type=click.Choice(KINDS), default="operator", show_default=True
 )
@@ -54,7 +49,7 @@ def keys() -> None:
 
 @keys.command("new")
 @_dir_option
-@_passphrase_option
+@passphrase_file_option
 @click.option("--force", is_flag=True, help="Overwrite existing keys (they are lost).")
 def new(directory: Path, passphrase_file: Path | None, force: bool) -> None:
     """Generate an operator key and an identity key, encrypted at rest."""
@@ -80,7 +75,7 @@ def new(directory: Path, passphrase_file: Path | None, force: bool) -> None:
     help="Print this node's entry of a committee members file instead, with URL as the "
     "p2p URL peers reach it at (for `mira committee propose --members-file`).",
 )
-@_passphrase_option
+@passphrase_file_option
 def show(
     directory: Path,
     as_json: bool,
@@ -120,7 +115,7 @@ def show(
 
 @keys.command("export")
 @_dir_option
-@_passphrase_option
+@passphrase_file_option
 @_kind_option
 @click.option(
     "--out",
@@ -161,7 +156,7 @@ def export(
 @keys.command("import")
 @click.argument("source", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @_dir_option
-@_passphrase_option
+@passphrase_file_option
 @click.option(
     "--import-passphrase-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),

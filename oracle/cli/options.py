@@ -1,5 +1,5 @@
-"""Options shared by the commands that sign with the oracle owner's operator key
-(``mira deploy``, ``mira committee propose|activate``)."""
+"""Options shared by commands that read a key directory: the oracle owner's
+(``mira deploy``, ``mira committee propose|activate``) and ``mira keys``' passphrase."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 
 from oracle.crypto.keystore import KEYS_DIR_ENV
 
-owner_keys_dir = click.option(
+owner_keys_dir_option = click.option(
     "--keys-dir",
     type=click.Path(file_okay=False, path_type=Path),
     envvar=KEYS_DIR_ENV,
@@ -17,7 +17,7 @@ owner_keys_dir = click.option(
     show_default=True,
     help=f"Key directory holding the oracle owner's operator key (or ${KEYS_DIR_ENV}).",
 )
-passphrase_file = click.option(
+passphrase_file_option = click.option(
     "--passphrase-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
