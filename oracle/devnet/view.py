@@ -15,23 +15,8 @@ from typing import Any
 from rich.table import Table
 from web3 import Web3
 
+from oracle.chain.deploy import at
 from oracle.chain.system import Manifest
-
-PROXY_ABI = [
-    {
-        "name": "latestRoundData",
-        "type": "function",
-        "stateMutability": "view",
-        "inputs": [],
-        "outputs": [
-            {"name": "roundId", "type": "uint80"},
-            {"name": "answer", "type": "int256"},
-            {"name": "startedAt", "type": "uint256"},
-            {"name": "updatedAt", "type": "uint256"},
-            {"name": "answeredInRound", "type": "uint80"},
-        ],
-    }
-]
 
 
 def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -69,7 +54,7 @@ class Watcher:
         self.manifest = manifest
         self.w3 = Web3(Web3.HTTPProvider(manifest.rpc_url, request_kwargs={"timeout": 5}))
         self.proxies = {
-            fid: self.w3.eth.contract(address=entry["proxy"], abi=PROXY_ABI)
+            fid: at(self.w3, "MiraFeedProxy", entry["proxy"])
             for fid, entry in manifest.feeds.items()
         }
         self.nodes: list[dict[str, Any]] = list(manifest.extra.get("nodes", []))

@@ -32,7 +32,7 @@ from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
 
-from oracle.chain.deploy import deploy
+from oracle.chain.deploy import at, deploy
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.chain.rotation import activate_when_proposed, default_threshold, propose_committee
 from oracle.config.feeds import feed_id_bytes32
@@ -571,22 +571,7 @@ class LocalNet:
         """(roundId, answer) through the feed's AggregatorV3Interface proxy."""
         assert self.oracle is not None
         address = self.oracle.functions.proxyOf(self.feed_id).call()
-        abi = [
-            {
-                "name": "latestRoundData",
-                "type": "function",
-                "stateMutability": "view",
-                "inputs": [],
-                "outputs": [
-                    {"name": "roundId", "type": "uint80"},
-                    {"name": "answer", "type": "int256"},
-                    {"name": "startedAt", "type": "uint256"},
-                    {"name": "updatedAt", "type": "uint256"},
-                    {"name": "answeredInRound", "type": "uint80"},
-                ],
-            }
-        ]
-        proxy = self.w3.eth.contract(address=address, abi=abi)
+        proxy = at(self.w3, "MiraFeedProxy", address)
         data = proxy.functions.latestRoundData().call()
         return int(data[0]), int(data[1])
 
