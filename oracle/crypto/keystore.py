@@ -9,13 +9,18 @@ A node holds two long-lived keys:
 File format (``<kind>.json``, mode 0600)::
 
     {"version": 1, "kind": "operator", "public": {...},
-     "kdf": {"name": "scrypt", "salt": hex, "n": 32768, "r": 8, "p": 1},
+     "kdf": {"name": "scrypt", "salt": hex, "n": 131072, "r": 8, "p": 1},
      "cipher": {"name": "chacha20-poly1305", "nonce": hex}, "ciphertext": hex}
 
 The AEAD key is scrypt(passphrase, salt); the associated data is the canonical JSON of
 every field but the ciphertext, so editing the public data or the parameters makes the
-file undecryptable rather than misleading. The passphrase comes from a file or the
-``MIRA_KEY_PASSPHRASE`` environment variable, never from the command line.
+file undecryptable rather than misleading. The scrypt parameters are stored in each file,
+so raising the default cost never locks out a key written under an older one.
+
+The passphrase comes from a file or the ``MIRA_KEY_PASSPHRASE`` environment variable,
+never from the command line. The environment is the weaker of the two (it is inherited by
+child processes, readable in ``/proc/<pid>/environ`` by the same user, and often ends up
+in shell history, container inspection output or crash reports), so reading it warns.
 Secrets never appear in ``repr``, ``str``, logs or error messages.
 """
 
@@ -24,6 +29,8 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +48,17 @@ from oracle.crypto.errors import KeystoreError, ScalarOutOfRangeError, WrongPass
 
 PASSPHRASE_ENV: Final = "MIRA_KEY_PASSPHRASE"  # noqa: S105 (a variable name, not a secret)
 KEYS_DIR_ENV: Final = "MIRA_KEYS_DIR"
-DEFAULT_SCRYPT_N: Final = 2**15  # ~32 MiB and ~0.1 s per unlock
+# scrypt cost: memory is 128·N·r bytes, so N = 2^17, r = 8 takes 128 MiB and about a second
+# per unlock here. That is the current guidance for interactive logins (OWASP: N ≥ 2^17 with
+# r = 8, p = 1); an unlock happens once per process start, so the cost is paid rarely by the
+# node and on every guess by an attacker holding the file. Files keep their own parameters.
+DEFAULT_SCRYPT_N: Final = 2**17
 KeyKind = Literal["operator", "identity"]
 KINDS: Final[tuple[KeyKind, ...]] = ("operator", "identity")
+
+
+class PassphraseFromEnvironmentWarning(UserWarning):
+    """The key passphrase was read from the environment rather than from a file."""
 
 
 class OperatorKey:
@@ -92,6 +107,13 @@ def read_passphrase(passphrase_file: Path | None, env: Mapping[str, str] | None 
         value = value[:-1] if value.endswith(b"\r") else value
     elif environ.get(PASSPHRASE_ENV):
         value = environ[PASSPHRASE_ENV].encode()
+        warnings.warn(
+            f"the key passphrase comes from ${PASSPHRASE_ENV}: the environment is inherited "
+            "by child processes and readable in /proc; prefer --passphrase-file "
+            "(a file with mode 0600)",
+            PassphraseFromEnvironmentWarning,
+            stacklevel=2,
+        )
     else:
         raise KeystoreError(f"no passphrase: pass --passphrase-file or set {PASSPHRASE_ENV}")
     if not value:
@@ -192,13 +214,20 @@ class KeyStore:
         if path.exists() and not overwrite:
             raise KeystoreError(f"{path} exists; refusing to overwrite a key (use --force)")
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        # A fresh temporary name created with O_CREAT | O_EXCL, mode 0600 (mkstemp): a file
+        # or symlink planted at a predictable name cannot receive the key or redirect the
+        # write, and a leftover from a crash is never reused.
+        fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=f".{kind}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(document, fh, indent=2, sort_keys=True)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
     def create(

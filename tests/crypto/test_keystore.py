@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,14 +14,16 @@ from oracle.cli.main import cli
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.errors import KeystoreError, WrongPassphraseError
 from oracle.crypto.keystore import (
+    DEFAULT_SCRYPT_N,
     KeyStore,
     OperatorKey,
+    PassphraseFromEnvironmentWarning,
     decrypt_key,
     encrypt_key,
     read_passphrase,
 )
 
-FAST_N = 2**10  # scrypt cost for tests; the default (2**15) is exercised by the CLI tests
+FAST_N = 2**10  # scrypt cost for tests; the default (2**17) is exercised by the CLI tests
 
 
 def test_round_trip_both_kinds(tmp_path: Path) -> None:
@@ -76,8 +80,11 @@ def test_secrets_never_in_repr_or_file(tmp_path: Path) -> None:
 def test_passphrase_sources(tmp_path: Path) -> None:
     f = tmp_path / "pp"
     f.write_bytes(b"from file\n")
-    assert read_passphrase(f, {}) == b"from file"
-    assert read_passphrase(None, {"MIRA_KEY_PASSPHRASE": "from env"}) == b"from env"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a passphrase from a file is the quiet path
+        assert read_passphrase(f, {}) == b"from file"
+    with pytest.warns(PassphraseFromEnvironmentWarning, match="--passphrase-file"):
+        assert read_passphrase(None, {"MIRA_KEY_PASSPHRASE": "from env"}) == b"from env"
     with pytest.raises(KeystoreError):
         read_passphrase(None, {})
     f.write_bytes(b"\n")
@@ -147,3 +154,33 @@ def test_keys_cli_new_show_export_import(tmp_path: Path) -> None:
     )
     assert again.exit_code == 1 and "exists" in again.output
     assert KeyStore(other).load_operator(b"third passphrase").address == address
+
+
+def test_default_scrypt_cost_follows_current_guidance_and_old_files_still_open(
+    tmp_path: Path,
+) -> None:
+    assert DEFAULT_SCRYPT_N >= 2**17
+    document = encrypt_key("operator", OperatorKey(), b"pw")
+    assert document["kdf"] == {**document["kdf"], "n": DEFAULT_SCRYPT_N, "r": 8, "p": 1}
+    # A file written under the previous default (2^15) keeps its parameters and still opens.
+    old_key = OperatorKey()
+    old = encrypt_key("operator", old_key, b"pw", scrypt_n=2**15)
+    assert old["kdf"]["n"] == 2**15
+    opened = decrypt_key(old, b"pw")
+    assert isinstance(opened, OperatorKey) and opened.address == old_key.address
+
+
+def test_write_never_follows_a_planted_temporary_file(tmp_path: Path) -> None:
+    """A symlink at the temporary name an older version used must not receive the key."""
+    keydir, victim = tmp_path / "keys", tmp_path / "victim"
+    keydir.mkdir(mode=0o700)
+    victim.write_text("untouched")
+    for kind in ("operator", "identity"):
+        os.symlink(victim, keydir / f"{kind}.tmp")
+    store = KeyStore(keydir, scrypt_n=FAST_N)
+    store.create(b"pw")
+    assert victim.read_text() == "untouched"
+    assert store.load_operator(b"pw").address == store.public("operator")["address"]
+    leftovers = {p.name for p in keydir.iterdir()} - {"operator.json", "identity.json"}
+    assert leftovers == {"operator.tmp", "identity.tmp"}  # the planted links, nothing new
+    assert (keydir / "operator.json").stat().st_mode & 0o777 == 0o600
