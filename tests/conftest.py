@@ -9,6 +9,10 @@ from web3 import Web3
 
 from oracle.chain.anvil import Anvil
 
+# The database fixtures (``backend``, ``engine``, ``empty_engine``: SQLite, and PostgreSQL
+# when MIRA_TEST_DATABASE_URL is set) for every test package, declared once.
+pytest_plugins = ["tests.fixtures.db"]
+
 
 @pytest.fixture
 def anvil() -> Iterator[Anvil]:

@@ -23,9 +23,6 @@ from oracle.reporting.report import FeedUpdate, Report, digest, encode
 from oracle.reporting.store import report_hash
 from oracle.reporting.transmit import Fate, ManagedTransmitter, fate_of
 from oracle.transmission import State, Transmission, TransmissionManager, TxManagerConfig
-from tests.fixtures.db import backend, engine
-
-__all__ = ["backend", "engine"]
 
 pytestmark = [pytest.mark.anvil]
 FEED = b"\x11" * 32

@@ -8,10 +8,7 @@ from sqlalchemy import Engine
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.storage import make_engine, upgrade
-from tests.fixtures.db import backend, engine
 from tests.transmission.helpers import Chain, start_chain
-
-__all__ = ["backend", "engine"]
 
 
 @pytest.fixture
