@@ -103,33 +103,51 @@ class SourceLimiter:
 
     Only failures are charged, so members' traffic never spends its source's budget (in a
     local network every member shares 127.0.0.1); a source whose budget is spent is refused
-    before any parsing. Both tables are bounded LRU maps: a source evicted from the budget
-    table comes back with a fresh burst, which is why the burst is small and the global
-    bucket still stands behind it.
+    before any parsing. Memory is bounded: at most ``max_sources`` budgets, the least
+    recently charged evicted only once it has refilled (then it is no different from a new
+    one). When every slot holds a source still paying for its failures, further sources
+    share one overflow budget, so an attacker with many addresses gets one source's
+    allowance for all the addresses beyond the table, not a fresh burst for each. Sources
+    that delivered a member's message skip the overflow budget (members keep being served
+    whatever the table holds); the set of them is an LRU map of the same bound.
     """
 
     def __init__(self, rate: float, burst: float, max_sources: int) -> None:
         self.rate, self.burst, self.max_sources = rate, burst, max_sources
         self._budgets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._overflow = TokenBucket(rate, burst)
         self._delivered: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._budgets) + len(self._delivered)
 
-    def admit(self, source: str) -> None:
+    def _budget(self, source: str, *, create: bool) -> TokenBucket | None:
         bucket = self._budgets.get(source)
+        if bucket is not None:
+            return bucket
+        if len(self._budgets) >= self.max_sources:
+            oldest = next(iter(self._budgets.values()))
+            if oldest.available() < self.burst:
+                return None if source in self._delivered else self._overflow
+            self._budgets.popitem(last=False)
+        if not create:
+            return None
+        bucket = self._budgets[source] = TokenBucket(self.rate, self.burst)
+        return bucket
+
+    def admit(self, source: str) -> None:
+        bucket = self._budget(source, create=False)
         if bucket is not None and bucket.available() < 1:
             raise MessageRejected(
                 "source_rate_limited", f"{source} exceeds its budget of refused messages"
             )
 
     def charge(self, source: str) -> None:
-        bucket = self._budgets.get(source)
+        bucket = self._budget(source, create=True)
         if bucket is None:
-            while len(self._budgets) >= self.max_sources:
-                self._budgets.popitem(last=False)
-            bucket = self._budgets[source] = TokenBucket(self.rate, self.burst)
-        self._budgets.move_to_end(source)
+            return  # a member's address past a full table: its own member checks remain
+        if source in self._budgets:
+            self._budgets.move_to_end(source)
         bucket.take()
 
     def delivered(self, source: str) -> None:
