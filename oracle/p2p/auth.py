@@ -21,8 +21,9 @@ Every check here is a security boundary, so each one says why it exists:
 * **Rate, cheapest check first.** Bytes from the network pass, in order: the source's
   budget for messages that failed authentication (per IP address, IPv6 by /64; a bounded
   table), the structural and binding checks on the header (no cryptography), the global
-  bucket in front of the signature recovery (sources that recently delivered a member's
-  message skip it, so a flood from many addresses cannot starve the members), the
+  bucket in front of the signature recovery (replies to this node's requests, and sources
+  that recently delivered a member's message skip it, so a flood from many addresses
+  cannot starve the members), the
   recovery and membership check, then a token bucket per authenticated sender. A flood of
   unauthenticated bytes thus costs its source its own budget, never the members theirs.
 """
@@ -297,7 +298,7 @@ class Authenticator:
             if key is not None:
                 self.sources.admit(key)
             self._check_header(peek_header(data, max_bytes=self.max_bytes))
-            if (key is None or not self.sources.has_delivered(key)) and not self._global.take():
+            if self._needs_global_token(key) and not self._global.take():
                 raise MessageRejected("rate_limited", "node-wide message rate exceeded")
             env = unseal(data, max_bytes=self.max_bytes)
             self.authenticate(env)
@@ -312,6 +313,14 @@ class Authenticator:
             self.sources.delivered(key)
         self.metrics.accepted.labels(env.header.type.name).inc()
         return env
+
+    def _needs_global_token(self, key: str | None) -> bool:
+        """Whether a signature recovery for these bytes spends the node-wide bucket: not
+        for a reply (as many as this node's own requests, so no flood) nor for a source
+        that recently delivered a member's message (so a flood from many addresses that
+        drains the bucket cannot starve the members; such a source still pays its own
+        budget for every refused message)."""
+        return key is not None and not self.sources.has_delivered(key)
 
     def check(self, env: Envelope, *, record: bool = True) -> None:
         """Authenticate a parsed message and admit it: its sender's rate, and (with

@@ -18,17 +18,24 @@ One round, as the leader L runs it:
 3. L chooses t signers among the members whose own observations agree with the report
    within each feed's tolerance, and sends them a PROPOSAL: the report, every signed
    observation it was computed from, and the signers' nonce commitments.
-4. A follower signs only if: the proposal comes from the round's leader; each observation
-   is authentic, of this round, and the report is exactly their median; *its own output*
-   for the same observation time (or, if it has none for that second, its latest) is
+4. A follower signs only if (cheapest checks first, so a flood of proposals costs little):
+   the proposal comes from the round's leader, for an attempt ≤ ``max_attempts``; its
+   nonce commitment is the one it issued for this (round, attempt); each observation (at
+   most n, no author twice) is authentic, of this round, and the report is exactly their
+   median; *its own output* for the same observation time (or, if it has none for that
+   second, its latest, whose time must then lie within the feed's ``max_skew_s``) is
    within ``tolerance_bps`` of every value — a replayed or fast-moving feed may have moved
-   on by one row between the leader's OBSERVE and its PROPOSAL; the model commitment is the one the
-   median's author attested (and, for feeds without a model, equals its own); its nonce
-   commitment is the one it issued for this round; and it has not signed a different
+   on by one row between the leader's OBSERVE and its PROPOSAL; the model commitment is
+   its own for that very observation (a model is deterministic; without that output it
+   cannot check and refuses) or, for feeds without a model, the static one — the median's
+   author alone must not choose what goes on-chain; and it has not signed a different
    report for this round (durably recorded). The nonce pair is marked used in the
    database before the share is computed (oracle.crypto.frost.Signer).
 5. L verifies every share. A bad one names its signer (log, metric, API); L retries with
-   fresh nonces from the honest members, up to ``max_attempts``.
+   fresh nonces from the honest members, up to ``max_attempts``. A member whose nonce
+   commitment carries another identifier than its own is named the same way and left out
+   (it would make the signing set invalid for everyone). L applies the followers' checks
+   to each median first and leaves out an observation whose median they would refuse.
 6. L broadcasts the signed report. Transmitters rotate: ``members[(r+1+k) mod n]`` sends
    after ``k · transmit_timeout_s`` unless the report is on-chain by then, so no single
    node can stall a feed.

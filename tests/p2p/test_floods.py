@@ -17,7 +17,7 @@ from oracle.p2p.auth import Authenticator
 from oracle.p2p.errors import PeerUnavailable
 from oracle.p2p.transport import MESSAGE_PATH, Peer, Transport
 from oracle.p2p.wire import HEADER_LEN, Envelope, MsgType, seal
-from tests.p2p.helpers import authenticator, header, keys, rejected
+from tests.p2p.helpers import EPOCH, authenticator, header, keys, rejected
 
 KEYS = keys(4)
 
@@ -83,10 +83,10 @@ async def test_a_member_replaying_pings_keeps_the_replay_window_bounded() -> Non
         assert await _served(client, server, round_=10_000)
 
 
-def _garbage(rng: bytes) -> bytes:
+def garbage(rng: bytes, epoch: int = EPOCH) -> bytes:
     """Bytes that pass every header check (member 0 of a served epoch) but carry a random
     signature: each costs the receiver a signature recovery."""
-    msg = bytearray(seal(header(MsgType.OBSERVE, sender=0), b"x" * 8, KEYS[0]))
+    msg = bytearray(seal(header(MsgType.OBSERVE, sender=0, epoch=epoch), b"x" * 8, KEYS[0]))
     msg[HEADER_LEN + 8 : HEADER_LEN + 8 + 32] = rng[:32]  # r
     msg[HEADER_LEN + 8 + 32 : HEADER_LEN + 8 + 64] = b"\x01" + rng[33:64]  # low s
     return bytes(msg)
@@ -104,7 +104,7 @@ async def test_unauthenticated_bytes_from_many_sources_do_not_starve_members() -
             connector = aiohttp.TCPConnector(local_addr=(source, 0))
             async with aiohttp.ClientSession(connector=connector) as session:
                 for i in range(30):
-                    body = _garbage(os.urandom(64)) if i % 2 else os.urandom(150)
+                    body = garbage(os.urandom(64)) if i % 2 else os.urandom(150)
                     async with session.post(server.url + MESSAGE_PATH, data=body) as resp:
                         assert resp.status == 400
 

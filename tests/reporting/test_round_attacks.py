@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 from eth_utils.crypto import keccak
 
 from oracle.crypto.nonces import SigningCommitment
 from oracle.p2p.errors import PeerUnavailable
+from oracle.p2p.transport import MESSAGE_PATH
 from oracle.p2p.wire import MsgType, Observation, Proposal
 from oracle.reporting.protocol import FeedPolicy, Refusal, RoundProtocol
 from oracle.reporting.report import FeedUpdate, Report, encode
@@ -296,3 +299,43 @@ async def test_observe_after_nonce_request_leaks_no_nonce(tmp_path: Path) -> Non
         for out in net.outputs:
             out.value += 20
         await _until(lambda: net.chain.values[FEED].value == net.outputs[0].value)
+
+
+# -- 7: unauthenticated bytes from many sources, while rounds run -----------------------------
+
+
+async def test_rounds_go_on_under_a_flood_of_unauthenticated_bytes(tmp_path: Path) -> None:
+    """30 loopback addresses send members 0 and 1 messages with valid headers and random
+    signatures, enough to drain the node-wide bucket: members' requests and the replies to
+    a leader's own requests are still served, so every member keeps leading reports."""
+    from tests.p2p.test_floods import garbage
+
+    async with _network(tmp_path, [1000] * 4, auth_kw={"global_rate": 100.0}) as net:
+        await _until(lambda: FEED in net.chain.values)
+        stop = asyncio.Event()
+        sent = 0
+
+        async def flood(source: str) -> None:
+            nonlocal sent
+            connector = aiohttp.TCPConnector(local_addr=(source, 0))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                while not stop.is_set():
+                    for target in net.nodes[:2]:
+                        body = garbage(os.urandom(64), epoch=EPOCH)
+                        async with session.post(target.transport.url + MESSAGE_PATH, data=body):
+                            sent += 1
+
+        floods = [asyncio.create_task(flood(f"127.0.0.{i}")) for i in range(2, 32)]
+        try:
+            await asyncio.sleep(1.0)  # the node-wide bucket is drained by now
+            led = [n.reports_led for n in net.nodes]
+            await _move_until(
+                net, lambda: all(n.reports_led > c for n, c in zip(net.nodes, led, strict=True))
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*floods, return_exceptions=True)
+        assert sent > 500
+        for node in net.nodes[:2]:
+            assert node.auth.metrics.rejected.labels("rate_limited")._value.get() > 0
+            assert len(node.auth.sources) <= 2 * 4096
