@@ -23,9 +23,9 @@ Every check here is a security boundary, so each one says why it exists:
   table), the structural and binding checks on the header (no cryptography), the global
   bucket in front of the signature recovery (replies to this node's requests, and sources
   that recently delivered a member's message skip it, so a flood from many addresses
-  cannot starve the members), the
-  recovery and membership check, then a token bucket per authenticated sender. A flood of
-  unauthenticated bytes thus costs its source its own budget, never the members theirs.
+  cannot starve the members), the recovery and membership check, then a token bucket per
+  authenticated sender. A flood of unauthenticated bytes thus costs its source its own
+  budget, never the members theirs.
 """
 
 from __future__ import annotations
@@ -123,14 +123,17 @@ class SourceLimiter:
         return len(self._budgets) + len(self._delivered)
 
     def _budget(self, source: str, *, create: bool) -> TokenBucket | None:
+        """The budget ``source`` pays from: its own, the shared overflow one (a full
+        table), or none (it never failed, or it delivered a member's message)."""
         bucket = self._budgets.get(source)
         if bucket is not None:
             return bucket
         if len(self._budgets) >= self.max_sources:
             oldest = next(iter(self._budgets.values()))
-            if oldest.available() < self.burst:
+            if oldest.available() < self.burst:  # still paying: no slot frees up
                 return None if source in self._delivered else self._overflow
-            self._budgets.popitem(last=False)
+            if create:
+                self._budgets.popitem(last=False)
         if not create:
             return None
         bucket = self._budgets[source] = TokenBucket(self.rate, self.burst)

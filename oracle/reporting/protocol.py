@@ -35,7 +35,8 @@ One round, as the leader L runs it:
    fresh nonces from the honest members, up to ``max_attempts``. A member whose nonce
    commitment carries another identifier than its own is named the same way and left out
    (it would make the signing set invalid for everyone). L applies the followers' checks
-   to each median first and leaves out an observation whose median they would refuse.
+   to each median first and leaves out an observation whose time or model commitment
+   they would refuse.
 6. L broadcasts the signed report. Transmitters rotate: ``members[(r+1+k) mod n]`` sends
    after ``k · transmit_timeout_s`` unless the report is on-chain by then, so no single
    node can stall a feed.
@@ -231,6 +232,13 @@ class _Collected:
     raw: bytes
     observation: Observation
     by_feed: dict[bytes, FeedUpdate] = field(default_factory=dict)
+
+
+#: Refusals of what the median's author alone chose (not the value, which the median
+#: bounds by the honest observations).
+_AUTHOR_CHOICES = frozenset(
+    {"observed_at_skew", "unverifiable_commitment", "model_commitment", "future_observation"}
+)
 
 
 def _within_bps(a: int, b: int, bps: int) -> bool:
@@ -750,13 +758,15 @@ class RoundProtocol:
         return collected, tuple(updates), candidates
 
     def _due_medians(self, r: int, collected: dict[int, _Collected]) -> list[FeedUpdate]:
-        """The due feeds' medians, each one this node would sign as a follower.
+        """The due feeds' medians, none with a time or model commitment this node refuses.
 
-        A median this node refuses (check_update: its time or model commitment is not what
-        this node has) would be refused by honest followers too, so its author's
-        observation is left out of the round and the medians computed again; when no
-        observation can be spared (quorum), only that feed waits. Each pass removes one
-        observation or one feed, so this ends after at most n + feeds passes."""
+        A median whose time or commitment this node refuses (check_update) would be refused
+        by the honest followers too — that is the median's author choosing what goes
+        on-chain — so its author's observation is left out of the round and the medians
+        computed again; when no observation can be spared (quorum), only that feed waits.
+        Each pass removes one observation or one feed, so this ends after at most
+        n + feeds passes. (A leader whose own feed is stale by more than ``max_skew_s``
+        thus reports nothing for it: the other leaders' rounds do.)"""
         ctx = self.ctx
         mine = self.outputs.latest_outputs()
         skipped: set[bytes] = set()
@@ -777,6 +787,11 @@ class RoundProtocol:
                 try:
                     self.check_update(policy, median, mine)
                 except Refusal as exc:
+                    if exc.reason not in _AUTHOR_CHOICES:
+                        # A value off this node's own output (or no output here): this
+                        # node may be the outlier, so the followers decide, as always.
+                        updates.append(median)
+                        continue
                     author = next(who for _, who, u in values if u is median)
                     refused = (feed_id, author, exc)
                     break
