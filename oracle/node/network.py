@@ -10,6 +10,7 @@ back.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -377,6 +378,8 @@ class NetworkService:
                     spec.heartbeat_s,
                     spec.tolerance_bps,
                     static,
+                    # two honest members' latest outputs are about a poll interval apart
+                    max_skew_s=math.ceil(2 * spec.poll_interval_s) + 2,
                 )
         cfg = ProtocolConfig(
             round_period_s=self.config.round_period_s,

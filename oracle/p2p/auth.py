@@ -15,14 +15,24 @@ Every check here is a security boundary, so each one says why it exists:
 * **Replay.** An honest sender sends at most one message per (epoch, round, type,
   attempt) to a given peer, so that tuple is remembered and a second copy is refused. A
   sliding window over rounds bounds the memory; anything older than the window is
-  refused as stale rather than forgotten.
-* **Rate.** A token bucket per authenticated sender, and one global bucket in front of the
-  signature check, so a flood costs a bounded amount of CPU.
+  refused as stale rather than forgotten. Every channel (PINGs included) has the same
+  window, and a sender's remembered tuples are capped: an honest sender sends a handful of
+  messages per round, so a sender that fills the cap is refused, not remembered.
+* **Rate, cheapest check first.** Bytes from the network pass, in order: the source's
+  budget for messages that failed authentication (per IP address, IPv6 by /64; a bounded
+  table), the structural and binding checks on the header (no cryptography), the global
+  bucket in front of the signature recovery (replies to this node's requests, and sources
+  that recently delivered a member's message skip it, so a flood from many addresses
+  cannot starve the members), the recovery and membership check, then a token bucket per
+  authenticated sender. A flood of unauthenticated bytes thus costs its source its own
+  budget, never the members theirs.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,7 +40,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from oracle.p2p.errors import MessageRejected
-from oracle.p2p.wire import Envelope, MsgType, unseal
+from oracle.p2p.wire import Envelope, Header, MsgType, peek_header, unseal
 
 log = structlog.get_logger(__name__)
 
@@ -60,14 +70,98 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
+    def available(self) -> float:
+        """The tokens now (refilled for the time since the last look)."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
+        return self.tokens
+
+    def take(self) -> bool:
+        if self.available() >= 1:
             self.tokens -= 1
             return True
         return False
+
+
+def source_key(remote: str) -> str:
+    """What one source is, for rate limits: an IPv4 address, or an IPv6 /64 (one host
+    commonly holds a whole /64, so per-address limits would be free to evade)."""
+    try:
+        addr = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+class SourceLimiter:
+    """Per source: a budget of messages that failed authentication, and whether it
+    recently delivered a member's message.
+
+    Only failures are charged, so members' traffic never spends its source's budget (in a
+    local network every member shares 127.0.0.1); a source whose budget is spent is refused
+    before any parsing. Memory is bounded: at most ``max_sources`` budgets, the least
+    recently charged evicted only once it has refilled (then it is no different from a new
+    one). When every slot holds a source still paying for its failures, further sources
+    share one overflow budget, so an attacker with many addresses gets one source's
+    allowance for all the addresses beyond the table, not a fresh burst for each. Sources
+    that delivered a member's message skip the overflow budget (members keep being served
+    whatever the table holds); the set of them is an LRU map of the same bound.
+    """
+
+    def __init__(self, rate: float, burst: float, max_sources: int) -> None:
+        self.rate, self.burst, self.max_sources = rate, burst, max_sources
+        self._budgets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._overflow = TokenBucket(rate, burst)
+        self._delivered: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._budgets) + len(self._delivered)
+
+    def _budget(self, source: str, *, create: bool) -> TokenBucket | None:
+        """The budget ``source`` pays from: its own, the shared overflow one (a full
+        table), or none (it never failed, or it delivered a member's message)."""
+        bucket = self._budgets.get(source)
+        if bucket is not None:
+            return bucket
+        if len(self._budgets) >= self.max_sources:
+            oldest = next(iter(self._budgets.values()))
+            if oldest.available() < self.burst:  # still paying: no slot frees up
+                return None if source in self._delivered else self._overflow
+            if create:
+                self._budgets.popitem(last=False)
+        if not create:
+            return None
+        bucket = self._budgets[source] = TokenBucket(self.rate, self.burst)
+        return bucket
+
+    def admit(self, source: str) -> None:
+        bucket = self._budget(source, create=False)
+        if bucket is not None and bucket.available() < 1:
+            raise MessageRejected(
+                "source_rate_limited", f"{source} exceeds its budget of refused messages"
+            )
+
+    def charge(self, source: str) -> None:
+        bucket = self._budget(source, create=True)
+        if bucket is None:
+            return  # a member's address past a full table: its own member checks remain
+        if source in self._budgets:
+            self._budgets.move_to_end(source)
+        bucket.take()
+
+    def delivered(self, source: str) -> None:
+        self._delivered[source] = None
+        self._delivered.move_to_end(source)
+        while len(self._delivered) > self.max_sources:
+            self._delivered.popitem(last=False)
+
+    def has_delivered(self, source: str) -> bool:
+        return source in self._delivered
 
 
 @dataclass
@@ -76,18 +170,29 @@ class _SenderWindow:
     seen: set[tuple[int, int, int]] = field(default_factory=set)  # (round, type, attempt)
 
 
+#: Distinct (type, attempt) messages an honest sender sends one peer per round, with room:
+#: a leader sends OBSERVE, a few NONCE_REQUESTs and PROPOSEs and a REPORT; a follower
+#: answers each once.
+MAX_MESSAGES_PER_ROUND = 16
+
+
 class ReplayGuard:
     """Remembers (sender, epoch, channel) → the (round, type, attempt) tuples seen."""
 
     def __init__(self, window: int) -> None:
         self.window = window
+        self.max_seen = MAX_MESSAGES_PER_ROUND * (window + 1)
         self._by_sender: dict[tuple[bytes, int, str], _SenderWindow] = {}
+
+    def __len__(self) -> int:
+        """Tuples remembered, over every sender (memory: bounded by max_seen each)."""
+        return sum(len(s.seen) for s in self._by_sender.values())
 
     def check_and_record(self, env: Envelope) -> None:
         h = env.header
         channel = "dkg" if h.type in _DKG_TYPES else ("ping" if h.type == MsgType.PING else "round")
         state = self._by_sender.setdefault((env.signer_key, h.epoch, channel), _SenderWindow())
-        window = self.window if channel != "ping" else 10**9
+        window = self.window
         if h.round + window < state.highest:
             raise MessageRejected(
                 "stale", f"round {h.round} is older than the replay window (newest {state.highest})"
@@ -97,6 +202,15 @@ class ReplayGuard:
             raise MessageRejected(
                 "replay", f"{h.type.name} for round {h.round} attempt {h.attempt} seen before"
             )
+        if len(state.seen) >= self.max_seen:
+            # Within the window nothing may be forgotten (it could be replayed), so a
+            # sender past what any honest member sends is refused instead.
+            state.seen = {k for k in state.seen if k[0] + window >= state.highest}
+            if len(state.seen) >= self.max_seen:
+                raise MessageRejected(
+                    "replay_window_full",
+                    f"{len(state.seen)} messages within {window} rounds, more than a member sends",
+                )
         state.seen.add(key)
         if h.round > state.highest:
             state.highest = h.round
@@ -144,6 +258,9 @@ class Authenticator:
         peer_rate: float = 200.0,
         peer_burst: float = 400.0,
         global_rate: float = 5000.0,
+        source_rate: float = 100.0,
+        source_burst: float = 200.0,
+        max_sources: int = 4096,
     ) -> None:
         self.chain_id = chain_id
         self.committee = committee
@@ -154,6 +271,7 @@ class Authenticator:
         self._peer_rate, self._peer_burst = peer_rate, peer_burst
         self._buckets: dict[bytes, TokenBucket] = {}
         self._global = TokenBucket(global_rate, global_rate)
+        self.sources = SourceLimiter(source_rate, source_burst, max_sources)
 
     def serve_epochs(self, epochs: Sequence[EpochMembers]) -> None:
         """Replace the set of epochs whose messages are accepted."""
@@ -164,23 +282,71 @@ class Authenticator:
 
     def reject(self, exc: MessageRejected, remote: str) -> None:
         self.metrics.rejected.labels(exc.reason).inc()
+        if exc.reason == "source_rate_limited":
+            return  # counted; one log line per message would be the flood's amplifier
         log.warning("p2p.rejected", reason=exc.reason, detail=exc.detail, remote=remote)
 
-    def open(self, data: bytes, *, remote: str = "?", record: bool = True) -> Envelope:
-        """Parse and authenticate ``data``; raise MessageRejected (already counted)."""
+    def open(
+        self, data: bytes, *, remote: str = "?", source: str | None = None, record: bool = True
+    ) -> Envelope:
+        """Parse and authenticate ``data``; raise MessageRejected (already counted).
+
+        ``source`` is the sending address when the bytes arrived unsolicited (None for the
+        reply to a request this node made): see the module docstring for the order of the
+        checks and why.
+        """
+        key = None if source is None else source_key(source)
+        authenticated = False
         try:
-            if not self._global.take():
+            if key is not None:
+                self.sources.admit(key)
+            self._check_header(peek_header(data, max_bytes=self.max_bytes))
+            if self._needs_global_token(key) and not self._global.take():
                 raise MessageRejected("rate_limited", "node-wide message rate exceeded")
             env = unseal(data, max_bytes=self.max_bytes)
-            self.check(env, record=record)
+            self.authenticate(env)
+            authenticated = True
+            self._admit(env, record=record)
         except MessageRejected as exc:
+            if key is not None and not authenticated and exc.reason != "source_rate_limited":
+                self.sources.charge(key)
             self.reject(exc, remote)
             raise
+        if key is not None:
+            self.sources.delivered(key)
         self.metrics.accepted.labels(env.header.type.name).inc()
         return env
 
+    def _needs_global_token(self, key: str | None) -> bool:
+        """Whether a signature recovery for these bytes spends the node-wide bucket: not
+        for a reply (as many as this node's own requests, so no flood) nor for a source
+        that recently delivered a member's message (so a flood from many addresses that
+        drains the bucket cannot starve the members; such a source still pays its own
+        budget for every refused message)."""
+        return key is not None and not self.sources.has_delivered(key)
+
     def check(self, env: Envelope, *, record: bool = True) -> None:
+        """Authenticate a parsed message and admit it: its sender's rate, and (with
+        ``record``) the replay guard."""
+        self.authenticate(env)
+        self._admit(env, record=record)
+
+    def authenticate(self, env: Envelope) -> None:
+        """Binding, epoch and membership only: for a message relayed inside another one
+        (an observation in a proposal), which costs its author nothing and must not spend
+        the author's rate."""
         h = env.header
+        members = self._check_header(h)
+        if members.identity_keys[h.sender] != env.signer_key:
+            known = members.index_of(env.signer_key)
+            raise MessageRejected(
+                "bad_signature" if known is not None else "non_member",
+                f"signed by {env.signer_key.hex()[:16]}…, which is "
+                + (f"member {known}, not {h.sender}" if known is not None else "not a member"),
+            )
+
+    def _check_header(self, h: Header) -> EpochMembers:
+        """The checks a header allows without any cryptography."""
         if h.chain_id != self.chain_id or h.committee != self.committee:
             raise MessageRejected(
                 "wrong_committee",
@@ -197,20 +363,23 @@ class Authenticator:
                 "non_member",
                 f"sender index {h.sender} ≥ committee size {len(members.identity_keys)}",
             )
-        if members.identity_keys[h.sender] != env.signer_key:
-            known = members.index_of(env.signer_key)
-            raise MessageRejected(
-                "bad_signature" if known is not None else "non_member",
-                f"signed by {env.signer_key.hex()[:16]}…, which is "
-                + (f"member {known}, not {h.sender}" if known is not None else "not a member"),
-            )
+        return members
+
+    def _admit(self, env: Envelope, *, record: bool) -> None:
         bucket = self._buckets.get(env.signer_key)
         if bucket is None:
             bucket = self._buckets[env.signer_key] = TokenBucket(self._peer_rate, self._peer_burst)
         if not bucket.take():
-            raise MessageRejected("rate_limited", f"member {h.sender} exceeds its message rate")
+            raise MessageRejected(
+                "rate_limited", f"member {env.header.sender} exceeds its message rate"
+            )
         if record:
             self.replay.check_and_record(env)
+
+    def tokens_of(self, identity_key: bytes) -> float:
+        """A member's tokens now (its full burst if it has sent nothing)."""
+        bucket = self._buckets.get(identity_key)
+        return self._peer_burst if bucket is None else bucket.available()
 
 
 def member_keys(members: Mapping[int, bytes]) -> tuple[bytes, ...]:

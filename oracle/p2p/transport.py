@@ -104,7 +104,7 @@ class Transport:
         except (TimeoutError, aiohttp.ClientError):
             return web.Response(status=400, text="unreadable body")
         try:
-            env = self.auth.open(data, remote=remote)
+            env = self.auth.open(data, remote=remote, source=remote)
         except MessageRejected as exc:
             return web.Response(status=400, text=exc.reason)
         handler = self.handlers.get(env.header.type)

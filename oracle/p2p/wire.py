@@ -136,16 +136,15 @@ def seal(header: Header, payload: bytes, key: coincurve.PrivateKey) -> bytes:
     return body + bytes(signature)
 
 
-def unseal(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope:
-    """Parse a message and recover its signer; raise MessageRejected saying what is wrong.
+def peek_header(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Header:
+    """The header of a message, from its structure alone: no signature is recovered.
 
-    Checks, in order: size limit, exact length, magic, version, known type, canonical
-    (low-s) signature, and that the signature recovers to some key. Membership, epoch and
-    replay are the caller's (auth) business.
+    Checks, in order: size limit, exact length, magic, version and known type. A node runs
+    these (and its cheap binding checks on the result) before it spends a signature
+    recovery on bytes from the network, so malformed floods cost almost nothing.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MessageRejected("malformed", f"expected bytes, got {type(data).__name__}")
-    data = bytes(data)
     if len(data) > max_bytes:
         raise MessageRejected("oversized", f"{len(data)} bytes exceeds the {max_bytes}-byte limit")
     if len(data) < HEADER_LEN + SIGNATURE_LEN:
@@ -166,6 +165,18 @@ def unseal(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope:
         msg_type = MsgType(mtype)
     except ValueError:
         raise MessageRejected("malformed", f"unknown message type {mtype}") from None
+    return Header(msg_type, chain_id, bytes(committee), epoch, round_, attempt, sender)
+
+
+def unseal(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope:
+    """Parse a message and recover its signer; raise MessageRejected saying what is wrong.
+
+    Checks :func:`peek_header`'s structure, then a canonical (low-s) signature that
+    recovers to some key. Membership, epoch and replay are the caller's (auth) business.
+    """
+    header = peek_header(data, max_bytes=max_bytes)
+    data = bytes(data)
+    plen = len(data) - HEADER_LEN - SIGNATURE_LEN
     body, signature = data[: HEADER_LEN + plen], data[HEADER_LEN + plen :]
     # Only low-s signatures: one valid encoding per signature, so no two byte strings of
     # the same message verify (the replay guard does not depend on it, logs do).
@@ -178,7 +189,6 @@ def unseal(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope:
         ).format(compressed=True)
     except (ValueError, TypeError) as exc:
         raise MessageRejected("bad_signature", f"signature does not recover: {exc}") from None
-    header = Header(msg_type, chain_id, committee, epoch, round_, attempt, sender)
     return Envelope(header, data[HEADER_LEN : HEADER_LEN + plen], bytes(signer), data)
 
 
@@ -482,6 +492,7 @@ __all__ = [
     "Proposal",
     "SignedReport",
     "encode",
+    "peek_header",
     "seal",
     "unseal",
 ]

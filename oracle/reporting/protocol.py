@@ -18,17 +18,25 @@ One round, as the leader L runs it:
 3. L chooses t signers among the members whose own observations agree with the report
    within each feed's tolerance, and sends them a PROPOSAL: the report, every signed
    observation it was computed from, and the signers' nonce commitments.
-4. A follower signs only if: the proposal comes from the round's leader; each observation
-   is authentic, of this round, and the report is exactly their median; *its own output*
-   for the same observation time (or, if it has none for that second, its latest) is
+4. A follower signs only if (cheapest checks first, so a flood of proposals costs little):
+   the proposal comes from the round's leader, for an attempt ≤ ``max_attempts``; its
+   nonce commitment is the one it issued for this (round, attempt); each observation (at
+   most n, no author twice) is authentic, of this round, and the report is exactly their
+   median; *its own output* for the same observation time (or, if it has none for that
+   second, its latest, whose time must then lie within the feed's ``max_skew_s``) is
    within ``tolerance_bps`` of every value — a replayed or fast-moving feed may have moved
-   on by one row between the leader's OBSERVE and its PROPOSAL; the model commitment is the one the
-   median's author attested (and, for feeds without a model, equals its own); its nonce
-   commitment is the one it issued for this round; and it has not signed a different
+   on by one row between the leader's OBSERVE and its PROPOSAL; the model commitment is
+   its own for that very observation (a model is deterministic; without that output it
+   cannot check and refuses) or, for feeds without a model, the static one — the median's
+   author alone must not choose what goes on-chain; and it has not signed a different
    report for this round (durably recorded). The nonce pair is marked used in the
    database before the share is computed (oracle.crypto.frost.Signer).
 5. L verifies every share. A bad one names its signer (log, metric, API); L retries with
-   fresh nonces from the honest members, up to ``max_attempts``.
+   fresh nonces from the honest members, up to ``max_attempts``. A member whose nonce
+   commitment carries another identifier than its own is named the same way and left out
+   (it would make the signing set invalid for everyone). L applies the followers' checks
+   to each median first and leaves out an observation whose time or model commitment
+   they would refuse.
 6. L broadcasts the signed report. Transmitters rotate: ``members[(r+1+k) mod n]`` sends
    after ``k · transmit_timeout_s`` unless the report is on-chain by then, so no single
    node can stall a feed.
@@ -75,6 +83,7 @@ from oracle.p2p.wire import (
     encode_commitment,
     encode_refusal,
     encode_share,
+    peek_header,
     unseal,
 )
 from oracle.reporting.errors import ReportFormatError
@@ -95,6 +104,10 @@ class FeedPolicy:
     heartbeat_s: int
     tolerance_bps: int
     static_commitment: bytes | None  # feeds without a model: every honest node has this one
+    # How far a proposed observedAt may lie from this node's own latest output when it has
+    # no output of that very second: two honest members' latest outputs differ by about one
+    # poll interval, and a liar gains no more than this (it goes on-chain as the time).
+    max_skew_s: int = 10
 
 
 class OutputSource(Protocol):
@@ -171,6 +184,19 @@ class RoundMetrics:
             ["signer"],
             registry=registry,
         )
+        self.offences = Counter(
+            "mira_round_offences",
+            "Provable misbehaviour by a member (it is excluded from the round), by kind",
+            ["member", "offence"],
+            registry=registry,
+        )
+        self.dropped_observations = Counter(
+            "mira_round_dropped_observations",
+            "Leader: observations left out of a report because this node would refuse "
+            "their median, by reason",
+            ["reason"],
+            registry=registry,
+        )
         self.transmissions = Counter(
             "mira_transmissions", "Transmission attempts by fate", ["fate"], registry=registry
         )
@@ -206,6 +232,13 @@ class _Collected:
     raw: bytes
     observation: Observation
     by_feed: dict[bytes, FeedUpdate] = field(default_factory=dict)
+
+
+#: Refusals of what the median's author alone chose (not the value, which the median
+#: bounds by the honest observations).
+_AUTHOR_CHOICES = frozenset(
+    {"observed_at_skew", "unverifiable_commitment", "model_commitment", "future_observation"}
+)
 
 
 def _within_bps(a: int, b: int, bps: int) -> bool:
@@ -246,7 +279,7 @@ class RoundProtocol:
         self._transmitting: dict[bytes, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._suspects: dict[int, float] = {}
-        self.bad_signers: dict[int, int] = {}  # member index → invalid shares seen
+        self.offences: dict[int, dict[str, int]] = {}  # member index → offence → count
         self.last_report_round: int | None = None
         self.reports_led = 0
         self._running = False
@@ -383,13 +416,25 @@ class RoundProtocol:
             raise Refusal("wrong_epoch", f"epoch {h.epoch}, active epoch is {self.ctx.epoch}")
         if h.sender != self.leader_of(h.round):
             raise Refusal("not_leader", f"member {h.sender} is not the leader of round {h.round}")
+        # An honest leader's attempts are 0 (1 when it observes again) up to max_attempts
+        # (see lead): more would only let a leader make this node issue nonces and check
+        # proposals for attempts no round uses.
+        if h.attempt > self.config.max_attempts:
+            raise Refusal("attempt", f"attempt {h.attempt} > {self.config.max_attempts}")
         now = self.now_round()
         if not now - 8 <= h.round <= now + 2:
             raise Refusal("stale_round", f"round {h.round}, current round is {now}")
 
     def _issue_nonce(self, round_: int, attempt: int) -> SigningCommitment:
         """A fresh nonce commitment for (round, attempt); drops this node's unused old ones
-        (their secrets are erased, so they can never be used)."""
+        (their secrets are erased, so they can never be used).
+
+        At most one per (round, attempt), whichever request asks (OBSERVE or NONCE_REQUEST):
+        every pair in the signer's pool is then one of ``self._nonces``, so the pruning
+        below erases it in time and the pool stays bounded by the rounds a leader may ask
+        about times the attempts."""
+        if (round_, attempt) in self._nonces:
+            raise Refusal("nonce", f"a nonce for {round_}.{attempt} was already issued")
         floor = self.now_round() - 16
         for key in [k for k in self._nonces if k[0] < floor]:
             stale = self._nonces.pop(key)
@@ -408,19 +453,17 @@ class RoundProtocol:
     async def _on_observe(self, env: Envelope) -> bytes:
         try:
             self._check_leader(env)
+            obs = self._observation(env.header.round, env.header.attempt)
         except Refusal as refusal:
             return self._refuse(env, refusal)
-        obs = self._observation(env.header.round, env.header.attempt)
         return self._reply(env, MsgType.OBSERVATION, obs.encode())
 
     async def _on_nonce_request(self, env: Envelope) -> bytes:
         try:
             self._check_leader(env)
-            if (env.header.round, env.header.attempt) in self._nonces:
-                raise Refusal("nonce", "a nonce for this attempt was already issued")
+            com = self._issue_nonce(env.header.round, env.header.attempt)
         except Refusal as refusal:
             return self._refuse(env, refusal)
-        com = self._issue_nonce(env.header.round, env.header.attempt)
         return self._reply(env, MsgType.NONCE, encode_commitment(com))
 
     async def _on_propose(self, env: Envelope) -> bytes:
@@ -431,8 +474,7 @@ class RoundProtocol:
             return self._refuse(env, refusal)
         return self._reply(env, MsgType.SHARE, encode_share(share))
 
-    def verify_proposal(self, round_: int, proposal: Proposal) -> Report:
-        """Everything a follower checks before it signs (see the module docstring)."""
+    def _decode_report(self, round_: int, proposal: Proposal) -> Report:
         try:
             report = decode(proposal.report)
         except ReportFormatError as exc:
@@ -443,26 +485,107 @@ class RoundProtocol:
                 f"report for epoch {report.epoch} round {report.round}, "
                 f"message for {self.ctx.epoch}/{round_}",
             )
+        return report
+
+    def _embedded_observations(
+        self, round_: int, proposal: Proposal
+    ) -> dict[int, dict[bytes, FeedUpdate]]:
+        """The signed observations a proposal carries, by author.
+
+        Their authors did not send them to this node, so checking them spends none of
+        the authors' rate (and is no replay: the leader relays them). What they cost this
+        node is one signature recovery each, so first, from the headers alone: at most n
+        of them, each an OBSERVATION of this epoch and round, no author twice. A leader
+        can then make this node recover at most n signatures per PROPOSE it sends, and
+        its PROPOSEs spend its own rate."""
+        if len(proposal.observations) > self.ctx.n:
+            raise Refusal(
+                "bad_observation",
+                f"{len(proposal.observations)} observations, the committee has {self.ctx.n}",
+            )
+        authors: set[int] = set()
+        for raw in proposal.observations:
+            try:
+                h = peek_header(raw, max_bytes=self.auth.max_bytes)
+            except MessageRejected as exc:
+                raise Refusal("bad_observation", f"{exc.reason}: {exc.detail}") from None
+            if h.type != MsgType.OBSERVATION or (h.epoch, h.round) != (self.ctx.epoch, round_):
+                raise Refusal(
+                    "bad_observation", f"{h.type.name} of {h.epoch}/{h.round} in proposal"
+                )
+            if h.sender in authors:
+                raise Refusal("bad_observation", f"two observations by member {h.sender}")
+            authors.add(h.sender)
         collected: dict[int, dict[bytes, FeedUpdate]] = {}
         for raw in proposal.observations:
             try:
                 obs_env = unseal(raw, max_bytes=self.auth.max_bytes)
-                self.auth.check(obs_env, record=False)
-                if obs_env.header.type != MsgType.OBSERVATION:
-                    raise MessageRejected("malformed", f"{obs_env.header.type.name} in proposal")
+                self.auth.authenticate(obs_env)
                 observation = Observation.decode(obs_env.payload)
             except MessageRejected as exc:
                 raise Refusal("bad_observation", f"{exc.reason}: {exc.detail}") from None
-            h = obs_env.header
-            if (h.epoch, h.round) != (self.ctx.epoch, round_):
-                raise Refusal("bad_observation", f"observation of {h.epoch}/{h.round}")
-            if h.sender in collected:
-                raise Refusal("bad_observation", f"two observations by member {h.sender}")
-            collected[h.sender] = {u.feed_id: u for u in observation.outputs}
+            collected[obs_env.header.sender] = {u.feed_id: u for u in observation.outputs}
         if len(collected) < self.ctx.quorum:
             raise Refusal(
                 "too_few_observations", f"{len(collected)} observations, need {self.ctx.quorum}"
             )
+        return collected
+
+    def check_update(
+        self, policy: FeedPolicy, update: FeedUpdate, mine: Mapping[bytes, FeedUpdate]
+    ) -> None:
+        """Would this node put ``update`` on-chain as ``policy``'s value? Raise a Refusal
+        if not. The median's author alone chose the update's time and model commitment, so
+        both are checked against this node's own output, not only the value:
+
+        * With an output of that very second, the value is within tolerance of it and the
+          commitment is its commitment (a model feed is deterministic: every honest node
+          that consumed the same observations holds the same state).
+        * Without one (the feed moved on past its recent outputs, or this node is behind),
+          the time must lie within ``max_skew_s`` of its latest output and the value within
+          tolerance of that; a model's commitment cannot be checked then, so it refuses.
+        * A feed without a model has one commitment everywhere, the static one.
+        """
+        own = self.outputs.output_at(update.feed_id, update.observed_at)
+        if own is None:
+            own = mine.get(update.feed_id)
+            if own is None:
+                raise Refusal("no_own_output", f"{policy.name}: this node has no output yet")
+            if abs(update.observed_at - own.observed_at) > policy.max_skew_s:
+                raise Refusal(
+                    "observed_at_skew",
+                    f"{policy.name}: observedAt {update.observed_at}, own latest "
+                    f"{own.observed_at}, bound {policy.max_skew_s} s",
+                )
+        if not _within_bps(update.value, own.value, policy.tolerance_bps):
+            raise Refusal(
+                "disagrees_with_own_output",
+                f"{policy.name}: proposed {update.value}, own output {own.value}, "
+                f"tolerance {policy.tolerance_bps} bps",
+            )
+        if policy.static_commitment is not None:
+            expected = policy.static_commitment
+        elif own.observed_at == update.observed_at:
+            expected = own.model_commitment
+        else:
+            raise Refusal(
+                "unverifiable_commitment",
+                f"{policy.name}: no own output observed at {update.observed_at} to check "
+                "the model commitment against",
+            )
+        if update.model_commitment != expected:
+            raise Refusal(
+                "model_commitment",
+                f"{policy.name}: commitment 0x{update.model_commitment.hex()[:16]}…, own "
+                f"0x{expected.hex()[:16]}…",
+            )
+        if update.observed_at > time.time() + 30:
+            raise Refusal("future_observation", f"{policy.name}: observedAt in the future")
+
+    def verify_proposal(self, round_: int, proposal: Proposal) -> Report:
+        """Everything a follower checks about the report (see the module docstring)."""
+        report = self._decode_report(round_, proposal)
+        collected = self._embedded_observations(round_, proposal)
         mine = self.outputs.latest_outputs()
         for update in report.updates:
             policy = self.policies.get(update.feed_id)
@@ -480,28 +603,7 @@ class RoundProtocol:
                     "not_median",
                     f"{policy.name}: {update.value} is not the median of the observations",
                 )
-            own = self.outputs.output_at(update.feed_id, update.observed_at)
-            if own is None:
-                own = mine.get(update.feed_id)
-            if own is None:
-                raise Refusal("no_own_output", f"{policy.name}: this node has no output yet")
-            if not _within_bps(update.value, own.value, policy.tolerance_bps):
-                raise Refusal(
-                    "disagrees_with_own_output",
-                    f"{policy.name}: proposed {update.value}, own output {own.value}, "
-                    f"tolerance {policy.tolerance_bps} bps",
-                )
-            if (
-                policy.static_commitment is not None
-                and update.model_commitment != policy.static_commitment
-            ):
-                raise Refusal(
-                    "model_commitment",
-                    f"{policy.name}: commitment 0x{update.model_commitment.hex()[:16]}… is not "
-                    "this feed's",
-                )
-            if update.observed_at > time.time() + 30:
-                raise Refusal("future_observation", f"{policy.name}: observedAt in the future")
+            self.check_update(policy, update, mine)
         return report
 
     def _check_and_sign(self, env: Envelope) -> int:
@@ -510,12 +612,15 @@ class RoundProtocol:
             proposal = Proposal.decode(env.payload)
         except MessageRejected as exc:
             raise Refusal("malformed", exc.detail) from None
-        self.verify_proposal(h.round, proposal)
+        # Cheap checks first: a proposal for an attempt this node issued no nonce for is
+        # refused before any of its observations' signatures is recovered.
+        self._decode_report(h.round, proposal)
         issued = self._nonces.get((h.round, h.attempt))
         me = self.ctx.self_index + 1
         mine = [c for c in proposal.commitments if c.identifier == me]
         if issued is None or mine != [issued]:
             raise Refusal("nonce", f"no commitment issued by this node for {h.round}.{h.attempt}")
+        self.verify_proposal(h.round, proposal)
         message = digest(self.ctx.chain_id, self.ctx.oracle, self.ctx.epoch, proposal.report)
         try:
             round_ = SigningRound.build(MIRA_EVM, self.ctx.public, message, proposal.commitments)
@@ -611,6 +716,13 @@ class RoundProtocol:
             except MessageRejected as exc:
                 self.auth.reject(exc, f"member {who}")
                 continue
+            if obs.nonce is not None and obs.nonce.identifier != who + 1:
+                # A nonce commitment carries the identifier whose Lagrange coefficient and
+                # binding factor it gets; an honest member only ever sends its own. Another
+                # member's (or a non-member's) would make the signing set invalid for
+                # everyone, so the observation is left out and its author named.
+                self._name_offender(r, attempt, who, "forged_nonce")
+                continue
             collected[who] = _Collected(env.raw, obs)
         for c in collected.values():
             c.by_feed = {u.feed_id: u for u in c.observation.outputs}
@@ -619,19 +731,7 @@ class RoundProtocol:
             log.info("round.no_quorum", round=r, observations=len(collected), need=ctx.quorum)
             return None
 
-        updates = []
-        for feed_id in sorted(self.policies):
-            policy = self.policies[feed_id]
-            values = [
-                (c.by_feed[feed_id].value, who, c.by_feed[feed_id])
-                for who, c in collected.items()
-                if feed_id in c.by_feed
-            ]
-            if len(values) < ctx.quorum:
-                continue
-            median = lower_median(values)
-            if self.is_due(policy, median):
-                updates.append(median)
+        updates = self._due_medians(r, collected)
         if not updates:
             self.metrics.rounds.labels("nothing_due").inc()
             return None
@@ -656,6 +756,57 @@ class RoundProtocol:
         trusted = [who for who in agreeing if self._suspects.get(who, 0.0) < now]
         candidates = trusted if len(trusted) >= ctx.threshold else agreeing
         return collected, tuple(updates), candidates
+
+    def _due_medians(self, r: int, collected: dict[int, _Collected]) -> list[FeedUpdate]:
+        """The due feeds' medians, none with a time or model commitment this node refuses.
+
+        A median whose time or commitment this node refuses (check_update) would be refused
+        by the honest followers too — that is the median's author choosing what goes
+        on-chain — so its author's observation is left out of the round and the medians
+        computed again; when no observation can be spared (quorum), only that feed waits.
+        Each pass removes one observation or one feed, so this ends after at most
+        n + feeds passes. (A leader whose own feed is stale by more than ``max_skew_s``
+        thus reports nothing for it: the other leaders' rounds do.)"""
+        ctx = self.ctx
+        mine = self.outputs.latest_outputs()
+        skipped: set[bytes] = set()
+        while True:
+            updates, refused = [], None
+            for feed_id in sorted(set(self.policies) - skipped):
+                policy = self.policies[feed_id]
+                values = [
+                    (c.by_feed[feed_id].value, who, c.by_feed[feed_id])
+                    for who, c in collected.items()
+                    if feed_id in c.by_feed
+                ]
+                if len(values) < ctx.quorum:
+                    continue
+                median = lower_median(values)
+                if not self.is_due(policy, median):
+                    continue
+                try:
+                    self.check_update(policy, median, mine)
+                except Refusal as exc:
+                    if exc.reason not in _AUTHOR_CHOICES:
+                        # A value off this node's own output (or no output here): this
+                        # node may be the outlier, so the followers decide, as always.
+                        updates.append(median)
+                        continue
+                    author = next(who for _, who, u in values if u is median)
+                    refused = (feed_id, author, exc)
+                    break
+                updates.append(median)
+            if refused is None:
+                return updates
+            feed_id, author, why = refused
+            self.metrics.dropped_observations.labels(why.reason).inc()
+            log.warning(
+                "round.median_refused", round=r, member=author, reason=why.reason, detail=why.detail
+            )
+            if len(collected) > ctx.quorum and author != ctx.self_index:
+                del collected[author]
+            else:
+                skipped.add(feed_id)
 
     async def lead(self, r: int) -> Report | None:
         """Run round ``r`` as its leader; return the aggregated report, if any."""
@@ -748,7 +899,7 @@ class RoundProtocol:
                 if not verify_signature_share(round_, SignatureShare(w + 1, z))
             ]
             for w in bad:
-                self._name_bad_signer(r, attempt, w)
+                self._name_offender(r, attempt, w, "invalid_shares")
             missing = [w for w in chosen if w not in shares]
             excluded.update(bad)
             excluded.update(missing)
@@ -791,19 +942,32 @@ class RoundProtocol:
         self.store.set_round_state(ctx.epoch, r, str(me), "failed")
         return None
 
-    def _name_bad_signer(self, r: int, attempt: int, who: int) -> None:
-        """Identifiable abort: the share did not verify against the member's public
-        verification share, so that member (and only it) produced it."""
-        self.bad_signers[who] = self.bad_signers.get(who, 0) + 1
+    def _name_offender(self, r: int, attempt: int, who: int, offence: str) -> None:
+        """Name a member for misbehaviour only it can have committed, because the evidence
+        is signed by it: an invalid share (it did not verify against the member's public
+        verification share), a forged nonce identifier (in its signed observation or
+        nonce). It is passed over for ``suspect_s`` while enough others agree."""
+        counts = self.offences.setdefault(who, {})
+        counts[offence] = counts.get(offence, 0) + 1
         self._suspects[who] = time.monotonic() + self.config.suspect_s
-        self.metrics.invalid_shares.labels(str(who)).inc()
+        if offence == "invalid_shares":
+            self.metrics.invalid_shares.labels(str(who)).inc()
+        self.metrics.offences.labels(str(who), offence).inc()
         log.error(
-            "round.invalid_share",
+            "round.offence",
+            offence=offence,
             round=r,
             attempt=attempt,
-            signer=who,
+            member=who,
             operator=self.ctx.operators[who],
         )
+
+    @property
+    def bad_signers(self) -> dict[int, int]:
+        """Members named for invalid signature shares → how many."""
+        return {
+            who: c["invalid_shares"] for who, c in self.offences.items() if "invalid_shares" in c
+        }
 
     async def _fresh_nonces(
         self, r: int, attempt: int, pool: list[int]
@@ -837,6 +1001,8 @@ class RoundProtocol:
                 continue
             if com.identifier == who + 1:
                 out[who] = com
+            else:
+                self._name_offender(r, attempt, who, "forged_nonce")
         return out
 
     # -- reports and transmission -----------------------------------------------------------
@@ -965,9 +1131,10 @@ class RoundProtocol:
             "round": self.now_round(),
             "last_report_round": self.last_report_round,
             "reports_led": self.reports_led,
+            # every member named for an offence, with counts by kind
             "bad_signers": {
-                str(i): {"invalid_shares": c, "operator": self.ctx.operators[i]}
-                for i, c in sorted(self.bad_signers.items())
+                str(i): {**counts, "operator": self.ctx.operators[i]}
+                for i, counts in sorted(self.offences.items())
             },
             "transmitting": len(self._transmitting),
         }

@@ -274,3 +274,29 @@ def _mutate(msg: bytes, edits: list[tuple[int, int]]) -> bytearray:
     for pos, value in edits:
         out[pos % len(out)] = value
     return out
+
+
+def test_header_checks_come_before_the_node_wide_bucket() -> None:
+    """Bytes refused from the header alone (here: an epoch this node does not serve) cost
+    no signature recovery and spend no node-wide token, so they cannot crowd members out."""
+    auth = authenticator(KEYS, global_rate=1)
+    stale = seal(header(sender=0, epoch=EPOCH - 1), b"", KEYS[0])
+    for _ in range(5):
+        with pytest.raises(MessageRejected) as exc:
+            auth.open(stale, source="192.0.2.1")
+        assert exc.value.reason == "wrong_epoch"
+    auth.open(seal(header(sender=1), b"", KEYS[1]), source="192.0.2.2")
+
+
+def test_a_source_pays_for_its_refused_messages_not_for_members() -> None:
+    auth = authenticator(KEYS, source_rate=0.001, source_burst=3)
+    for _ in range(3):
+        with pytest.raises(MessageRejected):
+            auth.open(b"\x00" * 200, source="192.0.2.1")
+    with pytest.raises(MessageRejected) as exc:  # its budget is spent, even for a member
+        auth.open(seal(header(sender=1), b"", KEYS[1]), source="192.0.2.1")
+    assert exc.value.reason == "source_rate_limited"
+    # accepted messages cost a source nothing: members sharing an address keep going
+    for r in range(10):
+        auth.open(seal(header(sender=1, round_=r), b"", KEYS[1]), source="192.0.2.9")
+    assert rejected(auth, "source_rate_limited") == 1

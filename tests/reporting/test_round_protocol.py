@@ -49,6 +49,7 @@ class FakeChain:
     group_key: object
     values: dict[bytes, OnChainValue] = field(default_factory=dict)
     landed: list[tuple[str, int]] = field(default_factory=list)
+    updates: list[FeedUpdate] = field(default_factory=list)  # every applied update
 
     def apply(self, sender: str, report: bytes, sig: SignatureStruct) -> Fate:
         message = digest(CHAIN_ID, ORACLE, EPOCH, report)
@@ -60,6 +61,7 @@ class FakeChain:
             cur = self.values.get(u.feed_id)
             if cur is None or decoded.round > cur.round:
                 self.values[u.feed_id] = OnChainValue(decoded.round, u.value, u.observed_at)
+                self.updates.append(u)
                 applied = True
         if not applied:
             return Fate.ALREADY_APPLIED
@@ -115,9 +117,12 @@ async def _network(
     corrupt: int | None = None,
     sources: Sequence[Any] | None = None,
     policies: dict[bytes, FeedPolicy] | None = None,
+    protocols: dict[int, type[RoundProtocol]] | None = None,
+    auth_kw: dict[str, float] | None = None,
 ) -> AsyncIterator[Net]:
     """``values``: each node's output of FEED; or ``sources`` (one per node, any
-    OutputSource) with their ``policies``."""
+    OutputSource) with their ``policies``. ``protocols``: a RoundProtocol subclass for some
+    nodes (a member that misbehaves); ``auth_kw``: every node's Authenticator limits."""
     n = len(values) if sources is None else len(sources)
     dkg = run_dkg(MIRA_EVM, 2 * ((n - 1) // 3) + 1, n)
     chain = FakeChain(dkg.public.group_key)
@@ -130,6 +135,7 @@ async def _network(
             committee=ORACLE,
             metrics=P2PMetrics(CollectorRegistry()),
             max_bytes=MAX_MESSAGE_BYTES,
+            **(auth_kw or {}),  # type: ignore[arg-type]
         )
         auth.serve_epochs([members])
         t = Transport(k.secret, auth, host="127.0.0.1", port=0)
@@ -149,7 +155,7 @@ async def _network(
         cfg = ProtocolConfig(
             round_period_s=0.2, transmit_timeout_s=0.5, corrupt_signature_shares=(i == corrupt)
         )
-        node = RoundProtocol(
+        node = (protocols or {}).get(i, RoundProtocol)(
             ctx,
             t,
             out,
