@@ -228,6 +228,7 @@ class NetworkService:
         if self.protocol is None:
             self._state = f"key generation for epoch {epoch} (see keygen)"
         self._pending_members = EpochMembers(epoch, identity_keys)
+        self.inbox.expect(epoch, proposal, identity_keys)  # its members' DKG messages only
         self._serve()
         path = self._share_path(epoch, proposal)
         if path.exists():
@@ -235,7 +236,6 @@ class NetworkService:
             self._keygen_state = f"key share for epoch {epoch} proposal {proposal} stored"
             return
         assert self.transport is not None
-        self.inbox.forget_before(proposal)
         self._keygen = NetworkDKG(
             self.transport,
             self.inbox,
@@ -304,6 +304,7 @@ class NetworkService:
         self._keygen = self._keygen_task = None
         self._keygen_for = None
         self._pending_members = None
+        self.inbox.clear()
         if self.auth is not None:
             self._serve()
 
@@ -439,6 +440,11 @@ class NetworkService:
                 "proposal": None if self._keygen_for is None else self._keygen_for[1],
                 "state": self._keygen_state,
             }
+            if self._keygen is not None:  # whom the DKG waits for, whom it went on without
+                out["keygen"] |= {
+                    k: self._keygen.progress[k]
+                    for k in ("attempt", "phase", "waiting_for", "left_out")
+                }
         if self.protocol is not None:
             out.update(self.protocol.status())
             out["members"] = self.members

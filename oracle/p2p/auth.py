@@ -38,6 +38,9 @@ log = structlog.get_logger(__name__)
 _DKG_TYPES = frozenset(
     {MsgType.DKG_ROUND1, MsgType.DKG_SHARE, MsgType.DKG_COMPLAINTS, MsgType.DKG_JUSTIFY}
 )
+#: Not replay-recorded: one relayer forwards many messages under one (round, type, attempt),
+#: and its handler (oracle.node.keygen.DKGInbox) is idempotent — a repeat stores nothing new.
+_UNRECORDED_TYPES = frozenset({MsgType.DKG_RELAY})
 
 
 @dataclass(frozen=True)
@@ -83,16 +86,33 @@ class ReplayGuard:
         self.window = window
         self._by_sender: dict[tuple[bytes, int, str], _SenderWindow] = {}
 
-    def check_and_record(self, env: Envelope) -> None:
+    @staticmethod
+    def _slot(env: Envelope) -> tuple[bytes, int, str]:
         h = env.header
         channel = "dkg" if h.type in _DKG_TYPES else ("ping" if h.type == MsgType.PING else "round")
-        state = self._by_sender.setdefault((env.signer_key, h.epoch, channel), _SenderWindow())
+        return env.signer_key, h.epoch, channel
+
+    @staticmethod
+    def _key(env: Envelope) -> tuple[int, int, int]:
+        return env.header.round, int(env.header.type), env.header.attempt
+
+    def forget(self, env: Envelope) -> None:
+        """Undo the record of ``env``: its handler refused it, so it was not delivered and
+        the sender's retry must not be mistaken for a replay (the transport calls this)."""
+        state = self._by_sender.get(self._slot(env))
+        if state is not None:
+            state.seen.discard(self._key(env))
+
+    def check_and_record(self, env: Envelope) -> None:
+        h = env.header
+        channel = self._slot(env)[2]
+        state = self._by_sender.setdefault(self._slot(env), _SenderWindow())
         window = self.window if channel != "ping" else 10**9
         if h.round + window < state.highest:
             raise MessageRejected(
                 "stale", f"round {h.round} is older than the replay window (newest {state.highest})"
             )
-        key = (h.round, int(h.type), h.attempt)
+        key = self._key(env)
         if key in state.seen:
             raise MessageRejected(
                 "replay", f"{h.type.name} for round {h.round} attempt {h.attempt} seen before"
@@ -209,7 +229,7 @@ class Authenticator:
             bucket = self._buckets[env.signer_key] = TokenBucket(self._peer_rate, self._peer_burst)
         if not bucket.take():
             raise MessageRejected("rate_limited", f"member {h.sender} exceeds its message rate")
-        if record:
+        if record and h.type not in _UNRECORDED_TYPES:
             self.replay.check_and_record(env)
 
 
