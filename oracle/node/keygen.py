@@ -79,6 +79,8 @@ from oracle.crypto.dkg import (
     DKGParticipant,
     GroupKeyUnusableError,
     Round1Message,
+    agreement_quorum,
+    max_faulty,
 )
 from oracle.crypto.envelope import EncryptedShare, IdentityKey
 from oracle.crypto.errors import CryptoError
@@ -128,18 +130,6 @@ class PendingCommittee:
     threshold: int
     peers: tuple[Peer, ...]  # index = position in the proposal's member list
     operators: tuple[str, ...]
-
-
-def max_faulty(n: int) -> int:
-    """f: the most Byzantine members a committee of n tolerates (n ≥ 3f + 1)."""
-    return (n - 1) // 3
-
-
-def agreement_quorum(n: int, threshold: int) -> int:
-    """t + f (at most n): members holding one key, at least t of them honest whatever the f
-    others do. The DKG goes on without silent members only with this many, and the owner
-    activates only a key this many proposed."""
-    return min(n, threshold + max_faulty(n))
 
 
 def dkg_session_id(
