@@ -29,6 +29,7 @@ from oracle.p2p.wire import (
     MAX_MESSAGE_BYTES,
     Header,
     MsgType,
+    encode_dkg_relay,
     encode_dkg_round1,
     encode_dkg_share,
 )
@@ -568,6 +569,35 @@ async def test_a_member_flooding_the_inbox_does_not_crowd_out_honest_messages(
                 for k in kinds
             )
         )
+        good = _all_agree(await run_all(members), 4)
+        assert not good[0].disqualified
+        rejected = target.transport.auth.metrics.rejected
+        assert rejected.labels("dkg_other_proposal")._value.get() == 205 * 10 * 4  # counted
+
+
+async def test_a_relay_carries_only_its_authors_signed_broadcast_messages(tmp_path: Path) -> None:
+    """Member 3 relays a round-1 message it signed itself as member 2's, and a relayed
+    share: both refused, and the DKG is unaffected."""
+    async with committee(tmp_path) as members:
+        cheat, target = members[3], members[0]
+        session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, 1)
+        ids = {i + 1: m.identity.public_bytes for i, m in enumerate(members)}
+        ids[3] = cheat.identity.public_bytes
+        ids[4] = members[2].identity.public_bytes
+        forged = DKGParticipant(DKGConfig(MIRA_EVM, session, T, ids), 3, cheat.identity)
+        as_member_2 = cheat.transport.seal(
+            _header(MsgType.DKG_ROUND1, 2), encode_dkg_round1(session, forged.round1())
+        )
+        share = cheat.transport.seal(_header(MsgType.DKG_SHARE, 3), session + b"\x00")
+        relay = _header(MsgType.DKG_RELAY, 3)
+        peer = Peer(0, target.transport.url, target.identity.public_bytes)
+        with pytest.raises(PeerUnavailable, match="non_member"):
+            await cheat.transport.send(
+                peer, relay, encode_dkg_relay(session, as_member_2), timeout=2
+            )
+        with pytest.raises(PeerUnavailable, match="malformed"):
+            await cheat.transport.send(peer, relay, encode_dkg_relay(session, share), timeout=2)
+        assert target.inbox.get(1, MsgType.DKG_ROUND1, 2) is None
         good = _all_agree(await run_all(members), 4)
         assert not good[0].disqualified
 
