@@ -245,6 +245,7 @@ class NetworkService:
             me,
             self.identity,
             attempt_file=self.shares_dir / f"epoch-{epoch}-proposal-{proposal}.attempt",
+            phase_timeout=self.config.dkg_phase_timeout_s,
             on_status=self._set_keygen_state,
         )
         self._keygen_task = asyncio.create_task(
@@ -266,6 +267,10 @@ class NetworkService:
         self._keygen_state = (
             f"key share for epoch {dkg.pending.epoch} proposal {dkg.pending.proposal} stored"
         )
+        if dkg.progress["left_out"]:
+            self._keygen_state += (
+                f"; went on without members {dkg.progress['left_out']} (silent in round 1)"
+            )
 
     async def _maybe_propose_key(self) -> None:
         """Propose our DKG's group key on-chain once per proposal (idempotent by key)."""
