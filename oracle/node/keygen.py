@@ -485,6 +485,20 @@ class NetworkDKG:
                 if i not in (self.me, author):
                     self._push(i, MsgType.DKG_RELAY, attempt, payload)
 
+    def _keep_relaying(self, attempt: int) -> None:
+        """Done here, but others may still be finishing: go on relaying what arrives (a
+        late member's message must reach them through us too), until :meth:`close`."""
+
+        async def relay_forever() -> None:
+            while True:
+                self.inbox.arrived.clear()
+                self._relay_new(attempt)
+                await self.inbox.arrived.wait()
+
+        task = asyncio.create_task(relay_forever(), name="dkg-relay")
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
+
     async def close(self) -> None:
         for t in list(self._pushes):
             t.cancel()
@@ -536,6 +550,7 @@ class NetworkDKG:
                 attempt += 1
             else:
                 self._report(attempt, "done", [])
+                self._keep_relaying(attempt)
                 log.info(
                     "dkg.done",
                     epoch=self.pending.epoch,
