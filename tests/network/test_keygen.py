@@ -488,6 +488,21 @@ async def test_a_planted_high_attempt_does_not_make_members_give_up(tmp_path: Pa
         assert all(m.dkg is not None and m.dkg.attempt == 1 for m in members)
 
 
+async def test_a_member_moving_everyone_up_costs_one_attempt_at_most(tmp_path: Path) -> None:
+    """Member 3 signs messages of attempt 2 (followed: it could be a restarted member) and
+    then of attempt 3 (not followed: it already moved everyone once, and f + 1 = 2 members
+    would have to ask). The honest three finish at attempt 2."""
+    async with committee(tmp_path) as members:
+        cheat = members[3]
+        for attempt in (2, 3):
+            session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, attempt)
+            header = _header(MsgType.DKG_ROUND1, 3, attempt=attempt)
+            await _send_to(cheat.transport, members[:3], header, session + b"\x00")
+        outputs = await run_all(members)
+        _all_agree(outputs[:3], 3)
+        assert [m.dkg.attempt for m in members[:3] if m.dkg] == [2, 2, 2]
+
+
 async def test_messages_planted_for_a_future_proposal_do_not_speak_for_its_members(
     tmp_path: Path,
 ) -> None:
