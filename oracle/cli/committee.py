@@ -3,7 +3,8 @@
 ``status``   the current epoch's committee and which members answer on their p2p URL;
 ``propose``  (owner) propose the next epoch's committee: its members' nodes then run the
              DKG over p2p and each proposes the group key on-chain;
-``activate`` (owner) wait for those proposals and activate the key t members agree on.
+``activate`` (owner) wait for those proposals and activate the key t + f members agree on
+             (f = ⌊(n − 1)/3⌋: then at least t honest members hold it, and it can sign).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def committee_status(rpc_url: str, oracle: str, timeout: float) -> dict[str, Any
             "size": proposals.size,
             "key_proposals": len(proposals.by_member),
             "agreeing": votes,
+            "needed": proposals.quorum,
         }
     if epoch == 0:
         return {"epoch": 0, "threshold": None, "members": [], "online": 0, "pending": pending}
@@ -137,7 +139,7 @@ def status(rpc_url: str, oracle: str, timeout: float, as_json: bool) -> None:
         click.echo(
             f"pending epoch {p['epoch']} (proposal {p['proposal']}): threshold {p['threshold']} "
             f"of {p['size']}; {p['key_proposals']} members proposed a group key, "
-            f"{p['agreeing']} agreeing"
+            f"{p['agreeing']} agreeing (activation needs {p['needed']})"
         )
 
 
@@ -221,7 +223,7 @@ def propose(
     type=float,
     default=600.0,
     show_default=True,
-    help="Seconds to wait for every member's key proposal (then t matching ones suffice).",
+    help="Seconds to wait for every member's key proposal (then t + f matching ones suffice).",
 )
 @owner_keys_dir_option
 @passphrase_file_option
@@ -237,7 +239,8 @@ def activate(
             seen.append(len(state.by_member))
             click.echo(
                 f"epoch {state.epoch}: {len(state.by_member)} of {state.size} members "
-                f"proposed a group key (threshold {state.threshold})"
+                f"proposed a group key (threshold {state.threshold}; activation needs "
+                f"{state.quorum} matching)"
             )
 
     epoch = activate_when_proposed(contract, sender.send, timeout=timeout, progress=progress)

@@ -13,6 +13,7 @@ Example::
                                       # (the network DKG stores shares in keys_dir/shares/)
     round_period_s = 0.25
     transmit_timeout_s = 3.0
+    dkg_phase_timeout_s = 30.0        # key generation: how long a DKG phase waits for members
     transmitter = "manager"           # or "direct": web3 sends without the manager's queue
     backup_rpc_urls = []              # more endpoints for the transaction manager's pool
     tx_poll_interval_s = 0.5          # the manager's job loop
@@ -50,6 +51,9 @@ class NetworkConfig:
     # How reports reach the chain: "manager" (the transaction manager of oracle.transmission:
     # durable queue, nonces, fee bumps, reorgs, RPC failover) or "direct" (Web3Transmitter).
     transmitter: str = "manager"
+    # A DKG phase waits this long for every member; then round 1 goes on with t + f of them
+    # and later phases treat a missing message as a fault (oracle.node.keygen).
+    dkg_phase_timeout_s: float = 30.0
     backup_rpc_urls: tuple[str, ...] = ()
     tx_poll_interval_s: float = 0.5
     tx_confirmation_depth: int = 3
@@ -116,6 +120,7 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         rpc_timeout_s=t.number("rpc_timeout_s", 3.0, low=0.1, high=120.0),
         corrupt_signature_shares=t.boolean("corrupt_signature_shares", False),
         transmitter=t.string("transmitter", "manager", choices=("manager", "direct")),
+        dkg_phase_timeout_s=t.number("dkg_phase_timeout_s", 30.0, low=0.5, high=3600.0),
         backup_rpc_urls=tuple(backups),
         tx_poll_interval_s=t.number("tx_poll_interval_s", 0.5, low=0.05, high=60.0),
         tx_confirmation_depth=t.integer("tx_confirmation_depth", 3, low=1, high=1000),

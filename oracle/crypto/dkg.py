@@ -73,6 +73,19 @@ from oracle.crypto.group import (
 from oracle.crypto.suites import Ciphersuite
 
 
+def max_faulty(n: int) -> int:
+    """f: the most Byzantine members a committee of n tolerates (n ≥ 3f + 1)."""
+    return (n - 1) // 3
+
+
+def agreement_quorum(n: int, threshold: int) -> int:
+    """t + f (at most n): members holding one key of whom at least t are honest, whatever
+    the f others do. The network DKG goes on without silent members only with this many,
+    and the owner activates only a key this many members proposed: then the epoch can
+    sign even if the f withhold their shares."""
+    return min(n, threshold + max_faulty(n))
+
+
 class GroupKeyUnusableError(DKGError):
     """The DKG produced a group key the suite cannot use (EVM: Px ≥ N): re-run it."""
 

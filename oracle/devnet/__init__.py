@@ -30,7 +30,7 @@ from web3 import Web3
 from oracle.chain import artifacts
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at
-from oracle.chain.rotation import activate_when_proposed, propose_committee
+from oracle.chain.rotation import KeyProposals, activate_when_proposed, propose_committee
 from oracle.chain.system import Manifest, Sender, deploy_system, feed_registrations
 from oracle.chain.toolchain import tool
 from oracle.config import load_feed_specs
@@ -304,8 +304,14 @@ class Devnet:
             self.nodes.append(node)
         self._save_state()
         say(f"DKG          {opts.nodes} node processes, over p2p; waiting for their group key")
-        activate_when_proposed(oracle, owner.send, timeout=120.0)
-        say(f"epoch        {epoch} active: the key all {opts.nodes} members proposed")
+        seen: dict[str, KeyProposals] = {}
+
+        def remember(state: KeyProposals) -> None:
+            seen["last"] = state
+
+        activate_when_proposed(oracle, owner.send, timeout=120.0, progress=remember)
+        votes = seen["last"].best()[1]  # t + f or more (oracle.chain.rotation)
+        say(f"epoch        {epoch} active: the key {votes} of {opts.nodes} members proposed")
         manifest.extra["nodes"] = [
             {"name": f"node-{n.index}", "api": n.api, "p2p": f"http://127.0.0.1:{n.p2p_port}",
              "operator": n.operator, "dir": str(n.dir)}

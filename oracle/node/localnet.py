@@ -311,6 +311,7 @@ round_period_s = {round_period}
 observe_timeout_s = {observe_timeout}
 transmit_timeout_s = {transmit_timeout}
 rpc_timeout_s = {rpc_timeout}
+dkg_phase_timeout_s = {dkg_phase_timeout}
 corrupt_signature_shares = {corrupt}
 transmitter = "{transmitter}"
 """
@@ -331,6 +332,7 @@ def node_config_toml(
     flush_every_s: float | None = None,
     checkpoint_every_s: float | None = None,
     peer_urls: dict[str, str] | None = None,
+    dkg_phase_timeout: float = 30.0,
 ) -> str:
     """The node.toml of one local member (the test harness and the devnet write the same
     file; only the timing knobs differ). Keys, passphrase and key shares live in ./keys.
@@ -354,6 +356,7 @@ def node_config_toml(
         observe_timeout=observe_timeout,
         transmit_timeout=transmit_timeout,
         rpc_timeout=rpc_timeout,
+        dkg_phase_timeout=dkg_phase_timeout,
         corrupt="true" if corrupt_signature_shares else "false",
         transmitter=transmitter,
     ) + "".join(
@@ -380,11 +383,13 @@ class LocalNet:
         tolerance_bps: int = 100,
         transmitter: str = "manager",
         hidden: int | None = None,
+        dkg_phase_timeout_s: float = 30.0,
     ) -> None:
         """``hidden``: that member registers an unreachable p2p URL on-chain; the others
         reach it through ``[network.peer_urls]`` in their node.toml."""
         self.root, self.n = root, n
         self.hidden = hidden
+        self.dkg_phase_timeout_s = dkg_phase_timeout_s
         self.anvil_url = anvil_url
         self.anvil_port = int(anvil_url.rsplit(":", 1)[1])
         self.anvil_keys = anvil_keys
@@ -480,6 +485,7 @@ class LocalNet:
                 flush_every_s=0.2,
                 checkpoint_every_s=5,
                 peer_urls=None if node.index == self.hidden else self.peer_urls,
+                dkg_phase_timeout=self.dkg_phase_timeout_s,
             )
         )
 

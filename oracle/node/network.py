@@ -229,6 +229,7 @@ class NetworkService:
         if self.protocol is None:
             self._state = f"key generation for epoch {epoch} (see keygen)"
         self._pending_members = EpochMembers(epoch, identity_keys)
+        self.inbox.expect(epoch, proposal, identity_keys)  # its members' DKG messages only
         self._serve()
         path = self._share_path(epoch, proposal)
         if path.exists():
@@ -236,7 +237,6 @@ class NetworkService:
             self._keygen_state = f"key share for epoch {epoch} proposal {proposal} stored"
             return
         assert self.transport is not None
-        self.inbox.forget_before(proposal)
         self._keygen = NetworkDKG(
             self.transport,
             self.inbox,
@@ -246,6 +246,7 @@ class NetworkService:
             me,
             self.identity,
             attempt_file=self.shares_dir / f"epoch-{epoch}-proposal-{proposal}.attempt",
+            phase_timeout=self.config.dkg_phase_timeout_s,
             on_status=self._set_keygen_state,
         )
         self._keygen_task = asyncio.create_task(
@@ -267,6 +268,10 @@ class NetworkService:
         self._keygen_state = (
             f"key share for epoch {dkg.pending.epoch} proposal {dkg.pending.proposal} stored"
         )
+        if dkg.progress["left_out"]:
+            self._keygen_state += (
+                f"; went on without members {dkg.progress['left_out']} (silent in round 1)"
+            )
 
     async def _maybe_propose_key(self) -> None:
         """Propose our DKG's group key on-chain once per proposal (idempotent by key)."""
@@ -305,6 +310,7 @@ class NetworkService:
         self._keygen = self._keygen_task = None
         self._keygen_for = None
         self._pending_members = None
+        self.inbox.clear()
         if self.auth is not None:
             self._serve()
 
@@ -442,6 +448,11 @@ class NetworkService:
                 "proposal": None if self._keygen_for is None else self._keygen_for[1],
                 "state": self._keygen_state,
             }
+            if self._keygen is not None:  # whom the DKG waits for, whom it went on without
+                out["keygen"] |= {
+                    k: self._keygen.progress[k]
+                    for k in ("attempt", "phase", "waiting_for", "left_out")
+                }
         if self.protocol is not None:
             out.update(self.protocol.status())
             out["members"] = self.members

@@ -48,6 +48,9 @@ log = structlog.get_logger(__name__)
 _DKG_TYPES = frozenset(
     {MsgType.DKG_ROUND1, MsgType.DKG_SHARE, MsgType.DKG_COMPLAINTS, MsgType.DKG_JUSTIFY}
 )
+#: Not replay-recorded: one relayer forwards many messages under one (round, type, attempt),
+#: and its handler (oracle.node.keygen.DKGInbox) is idempotent — a repeat stores nothing new.
+_UNRECORDED_TYPES = frozenset({MsgType.DKG_RELAY})
 
 
 @dataclass(frozen=True)
@@ -188,16 +191,32 @@ class ReplayGuard:
         """Tuples remembered, over every sender (memory: bounded by max_seen each)."""
         return sum(len(s.seen) for s in self._by_sender.values())
 
-    def check_and_record(self, env: Envelope) -> None:
+    @staticmethod
+    def _slot(env: Envelope) -> tuple[bytes, int, str]:
         h = env.header
         channel = "dkg" if h.type in _DKG_TYPES else ("ping" if h.type == MsgType.PING else "round")
-        state = self._by_sender.setdefault((env.signer_key, h.epoch, channel), _SenderWindow())
+        return env.signer_key, h.epoch, channel
+
+    @staticmethod
+    def _key(env: Envelope) -> tuple[int, int, int]:
+        return env.header.round, int(env.header.type), env.header.attempt
+
+    def forget(self, env: Envelope) -> None:
+        """Undo the record of ``env``: its handler refused it, so it was not delivered and
+        the sender's retry must not be mistaken for a replay (the transport calls this)."""
+        state = self._by_sender.get(self._slot(env))
+        if state is not None:
+            state.seen.discard(self._key(env))
+
+    def check_and_record(self, env: Envelope) -> None:
+        h = env.header
+        state = self._by_sender.setdefault(self._slot(env), _SenderWindow())
         window = self.window
         if h.round + window < state.highest:
             raise MessageRejected(
                 "stale", f"round {h.round} is older than the replay window (newest {state.highest})"
             )
-        key = (h.round, int(h.type), h.attempt)
+        key = self._key(env)
         if key in state.seen:
             raise MessageRejected(
                 "replay", f"{h.type.name} for round {h.round} attempt {h.attempt} seen before"
@@ -373,7 +392,7 @@ class Authenticator:
             raise MessageRejected(
                 "rate_limited", f"member {env.header.sender} exceeds its message rate"
             )
-        if record:
+        if record and env.header.type not in _UNRECORDED_TYPES:
             self.replay.check_and_record(env)
 
     def tokens_of(self, identity_key: bytes) -> float:

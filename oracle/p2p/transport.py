@@ -117,9 +117,13 @@ class Transport:
         try:
             reply = await handler(env)
         except MessageRejected as exc:
+            # Refused is not delivered: undo the replay record, or the sender's retry would
+            # be refused as a replay, which it must take for "the peer has it".
+            self.auth.replay.forget(env)
             self.auth.reject(exc, remote)
             return web.Response(status=400, text=exc.reason)
         except Exception as exc:  # a handler bug must not kill the server
+            self.auth.replay.forget(env)
             log.exception("p2p.handler_failed", type=env.header.type.name, error=str(exc))
             return web.Response(status=500, text="internal error")
         if reply is None:

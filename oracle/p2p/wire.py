@@ -69,6 +69,7 @@ class MsgType(IntEnum):
     PING = 12  # liveness, for `mira committee status`
     ACK = 13  # reply: received, nothing to say
     DKG_JUSTIFY = 14  # broadcast by an accused dealer: the accusers' shares in clear
+    DKG_RELAY = 15  # echo: another member's signed DKG broadcast message, forwarded whole
 
 
 #: Types a node accepts as an unsolicited request; the others only as replies.
@@ -82,6 +83,7 @@ REQUEST_TYPES = frozenset(
         MsgType.DKG_SHARE,
         MsgType.DKG_COMPLAINTS,
         MsgType.DKG_JUSTIFY,
+        MsgType.DKG_RELAY,
         MsgType.PING,
     }
 )
@@ -430,9 +432,10 @@ def decode_dkg_share(data: bytes, sender_id: int) -> tuple[bytes, EncryptedShare
 def encode_dkg_complaints(
     session: bytes, round1_digests: list[bytes], complaints: list[Complaint]
 ) -> bytes:
-    """``round1_digests[i]``: keccak256 of the round-1 payload the sender accepted from
-    member i. Members compare them: a dealer that showed different commitments to
-    different members (equivocation) is caught before anyone derives a key from it."""
+    """``round1_digests[i]``: keccak256 of the round-1 payload the sender used for member
+    i (32 zero bytes: none). A digest that differs from a receiver's own is not an
+    accusation by itself: it tells the receiver to expect the evidence (a second round-1
+    message signed by that dealer, which the sender relays), see oracle.node.keygen."""
     if any(len(d) != 32 for d in round1_digests) or len(round1_digests) > 255:
         raise ValueError("round-1 digests are at most 255 values of 32 bytes")
     parts = [session, len(round1_digests).to_bytes(1, "big"), *round1_digests]
@@ -450,8 +453,12 @@ def decode_dkg_complaints(
     session = r.take(32)
     digests = [r.take(32) for _ in range(r.u8())]
     out = []
+    dealers: set[int] = set()
     for _ in range(r.u8()):
         dealer = r.u8()
+        if dealer in dealers:
+            raise MessageRejected("malformed", f"dkg complaints: dealer {dealer} listed twice")
+        dealers.add(dealer)
         reason = r.take(r.u8()).decode("utf-8", "replace")
         out.append(Complaint(sender_id, dealer, reason))
     r.done()
@@ -478,6 +485,18 @@ def decode_dkg_justifications(data: bytes, sender_id: int) -> tuple[bytes, list[
         out.append(Justification(sender_id, accuser, share))
     r.done()
     return session, out
+
+
+def encode_dkg_relay(session: bytes, raw: bytes) -> bytes:
+    """A relay (echo): the session, then another member's whole signed message."""
+    return session + raw
+
+
+def decode_dkg_relay(data: bytes) -> tuple[bytes, bytes]:
+    """(session, the relayed message's bytes); the caller unseals and checks those."""
+    if len(data) < 32 + HEADER_LEN + SIGNATURE_LEN:
+        raise MessageRejected("malformed", f"dkg relay: {len(data)} bytes, no message inside")
+    return data[:32], data[32:]
 
 
 __all__ = [

@@ -99,23 +99,61 @@ def test_propose_then_activate_the_key_the_members_proposed(
     assert tuple(oracle.functions.groupKey(1).call()) == (key.x, key.parity)
 
 
-def test_activate_after_timeout_with_t_proposals_and_refuses_fewer(
+def test_activate_refuses_fewer_than_t_plus_f_matching_proposals_and_says_who_proposed_what(
     w3: Web3, deployed: dict[str, Any]
 ) -> None:
+    """n = 4, t = 3, f = 1: t matching proposals are not enough — of three members holding
+    the key one may be Byzantine and withhold its share, and the epoch could never sign.
+    The owner activates only with t + f = 4."""
     base, oracle = deployed["base"], deployed["oracle"]
     assert _run("propose", *base, "--members-file", str(deployed["members_file"])).exit_code == 0
     key = run_dkg(MIRA_EVM, 3, 4).public.group_key
+    other = run_dkg(MIRA_EVM, 3, 4).public.group_key
     _propose_key(w3, oracle, 0, key)
     _propose_key(w3, oracle, 2, key)
     result = _run("activate", *base, "--timeout", "1")
     assert result.exit_code == 1
-    assert "2 of 4 members proposed the same group key (need 3)" in result.output
+    assert "2 of 4 members proposed the same group key (need 4: t = 3 plus f = 1)" in result.output
     assert "no proposal from members [1, 3]" in result.output
+    _propose_key(w3, oracle, 3, key)  # t = 3 matching: the old rule activated here
+    result = _run("activate", *base, "--timeout", "1")
+    assert result.exit_code == 1, result.output
+    assert "3 of 4 members proposed the same group key (need 4" in result.output
+    _propose_key(w3, oracle, 1, other)
+    result = _run("activate", *base, "--timeout", "1")
+    assert result.exit_code == 1, result.output
+    assert f"members [0, 2, 3] proposed {_hex(key)}" in result.output
+    assert f"members [1] proposed {_hex(other)}" in result.output
     assert oracle.functions.currentEpoch().call() == 0
-    _propose_key(w3, oracle, 3, key)  # member 1 stays silent: t = 3 still suffices
+
+
+def test_activate_with_t_plus_f_of_five_after_the_timeout(
+    w3: Web3, deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """n = 5, t = 3, f = 1: four matching proposals (one member silent) activate."""
+    base, oracle = deployed["base"], deployed["oracle"]
+    five = [
+        *deployed["members"],
+        {
+            "operator": w3.eth.accounts[5],
+            "identity_key": "0x" + IdentityKey().public_bytes.hex(),
+            "p2p_url": "http://node4:7701",
+        },
+    ]
+    members_file = tmp_path / "five.json"
+    members_file.write_text(json.dumps(five))
+    assert _run("propose", *base, "--members-file", str(members_file)).exit_code == 0
+    key = run_dkg(MIRA_EVM, 3, 5).public.group_key
+    for i in range(4):
+        _propose_key(w3, oracle, i, key)
     result = _run("activate", *base, "--timeout", "1")
     assert result.exit_code == 0, result.output
     assert oracle.functions.currentEpoch().call() == 1
+    assert tuple(oracle.functions.groupKey(1).call()) == (key.x, key.parity)
+
+
+def _hex(point: Any) -> str:
+    return "0x" + point.serialize().hex()
 
 
 def test_bad_members_files_and_nothing_pending_are_one_clear_line(

@@ -16,6 +16,8 @@ from oracle.crypto.dkg import (
     Justification,
     ParticipantDisqualifiedError,
     Round1Message,
+    agreement_quorum,
+    max_faulty,
     run_dkg,
 )
 from oracle.crypto.envelope import EncryptedShare, IdentityKey, open_share, seal_share
@@ -285,3 +287,14 @@ def test_a_wrong_or_unasked_answer_does_not_clear_a_complaint() -> None:
     real = Justification(3, 1, members[2]._share_for(1))
     out = members[0].finalize([unanswerable], [real])
     assert out.disqualified[3].endswith("(cannot be answered)")
+
+
+@pytest.mark.parametrize(
+    ("n", "t", "f", "quorum"),
+    [(1, 1, 0, 1), (3, 2, 0, 2), (4, 3, 1, 4), (5, 3, 1, 4), (7, 5, 2, 7), (10, 4, 3, 7)],
+)
+def test_t_plus_f_leaves_t_honest_key_holders(n: int, t: int, f: int, quorum: int) -> None:
+    """Of ``quorum`` members holding one key at most f are Byzantine: t honest remain."""
+    assert max_faulty(n) == f and 3 * f + 1 <= n
+    assert agreement_quorum(n, t) == quorum
+    assert quorum <= n and (quorum - f >= t or quorum == n)

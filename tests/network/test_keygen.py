@@ -5,6 +5,7 @@ its transport sends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,7 @@ from oracle.p2p.wire import (
     MAX_MESSAGE_BYTES,
     Header,
     MsgType,
+    encode_dkg_relay,
     encode_dkg_round1,
     encode_dkg_share,
 )
@@ -46,8 +48,11 @@ class RewritingTransport(Transport):
     """A transport whose outgoing payloads pass through ``rewrite`` (a cheating member)."""
 
     rewrite: Rewrite | None = None
+    drop: Callable[[Peer, Header], bool] | None = None  # True: this message never leaves
 
     async def send(self, peer, header, payload, *, timeout, expect=None):  # type: ignore[no-untyped-def]
+        if self.drop is not None and self.drop(peer, header):
+            raise PeerUnavailable(f"dropped {header.type.name} to {peer.index}")
         if self.rewrite is not None:
             payload = self.rewrite(peer, header, payload)
         return await super().send(peer, header, payload, timeout=timeout, expect=expect)
@@ -62,28 +67,52 @@ class Member:
     dkg: NetworkDKG | None = None
 
 
+def _auth(keys_by_epoch: dict[int, tuple[bytes, ...]], **limits: float) -> Authenticator:
+    auth = Authenticator(
+        chain_id=CHAIN_ID,
+        committee=COMMITTEE,
+        metrics=P2PMetrics(CollectorRegistry()),
+        max_bytes=MAX_MESSAGE_BYTES,
+        **limits,  # type: ignore[arg-type]
+    )
+    auth.serve_epochs([EpochMembers(e, k) for e, k in sorted(keys_by_epoch.items())])
+    return auth
+
+
+def expect(m: Member, pending: PendingCommittee) -> None:
+    """What the node does when it reads the proposal on-chain: the inbox now takes the
+    pending committee's messages."""
+    m.inbox.expect(pending.epoch, pending.proposal, tuple(p.identity_key for p in pending.peers))
+
+
 @asynccontextmanager
-async def committee(tmp_path: Path) -> AsyncIterator[list[Member]]:
-    identities = [IdentityKey() for _ in range(N)]
+async def committee(
+    tmp_path: Path,
+    *,
+    n: int = N,
+    t: int = T,
+    active: tuple[bytes, ...] | None = None,
+    phase_timeout: float = 3.0,
+    **limits: float,
+) -> AsyncIterator[list[Member]]:
+    """``n`` members of pending epoch EPOCH; ``active``: the identity keys of the active
+    epoch EPOCH - 1, which the members serve too (its members are other keys)."""
+    identities = [IdentityKey() for _ in range(n)]
     keys = tuple(k.public_bytes for k in identities)
+    epochs = {EPOCH: keys} | ({EPOCH - 1: active} if active is not None else {})
     members = []
     for i, identity in enumerate(identities):
-        auth = Authenticator(
-            chain_id=CHAIN_ID,
-            committee=COMMITTEE,
-            metrics=P2PMetrics(CollectorRegistry()),
-            max_bytes=MAX_MESSAGE_BYTES,
-        )
-        auth.serve_epochs([EpochMembers(EPOCH, keys)])
+        auth = _auth(epochs, **limits)
         transport = RewritingTransport(identity.secret_bytes(), auth, host="127.0.0.1", port=0)
         inbox = DKGInbox()
         inbox.attach(transport)
         await transport.start()
         members.append(Member(i, identity, transport, inbox))
     peers = tuple(Peer(m.index, m.transport.url, keys[m.index]) for m in members)
-    pending = PendingCommittee(EPOCH, PROPOSAL, T, peers, tuple(f"0x{i:040x}" for i in range(N)))
+    pending = PendingCommittee(EPOCH, PROPOSAL, t, peers, tuple(f"0x{i:040x}" for i in range(n)))
     for m in members:
-        m.dkg = dkg_for(m, pending, tmp_path)
+        expect(m, pending)
+        m.dkg = dkg_for(m, pending, tmp_path, phase_timeout)
     try:
         yield members
     finally:
@@ -93,7 +122,9 @@ async def committee(tmp_path: Path) -> AsyncIterator[list[Member]]:
             await m.transport.stop()
 
 
-def dkg_for(m: Member, pending: PendingCommittee, tmp_path: Path) -> NetworkDKG:
+def dkg_for(
+    m: Member, pending: PendingCommittee, tmp_path: Path, phase_timeout: float = 3.0
+) -> NetworkDKG:
     return NetworkDKG(
         m.transport,
         m.inbox,
@@ -103,7 +134,7 @@ def dkg_for(m: Member, pending: PendingCommittee, tmp_path: Path) -> NetworkDKG:
         m.index,
         m.identity,
         attempt_file=tmp_path / f"member{m.index}.attempt",
-        phase_timeout=3.0,
+        phase_timeout=phase_timeout,
         send_timeout=1.0,
     )
 
@@ -246,7 +277,9 @@ async def test_a_restarted_member_starts_a_higher_attempt_and_the_others_follow(
         assert all(m.dkg is not None and m.dkg.attempt == 2 for m in members)
 
 
-async def test_a_wrong_session_is_refused_and_a_later_proposal_is_kept(tmp_path: Path) -> None:
+async def test_a_wrong_session_is_refused_and_a_later_proposal_is_delivered_once_expected(
+    tmp_path: Path,
+) -> None:
     async with committee(tmp_path) as members:
         sender, receiver = members[0], members[1]
         assert receiver.dkg is not None
@@ -258,19 +291,21 @@ async def test_a_wrong_session_is_refused_and_a_later_proposal_is_kept(tmp_path:
 
         # the session must be the one the signed header names
         with pytest.raises(PeerUnavailable, match="bad_session"):
-            await sender.transport.send(peer, header(PROPOSAL + 1), session, timeout=2)
-        with pytest.raises(PeerUnavailable, match="bad_session"):
             await sender.transport.send(peer, header(PROPOSAL, 2), session, timeout=2)
         with pytest.raises(PeerUnavailable, match="bad_session"):
-            await sender.transport.send(peer, header(PROPOSAL, 3), b"short", timeout=2)
+            await sender.transport.send(peer, header(PROPOSAL, 1), b"short", timeout=2)
         rejected = receiver.transport.auth.metrics.rejected
-        assert rejected.labels("bad_session")._value.get() == 3
-        # a proposal the receiver has not started yet: kept for when it does
-        later = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL + 1, 4)
-        await sender.transport.send(peer, header(PROPOSAL + 1, 4), later + b"x", timeout=2)
-        assert receiver.inbox.get(PROPOSAL + 1, 4, MsgType.DKG_ROUND1, 0) == later + b"x"
-        receiver.inbox.forget_before(PROPOSAL + 2)
-        assert receiver.inbox.get(PROPOSAL + 1, 4, MsgType.DKG_ROUND1, 0) is None
+        assert rejected.labels("bad_session")._value.get() == 2
+        # a proposal the receiver has not read on-chain yet: refused, and not recorded as
+        # seen, so the sender's retry is delivered once the receiver expects it
+        later = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL + 1, 1)
+        with pytest.raises(PeerUnavailable, match="dkg_other_proposal"):
+            await sender.transport.send(peer, header(PROPOSAL + 1), later + b"x", timeout=2)
+        assert rejected.labels("dkg_other_proposal")._value.get() == 1
+        keys = tuple(p.identity_key for p in receiver.dkg.pending.peers)
+        receiver.inbox.expect(EPOCH, PROPOSAL + 1, keys)
+        await sender.transport.send(peer, header(PROPOSAL + 1), later + b"x", timeout=2)
+        assert receiver.inbox.get(1, MsgType.DKG_ROUND1, 0) == later + b"x"
 
 
 async def test_a_member_that_starts_late_gets_what_was_sent_before(tmp_path: Path) -> None:
@@ -282,7 +317,7 @@ async def test_a_member_that_starts_late_gets_what_was_sent_before(tmp_path: Pat
         assert late.dkg is not None
         others = [asyncio.create_task(m.dkg.run()) for m in members[:3] if m.dkg]
         await asyncio.sleep(1.0)  # their round-1 messages reached member 3's inbox
-        assert all(late.inbox.get(PROPOSAL, 1, MsgType.DKG_ROUND1, i) is not None for i in range(3))
+        assert all(late.inbox.get(1, MsgType.DKG_ROUND1, i) is not None for i in range(3))
         outputs = await asyncio.wait_for(
             asyncio.gather(late.dkg.run(), *others, return_exceptions=True), 30
         )
@@ -338,3 +373,260 @@ async def test_a_member_sending_garbage_is_out_and_the_rest_agree(
         assert len(good) == 3, outputs
         check_agree_and_sign(good)
         assert set(good[0].disqualified) == {4}
+
+
+# -- attacks on the DKG (issue 12) ----------------------------------------------------------
+
+
+def _header(
+    msg_type: MsgType,
+    sender: int,
+    *,
+    epoch: int = EPOCH,
+    proposal: int = PROPOSAL,
+    attempt: int = 1,
+) -> Header:
+    return Header(msg_type, CHAIN_ID, COMMITTEE, epoch, proposal, attempt, sender)
+
+
+async def _send_to(
+    transport: Transport, members: list[Member], header: Header, payload: bytes
+) -> None:
+    """Push one signed message to each of ``members`` (a refusal is fine: that is the point)."""
+    for m in members:
+        peer = Peer(m.index, m.transport.url, m.identity.public_bytes)
+        with contextlib.suppress(PeerUnavailable):
+            await transport.send(peer, header, payload, timeout=2)
+
+
+def _all_agree(outputs: list[DKGOutput | BaseException], count: int) -> list[DKGOutput]:
+    good = [o for o in outputs if isinstance(o, DKGOutput)]
+    assert len(good) == count, outputs
+    check_agree_and_sign(good)
+    return good
+
+
+async def test_a_member_flipping_round1_digests_cannot_exclude_an_honest_dealer(
+    tmp_path: Path,
+) -> None:
+    """M (member 3) tells everyone that honest C (member 2) showed it other round-1
+    commitments, without any evidence. C must keep its share of the one key everybody
+    else holds: otherwise A, B and M hold a key that M alone can stop from ever signing."""
+    async with committee(tmp_path) as members:
+
+        def flip_digest_of_member_2(peer: Peer, h: Header, payload: bytes) -> bytes:
+            if h.type == MsgType.DKG_COMPLAINTS and len(payload) > 33 + 32 * N and payload[32] == N:
+                at = 33 + 32 * 2  # the digest M reports for member 2's round-1 message
+                return payload[:at] + bytes([payload[at] ^ 1]) + payload[at + 1 :]
+            return payload
+
+        members[3].transport.rewrite = flip_digest_of_member_2
+        outputs = await run_all(members)
+        good = _all_agree(outputs[:3], 3)
+        assert 3 not in good[0].disqualified  # honest C keeps its place and its share
+        # the accusation carried no evidence: it costs the accuser
+        assert "no evidence" in good[0].disqualified[4]
+
+
+async def test_a_member_withholding_its_complaints_from_one_member_splits_nothing(
+    tmp_path: Path,
+) -> None:
+    async with committee(tmp_path) as members:
+        members[3].transport.drop = lambda peer, h: (
+            h.type == MsgType.DKG_COMPLAINTS and peer.index == 2
+        )
+        good = _all_agree(await run_all(members), 4)
+        assert not good[0].disqualified
+
+
+async def test_a_member_of_the_active_epoch_cannot_speak_for_a_pending_member(
+    tmp_path: Path,
+) -> None:
+    """The active epoch's member 3 (another key) sends a round-1 message — with a valid
+    proof of knowledge for the pending session — as member 3 of the pending committee,
+    before the real member 3 has started."""
+    active = [IdentityKey() for _ in range(N)]
+    impostor_key = active[3]
+    async with committee(tmp_path, active=tuple(k.public_bytes for k in active)) as members:
+        impostor = Transport(
+            impostor_key.secret_bytes(),
+            _auth({EPOCH - 1: tuple(k.public_bytes for k in active)}),
+            host="127.0.0.1",
+            port=0,
+        )
+        await impostor.start()
+        try:
+            pending_session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, 1)
+            ids = {i + 1: m.identity.public_bytes for i, m in enumerate(members)}
+            ids[4] = impostor_key.public_bytes
+            forged = DKGParticipant(DKGConfig(MIRA_EVM, pending_session, T, ids), 4, impostor_key)
+            active_session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH - 1, PROPOSAL, 1)
+            payload = encode_dkg_round1(active_session, forged.round1())
+            header = _header(MsgType.DKG_ROUND1, 3, epoch=EPOCH - 1)
+            await _send_to(impostor, members[:3], header, payload)
+        finally:
+            await impostor.stop()
+        late = members[3]
+        assert late.dkg is not None
+        others = [asyncio.create_task(m.dkg.run()) for m in members[:3] if m.dkg]
+        await asyncio.sleep(1.0)
+        outputs = await asyncio.wait_for(
+            asyncio.gather(late.dkg.run(), *others, return_exceptions=True), 30
+        )
+        good = _all_agree(outputs, 4)
+        assert not good[0].disqualified
+
+
+async def test_a_planted_high_attempt_does_not_make_members_give_up(tmp_path: Path) -> None:
+    async with committee(tmp_path) as members:
+        cheat = members[3]
+        session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, 200)
+        header = _header(MsgType.DKG_ROUND1, 3, attempt=200)
+        await _send_to(cheat.transport, members[:3], header, session + b"\x00")
+        good = _all_agree(await run_all(members), 4)
+        assert not good[0].disqualified
+        assert all(m.dkg is not None and m.dkg.attempt == 1 for m in members)
+
+
+async def test_a_member_moving_everyone_up_costs_one_attempt_at_most(tmp_path: Path) -> None:
+    """Member 3 signs messages of attempt 2 (followed: it could be a restarted member) and
+    then of attempt 3 (not followed: it already moved everyone once, and f + 1 = 2 members
+    would have to ask). The honest three finish at attempt 2."""
+    async with committee(tmp_path) as members:
+        cheat = members[3]
+        for attempt in (2, 3):
+            session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, attempt)
+            header = _header(MsgType.DKG_ROUND1, 3, attempt=attempt)
+            await _send_to(cheat.transport, members[:3], header, session + b"\x00")
+        outputs = await run_all(members)
+        _all_agree(outputs[:3], 3)
+        assert [m.dkg.attempt for m in members[:3] if m.dkg] == [2, 2, 2]
+
+
+async def test_messages_planted_for_a_future_proposal_do_not_speak_for_its_members(
+    tmp_path: Path,
+) -> None:
+    """Member 3 of proposal 7 plants a round-1 message for proposal 8, in which the owner
+    replaced it by X at index 3. The planted message must not count as X's."""
+    async with committee(tmp_path) as members:
+        cheat = members[3]
+        nxt = PROPOSAL + 1
+        x_identity = IdentityKey()
+        keys = (*(m.identity.public_bytes for m in members[:3]), x_identity.public_bytes)
+        session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, nxt, 1)
+        ids = {i + 1: k for i, k in enumerate(keys)} | {4: cheat.identity.public_bytes}
+        planted = DKGParticipant(DKGConfig(MIRA_EVM, session, T, ids), 4, cheat.identity)
+        header = _header(MsgType.DKG_ROUND1, 3, proposal=nxt)
+        await _send_to(
+            cheat.transport, members[:3], header, encode_dkg_round1(session, planted.round1())
+        )
+
+        # the owner re-proposes: epoch EPOCH, proposal 8, member 3 is X now
+        for m in members[:3]:
+            m.transport.auth.serve_epochs([EpochMembers(EPOCH, keys)])
+        x_transport = RewritingTransport(
+            x_identity.secret_bytes(), _auth({EPOCH: keys}), host="127.0.0.1", port=0
+        )
+        x_inbox = DKGInbox()
+        x_inbox.attach(x_transport)
+        await x_transport.start()
+        x = Member(3, x_identity, x_transport, x_inbox)
+        try:
+            group = [*members[:3], x]
+            peers = tuple(Peer(m.index, m.transport.url, keys[m.index]) for m in group)
+            pending = PendingCommittee(EPOCH, nxt, T, peers, tuple(f"0x{i:040x}" for i in range(N)))
+            for m in group:
+                if m.dkg is not None:
+                    await m.dkg.close()
+                expect(m, pending)
+                m.dkg = dkg_for(m, pending, tmp_path / "next")
+            others = [asyncio.create_task(m.dkg.run()) for m in members[:3] if m.dkg]
+            await asyncio.sleep(1.0)  # X starts late: the planted message is there first
+            assert x.dkg is not None
+            outputs = await asyncio.wait_for(
+                asyncio.gather(x.dkg.run(), *others, return_exceptions=True), 30
+            )
+            good = _all_agree(outputs, 4)
+            assert not good[0].disqualified
+        finally:
+            if x.dkg is not None:
+                await x.dkg.close()
+            await x_transport.stop()
+
+
+FLOOD_LIMITS = {"peer_rate": 1e6, "peer_burst": 1e6, "global_rate": 1e6}
+
+
+async def test_a_member_flooding_the_inbox_does_not_crowd_out_honest_messages(
+    tmp_path: Path,
+) -> None:
+    """Member 3 sends member 0 over 8,192 well-formed DKG messages (other proposals, other
+    attempts; rate limits opened wide so only the inbox stands in the way) before the DKG
+    starts; every honest message must still be delivered."""
+    async with committee(tmp_path, **FLOOD_LIMITS) as members:
+        flooder, target = members[3], members[0]
+        peer = Peer(0, target.transport.url, target.identity.public_bytes)
+        gate = asyncio.Semaphore(32)
+
+        async def one(proposal: int, attempt: int, msg_type: MsgType) -> None:
+            session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, proposal, attempt)
+            header = _header(msg_type, 3, proposal=proposal, attempt=attempt)
+            async with gate:
+                with contextlib.suppress(PeerUnavailable):
+                    await flooder.transport.send(peer, header, session + b"\x00", timeout=5)
+
+        kinds = (MsgType.DKG_ROUND1, MsgType.DKG_SHARE, MsgType.DKG_COMPLAINTS, MsgType.DKG_JUSTIFY)
+        await asyncio.gather(
+            *(
+                one(p, a, k)
+                for p in range(PROPOSAL + 1, PROPOSAL + 206)
+                for a in range(1, 11)
+                for k in kinds
+            )
+        )
+        good = _all_agree(await run_all(members), 4)
+        assert not good[0].disqualified
+        rejected = target.transport.auth.metrics.rejected
+        assert rejected.labels("dkg_other_proposal")._value.get() == 205 * 10 * 4  # counted
+
+
+async def test_a_relay_carries_only_its_authors_signed_broadcast_messages(tmp_path: Path) -> None:
+    """Member 3 relays a round-1 message it signed itself as member 2's, and a relayed
+    share: both refused, and the DKG is unaffected."""
+    async with committee(tmp_path) as members:
+        cheat, target = members[3], members[0]
+        session = dkg_session_id(CHAIN_ID, COMMITTEE, EPOCH, PROPOSAL, 1)
+        ids = {i + 1: m.identity.public_bytes for i, m in enumerate(members)}
+        ids[3] = cheat.identity.public_bytes
+        ids[4] = members[2].identity.public_bytes
+        forged = DKGParticipant(DKGConfig(MIRA_EVM, session, T, ids), 3, cheat.identity)
+        as_member_2 = cheat.transport.seal(
+            _header(MsgType.DKG_ROUND1, 2), encode_dkg_round1(session, forged.round1())
+        )
+        share = cheat.transport.seal(_header(MsgType.DKG_SHARE, 3), session + b"\x00")
+        relay = _header(MsgType.DKG_RELAY, 3)
+        peer = Peer(0, target.transport.url, target.identity.public_bytes)
+        with pytest.raises(PeerUnavailable, match="non_member"):
+            await cheat.transport.send(
+                peer, relay, encode_dkg_relay(session, as_member_2), timeout=2
+            )
+        with pytest.raises(PeerUnavailable, match="malformed"):
+            await cheat.transport.send(peer, relay, encode_dkg_relay(session, share), timeout=2)
+        assert target.inbox.get(1, MsgType.DKG_ROUND1, 2) is None
+        good = _all_agree(await run_all(members), 4)
+        assert not good[0].disqualified
+
+
+async def test_a_silent_member_is_left_out_after_the_timeout_and_named(tmp_path: Path) -> None:
+    """n = 5, t = 3 (f = 1): member 4 never answers. After the phase timeout the four that
+    did (t + f = 4) finish without it, and the status says whom the DKG went on without."""
+    async with committee(tmp_path, n=5, t=3, phase_timeout=1.5) as members:
+        running = members[:4]
+        outputs = await asyncio.wait_for(
+            asyncio.gather(*(m.dkg.run() for m in running if m.dkg), return_exceptions=True), 30
+        )
+        good = _all_agree(outputs, 4)
+        assert set(good[0].disqualified) == {5}
+        for m in running:
+            assert m.dkg is not None
+            assert m.dkg.progress["left_out"] == [4], m.dkg.progress

@@ -22,10 +22,12 @@ from oracle.p2p.wire import (
     SignedReport,
     decode_dkg_complaints,
     decode_dkg_justifications,
+    decode_dkg_relay,
     decode_dkg_round1,
     decode_dkg_share,
     encode_dkg_complaints,
     encode_dkg_justifications,
+    encode_dkg_relay,
     encode_dkg_round1,
     encode_dkg_share,
     seal,
@@ -300,3 +302,21 @@ def test_a_source_pays_for_its_refused_messages_not_for_members() -> None:
     for r in range(10):
         auth.open(seal(header(sender=1, round_=r), b"", KEYS[1]), source="192.0.2.9")
     assert rejected(auth, "source_rate_limited") == 1
+
+
+def test_dkg_complaints_name_each_dealer_once() -> None:
+    twice = [Complaint(1, 2, "no share received"), Complaint(1, 2, "again")]
+    data = encode_dkg_complaints(b"\x05" * 32, [b"\x07" * 32] * 2, twice)
+    with pytest.raises(MessageRejected, match="dealer 2 listed twice"):
+        decode_dkg_complaints(data, 1)
+
+
+def test_dkg_relay_carries_a_whole_signed_message() -> None:
+    inner = seal(header(MsgType.DKG_ROUND1, sender=2, round_=7), _DKG["round1"], KEYS[2])
+    session, raw = decode_dkg_relay(encode_dkg_relay(b"\x05" * 32, inner))
+    assert (session, raw) == (b"\x05" * 32, inner)
+    assert unseal(raw).signer_key == KEYS[2].public_key.format(
+        compressed=True
+    )  # the author's signature travels with it
+    with pytest.raises(MessageRejected, match="no message inside"):
+        decode_dkg_relay(b"\x05" * 32 + inner[:50])
