@@ -10,17 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from oracle.bundle import CHECKOUT
 from oracle.errors import ToolchainError
 
 _TOOLS = ("anvil", "forge", "cast")
+CONTRACTS_DIR_ENV = "MIRA_CONTRACTS_DIR"
 
 
 def contracts_dir() -> Path:
     """The Foundry project: ``$MIRA_CONTRACTS_DIR`` or ``contracts/`` beside the package."""
-    override = os.environ.get("MIRA_CONTRACTS_DIR")
+    override = os.environ.get(CONTRACTS_DIR_ENV)
     if override:
         return Path(override).resolve()
-    return Path(__file__).resolve().parents[2] / "contracts"
+    return CHECKOUT / "contracts"
 
 
 def tool(name: str) -> Path:
