@@ -104,9 +104,11 @@ def test_closed_stdout_stops_everything_then_up_again_works(tmp_path: Path) -> N
     a closed pipe. It must not die there leaving anvil and the nodes running."""
     directory = tmp_path / "devnet"
     args = ["--nodes", "1", *ports(1)]
+    elsewhere = tmp_path / "elsewhere"  # not the checkout: the demo specs are found anyway
+    elsewhere.mkdir()
     proc = subprocess.Popen(
         [*MIRA, "devnet", "up", "--dir", str(directory), *args],  # with the view: a line a second
-        cwd=ROOT,
+        cwd=elsewhere,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
