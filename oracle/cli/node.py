@@ -19,12 +19,15 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from oracle.node.service import NODE_STOP_BOUND_S as STOP_BOUND_S
+
+_THREAD_GRACE_S = 1.0  # how long worker threads get to end after the node stopped
 
 
 @click.group()
@@ -100,9 +103,11 @@ def _exit_past_stuck_threads() -> None:
     """Interpreter exit joins every non-daemon thread (the executor's workers too); one in
     a blocking call to a hung RPC would hold the process for minutes. The node has stopped
     and stored everything: say so and exit now."""
-    stuck = [
-        t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon
-    ]
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    deadline = time.monotonic() + _THREAD_GRACE_S  # idle executor workers are just ending
+    for thread in others:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in others if t.is_alive()]
     if stuck:
         import structlog
 
