@@ -111,9 +111,9 @@ def running_launcher(directory: Path) -> Recorded | None:
     except (OSError, ValueError):
         return None
     launcher = _state(directory).get("launcher")
-    with contextlib.suppress(KeyError, TypeError, ValueError):
-        if int(launcher["pid"]) == pid:  # type: ignore[index]
-            recorded = Recorded.from_json(launcher)
+    if isinstance(launcher, dict) and launcher.get("pid") == pid:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            recorded = Recorded.from_json(launcher)  # with its start time: not a reused pid
             return recorded if recorded.alive() else None
     return Recorded(pid, None, "the launcher") if pid_alive(pid) else None
 
@@ -139,11 +139,8 @@ def stop_leftovers(directory: Path) -> list[Recorded]:
     live = [c for c in recorded_children(directory) if c.alive()]
     left = stop_all(live, timeout=NODE_STOP_BOUND_S)
     if left:
-        raise DevnetError(
-            "processes of the devnet in {} would not stop: {}".format(
-                directory, ", ".join(map(str, left))
-            )
-        )
+        names = ", ".join(map(str, left))
+        raise DevnetError(f"processes of the devnet in {directory} would not stop: {names}")
     return live
 
 
