@@ -36,13 +36,16 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     """A ``preexec_fn`` for :class:`subprocess.Popen`: the child gets ``sig`` when this
     process ends. None where the platform has no such call (then only the records and
     ``mira devnet down`` stop the children)."""
-    libc = _LIBC
-    if libc is None:
+    if _LIBC is None:
         return None
+    # Resolved here, in the parent: the child, between fork and exec, must take no lock that
+    # another thread of the parent may have held at the fork (dlsym's would be one), so it
+    # only makes the system calls prctl, getppid and kill.
+    prctl = _LIBC.prctl
     parent = os.getpid()
 
     def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
         # the parent may have died between fork and prctl: then no signal will come
         if os.getppid() != parent:
             os.kill(os.getpid(), sig)
