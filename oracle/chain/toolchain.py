@@ -49,6 +49,6 @@ def tool(name: str) -> Path:
     if not path.exists():
         raise ToolchainError(
             f"{name} not found at {path}: install the pinned toolchain with `make setup` "
-            "(runs `npm ci` in contracts/)"
+            "(runs `npm install` in contracts/)"
         )
     return path

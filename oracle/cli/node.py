@@ -4,9 +4,10 @@ Stopping is bounded, whatever the chain RPC or a peer does:
 
 * each service's stop gets a bound of its own (:class:`oracle.node.service.ServiceGroup`)
   before the next one stops, so the feeds are still checkpointed when the network hangs;
-* once the node has stopped, the process exits without waiting for worker threads: one may
-  sit in a blocking web3 call to a hung RPC (a chain-events scan, retried for minutes) and
-  holds nothing to save: everything the node keeps is stored by then;
+* once the node has stopped, worker threads get a few seconds to end: one may sit in a
+  blocking web3 call to a hung RPC (a chain-events scan, retried for minutes) and holds
+  nothing to save, since everything the node keeps is stored by then, so the process exits
+  past it;
 * a watchdog, armed by the first SIGTERM/SIGINT, ends the process with exit code 1 after
   ``NODE_STOP_BOUND_S`` if the stop itself is stuck (a blocking call in the event loop).
 """
@@ -19,7 +20,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import click
 
 from oracle.node.service import NODE_STOP_BOUND_S as STOP_BOUND_S
 
-_THREAD_GRACE_S = 1.0  # how long worker threads get to end after the node stopped
+_EXIT_GRACE_S = 3.0  # how long worker threads may hold the exit once the node has stopped
 
 
 @click.group()
@@ -68,7 +68,7 @@ def serve(node_: Any) -> None:
         _cancel_leftovers(loop)
     finally:
         loop.close()  # shuts the default executor down without waiting for its threads
-    _exit_past_stuck_threads()
+    _bound_interpreter_exit(_EXIT_GRACE_S)
 
 
 async def _run(node_: Any) -> None:
@@ -99,20 +99,23 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(loop.shutdown_asyncgens())
 
 
-def _exit_past_stuck_threads() -> None:
-    """Interpreter exit joins every non-daemon thread (the executor's workers too); one in
+def _bound_interpreter_exit(grace_s: float) -> None:
+    """Interpreter exit joins every non-daemon thread (the executors' workers too); one in
     a blocking call to a hung RPC would hold the process for minutes. The node has stopped
-    and stored everything: say so and exit now."""
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    deadline = time.monotonic() + _THREAD_GRACE_S  # idle executor workers are just ending
-    for thread in others:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in others if t.is_alive()]
-    if stuck:
+    and stored everything: if the exit has not happened after ``grace_s``, say which
+    threads hold it and exit anyway."""
+
+    def expire() -> None:
         import structlog
 
+        main, me = threading.main_thread(), threading.current_thread()
+        stuck = [t.name for t in threading.enumerate() if t not in (main, me) and not t.daemon]
         structlog.get_logger(__name__).warning("node.exit_past_threads", threads=stuck)
         _flush_and_exit(0)
+
+    timer = threading.Timer(grace_s, expire)
+    timer.daemon = True
+    timer.start()
 
 
 def _arm_watchdog(bound_s: float) -> None:
