@@ -12,7 +12,7 @@ FOUNDRY := contracts/node_modules/.bin
 FOUNDRY_PROFILE ?= $(if $(filter true,$(CI)),ci,default)
 export FOUNDRY_PROFILE
 
-.PHONY: all setup contracts run test test-contracts test-python test-docker lint fmt lock clean gas-snapshot
+.PHONY: all setup contracts run test test-contracts test-python test-docker test-wheel lint fmt lock clean gas-snapshot
 
 all: test
 
@@ -39,7 +39,7 @@ contracts: setup
 run: contracts
 	$(BIN)/mira devnet up
 
-test: lint test-contracts test-python test-docker
+test: lint test-contracts test-python test-docker test-wheel
 
 lint: setup
 	$(BIN)/ruff check oracle tests
@@ -75,6 +75,14 @@ test-docker:
 		echo "test-docker: no docker compose client installed; $(COMPOSE_FILE) not validated (skipped)"; \
 	fi
 
+# The wheel as a user installs it: built from this checkout (it bundles the contract
+# artifacts of `make contracts` and the demo feed specs), installed into a throwaway venv
+# against constraints.txt; then, from an empty temporary directory, `mira --help`,
+# `mira db upgrade` on a new SQLite file and a short `mira node run` ended by SIGTERM.
+# About 40 s; uses the package index only (pip's own).
+test-wheel: contracts
+	$(BIN)/python tests/wheel/smoke.py
+
 fmt: setup
 	$(BIN)/ruff format oracle tests
 	$(BIN)/ruff check --fix oracle tests
@@ -89,4 +97,4 @@ lock:
 	rm -rf .lockenv
 
 clean:
-	rm -rf $(VENV) contracts/node_modules contracts/out contracts/cache *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) contracts/node_modules contracts/out contracts/cache *.egg-info build dist .mypy_cache .ruff_cache .pytest_cache

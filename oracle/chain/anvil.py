@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from oracle.chain.toolchain import tool
+from oracle.children import die_with_parent
 from oracle.errors import ChainError
 
 _LISTENING = re.compile(rb"Listening on ([0-9.]+):(\d+)")
@@ -34,6 +35,8 @@ class AnvilConfig:
     host: str = "127.0.0.1"
     port: int = 0
     extra_args: list[str] = field(default_factory=list)
+    # SIGKILL anvil when the process that started it ends, however it ends (the devnet)
+    die_with_parent: bool = False
 
 
 class Anvil:
@@ -79,6 +82,7 @@ class Anvil:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGKILL) if cfg.die_with_parent else None,
         )
         self.port = self._await_listening()
         # anvil writes --config-out just before it listens; read the funded keys from it.

@@ -1,7 +1,9 @@
 """Contract ABIs and bytecode, read from the Foundry build: the single source of truth.
 
 ``forge build`` writes ``contracts/out/<File>.sol/<Contract>.json``; Python never carries
-a hand-copied ABI. ``MIRA_ARTIFACTS_DIR`` overrides the location.
+a hand-copied ABI. An installed wheel carries the artifacts of ``contracts/src`` copied from
+that build (:mod:`oracle.bundle`). ``MIRA_ARTIFACTS_DIR`` (or ``MIRA_CONTRACTS_DIR``/out)
+overrides the location.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from oracle.chain.toolchain import contracts_dir
+from oracle import bundle
+from oracle.chain.toolchain import CONTRACTS_DIR_ENV, contracts_dir
 from oracle.errors import ToolchainError
 
 
@@ -29,7 +32,11 @@ class Artifact:
 
 def artifacts_dir() -> Path:
     override = os.environ.get("MIRA_ARTIFACTS_DIR")
-    return Path(override).resolve() if override else contracts_dir() / "out"
+    if override:
+        return Path(override).resolve()
+    if os.environ.get(CONTRACTS_DIR_ENV):
+        return contracts_dir() / "out"
+    return bundle.locate(bundle.ARTIFACTS)
 
 
 @cache

@@ -1,7 +1,14 @@
-"""``mira devnet``: a local network on one machine."""
+"""``mira devnet``: a local network on one machine.
+
+``up`` stops everything it started however it is stopped: Ctrl-C, SIGTERM or SIGHUP (also
+while it is still starting: it says "stopped"), or its stdout closing (``| tee`` ended by
+the same Ctrl-C, ``| head``): a write to a closed pipe does not kill it before it cleans
+up; it goes quiet and, in the view, takes the closed pipe as a stop.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -10,7 +17,7 @@ from typing import Any
 
 import click
 
-from oracle.devnet import Devnet, DevnetOptions, down, preflight
+from oracle.devnet import Devnet, DevnetOptions, Interrupted, down, preflight
 
 _DIR = click.option(
     "--dir",
@@ -51,26 +58,50 @@ def up(
 ) -> None:
     """Start anvil, deploy, run the DKG, start the nodes and price sources, show the feeds."""
     opts = DevnetOptions(directory, nodes, anvil_port, base_port, price_port)
-    preflight(opts)
+    for note in preflight(opts):
+        say(note)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _STOP_SIGNALS:
         signal.signal(sig, lambda *_: stop.set())
     net = Devnet(opts)
     try:
-        net.start(say=click.echo)
+        net.start(say=say, stop=stop)
         if not stop.is_set():
-            click.echo("running; Ctrl-C stops everything")
+            say("running; Ctrl-C stops everything")
             if not no_view:
                 _view(net, stop)
             else:
                 stop.wait()
+    except Interrupted:
+        pass  # asked to stop while starting: stop what started, below
     finally:
         # a second signal during shutdown must not interrupt it
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        click.echo("stopping nodes, price sources and anvil ...")
+        say("stopping nodes, price sources and anvil ...")
         net.stop()
-        click.echo("stopped")
+        say("stopped")
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def say(text: str) -> bool:
+    """Print a line; False (and stdout muted) if nobody reads it any more."""
+    try:
+        click.echo(text)
+    except BrokenPipeError:
+        _mute_stdout()
+        return False
+    return True
+
+
+def _mute_stdout() -> None:
+    """Point stdout at /dev/null: later lines, and the flush at exit, must not fail again
+    on the closed pipe (an exception there would end the launcher before it cleans up)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _view(net: Devnet, stop: threading.Event) -> None:
@@ -87,7 +118,8 @@ def _view(net: Devnet, stop: threading.Event) -> None:
                 stop.wait(1.0)
     else:
         while not stop.is_set():
-            click.echo(compact(watcher.feeds(), watcher.node_rows()))
+            if not say(compact(watcher.feeds(), watcher.node_rows())):
+                stop.set()  # the reader of our output is gone: stop, as SIGPIPE would
             stop.wait(1.0)
 
 

@@ -10,7 +10,7 @@ Example::
     keys_dir = "keys"                 # operator.json + identity.json (`mira keys new`)
     passphrase_file = "keys/passphrase"
     share_file = "keys/share.json"    # optional: a key share provisioned by other means
-                                      # (the network DKG stores shares in keys_dir/shares/)
+                                      # (the DKG stores shares in keys_dir/shares/chain-ID-ORACLE/)
     round_period_s = 0.25
     transmit_timeout_s = 3.0
     dkg_phase_timeout_s = 30.0        # key generation: how long a DKG phase waits for members

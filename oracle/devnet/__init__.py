@@ -5,6 +5,12 @@ The launcher writes each member's keys and proposes the committee on-chain; the 
 processes run the DKG among themselves over p2p and propose the group key; the launcher,
 as the oracle's owner, activates it (``oracle.chain.rotation``). No key share is ever
 made or seen outside its node.
+
+The devnet survives an unclean stop of its launcher (``oracle.children``): anvil and the
+nodes get a signal from the kernel when the launcher ends, however it ends; each child is
+recorded with its start time in ``devnet.json``, so ``mira devnet down`` stops what a dead
+launcher left, and ``mira devnet up`` in that directory does the same first, then starts
+from fresh node directories (new keys, no key share of the previous chain).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +35,14 @@ from aiohttp import web
 from eth_account import Account
 from web3 import Web3
 
+from oracle import bundle
 from oracle.chain import artifacts
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at
 from oracle.chain.rotation import KeyProposals, activate_when_proposed, propose_committee
 from oracle.chain.system import Manifest, Sender, deploy_system, feed_registrations
 from oracle.chain.toolchain import tool
+from oracle.children import Recorded, pid_alive, stop_all
 from oracle.config import load_feed_specs
 from oracle.config.feeds import FeedSpec
 from oracle.errors import MiraError
@@ -44,6 +54,7 @@ from oracle.node.localnet import (
     spawn_node,
     stop_node,
 )
+from oracle.node.service import NODE_STOP_BOUND_S
 from oracle.storage import make_engine, upgrade
 
 HEARTBEAT_S = 10  # every demo feed's heartbeat on the devnet, so rounds land visibly
@@ -61,6 +72,10 @@ class DevnetError(MiraError):
     """The devnet cannot start or stop; the message says what to do."""
 
 
+class Interrupted(Exception):
+    """A stop was asked for (Ctrl-C, SIGTERM) while the devnet was starting."""
+
+
 @dataclass
 class DevnetOptions:
     directory: Path
@@ -68,7 +83,7 @@ class DevnetOptions:
     anvil_port: int = 8545
     base_port: int = 7700  # node i: API base_port + 2i, p2p base_port + 2i + 1
     price_port: int = 9101  # the median feed's sources: price_port, +1, +2
-    feeds_dir: Path = Path("feeds")
+    feeds_dir: Path = field(default_factory=lambda: bundle.locate(bundle.DEMO_FEEDS))
     round_period_s: float = 1.0
 
     def node_ports(self) -> list[tuple[int, int]]:
@@ -81,28 +96,66 @@ class DevnetOptions:
 # -- preflight ------------------------------------------------------------------------------
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, exited but not yet reaped by its parent, does not)."""
+def _state(directory: Path) -> dict[str, Any]:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs: trust kill(0)
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        raw = json.loads((directory / STATEFILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
 
 
-def running_pid(directory: Path) -> int | None:
-    """The pid of a live ``mira devnet up`` in ``directory``, if any."""
+def running_launcher(directory: Path) -> Recorded | None:
+    """The live ``mira devnet up`` of ``directory``, if any (a reused pid is not)."""
     try:
         pid = int((directory / PIDFILE).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if pid_alive(pid) else None
+    launcher = _state(directory).get("launcher")
+    if isinstance(launcher, dict) and launcher.get("pid") == pid:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            recorded = Recorded.from_json(launcher)  # with its start time: not a reused pid
+            return recorded if recorded.alive() else None
+    return Recorded(pid, None, "the launcher") if pid_alive(pid) else None
+
+
+def running_pid(directory: Path) -> int | None:
+    """The pid of a live ``mira devnet up`` in ``directory``, if any."""
+    launcher = running_launcher(directory)
+    return None if launcher is None else launcher.pid
+
+
+def recorded_children(directory: Path) -> list[Recorded]:
+    """anvil and the nodes as the launcher recorded them when it started each."""
+    children = []
+    for raw in _state(directory).get("children", []):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            children.append(Recorded.from_json(raw))
+    return children
+
+
+def stop_leftovers(directory: Path) -> list[Recorded]:
+    """Stop the recorded children still running (their launcher is gone); return them.
+    Raise DevnetError naming any that would not stop."""
+    live = [c for c in recorded_children(directory) if c.alive()]
+    left = stop_all(live, timeout=NODE_STOP_BOUND_S)
+    if left:
+        names = ", ".join(map(str, left))
+        raise DevnetError(f"processes of the devnet in {directory} would not stop: {names}")
+    return live
+
+
+def reclaim(directory: Path) -> str | None:
+    """Before ``up``: stop what a previous devnet's dead launcher left in ``directory``;
+    the line to print, if there was anything."""
+    stopped = stop_leftovers(directory)
+    (directory / STATEFILE).unlink(missing_ok=True)
+    (directory / PIDFILE).unlink(missing_ok=True)
+    if not stopped:
+        return None
+    return (
+        f"the previous devnet in {directory} was not stopped (its launcher is gone): "
+        f"stopped {', '.join(map(str, stopped))}"
+    )
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -118,8 +171,9 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def preflight(opts: DevnetOptions) -> None:
-    """Raise DevnetError with one line saying what to do if the devnet cannot start."""
+def preflight(opts: DevnetOptions) -> list[str]:
+    """Raise DevnetError with one line saying what to do if the devnet cannot start. A dead
+    devnet's leftovers in the directory are stopped first; the lines returned say so."""
     d = opts.directory
     pid = running_pid(d)
     if pid is not None:
@@ -128,6 +182,7 @@ def preflight(opts: DevnetOptions) -> None:
         )
     if not 1 <= opts.nodes <= 20:
         raise DevnetError(f"--nodes {opts.nodes}: expected 1 to 20 nodes")
+    notes = [note] if d.is_dir() and (note := reclaim(d)) else []
     try:
         d.mkdir(parents=True, exist_ok=True)
         probe = d / ".write-test"
@@ -152,6 +207,7 @@ def preflight(opts: DevnetOptions) -> None:
                 f"port {port} ({what}) is already in use; stop whatever listens there "
                 f"or pick another with {option}"
             )
+    return notes
 
 
 # -- the median feed's price sources ---------------------------------------------------------
@@ -247,22 +303,26 @@ class Devnet:
     nodes: list[NodeProc] = field(default_factory=list)
     manifest: Manifest | None = None
     specs: list[FeedSpec] = field(default_factory=list)
+    _stop_event: threading.Event | None = None
 
     @property
     def manifest_path(self) -> Path:
         return self.opts.directory / "manifest.json"
 
-    def start(self, say: Any = print) -> None:
+    def start(self, say: Any = print, stop: threading.Event | None = None) -> None:
+        """Bring the devnet up. ``stop`` set meanwhile (Ctrl-C) raises :class:`Interrupted`
+        at the next step or poll; the caller then calls :meth:`stop`."""
         opts, d = self.opts, self.opts.directory
+        self._stop_event = stop
         (d / PIDFILE).write_text(f"{os.getpid()}\n")
+        self._save_state()
+        clean_previous(d)
         # the demo specs as the devnet runs them
         spec_dir = d / "feeds"
         spec_dir.mkdir(exist_ok=True)
         sources = sorted(opts.feeds_dir.glob("*.toml"))
         if not sources:
-            raise DevnetError(f"no feed specs in {opts.feeds_dir}; run from the repository root")
-        for old in spec_dir.glob("*.toml"):
-            old.unlink()
+            raise DevnetError(f"no feed specs in {opts.feeds_dir}")
         start_ms = int(time.time() * 1000)
         for path in sources:
             (spec_dir / path.name).write_text(
@@ -270,10 +330,14 @@ class Devnet:
             )
         self.specs = load_feed_specs(sorted(spec_dir.glob("*.toml")))
 
+        self._check_stop()
         self.anvil = Anvil(
-            AnvilConfig(port=opts.anvil_port, block_time=1.0, accounts=opts.nodes + 1)
+            AnvilConfig(
+                port=opts.anvil_port, block_time=1.0, accounts=opts.nodes + 1, die_with_parent=True
+            )
         ).start()
         self._save_state()
+        self._check_stop()
         rpc = self.anvil.url
         w3 = Web3(Web3.HTTPProvider(rpc, request_kwargs={"timeout": 30}))
         deployer = Account.from_key(self.anvil.private_keys[0])
@@ -282,6 +346,7 @@ class Devnet:
         say(f"anvil        {rpc} (chain id {manifest.chain_id}, 1 s blocks)")
         say(f"MiraOracle   {manifest.oracle}")
 
+        self._check_stop()
         committee = provision_committee(
             [d / f"node{i}" for i in range(opts.nodes)],
             self.anvil.private_keys[1 : opts.nodes + 1],
@@ -299,17 +364,19 @@ class Devnet:
         say("prices       " + ", ".join(f"http://127.0.0.1:{p}" for p in opts.price_ports()))
 
         for node in committee.nodes:
+            self._check_stop()
             self._write_node(node, rpc, manifest.oracle, spec_dir)
             spawn_node(node)
             self.nodes.append(node)
-        self._save_state()
+            self._save_state()
         say(f"DKG          {opts.nodes} node processes, over p2p; waiting for their group key")
         seen: dict[str, KeyProposals] = {}
 
-        def remember(state: KeyProposals) -> None:
+        def progress(state: KeyProposals) -> None:
             seen["last"] = state
+            self._check_stop()
 
-        activate_when_proposed(oracle, owner.send, timeout=120.0, progress=remember)
+        activate_when_proposed(oracle, owner.send, timeout=120.0, progress=progress)
         votes = seen["last"].best()[1]  # t + f or more (oracle.chain.rotation)
         say(f"epoch        {epoch} active: the key {votes} of {opts.nodes} members proposed")
         manifest.extra["nodes"] = [
@@ -352,15 +419,26 @@ class Devnet:
             )
         )
 
-    def _save_state(self) -> None:
-        pids = [n.proc.pid for n in self.nodes if n.proc is not None]
-        if self.anvil is not None and self.anvil.pid is not None:
-            pids.append(self.anvil.pid)
-        (self.opts.directory / STATEFILE).write_text(
-            json.dumps({"pid": os.getpid(), "children": pids}) + "\n"
-        )
+    def _check_stop(self) -> None:
+        if self._stop_event is not None and self._stop_event.is_set():
+            raise Interrupted
 
-    def stop(self, node_timeout: float = 10.0) -> None:
+    def _save_state(self) -> None:
+        """Record the launcher and every child started so far, each with its start time,
+        so that ``mira devnet down`` finds them if this process dies."""
+        children = [Recorded.of(n.proc.pid, f"node-{n.index}") for n in self.nodes if n.proc]
+        if self.anvil is not None and self.anvil.pid is not None:
+            children.append(Recorded.of(self.anvil.pid, "anvil"))
+        state = {
+            "launcher": Recorded.of(os.getpid(), "the launcher").to_json(),
+            "children": [c.to_json() for c in children],
+        }
+        path = self.opts.directory / STATEFILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state) + "\n")
+        os.replace(tmp, path)  # never a half-written record
+
+    def stop(self, node_timeout: float = NODE_STOP_BOUND_S) -> None:
         """Nodes (SIGTERM, then SIGKILL after ``node_timeout``), price sources, anvil."""
         for node in self.nodes:  # all at once, then wait for each
             if node.proc is not None and node.proc.poll() is None:
@@ -381,27 +459,41 @@ class Devnet:
         self.manifest_path.unlink(missing_ok=True)
 
 
+def clean_previous(directory: Path) -> None:
+    """Remove what an earlier devnet left in ``directory``: its node directories (keys, key
+    shares and databases of another chain), specs and manifest. Every ``up`` starts fresh."""
+    for entry in directory.iterdir():
+        if entry.is_dir() and (entry.name == "feeds" or re.fullmatch(r"node\d+", entry.name)):
+            shutil.rmtree(entry)
+        elif entry.name == "manifest.json":
+            entry.unlink()
+
+
 def down(directory: Path, timeout: float = 60.0) -> str:
-    """Stop the devnet running in ``directory`` from another process; the message to print."""
-    pid = running_pid(directory)
-    if pid is None:
-        (directory / PIDFILE).unlink(missing_ok=True)
-        return f"no devnet is running in {directory}"
-    children: list[int] = []
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        children = list(json.loads((directory / STATEFILE).read_text())["children"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if pid_alive(pid):
-        raise DevnetError(f"the devnet (pid {pid}) did not stop within {timeout:.0f} s")
-    left = [c for c in children if pid_alive(c)]
-    for c in left:  # the launcher died without cleaning up: finish its job
+    """Stop the devnet of ``directory`` from another process; the message to print.
+
+    The launcher gets SIGTERM and stops its children itself; whatever it recorded and is
+    still running afterwards, or what a launcher that is already gone left behind, is
+    stopped here (SIGTERM, then SIGKILL), by pid and start time."""
+    launcher = running_launcher(directory)
+    if launcher is not None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(c, signal.SIGKILL)
-    time.sleep(0.2)
-    left = [c for c in left if pid_alive(c)]
-    if left:
-        raise DevnetError(f"processes {left} of the devnet are still running")
-    return f"stopped the devnet in {directory} (pid {pid}); no process left behind"
+            os.kill(launcher.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while launcher.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if launcher.alive():
+            raise DevnetError(
+                f"the devnet (pid {launcher.pid}) did not stop within {timeout:.0f} s"
+            )
+    leftovers = stop_leftovers(directory)
+    for name in (STATEFILE, PIDFILE):
+        (directory / name).unlink(missing_ok=True)
+    if launcher is not None:
+        return f"stopped the devnet in {directory} (pid {launcher.pid}); no process left behind"
+    if leftovers:
+        return (
+            f"the devnet in {directory} had lost its launcher; stopped what it left: "
+            f"{', '.join(map(str, leftovers))}; no process left behind"
+        )
+    return f"no devnet is running in {directory}"

@@ -25,6 +25,24 @@ class KeyShareError(MiraError):
     """The key share file is missing, unreadable or does not belong to this identity."""
 
 
+def shares_dir(keys_dir: Path, chain_id: int, oracle: str) -> Path:
+    """Where a node keeps the key shares of one oracle contract on one chain.
+
+    Epoch and proposal numbers restart at 1 with every deployment, so a share named by them
+    alone would be found again by a node pointed at another chain or contract (a devnet
+    restarted in the same directory): it would load a share of another committee's key, or
+    refuse one made under an older identity key, and wait in the key generation for ever.
+    Named by chain id and contract address, key material is only ever looked up for the
+    chain and contract it was made for.
+    """
+    return keys_dir / "shares" / f"chain-{chain_id}-{oracle.lower()}"
+
+
+def share_file(directory: Path, epoch: int, proposal: int) -> Path:
+    """The share of one committee proposal, in a :func:`shares_dir`."""
+    return directory / f"epoch-{epoch}-proposal-{proposal}.json"
+
+
 def _aead(identity: IdentityKey) -> ChaCha20Poly1305:
     key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=b"MIRA-keyshare-at-rest-v1"

@@ -35,6 +35,7 @@ from web3.contract import Contract
 from oracle.chain.deploy import at, deploy
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.chain.rotation import activate_when_proposed, default_threshold, propose_committee
+from oracle.children import die_with_parent
 from oracle.config.feeds import feed_id_bytes32
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.keystore import KeyStore, OperatorKey, encrypt_key
@@ -215,7 +216,8 @@ def provision_committee(
 
 def spawn_node(node: NodeProc) -> None:
     """Start ``mira node run --config DIR/node.toml`` in its own session, logging to
-    DIR/node.log."""
+    DIR/node.log. The node gets SIGTERM (and drains, within its stop bound) when the process
+    that started it ends, however that ends (:func:`oracle.children.die_with_parent`)."""
     node.log_file = open(node.dir / "node.log", "ab")  # noqa: SIM115 (lives with the process)
     node.proc = subprocess.Popen(
         [
@@ -231,6 +233,7 @@ def spawn_node(node: NodeProc) -> None:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 

@@ -24,7 +24,7 @@ from oracle.crypto.group import Point
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.crypto.suites import MIRA_EVM
 from oracle.node.keygen import DKGInbox, KeygenError, NetworkDKG, PendingCommittee
-from oracle.node.keyshare import load_share, save_share
+from oracle.node.keyshare import load_share, save_share, share_file, shares_dir
 from oracle.node.service import Health
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
 from oracle.p2p.transport import Peer, Transport
@@ -113,10 +113,13 @@ class NetworkService:
         self._keygen_for: tuple[int, int] | None = None  # (epoch, proposal) we run
         self._considered: tuple[int, int] | None = None  # the last proposal looked at
         self._proposed: set[tuple[int, int]] = set()
+        self._chain_id: int | None = None
 
     @property
     def shares_dir(self) -> Path:
-        return self.config.keys_dir / "shares"
+        """This chain's and contract's shares (known once the RPC told the chain id)."""
+        assert self._chain_id is not None, "the chain id is read before any key share"
+        return shares_dir(self.config.keys_dir, self._chain_id, self.config.oracle)
 
     async def start(self) -> None:
         cfg = self.config
@@ -163,6 +166,7 @@ class NetworkService:
         tx = self.transmitter
         oracle = tx.contract
         chain_id = await tx.chain_id()
+        self._chain_id = chain_id
         await self._ensure_transport(chain_id)
         epoch = int(await oracle.functions.currentEpoch().call())
         p_epoch, proposal, threshold, p_members = await oracle.functions.pendingCommittee().call()
@@ -245,7 +249,7 @@ class NetworkService:
             pending,
             me,
             self.identity,
-            attempt_file=self.shares_dir / f"epoch-{epoch}-proposal-{proposal}.attempt",
+            attempt_file=path.with_suffix(".attempt"),
             phase_timeout=self.config.dkg_phase_timeout_s,
             on_status=self._set_keygen_state,
         )
@@ -315,7 +319,7 @@ class NetworkService:
             self._serve()
 
     def _share_path(self, epoch: int, proposal: int) -> Path:
-        return self.shares_dir / f"epoch-{epoch}-proposal-{proposal}.json"
+        return share_file(self.shares_dir, epoch, proposal)
 
     def _find_share(
         self, epoch: int, chain_key: Point

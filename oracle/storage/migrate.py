@@ -1,13 +1,13 @@
-"""Apply and check the Alembic migrations in the repository's ``migrations/`` folder.
+"""Apply and check the Alembic migrations shipped inside the package
+(``oracle/storage/migrations/``, package data of the wheel).
 
 Alembic is configured in code (no ``alembic.ini`` lookup, no dependence on the current
-directory): the script location is found next to the installed ``oracle`` package, or
-given by ``MIRA_MIGRATIONS_DIR``.
+directory): the migrations are found beside this module, so a checkout, an editable
+install and an installed wheel all read the one copy.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic import command
@@ -19,22 +19,16 @@ from sqlalchemy import Engine
 from oracle.storage.db import redact
 from oracle.storage.errors import DatabaseNotMigrated, StorageError
 
-_ENV_DIR = "MIRA_MIGRATIONS_DIR"
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def migrations_dir() -> Path:
     """The folder holding ``env.py`` and ``versions/``."""
-    override = os.environ.get(_ENV_DIR)
-    candidates = [Path(override)] if override else []
-    # oracle/storage/migrate.py -> repository root / migrations
-    candidates.append(Path(__file__).resolve().parents[2] / "migrations")
-    for path in candidates:
-        if (path / "env.py").is_file() and (path / "versions").is_dir():
-            return path
-    tried = ", ".join(str(p) for p in candidates)
+    if (_MIGRATIONS / "env.py").is_file() and (_MIGRATIONS / "versions").is_dir():
+        return _MIGRATIONS
     raise StorageError(
-        f"cannot find the Alembic migrations (looked in {tried}); "
-        f"set {_ENV_DIR} to the repository's migrations/ folder"
+        f"cannot find the Alembic migrations in {_MIGRATIONS}: the package is installed "
+        "without its package data; reinstall it from the wheel or the source tree"
     )
 
 

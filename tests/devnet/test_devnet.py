@@ -89,7 +89,7 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
         manifest = wait_manifest(proc, directory, timeout=90)
         import json
 
-        children = json.loads((directory / STATEFILE).read_text())["children"]
+        children = [c["pid"] for c in json.loads((directory / STATEFILE).read_text())["children"]]
         assert len(children) == 5  # four nodes and anvil
         assert len(manifest.extra["nodes"]) == 4
         watcher = Watcher(manifest)
@@ -217,7 +217,7 @@ def test_sigterm_stops_everything(tmp_path: Path) -> None:
         wait_manifest(proc, directory, timeout=90)
         import json
 
-        children = json.loads((directory / STATEFILE).read_text())["children"]
+        children = [c["pid"] for c in json.loads((directory / STATEFILE).read_text())["children"]]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:

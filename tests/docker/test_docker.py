@@ -25,7 +25,6 @@ from oracle.chain import artifacts, toolchain
 from oracle.chain.anvil import Anvil
 from oracle.config import load_feed_specs, load_node
 from oracle.devnet import devnet_spec_text
-from oracle.storage import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -223,13 +222,33 @@ def test_dockerfile_pins_every_base_image_and_runs_as_non_root() -> None:
     assert "npm install --ignore-scripts" in text and "bin/fetch-chainlink" in text
 
 
-def test_image_environment_points_the_installed_package_at_its_files(
+def test_image_builds_the_wheel_with_its_run_time_files() -> None:
+    """The image installs the package from a wheel, not beside the checkout: the wheel's
+    build step must see contracts/out (from the contracts stage) and feeds/, and the runtime
+    stage must not point the package at copies of its own (a second source)."""
+    text = DOCKERFILE.read_text()
+    python_stage = text[text.index("AS python") : text.index("# -- runtime")]
+    wheel_at = python_stage.index("pip wheel")
+    for copy in (
+        "COPY pyproject.toml setup.py",
+        "COPY oracle ./oracle",
+        "COPY feeds ./feeds",
+        "COPY --from=contracts /build/contracts/out ./contracts/out",
+    ):
+        assert -1 < python_stage.find(copy) < wheel_at, copy
+    env = dict(re.findall(r"(MIRA_[A-Z_]+)=(\S+)", text))
+    for gone in ("MIRA_MIGRATIONS_DIR", "MIRA_ARTIFACTS_DIR", "MIRA_CONTRACTS_DIR"):
+        assert gone not in env, f"{gone}: the wheel carries these files"
+    assert f"COPY feeds {env['MIRA_FEEDS_SRC']}" in text  # what deployer.sh reads
+    runtime = text.split("# -- runtime")[1]
+    assert not re.search(r"^COPY\s.*(migrations|contracts/out)", runtime, re.M)
+
+
+def test_artifact_locations_can_be_overridden(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The image installs the package from a wheel (not beside contracts/ and migrations/);
-    the ENV it sets must be the variables the code reads."""
-    env = dict(re.findall(r"(MIRA_[A-Z_]+)=(\S+)", DOCKERFILE.read_text()))
-    assert env["MIRA_ARTIFACTS_DIR"] == env["MIRA_CONTRACTS_DIR"] + "/out"
+    """MIRA_CONTRACTS_DIR (its out/) and MIRA_ARTIFACTS_DIR point the package at a contracts
+    build of its own, e.g. a changed contract tried with an installed wheel."""
     out = tmp_path / "contracts" / "out"
     (out / "X.sol").mkdir(parents=True)
     (out / "X.sol" / "X.json").write_text(
@@ -239,15 +258,13 @@ def test_image_environment_points_the_installed_package_at_its_files(
     monkeypatch.delenv("MIRA_ARTIFACTS_DIR", raising=False)
     assert artifacts.artifacts_dir() == out.resolve()
     assert toolchain.contracts_dir() == (tmp_path / "contracts").resolve()
+    monkeypatch.delenv("MIRA_CONTRACTS_DIR")
     monkeypatch.setenv("MIRA_ARTIFACTS_DIR", str(out))
     artifacts.load.cache_clear()
     try:
         assert artifacts.load("X").bytecode == b"\x00"
     finally:
         artifacts.load.cache_clear()
-    shutil.copytree(ROOT / "migrations", tmp_path / "migrations")
-    monkeypatch.setenv("MIRA_MIGRATIONS_DIR", str(tmp_path / "migrations"))
-    assert migrate.migrations_dir() == tmp_path / "migrations"
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
