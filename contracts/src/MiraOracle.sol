@@ -9,15 +9,22 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 
 /// @title MiraOracle
 /// @notice Verifies one FROST signature per report and applies its batched feed updates.
-/// @dev Storage per feed: RING_SIZE slots, each packing one round's update:
+/// @dev Storage per feed: 1 + RING_SIZE slots, _entries[feedId][0] the latest entry and
+///      _entries[feedId][1 + r % RING_SIZE] the ring entry of round r, each packing one update:
 ///
 ///          bit  255      REGISTERED (set for every slot at registration)
 ///          bits 192..254 round (63 bits; 0 = empty)
 ///          bits 128..191 observedAt (uint64)
 ///          bits   0..127 value (int128, two's complement)
 ///
-///      Registration pre-writes the flag into every slot, so an update is always a
-///      non-zero → non-zero write (5,000 gas cold) and an unregistered feed reads as 0.
+///      Registration pre-writes the flag into every slot, so an update's writes are always
+///      non-zero → non-zero (5,000 gas each, cold) and an unregistered feed reads as 0.
+///
+///      Why a latest slot beside the ring: an update must be checked against the feed's latest
+///      round and time (else one high round, or an older time in a newer round, moves the feed
+///      backwards or pins it), and the latest is not at a slot the update's own round names. So
+///      an update costs two storage writes, the latest and its ring entry (see docs/contracts.md,
+///      "Gas").
 contract MiraOracle is IMiraOracle, Committee {
     uint256 public constant RING_SIZE = 4;
     uint256 internal constant REGISTERED = 1 << 255;
@@ -26,6 +33,8 @@ contract MiraOracle is IMiraOracle, Committee {
     uint256 internal constant OBSERVED_SHIFT = 128;
     uint256 internal constant U64 = 0xffffffffffffffff;
     uint256 internal constant U128 = 0xffffffffffffffffffffffffffffffff;
+    /// @dev Rounds are milliseconds (the start of the round's slot, see IMiraOracle).
+    uint256 internal constant ROUNDS_PER_SECOND = 1000;
     // LibReport's sizes, restated as literals because inline assembly reads only literal
     // constants; the constructor checks they agree.
     uint256 internal constant HEADER_SIZE = 16;
@@ -44,14 +53,19 @@ contract MiraOracle is IMiraOracle, Committee {
         address proxy;
     }
 
-    mapping(bytes32 feedId => uint256[RING_SIZE]) internal _rings;
+    mapping(bytes32 feedId => uint256[RING_SIZE + 1]) internal _entries;
     mapping(bytes32 feedId => FeedInfo) internal _feeds;
     mapping(bytes32 feedId => string) internal _descriptions;
+    mapping(bytes32 feedId => uint64) internal _resetEtas;
     bytes32[] internal _feedIds;
 
-    constructor(address initialOwner, uint64 initialGracePeriod, uint256 maxAge_, uint256 maxFutureDrift_)
-        Committee(initialOwner, initialGracePeriod)
-    {
+    constructor(
+        address initialOwner,
+        uint64 initialGracePeriod,
+        uint64 changeDelay_,
+        uint256 maxAge_,
+        uint256 maxFutureDrift_
+    ) Committee(initialOwner, initialGracePeriod, changeDelay_) {
         assert(HEADER_SIZE == LibReport.HEADER_SIZE && UPDATE_SIZE == LibReport.UPDATE_SIZE);
         if (maxAge_ > MAX_WINDOW || maxFutureDrift_ > MAX_WINDOW) {
             revert InvalidWindow(maxAge_, maxFutureDrift_);
@@ -65,7 +79,12 @@ contract MiraOracle is IMiraOracle, Committee {
         uint256 k = LibReport.count(report);
         if (k == 0) revert MalformedReport(report.length);
         (uint64 epoch, uint64 round) = LibReport.header(report);
-        if (round == 0 || round > MAX_ROUND) revert RoundOutOfRange(round);
+        // A round is a time (ms). One from the future would pin every feed it touches until the
+        // clock catches up with it: at most maxFutureDrift ahead, like observedAt. MAX_WINDOW and
+        // uint64 timestamps keep maxRound far below 2^63, the round field's limit.
+        uint256 maxRound = (block.timestamp + maxFutureDrift) * ROUNDS_PER_SECOND;
+        if (maxRound > MAX_ROUND) maxRound = MAX_ROUND;
+        if (round == 0 || round > maxRound) revert RoundOutOfRange(round, maxRound);
 
         _checkEpochKey(epoch, signature.px, signature.parity);
         bytes32 digest = LibReport.digest(block.chainid, address(this), epoch, report);
@@ -78,7 +97,6 @@ contract MiraOracle is IMiraOracle, Committee {
         uint256 span = newest - oldest;
         bytes32 transmitted = ReportTransmitted.selector;
         bytes32 skipped = UpdateSkipped.selector;
-        bytes4 notRegistered = FeedNotRegistered.selector;
         bytes4 noneApplied = NoUpdateApplied.selector;
         assembly ("memory-safe") {
             // The event's data is built in place as the ABI encoding of bytes32[]:
@@ -87,42 +105,42 @@ contract MiraOracle is IMiraOracle, Committee {
             mstore(0x40, add(data, add(0x40, shl(5, k))))
             let out := add(data, 0x40)
             let fresh := or(shl(ROUND_SHIFT, round), REGISTERED)
-            let slotIndex := mod(round, RING_SIZE)
+            let ringIndex := add(1, mod(round, RING_SIZE))
             let end := add(report.offset, add(HEADER_SIZE, mul(k, UPDATE_SIZE)))
             for { let p := add(report.offset, HEADER_SIZE) } lt(p, end) { p := add(p, UPDATE_SIZE) } {
                 let feedId := calldataload(p)
                 let word := calldataload(add(p, 32)) // value int128 ‖ observedAt uint64 ‖ 8 more bytes
-                // _rings[feedId][slotIndex]: a fixed array's elements follow its base slot
+                // _entries[feedId]: a fixed array's elements follow its base slot; [0] is the latest
                 mstore(0x00, feedId)
-                mstore(0x20, _rings.slot)
-                let slot := add(keccak256(0x00, 0x40), slotIndex)
-                let entry := sload(slot)
-                if iszero(entry) {
-                    mstore(0x00, notRegistered)
-                    mstore(0x04, feedId)
-                    revert(0x00, 0x24)
-                }
+                mstore(0x20, _entries.slot)
+                let base := keccak256(0x00, 0x40)
+                let latest := sload(base)
                 let observedAt := and(shr(64, word), U64)
                 // The hot path applies the update iff, in one branch:
-                //   round > entry's round   ⇔ fresh > entry (the flag bits are equal, the round
-                //                             bits sit above observedAt and value);
-                //   observedAt > entry's observedAt;
+                //   round > latest round     ⇔ fresh > latest (the flag bits are equal, the round
+                //                             bits sit above observedAt and value; an unregistered
+                //                             feed reads 0 and fails the next check);
+                //   observedAt > latest observedAt (so the feed's time never goes backwards);
                 //   oldest ≤ observedAt ≤ newest ⇔ observedAt − oldest ≤ span, unsigned (an
                 //                             observedAt below oldest wraps around to a huge value).
                 if and(
-                    and(gt(fresh, entry), gt(observedAt, and(shr(OBSERVED_SHIFT, entry), U64))),
+                    and(gt(fresh, latest), gt(observedAt, and(shr(OBSERVED_SHIFT, latest), U64))),
                     iszero(gt(sub(observedAt, oldest), span))
                 ) {
-                    // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
-                    sstore(slot, or(or(fresh, shl(OBSERVED_SHIFT, observedAt)), shr(128, word)))
-                    mstore(out, calldataload(add(p, 56)))
-                    out := add(out, 0x20)
-                    continue
+                    if latest {
+                        // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
+                        let entry := or(or(fresh, shl(OBSERVED_SHIFT, observedAt)), shr(128, word))
+                        sstore(base, entry)
+                        sstore(add(base, ringIndex), entry)
+                        mstore(out, calldataload(add(p, 56)))
+                        out := add(out, 0x20)
+                        continue
+                    }
                 }
                 // Skipped: find why, as IMiraOracle.SkipReason (0 StaleRound, 1 DuplicateFeed,
-                // 2 StaleTimestamp, 3 FutureTimestamp), and say so.
+                // 2 StaleTimestamp, 3 FutureTimestamp, 4 UnregisteredFeed), and say so.
                 let reason := 2
-                switch gt(fresh, entry)
+                switch gt(fresh, latest)
                 case 0 {
                     reason := 0
                     // a replay or a duplicate: look for the same feed earlier in this report
@@ -134,6 +152,7 @@ contract MiraOracle is IMiraOracle, Committee {
                     }
                 }
                 default { if gt(observedAt, newest) { reason := 3 } }
+                if iszero(latest) { reason := 4 }
                 mstore(0x00, reason)
                 log3(0x00, 0x20, skipped, feedId, round)
             }
@@ -157,11 +176,8 @@ contract MiraOracle is IMiraOracle, Committee {
         returns (address proxy)
     {
         if (feedId == bytes32(0)) revert InvalidFeedId();
-        uint256[RING_SIZE] storage ring = _rings[feedId];
-        if (ring[0] != 0) revert FeedAlreadyRegistered(feedId);
-        for (uint256 i; i < RING_SIZE; ++i) {
-            ring[i] = REGISTERED;
-        }
+        if (isRegistered(feedId)) revert FeedAlreadyRegistered(feedId);
+        _clear(feedId);
         proxy = address(new MiraFeedProxy(this, feedId, decimals));
         _feeds[feedId] = FeedInfo({decimals: decimals, proxy: proxy});
         _descriptions[feedId] = description;
@@ -175,7 +191,7 @@ contract MiraOracle is IMiraOracle, Committee {
     }
 
     function isRegistered(bytes32 feedId) public view returns (bool) {
-        return _rings[feedId][0] != 0;
+        return _entries[feedId][0] != 0;
     }
 
     function proxyOf(bytes32 feedId) external view returns (address) {
@@ -207,32 +223,70 @@ contract MiraOracle is IMiraOracle, Committee {
         returns (uint64 round, int128 value, uint64 observedAt)
     {
         _requireRegistered(feedId);
-        uint256[RING_SIZE] storage ring = _rings[feedId];
-        uint256 best;
-        for (uint256 i; i < RING_SIZE; ++i) {
-            uint256 entry = ring[i];
-            // the flag bit is common to all entries, so comparing whole words compares rounds
-            if (entry > best) best = entry;
-        }
-        return _unpack(best);
+        (round, value, observedAt) = _unpack(_entries[feedId][0]);
     }
 
     /// @inheritdoc IMiraOracle
     function roundData(bytes32 feedId, uint64 round) external view returns (int128 value, uint64 observedAt) {
         _requireRegistered(feedId);
-        uint256 entry = _rings[feedId][round % RING_SIZE];
+        uint256 entry = _entries[feedId][1 + round % RING_SIZE];
         uint64 stored;
         (stored, value, observedAt) = _unpack(entry);
         if (round == 0 || stored != round) revert NoDataPresent(feedId, round);
+    }
+
+    /// @inheritdoc IMiraOracle
+    /// @dev Delayed like the committee's changes: a reset erases what consumers read.
+    function scheduleFeedReset(bytes32 feedId) external onlyOwner returns (uint64 eta) {
+        _requireRegistered(feedId);
+        eta = _eta();
+        _resetEtas[feedId] = eta;
+        emit FeedResetScheduled(feedId, eta);
+    }
+
+    /// @inheritdoc IMiraOracle
+    function cancelFeedReset(bytes32 feedId) external onlyOwner {
+        if (_resetEtas[feedId] == 0) revert FeedResetNotScheduled(feedId);
+        delete _resetEtas[feedId];
+        emit FeedResetCancelled(feedId);
+    }
+
+    /// @inheritdoc IMiraOracle
+    /// @dev After the reset the next update applies whatever its round (a report's round is
+    ///      bounded by the block's time, so nothing signed can pin the feed for longer than
+    ///      maxFutureDrift afterwards); a replay is bounded by maxAge like any update.
+    function executeFeedReset(bytes32 feedId) external onlyOwner {
+        uint64 eta = _resetEtas[feedId];
+        if (eta == 0) revert FeedResetNotScheduled(feedId);
+        _requireReady(eta);
+        delete _resetEtas[feedId];
+        _clear(feedId);
+        emit FeedReset(feedId);
+    }
+
+    /// @inheritdoc IMiraOracle
+    function feedResetEta(bytes32 feedId) external view returns (uint64) {
+        return _resetEtas[feedId];
+    }
+
+    /// @dev Every slot of the feed to "registered, empty".
+    function _clear(bytes32 feedId) private {
+        uint256[RING_SIZE + 1] storage slots = _entries[feedId];
+        for (uint256 i; i <= RING_SIZE; ++i) {
+            slots[i] = REGISTERED;
+        }
     }
 
     function _requireRegistered(bytes32 feedId) private view {
         if (!isRegistered(feedId)) revert FeedNotRegistered(feedId);
     }
 
-    function _unpack(uint256 entry) private pure returns (uint64 round, int128 value, uint64 observedAt) {
+    /// @dev observedAt may be up to maxFutureDrift after the block that stored it; it is served
+    ///      as at most block.timestamp so consumers' `block.timestamp - updatedAt` never underflows.
+    function _unpack(uint256 entry) private view returns (uint64 round, int128 value, uint64 observedAt) {
         round = uint64((entry >> ROUND_SHIFT) & MAX_ROUND);
         observedAt = uint64((entry >> OBSERVED_SHIFT) & U64);
+        if (observedAt > block.timestamp) observedAt = uint64(block.timestamp);
         value = int128(uint128(entry & U128));
     }
 }

@@ -79,8 +79,16 @@ def start_committee(w3: Web3, oracle: Contract, n: int) -> Committee:
     t = threshold_for(n)
     dkg = run_dkg(MIRA_EVM, t, n)
     signers = list(make_signers(MIRA_EVM, dkg.public, dkg.keys).values())
-    tx = oracle.functions.startEpoch(*start_epoch_args(dkg.public.group_key, t, _members(n)))
-    w3.eth.wait_for_transaction_receipt(tx.transact())
+    args = start_epoch_args(dkg.public.group_key, t, _members(n))
+    if int(oracle.functions.currentEpoch().call()) == 0:
+        w3.eth.wait_for_transaction_receipt(oracle.functions.startEpoch(*args).transact())
+    else:
+        # a later key from outside the DKG waits out the oracle's change delay
+        w3.eth.wait_for_transaction_receipt(oracle.functions.scheduleEpochStart(*args).transact())
+        delay = int(oracle.functions.changeDelay().call())
+        w3.provider.make_request("evm_increaseTime", [delay])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        w3.eth.wait_for_transaction_receipt(oracle.functions.executeEpochStart().transact())
     epoch = int(oracle.functions.currentEpoch().call())
 
     def sign(message: bytes) -> SignatureStruct:
@@ -132,7 +140,7 @@ class _Transmitter:
 
 def measure_mira(w3: Web3) -> dict[str, Any]:
     owner = w3.eth.accounts[0]
-    oracle = deploy(w3, "MiraOracle", owner, 3600, 3600, 300)
+    oracle = deploy(w3, "MiraOracle", owner, 3600, 86400, 3600, 300)
     feeds = [keccak(f"BENCH-{i}/USD".encode()) for i in range(max(FEED_COUNTS))]
     for i, feed in enumerate(feeds):
         oracle.functions.registerFeed(feed, 8, f"BENCH-{i} / USD").transact()
