@@ -38,7 +38,7 @@ from oracle.errors import ChainError
     type=int,
     default=86400,
     show_default=True,
-    help="Seconds the owner's delayed changes wait (key outside the DKG, grace period, feed reset).",
+    help="Seconds the owner's delayed changes wait (key outside the DKG, grace, feed reset).",
 )
 @click.option("--max-age", type=int, default=3600, show_default=True)
 @click.option("--max-future-drift", type=int, default=300, show_default=True)

@@ -33,6 +33,7 @@ from oracle.transmission import State, Transmission, TransmissionError, Transmis
 log = structlog.get_logger(__name__)
 
 _NO_UPDATE = keccak(b"NoUpdateApplied(uint64,uint64)")[:4]
+_NOT_REGISTERED = keccak(b"FeedNotRegistered(bytes32)")[:4]
 
 
 class Fate(enum.Enum):
@@ -58,6 +59,22 @@ class OnChainValue:
     round: int
     value: int
     observed_at: int
+    # False for a feed the oracle never registered: the contract skips its updates
+    # (UpdateSkipped UnregisteredFeed), so it is never due and never waited for.
+    registered: bool = True
+
+
+NOT_REGISTERED = OnChainValue(0, 0, 0, registered=False)
+
+
+def _is_not_registered(exc: BaseException) -> bool:
+    data = getattr(exc, "data", None)
+    return (
+        isinstance(exc, ContractLogicError)
+        and isinstance(data, str)
+        and data.startswith("0x")
+        and bytes.fromhex(data[2:10]) == _NOT_REGISTERED
+    )
 
 
 class ReportTransmitter(Protocol):
@@ -97,6 +114,7 @@ class ChainReader:
             address=AsyncWeb3.to_checksum_address(oracle), abi=artifacts.load("MiraOracle").abi
         )
         self._chain_id: int | None = None
+        self._unregistered: set[bytes] = set()  # logged once each, until registered
 
     async def chain_id(self) -> int:
         if self._chain_id is None:
@@ -104,12 +122,24 @@ class ChainReader:
         return self._chain_id
 
     async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]:
+        """Each feed's latest on-chain value; NOT_REGISTERED for a feed the oracle does not
+        know (its call reverts FeedNotRegistered), so one such feed cannot fail the others.
+        Any other failure (RPC down, timeout) still raises: the caller retries and counts."""
         calls = [self.contract.functions.latestRound(f).call() for f in feed_ids]
-        results = await asyncio.gather(*calls)
-        return {
-            f: OnChainValue(int(r[0]), int(r[1]), int(r[2]))
-            for f, r in zip(feed_ids, results, strict=True)
-        }
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        out: dict[bytes, OnChainValue] = {}
+        for f, r in zip(feed_ids, results, strict=True):
+            if isinstance(r, BaseException):
+                if not _is_not_registered(r):
+                    raise r
+                if f not in self._unregistered:
+                    self._unregistered.add(f)
+                    log.warning("chain.feed_not_registered", feed=f.hex())
+                out[f] = NOT_REGISTERED
+            else:
+                self._unregistered.discard(f)
+                out[f] = OnChainValue(int(r[0]), int(r[1]), int(r[2]))
+        return out
 
 
 class Web3Transmitter(ChainReader):
