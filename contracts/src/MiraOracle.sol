@@ -9,28 +9,37 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 
 /// @title MiraOracle
 /// @notice Verifies one FROST signature per report and applies its batched feed updates.
-/// @dev Storage per feed: 1 + RING_SIZE slots, _entries[feedId][0] the latest entry and
-///      _entries[feedId][1 + r % RING_SIZE] the ring entry of round r, each packing one update:
+/// @dev Storage per feed: a ring of RING_SIZE slots, _rings[feedId][seq % RING_SIZE] holding the
+///      feed's seq-th applied update (seq = 1, 2, 3, … per feed), each slot packing:
 ///
 ///          bit  255      REGISTERED (set for every slot at registration)
-///          bits 192..254 round (63 bits; 0 = empty)
-///          bits 128..191 observedAt (uint64)
+///          bits 216..254 seq (39 bits, 5·10^11 updates; 0 = empty)
+///          bits 168..215 round (48 bits: ms, bounded by the block's time)
+///          bits 128..167 observedAt (40 bits: seconds, bounded by the block's time)
 ///          bits   0..127 value (int128, two's complement)
 ///
-///      Registration pre-writes the flag into every slot, so an update's writes are always
-///      non-zero → non-zero (5,000 gas each, cold) and an unregistered feed reads as 0.
+///      Registration pre-writes the flag into every slot, so an update is always a
+///      non-zero → non-zero write and an unregistered feed reads as 0.
 ///
-///      Why a latest slot beside the ring: an update must be checked against the feed's latest
-///      round and time (else one high round, or an older time in a newer round, moves the feed
-///      backwards or pins it), and the latest is not at a slot the update's own round names. So
-///      an update costs two storage writes, the latest and its ring entry (see docs/contracts.md,
-///      "Gas").
+///      The latest entry (the head: the highest seq) is where every update is checked (its
+///      round and observedAt must both be exceeded), and the update is written to the slot after
+///      it. To find the head without reading every slot, the transmitter appends one hint byte
+///      per update to the calldata (after the ABI-encoded arguments: the last k bytes), the
+///      head's position, from `ringHints`. A hint is checked, never trusted: position h holds the
+///      head iff its seq s has s % RING_SIZE == h and the next position holds seq s + 1 − RING_SIZE
+///      (or is empty while s < RING_SIZE) — a later head would sit there instead. A wrong or
+///      missing hint costs its sender a scan of the ring, nothing else. Cost per update: two
+///      cold reads and one write (see docs/contracts.md, "Gas").
 contract MiraOracle is IMiraOracle, Committee {
     uint256 public constant RING_SIZE = 4;
     uint256 internal constant REGISTERED = 1 << 255;
-    uint256 internal constant MAX_ROUND = (1 << 63) - 1;
-    uint256 internal constant ROUND_SHIFT = 192;
+    uint256 internal constant MAX_ROUND = (1 << 48) - 1;
+    uint256 internal constant SEQ_SHIFT = 216;
+    uint256 internal constant ROUND_SHIFT = 168;
     uint256 internal constant OBSERVED_SHIFT = 128;
+    uint256 internal constant U39 = 0x7fffffffff;
+    uint256 internal constant U40 = 0xffffffffff;
+    uint256 internal constant U48 = 0xffffffffffff;
     uint256 internal constant U64 = 0xffffffffffffffff;
     uint256 internal constant U128 = 0xffffffffffffffffffffffffffffffff;
     /// @dev Rounds are milliseconds (the start of the round's slot, see IMiraOracle).
@@ -53,7 +62,7 @@ contract MiraOracle is IMiraOracle, Committee {
         address proxy;
     }
 
-    mapping(bytes32 feedId => uint256[RING_SIZE + 1]) internal _entries;
+    mapping(bytes32 feedId => uint256[RING_SIZE]) internal _rings;
     mapping(bytes32 feedId => FeedInfo) internal _feeds;
     mapping(bytes32 feedId => string) internal _descriptions;
     mapping(bytes32 feedId => uint64) internal _resetEtas;
@@ -80,8 +89,8 @@ contract MiraOracle is IMiraOracle, Committee {
         if (k == 0) revert MalformedReport(report.length);
         (uint64 epoch, uint64 round) = LibReport.header(report);
         // A round is a time (ms). One from the future would pin every feed it touches until the
-        // clock catches up with it: at most maxFutureDrift ahead, like observedAt. MAX_WINDOW and
-        // uint64 timestamps keep maxRound far below 2^63, the round field's limit.
+        // clock catches up with it: at most maxFutureDrift ahead, like observedAt. The cap at the
+        // 48-bit round field is reached in the year 10889.
         uint256 maxRound = (block.timestamp + maxFutureDrift) * ROUNDS_PER_SECOND;
         if (maxRound > MAX_ROUND) maxRound = MAX_ROUND;
         if (round == 0 || round > maxRound) revert RoundOutOfRange(round, maxRound);
@@ -105,42 +114,74 @@ contract MiraOracle is IMiraOracle, Committee {
             mstore(0x40, add(data, add(0x40, shl(5, k))))
             let out := add(data, 0x40)
             let fresh := or(shl(ROUND_SHIFT, round), REGISTERED)
-            let ringIndex := add(1, mod(round, RING_SIZE))
+            let hints := sub(calldatasize(), k) // the last k bytes: one head position per update
             let end := add(report.offset, add(HEADER_SIZE, mul(k, UPDATE_SIZE)))
             for { let p := add(report.offset, HEADER_SIZE) } lt(p, end) { p := add(p, UPDATE_SIZE) } {
                 let feedId := calldataload(p)
                 let word := calldataload(add(p, 32)) // value int128 ‖ observedAt uint64 ‖ 8 more bytes
-                // _entries[feedId]: a fixed array's elements follow its base slot; [0] is the latest
+                // _rings[feedId]: a fixed array's elements follow its base slot
                 mstore(0x00, feedId)
-                mstore(0x20, _entries.slot)
+                mstore(0x20, _rings.slot)
                 let base := keccak256(0x00, 0x40)
-                let latest := sload(base)
+                let h := mod(byte(0, calldataload(hints)), RING_SIZE)
+                hints := add(hints, 1)
+                let head := sload(add(base, h))
+                let seq := and(shr(SEQ_SHIFT, head), U39)
+                let next := mod(add(seq, 1), RING_SIZE)
+                // The hint names the head iff seq ≡ h and the next slot holds the entry written
+                // RING_SIZE − 1 updates earlier (seq + 1 − RING_SIZE), or nothing yet.
+                let older := 0
+                if gt(add(seq, 1), RING_SIZE) { older := sub(add(seq, 1), RING_SIZE) }
+                if iszero(
+                    and(
+                        eq(h, mod(seq, RING_SIZE)),
+                        eq(and(shr(SEQ_SHIFT, sload(add(base, next))), U39), older)
+                    )
+                ) {
+                    // no valid hint: scan the ring for the highest seq
+                    head := sload(base)
+                    seq := and(shr(SEQ_SHIFT, head), U39)
+                    for { let j := 1 } lt(j, RING_SIZE) { j := add(j, 1) } {
+                        let e := sload(add(base, j))
+                        let es := and(shr(SEQ_SHIFT, e), U39)
+                        if gt(es, seq) {
+                            head := e
+                            seq := es
+                        }
+                    }
+                    next := mod(add(seq, 1), RING_SIZE)
+                }
                 let observedAt := and(shr(64, word), U64)
+                let later := gt(round, and(shr(ROUND_SHIFT, head), U48))
                 // The hot path applies the update iff, in one branch:
-                //   round > latest round     ⇔ fresh > latest (the flag bits are equal, the round
-                //                             bits sit above observedAt and value; an unregistered
-                //                             feed reads 0 and fails the next check);
-                //   observedAt > latest observedAt (so the feed's time never goes backwards);
+                //   the feed is registered (head ≠ 0: every slot carries the flag);
+                //   round > head's round and observedAt > head's observedAt, so the feed's latest
+                //                             round and time never go backwards;
                 //   oldest ≤ observedAt ≤ newest ⇔ observedAt − oldest ≤ span, unsigned (an
                 //                             observedAt below oldest wraps around to a huge value).
                 if and(
-                    and(gt(fresh, latest), gt(observedAt, and(shr(OBSERVED_SHIFT, latest), U64))),
-                    iszero(gt(sub(observedAt, oldest), span))
+                    and(gt(head, 0), later),
+                    and(
+                        gt(observedAt, and(shr(OBSERVED_SHIFT, head), U40)),
+                        iszero(gt(sub(observedAt, oldest), span))
+                    )
                 ) {
-                    if latest {
-                        // round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
-                        let entry := or(or(fresh, shl(OBSERVED_SHIFT, observedAt)), shr(128, word))
-                        sstore(base, entry)
-                        sstore(add(base, ringIndex), entry)
-                        mstore(out, calldataload(add(p, 56)))
-                        out := add(out, 0x20)
-                        continue
-                    }
+                    // seq ‖ round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
+                    sstore(
+                        add(base, next),
+                        or(
+                            or(or(fresh, shl(SEQ_SHIFT, add(seq, 1))), shl(OBSERVED_SHIFT, observedAt)),
+                            shr(128, word)
+                        )
+                    )
+                    mstore(out, calldataload(add(p, 56)))
+                    out := add(out, 0x20)
+                    continue
                 }
                 // Skipped: find why, as IMiraOracle.SkipReason (0 StaleRound, 1 DuplicateFeed,
                 // 2 StaleTimestamp, 3 FutureTimestamp, 4 UnregisteredFeed), and say so.
                 let reason := 2
-                switch gt(fresh, latest)
+                switch later
                 case 0 {
                     reason := 0
                     // a replay or a duplicate: look for the same feed earlier in this report
@@ -152,7 +193,7 @@ contract MiraOracle is IMiraOracle, Committee {
                     }
                 }
                 default { if gt(observedAt, newest) { reason := 3 } }
-                if iszero(latest) { reason := 4 }
+                if iszero(head) { reason := 4 }
                 mstore(0x00, reason)
                 log3(0x00, 0x20, skipped, feedId, round)
             }
@@ -191,7 +232,7 @@ contract MiraOracle is IMiraOracle, Committee {
     }
 
     function isRegistered(bytes32 feedId) public view returns (bool) {
-        return _entries[feedId][0] != 0;
+        return _rings[feedId][0] != 0;
     }
 
     function proxyOf(bytes32 feedId) external view returns (address) {
@@ -223,16 +264,37 @@ contract MiraOracle is IMiraOracle, Committee {
         returns (uint64 round, int128 value, uint64 observedAt)
     {
         _requireRegistered(feedId);
-        (round, value, observedAt) = _unpack(_entries[feedId][0]);
+        (round, value, observedAt) = _unpack(_rings[feedId][_head(feedId)]);
+    }
+
+    /// @inheritdoc IMiraOracle
+    function ringHints(bytes32[] calldata feedIds) external view returns (bytes memory hints) {
+        hints = new bytes(feedIds.length);
+        for (uint256 i; i < feedIds.length; ++i) {
+            hints[i] = bytes1(uint8(_head(feedIds[i])));
+        }
+    }
+
+    /// @dev Position of the feed's highest seq (0 for an empty or unregistered feed).
+    function _head(bytes32 feedId) private view returns (uint256 position) {
+        uint256[RING_SIZE] storage ring = _rings[feedId];
+        uint256 best;
+        for (uint256 i; i < RING_SIZE; ++i) {
+            uint256 seq = (ring[i] >> SEQ_SHIFT) & U39;
+            if (seq > best) (best, position) = (seq, i);
+        }
     }
 
     /// @inheritdoc IMiraOracle
     function roundData(bytes32 feedId, uint64 round) external view returns (int128 value, uint64 observedAt) {
         _requireRegistered(feedId);
-        uint256 entry = _entries[feedId][1 + round % RING_SIZE];
-        uint64 stored;
-        (stored, value, observedAt) = _unpack(entry);
-        if (round == 0 || stored != round) revert NoDataPresent(feedId, round);
+        uint256[RING_SIZE] storage ring = _rings[feedId];
+        for (uint256 i; round != 0 && i < RING_SIZE; ++i) {
+            uint64 stored;
+            (stored, value, observedAt) = _unpack(ring[i]);
+            if (stored == round) return (value, observedAt);
+        }
+        revert NoDataPresent(feedId, round);
     }
 
     /// @inheritdoc IMiraOracle
@@ -271,8 +333,8 @@ contract MiraOracle is IMiraOracle, Committee {
 
     /// @dev Every slot of the feed to "registered, empty".
     function _clear(bytes32 feedId) private {
-        uint256[RING_SIZE + 1] storage slots = _entries[feedId];
-        for (uint256 i; i <= RING_SIZE; ++i) {
+        uint256[RING_SIZE] storage slots = _rings[feedId];
+        for (uint256 i; i < RING_SIZE; ++i) {
             slots[i] = REGISTERED;
         }
     }
@@ -284,8 +346,8 @@ contract MiraOracle is IMiraOracle, Committee {
     /// @dev observedAt may be up to maxFutureDrift after the block that stored it; it is served
     ///      as at most block.timestamp so consumers' `block.timestamp - updatedAt` never underflows.
     function _unpack(uint256 entry) private view returns (uint64 round, int128 value, uint64 observedAt) {
-        round = uint64((entry >> ROUND_SHIFT) & MAX_ROUND);
-        observedAt = uint64((entry >> OBSERVED_SHIFT) & U64);
+        round = uint64((entry >> ROUND_SHIFT) & U48);
+        observedAt = uint64((entry >> OBSERVED_SHIFT) & U40);
         if (observedAt > block.timestamp) observedAt = uint64(block.timestamp);
         value = int128(uint128(entry & U128));
     }

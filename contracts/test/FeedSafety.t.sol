@@ -10,6 +10,7 @@ import {OracleFixture} from "./utils/OracleFixture.sol";
 /// @notice Issue 12, items 8–11: one signed report must not pin, rewind or halt a feed, and no
 ///         read may serve a time after the block's.
 contract FeedSafetyTest is OracleFixture {
+    uint256 internal constant RING = 4; // MiraOracle.RING_SIZE
     bytes32[] internal ids;
 
     function setUp() public {
@@ -217,6 +218,42 @@ contract FeedSafetyTest is OracleFixture {
             (uint64 r,, uint64 a) = oracle.latestRound(ids[0]);
             vm.assertEq(r, lastRound, "latest round");
             vm.assertEq(a, lastAt, "latest time");
+        }
+    }
+
+    // ------------------------------------------------------------ the ring hints
+
+    /// @dev Whatever hint bytes a transmitter appends (or none), a sequence of updates leaves
+    ///      the feed exactly as with the right hints: a hint is checked, never trusted.
+    function testFuzz_anyHintGivesTheSameResult(uint8[6] memory hints, uint8 steps) public {
+        uint256 t = block.timestamp;
+        uint256 n = bound(steps, 1, 6);
+        for (uint256 i; i < n; ++i) {
+            t += 1;
+            vm.warp(t);
+            Update[] memory u = _one(ids[0], int128(int256(i)), uint64(t));
+            u = _append(u, Update(ids[1], int128(int256(i)), uint64(t), bytes32(0)));
+            bytes memory report = _encode(1, uint64(t * 1000), u);
+            IMiraOracle.Signature memory sig = _sign(1, report);
+            // feed 0 with an arbitrary hint, feed 1 with the right one
+            bytes32[] memory one = new bytes32[](1);
+            one[0] = ids[1];
+            bytes memory data = abi.encodePacked(
+                abi.encodeCall(oracle.transmit, (report, sig)), bytes1(hints[i]), oracle.ringHints(one)
+            );
+            (bool ok,) = address(oracle).call(data);
+            vm.assertTrue(ok, "transmit with any hint");
+        }
+        (uint64 r0, int128 v0, uint64 t0) = oracle.latestRound(ids[0]);
+        (uint64 r1, int128 v1, uint64 t1) = oracle.latestRound(ids[1]);
+        vm.assertEq(r0, r1, "same round");
+        vm.assertEq(int256(v0), int256(v1), "same value");
+        vm.assertEq(t0, t1, "same time");
+        for (uint256 i; i < n && i < RING; ++i) {
+            uint64 round = uint64((t - i) * 1000);
+            (int128 a,) = oracle.roundData(ids[0], round);
+            (int128 b,) = oracle.roundData(ids[1], round);
+            vm.assertEq(int256(a), int256(b), "same history");
         }
     }
 

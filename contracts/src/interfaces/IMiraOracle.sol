@@ -18,10 +18,12 @@ import {ICommittee} from "./ICommittee.sol";
 ///         oracle/reporting/rounds.py): they increase with time whatever the nodes' round period,
 ///         and a report's round may be at most (block.timestamp + maxFutureDrift) · 1000.
 ///
-///         Per feed, the contract keeps its latest entry (one storage slot packing value,
-///         observedAt and round) and a ring of RING_SIZE recent entries; the update of round r
-///         also lands in ring entry r % RING_SIZE. An update applies only if its round and its
-///         observedAt are both later than the latest's, so neither ever moves backwards.
+///         Per feed, the contract keeps a ring of RING_SIZE entries, each one storage slot packing
+///         value, observedAt, round and the feed's update count; an update is checked against
+///         the feed's latest entry (the highest count) and written to the slot after it. It
+///         applies only if its round and its observedAt are both later than the latest's, so
+///         neither ever moves backwards. Transmitters append one hint byte per update after
+///         the ABI-encoded arguments (`ringHints`), sparing the contract a scan of the ring.
 interface IMiraOracle is ICommittee {
     /// @notice A Schnorr signature by an epoch's group key, with the key itself (checked against
     ///         the epoch's stored key hash: cheaper than reading the key from storage).
@@ -127,6 +129,11 @@ interface IMiraOracle is ICommittee {
 
     /// @notice Owner: apply a scheduled reset whose delay has passed.
     function executeFeedReset(bytes32 feedId) external;
+
+    /// @notice One byte per feed: the ring position of its latest entry. A transmitter appends
+    ///         these bytes, in report order, after transmit's ABI-encoded arguments; a wrong or
+    ///         missing hint only costs gas (the contract checks each hint, and scans otherwise).
+    function ringHints(bytes32[] calldata feedIds) external view returns (bytes memory);
 
     /// @notice When the scheduled reset of `feedId` becomes applicable; 0 if none is scheduled.
     function feedResetEta(bytes32 feedId) external view returns (uint64);

@@ -150,6 +150,24 @@ abstract contract OracleFixture is Test {
         returns (bytes memory report)
     {
         report = _encode(epoch, round, updates);
-        oracle.transmit(report, _sign(epoch, report));
+        _transmitHinted(report, _sign(epoch, report), updates);
+    }
+
+    /// @dev transmit as a node sends it: the ABI call followed by one head-position hint per update.
+    function _transmitHinted(bytes memory report, IMiraOracle.Signature memory sig, Update[] memory updates)
+        internal
+    {
+        bytes32[] memory feeds = new bytes32[](updates.length);
+        for (uint256 i; i < updates.length; ++i) {
+            feeds[i] = updates[i].feedId;
+        }
+        bytes memory hints = oracle.ringHints(feeds);
+        (bool ok, bytes memory ret) =
+            address(oracle).call(abi.encodePacked(abi.encodeCall(oracle.transmit, (report, sig)), hints));
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 0x20), mload(ret))
+            }
+        }
     }
 }
