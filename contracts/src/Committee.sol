@@ -9,6 +9,15 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 ///         reads the epoch's key hash and validity from one local slot.
 abstract contract Committee is ICommittee, Owned {
     uint256 internal constant MAX_MEMBERS = 255;
+    /// @notice Longest grace period: an outgoing key (which may leak once its members move on)
+    ///         keeps signing for at most a day after the next epoch starts.
+    uint64 public constant MAX_GRACE_PERIOD = 1 days;
+    /// @notice Longest change delay the deployer may choose.
+    uint64 public constant MAX_CHANGE_DELAY = 30 days;
+
+    /// @inheritdoc ICommittee
+    /// @dev Immutable: an owner who could shorten it could skip it.
+    uint64 public immutable changeDelay;
 
     /// @dev An EpochKey packed into the one word transmit() reads:
     ///      bits 0..159 keyHash, 160..223 validUntil, 224..239 threshold, 240..255 size.
@@ -33,22 +42,116 @@ abstract contract Committee is ICommittee, Owned {
     mapping(uint64 proposal => mapping(uint16 index => GroupKey)) private _keyProposals;
     mapping(uint64 proposal => mapping(bytes20 keyHash => uint256)) private _keyProposalCounts;
 
-    constructor(address initialOwner, uint64 initialGracePeriod) Owned(initialOwner) {
+    /// @dev A key installation from outside the DKG waiting out the change delay (epoch 0: none).
+    ///      Its members are stored in _members[epoch], unreadable through members() until it starts.
+    struct ScheduledStart {
+        uint64 epoch;
+        uint64 eta;
+        uint16 threshold;
+        uint8 parity;
+        uint256 px;
+    }
+
+    ScheduledStart private _scheduledStart;
+    uint64 private _scheduledGrace;
+    uint64 private _scheduledGraceEta; // 0: no grace period change scheduled
+
+    constructor(address initialOwner, uint64 initialGracePeriod, uint64 changeDelay_) Owned(initialOwner) {
+        if (initialGracePeriod > MAX_GRACE_PERIOD) {
+            revert GracePeriodTooLong(initialGracePeriod, MAX_GRACE_PERIOD);
+        }
+        if (changeDelay_ > MAX_CHANGE_DELAY) revert ChangeDelayTooLong(changeDelay_, MAX_CHANGE_DELAY);
+        changeDelay = changeDelay_;
         _gracePeriod = initialGracePeriod;
         emit GracePeriodSet(initialGracePeriod);
     }
 
     /// @inheritdoc ICommittee
+    /// @dev Immediate only while no epoch exists: there are no members, reports or consumers
+    ///      yet to protect, and the deployment needs a first key to be usable at all.
     function startEpoch(uint256 px, uint8 parity, uint16 threshold, Member[] calldata newMembers)
         external
         onlyOwner
         returns (uint64 epoch)
     {
-        if (px == 0 || px >= LibSchnorr.N || parity > 1) revert InvalidGroupKey(px, parity);
+        if (_currentEpoch != 0) revert FirstEpochOnly(_currentEpoch);
+        _checkGroupKey(px, parity);
+        epoch = 1;
+        _storeMembers(epoch, threshold, newMembers);
+        _pendingEpoch = 0;
+        _activate(epoch, px, parity, threshold, uint16(newMembers.length));
+    }
+
+    /// @inheritdoc ICommittee
+    /// @dev Installing a key without the DKG hands the feeds to whoever holds that key: the
+    ///      delay gives members and consumers `changeDelay` seconds to see it coming.
+    function scheduleEpochStart(uint256 px, uint8 parity, uint16 threshold, Member[] calldata newMembers)
+        external
+        onlyOwner
+        returns (uint64 epoch, uint64 eta)
+    {
+        _checkGroupKey(px, parity);
         epoch = _currentEpoch + 1;
         _storeMembers(epoch, threshold, newMembers);
-        _pendingEpoch = 0; // a direct start overtakes any pending proposal
-        _activate(epoch, px, parity, threshold, uint16(newMembers.length));
+        _pendingEpoch = 0; // a scheduled start overtakes any pending proposal
+        eta = _eta();
+        _scheduledStart =
+            ScheduledStart({epoch: epoch, eta: eta, threshold: threshold, parity: parity, px: px});
+        emit EpochStartScheduled(epoch, px, parity, threshold, uint16(newMembers.length), eta);
+    }
+
+    /// @inheritdoc ICommittee
+    function executeEpochStart() external onlyOwner returns (uint64 epoch) {
+        ScheduledStart memory s = _scheduledStart;
+        if (s.epoch == 0) revert NothingScheduled();
+        _requireReady(s.eta);
+        delete _scheduledStart;
+        epoch = s.epoch;
+        _activate(epoch, s.px, s.parity, s.threshold, uint16(_members[epoch].length));
+    }
+
+    /// @inheritdoc ICommittee
+    function cancelEpochStart() external onlyOwner {
+        if (_scheduledStart.epoch == 0) revert NothingScheduled();
+        _cancelScheduledStart();
+    }
+
+    /// @inheritdoc ICommittee
+    function scheduledEpochStart()
+        external
+        view
+        returns (
+            uint64 epoch,
+            uint256 px,
+            uint8 parity,
+            uint16 threshold,
+            uint64 eta,
+            Member[] memory scheduledMembers
+        )
+    {
+        ScheduledStart memory s = _scheduledStart;
+        if (s.epoch != 0) return (s.epoch, s.px, s.parity, s.threshold, s.eta, _members[s.epoch]);
+    }
+
+    function _cancelScheduledStart() private {
+        uint64 epoch = _scheduledStart.epoch;
+        delete _scheduledStart;
+        emit EpochStartCancelled(epoch);
+    }
+
+    function _checkGroupKey(uint256 px, uint8 parity) private pure {
+        if (px == 0 || px >= LibSchnorr.N || parity > 1) revert InvalidGroupKey(px, parity);
+    }
+
+    /// @dev When a change scheduled now becomes applicable.
+    function _eta() internal view returns (uint64) {
+        return uint64(block.timestamp) + changeDelay;
+    }
+
+    /// @dev Reverts unless a change with this eta is scheduled (eta ≠ 0) and due.
+    function _requireReady(uint64 eta) internal view {
+        if (eta == 0) revert NothingScheduled();
+        if (block.timestamp < eta) revert ChangeNotReady(eta);
     }
 
     /// @inheritdoc ICommittee
@@ -58,6 +161,8 @@ abstract contract Committee is ICommittee, Owned {
         returns (uint64 epoch, uint64 proposal)
     {
         epoch = _currentEpoch + 1;
+        // A proposal replaces a scheduled start: both would store their members in epoch's slot.
+        if (_scheduledStart.epoch != 0) _cancelScheduledStart();
         // The members are stored where the epoch will keep them; members(epoch) stays
         // unreadable until the epoch word exists, i.e. until activation.
         _storeMembers(epoch, threshold, newMembers);
@@ -73,7 +178,7 @@ abstract contract Committee is ICommittee, Owned {
         uint64 pending = _pendingEpoch;
         if (pending == 0) revert NoPendingCommittee();
         if (epoch != pending) revert WrongPendingEpoch(pending, epoch);
-        if (px == 0 || px >= LibSchnorr.N || parity > 1) revert InvalidGroupKey(px, parity);
+        _checkGroupKey(px, parity);
         Member[] storage ms = _members[pending];
         uint256 n = ms.length;
         uint16 index = type(uint16).max;
@@ -171,9 +276,35 @@ abstract contract Committee is ICommittee, Owned {
     }
 
     /// @inheritdoc ICommittee
-    function setGracePeriod(uint64 newGracePeriod) external onlyOwner {
-        _gracePeriod = newGracePeriod;
-        emit GracePeriodSet(newGracePeriod);
+    /// @dev Delayed: a longer grace period keeps an outgoing (possibly leaked) key signing longer.
+    function scheduleGracePeriod(uint64 newGracePeriod) external onlyOwner returns (uint64 eta) {
+        if (newGracePeriod > MAX_GRACE_PERIOD) revert GracePeriodTooLong(newGracePeriod, MAX_GRACE_PERIOD);
+        eta = _eta();
+        _scheduledGrace = newGracePeriod;
+        _scheduledGraceEta = eta;
+        emit GracePeriodScheduled(newGracePeriod, eta);
+    }
+
+    /// @inheritdoc ICommittee
+    function executeGracePeriod() external onlyOwner {
+        _requireReady(_scheduledGraceEta);
+        uint64 g = _scheduledGrace;
+        _scheduledGraceEta = 0;
+        _gracePeriod = g;
+        emit GracePeriodSet(g);
+    }
+
+    /// @inheritdoc ICommittee
+    function cancelGracePeriod() external onlyOwner {
+        if (_scheduledGraceEta == 0) revert NothingScheduled();
+        _scheduledGraceEta = 0;
+        emit GracePeriodCancelled(_scheduledGrace);
+    }
+
+    /// @inheritdoc ICommittee
+    function scheduledGracePeriod() external view returns (uint64, uint64 eta) {
+        eta = _scheduledGraceEta;
+        return (eta == 0 ? 0 : _scheduledGrace, eta);
     }
 
     function gracePeriod() external view returns (uint64) {

@@ -10,7 +10,8 @@ import {IMiraOracle} from "./interfaces/IMiraOracle.sol";
 /// @dev Field meanings follow Chainlink: roundId is the report round that last wrote the
 ///      answer (increasing, with gaps where the feed was not due); answer is the fixed-point
 ///      value with `decimals()` decimals; startedAt and updatedAt are the time the nodes
-///      observed the value (Mira's observedAt); answeredInRound equals roundId.
+///      observed the value (Mira's observedAt), never after the block's time (the oracle caps
+///      it, so `block.timestamp - updatedAt` cannot underflow); answeredInRound equals roundId.
 contract MiraFeedProxy is AggregatorV3Interface {
     /// @notice Interface version of this proxy.
     uint256 public constant VERSION = 1;

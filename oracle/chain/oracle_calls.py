@@ -43,5 +43,7 @@ def signature_struct(group_key: Point, digest: bytes, encoded_signature: bytes) 
 def start_epoch_args(
     group_key: Point, threshold: int, members: Sequence[MemberInfo]
 ) -> tuple[int, int, int, list[tuple[str, bytes, str]]]:
-    """Arguments of ICommittee.startEpoch for a DKG's group key and the committee."""
+    """Arguments of ICommittee.startEpoch (the first epoch) and ICommittee.scheduleEpochStart
+    (a later one, applied by executeEpochStart after the oracle's changeDelay) for a DKG's
+    group key and the committee."""
     return (group_key.x, group_key.parity, threshold, [m.as_tuple() for m in members])

@@ -51,6 +51,9 @@ class OracleParameters:
     """MiraOracle's constructor arguments (seconds)."""
 
     grace_period: int = 3600
+    # Seconds between the owner scheduling a key installation outside the DKG, a grace period
+    # change or a feed reset, and applying it (MiraOracle.changeDelay; at most 30 days).
+    change_delay: int = 86400
     max_age: int = 3600
     max_future_drift: int = 300
 
@@ -134,7 +137,12 @@ def deploy_system(
         raise ChainError(f"feed {duplicates[0]!r} is listed twice; nothing was deployed")
     sender = Sender(w3, deployer)
     oracle = sender.deploy(
-        "MiraOracle", deployer.address, params.grace_period, params.max_age, params.max_future_drift
+        "MiraOracle",
+        deployer.address,
+        params.grace_period,
+        params.change_delay,
+        params.max_age,
+        params.max_future_drift,
     )
     manifest = Manifest(
         rpc_url=rpc_url,

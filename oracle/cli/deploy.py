@@ -33,6 +33,13 @@ from oracle.errors import ChainError
 @passphrase_file_option
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--grace-period", type=int, default=3600, show_default=True)
+@click.option(
+    "--change-delay",
+    type=int,
+    default=86400,
+    show_default=True,
+    help="Seconds the owner's delayed changes wait (key outside the DKG, grace, feed reset).",
+)
 @click.option("--max-age", type=int, default=3600, show_default=True)
 @click.option("--max-future-drift", type=int, default=300, show_default=True)
 def deploy(
@@ -42,6 +49,7 @@ def deploy(
     passphrase_file: Path | None,
     out: Path,
     grace_period: int,
+    change_delay: int,
     max_age: int,
     max_future_drift: int,
 ) -> None:
@@ -53,7 +61,7 @@ def deploy(
     if not w3.is_connected():
         raise ChainError(f"no JSON-RPC answer from {rpc_url}")
     account = Account.from_key(operator.secret_bytes())
-    params = OracleParameters(grace_period, max_age, max_future_drift)
+    params = OracleParameters(grace_period, change_delay, max_age, max_future_drift)
     manifest = deploy_system(w3, account, rpc_url, feeds, params)
     manifest.write(out)
     click.echo(

@@ -425,7 +425,7 @@ class LocalNet:
         self.set_price(2000.0)
         self.feeds.set("liar", 2600.0)
         owner = self.w3.eth.accounts[0]
-        oracle = deploy(self.w3, "MiraOracle", owner, 3600, 3600, 300)
+        oracle = deploy(self.w3, "MiraOracle", owner, 3600, 86400, 3600, 300)
         self.oracle = oracle
         operators = [self.anvil_keys[i + 1] for i in range(self.n)]
         committee = provision_committee(

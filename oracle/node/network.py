@@ -29,6 +29,7 @@ from oracle.node.service import Health
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
 from oracle.p2p.transport import Peer, Transport
 from oracle.p2p.wire import MAX_MESSAGE_BYTES
+from oracle.reporting import rounds
 from oracle.reporting.protocol import (
     EpochContext,
     FeedPolicy,
@@ -191,6 +192,7 @@ class NetworkService:
             committee=bytes.fromhex(self.config.oracle[2:]),
             metrics=self.p2p_metrics,
             max_bytes=MAX_MESSAGE_BYTES,
+            round_span=rounds.period_ms(self.config.round_period_s),
         )
         self.auth.serve_epochs([])
         transport = Transport(

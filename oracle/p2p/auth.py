@@ -182,8 +182,12 @@ MAX_MESSAGES_PER_ROUND = 16
 class ReplayGuard:
     """Remembers (sender, epoch, channel) → the (round, type, attempt) tuples seen."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, round_span: int = 1) -> None:
+        """``window``: how many rounds back a message is still accepted. ``round_span``: how
+        far apart consecutive rounds' numbers are on the round channel (the round period in
+        ms: rounds are slot start times in ms, see oracle.reporting.rounds)."""
         self.window = window
+        self.round_span = round_span
         self.max_seen = MAX_MESSAGES_PER_ROUND * (window + 1)
         self._by_sender: dict[tuple[bytes, int, str], _SenderWindow] = {}
 
@@ -210,8 +214,10 @@ class ReplayGuard:
 
     def check_and_record(self, env: Envelope) -> None:
         h = env.header
-        state = self._by_sender.setdefault(self._slot(env), _SenderWindow())
-        window = self.window
+        slot = self._slot(env)
+        state = self._by_sender.setdefault(slot, _SenderWindow())
+        # the window in round numbers: round-channel rounds are round_span apart (ms)
+        window = self.window * (self.round_span if slot[2] == "round" else 1)
         if h.round + window < state.highest:
             raise MessageRejected(
                 "stale", f"round {h.round} is older than the replay window (newest {state.highest})"
@@ -234,7 +240,7 @@ class ReplayGuard:
         if h.round > state.highest:
             state.highest = h.round
             floor = h.round - window
-            if len(state.seen) > 4 * window:
+            if len(state.seen) > 4 * self.window:
                 state.seen = {k for k in state.seen if k[0] >= floor}
 
 
@@ -274,6 +280,7 @@ class Authenticator:
         metrics: P2PMetrics,
         max_bytes: int,
         replay_window: int = 256,
+        round_span: int = 1,
         peer_rate: float = 200.0,
         peer_burst: float = 400.0,
         global_rate: float = 5000.0,
@@ -286,7 +293,7 @@ class Authenticator:
         self.metrics = metrics
         self.max_bytes = max_bytes
         self.epochs: dict[int, EpochMembers] = {}
-        self.replay = ReplayGuard(replay_window)
+        self.replay = ReplayGuard(replay_window, round_span)
         self._peer_rate, self._peer_burst = peer_rate, peer_burst
         self._buckets: dict[bytes, TokenBucket] = {}
         self._global = TokenBucket(global_rate, global_rate)

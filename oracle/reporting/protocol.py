@@ -1,9 +1,11 @@
 """The reporting round: observe → median report → follower checks → FROST shares →
 aggregate → rotating transmission.
 
-Rounds are numbered by the clock, ``r = ⌊unix_time / period⌋``, so every member agrees on
-the round and its leader ``members[r mod n]`` without a consensus step, a restarted node
-never reuses a round number, and a dead leader costs one round, not a view change.
+Rounds are numbered by the clock: a round is the start of its slot in unix milliseconds
+(``oracle.reporting.rounds``), so every member agrees on the round and its leader
+``members[slot mod n]`` without a consensus step, a restarted node never reuses a round
+number, changing the period never moves rounds backwards, and a dead leader costs one
+round, not a view change.
 
 One round, as the leader L runs it:
 
@@ -86,6 +88,7 @@ from oracle.p2p.wire import (
     peek_header,
     unseal,
 )
+from oracle.reporting import rounds
 from oracle.reporting.errors import ReportFormatError
 from oracle.reporting.report import FeedUpdate, Report, decode, digest, encode
 from oracle.reporting.store import RoundStore, report_hash
@@ -306,11 +309,15 @@ class RoundProtocol:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def period_ms(self) -> int:
+        return rounds.period_ms(self.config.round_period_s)
+
     def now_round(self) -> int:
-        return int(time.time() / self.config.round_period_s)
+        return rounds.current_round(self.period_ms)
 
     def leader_of(self, round_: int) -> int:
-        return round_ % self.ctx.n
+        return rounds.slot_of(round_, self.period_ms) % self.ctx.n
 
     def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> None:
         task: asyncio.Task[Any] = asyncio.create_task(coro, name=name)
@@ -318,12 +325,12 @@ class RoundProtocol:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
-        period = self.config.round_period_s
-        next_round = self.now_round() + 1
+        period = self.period_ms
+        next_round = self.now_round() + period
         while self._running:
-            await asyncio.sleep(max(0.0, next_round * period - time.time()))
+            await asyncio.sleep(max(0.0, next_round / 1000 - time.time()))
             r = next_round
-            next_round = max(r + 1, self.now_round() + 1)
+            next_round = max(r + period, self.now_round() + period)
             if self.leader_of(r) == self.ctx.self_index:
                 self._spawn(self._lead_safely(r), f"lead-{r}")
 
@@ -365,6 +372,11 @@ class RoundProtocol:
         return None
 
     def is_due(self, policy: FeedPolicy, update: FeedUpdate) -> bool:
+        on = self._onchain.get(policy.feed_id)
+        if on is None or not on.registered:
+            # not read from the chain yet, or not registered: the contract would skip it
+            # (UpdateSkipped UnregisteredFeed)
+            return False
         ref = self._reference(policy.feed_id)
         if ref is None:
             return True
@@ -421,8 +433,8 @@ class RoundProtocol:
         # proposals for attempts no round uses.
         if h.attempt > self.config.max_attempts:
             raise Refusal("attempt", f"attempt {h.attempt} > {self.config.max_attempts}")
-        now = self.now_round()
-        if not now - 8 <= h.round <= now + 2:
+        now, period = self.now_round(), self.period_ms
+        if not now - 8 * period <= h.round <= now + 2 * period:
             raise Refusal("stale_round", f"round {h.round}, current round is {now}")
 
     def _issue_nonce(self, round_: int, attempt: int) -> SigningCommitment:
@@ -435,7 +447,7 @@ class RoundProtocol:
         about times the attempts."""
         if (round_, attempt) in self._nonces:
             raise Refusal("nonce", f"a nonce for {round_}.{attempt} was already issued")
-        floor = self.now_round() - 16
+        floor = self.now_round() - 16 * self.period_ms
         for key in [k for k in self._nonces if k[0] < floor]:
             stale = self._nonces.pop(key)
             with contextlib.suppress(CryptoError):  # already consumed by a signature
@@ -855,7 +867,8 @@ class RoundProtocol:
                 )
                 self.store.set_round_state(ctx.epoch, r, str(me), "failed")
                 return None
-            others = sorted((w for w in ready if w != me), key=lambda w: (w - r) % ctx.n)
+            slot = rounds.slot_of(r, self.period_ms)
+            others = sorted((w for w in ready if w != me), key=lambda w: (w - slot) % ctx.n)
             chosen = ([me] if me in ready else []) + others
             chosen = chosen[: ctx.threshold]
             signing_set = [com for w in chosen if (com := commitments[w]) is not None]
@@ -1060,13 +1073,18 @@ class RoundProtocol:
 
     async def landed(self, report: Report) -> bool:
         latest = await self.transmitter.latest([u.feed_id for u in report.updates])
-        return all(latest[u.feed_id].round >= report.round for u in report.updates)
+        # an unregistered feed never lands (the contract skips it): do not wait for it
+        return all(
+            not v.registered or v.round >= report.round
+            for v in (latest[u.feed_id] for u in report.updates)
+        )
 
     async def _transmit(
         self, report: Report, report_bytes: bytes, signature: bytes, created: float
     ) -> None:
         ctx, cfg = self.ctx, self.config
-        order = [(report.round + 1 + k) % ctx.n for k in range(ctx.n)]
+        slot = rounds.slot_of(report.round, self.period_ms)
+        order = [(slot + 1 + k) % ctx.n for k in range(ctx.n)]
         position = order.index(ctx.self_index)
         # The designated transmitter sends at once; member k of the rotation waits k
         # timeouts, then sends only if the report is still not on-chain.

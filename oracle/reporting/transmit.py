@@ -27,12 +27,20 @@ from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle.chain import artifacts
 from oracle.chain.oracle_calls import SignatureStruct
+from oracle.reporting.report import decode
 from oracle.reporting.store import report_hash
-from oracle.transmission import State, Transmission, TransmissionError, TransmissionManager
+from oracle.transmission import (
+    IdempotencyConflict,
+    State,
+    Transmission,
+    TransmissionError,
+    TransmissionManager,
+)
 
 log = structlog.get_logger(__name__)
 
 _NO_UPDATE = keccak(b"NoUpdateApplied(uint64,uint64)")[:4]
+_NOT_REGISTERED = keccak(b"FeedNotRegistered(bytes32)")[:4]
 
 
 class Fate(enum.Enum):
@@ -58,6 +66,22 @@ class OnChainValue:
     round: int
     value: int
     observed_at: int
+    # False for a feed the oracle never registered: the contract skips its updates
+    # (UpdateSkipped UnregisteredFeed), so it is never due and never waited for.
+    registered: bool = True
+
+
+NOT_REGISTERED = OnChainValue(0, 0, 0, registered=False)
+
+
+def _is_not_registered(exc: BaseException) -> bool:
+    data = getattr(exc, "data", None)
+    return (
+        isinstance(exc, ContractLogicError)
+        and isinstance(data, str)
+        and data.startswith("0x")
+        and bytes.fromhex(data[2:10]) == _NOT_REGISTERED
+    )
 
 
 class ReportTransmitter(Protocol):
@@ -97,19 +121,50 @@ class ChainReader:
             address=AsyncWeb3.to_checksum_address(oracle), abi=artifacts.load("MiraOracle").abi
         )
         self._chain_id: int | None = None
+        self._unregistered: set[bytes] = set()  # logged once each, until registered
 
     async def chain_id(self) -> int:
         if self._chain_id is None:
             self._chain_id = int(await self.w3.eth.chain_id)
         return self._chain_id
 
+    def encode(self, report: bytes, signature: SignatureStruct) -> bytes:
+        """transmit's ABI-encoded call data (selector and arguments)."""
+        return bytes.fromhex(self.contract.encode_abi("transmit", args=[report, signature])[2:])
+
+    async def transmit_data(self, report: bytes, signature: SignatureStruct) -> bytes:
+        """transmit's call data as a node sends it: the ABI call, then one byte per update, the
+        ring position of the feed's latest entry (IMiraOracle.ringHints), which spares the
+        contract a scan of the ring. The contract checks every hint: a stale one (another
+        report landed meanwhile) or none at all (this read failed) costs only gas."""
+        data = self.encode(report, signature)
+        try:
+            feeds = [u.feed_id for u in decode(report).updates]
+            hints = bytes(await self.contract.functions.ringHints(feeds).call())
+        except Exception as exc:
+            log.debug("transmit.hints_unavailable", error=str(exc)[:200])
+            return data
+        return data + hints
+
     async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]:
+        """Each feed's latest on-chain value; NOT_REGISTERED for a feed the oracle does not
+        know (its call reverts FeedNotRegistered), so one such feed cannot fail the others.
+        Any other failure (RPC down, timeout) still raises: the caller retries and counts."""
         calls = [self.contract.functions.latestRound(f).call() for f in feed_ids]
-        results = await asyncio.gather(*calls)
-        return {
-            f: OnChainValue(int(r[0]), int(r[1]), int(r[2]))
-            for f, r in zip(feed_ids, results, strict=True)
-        }
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        out: dict[bytes, OnChainValue] = {}
+        for f, r in zip(feed_ids, results, strict=True):
+            if isinstance(r, BaseException):
+                if not _is_not_registered(r):
+                    raise r
+                if f not in self._unregistered:
+                    self._unregistered.add(f)
+                    log.warning("chain.feed_not_registered", feed=f.hex())
+                out[f] = NOT_REGISTERED
+            else:
+                self._unregistered.discard(f)
+                out[f] = OnChainValue(int(r[0]), int(r[1]), int(r[2]))
+        return out
 
 
 class Web3Transmitter(ChainReader):
@@ -138,7 +193,8 @@ class Web3Transmitter(ChainReader):
 
     async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
         fn = self.contract.functions.transmit(report, signature)
-        return await self._send(fn, f"round {round_}")
+        data = await self.transmit_data(report, signature)
+        return await self._send(_WithData(self, fn, data), f"round {round_}")
 
     async def call(self, function: str, args: Sequence[Any], *, key: bytes) -> Submission:
         """Send any MiraOracle call from the operator key (``key`` is for the manager's
@@ -196,6 +252,22 @@ class Web3Transmitter(ChainReader):
         return Submission(Fate.UNKNOWN, tx_hash, nonce, detail="no receipt yet")
 
 
+class _WithData:
+    """A contract call sent with given call data (transmit's, with the hints appended)."""
+
+    def __init__(self, reader: ChainReader, fn: Any, data: bytes) -> None:
+        self.reader, self.fn, self.data = reader, fn, data
+
+    async def estimate_gas(self, tx: dict[str, Any]) -> int:
+        call = {**tx, "to": self.reader.contract.address, "data": "0x" + self.data.hex()}
+        return int(await self.reader.w3.eth.estimate_gas(call))  # type: ignore[arg-type]
+
+    async def build_transaction(self, tx: dict[str, Any]) -> dict[str, Any]:
+        built = dict(await self.fn.build_transaction(tx))
+        built["data"] = "0x" + self.data.hex()
+        return built
+
+
 def _reverted_with(error: str | None, name: str) -> bool:
     """Whether the manager's recorded error is the decoded custom error ``name``."""
     return error is not None and f"{name}(" in error
@@ -251,24 +323,31 @@ class ManagedTransmitter(ChainReader):
     def sender(self) -> str:
         return self._sender
 
-    def encode(self, report: bytes, signature: SignatureStruct) -> bytes:
-        return bytes.fromhex(self.contract.encode_abi("transmit", args=[report, signature])[2:])
-
     async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
-        data = self.encode(report, signature)
-        return await self._enqueue_and_wait(data, report_hash(report), f"round {round_}")
+        data = await self.transmit_data(report, signature)
+        return await self._enqueue_and_wait(
+            data, report_hash(report), f"round {round_}", same_report=True
+        )
 
     async def call(self, function: str, args: Sequence[Any], *, key: bytes) -> Submission:
         """Any MiraOracle call through the manager, enqueued once per ``key``."""
         data = bytes.fromhex(self.contract.encode_abi(function, args=list(args))[2:])
         return await self._enqueue_and_wait(data, key, function)
 
-    async def _enqueue_and_wait(self, data: bytes, key: bytes, label: str) -> Submission:
+    async def _enqueue_and_wait(
+        self, data: bytes, key: bytes, label: str, *, same_report: bool = False
+    ) -> Submission:
         manager = self._manager()
         if manager is None:
             return Submission(Fate.FAILED, detail="the transaction manager is not running yet")
         try:
             tid = manager.enqueue(str(self.contract.address), data, key=key)
+        except IdempotencyConflict as exc:
+            if not same_report:
+                return Submission(Fate.FAILED, detail=f"enqueue: IdempotencyConflict: {exc}")
+            # The key is the report hash: the stored call is this report's transmit, sent
+            # with the ring hints of its first submission (they only spare gas): it is ours.
+            tid = exc.existing_id
         except TransmissionError as exc:  # queue full, idempotency conflict, bad call
             return Submission(Fate.FAILED, detail=f"enqueue: {type(exc).__name__}: {exc}")
         except Exception as exc:  # the database

@@ -18,6 +18,7 @@ import pytest
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.node.localnet import LocalNet
+from oracle.reporting.rounds import period_ms, slot_of
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(300)]
 N = 4
@@ -43,6 +44,11 @@ def _price(net: LocalNet, value: float) -> None:
     # same member would lead every reporting round
     time.sleep(random.uniform(0, 1.0))
     net.set_price(value)
+
+
+def _slot(net: LocalNet, round_: int) -> int:
+    """The slot of a round (rounds are slot start times in ms): what the rotations count."""
+    return slot_of(round_, period_ms(net.round_period_s))
 
 
 def _onchain(net: LocalNet) -> int:
@@ -151,14 +157,14 @@ def test_d_killed_transmitter_is_replaced_by_the_next_in_rotation(net: LocalNet)
         target = round(value * SCALE)
         net.until(lambda t=target: _onchain(net) == t, 15, f"{value} on-chain")  # type: ignore[misc]
         for e in net.transmissions(start_block):
-            if (e["round"] + 1) % N == victim:
+            if (_slot(net, e["round"]) + 1) % N == victim:
                 covered = e
         if covered:
             break
     assert covered is not None, "no round designated to the killed node happened"
     assert covered["sender"] != net.nodes[victim].operator
     assert covered["sender"] in {
-        net.nodes[(covered["round"] + 1 + k) % N].operator for k in (1, 2, 3)
+        net.nodes[(_slot(net, covered["round"]) + 1 + k) % N].operator for k in (1, 2, 3)
     }
     net.start(victim)
     net.wait_ready(indices=[victim])
@@ -179,7 +185,7 @@ def test_e_sigkilled_node_restarts_and_rejoins_without_loss(net: LocalNet) -> No
         target = round(value * SCALE)
         net.until(lambda t=target: _onchain(net) == t, 15, f"{value} on-chain")  # type: ignore[misc]
         if any(
-            (e["round"] + 1) % N == j and e["sender"] == net.nodes[j].operator
+            (_slot(net, e["round"]) + 1) % N == j and e["sender"] == net.nodes[j].operator
             for e in net.transmissions(start_block)
         ):
             rejoined = True

@@ -54,7 +54,7 @@ class Setup:
 
 @pytest_asyncio.fixture
 async def setup(anvil: Anvil, w3: Web3, engine: Engine) -> AsyncIterator[Setup]:
-    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 3600, 300)
+    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 86400, 3600, 300)
     committee = start_committee(w3, oracle, 4)
     w3.eth.wait_for_transaction_receipt(
         oracle.functions.registerFeed(FEED, 8, "TEST / USD").transact()
@@ -136,7 +136,7 @@ async def test_a_report_with_a_bad_signature_is_rejected_without_a_send(setup: S
 
 
 async def test_no_manager_yet_is_a_retryable_failure(anvil: Anvil, w3: Web3) -> None:
-    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 3600, 300)
+    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 86400, 3600, 300)
     transmitter = ManagedTransmitter(anvil.url, str(oracle.address), "0x" + "00" * 20, lambda: None)
     result = await transmitter.submit(b"", SignatureStruct(0, 0, "0x" + "00" * 20, 0), 1)
     assert result.fate is Fate.FAILED

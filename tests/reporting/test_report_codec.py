@@ -57,7 +57,7 @@ def test_solidity_decodes_what_python_encodes(w3: Web3, report: Report, chain_id
 
 
 def test_digest_matches_the_deployed_oracle(w3: Web3) -> None:
-    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 3600, 300)
+    oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 86400, 3600, 300)
     u = FeedUpdate(b"\x11" * 32, 123, 1_700_000_000, b"\x22" * 32)
     data = encode(Report(epoch=3, round=9, updates=(u,)))
     onchain = oracle.functions.reportDigest(3, data).call()

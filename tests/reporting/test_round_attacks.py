@@ -41,6 +41,12 @@ def _offences(node: RoundProtocol, offence: str) -> float:
     )
 
 
+def _recent_round_led_by(node: RoundProtocol, member: int) -> int:
+    """The latest of the last seven rounds (ms, one period apart) that ``member`` leads."""
+    now, period = node.now_round(), node.period_ms
+    return max(r for r in range(now - 6 * period, now + 1, period) if node.leader_of(r) == member)
+
+
 def _refusals(node: RoundProtocol, reason: str) -> float:
     return float(node.metrics.refusals.labels(reason)._value.get())
 
@@ -100,7 +106,7 @@ async def test_a_flood_of_proposals_spends_neither_authors_rate_nor_their_traffi
     async with _network(tmp_path, [1000] * 4, auth_kw=limits) as net:
         await _until(lambda: FEED in net.chain.values)
         leader, follower = net.nodes[0], net.nodes[1]
-        r = max(x for x in range(follower.now_round() - 6, follower.now_round() + 1) if x % 4 == 0)
+        r = _recent_round_led_by(follower, 0)
         now = int(time.time())
         upd = FeedUpdate(FEED, 1000, now, COMMITMENT)
         observations = tuple(
@@ -131,7 +137,7 @@ async def test_a_flood_of_proposals_spends_neither_authors_rate_nor_their_traffi
             follower.verify_proposal(r, Proposal.decode(payload))
         assert follower.auth.tokens_of(key2) >= before - 1
         # member 2's own traffic is served at follower 1: an OBSERVE for a round it leads
-        r2 = max(x for x in range(follower.now_round() - 6, follower.now_round() + 1) if x % 4 == 2)
+        r2 = _recent_round_led_by(follower, 2)
         reply = await net.nodes[2].transport.send(
             net.nodes[2].ctx.peers[1],
             net.nodes[2]._header(MsgType.OBSERVE, r2, 3),
@@ -282,9 +288,9 @@ async def test_observe_after_nonce_request_leaks_no_nonce(tmp_path: Path) -> Non
         asked: set[int] = set()
         deadline = time.monotonic() + 4.0
         while time.monotonic() < deadline:
-            now = follower.now_round()
-            for r in range(now - 6, now + 3):
-                if r % 4 == 0 and r not in asked:
+            now, period = follower.now_round(), follower.period_ms
+            for r in range(now - 6 * period, now + 3 * period, period):
+                if follower.leader_of(r) == 0 and r not in asked:
                     asked.add(r)
                     for attempt in (1, 2, 3):
                         await ask(MsgType.NONCE_REQUEST, r, attempt)

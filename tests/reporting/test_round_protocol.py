@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from oracle.chain.oracle_calls import SignatureStruct
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import DKGResult, run_dkg
 from oracle.crypto.frost import Signer
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
@@ -31,8 +31,9 @@ from oracle.reporting.protocol import (
     RoundProtocol,
 )
 from oracle.reporting.report import FeedUpdate, decode, digest
+from oracle.reporting.rounds import slot_of
 from oracle.reporting.store import RoundStore
-from oracle.reporting.transmit import Fate, OnChainValue, Submission
+from oracle.reporting.transmit import Fate, OnChainValue, ReportTransmitter, Submission
 from oracle.storage import SqlUsedNonceLog, make_engine, upgrade
 
 CHAIN_ID = 31337
@@ -40,6 +41,7 @@ ORACLE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 FEED = b"\x11" * 32
 COMMITMENT = b"\x07" * 32
 EPOCH = 1
+PERIOD_MS = 200
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Net:
     chain: FakeChain
     nodes: list[RoundProtocol]
     outputs: list[Any]
+    dkg: DKGResult
 
 
 @contextlib.asynccontextmanager
@@ -119,13 +122,19 @@ async def _network(
     policies: dict[bytes, FeedPolicy] | None = None,
     protocols: dict[int, type[RoundProtocol]] | None = None,
     auth_kw: dict[str, float] | None = None,
+    period_ms: int = PERIOD_MS,
+    chain: FakeChain | None = None,
+    dkg: DKGResult | None = None,
+    transmitters: Sequence[ReportTransmitter] | None = None,
 ) -> AsyncIterator[Net]:
     """``values``: each node's output of FEED; or ``sources`` (one per node, any
     OutputSource) with their ``policies``. ``protocols``: a RoundProtocol subclass for some
-    nodes (a member that misbehaves); ``auth_kw``: every node's Authenticator limits."""
+    nodes (a member that misbehaves); ``auth_kw``: every node's Authenticator limits.
+    ``chain``/``dkg``: carry a chain and committee over from an earlier network (a restart);
+    ``transmitters``: one per node, e.g. to anvil."""
     n = len(values) if sources is None else len(sources)
-    dkg = run_dkg(MIRA_EVM, 2 * ((n - 1) // 3) + 1, n)
-    chain = FakeChain(dkg.public.group_key)
+    dkg = dkg or run_dkg(MIRA_EVM, 2 * ((n - 1) // 3) + 1, n)
+    chain = chain or FakeChain(dkg.public.group_key)
     idkeys = [coincurve.PrivateKey() for _ in range(n)]
     members = EpochMembers(EPOCH, tuple(k.public_key.format(compressed=True) for k in idkeys))
     transports = []
@@ -135,6 +144,7 @@ async def _network(
             committee=ORACLE,
             metrics=P2PMetrics(CollectorRegistry()),
             max_bytes=MAX_MESSAGE_BYTES,
+            round_span=period_ms,
             **(auth_kw or {}),  # type: ignore[arg-type]
         )
         auth.serve_epochs([members])
@@ -153,14 +163,16 @@ async def _network(
         )
         out = Outputs(values[i]) if sources is None else sources[i]
         cfg = ProtocolConfig(
-            round_period_s=0.2, transmit_timeout_s=0.5, corrupt_signature_shares=(i == corrupt)
+            round_period_s=period_ms / 1000,
+            transmit_timeout_s=0.5,
+            corrupt_signature_shares=(i == corrupt),
         )
         node = (protocols or {}).get(i, RoundProtocol)(
             ctx,
             t,
             out,
             {FEED: policy} if policies is None else policies,
-            ChainTransmitter(chain, f"op{i}"),
+            ChainTransmitter(chain, f"op{i}") if transmitters is None else transmitters[i],
             RoundStore(engine),
             RoundMetrics(CollectorRegistry()),
             cfg,
@@ -170,7 +182,7 @@ async def _network(
     for node in nodes:
         await node.start()
     try:
-        yield Net(chain, nodes, outputs)
+        yield Net(chain, nodes, outputs, dkg)
     finally:
         for node in nodes:
             await node.stop()
@@ -200,7 +212,7 @@ async def test_all_honest_report_lands_with_the_median(tmp_path: Path) -> None:
             out.value += 10
         await _until(lambda: net.chain.values[FEED].value == 1011)
         sender, round_ = net.chain.landed[-1]
-        assert sender == f"op{(round_ + 1) % 4}"
+        assert sender == f"op{(slot_of(round_, PERIOD_MS) + 1) % 4}"
 
 
 async def test_a_lying_node_cannot_move_the_value(tmp_path: Path) -> None:

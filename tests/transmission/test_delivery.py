@@ -65,7 +65,7 @@ async def test_a_call_that_would_revert_is_not_sent_and_says_why(
     # someone else delivers the same record first
     chain.probe.functions.record(key).transact({"from": chain.w3.eth.accounts[2]})
     landed = chain.probe.functions.recordedAt(key).call()
-    oracle = deploy(chain.w3, "MiraOracle", chain.w3.eth.accounts[0], 3600, 3600, 60)
+    oracle = deploy(chain.w3, "MiraOracle", chain.w3.eth.accounts[0], 3600, 86400, 3600, 60)
     bad_report = oracle.encode_abi("transmit", args=[b"\x01\x02\x03", (1, 0, oracle.address, 1)])
 
     manager = make_manager(sqlite_engine, chain)

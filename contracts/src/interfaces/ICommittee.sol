@@ -11,8 +11,14 @@ pragma solidity ^0.8.24;
 ///         (`proposeCommittee`); its members see the proposal, run the DKG among themselves
 ///         over p2p and each proposes the resulting group key from its operator address
 ///         (`proposeGroupKey`); once at least t members proposed the same key the owner
-///         activates it (`activateEpoch`). `startEpoch` remains for an owner who ran the key
-///         ceremony elsewhere.
+///         activates it (`activateEpoch`).
+///
+///         The owner's other powers wait out `changeDelay()` seconds, announced by an event and
+///         readable on-chain while pending, so members and consumers can react first:
+///         installing a key without the DKG (`scheduleEpochStart`, then `executeEpochStart`)
+///         and changing the grace period (`scheduleGracePeriod`, then `executeGracePeriod`;
+///         at most MAX_GRACE_PERIOD). Only the very first epoch starts at once (`startEpoch`).
+///         See docs/contracts.md, "The owner's powers".
 interface ICommittee {
     /// @notice A committee member as peers and transmitters find it.
     /// @param operator    the address that sends the member's transactions
@@ -56,6 +62,22 @@ interface ICommittee {
     );
     /// @notice The grace period for outgoing epochs changed.
     event GracePeriodSet(uint64 gracePeriod);
+    /// @notice The owner scheduled a grace period change, applicable from `eta` on.
+    event GracePeriodScheduled(uint64 gracePeriod, uint64 eta);
+    /// @notice A scheduled grace period change was cancelled.
+    event GracePeriodCancelled(uint64 gracePeriod);
+    /// @notice The owner scheduled epoch `epoch` with a key from outside the DKG, applicable
+    ///         from `eta` on; its members are readable through `scheduledEpochStart()`.
+    event EpochStartScheduled(
+        uint64 indexed epoch,
+        uint256 groupKeyX,
+        uint8 groupKeyParity,
+        uint16 threshold,
+        uint16 size,
+        uint64 eta
+    );
+    /// @notice A scheduled epoch start was cancelled (by the owner, or by a committee proposal).
+    event EpochStartCancelled(uint64 indexed epoch);
 
     /// @notice The group key's x-coordinate is 0 or ≥ N: unusable with ecrecover. Re-run the DKG.
     error InvalidGroupKey(uint256 px, uint8 parity);
@@ -82,11 +104,49 @@ interface ICommittee {
     error AlreadyProposedKey(uint16 index);
     /// @notice Fewer than t members proposed this key.
     error NotEnoughKeyProposals(uint256 proposals, uint256 threshold);
+    /// @notice `startEpoch` installs only the first epoch; later keys from outside the DKG go
+    ///         through `scheduleEpochStart`.
+    error FirstEpochOnly(uint64 currentEpoch);
+    /// @notice Nothing of this kind is scheduled.
+    error NothingScheduled();
+    /// @notice The scheduled change applies from `eta` on, not yet.
+    error ChangeNotReady(uint64 eta);
+    /// @notice The grace period exceeds MAX_GRACE_PERIOD.
+    error GracePeriodTooLong(uint256 gracePeriod, uint256 max);
+    /// @notice The change delay exceeds MAX_CHANGE_DELAY.
+    error ChangeDelayTooLong(uint256 delay, uint256 max);
 
-    /// @notice Start epoch `currentEpoch() + 1` with group key (px, parity) and `members`.
+    /// @notice Start the first epoch with group key (px, parity) and `members`, at once.
+    ///         Reverts FirstEpochOnly once an epoch exists.
     function startEpoch(uint256 px, uint8 parity, uint16 threshold, Member[] calldata members)
         external
         returns (uint64 epoch);
+
+    /// @notice Schedule epoch `currentEpoch() + 1` with a key from outside the DKG (validated
+    ///         like `startEpoch`), applicable after `changeDelay()`. Replaces a scheduled start
+    ///         and cancels a pending committee proposal; a later proposal cancels it in turn.
+    function scheduleEpochStart(uint256 px, uint8 parity, uint16 threshold, Member[] calldata members)
+        external
+        returns (uint64 epoch, uint64 eta);
+
+    /// @notice Start the scheduled epoch once its delay has passed.
+    function executeEpochStart() external returns (uint64 epoch);
+
+    /// @notice Cancel the scheduled epoch start.
+    function cancelEpochStart() external;
+
+    /// @notice The scheduled epoch start: epoch 0 when there is none.
+    function scheduledEpochStart()
+        external
+        view
+        returns (
+            uint64 epoch,
+            uint256 px,
+            uint8 parity,
+            uint16 threshold,
+            uint64 eta,
+            Member[] memory members
+        );
 
     /// @notice Propose the committee of epoch `currentEpoch() + 1` (validated like
     ///         `startEpoch`'s). Replaces a pending proposal and its key proposals.
@@ -113,9 +173,22 @@ interface ICommittee {
     /// @notice The key member `index` proposed for the pending proposal (0, 0 if none yet).
     function proposedGroupKey(uint16 index) external view returns (uint256 px, uint8 parity);
 
-    /// @notice Seconds an outgoing epoch stays valid after the next one starts.
-    function setGracePeriod(uint64 gracePeriod) external;
+    /// @notice Schedule a new grace period (≤ MAX_GRACE_PERIOD), applicable after `changeDelay()`.
+    function scheduleGracePeriod(uint64 gracePeriod) external returns (uint64 eta);
 
+    /// @notice Apply the scheduled grace period once its delay has passed.
+    function executeGracePeriod() external;
+
+    /// @notice Cancel the scheduled grace period change.
+    function cancelGracePeriod() external;
+
+    /// @notice The scheduled grace period and when it applies; eta 0 when none is scheduled.
+    function scheduledGracePeriod() external view returns (uint64 gracePeriod, uint64 eta);
+
+    /// @notice Seconds between scheduling an owner change and applying it (set at deployment).
+    function changeDelay() external view returns (uint64);
+
+    /// @notice Seconds an outgoing epoch stays valid after the next one starts.
     function gracePeriod() external view returns (uint64);
 
     function currentEpoch() external view returns (uint64);

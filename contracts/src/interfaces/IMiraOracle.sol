@@ -14,11 +14,16 @@ import {ICommittee} from "./ICommittee.sol";
 ///         Signed message (one FROST Schnorr signature by the epoch's group key):
 ///             keccak256(abi.encodePacked("MIRA-REPORT-v1", block.chainid, address(this), epoch, keccak256(report)))
 ///
-///         Per feed, the contract keeps a ring of RING_SIZE entries, each one storage slot that
-///         packs value, observedAt and round; the update of round r lands in entry r % RING_SIZE
-///         and must carry a higher round than the entry it replaces. The latest value is the
-///         entry with the highest round. A transmission thus costs one storage write per feed:
-///         there is no separate "latest" pointer to keep.
+///         Rounds are the start of the committee's round slot in unix milliseconds (see
+///         oracle/reporting/rounds.py): they increase with time whatever the nodes' round period,
+///         and a report's round may be at most (block.timestamp + maxFutureDrift) · 1000.
+///
+///         Per feed, the contract keeps a ring of RING_SIZE entries, each one storage slot packing
+///         value, observedAt, round and the feed's update count; an update is checked against
+///         the feed's latest entry (the highest count) and written to the slot after it. It
+///         applies only if its round and its observedAt are both later than the latest's, so
+///         neither ever moves backwards. Transmitters append one hint byte per update after
+///         the ABI-encoded arguments (`ringHints`), sparing the contract a scan of the ring.
 interface IMiraOracle is ICommittee {
     /// @notice A Schnorr signature by an epoch's group key, with the key itself (checked against
     ///         the epoch's stored key hash: cheaper than reading the key from storage).
@@ -37,10 +42,11 @@ interface IMiraOracle is ICommittee {
 
     /// @notice Why an update in a valid report was not applied.
     enum SkipReason {
-        StaleRound, // the ring entry it would replace already holds this or a later round
+        StaleRound, // the feed's latest round is this round or a later one
         DuplicateFeed, // the feed appeared earlier in the same report
-        StaleTimestamp, // observedAt is not after the replaced entry's, or older than maxAge
-        FutureTimestamp // observedAt is more than maxFutureDrift ahead of the block
+        StaleTimestamp, // observedAt is not after the feed's latest observedAt, or older than maxAge
+        FutureTimestamp, // observedAt is more than maxFutureDrift ahead of the block
+        UnregisteredFeed // the owner never registered this feed id
     }
 
     /// @notice A report was verified and at least one of its updates applied.
@@ -51,15 +57,24 @@ interface IMiraOracle is ICommittee {
     event UpdateSkipped(bytes32 indexed feedId, uint64 indexed round, SkipReason reason);
     /// @notice The owner registered a feed; `proxy` is its AggregatorV3Interface.
     event FeedRegistered(bytes32 indexed feedId, uint8 decimals, string description, address proxy);
+    /// @notice The owner scheduled a reset of `feedId`; `executeFeedReset` applies it from `eta` on.
+    event FeedResetScheduled(bytes32 indexed feedId, uint64 eta);
+    /// @notice A scheduled reset was cancelled before it was applied.
+    event FeedResetCancelled(bytes32 indexed feedId);
+    /// @notice `feedId` was reset to its registered state: no latest value, an empty ring.
+    event FeedReset(bytes32 indexed feedId);
 
     /// @notice Report bytes are not 16 + 88·k long for some k ≥ 1.
     error MalformedReport(uint256 length);
-    /// @notice The report's round does not fit the contract's 63-bit round field.
-    error RoundOutOfRange(uint64 round);
+    /// @notice The report's round is 0 or after `maxRound` = (block.timestamp + maxFutureDrift) · 1000
+    ///         (rounds are milliseconds): a round from the future could pin every feed it touches.
+    error RoundOutOfRange(uint64 round, uint256 maxRound);
     /// @notice The signature does not verify for this chain, contract, epoch and report.
     error InvalidSignature();
-    /// @notice The report touches a feed the owner never registered.
+    /// @notice The feed id was never registered (views; transmit skips such an update instead).
     error FeedNotRegistered(bytes32 feedId);
+    /// @notice No reset of this feed is scheduled.
+    error FeedResetNotScheduled(bytes32 feedId);
     /// @notice Every update of the report was skipped (a replay, or nothing new).
     error NoUpdateApplied(uint64 epoch, uint64 round);
     /// @notice A feed with this id exists already.
@@ -94,9 +109,32 @@ interface IMiraOracle is ICommittee {
 
     function descriptionOf(bytes32 feedId) external view returns (string memory);
 
-    /// @notice Latest value of a feed; all zero if it never updated.
+    /// @notice Latest value of a feed; all zero if it never updated (or since a reset).
+    ///         `observedAt` is never after block.timestamp: a value observed up to maxFutureDrift
+    ///         ahead of the block is served as observed now, so `block.timestamp - updatedAt`
+    ///         never underflows in a consumer.
     function latestRound(bytes32 feedId) external view returns (uint64 round, int128 value, uint64 observedAt);
 
     /// @notice The entry of `round` if it is still in the ring; reverts NoDataPresent otherwise.
+    ///         `observedAt` is capped at block.timestamp as in `latestRound`.
     function roundData(bytes32 feedId, uint64 round) external view returns (int128 value, uint64 observedAt);
+
+    /// @notice Owner: schedule a reset of `feedId` to its registered state (no latest value, an
+    ///         empty ring), applicable after `changeDelay()` seconds. The way out if a validly
+    ///         signed update (say, by a leaked key in its grace period) ever pins a feed.
+    function scheduleFeedReset(bytes32 feedId) external returns (uint64 eta);
+
+    /// @notice Owner: cancel a scheduled reset.
+    function cancelFeedReset(bytes32 feedId) external;
+
+    /// @notice Owner: apply a scheduled reset whose delay has passed.
+    function executeFeedReset(bytes32 feedId) external;
+
+    /// @notice One byte per feed: the ring position of its latest entry. A transmitter appends
+    ///         these bytes, in report order, after transmit's ABI-encoded arguments; a wrong or
+    ///         missing hint only costs gas (the contract checks each hint, and scans otherwise).
+    function ringHints(bytes32[] calldata feedIds) external view returns (bytes memory);
+
+    /// @notice When the scheduled reset of `feedId` becomes applicable; 0 if none is scheduled.
+    function feedResetEta(bytes32 feedId) external view returns (uint64);
 }

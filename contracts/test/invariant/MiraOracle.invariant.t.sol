@@ -12,7 +12,7 @@ contract MiraOracleInvariantTest is OracleFixture {
         _deploy();
         bytes32[] memory registered = _register(4);
         bytes32[4] memory ids = [registered[0], registered[1], registered[2], registered[3]];
-        handler = new OracleHandler(oracle, groupSecret, ids, block.timestamp);
+        handler = new OracleHandler(oracle, groupSecret, owner, ids, block.timestamp);
         targetContract(address(handler));
     }
 
@@ -24,6 +24,23 @@ contract MiraOracleInvariantTest is OracleFixture {
     /// @notice A feed's latest round never decreases.
     function invariant_roundsNeverDecrease() public view {
         vm.assertEq(handler.roundsDecreased(), 0, "a feed's latest round decreased");
+    }
+
+    /// @notice A feed's latest time never decreases (the latest observedAt, checked against the
+    ///         feed's latest, not the ring entry an update replaces).
+    function invariant_timesNeverDecrease() public view {
+        vm.assertEq(handler.timesDecreased(), 0, "a feed's latest time decreased");
+    }
+
+    /// @notice A feed's value or time changes only with a new, higher round.
+    function invariant_noChangeWithoutNewRound() public view {
+        vm.assertEq(handler.valueChangedInPlace(), 0, "a feed changed without a new round");
+    }
+
+    /// @notice Whatever reports came before (pinning ones included), the owner's delayed reset
+    ///         always makes the feed accept the committee's current round again.
+    function invariant_ownerCanAlwaysRecoverAFeed() public view {
+        vm.assertEq(handler.unrecoverable(), 0, "a feed stayed stuck after the owner's reset");
     }
 
     /// @notice A skipped update leaves its feed untouched.

@@ -14,10 +14,14 @@ contract OracleHandler {
     uint256 internal constant N = LibSchnorr.N;
     uint256 internal constant FEEDS = 4;
 
+    uint256 internal constant MAX_FUTURE = 5 minutes; // OracleFixture's maxFutureDrift
+
     MiraOracle public immutable oracle;
     uint256 internal immutable secret;
+    address internal immutable owner;
     bytes32[FEEDS] internal ids;
-    uint64 public nextRound = 1;
+    /// @dev the latest round a valid report used; rounds are ms, as the committee numbers them
+    uint64 public lastRound;
     uint256 internal clock;
     uint256 internal nonce = 1;
 
@@ -25,12 +29,24 @@ contract OracleHandler {
     uint256 public roundsDecreased;
     uint256 public invalidChangedState;
     uint256 public skippedChangedFeed;
+    uint256 public timesDecreased;
+    uint256 public valueChangedInPlace;
+    uint256 public unrecoverable;
     uint256 public validApplied;
     uint256 public invalidSent;
+    uint256 public pinsApplied;
+    uint256 public recoveries;
 
-    constructor(MiraOracle oracle_, uint256 secret_, bytes32[FEEDS] memory ids_, uint256 clock_) {
+    constructor(
+        MiraOracle oracle_,
+        uint256 secret_,
+        address owner_,
+        bytes32[FEEDS] memory ids_,
+        uint256 clock_
+    ) {
         oracle = oracle_;
         secret = secret_;
+        owner = owner_;
         ids = ids_;
         clock = clock_;
     }
@@ -43,15 +59,23 @@ contract OracleHandler {
         clock += 1 + (skew % 30);
         vm.warp(clock);
         mask = uint8(mask % 15) + 1; // non-empty subset of 4 feeds
-        // mostly advance the round, sometimes replay or go back
-        uint64 round =
-            roundStep % 5 == 0 && nextRound > 1 ? nextRound - 1 - (roundStep % (nextRound - 1)) : nextRound;
+        // mostly the current round (the clock in ms), sometimes a replay or an older round
+        uint64 round = uint64(clock * 1000);
+        if (roundStep % 5 == 0 && lastRound > 0) round = lastRound - uint64(roundStep % 3) * 700;
+        if (round == 0) round = 1;
         bytes memory report = abi.encodePacked(uint64(1), round);
         uint256[FEEDS] memory before = _snapshot();
         bool[FEEDS] memory bad;
         for (uint256 i; i < FEEDS; ++i) {
             if (mask & (1 << i) == 0) continue;
             uint64 observedAt = uint64(clock);
+            if (staleMask & 0x40 != 0 && staleMask & (1 << i) != 0) {
+                // within the window but maybe older than the feed's latest time: may apply or not
+                report = abi.encodePacked(
+                    report, ids[i], value, uint64(clock - 30), keccak256(abi.encode(i, round))
+                );
+                continue;
+            }
             if (staleMask & (1 << i) != 0) {
                 bad[i] = true;
                 observedAt = (staleMask & 0x80) != 0 ? uint64(clock + 10 minutes) : uint64(clock - 2 hours);
@@ -61,17 +85,60 @@ contract OracleHandler {
         IMiraOracle.Signature memory sig = _sign(oracle.reportDigest(1, report));
         try oracle.transmit(report, sig) {
             ++validApplied;
-            if (round == nextRound) ++nextRound;
+            if (round > lastRound) lastRound = round;
         } catch {}
         _checkAfter(before, bad);
+    }
+
+    /// @dev The attack of a leaked (or grace-period) key: a valid report with the highest round and
+    ///      the latest observedAt the contract accepts, or one beyond (which must revert).
+    function transmitPinning(uint8 mask, int128 value, bool beyond) external {
+        clock += 1;
+        vm.warp(clock);
+        mask = uint8(mask % 15) + 1;
+        uint64 round = uint64((clock + MAX_FUTURE) * 1000) + (beyond ? 1 : 0);
+        bytes memory report = abi.encodePacked(uint64(1), round);
+        for (uint256 i; i < FEEDS; ++i) {
+            if (mask & (1 << i) == 0) continue;
+            report = abi.encodePacked(report, ids[i], value, uint64(clock + MAX_FUTURE), bytes32(0));
+        }
+        uint256[FEEDS] memory before = _snapshot();
+        try oracle.transmit(report, _sign(oracle.reportDigest(1, report))) {
+            ++pinsApplied;
+            if (round > lastRound) lastRound = round;
+        } catch {}
+        _checkAfter(before, [false, false, false, false]);
+    }
+
+    /// @dev The owner's way out, whatever reports came before: schedule a reset, wait out the
+    ///      delay, apply it; then an honest report of the current round must apply.
+    function recover(uint8 which, int128 value) external {
+        bytes32 feed = ids[which % FEEDS];
+        vm.startPrank(owner);
+        uint64 eta = oracle.scheduleFeedReset(feed);
+        clock = eta;
+        vm.warp(clock);
+        oracle.executeFeedReset(feed);
+        vm.stopPrank();
+        uint64 round = uint64(clock * 1000);
+        bytes memory report = abi.encodePacked(uint64(1), round, feed, value, uint64(clock), bytes32(0));
+        try oracle.transmit(report, _sign(oracle.reportDigest(1, report))) {
+            (uint64 r, int128 v, uint64 t) = oracle.latestRound(feed);
+            if (r != round || v != value || t != clock) ++unrecoverable;
+            if (round > lastRound) lastRound = round;
+            ++recoveries;
+        } catch {
+            ++unrecoverable;
+        }
     }
 
     /// @dev A report whose signature, content or epoch is wrong in one of several ways.
     function transmitInvalid(uint8 how, uint256 noise, int128 value) external {
         clock += 1;
         vm.warp(clock);
-        bytes memory report =
-            abi.encodePacked(uint64(1), nextRound, ids[noise % FEEDS], value, uint64(clock), bytes32(0));
+        bytes memory report = abi.encodePacked(
+            uint64(1), uint64(clock * 1000), ids[noise % FEEDS], value, uint64(clock), bytes32(0)
+        );
         IMiraOracle.Signature memory sig = _sign(oracle.reportDigest(1, report));
         how %= 5;
         if (how == 0) {
@@ -104,6 +171,12 @@ contract OracleHandler {
         uint256[FEEDS] memory afterwards = _snapshot();
         for (uint256 i; i < FEEDS; ++i) {
             if (afterwards[i] < before[i]) ++roundsDecreased;
+            uint64 t0 = uint64(before[i] >> 128);
+            uint64 t1 = uint64(afterwards[i] >> 128);
+            if (t1 < t0) ++timesDecreased;
+            if (afterwards[i] != before[i] && afterwards[i] >> 192 == before[i] >> 192) {
+                ++valueChangedInPlace;
+            }
             if (bad[i]) {
                 // a skipped update must leave the feed's latest state exactly as it was
                 (uint64 r0, int128 v0, uint64 t0) = _latest(i);

@@ -14,6 +14,7 @@ import {Vm} from "../lib/Vm.sol";
 abstract contract OracleFixture is Test {
     uint256 internal constant N = LibSchnorr.N;
     uint64 internal constant GRACE = 1 hours;
+    uint64 internal constant DELAY = 2 days;
     uint256 internal constant MAX_AGE = 1 hours;
     uint256 internal constant MAX_FUTURE = 5 minutes;
 
@@ -33,19 +34,33 @@ abstract contract OracleFixture is Test {
 
     function _deploy() internal {
         vm.warp(1_700_000_000);
-        oracle = new MiraOracle(owner, GRACE, MAX_AGE, MAX_FUTURE);
+        oracle = new MiraOracle(owner, GRACE, DELAY, MAX_AGE, MAX_FUTURE);
         _startEpoch(0xB0B5EC12E7, 3, 4);
     }
 
-    /// @dev A secret whose public x-coordinate is < N (all but ~2^-128 of them).
+    /// @dev A secret whose public x-coordinate is < N (all but ~2^-128 of them). The first epoch
+    ///      starts at once; a later one is scheduled and started after the owner's delay (the
+    ///      clock moves DELAY forward).
     function _startEpoch(uint256 secret, uint16 t, uint256 n) internal returns (uint64 epoch) {
         Vm.Wallet memory w = vm.createWallet(secret);
         require(w.publicKeyX < N, "fixture secret has px >= N");
         groupSecret = secret;
         groupPx = w.publicKeyX;
         groupParity = uint8(w.publicKeyY & 1);
-        vm.prank(owner);
-        epoch = oracle.startEpoch(groupPx, groupParity, t, _members(n));
+        vm.startPrank(owner);
+        if (oracle.currentEpoch() == 0) {
+            epoch = oracle.startEpoch(groupPx, groupParity, t, _members(n));
+        } else {
+            (, uint64 eta) = oracle.scheduleEpochStart(groupPx, groupParity, t, _members(n));
+            vm.warp(eta);
+            epoch = oracle.executeEpochStart();
+        }
+        vm.stopPrank();
+    }
+
+    /// @dev The current time in ms: the round the committee would give a report now.
+    function _nowRound() internal view returns (uint64) {
+        return uint64(block.timestamp * 1000);
     }
 
     function _members(uint256 n) internal pure returns (ICommittee.Member[] memory m) {
@@ -135,6 +150,24 @@ abstract contract OracleFixture is Test {
         returns (bytes memory report)
     {
         report = _encode(epoch, round, updates);
-        oracle.transmit(report, _sign(epoch, report));
+        _transmitHinted(report, _sign(epoch, report), updates);
+    }
+
+    /// @dev transmit as a node sends it: the ABI call followed by one head-position hint per update.
+    function _transmitHinted(bytes memory report, IMiraOracle.Signature memory sig, Update[] memory updates)
+        internal
+    {
+        bytes32[] memory feeds = new bytes32[](updates.length);
+        for (uint256 i; i < updates.length; ++i) {
+            feeds[i] = updates[i].feedId;
+        }
+        bytes memory hints = oracle.ringHints(feeds);
+        (bool ok, bytes memory ret) =
+            address(oracle).call(abi.encodePacked(abi.encodeCall(oracle.transmit, (report, sig)), hints));
+        if (!ok) {
+            assembly ("memory-safe") {
+                revert(add(ret, 0x20), mload(ret))
+            }
+        }
     }
 }
