@@ -17,7 +17,9 @@ contract MiraFeedProxy is AggregatorV3Interface {
     /// @notice Interface version of this proxy: 2 since round ids are Chainlink's (phase ‖ n).
     uint256 public constant VERSION = 2;
 
+    /// @notice The oracle this proxy reads.
     IMiraOracle public immutable oracle;
+    /// @notice The feed it serves: keccak256 of the feed's spec id.
     bytes32 public immutable feedId;
     uint8 private immutable _decimals;
 

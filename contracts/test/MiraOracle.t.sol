@@ -303,10 +303,17 @@ contract MiraOracleTest is OracleFixture {
         oracle.registerFeed(ids[0], 8, "again");
         vm.expectRevert(IMiraOracle.InvalidFeedId.selector);
         oracle.registerFeed(bytes32(0), 8, "zero");
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.InvalidHistoryDepth.selector, 1));
+        oracle.registerFeed(keccak256("shallow"), 8, "x", 1);
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.InvalidHistoryDepth.selector, 128));
+        oracle.registerFeed(keccak256("deep"), 8, "x", 128);
+        oracle.registerFeed(keccak256("deepest"), 8, "x", 127);
+        vm.assertEq(oracle.historyDepthOf(keccak256("deepest")), 127, "the maximum depth");
+        vm.assertEq(oracle.historyDepthOf(ids[0]), 61, "the default: one hour at 60 s");
         vm.stopPrank();
         vm.expectRevert(abi.encodeWithSelector(Owned.NotOwner.selector, address(this)));
         oracle.registerFeed(keccak256("x"), 8, "x");
-        vm.assertEq(oracle.feedCount(), 3, "feed count");
+        vm.assertEq(oracle.feedCount(), 4, "feed count");
         vm.assertEq(oracle.feedIdAt(2), ids[2], "feed index");
     }
 
