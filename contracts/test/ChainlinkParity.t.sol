@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {L2GuardedConsumer} from "./corpus/L2GuardedConsumer.sol";
 import {LendingStyleConsumer} from "./corpus/LendingStyleConsumer.sol";
 import {OracleFixture} from "./utils/OracleFixture.sol";
 import {
@@ -22,6 +23,7 @@ contract ChainlinkParityTest is OracleFixture {
     /// @dev updates applied; the mock's constructor already made a round 1 (its initial answer),
     ///      which the first update overwrites
     uint80 internal applied;
+    uint64 internal epoch = 1;
     uint80 internal constant P1 = 1 << 64;
 
     function setUp() public {
@@ -33,17 +35,23 @@ contract ChainlinkParityTest is OracleFixture {
     }
 
     /// @dev One step of a sequence: kind 0 applies, 1 replays the last round (skipped), 2 is a
-    ///      new round with the last observation time (skipped), 3 advances the clock only.
+    ///      new round with the last observation time (skipped), 3 advances the clock only, 4
+    ///      rotates the committee to a new epoch and key (the clock moves the owner's delay).
     function _step(uint8 kind, int128 value) internal {
         if (kind == 3) {
             vm.warp(t += 5);
+            return;
+        }
+        if (kind == 4) {
+            epoch = _startEpoch(uint256(keccak256(abi.encode("rotation", epoch))) >> 8, 3, 4);
+            t = block.timestamp;
             return;
         }
         vm.warp(t += 1);
         if (kind == 0) {
             round = uint64(t * 1000);
             lastAt = uint64(t);
-            _transmit(1, round, _one(ids[0], value, lastAt));
+            _transmit(epoch, round, _one(ids[0], value, lastAt));
             chainlink.updateRoundData(++applied, value, t, t);
         } else if (round != 0) {
             // skipped by Mira (NoUpdateApplied), never made by Chainlink
@@ -55,7 +63,7 @@ contract ChainlinkParityTest is OracleFixture {
     }
 
     function transmitExternal(uint64 r, int128 value, uint64 at) external {
-        _transmit(1, r, _one(ids[0], value, at));
+        _transmit(epoch, r, _one(ids[0], value, at));
     }
 
     function testFuzz_roundNumberingMatchesChainlink(
@@ -69,11 +77,11 @@ contract ChainlinkParityTest is OracleFixture {
         vm.prank(owner);
         mira = AggregatorV3Interface(oracle.registerFeed(ids[0], 8, "SHALLOW / USD", depth));
         for (uint256 i; i < kinds.length; ++i) {
-            _step(kinds[i] % 4, int128(values[i]));
+            _step(kinds[i] % 5, int128(values[i]));
         }
         uint256 n = applied;
         (uint80 id,,,,) = mira.latestRoundData();
-        vm.assertEq(id, P1 | uint80(n), "latest round id: phase 1, one per applied update");
+        vm.assertEq(id, P1 | uint80(n), "latest round id: phase 1 across epochs, one per applied update");
         // every kept round answers as Chainlink's; older ones read as "no data"
         vm.assertEq(oracle.historyDepthOf(ids[0]), depth, "depth");
         for (uint256 r; r <= n + 1; ++r) {
@@ -100,6 +108,9 @@ contract ChainlinkParityTest is OracleFixture {
             _step(0, seq[i]);
             vm.assertEq(onMira.price(), onChainlink.price(), "price");
             vm.assertEq(onMira.priceWithDeviationCheck(), onChainlink.priceWithDeviationCheck(), "deviation");
+            if (i == 3) {
+                vm.assertEq(onMira.priceWithDeviationCheck(), 99e18, "300 after 99: the previous price");
+            }
             uint256 n = i + 1 < 5 ? i + 1 : 5;
             vm.assertEq(onMira.twap(n), onChainlink.twap(n), "twap");
         }
@@ -109,5 +120,36 @@ contract ChainlinkParityTest is OracleFixture {
         onMira.price();
         vm.expectRevert(abi.encodeWithSelector(LendingStyleConsumer.Stale.selector, t));
         onChainlink.price();
+    }
+
+    /// @dev The same L2 consumer in front of both feeds, with Chainlink's mock as the uptime
+    ///      feed: the same answers and the same reverts through an outage and its grace period.
+    function test_l2SequencerGuardSameOnBoth() public {
+        MockV3Aggregator uptime = new MockV3Aggregator(0, 0);
+        uptime.updateRoundData(1, 0, t - 2 hours, t - 2 hours);
+        L2GuardedConsumer onMira = new L2GuardedConsumer(AggregatorV3Interface(address(uptime)), mira);
+        L2GuardedConsumer onChainlink = new L2GuardedConsumer(
+            AggregatorV3Interface(address(uptime)), AggregatorV3Interface(address(chainlink))
+        );
+        _step(0, 2500e8);
+        vm.assertEq(onMira.getChainlinkDataFeedLatestAnswer(), 2500e8, "mira");
+        vm.assertEq(onChainlink.getChainlinkDataFeedLatestAnswer(), 2500e8, "chainlink");
+        uptime.updateRoundData(2, 1, t, t); // sequencer down
+        L2GuardedConsumer[2] memory both = [onMira, onChainlink];
+        for (uint256 i; i < 2; ++i) {
+            vm.expectRevert(L2GuardedConsumer.SequencerDown.selector);
+            both[i].getChainlinkDataFeedLatestAnswer();
+        }
+        vm.warp(t += 60);
+        uptime.updateRoundData(3, 0, t, t); // back up: grace period
+        for (uint256 i; i < 2; ++i) {
+            vm.expectRevert(L2GuardedConsumer.GracePeriodNotOver.selector);
+            both[i].getChainlinkDataFeedLatestAnswer();
+        }
+        vm.warp(t += 3601);
+        _step(0, 2600e8);
+        vm.assertEq(
+            onMira.getChainlinkDataFeedLatestAnswer(), onChainlink.getChainlinkDataFeedLatestAnswer(), "same"
+        );
     }
 }
