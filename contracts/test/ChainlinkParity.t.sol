@@ -36,7 +36,8 @@ contract ChainlinkParityTest is OracleFixture {
 
     /// @dev One step of a sequence: kind 0 applies, 1 replays the last round (skipped), 2 is a
     ///      new round with the last observation time (skipped), 3 advances the clock only, 4
-    ///      rotates the committee to a new epoch and key (the clock moves the owner's delay).
+    ///      rotates the committee to a new epoch and key (the clock moves the owner's delay), 5
+    ///      sends the feed twice in one report (the first applies, the duplicate is skipped).
     function _step(uint8 kind, int128 value) internal {
         if (kind == 3) {
             vm.warp(t += 5);
@@ -48,6 +49,15 @@ contract ChainlinkParityTest is OracleFixture {
             return;
         }
         vm.warp(t += 1);
+        if (kind == 5) {
+            round = uint64(t * 1000);
+            lastAt = uint64(t);
+            Update[] memory u =
+                _append(_one(ids[0], value, lastAt), Update(ids[0], ~value, lastAt, bytes32(0)));
+            _transmit(epoch, round, u);
+            chainlink.updateRoundData(++applied, value, t, t);
+            return;
+        }
         if (kind == 0) {
             round = uint64(t * 1000);
             lastAt = uint64(t);
@@ -77,7 +87,7 @@ contract ChainlinkParityTest is OracleFixture {
         vm.prank(owner);
         mira = AggregatorV3Interface(oracle.registerFeed(ids[0], 8, "SHALLOW / USD", depth));
         for (uint256 i; i < kinds.length; ++i) {
-            _step(kinds[i] % 5, int128(values[i]));
+            _step(kinds[i] % 6, int128(values[i]));
         }
         uint256 n = applied;
         (uint80 id,,,,) = mira.latestRoundData();

@@ -281,12 +281,4 @@ contract FeedSafetyTest is OracleFixture {
         vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoUpdateApplied.selector, uint64(1), uint64(4)));
         oracle.transmit(report, sig);
     }
-
-    function _append(Update[] memory a, Update memory x) internal pure returns (Update[] memory b) {
-        b = new Update[](a.length + 1);
-        for (uint256 i; i < a.length; ++i) {
-            b[i] = a[i];
-        }
-        b[a.length] = x;
-    }
 }

@@ -176,14 +176,6 @@ contract MiraOracleTest is OracleFixture {
         oracle.transmit(report, sig);
     }
 
-    function _append(Update[] memory a, Update memory x) internal pure returns (Update[] memory b) {
-        b = new Update[](a.length + 1);
-        for (uint256 i; i < a.length; ++i) {
-            b[i] = a[i];
-        }
-        b[a.length] = x;
-    }
-
     // ---------------------------------------------------------------- errors of transmit
 
     function test_replayedReportReverts() public {
