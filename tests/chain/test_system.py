@@ -85,6 +85,10 @@ def test_a_policy_feed_registers_one_proxy_per_arm(w3: Web3, anvil: Anvil) -> No
         assert proxy.functions.decimals().call() == spec.decimals
         assert proxy.functions.description().call() == f"{spec.description} [arm {arm}]"
     assert len({e["proxy"] for e in manifest.feeds.values()}) == len(spec.arms) + 1
+    # each feed keeps a one-hour TWAP's rounds at its spec's heartbeat, on-chain
+    for feed, s in zip(feeds, [spec] * len(spec.arms) + [plain], strict=True):
+        assert feed.history_depth == history_depth(s.heartbeat_s)
+        assert oracle.functions.historyDepthOf(feed.feed_id).call() == feed.history_depth
 
 
 SPEC_ID = "SP500/bandit"
