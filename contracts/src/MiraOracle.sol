@@ -17,7 +17,8 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 ///          bits 248..254 depth (7 bits; the same in every slot of the feed; 0 in a slot at or
 ///                        beyond the depth, which is never written)
 ///          bits 216..247 seq (32 bits, as Chainlink's OCR2 aggregator's uint32 round ids;
-///                        4.3·10^9 updates, 136 years at one a second; 0 = empty)
+///                        4.3·10^9 updates per phase: 136 years at one a second, 34 at one
+///                        every 250 ms block; 0 = empty)
 ///          bits 168..215 round (48 bits: ms, bounded by the block's time)
 ///          bits 128..167 observedAt (40 bits: seconds, bounded by the block's time)
 ///          bits   0..127 value (int128, two's complement)
@@ -188,9 +189,10 @@ contract MiraOracle is IMiraOracle, Committee {
                 // (head = 0: flag clear), 2^255, above any round: one compare tests both.
                 let later := gt(roundKey, xor(and(head, FLAG_AND_ROUND), REGISTERED))
                 // The hot path applies the update iff, in one branch:
-                //   the feed is registered (head ≠ 0: every slot carries the flag) and
-                //   round > head's round (both in `later`) and observedAt > head's observedAt, so the feed's latest
-                //                             round and time never go backwards;
+                //   `later`: the feed is registered (head ≠ 0: every slot carries the flag) and
+                //                             round > head's round;
+                //   observedAt > head's observedAt, so the feed's latest round and time never go
+                //                             backwards;
                 //   oldest ≤ observedAt ≤ newest ⇔ observedAt − oldest ≤ span, unsigned (an
                 //                             observedAt below oldest wraps around to a huge value).
                 if and(
