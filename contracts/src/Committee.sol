@@ -307,24 +307,29 @@ abstract contract Committee is ICommittee, Owned {
         return (eta == 0 ? 0 : _scheduledGrace, eta);
     }
 
+    /// @inheritdoc ICommittee
     function gracePeriod() external view returns (uint64) {
         return _gracePeriod;
     }
 
+    /// @inheritdoc ICommittee
     function currentEpoch() external view returns (uint64) {
         return _currentEpoch;
     }
 
+    /// @inheritdoc ICommittee
     function epochKey(uint64 epoch) external view returns (EpochKey memory) {
         return _unpackEpoch(_epochWords[epoch]);
     }
 
+    /// @inheritdoc ICommittee
     function groupKey(uint64 epoch) external view returns (uint256 px, uint8 parity) {
         if (_epochWords[epoch] == 0) revert UnknownEpoch(epoch);
         GroupKey storage k = _groupKeys[epoch];
         return (k.px, k.parity);
     }
 
+    /// @inheritdoc ICommittee
     function members(uint64 epoch) external view returns (Member[] memory) {
         if (_epochWords[epoch] == 0) revert UnknownEpoch(epoch);
         return _members[epoch];

@@ -7,16 +7,19 @@ import {IMiraOracle} from "./interfaces/IMiraOracle.sol";
 /// @title MiraFeedProxy
 /// @notice One feed of a MiraOracle behind Chainlink's AggregatorV3Interface, so existing
 ///         consumers read Mira unchanged. Deployed by MiraOracle.registerFeed.
-/// @dev Field meanings follow Chainlink: roundId is the report round that last wrote the
-///      answer (increasing, with gaps where the feed was not due); answer is the fixed-point
-///      value with `decimals()` decimals; startedAt and updatedAt are the time the nodes
-///      observed the value (Mira's observedAt), never after the block's time (the oracle caps
-///      it, so `block.timestamp - updatedAt` cannot underflow); answeredInRound equals roundId.
+/// @dev Field meanings follow Chainlink's OCR2 aggregator behind its proxy: roundId is
+///      phase << 64 | n for the feed's n-th applied update (1, 2, 3, …; the phase starts at 1
+///      and moves on when the owner resets the feed); answer is the fixed-point value with
+///      `decimals()` decimals; startedAt and updatedAt are the time the nodes observed the value
+///      (Mira's observedAt), never after the block's time (so `block.timestamp - updatedAt`
+///      cannot underflow); answeredInRound equals roundId. Edge cases: IMiraOracle.getRoundData.
 contract MiraFeedProxy is AggregatorV3Interface {
-    /// @notice Interface version of this proxy.
-    uint256 public constant VERSION = 1;
+    /// @notice Interface version of this proxy: 2 since round ids are Chainlink's (phase ‖ n).
+    uint256 public constant VERSION = 2;
 
+    /// @notice The oracle this proxy reads.
     IMiraOracle public immutable oracle;
+    /// @notice The feed it serves: keccak256 of the feed's spec id.
     bytes32 public immutable feedId;
     uint8 private immutable _decimals;
 
@@ -26,36 +29,38 @@ contract MiraFeedProxy is AggregatorV3Interface {
         _decimals = decimals_;
     }
 
+    /// @inheritdoc AggregatorV3Interface
     function decimals() external view returns (uint8) {
         return _decimals;
     }
 
+    /// @inheritdoc AggregatorV3Interface
     function description() external view returns (string memory) {
         return oracle.descriptionOf(feedId);
     }
 
+    /// @inheritdoc AggregatorV3Interface
     function version() external pure returns (uint256) {
         return VERSION;
     }
 
-    /// @dev Reverts with IMiraOracle.NoDataPresent for a round no longer (or never) stored.
+    /// @inheritdoc AggregatorV3Interface
+    /// @dev Reverts IMiraOracle.NoDataPresent for phase 0 or a phase not begun; see
+    ///      IMiraOracle.getRoundData for rounds never made or no longer kept.
     function getRoundData(uint80 _roundId)
         external
         view
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
-        if (_roundId > type(uint64).max) revert IMiraOracle.NoDataPresent(feedId, _roundId);
-        (int128 value, uint64 observedAt) = oracle.roundData(feedId, uint64(_roundId));
-        return (_roundId, value, observedAt, observedAt, _roundId);
+        return oracle.getRoundData(feedId, _roundId);
     }
 
-    /// @dev All zero before the first update, as Chainlink's OCR2 aggregator returns.
+    /// @inheritdoc AggregatorV3Interface
     function latestRoundData()
         external
         view
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
-        (uint64 round, int128 value, uint64 observedAt) = oracle.latestRound(feedId);
-        return (round, value, observedAt, observedAt, round);
+        return oracle.latestRoundData(feedId);
     }
 }

@@ -9,35 +9,59 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 
 /// @title MiraOracle
 /// @notice Verifies one FROST signature per report and applies its batched feed updates.
-/// @dev Storage per feed: a ring of RING_SIZE slots, _rings[feedId][seq % RING_SIZE] holding the
-///      feed's seq-th applied update (seq = 1, 2, 3, … per feed), each slot packing:
+/// @dev Storage per feed: a ring of `depth` slots (2 ≤ depth ≤ MAX_HISTORY_DEPTH, chosen at
+///      registration), _rings[feedId][seq % depth] holding the feed's seq-th applied update
+///      (seq = 1, 2, 3, … per feed: Chainlink's aggregator round id), each slot packing:
 ///
 ///          bit  255      REGISTERED (set for every slot at registration)
-///          bits 216..254 seq (39 bits, 5·10^11 updates; 0 = empty)
+///          bits 248..254 depth (7 bits; the same in every slot of the feed; 0 in a slot at or
+///                        beyond the depth, which is never written)
+///          bits 216..247 seq (32 bits, as Chainlink's OCR2 aggregator's uint32 round ids;
+///                        4.3·10^9 updates per phase: 136 years at one a second, 34 at one
+///                        every 250 ms block; 0 = empty)
 ///          bits 168..215 round (48 bits: ms, bounded by the block's time)
 ///          bits 128..167 observedAt (40 bits: seconds, bounded by the block's time)
 ///          bits   0..127 value (int128, two's complement)
 ///
-///      Registration pre-writes the flag into every slot, so an update is always a
-///      non-zero → non-zero write and an unregistered feed reads as 0.
+///      Registration pre-writes flag and depth into every slot, so an update is always a
+///      non-zero → non-zero write, the hot path learns the depth from the slot it reads anyway,
+///      and an unregistered feed reads as 0.
 ///
 ///      The latest entry (the head: the highest seq) is where every update is checked (its
 ///      round and observedAt must both be exceeded), and the update is written to the slot after
 ///      it. To find the head without reading every slot, the transmitter appends one hint byte
 ///      per update to the calldata (after the ABI-encoded arguments: the last k bytes), the
 ///      head's position, from `ringHints`. A hint is checked, never trusted: position h holds the
-///      head iff its seq s has s % RING_SIZE == h and the next position holds seq s + 1 − RING_SIZE
-///      (or is empty while s < RING_SIZE) — a later head would sit there instead. A wrong or
-///      missing hint costs its sender a scan of the ring, nothing else. Cost per update: two
-///      cold reads and one write (see docs/contracts.md, "Gas").
+///      head iff its seq s has s % depth == h and the next position holds no seq above s (it
+///      holds s + 1 − depth, or nothing while s < depth; a later head would have written s + 1
+///      there). A position at or
+///      beyond depth reads as 0 and fails the check. A wrong or missing hint costs its sender a
+///      scan of the ring, nothing else. Cost per update: two cold reads and one write (see
+///      docs/contracts.md, "Gas").
+///
+///      Consumers read Chainlink round ids through the proxy: phase << 64 | seq, the phase
+///      starting at 1 and moving on at each feed reset (which restarts seq), as Chainlink's
+///      proxies move to a new phase with a new aggregator.
 contract MiraOracle is IMiraOracle, Committee {
-    uint256 public constant RING_SIZE = 4;
+    /// @notice The most entries a feed can keep (7 bits in every slot; hints stay one byte).
+    uint256 public constant MAX_HISTORY_DEPTH = 127;
+    /// @notice The fewest: the latest entry and the one before it, which consumers compare.
+    uint256 public constant MIN_HISTORY_DEPTH = 2;
+    /// @notice Depth of `registerFeed` without one: a one-hour TWAP at a 60-second heartbeat.
+    uint256 public constant DEFAULT_HISTORY_DEPTH = 61;
     uint256 internal constant REGISTERED = 1 << 255;
+    uint256 internal constant DEPTH_SHIFT = 248;
+    uint256 internal constant U7 = 0x7f;
+    uint256 internal constant PHASE_OFFSET = 64;
+    /// @dev The flag and the round bits of a slot (a literal: assembly reads only literals;
+    ///      the constructor checks it).
+    uint256 internal constant FLAG_AND_ROUND =
+        0x8000000000ffffffffffff000000000000000000000000000000000000000000;
     uint256 internal constant MAX_ROUND = (1 << 48) - 1;
     uint256 internal constant SEQ_SHIFT = 216;
     uint256 internal constant ROUND_SHIFT = 168;
     uint256 internal constant OBSERVED_SHIFT = 128;
-    uint256 internal constant U39 = 0x7fffffffff;
+    uint256 internal constant U32 = 0xffffffff;
     uint256 internal constant U40 = 0xffffffffff;
     uint256 internal constant U48 = 0xffffffffffff;
     uint256 internal constant U64 = 0xffffffffffffffff;
@@ -60,9 +84,11 @@ contract MiraOracle is IMiraOracle, Committee {
     struct FeedInfo {
         uint8 decimals;
         address proxy;
+        /// @dev Chainlink's phase: 1 at registration, + 1 at each reset (seq restarts at 1).
+        uint16 phase;
     }
 
-    mapping(bytes32 feedId => uint256[RING_SIZE]) internal _rings;
+    mapping(bytes32 feedId => uint256[MAX_HISTORY_DEPTH]) internal _rings;
     mapping(bytes32 feedId => FeedInfo) internal _feeds;
     mapping(bytes32 feedId => string) internal _descriptions;
     mapping(bytes32 feedId => uint64) internal _resetEtas;
@@ -76,6 +102,7 @@ contract MiraOracle is IMiraOracle, Committee {
         uint256 maxFutureDrift_
     ) Committee(initialOwner, initialGracePeriod, changeDelay_) {
         assert(HEADER_SIZE == LibReport.HEADER_SIZE && UPDATE_SIZE == LibReport.UPDATE_SIZE);
+        assert(FLAG_AND_ROUND == REGISTERED | (U48 << ROUND_SHIFT));
         if (maxAge_ > MAX_WINDOW || maxFutureDrift_ > MAX_WINDOW) {
             revert InvalidWindow(maxAge_, maxFutureDrift_);
         }
@@ -113,64 +140,77 @@ contract MiraOracle is IMiraOracle, Committee {
             let data := mload(0x40)
             mstore(0x40, add(data, add(0x40, shl(5, k))))
             let out := add(data, 0x40)
-            let fresh := or(shl(ROUND_SHIFT, round), REGISTERED)
+            let roundKey := shl(ROUND_SHIFT, round)
+            let fresh := or(roundKey, REGISTERED)
             let hints := sub(calldatasize(), k) // the last k bytes: one head position per update
             let end := add(report.offset, add(HEADER_SIZE, mul(k, UPDATE_SIZE)))
+            mstore(0x20, _rings.slot)
             for { let p := add(report.offset, HEADER_SIZE) } lt(p, end) { p := add(p, UPDATE_SIZE) } {
                 let feedId := calldataload(p)
                 let word := calldataload(add(p, 32)) // value int128 ‖ observedAt uint64 ‖ 8 more bytes
-                // _rings[feedId]: a fixed array's elements follow its base slot
+                // _rings[feedId]: a fixed array's elements follow its base slot (0x20 holds
+                // _rings.slot for the whole loop: only 0x00 is written in it)
                 mstore(0x00, feedId)
-                mstore(0x20, _rings.slot)
                 let base := keccak256(0x00, 0x40)
-                let h := mod(byte(0, calldataload(hints)), RING_SIZE)
+                // a position beyond the ring (≥ depth) reads 0 and fails the check below
+                let h := and(byte(0, calldataload(hints)), U7)
                 hints := add(hints, 1)
                 let head := sload(add(base, h))
-                let seq := and(shr(SEQ_SHIFT, head), U39)
-                let next := mod(add(seq, 1), RING_SIZE)
-                // The hint names the head iff seq ≡ h and the next slot holds the entry written
-                // RING_SIZE − 1 updates earlier (seq + 1 − RING_SIZE), or nothing yet.
-                let older := 0
-                if gt(add(seq, 1), RING_SIZE) { older := sub(add(seq, 1), RING_SIZE) }
+                let depth := and(shr(DEPTH_SHIFT, head), U7)
+                let seq := and(shr(SEQ_SHIFT, head), U32)
+                let next := mod(add(seq, 1), depth)
+                // The hint names the head iff seq ≡ h (mod depth) and the next slot holds no later
+                // seq. Why that suffices: updates are numbered without gaps and seq n sits at
+                // n % depth, so the next slot holds the highest seq ≡ seq + 1 written so far: seq + 1
+                // or later if any update followed this one, else seq + 1 − depth or nothing (0).
+                // (An unregistered feed passes at h = 0 with head = 0, and is skipped below.)
                 if iszero(
                     and(
-                        eq(h, mod(seq, RING_SIZE)),
-                        eq(and(shr(SEQ_SHIFT, sload(add(base, next))), U39), older)
+                        eq(h, mod(seq, depth)),
+                        iszero(gt(and(shr(SEQ_SHIFT, sload(add(base, next))), U32), seq))
                     )
                 ) {
-                    // no valid hint: scan the ring for the highest seq
+                    // no valid hint: scan the ring for the highest seq (slot 0 gives the depth)
                     head := sload(base)
-                    seq := and(shr(SEQ_SHIFT, head), U39)
-                    for { let j := 1 } lt(j, RING_SIZE) { j := add(j, 1) } {
+                    depth := and(shr(DEPTH_SHIFT, head), U7)
+                    seq := and(shr(SEQ_SHIFT, head), U32)
+                    for { let j := 1 } lt(j, depth) { j := add(j, 1) } {
                         let e := sload(add(base, j))
-                        let es := and(shr(SEQ_SHIFT, e), U39)
+                        let es := and(shr(SEQ_SHIFT, e), U32)
                         if gt(es, seq) {
                             head := e
                             seq := es
                         }
                     }
-                    next := mod(add(seq, 1), RING_SIZE)
+                    next := mod(add(seq, 1), depth)
                 }
                 let observedAt := and(shr(64, word), U64)
-                let later := gt(round, and(shr(ROUND_SHIFT, head), U48))
+                // The head's round in place (bits 168..215), or, for an unregistered feed
+                // (head = 0: flag clear), 2^255, above any round: one compare tests both.
+                let later := gt(roundKey, xor(and(head, FLAG_AND_ROUND), REGISTERED))
                 // The hot path applies the update iff, in one branch:
-                //   the feed is registered (head ≠ 0: every slot carries the flag);
-                //   round > head's round and observedAt > head's observedAt, so the feed's latest
-                //                             round and time never go backwards;
+                //   `later`: the feed is registered (head ≠ 0: every slot carries the flag) and
+                //                             round > head's round;
+                //   observedAt > head's observedAt, so the feed's latest round and time never go
+                //                             backwards;
                 //   oldest ≤ observedAt ≤ newest ⇔ observedAt − oldest ≤ span, unsigned (an
                 //                             observedAt below oldest wraps around to a huge value).
                 if and(
-                    and(gt(head, 0), later),
+                    later,
                     and(
                         gt(observedAt, and(shr(OBSERVED_SHIFT, head), U40)),
                         iszero(gt(sub(observedAt, oldest), span))
                     )
                 ) {
-                    // seq ‖ round ‖ observedAt ‖ value: the value's two's-complement bits are word's top 128
+                    // flag ‖ depth ‖ seq ‖ round ‖ observedAt ‖ value: the depth bits are the head's,
+                    // the value's two's-complement bits are word's top 128
                     sstore(
                         add(base, next),
                         or(
-                            or(or(fresh, shl(SEQ_SHIFT, add(seq, 1))), shl(OBSERVED_SHIFT, observedAt)),
+                            or(
+                                or(fresh, and(head, shl(DEPTH_SHIFT, U7))),
+                                or(shl(SEQ_SHIFT, add(seq, 1)), shl(OBSERVED_SHIFT, observedAt))
+                            ),
                             shr(128, word)
                         )
                     )
@@ -216,11 +256,28 @@ contract MiraOracle is IMiraOracle, Committee {
         onlyOwner
         returns (address proxy)
     {
+        return _register(feedId, decimals, description, DEFAULT_HISTORY_DEPTH);
+    }
+
+    /// @inheritdoc IMiraOracle
+    function registerFeed(bytes32 feedId, uint8 decimals, string calldata description, uint256 historyDepth)
+        external
+        onlyOwner
+        returns (address proxy)
+    {
+        return _register(feedId, decimals, description, historyDepth);
+    }
+
+    function _register(bytes32 feedId, uint8 decimals, string calldata description, uint256 depth)
+        private
+        returns (address proxy)
+    {
         if (feedId == bytes32(0)) revert InvalidFeedId();
         if (isRegistered(feedId)) revert FeedAlreadyRegistered(feedId);
-        _clear(feedId);
+        if (depth < MIN_HISTORY_DEPTH || depth > MAX_HISTORY_DEPTH) revert InvalidHistoryDepth(depth);
+        _clear(feedId, depth);
         proxy = address(new MiraFeedProxy(this, feedId, decimals));
-        _feeds[feedId] = FeedInfo({decimals: decimals, proxy: proxy});
+        _feeds[feedId] = FeedInfo({decimals: decimals, proxy: proxy, phase: 1});
         _descriptions[feedId] = description;
         _feedIds.push(feedId);
         emit FeedRegistered(feedId, decimals, description, proxy);
@@ -231,30 +288,48 @@ contract MiraOracle is IMiraOracle, Committee {
         return LibReport.digest(block.chainid, address(this), epoch, report);
     }
 
+    /// @inheritdoc IMiraOracle
     function isRegistered(bytes32 feedId) public view returns (bool) {
         return _rings[feedId][0] != 0;
     }
 
+    /// @inheritdoc IMiraOracle
     function proxyOf(bytes32 feedId) external view returns (address) {
         return _feeds[feedId].proxy;
     }
 
+    /// @inheritdoc IMiraOracle
     function feedCount() external view returns (uint256) {
         return _feedIds.length;
     }
 
+    /// @inheritdoc IMiraOracle
     function feedIdAt(uint256 index) external view returns (bytes32) {
         return _feedIds[index];
     }
 
+    /// @inheritdoc IMiraOracle
     function decimalsOf(bytes32 feedId) external view returns (uint8) {
         _requireRegistered(feedId);
         return _feeds[feedId].decimals;
     }
 
+    /// @inheritdoc IMiraOracle
     function descriptionOf(bytes32 feedId) external view returns (string memory) {
         _requireRegistered(feedId);
         return _descriptions[feedId];
+    }
+
+    /// @inheritdoc IMiraOracle
+    function historyDepthOf(bytes32 feedId) external view returns (uint256) {
+        _requireRegistered(feedId);
+        return _depth(_rings[feedId][0]);
+    }
+
+    /// @inheritdoc IMiraOracle
+    function phaseOf(bytes32 feedId) external view returns (uint16) {
+        _requireRegistered(feedId);
+        return _feeds[feedId].phase;
     }
 
     /// @inheritdoc IMiraOracle
@@ -264,7 +339,7 @@ contract MiraOracle is IMiraOracle, Committee {
         returns (uint64 round, int128 value, uint64 observedAt)
     {
         _requireRegistered(feedId);
-        (round, value, observedAt) = _unpack(_rings[feedId][_head(feedId)]);
+        (, round, value, observedAt) = _unpack(_rings[feedId][_head(feedId)]);
     }
 
     /// @inheritdoc IMiraOracle
@@ -275,26 +350,68 @@ contract MiraOracle is IMiraOracle, Committee {
         }
     }
 
+    /// @inheritdoc IMiraOracle
+    /// @dev As OCR2Aggregator.latestRoundData behind a Chainlink proxy: before the first update
+    ///      (or after a reset) the aggregator round is 0 and every field but the phase is 0.
+    function latestRoundData(bytes32 feedId)
+        external
+        view
+        returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
+    {
+        _requireRegistered(feedId);
+        (uint256 seq,, int128 value, uint64 observedAt) = _unpack(_rings[feedId][_head(feedId)]);
+        roundId = _roundId(_feeds[feedId].phase, seq);
+        return (roundId, value, observedAt, observedAt, roundId);
+    }
+
+    /// @inheritdoc IMiraOracle
+    /// @dev Chainlink's edge cases, one by one (OCR2Aggregator.getRoundData behind
+    ///      AggregatorProxy.getRoundData, which splits the id into phase ‖ uint64):
+    ///        - a phase with no aggregator (0, or after the feed's current phase): the proxy
+    ///          calls address(0) and reverts; here NoDataPresent;
+    ///        - an aggregator round above uint32: OCR2 returns all zeros, the proxy adds the
+    ///          phase: (phase << 64, 0, 0, 0, phase << 64);
+    ///        - round 0, a round never made, a round of an earlier phase (erased by the reset
+    ///          that ended it) and, Mira only, a round no longer kept in the ring: OCR2 returns
+    ///          (roundId, 0, 0, 0, roundId) for a round it has no transmission for, so do we —
+    ///          updatedAt = 0 is Chainlink's "round not complete", which consumers check.
+    function getRoundData(bytes32 feedId, uint80 roundId_)
+        external
+        view
+        returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
+    {
+        _requireRegistered(feedId);
+        uint256 phase = roundId_ >> PHASE_OFFSET;
+        uint256 current = _feeds[feedId].phase;
+        if (phase == 0 || phase > current) revert NoDataPresent(feedId, roundId_);
+        uint256 seq = uint64(roundId_);
+        if (seq > U32) return (_roundId(phase, 0), 0, 0, 0, _roundId(phase, 0));
+        if (phase == current && seq != 0) {
+            uint256 entry = _rings[feedId][seq % _depth(_rings[feedId][0])];
+            (uint256 stored,, int128 value, uint64 observedAt) = _unpack(entry);
+            // the slot holds this round unless a later one overwrote it, or it is still empty
+            if (stored == seq) return (roundId_, value, observedAt, observedAt, roundId_);
+        }
+        return (roundId_, 0, 0, 0, roundId_);
+    }
+
     /// @dev Position of the feed's highest seq (0 for an empty or unregistered feed).
     function _head(bytes32 feedId) private view returns (uint256 position) {
-        uint256[RING_SIZE] storage ring = _rings[feedId];
+        uint256[MAX_HISTORY_DEPTH] storage ring = _rings[feedId];
+        uint256 depth = _depth(ring[0]);
         uint256 best;
-        for (uint256 i; i < RING_SIZE; ++i) {
-            uint256 seq = (ring[i] >> SEQ_SHIFT) & U39;
+        for (uint256 i; i < depth; ++i) {
+            uint256 seq = (ring[i] >> SEQ_SHIFT) & U32;
             if (seq > best) (best, position) = (seq, i);
         }
     }
 
-    /// @inheritdoc IMiraOracle
-    function roundData(bytes32 feedId, uint64 round) external view returns (int128 value, uint64 observedAt) {
-        _requireRegistered(feedId);
-        uint256[RING_SIZE] storage ring = _rings[feedId];
-        for (uint256 i; round != 0 && i < RING_SIZE; ++i) {
-            uint64 stored;
-            (stored, value, observedAt) = _unpack(ring[i]);
-            if (stored == round) return (value, observedAt);
-        }
-        revert NoDataPresent(feedId, round);
+    function _depth(uint256 entry) private pure returns (uint256) {
+        return (entry >> DEPTH_SHIFT) & U7;
+    }
+
+    function _roundId(uint256 phase, uint256 seq) private pure returns (uint80) {
+        return uint80((phase << PHASE_OFFSET) | seq);
     }
 
     /// @inheritdoc IMiraOracle
@@ -322,7 +439,9 @@ contract MiraOracle is IMiraOracle, Committee {
         if (eta == 0) revert FeedResetNotScheduled(feedId);
         _requireReady(eta);
         delete _resetEtas[feedId];
-        _clear(feedId);
+        // a reset restarts seq at 1: a new phase, so no round id is ever answered twice
+        ++_feeds[feedId].phase;
+        _clear(feedId, _depth(_rings[feedId][0]));
         emit FeedReset(feedId);
     }
 
@@ -331,11 +450,12 @@ contract MiraOracle is IMiraOracle, Committee {
         return _resetEtas[feedId];
     }
 
-    /// @dev Every slot of the feed to "registered, empty".
-    function _clear(bytes32 feedId) private {
-        uint256[RING_SIZE] storage slots = _rings[feedId];
-        for (uint256 i; i < RING_SIZE; ++i) {
-            slots[i] = REGISTERED;
+    /// @dev Every slot of the feed to "registered, empty" with its depth.
+    function _clear(bytes32 feedId, uint256 depth) private {
+        uint256[MAX_HISTORY_DEPTH] storage slots = _rings[feedId];
+        uint256 empty = REGISTERED | (depth << DEPTH_SHIFT);
+        for (uint256 i; i < depth; ++i) {
+            slots[i] = empty;
         }
     }
 
@@ -345,7 +465,12 @@ contract MiraOracle is IMiraOracle, Committee {
 
     /// @dev observedAt may be up to maxFutureDrift after the block that stored it; it is served
     ///      as at most block.timestamp so consumers' `block.timestamp - updatedAt` never underflows.
-    function _unpack(uint256 entry) private view returns (uint64 round, int128 value, uint64 observedAt) {
+    function _unpack(uint256 entry)
+        private
+        view
+        returns (uint256 seq, uint64 round, int128 value, uint64 observedAt)
+    {
+        seq = (entry >> SEQ_SHIFT) & U32;
         round = uint64((entry >> ROUND_SHIFT) & U48);
         observedAt = uint64((entry >> OBSERVED_SHIFT) & U40);
         if (observedAt > block.timestamp) observedAt = uint64(block.timestamp);

@@ -3,14 +3,24 @@ pragma solidity ^0.8.24;
 
 /// @notice Two-step ownership: a transfer only completes when the new owner accepts, so a
 ///         typo can never hand the committee to an address nobody controls.
+///         Hand-written rather than OpenZeppelin's Ownable2Step: that one also lets the owner
+///         renounce, leaving feeds that can never be reset or rotated; this keeps only the
+///         two-step transfer (OpenZeppelin's names and events, so tools read it the same).
 abstract contract Owned {
+    /// @notice The address allowed to call `onlyOwner` functions (committee changes, feed
+    ///         registration and resets, all delayed where they can hurt consumers).
     address public owner;
+    /// @notice The address a transfer was started to; zero when none is pending.
     address public pendingOwner;
 
+    /// @notice The owner started a transfer to `newOwner`; it completes when they accept.
     event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
+    /// @notice `newOwner` is the owner from now on.
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
 
+    /// @notice `caller` is not the owner.
     error NotOwner(address caller);
+    /// @notice `caller` is not the pending owner.
     error NotPendingOwner(address caller);
 
     constructor(address initialOwner) {
@@ -23,11 +33,14 @@ abstract contract Owned {
         _;
     }
 
+    /// @notice Owner: start a transfer to `newOwner` (replacing any pending one; address(0)
+    ///         cancels it). Nothing changes until `newOwner` calls acceptOwnership.
     function transferOwnership(address newOwner) external onlyOwner {
         pendingOwner = newOwner;
         emit OwnershipTransferStarted(owner, newOwner);
     }
 
+    /// @notice Pending owner: complete the transfer.
     function acceptOwnership() external {
         if (msg.sender != pendingOwner) revert NotPendingOwner(msg.sender);
         emit OwnershipTransferred(owner, msg.sender);

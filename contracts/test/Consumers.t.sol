@@ -37,7 +37,7 @@ contract ConsumersTest is OracleFixture {
         (string memory description, uint8 decimals, uint256 version) = consumer.describe();
         vm.assertEq(description, "TEST / USD", "description");
         vm.assertEq(decimals, 8, "decimals");
-        vm.assertEq(version, 1, "version");
+        vm.assertEq(version, 2, "version");
     }
 
     function test_guardPassesWhenSequencerUpPastGrace() public {

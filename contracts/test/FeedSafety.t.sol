@@ -10,7 +10,6 @@ import {OracleFixture} from "./utils/OracleFixture.sol";
 /// @notice Issue 12, items 8–11: one signed report must not pin, rewind or halt a feed, and no
 ///         read may serve a time after the block's.
 contract FeedSafetyTest is OracleFixture {
-    uint256 internal constant RING = 4; // MiraOracle.RING_SIZE
     bytes32[] internal ids;
 
     function setUp() public {
@@ -106,10 +105,9 @@ contract FeedSafetyTest is OracleFixture {
         (uint64 r, int128 v, uint64 at) = oracle.latestRound(ids[0]);
         vm.assertEq(r + uint256(at), 0, "empty after the reset");
         vm.assertEq(int256(v), 0, "no value after the reset");
-        vm.expectRevert(
-            abi.encodeWithSelector(IMiraOracle.NoDataPresent.selector, ids[0], uint80(_maxRound(t)))
-        );
-        oracle.roundData(ids[0], _maxRound(t));
+        vm.assertEq(oracle.phaseOf(ids[0]), 2, "a reset starts a new phase");
+        (, int256 old,,,) = oracle.getRoundData(ids[0], uint80(1 << 64) | 1);
+        vm.assertEq(old, 0, "the erased phase's rounds read as no data");
         _transmit(1, uint64(uint256(eta) * 1000), _one(ids[0], 9, eta));
         (r, v,) = oracle.latestRound(ids[0]);
         vm.assertEq(int256(v), 9, "the committee's next round applies");
@@ -142,8 +140,8 @@ contract FeedSafetyTest is OracleFixture {
         vm.assertEq(startedAt, t, "startedAt capped at the block's time");
         (,, startedAt, updatedAt,) = proxy.getRoundData(roundId);
         vm.assertEq(updatedAt, t, "getRoundData capped too");
-        (, uint64 at) = oracle.roundData(ids[0], uint64(roundId));
-        vm.assertEq(at, t, "roundData capped");
+        (,, uint256 at,,) = oracle.getRoundData(ids[0], roundId);
+        vm.assertEq(at, t, "oracle getRoundData capped");
         vm.warp(t + 40);
         (,,, updatedAt,) = proxy.latestRoundData();
         vm.assertEq(updatedAt, t + 40, "still capped as the clock moves");
@@ -194,8 +192,10 @@ contract FeedSafetyTest is OracleFixture {
         vm.expectEmit(address(oracle));
         emit IMiraOracle.UpdateSkipped(ids[0], 7, IMiraOracle.SkipReason.StaleRound);
         oracle.transmit(report, sig);
-        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoDataPresent.selector, ids[0], uint80(7)));
-        oracle.roundData(ids[0], 7);
+        (uint80 latest,,,,) = oracle.latestRoundData(ids[0]);
+        vm.assertEq(latest, (1 << 64) | 1, "round 7 made no round");
+        (,,, uint256 updatedAt,) = oracle.getRoundData(ids[0], latest + 1);
+        vm.assertEq(updatedAt, 0, "no second round");
     }
 
     /// @dev Random rounds and times against one feed: the latest round, time and value only move
@@ -249,11 +249,13 @@ contract FeedSafetyTest is OracleFixture {
         vm.assertEq(r0, r1, "same round");
         vm.assertEq(int256(v0), int256(v1), "same value");
         vm.assertEq(t0, t1, "same time");
-        for (uint256 i; i < n && i < RING; ++i) {
-            uint64 round = uint64((t - i) * 1000);
-            (int128 a,) = oracle.roundData(ids[0], round);
-            (int128 b,) = oracle.roundData(ids[1], round);
-            vm.assertEq(int256(a), int256(b), "same history");
+        (uint80 id0,,,,) = oracle.latestRoundData(ids[0]);
+        (uint80 id1,,,,) = oracle.latestRoundData(ids[1]);
+        vm.assertEq(id0, id1, "same round ids");
+        for (uint80 id = 1 << 64; id <= id0; ++id) {
+            (, int256 a,,,) = oracle.getRoundData(ids[0], id);
+            (, int256 b,,,) = oracle.getRoundData(ids[1], id);
+            vm.assertEq(a, b, "same history");
         }
     }
 
@@ -278,13 +280,5 @@ contract FeedSafetyTest is OracleFixture {
         sig = _sign(1, report);
         vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoUpdateApplied.selector, uint64(1), uint64(4)));
         oracle.transmit(report, sig);
-    }
-
-    function _append(Update[] memory a, Update memory x) internal pure returns (Update[] memory b) {
-        b = new Update[](a.length + 1);
-        for (uint256 i; i < a.length; ++i) {
-            b[i] = a[i];
-        }
-        b[a.length] = x;
     }
 }

@@ -4,9 +4,12 @@ pragma solidity ^0.8.24;
 import {IMiraOracle} from "../src/interfaces/IMiraOracle.sol";
 import {OracleFixture} from "./utils/OracleFixture.sol";
 
-/// @notice Fixed scenarios whose gas `.gas-snapshot` records (`forge snapshot --check` in
-///         `make test`): a change to the hot path shows up as a diff. Full-transaction figures,
-///         with calldata and the 21,000 base, come from `mira bench gas` on anvil.
+/// @notice Fixed scenarios whose gas `.gas-snapshot` records. These tests assert nothing
+///         themselves: their assertion is `forge snapshot --match-contract GasTest --check`
+///         (run by `make test-contracts` and CI), which fails when a figure differs from the
+///         recorded one, so a change to the hot path shows up as a diff that must be re-recorded
+///         (`make gas-snapshot`) and justified. Full-transaction figures, with calldata and the
+///         21,000 base, come from `mira bench gas` on anvil.
 contract GasTest is OracleFixture {
     bytes32[] internal ids;
     /// @dev the head-position hints, read here: reading them inside the metered test would

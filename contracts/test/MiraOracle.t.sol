@@ -30,14 +30,15 @@ contract MiraOracleTest is OracleFixture {
             MiraFeedProxy proxy = MiraFeedProxy(oracle.proxyOf(ids[i]));
             (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound) =
                 proxy.latestRoundData();
-            vm.assertEq(roundId, 7, "proxy roundId");
+            // Chainlink numbering: phase 1, the feed's first update
+            vm.assertEq(roundId, (1 << 64) | 1, "proxy roundId");
             vm.assertEq(answer, int256(4200e8) + int256(i), "proxy answer");
             vm.assertEq(startedAt, t, "proxy startedAt");
             vm.assertEq(updatedAt, t, "proxy updatedAt");
-            vm.assertEq(answeredInRound, 7, "proxy answeredInRound");
+            vm.assertEq(answeredInRound, roundId, "proxy answeredInRound");
             vm.assertEq(proxy.decimals(), 8, "decimals");
             vm.assertEq(proxy.description(), "TEST / USD", "description");
-            vm.assertEq(proxy.version(), 1, "version");
+            vm.assertEq(proxy.version(), 2, "version");
         }
     }
 
@@ -53,33 +54,50 @@ contract MiraOracleTest is OracleFixture {
     function test_ringServesRecentRoundsAndForgetsOlderOnes() public {
         // via-IR may fold block.timestamp within one call: keep the clock in a local
         uint256 t = block.timestamp;
+        bytes32 small = keccak256("depth-4");
+        vm.prank(owner);
+        oracle.registerFeed(small, 8, "SMALL / USD", 4);
+        ids[0] = small;
         for (uint64 r = 1; r <= 6; ++r) {
             vm.warp(++t);
             _transmit(1, r, _one(ids[0], int128(int64(r)) * 100, uint64(t)));
         }
         MiraFeedProxy proxy = MiraFeedProxy(oracle.proxyOf(ids[0]));
+        uint80 p1 = 1 << 64;
         for (uint80 r = 3; r <= 6; ++r) {
-            (uint80 roundId, int256 answer,,,) = proxy.getRoundData(r);
-            vm.assertEq(roundId, r, "roundId");
+            (uint80 roundId, int256 answer,,,) = proxy.getRoundData(p1 | r);
+            vm.assertEq(roundId, p1 | r, "roundId");
             vm.assertEq(answer, int256(uint256(r)) * 100, "answer of a ring round");
         }
-        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoDataPresent.selector, ids[0], uint80(2)));
-        proxy.getRoundData(2);
-        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoDataPresent.selector, ids[0], uint80(0)));
-        proxy.getRoundData(0);
-        uint80 huge = uint80(type(uint64).max) + 1;
-        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoDataPresent.selector, ids[0], huge));
-        proxy.getRoundData(huge);
+        // beyond the kept history, round 0 and a round never made: Chainlink's "no data", zeros
+        uint80[3] memory gone = [p1 | 2, p1, p1 | 7];
+        for (uint256 i; i < 3; ++i) {
+            (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredIn) =
+                proxy.getRoundData(gone[i]);
+            vm.assertEq(roundId, gone[i], "roundId echoed");
+            vm.assertEq(answeredIn, gone[i], "answeredInRound echoed");
+            vm.assertEq(uint256(answer) + startedAt + updatedAt, 0, "no data");
+        }
+        // phase 0 and a phase not begun: no aggregator behind Chainlink's proxy either
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoDataPresent.selector, ids[0], uint80(6)));
+        proxy.getRoundData(6);
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.NoDataPresent.selector, ids[0], (p1 << 1) | 6));
+        proxy.getRoundData((p1 << 1) | 6);
+        // an aggregator round above uint32: OCR2Aggregator's all-zero answer, with the phase
+        (uint80 hugeId,,,, uint80 hugeAnswered) = proxy.getRoundData(p1 | (uint80(1) << 32));
+        vm.assertEq(hugeId, p1, "uint32 overflow: phase only");
+        vm.assertEq(hugeAnswered, p1, "uint32 overflow: phase only");
         (uint80 latest,,,,) = proxy.latestRoundData();
-        vm.assertEq(latest, 6, "latest round");
+        vm.assertEq(latest, p1 | 6, "latest round");
     }
 
     function test_latestRoundDataIsZeroBeforeFirstUpdate() public view {
         (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound) =
             MiraFeedProxy(oracle.proxyOf(ids[0])).latestRoundData();
-        vm.assertEq(roundId, 0, "roundId");
+        vm.assertEq(roundId, 1 << 64, "roundId: phase 1, no aggregator round yet");
         vm.assertEq(answer, 0, "answer");
-        vm.assertEq(startedAt + updatedAt + answeredInRound, 0, "timestamps");
+        vm.assertEq(startedAt + updatedAt, 0, "timestamps");
+        vm.assertEq(answeredInRound, roundId, "answeredInRound");
     }
 
     function test_modelCommitmentsGoIntoTheEvent() public {
@@ -156,14 +174,6 @@ contract MiraOracleTest is OracleFixture {
         vm.expectEmit(address(oracle));
         emit IMiraOracle.UpdateSkipped(ids[0], 8, IMiraOracle.SkipReason.StaleTimestamp);
         oracle.transmit(report, sig);
-    }
-
-    function _append(Update[] memory a, Update memory x) internal pure returns (Update[] memory b) {
-        b = new Update[](a.length + 1);
-        for (uint256 i; i < a.length; ++i) {
-            b[i] = a[i];
-        }
-        b[a.length] = x;
     }
 
     // ---------------------------------------------------------------- errors of transmit
@@ -285,10 +295,17 @@ contract MiraOracleTest is OracleFixture {
         oracle.registerFeed(ids[0], 8, "again");
         vm.expectRevert(IMiraOracle.InvalidFeedId.selector);
         oracle.registerFeed(bytes32(0), 8, "zero");
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.InvalidHistoryDepth.selector, 1));
+        oracle.registerFeed(keccak256("shallow"), 8, "x", 1);
+        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.InvalidHistoryDepth.selector, 128));
+        oracle.registerFeed(keccak256("deep"), 8, "x", 128);
+        oracle.registerFeed(keccak256("deepest"), 8, "x", 127);
+        vm.assertEq(oracle.historyDepthOf(keccak256("deepest")), 127, "the maximum depth");
+        vm.assertEq(oracle.historyDepthOf(ids[0]), 61, "the default: one hour at 60 s");
         vm.stopPrank();
         vm.expectRevert(abi.encodeWithSelector(Owned.NotOwner.selector, address(this)));
         oracle.registerFeed(keccak256("x"), 8, "x");
-        vm.assertEq(oracle.feedCount(), 3, "feed count");
+        vm.assertEq(oracle.feedCount(), 4, "feed count");
         vm.assertEq(oracle.feedIdAt(2), ids[2], "feed index");
     }
 
@@ -402,7 +419,8 @@ contract MiraOracleTest is OracleFixture {
         vm.assertEq(r, round, "round");
         vm.assertEq(int256(v), int256(value), "value");
         vm.assertEq(t, observedAt, "observedAt");
-        (int128 v2, uint64 t2) = oracle.roundData(ids[1], round);
+        (uint80 id,,,,) = oracle.latestRoundData(ids[1]);
+        (, int256 v2,, uint256 t2,) = oracle.getRoundData(ids[1], id);
         vm.assertEq(int256(v2), int256(value), "ring value");
         vm.assertEq(t2, observedAt, "ring observedAt");
     }

@@ -26,21 +26,45 @@ if TYPE_CHECKING:
     from oracle.config.feeds import FeedSpec
 
 
+# MiraOracle's bounds on a feed's history depth (MIN_HISTORY_DEPTH, MAX_HISTORY_DEPTH).
+MIN_HISTORY_DEPTH = 2
+MAX_HISTORY_DEPTH = 127
+DEFAULT_HISTORY_DEPTH = 61
+TWAP_WINDOW_S = 3600
+
+
+def history_depth(heartbeat_s: int) -> int:
+    """Rounds a feed keeps on-chain: enough for a one-hour TWAP at its heartbeat.
+
+    A feed updates at least once per heartbeat, so an hour holds at most ⌈3600 / heartbeat⌉
+    heartbeat rounds; one more brackets the window's start. Deviation updates in between make
+    the kept history cover less than an hour; MAX_HISTORY_DEPTH (the contract's bound) caps it.
+    """
+    if heartbeat_s <= 0:  # no heartbeat: the contract's default
+        return DEFAULT_HISTORY_DEPTH
+    rounds = -(-TWAP_WINDOW_S // heartbeat_s) + 1
+    return max(MIN_HISTORY_DEPTH, min(MAX_HISTORY_DEPTH, rounds))
+
+
 @dataclass(frozen=True)
 class FeedRegistration:
-    """What the owner registers for a feed: its spec id, fixed-point decimals, description."""
+    """What the owner registers for a feed: its spec id, fixed-point decimals, description,
+    and how many rounds the contract keeps for ``getRoundData`` (:func:`history_depth`)."""
 
     id: str
     feed_id: bytes  # keccak256(utf8(id))
     decimals: int
     description: str
+    history_depth: int = DEFAULT_HISTORY_DEPTH
 
 
 def feed_registrations(specs: Sequence[FeedSpec]) -> list[FeedRegistration]:
     """What to register for ``specs``: one feed (and proxy) per published output, i.e.
     one per arm of a policy feed (see :func:`oracle.config.feeds.arm_feed_id`)."""
     return [
-        FeedRegistration(out.id, out.id_bytes32, spec.decimals, out.description)
+        FeedRegistration(
+            out.id, out.id_bytes32, spec.decimals, out.description, history_depth(spec.heartbeat_s)
+        )
         for spec in specs
         for out in spec.outputs
     ]
@@ -164,7 +188,9 @@ def register_feed(
     if feed.id in manifest.feeds:
         raise ChainError(f"feed {feed.id!r} is listed twice")
     sender.send(
-        oracle.functions.registerFeed(feed.feed_id, feed.decimals, feed.description),
+        oracle.functions.registerFeed(
+            feed.feed_id, feed.decimals, feed.description, feed.history_depth
+        ),
         f"registering feed {feed.id!r}",
     )
     proxy = oracle.functions.proxyOf(feed.feed_id).call()
@@ -173,4 +199,5 @@ def register_feed(
         "proxy": proxy,
         "decimals": feed.decimals,
         "description": feed.description,
+        "history_depth": feed.history_depth,
     }

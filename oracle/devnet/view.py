@@ -60,12 +60,14 @@ class Watcher:
         self.nodes: list[dict[str, Any]] = list(manifest.extra.get("nodes", []))
 
     def onchain(self, feed: str) -> tuple[int, Decimal, int] | None:
-        """(round, value, updatedAt) through the feed's proxy; None before the first round."""
+        """(roundId, value, updatedAt) through the feed's proxy; None before the first round.
+
+        roundId is Chainlink's: phase << 64 | the feed's update count."""
         try:
             data = self.proxies[feed].functions.latestRoundData().call()
         except Exception:  # no round yet reverts
             return None
-        if int(data[0]) == 0:  # registered, no round yet
+        if int(data[3]) == 0:  # registered, no round yet (roundId is phase << 64 | 0 then)
             return None
         decimals = int(self.manifest.feeds[feed]["decimals"])
         return int(data[0]), Decimal(int(data[1])).scaleb(-decimals), int(data[3])

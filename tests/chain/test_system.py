@@ -10,20 +10,26 @@ from web3 import Web3
 
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import at
-from oracle.chain.system import FeedRegistration, Manifest, deploy_system
+from oracle.chain.system import (
+    MAX_HISTORY_DEPTH,
+    FeedRegistration,
+    Manifest,
+    deploy_system,
+    history_depth,
+)
 from oracle.config import feed_id_bytes32
 from oracle.errors import ChainError
 
 
-def _feed(name: str, decimals: int = 8) -> FeedRegistration:
-    return FeedRegistration(name, feed_id_bytes32(name), decimals, f"{name} description")
+def _feed(name: str, decimals: int = 8, depth: int = 61) -> FeedRegistration:
+    return FeedRegistration(name, feed_id_bytes32(name), decimals, f"{name} description", depth)
 
 
 def test_deploy_registers_feeds_with_chainlink_proxies(
     w3: Web3, anvil: Anvil, tmp_path: Path
 ) -> None:
     deployer = Account.from_key(anvil.private_keys[1])
-    feeds = [_feed("ETH/USD"), _feed("SP500/forecast-1", 6)]
+    feeds = [_feed("ETH/USD", depth=history_depth(60)), _feed("SP500/forecast-1", 6, depth=2)]
     manifest = deploy_system(w3, deployer, anvil.url, feeds)
 
     oracle = at(w3, "MiraOracle", manifest.oracle)
@@ -34,7 +40,10 @@ def test_deploy_registers_feeds_with_chainlink_proxies(
         proxy = at(w3, "MiraFeedProxy", entry["proxy"])
         assert proxy.functions.decimals().call() == feed.decimals
         assert proxy.functions.description().call() == feed.description
-        assert proxy.functions.latestRoundData().call() == [0, 0, 0, 0, 0]
+        # Chainlink's numbering before the first update: phase 1, aggregator round 0
+        phase_1 = 1 << 64
+        assert proxy.functions.latestRoundData().call() == [phase_1, 0, 0, 0, phase_1]
+        assert oracle.functions.historyDepthOf(feed.feed_id).call() == feed.history_depth
         assert entry["feed_id"] == "0x" + feed.feed_id.hex()
 
     path = tmp_path / "manifest.json"
@@ -76,6 +85,17 @@ def test_a_policy_feed_registers_one_proxy_per_arm(w3: Web3, anvil: Anvil) -> No
         assert proxy.functions.decimals().call() == spec.decimals
         assert proxy.functions.description().call() == f"{spec.description} [arm {arm}]"
     assert len({e["proxy"] for e in manifest.feeds.values()}) == len(spec.arms) + 1
+    # each feed keeps a one-hour TWAP's rounds at its spec's heartbeat, on-chain
+    for feed, s in zip(feeds, [spec] * len(spec.arms) + [plain], strict=True):
+        assert feed.history_depth == history_depth(s.heartbeat_s)
+        assert oracle.functions.historyDepthOf(feed.feed_id).call() == feed.history_depth
 
 
 SPEC_ID = "SP500/bandit"
+
+
+def test_history_depth_covers_an_hour_at_the_heartbeat() -> None:
+    assert history_depth(60) == 61  # 60 heartbeats in the hour, one more brackets its start
+    assert history_depth(3600) == 2
+    assert history_depth(7) == MAX_HISTORY_DEPTH  # capped at the contract's bound
+    assert history_depth(86400) == 2

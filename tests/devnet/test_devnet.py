@@ -113,7 +113,7 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
                     data = watcher.proxies[f].functions.latestRoundData().call()
                 except Exception:
                     continue
-                if int(data[0]) > 0:
+                if int(data[3]) > 0:  # updatedAt 0: no round yet (roundId is phase << 64)
                     rounds[f][int(data[0])] = (int(data[1]), int(data[3]))
             if all(len(rounds[f]) >= 3 for f in feeds):
                 break

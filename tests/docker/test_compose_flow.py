@@ -381,7 +381,7 @@ def test_compose_flow_on_the_host(tmp_path: Path, database_urls: dict[str, str])
                     data = proxy.functions.latestRoundData().call()
                 except Exception:  # no round yet reverts
                     continue
-                if int(data[0]) > 0:
+                if int(data[3]) > 0:  # updatedAt 0: no round yet (roundId is phase << 64)
                     values[fid] = (int(data[0]), int(data[1]), int(data[3]))
             assert time.monotonic() < deadline, (
                 f"feeds with no on-chain value after {ROUNDS_TIMEOUT}s: "

@@ -191,12 +191,16 @@ interface ICommittee {
     /// @notice Seconds an outgoing epoch stays valid after the next one starts.
     function gracePeriod() external view returns (uint64);
 
+    /// @notice The epoch whose key signs reports now; 0 before the first epoch.
     function currentEpoch() external view returns (uint64);
 
+    /// @notice `epoch`'s key hash, threshold, size and validity window (all zero if unknown).
     function epochKey(uint64 epoch) external view returns (EpochKey memory);
 
     /// @notice The group key of `epoch` as it was registered.
     function groupKey(uint64 epoch) external view returns (uint256 px, uint8 parity);
 
+    /// @notice `epoch`'s members (signer and transmitter addresses, in index order); reverts
+    ///         UnknownEpoch for an epoch never proposed or started.
     function members(uint64 epoch) external view returns (Member[] memory);
 }

@@ -18,7 +18,7 @@ import {ICommittee} from "./ICommittee.sol";
 ///         oracle/reporting/rounds.py): they increase with time whatever the nodes' round period,
 ///         and a report's round may be at most (block.timestamp + maxFutureDrift) · 1000.
 ///
-///         Per feed, the contract keeps a ring of RING_SIZE entries, each one storage slot packing
+///         Per feed, the contract keeps a ring of `historyDepthOf` entries, each one storage slot packing
 ///         value, observedAt, round and the feed's update count; an update is checked against
 ///         the feed's latest entry (the highest count) and written to the slot after it. It
 ///         applies only if its round and its observedAt are both later than the latest's, so
@@ -83,41 +83,77 @@ interface IMiraOracle is ICommittee {
     error InvalidWindow(uint256 maxAge, uint256 maxFutureDrift);
     /// @notice Feed id zero is reserved.
     error InvalidFeedId();
-    /// @notice The requested round is not (or no longer) in the feed's ring.
+    /// @notice The round id's phase is 0 or after the feed's current phase (Chainlink's proxy
+    ///         reverts there too: no aggregator for that phase).
     error NoDataPresent(bytes32 feedId, uint80 roundId);
+    /// @notice A history depth outside [MIN_HISTORY_DEPTH, MAX_HISTORY_DEPTH] = [2, 127].
+    error InvalidHistoryDepth(uint256 depth);
 
     /// @notice Verify `signature` over `report` and apply its updates.
     function transmit(bytes calldata report, Signature calldata signature) external;
 
     /// @notice Register feed `feedId` and deploy its AggregatorV3Interface proxy.
+    ///         It keeps DEFAULT_HISTORY_DEPTH (61) entries.
     function registerFeed(bytes32 feedId, uint8 decimals, string calldata description)
+        external
+        returns (address proxy);
+
+    /// @notice Register feed `feedId` keeping its last `historyDepth` updates (2 to 127; each
+    ///         costs one storage slot written once here, so updates stay non-zero → non-zero).
+    function registerFeed(bytes32 feedId, uint8 decimals, string calldata description, uint256 historyDepth)
         external
         returns (address proxy);
 
     /// @notice The digest the committee signs for `report` under `epoch` on this contract.
     function reportDigest(uint64 epoch, bytes calldata report) external view returns (bytes32);
 
+    /// @notice Whether the owner registered `feedId`.
     function isRegistered(bytes32 feedId) external view returns (bool);
 
+    /// @notice The feed's AggregatorV3Interface proxy; address(0) if not registered.
     function proxyOf(bytes32 feedId) external view returns (address);
 
+    /// @notice How many feeds were registered.
     function feedCount() external view returns (uint256);
 
+    /// @notice The `index`-th registered feed id, in registration order.
     function feedIdAt(uint256 index) external view returns (bytes32);
 
+    /// @notice Decimals of the feed's fixed-point values; reverts FeedNotRegistered.
     function decimalsOf(bytes32 feedId) external view returns (uint8);
 
+    /// @notice The feed's description ("ETH / USD"); reverts FeedNotRegistered.
     function descriptionOf(bytes32 feedId) external view returns (string memory);
+
+    /// @notice How many of its latest updates the feed keeps for getRoundData.
+    function historyDepthOf(bytes32 feedId) external view returns (uint256);
+
+    /// @notice The feed's Chainlink phase: 1 at registration, + 1 at each reset.
+    function phaseOf(bytes32 feedId) external view returns (uint16);
+
+    /// @notice The feed's latest update as Chainlink's AggregatorV3Interface.latestRoundData
+    ///         (through a proxy): roundId = phase << 64 | n for the feed's n-th update;
+    ///         startedAt = updatedAt = observedAt (capped at block.timestamp). Before the first
+    ///         update: (phase << 64, 0, 0, 0, phase << 64).
+    function latestRoundData(bytes32 feedId)
+        external
+        view
+        returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
+
+    /// @notice A round as Chainlink's getRoundData (through a proxy): the kept rounds' data;
+    ///         (roundId, 0, 0, 0, roundId) for round 0, a round never made or no longer kept or
+    ///         of an earlier phase; (phase << 64, 0, 0, 0, phase << 64) for an aggregator round
+    ///         above 2^32 − 1; reverts NoDataPresent for phase 0 or a phase not yet begun.
+    function getRoundData(bytes32 feedId, uint80 roundId)
+        external
+        view
+        returns (uint80, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
 
     /// @notice Latest value of a feed; all zero if it never updated (or since a reset).
     ///         `observedAt` is never after block.timestamp: a value observed up to maxFutureDrift
     ///         ahead of the block is served as observed now, so `block.timestamp - updatedAt`
     ///         never underflows in a consumer.
     function latestRound(bytes32 feedId) external view returns (uint64 round, int128 value, uint64 observedAt);
-
-    /// @notice The entry of `round` if it is still in the ring; reverts NoDataPresent otherwise.
-    ///         `observedAt` is capped at block.timestamp as in `latestRound`.
-    function roundData(bytes32 feedId, uint64 round) external view returns (int128 value, uint64 observedAt);
 
     /// @notice Owner: schedule a reset of `feedId` to its registered state (no latest value, an
     ///         empty ring), applicable after `changeDelay()` seconds. The way out if a validly

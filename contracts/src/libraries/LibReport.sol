@@ -27,6 +27,7 @@ library LibReport {
         }
     }
 
+    /// @notice The report's epoch and round (its first HEADER_SIZE bytes).
     function header(bytes calldata report) internal pure returns (uint64 epoch, uint64 round) {
         assembly ("memory-safe") {
             let word := calldataload(report.offset)
@@ -35,6 +36,7 @@ library LibReport {
         }
     }
 
+    /// @notice The `i`-th update's fields.
     /// @dev Caller guarantees i < count(report).
     function update(bytes calldata report, uint256 i)
         internal
@@ -42,7 +44,7 @@ library LibReport {
         returns (bytes32 feedId, int128 value, uint64 observedAt, bytes32 modelCommitment)
     {
         assembly ("memory-safe") {
-            let p := add(report.offset, add(16, mul(i, 88)))
+            let p := add(report.offset, add(HEADER_SIZE, mul(i, UPDATE_SIZE)))
             feedId := calldataload(p)
             // the next word holds value (16 bytes) then observedAt (8 bytes)
             let w := calldataload(add(p, 32))

@@ -47,4 +47,11 @@ contract MiraOracleInvariantTest is OracleFixture {
     function invariant_skippedUpdateLeavesFeedUntouched() public view {
         vm.assertEq(handler.skippedChangedFeed(), 0, "a skipped update changed its feed");
     }
+
+    /// @notice Chainlink round ids: consecutive per feed within a phase, a reset starts the next
+    ///         phase, and no round id is ever answered with two different values.
+    function invariant_roundIdsConsecutiveAndAnsweredOnce() public view {
+        vm.assertEq(handler.idsNotConsecutive(), 0, "round ids not consecutive");
+        vm.assertEq(handler.idAnsweredTwice(), 0, "a round id answered with two values");
+    }
 }

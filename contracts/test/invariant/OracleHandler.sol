@@ -36,6 +36,13 @@ contract OracleHandler {
     uint256 public invalidSent;
     uint256 public pinsApplied;
     uint256 public recoveries;
+    /// @dev Chainlink numbering: ids that did not follow the feed's previous id by 0 or 1 in its
+    ///      phase (or did not start a new phase at n ≤ 1), and ids read with two answers.
+    uint256 public idsNotConsecutive;
+    uint256 public idAnsweredTwice;
+    uint80[FEEDS] internal lastId;
+    mapping(bytes32 feedId => mapping(uint80 roundId => int256)) internal answerOf;
+    mapping(bytes32 feedId => mapping(uint80 roundId => bool)) internal answered;
 
     constructor(
         MiraOracle oracle_,
@@ -49,6 +56,9 @@ contract OracleHandler {
         owner = owner_;
         ids = ids_;
         clock = clock_;
+        for (uint256 i; i < FEEDS; ++i) {
+            lastId[i] = 1 << 64; // registered: phase 1, no update yet
+        }
     }
 
     // ------------------------------------------------------------------ actions
@@ -130,6 +140,7 @@ contract OracleHandler {
         } catch {
             ++unrecoverable;
         }
+        _checkIds(which % FEEDS);
     }
 
     /// @dev A report whose signature, content or epoch is wrong in one of several ways.
@@ -170,6 +181,7 @@ contract OracleHandler {
     function _checkAfter(uint256[FEEDS] memory before, bool[FEEDS] memory bad) internal {
         uint256[FEEDS] memory afterwards = _snapshot();
         for (uint256 i; i < FEEDS; ++i) {
+            _checkIds(i);
             if (afterwards[i] < before[i]) ++roundsDecreased;
             uint64 t0 = uint64(before[i] >> 128);
             uint64 t1 = uint64(afterwards[i] >> 128);
@@ -184,6 +196,29 @@ contract OracleHandler {
                     ++skippedChangedFeed;
                 }
             }
+        }
+    }
+
+    /// @dev Each action applies at most one update per feed: its id moves by 0 or 1 within the
+    ///      phase, or a reset starts phase + 1 at n = 0 (or 1, if an update followed at once).
+    ///      Every id ever read with data keeps its answer while it is kept (0 data after that).
+    function _checkIds(uint256 i) internal {
+        bytes32 feed = ids[i];
+        (uint80 id, int256 answer,, uint256 updatedAt,) = oracle.latestRoundData(feed);
+        uint80 prev = lastId[i];
+        if (id >> 64 == prev >> 64) {
+            if (id != prev && id != prev + 1) ++idsNotConsecutive;
+        } else if (id >> 64 != (prev >> 64) + 1 || uint64(id) > 1) {
+            ++idsNotConsecutive;
+        }
+        lastId[i] = id;
+        if (updatedAt != 0) {
+            if (!answered[feed][id]) (answered[feed][id], answerOf[feed][id]) = (true, answer);
+            else if (answerOf[feed][id] != answer) ++idAnsweredTwice;
+        }
+        if (uint64(id) > 1) {
+            (, int256 before,, uint256 at,) = oracle.getRoundData(feed, id - 1);
+            if (at != 0 && answered[feed][id - 1] && answerOf[feed][id - 1] != before) ++idAnsweredTwice;
         }
     }
 

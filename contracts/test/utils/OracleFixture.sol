@@ -113,6 +113,15 @@ abstract contract OracleFixture is Test {
         }
     }
 
+    /// @dev `a` with `x` appended.
+    function _append(Update[] memory a, Update memory x) internal pure returns (Update[] memory b) {
+        b = new Update[](a.length + 1);
+        for (uint256 i; i < a.length; ++i) {
+            b[i] = a[i];
+        }
+        b[a.length] = x;
+    }
+
     function _one(bytes32 id, int128 value, uint64 observedAt) internal pure returns (Update[] memory u) {
         u = new Update[](1);
         u[0] = Update(id, value, observedAt, keccak256("model"));
