@@ -86,12 +86,7 @@ from oracle.crypto.envelope import EncryptedShare, IdentityKey
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.suites import MIRA_EVM
 from oracle.errors import MiraError
-from oracle.p2p.errors import MessageRejected, PeerUnavailable
-from oracle.p2p.transport import Peer, Transport
-from oracle.p2p.wire import (
-    Envelope,
-    Header,
-    MsgType,
+from oracle.node.keygen_messages import (
     decode_dkg_complaints,
     decode_dkg_justifications,
     decode_dkg_relay,
@@ -102,8 +97,10 @@ from oracle.p2p.wire import (
     encode_dkg_relay,
     encode_dkg_round1,
     encode_dkg_share,
-    unseal,
 )
+from oracle.p2p.errors import MessageRejected, PeerUnavailable
+from oracle.p2p.transport import Peer, Transport
+from oracle.p2p.wire import Envelope, Header, MsgType, unseal
 
 log = structlog.get_logger(__name__)
 

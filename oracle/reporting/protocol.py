@@ -72,10 +72,10 @@ from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.auth import Authenticator
 from oracle.p2p.errors import MessageRejected, PeerUnavailable
 from oracle.p2p.transport import Peer, Transport
-from oracle.p2p.wire import (
-    Envelope,
-    Header,
-    MsgType,
+from oracle.p2p.wire import Envelope, Header, MsgType, peek_header, unseal
+from oracle.reporting import rounds
+from oracle.reporting.errors import ReportFormatError
+from oracle.reporting.messages import (
     Observation,
     Proposal,
     SignedReport,
@@ -85,11 +85,7 @@ from oracle.p2p.wire import (
     encode_commitment,
     encode_refusal,
     encode_share,
-    peek_header,
-    unseal,
 )
-from oracle.reporting import rounds
-from oracle.reporting.errors import ReportFormatError
 from oracle.reporting.report import FeedUpdate, Report, decode, digest, encode
 from oracle.reporting.store import RoundStore, report_hash
 from oracle.reporting.transmit import Fate, OnChainValue, ReportTransmitter

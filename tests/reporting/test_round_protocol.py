@@ -231,7 +231,8 @@ async def test_a_lying_node_cannot_move_the_value(tmp_path: Path) -> None:
 async def test_follower_refuses_a_proposal_that_disagrees_with_its_output(
     tmp_path: Path,
 ) -> None:
-    from oracle.p2p.wire import MsgType, Observation, Proposal
+    from oracle.p2p.wire import MsgType
+    from oracle.reporting.messages import Observation, Proposal
     from oracle.reporting.protocol import Refusal
     from oracle.reporting.report import Report, encode
 
@@ -280,7 +281,8 @@ async def test_follower_checks_its_own_output_for_the_same_observation_time(
 ) -> None:
     """A replayed feed moved on by a row between OBSERVE and PROPOSAL: the follower compares
     with its output for the report's observation time, not its latest."""
-    from oracle.p2p.wire import MsgType, Observation, Proposal
+    from oracle.p2p.wire import MsgType
+    from oracle.reporting.messages import Observation, Proposal
     from oracle.reporting.protocol import Refusal
     from oracle.reporting.report import Report, encode
 
