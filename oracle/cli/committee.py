@@ -19,7 +19,7 @@ import click
 from eth_account import Account
 from web3 import Web3
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.chain.deploy import at
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.chain.rotation import (

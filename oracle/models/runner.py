@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from river import compose, drift, proba
 
-from oracle.errors import MiraError
-from oracle.models.allowlist import ANOMALY, FORECASTER, POLICY, REGRESSOR
+from oracle.config.allowlist import ANOMALY, FORECASTER, POLICY, REGRESSOR
+from oracle.errors import MiraError, Rejected
 from oracle.models.commitment import commitment, committer
 from oracle.models.quantize import quantizer
 
@@ -46,15 +46,6 @@ _ADWIN: Any = drift.ADWIN
 
 class ModelError(MiraError):
     """A model could not be built, run or restored."""
-
-
-class Rejected(MiraError, ValueError):
-    """An observation the feed refuses; ``reason`` is a short machine-readable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
 
 
 class ArmOutput(NamedTuple):

@@ -12,20 +12,24 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from eth_utils.crypto import keccak
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 
+from oracle.config.network import NetworkConfig
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import KeyPackage, PublicKeyPackage, Signer
 from oracle.crypto.group import Point
-from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.crypto.suites import MIRA_EVM
 from oracle.node.keygen import DKGInbox, KeygenError, NetworkDKG, PendingCommittee
+from oracle.node.keys import NodeKeys
 from oracle.node.keyshare import load_share, save_share, share_file, shares_dir
-from oracle.node.service import Health
+from oracle.node.transmission import TransmissionService
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
 from oracle.p2p.transport import Peer, Transport
 from oracle.p2p.wire import MAX_MESSAGE_BYTES
@@ -40,11 +44,11 @@ from oracle.reporting.protocol import (
 from oracle.reporting.report import FeedUpdate
 from oracle.reporting.store import RoundStore
 from oracle.reporting.transmit import Fate, ManagedTransmitter, Web3Transmitter
+from oracle.service import Health
 from oracle.storage import SqlUsedNonceLog
 
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
-    from oracle.node.node import Node
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +58,7 @@ _POLL_S = 1.0  # how often the supervisor reads the committee from the chain
 class NodeOutputs:
     """The round protocol's view of this node's feed pipelines."""
 
-    def __init__(self, runners: dict[str, FeedRunner]) -> None:
+    def __init__(self, runners: Mapping[str, FeedRunner]) -> None:
         self.runners = list(runners.values())
         self._by_output = {o.id_bytes32: r for r in self.runners for o in r.spec.outputs}
 
@@ -92,12 +96,22 @@ class NetworkService:
 
     name = "network"
 
-    def __init__(self, node: Node) -> None:
-        assert node.config.network is not None
-        self.node = node
-        self.config = node.config.network
-        self.p2p_metrics = P2PMetrics(node.registry)
-        self.round_metrics = RoundMetrics(node.registry)
+    def __init__(
+        self,
+        config: NetworkConfig,
+        keys: NodeKeys,
+        engine: Engine,
+        registry: CollectorRegistry,
+        runners: Mapping[str, FeedRunner],
+        transmission: TransmissionService | None,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.engine = engine
+        self.runners = runners
+        self.transmission = transmission
+        self.p2p_metrics = P2PMetrics(registry)
+        self.round_metrics = RoundMetrics(registry)
         self.protocol: RoundProtocol | None = None
         self.transport: Transport | None = None
         self.auth: Authenticator | None = None
@@ -124,12 +138,9 @@ class NetworkService:
 
     async def start(self) -> None:
         cfg = self.config
-        passphrase = read_passphrase(cfg.passphrase_file)
-        keys = KeyStore(cfg.keys_dir)
-        self.identity: IdentityKey = keys.load_identity(passphrase)
-        self.operator_secret = keys.load_operator(passphrase).secret_bytes()
+        self.identity: IdentityKey = self.keys.identity()
         self.transmitter: ManagedTransmitter | Web3Transmitter
-        manager = self.node.transmission
+        manager = self.transmission
         if manager is not None:  # [network] transmitter = "manager" (the default)
             self.transmitter = ManagedTransmitter(
                 cfg.rpc_url,
@@ -140,7 +151,10 @@ class NetworkService:
             )
         else:  # transmitter = "direct"
             self.transmitter = Web3Transmitter(
-                cfg.rpc_url, cfg.oracle, self.operator_secret, rpc_timeout=cfg.rpc_timeout_s
+                cfg.rpc_url,
+                cfg.oracle,
+                self.keys.operator().secret_bytes(),
+                rpc_timeout=cfg.rpc_timeout_s,
             )
         self._state = "bootstrapping"
         self._task = asyncio.create_task(self._supervise(), name="network-supervisor")
@@ -366,7 +380,7 @@ class NetworkService:
             Peer(i, self.config.peer_url(str(m[0]), str(m[2])), identity_keys[i])
             for i, m in enumerate(members)
         )
-        engine = self.node.storage.engine
+        engine = self.engine
         signer = Signer(MIRA_EVM, key, public, SqlUsedNonceLog(engine))
         ctx = EpochContext(
             chain_id,
@@ -379,7 +393,7 @@ class NetworkService:
             signer,
         )
         policies = {}
-        for runner in self.node.runners.values():
+        for runner in self.runners.values():
             spec = runner.spec
             static = runner.pipeline.model.commitment() if spec.model is None else None
             for output in spec.outputs:  # one per arm for a policy feed
@@ -403,7 +417,7 @@ class NetworkService:
         self.protocol = RoundProtocol(
             ctx,
             self.transport,
-            NodeOutputs(self.node.runners),
+            NodeOutputs(self.runners),
             policies,
             self.transmitter,
             RoundStore(engine),

@@ -12,20 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 
-from oracle.chain import artifacts
-from oracle.crypto.keystore import KeyStore, read_passphrase
-from oracle.node.service import Health
+from oracle import artifacts
+from oracle.config.network import NetworkConfig
+from oracle.node.keys import NodeKeys
+from oracle.service import Health
 from oracle.transmission import HealthReport, TransmissionManager, TxManagerConfig
-
-if TYPE_CHECKING:
-    from oracle.node.node import Node
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +43,17 @@ def node_health(report: HealthReport) -> Health:
 class TransmissionService:
     name = "transmission"
 
-    def __init__(self, node: Node) -> None:
-        assert node.config.network is not None
-        self.node = node
-        self.config = node.config.network
+    def __init__(
+        self,
+        config: NetworkConfig,
+        keys: NodeKeys,
+        engine: Engine,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.engine = engine
+        self.registry = registry
         self.manager: TransmissionManager | None = None
         self.account: LocalAccount | None = None
         self._task: asyncio.Task[None] | None = None
@@ -63,10 +69,7 @@ class TransmissionService:
         return self.manager if self._state == "active" else None
 
     async def start(self) -> None:
-        cfg = self.config
-        passphrase = read_passphrase(cfg.passphrase_file)
-        operator = KeyStore(cfg.keys_dir).load_operator(passphrase)
-        self.account = Account.from_key(operator.secret_bytes())
+        self.account = Account.from_key(self.keys.operator().secret_bytes())
         self._state = "bootstrapping"
         self._task = asyncio.create_task(self._bootstrap(), name="transmission-bootstrap")
 
@@ -96,7 +99,7 @@ class TransmissionService:
                     assert self.account is not None
                     chain_id = await self._chain_id()
                     self.manager = TransmissionManager(
-                        self.node.storage.engine,
+                        self.engine,
                         self.account,
                         TxManagerConfig(
                             chain_id=chain_id,
@@ -107,7 +110,7 @@ class TransmissionService:
                             demote_seconds=cfg.tx_rpc_demote_s,
                             health_interval=cfg.tx_rpc_health_interval_s,
                         ),
-                        registry=self.node.registry,
+                        registry=self.registry,
                         error_abis=[artifacts.load("MiraOracle").abi],
                     )
                 await self.manager.start()

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from oracle.config.feeds import HttpSourceSpec
-from oracle.models.runner import Rejected
+from oracle.errors import Rejected
 from oracle.sources.validate import to_number
 
 
