@@ -57,6 +57,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from oracle.chain.oracle_calls import signature_struct
+from oracle.config.publish import is_due, within_bps
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.frost import (
     PublicKeyPackage,
@@ -240,11 +241,6 @@ _AUTHOR_CHOICES = frozenset(
 )
 
 
-def _within_bps(a: int, b: int, bps: int) -> bool:
-    """|a − b| ≤ bps/10⁴ · |b| in exact integer arithmetic."""
-    return abs(a - b) * 10_000 <= bps * abs(b)
-
-
 def lower_median(values: list[tuple[int, int, FeedUpdate]]) -> FeedUpdate:
     """The lower median of (value, member index, update), ties broken by member index."""
     ordered = sorted(values, key=lambda v: (v[0], v[1]))
@@ -379,13 +375,16 @@ class RoundProtocol:
         value, observed_at = ref
         if update.observed_at <= observed_at:
             return False  # the contract would skip it as stale
-        if update.observed_at - observed_at >= policy.heartbeat_s:
-            return True
-        if update.value == value:
-            return False
-        if value == 0:
-            return True
-        return abs(update.value - value) * 10_000 >= policy.deviation_bps * abs(value)
+        # the model runner's rule for its own outputs (oracle.config.publish), on the
+        # reference the chain holds (or the report in flight)
+        return is_due(
+            value,
+            observed_at,
+            update.value,
+            update.observed_at,
+            deviation_bps=policy.deviation_bps,
+            heartbeat=policy.heartbeat_s,
+        )
 
     # -- messages -------------------------------------------------------------------------
 
@@ -565,7 +564,7 @@ class RoundProtocol:
                     f"{policy.name}: observedAt {update.observed_at}, own latest "
                     f"{own.observed_at}, bound {policy.max_skew_s} s",
                 )
-        if not _within_bps(update.value, own.value, policy.tolerance_bps):
+        if not within_bps(update.value, own.value, policy.tolerance_bps):
             raise Refusal(
                 "disagrees_with_own_output",
                 f"{policy.name}: proposed {update.value}, own output {own.value}, "
@@ -748,7 +747,7 @@ class RoundProtocol:
             feeds = collected[who].by_feed
             return all(
                 u.feed_id in feeds
-                and _within_bps(
+                and within_bps(
                     u.value, feeds[u.feed_id].value, self.policies[u.feed_id].tolerance_bps
                 )
                 for u in updates
