@@ -25,12 +25,12 @@ from oracle.chain.oracle_calls import MemberInfo
 from oracle.chain.rotation import (
     KeyProposals,
     activate_when_proposed,
-    default_threshold,
     key_proposals,
     propose_committee,
 )
 from oracle.chain.system import Sender
 from oracle.cli.options import owner_keys_dir_option, passphrase_file_option
+from oracle.crypto.dkg import default_threshold
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError, MiraError
 from oracle.p2p.transport import HEALTH_PATH

@@ -58,6 +58,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from oracle.chain.oracle_calls import signature_struct
 from oracle.config.publish import is_due, within_bps
+from oracle.crypto.dkg import default_threshold, max_faulty
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.frost import (
     PublicKeyPackage,
@@ -141,11 +142,11 @@ class EpochContext:
 
     @property
     def f(self) -> int:
-        return (self.n - 1) // 3
+        return max_faulty(self.n)
 
     @property
     def quorum(self) -> int:
-        return 2 * self.f + 1
+        return default_threshold(self.n)
 
     @property
     def threshold(self) -> int:

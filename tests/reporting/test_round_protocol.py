@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from oracle.chain.oracle_calls import SignatureStruct
-from oracle.crypto.dkg import DKGResult, run_dkg
+from oracle.crypto.dkg import DKGResult, default_threshold, run_dkg
 from oracle.crypto.frost import Signer
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
@@ -133,7 +133,7 @@ async def _network(
     ``chain``/``dkg``: carry a chain and committee over from an earlier network (a restart);
     ``transmitters``: one per node, e.g. to anvil."""
     n = len(values) if sources is None else len(sources)
-    dkg = dkg or run_dkg(MIRA_EVM, 2 * ((n - 1) // 3) + 1, n)
+    dkg = dkg or run_dkg(MIRA_EVM, default_threshold(n), n)
     chain = chain or FakeChain(dkg.public.group_key)
     idkeys = [coincurve.PrivateKey() for _ in range(n)]
     members = EpochMembers(EPOCH, tuple(k.public_key.format(compressed=True) for k in idkeys))
