@@ -2,14 +2,21 @@
 services that sign with them: the operator key to the transaction manager (and to the
 network service's transmitter), the identity key to the network service (p2p and DKG).
 
+:class:`NetworkSetup` is what the node hands each ``[network]`` service.
+
 One reader, so the passphrase is read and each key decrypted in one place, whichever
 service starts first.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from oracle.config.network import NetworkConfig
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.keystore import KeyStore, OperatorKey, read_passphrase
 
@@ -40,3 +47,14 @@ class NodeKeys:
         if self._identity is None:
             self._identity = self._store.load_identity(self._read_passphrase())
         return self._identity
+
+
+@dataclass(frozen=True)
+class NetworkSetup:
+    """What each ``[network]`` service gets from the node: the section, the keys, the
+    database and the metrics registry (and nothing else of the node)."""
+
+    config: NetworkConfig
+    keys: NodeKeys
+    engine: Engine
+    registry: CollectorRegistry

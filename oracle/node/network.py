@@ -18,18 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from eth_utils.crypto import keccak
-from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine
 
-from oracle.config.network import NetworkConfig
+from oracle.chain.oracle_calls import MemberInfo
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import KeyPackage, PublicKeyPackage, Signer
 from oracle.crypto.group import Point
 from oracle.crypto.suites import MIRA_EVM
 from oracle.node.keygen import DKGInbox, KeygenError, NetworkDKG, PendingCommittee
-from oracle.node.keys import NodeKeys
+from oracle.node.keys import NetworkSetup
 from oracle.node.keyshare import load_share, save_share, share_file, shares_dir
-from oracle.node.transmission import TransmissionService
+from oracle.node.transmission import STARTUP_BACKOFF, TransmissionService
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
 from oracle.p2p.transport import Peer, Transport
 from oracle.p2p.wire import MAX_MESSAGE_BYTES
@@ -44,6 +42,7 @@ from oracle.reporting.protocol import (
 from oracle.reporting.report import FeedUpdate
 from oracle.reporting.store import RoundStore
 from oracle.reporting.transmit import Fate, ManagedTransmitter, Web3Transmitter
+from oracle.retry import wait_after_failure
 from oracle.service import Health
 from oracle.storage import SqlUsedNonceLog
 
@@ -98,20 +97,17 @@ class NetworkService:
 
     def __init__(
         self,
-        config: NetworkConfig,
-        keys: NodeKeys,
-        engine: Engine,
-        registry: CollectorRegistry,
+        setup: NetworkSetup,
         runners: Mapping[str, FeedRunner],
         transmission: TransmissionService | None,
     ) -> None:
-        self.config = config
-        self.keys = keys
-        self.engine = engine
+        self.config = setup.config
+        self.keys = setup.keys
+        self.engine = setup.engine
         self.runners = runners
         self.transmission = transmission
-        self.p2p_metrics = P2PMetrics(registry)
-        self.round_metrics = RoundMetrics(registry)
+        self.p2p_metrics = P2PMetrics(setup.registry)
+        self.round_metrics = RoundMetrics(setup.registry)
         self.protocol: RoundProtocol | None = None
         self.transport: Transport | None = None
         self.auth: Authenticator | None = None
@@ -171,9 +167,9 @@ class NetworkService:
                 failures += 1
                 if self.protocol is None:
                     self._state = f"bootstrapping: {type(exc).__name__}: {exc}"[:300]
-                if failures in (1, 5) or failures % 30 == 0:
-                    log.warning("network.supervisor_retry", attempt=failures, error=str(exc)[:300])
-                await asyncio.sleep(min(2.0, 0.2 * failures))
+                await wait_after_failure(
+                    failures, STARTUP_BACKOFF, log, "network.supervisor_retry", exc
+                )
                 continue
             await asyncio.sleep(_POLL_S)
 
@@ -186,8 +182,9 @@ class NetworkService:
         epoch = int(await oracle.functions.currentEpoch().call())
         p_epoch, proposal, threshold, p_members = await oracle.functions.pendingCommittee().call()
         if int(p_epoch) != 0 and (int(p_epoch), int(proposal)) != self._considered:
+            members = [MemberInfo.from_chain(m) for m in p_members]
             await self._consider_proposal(
-                chain_id, int(p_epoch), int(proposal), int(threshold), p_members
+                chain_id, int(p_epoch), int(proposal), int(threshold), members
             )
             self._considered = (int(p_epoch), int(proposal))
         elif int(p_epoch) == 0 and self._keygen_for is not None and epoch >= self._keygen_for[0]:
@@ -219,6 +216,13 @@ class NetworkService:
         await transport.start()
         self.transport = transport
 
+    def _peers(self, members: list[MemberInfo]) -> tuple[Peer, ...]:
+        """The members as p2p peers, by index (a member's URL may be overridden by config)."""
+        return tuple(
+            Peer(i, self.config.peer_url(m.operator, m.p2p_url), m.identity_key)
+            for i, m in enumerate(members)
+        )
+
     def _serve(self) -> None:
         assert self.auth is not None
         self.auth.serve_epochs(
@@ -228,22 +232,15 @@ class NetworkService:
     # -- key generation for a proposed committee ----------------------------------------------
 
     async def _consider_proposal(
-        self, chain_id: int, epoch: int, proposal: int, threshold: int, members: list[Any]
+        self, chain_id: int, epoch: int, proposal: int, threshold: int, members: list[MemberInfo]
     ) -> None:
         await self._end_keygen()  # a newer proposal replaces the one we were serving
-        identity_keys = tuple(bytes(m[1]) for m in members)
+        identity_keys = tuple(m.identity_key for m in members)
         if self.identity.public_bytes not in identity_keys:
             return  # not ours to run
         me = identity_keys.index(self.identity.public_bytes)
         pending = PendingCommittee(
-            epoch,
-            proposal,
-            threshold,
-            tuple(
-                Peer(i, self.config.peer_url(str(m[0]), str(m[2])), identity_keys[i])
-                for i, m in enumerate(members)
-            ),
-            tuple(str(m[0]) for m in members),
+            epoch, proposal, threshold, self._peers(members), tuple(m.operator for m in members)
         )
         self._keygen_for = (epoch, proposal)
         if self.protocol is None:
@@ -356,9 +353,9 @@ class NetworkService:
     async def _enter_epoch(self, chain_id: int, epoch: int) -> None:
         oracle = self.transmitter.contract
         px, parity = await oracle.functions.groupKey(epoch).call()
-        members = await oracle.functions.members(epoch).call()
+        members = [MemberInfo.from_chain(m) for m in await oracle.functions.members(epoch).call()]
         chain_key = Point.deserialize(bytes([2 + int(parity)]) + int(px).to_bytes(32, "big"))
-        identity_keys = tuple(bytes(m[1]) for m in members)
+        identity_keys = tuple(m.identity_key for m in members)
         if self.identity.public_bytes not in identity_keys:
             await self._leave_epoch()
             self.epoch = epoch
@@ -376,10 +373,7 @@ class NetworkService:
         await self._leave_epoch()
         self._active_members = EpochMembers(epoch, identity_keys)
         self._serve()
-        peers = tuple(
-            Peer(i, self.config.peer_url(str(m[0]), str(m[2])), identity_keys[i])
-            for i, m in enumerate(members)
-        )
+        peers = self._peers(members)
         engine = self.engine
         signer = Signer(MIRA_EVM, key, public, SqlUsedNonceLog(engine))
         ctx = EpochContext(
@@ -387,7 +381,7 @@ class NetworkService:
             bytes.fromhex(self.config.oracle[2:]),
             epoch,
             peers,
-            tuple(str(m[0]) for m in members),
+            tuple(m.operator for m in members),
             me,
             public,
             signer,
@@ -429,9 +423,9 @@ class NetworkService:
         self.members = [
             {
                 "index": i,
-                "operator": str(m[0]),
-                "identity_key": "0x" + bytes(m[1]).hex(),
-                "p2p_url": str(m[2]),
+                "operator": m.operator,
+                "identity_key": "0x" + m.identity_key.hex(),
+                "p2p_url": m.p2p_url,
             }
             for i, m in enumerate(members)
         ]

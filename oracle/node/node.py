@@ -25,7 +25,7 @@ from oracle.api.server import ApiService, NodeView
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.node.feeds import FeedRunner
-from oracle.node.keys import NodeKeys
+from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
 from oracle.node.transmission import TransmissionService
@@ -164,16 +164,15 @@ class Node:
         self.transmission: TransmissionService | None = None
         if config.network is not None:
             net = config.network
-            keys = NodeKeys(net.keys_dir, net.passphrase_file)  # read once, for both services
-            engine = self.storage.engine
+            # the keys are read once, for both services
+            keys = NodeKeys(net.keys_dir, net.passphrase_file)
+            setup = NetworkSetup(net, keys, self.storage.engine, self.registry)
             if net.transmitter == "manager":
                 # reports go out through the manager: it starts before the network
                 # service and stops after it
-                self.transmission = TransmissionService(net, keys, engine, self.registry)
+                self.transmission = TransmissionService(setup)
                 services.append(self.transmission)
-            self.network = NetworkService(
-                net, keys, engine, self.registry, self.runners, self.transmission
-            )
+            self.network = NetworkService(setup, self.runners, self.transmission)
             services.append(self.network)
         view = NodeView(
             name=config.name,

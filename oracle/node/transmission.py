@@ -17,16 +17,18 @@ import aiohttp
 import structlog
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine
 
 from oracle import artifacts
-from oracle.config.network import NetworkConfig
-from oracle.node.keys import NodeKeys
+from oracle.node.keys import NetworkSetup
+from oracle.retry import Backoff, wait_after_failure
 from oracle.service import Health
 from oracle.transmission import HealthReport, TransmissionManager, TxManagerConfig
 
 log = structlog.get_logger(__name__)
+
+# How the node's chain-facing services (this one and oracle.node.network's supervisor)
+# retry while their RPC does not answer: 0.2 s, growing to one try every 2 s.
+STARTUP_BACKOFF = Backoff(0.2, 1.5, cap_s=2.0)
 
 
 def node_health(report: HealthReport) -> Health:
@@ -43,17 +45,11 @@ def node_health(report: HealthReport) -> Health:
 class TransmissionService:
     name = "transmission"
 
-    def __init__(
-        self,
-        config: NetworkConfig,
-        keys: NodeKeys,
-        engine: Engine,
-        registry: CollectorRegistry,
-    ) -> None:
-        self.config = config
-        self.keys = keys
-        self.engine = engine
-        self.registry = registry
+    def __init__(self, setup: NetworkSetup) -> None:
+        self.config = setup.config
+        self.keys = setup.keys
+        self.engine = setup.engine
+        self.registry = setup.registry
         self.manager: TransmissionManager | None = None
         self.account: LocalAccount | None = None
         self._task: asyncio.Task[None] | None = None
@@ -121,11 +117,9 @@ class TransmissionService:
             except Exception as exc:
                 attempt += 1
                 self._state = f"bootstrapping: {type(exc).__name__}: {exc}"[:300]
-                if attempt in (1, 5) or attempt % 30 == 0:
-                    log.warning(
-                        "transmission.bootstrap_retry", attempt=attempt, error=str(exc)[:300]
-                    )
-                await asyncio.sleep(min(2.0, 0.2 * attempt))
+                await wait_after_failure(
+                    attempt, STARTUP_BACKOFF, log, "transmission.bootstrap_retry", exc
+                )
 
     async def stop(self) -> None:
         if self._task is not None:
