@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import KeyPackage, PublicKeyPackage
@@ -27,8 +25,6 @@ from oracle.reporting.transmit import ManagedTransmitter, Web3Transmitter
 
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
-
-log = structlog.get_logger(__name__)
 
 
 class NetworkState:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from oracle.crypto.dkg import default_threshold, max_faulty
@@ -20,8 +19,6 @@ from oracle.reporting.messages import (
     Observation,
 )
 from oracle.reporting.report import FeedUpdate
-
-log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)

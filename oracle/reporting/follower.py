@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-import structlog
-
 from oracle.config.publish import within_bps
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.frost import (
@@ -30,8 +28,6 @@ from oracle.reporting.messages import (
     encode_share,
 )
 from oracle.reporting.report import FeedUpdate, Report, decode, digest
-
-log = structlog.get_logger(__name__)
 
 
 class Follower(RoundCore):
