@@ -316,7 +316,6 @@ transmit_timeout_s = {transmit_timeout}
 rpc_timeout_s = {rpc_timeout}
 dkg_phase_timeout_s = {dkg_phase_timeout}
 corrupt_signature_shares = {corrupt}
-transmitter = "{transmitter}"
 """
 
 
@@ -330,7 +329,6 @@ def node_config_toml(
     observe_timeout: float,
     transmit_timeout: float,
     rpc_timeout: float,
-    transmitter: str = "manager",
     corrupt_signature_shares: bool = False,
     flush_every_s: float | None = None,
     checkpoint_every_s: float | None = None,
@@ -361,7 +359,6 @@ def node_config_toml(
         rpc_timeout=rpc_timeout,
         dkg_phase_timeout=dkg_phase_timeout,
         corrupt="true" if corrupt_signature_shares else "false",
-        transmitter=transmitter,
     ) + "".join(
         ["\n[network.peer_urls]\n"]
         + [f'"{op}" = "{url}"\n' for op, url in sorted((peer_urls or {}).items())]
@@ -384,7 +381,6 @@ class LocalNet:
         transmit_timeout_s: float = 3.0,
         deviation_bps: int = 10,
         tolerance_bps: int = 100,
-        transmitter: str = "manager",
         hidden: int | None = None,
         dkg_phase_timeout_s: float = 30.0,
     ) -> None:
@@ -396,7 +392,7 @@ class LocalNet:
         self.anvil_url = anvil_url
         self.anvil_port = int(anvil_url.rsplit(":", 1)[1])
         self.anvil_keys = anvil_keys
-        self.round_period_s, self.transmitter = round_period_s, transmitter
+        self.round_period_s = round_period_s
         self.observe_timeout_s, self.transmit_timeout_s = observe_timeout_s, transmit_timeout_s
         self.params = {
             "poll": poll_s,
@@ -405,7 +401,6 @@ class LocalNet:
             "transmit_timeout": transmit_timeout_s,
             "deviation_bps": deviation_bps,
             "tolerance_bps": tolerance_bps,
-            "transmitter": transmitter,
         }
         self.loop = _Loop()
         self.feeds = FeedServer(self.loop)
@@ -483,7 +478,6 @@ class LocalNet:
                 observe_timeout=self.observe_timeout_s,
                 transmit_timeout=self.transmit_timeout_s,
                 rpc_timeout=2.0,
-                transmitter=self.transmitter,
                 corrupt_signature_shares=corrupt,
                 flush_every_s=0.2,
                 checkpoint_every_s=5,

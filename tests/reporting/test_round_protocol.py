@@ -72,7 +72,8 @@ class FakeChain:
 
 
 class ChainTransmitter:
-    keeps_record = False
+    """Submits to the fake chain; like the transaction manager, a report submitted again
+    is the same transmission (the fake chain applies a report once)."""
 
     def __init__(self, chain: FakeChain, sender: str) -> None:
         self.chain, self._sender = chain, sender
