@@ -46,7 +46,6 @@ class NetworkConfig:
     observe_timeout_s: float
     transmit_timeout_s: float
     rpc_timeout_s: float
-    corrupt_signature_shares: bool  # fault injection for tests; never set in production
     # A DKG phase waits this long for every member; then round 1 goes on with t + f of them
     # and later phases treat a missing message as a fault (oracle.node.keygen).
     dkg_phase_timeout_s: float = 30.0
@@ -114,7 +113,6 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         observe_timeout_s=t.number("observe_timeout_s", 0.2, low=0.01, high=30.0),
         transmit_timeout_s=t.number("transmit_timeout_s", 3.0, low=0.1, high=600.0),
         rpc_timeout_s=t.number("rpc_timeout_s", 3.0, low=0.1, high=120.0),
-        corrupt_signature_shares=t.boolean("corrupt_signature_shares", False),
         dkg_phase_timeout_s=t.number("dkg_phase_timeout_s", 30.0, low=0.5, high=3600.0),
         backup_rpc_urls=tuple(backups),
         tx_poll_interval_s=t.number("tx_poll_interval_s", 0.5, low=0.05, high=60.0),

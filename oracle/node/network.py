@@ -391,7 +391,6 @@ class NetworkService:
             round_period_s=self.config.round_period_s,
             observe_timeout_s=self.config.observe_timeout_s,
             transmit_timeout_s=self.config.transmit_timeout_s,
-            corrupt_signature_shares=self.config.corrupt_signature_shares,
         )
         assert self.transport is not None
         self.protocol = RoundProtocol(

@@ -24,7 +24,7 @@ from oracle.chain import artifacts
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import deploy
 from oracle.chain.oracle_calls import MemberInfo, start_epoch_args
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.suites import MIRA_EVM
 from oracle.reporting.protocol import FeedPolicy
 from oracle.reporting.report import FeedUpdate
@@ -118,7 +118,7 @@ async def test_nodes_keep_reporting_registered_feeds_when_one_is_unregistered(
     tmp_path: Path, anvil: Anvil, w3: Web3
 ) -> None:
     oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 86400, 3600, 300)
-    dkg = run_dkg(MIRA_EVM, 3, 4)
+    dkg = run_dkg_in_one_process(MIRA_EVM, 3, 4)
     operators = [Web3.to_checksum_address(w3.eth.accounts[i + 1]) for i in range(4)]
     members = [_member(i, op) for i, op in enumerate(operators)]
     w3.eth.wait_for_transaction_receipt(
