@@ -39,7 +39,7 @@ from oracle.reporting.protocol import (
 )
 from oracle.reporting.report import FeedUpdate
 from oracle.reporting.store import RoundStore
-from oracle.reporting.transmit import Fate, ManagedTransmitter, Web3Transmitter
+from oracle.reporting.transmit import Fate, ManagedTransmitter
 from oracle.storage import SqlUsedNonceLog
 
 if TYPE_CHECKING:
@@ -127,21 +127,15 @@ class NetworkService:
         passphrase = read_passphrase(cfg.passphrase_file)
         keys = KeyStore(cfg.keys_dir)
         self.identity: IdentityKey = keys.load_identity(passphrase)
-        self.operator_secret = keys.load_operator(passphrase).secret_bytes()
-        self.transmitter: ManagedTransmitter | Web3Transmitter
         manager = self.node.transmission
-        if manager is not None:  # [network] transmitter = "manager" (the default)
-            self.transmitter = ManagedTransmitter(
-                cfg.rpc_url,
-                cfg.oracle,
-                manager.sender,
-                manager.running,
-                rpc_timeout=cfg.rpc_timeout_s,
-            )
-        else:  # transmitter = "direct"
-            self.transmitter = Web3Transmitter(
-                cfg.rpc_url, cfg.oracle, self.operator_secret, rpc_timeout=cfg.rpc_timeout_s
-            )
+        assert manager is not None, "the transaction manager starts before the network"
+        self.transmitter = ManagedTransmitter(
+            cfg.rpc_url,
+            cfg.oracle,
+            manager.sender,
+            manager.running,
+            rpc_timeout=cfg.rpc_timeout_s,
+        )
         self._state = "bootstrapping"
         self._task = asyncio.create_task(self._supervise(), name="network-supervisor")
 
@@ -397,7 +391,6 @@ class NetworkService:
             round_period_s=self.config.round_period_s,
             observe_timeout_s=self.config.observe_timeout_s,
             transmit_timeout_s=self.config.transmit_timeout_s,
-            corrupt_signature_shares=self.config.corrupt_signature_shares,
         )
         assert self.transport is not None
         self.protocol = RoundProtocol(
@@ -463,7 +456,6 @@ class NetworkService:
             out.update(self.protocol.status())
             out["members"] = self.members
             out["transmitter"] = self.transmitter.sender
-            out["transmit_via"] = self.config.transmitter
         return out
 
 

@@ -179,11 +179,10 @@ class Node:
         self.network: NetworkService | None = None
         self.transmission: TransmissionService | None = None
         if config.network is not None:
-            if config.network.transmitter == "manager":
-                # reports go out through the manager: it starts before the network
-                # service and stops after it
-                self.transmission = TransmissionService(self)
-                services.append(self.transmission)
+            # reports go out through the manager: it starts before the network service
+            # and stops after it
+            self.transmission = TransmissionService(self)
+            services.append(self.transmission)
             self.network = NetworkService(self)
             services.append(self.network)
         self.services = ServiceGroup(config.name, [*services, self.api])

@@ -66,7 +66,6 @@ from oracle.crypto.frost import (
     aggregate,
     verify_signature_share,
 )
-from oracle.crypto.group import N
 from oracle.crypto.nonces import SigningCommitment
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.auth import Authenticator
@@ -167,7 +166,6 @@ class ProtocolConfig:
     report_max_age_s: float = 60.0
     chain_poll_s: float = 0.5
     suspect_s: float = 60.0
-    corrupt_signature_shares: bool = False  # fault injection for tests only
 
 
 class RoundMetrics:
@@ -242,6 +240,13 @@ class _Collected:
 _AUTHOR_CHOICES = frozenset(
     {"observed_at_skew", "unverifiable_commitment", "model_commitment", "future_observation"}
 )
+
+
+#: Refusals only the proposing leader can have caused, so they name it: the report is not
+#: the lower median of the observations the leader itself embedded, each signed by its
+#: author and checked here; anyone holding the proposal recomputes that median, so the
+#: evidence is the leader's own message (a liar proposing its own value is caught here).
+_LEADER_OFFENCES = frozenset({"not_median"})
 
 
 def _within_bps(a: int, b: int, bps: int) -> bool:
@@ -632,7 +637,12 @@ class RoundProtocol:
         mine = [c for c in proposal.commitments if c.identifier == me]
         if issued is None or mine != [issued]:
             raise Refusal("nonce", f"no commitment issued by this node for {h.round}.{h.attempt}")
-        self.verify_proposal(h.round, proposal)
+        try:
+            self.verify_proposal(h.round, proposal)
+        except Refusal as refusal:
+            if refusal.reason in _LEADER_OFFENCES:
+                self._name_offender(h.round, h.attempt, h.sender, refusal.reason)
+            raise
         message = digest(self.ctx.chain_id, self.ctx.oracle, self.ctx.epoch, proposal.report)
         try:
             round_ = SigningRound.build(MIRA_EVM, self.ctx.public, message, proposal.commitments)
@@ -648,8 +658,6 @@ class RoundProtocol:
         finally:
             self._nonces.pop((h.round, h.attempt), None)
         self.store.set_round_state(self.ctx.epoch, h.round, str(h.sender), "signed")
-        if self.config.corrupt_signature_shares:
-            return (share.z + 1) % N  # test-only fault: an invalid share
         return share.z
 
     # -- leader ---------------------------------------------------------------------------
@@ -959,7 +967,9 @@ class RoundProtocol:
         """Name a member for misbehaviour only it can have committed, because the evidence
         is signed by it: an invalid share (it did not verify against the member's public
         verification share), a forged nonce identifier (in its signed observation or
-        nonce). It is passed over for ``suspect_s`` while enough others agree."""
+        nonce), a proposal whose report is not the median of its own embedded observations
+        (``_LEADER_OFFENCES``). It is passed over for ``suspect_s`` while enough others
+        agree."""
         counts = self.offences.setdefault(who, {})
         counts[offence] = counts.get(offence, 0) + 1
         self._suspects[who] = time.monotonic() + self.config.suspect_s
@@ -1089,7 +1099,6 @@ class RoundProtocol:
         # The designated transmitter sends at once; member k of the rotation waits k
         # timeouts, then sends only if the report is still not on-chain.
         await asyncio.sleep(position * cfg.transmit_timeout_s)
-        key = report_hash(report_bytes)
         message = digest(ctx.chain_id, ctx.oracle, ctx.epoch, report_bytes)
         sig = signature_struct(ctx.public.group_key, message, signature)
         while self._running and time.time() - created < cfg.report_max_age_s:
@@ -1101,33 +1110,10 @@ class RoundProtocol:
                 log.debug("transmit.check_failed", round=report.round, error=str(exc)[:200])
                 await asyncio.sleep(0.5)
                 continue
-            if self.transmitter.keeps_record:
-                # The transmitter's durable queue is the record, keyed by the report hash:
-                # submitting again returns the same transmission, never a second send.
-                result = await self.transmitter.submit(report_bytes, sig, report.round)
-                self.metrics.transmissions.labels(result.fate.value).inc()
-            else:
-                status = self.store.transmission_status(ctx.chain_id, key)
-                if status not in (None, "failed"):
-                    # Sent before (maybe before a crash): never send it twice; wait for it,
-                    # and the rest of the rotation covers us if it never lands.
-                    await asyncio.sleep(0.5)
-                    continue
-                if status is None and not self.store.claim_transmission(
-                    ctx.chain_id, key, self.transmitter.sender
-                ):
-                    continue
-                self.store.update_transmission(ctx.chain_id, key, "sending")
-                result = await self.transmitter.submit(report_bytes, sig, report.round)
-                self.metrics.transmissions.labels(result.fate.value).inc()
-                status_now = "failed" if result.fate is Fate.FAILED else result.fate.value
-                self.store.update_transmission(
-                    ctx.chain_id,
-                    key,
-                    status_now,
-                    tx_hash=result.tx_hash,
-                    tx_nonce=result.tx_nonce,
-                )
+            # The transmitter's durable queue is the record, keyed by the report hash:
+            # submitting again returns the same transmission, never a second send.
+            result = await self.transmitter.submit(report_bytes, sig, report.round)
+            self.metrics.transmissions.labels(result.fate.value).inc()
             log.info(
                 "transmit.result",
                 round=report.round,
