@@ -1,7 +1,7 @@
 """End-to-end latency of the oracle network: a source value changes → the new value is
 readable through the feed's AggregatorV3Interface proxy.
 
-n = 4 and n = 7 nodes, each its own ``mira node run`` process (oracle.node.localnet), on
+n = 4 and n = 7 nodes, each its own ``mira node run`` process (oracle.devnet.localnet), on
 anvil with 1 s blocks. The harness changes its HTTP source at a random phase (so changes
 do not stay in step with blocks or rounds), then polls ``latestRoundData`` every 20 ms
 until the new answer is there. Also: reports per minute on-chain, and gas per report
@@ -21,7 +21,7 @@ import click
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.crypto.dkg import default_threshold
-from oracle.node.localnet import LocalNet
+from oracle.devnet.localnet import LocalNet
 
 SIZES = (4, 7)
 BAR_N = 7

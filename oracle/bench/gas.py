@@ -29,7 +29,7 @@ from oracle.chain.oracle_calls import (
     signature_struct,
     start_epoch_args,
 )
-from oracle.crypto.dkg import default_threshold, run_dkg
+from oracle.crypto.dkg import default_threshold, run_dkg_in_one_process
 from oracle.crypto.frost import make_signers, run_signing
 from oracle.crypto.group import base_mul
 from oracle.crypto.suites import MIRA_EVM
@@ -72,7 +72,7 @@ def _members(n: int) -> list[MemberInfo]:
 
 def start_committee(w3: Web3, oracle: Contract, n: int) -> Committee:
     t = default_threshold(n)
-    dkg = run_dkg(MIRA_EVM, t, n)
+    dkg = run_dkg_in_one_process(MIRA_EVM, t, n)
     signers = list(make_signers(MIRA_EVM, dkg.public, dkg.keys).values())
     args = start_epoch_args(dkg.public.group_key, t, _members(n))
     if int(oracle.functions.currentEpoch().call()) == 0:

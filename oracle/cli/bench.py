@@ -18,7 +18,7 @@ import click
 
 from oracle.bench.e2e import e2e
 from oracle.bench.pipeline import pipeline
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.frost import SigningRound, aggregate, make_signers
 from oracle.crypto.suites import FROST_SECP256K1_SHA256, MIRA_EVM, Ciphersuite
 
@@ -41,7 +41,7 @@ bench.add_command(e2e)
 
 def _dkg_and_signing(suite: Ciphersuite, t: int, n: int, rounds: int) -> dict[str, Any]:
     wall, cpu = time.perf_counter(), time.process_time()
-    result = run_dkg(suite, t, n)
+    result = run_dkg_in_one_process(suite, t, n)
     case: dict[str, Any] = {
         "t": t,
         "n": n,

@@ -14,7 +14,6 @@ Example::
     round_period_s = 0.25
     transmit_timeout_s = 3.0
     dkg_phase_timeout_s = 30.0        # key generation: how long a DKG phase waits for members
-    transmitter = "manager"           # or "direct": web3 sends without the manager's queue
     backup_rpc_urls = []              # more endpoints for the transaction manager's pool
     tx_poll_interval_s = 0.5          # the manager's job loop
     tx_confirmation_depth = 3
@@ -47,10 +46,6 @@ class NetworkConfig:
     observe_timeout_s: float
     transmit_timeout_s: float
     rpc_timeout_s: float
-    corrupt_signature_shares: bool  # fault injection for tests; never set in production
-    # How reports reach the chain: "manager" (the transaction manager of oracle.transmission:
-    # durable queue, nonces, fee bumps, reorgs, RPC failover) or "direct" (Web3Transmitter).
-    transmitter: str = "manager"
     # A DKG phase waits this long for every member; then round 1 goes on with t + f of them
     # and later phases treat a missing message as a fault (oracle.node.keygen).
     dkg_phase_timeout_s: float = 30.0
@@ -118,8 +113,6 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         observe_timeout_s=t.number("observe_timeout_s", 0.2, low=0.01, high=30.0),
         transmit_timeout_s=t.number("transmit_timeout_s", 3.0, low=0.1, high=600.0),
         rpc_timeout_s=t.number("rpc_timeout_s", 3.0, low=0.1, high=120.0),
-        corrupt_signature_shares=t.boolean("corrupt_signature_shares", False),
-        transmitter=t.string("transmitter", "manager", choices=("manager", "direct")),
         dkg_phase_timeout_s=t.number("dkg_phase_timeout_s", 30.0, low=0.5, high=3600.0),
         backup_rpc_urls=tuple(backups),
         tx_poll_interval_s=t.number("tx_poll_interval_s", 0.5, low=0.05, high=60.0),
@@ -128,5 +121,8 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         tx_rpc_health_interval_s=t.number("tx_rpc_health_interval_s", 2.0, low=0.1, high=3600.0),
         peer_urls=peer_urls,
     )
+    # Reports always go through the transaction manager (oracle.transmission: durable
+    # queue, nonces, fee bumps, reorgs, RPC failover); the "direct" sender was removed.
+    t.removed("transmitter", "reports always go through the transaction manager; delete the line")
     t.finish()
     return cfg

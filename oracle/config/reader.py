@@ -92,6 +92,13 @@ class Table:
     def fail(self, name: str, value: Any, expected: str) -> None:
         self.problems.add(self.file, self.key(name), value, expected)
 
+    def removed(self, name: str, why: str) -> None:
+        """A key this version no longer reads: named with what to do instead, rather than
+        a generic "unknown key" (whose spelling hint could point at an unrelated key)."""
+        self._known.add(name)
+        if name in self.data:
+            self.fail(name, self.data[name], f"no longer supported: {why}")
+
     def has(self, name: str) -> bool:
         self._known.add(name)
         return name in self.data

@@ -9,5 +9,7 @@ Modules, in the order a key lives through them:
 - :mod:`~oracle.crypto.keystore` operator and identity keys encrypted at rest
 - :mod:`~oracle.crypto.nonces`   hedged single-use nonces and the used-nonce log protocol
 - :mod:`~oracle.crypto.frost`    signing rounds, share verification, aggregation
-- :mod:`~oracle.crypto.dealer`   trusted-dealer split, for tests only
+
+The trusted-dealer split (RFC 9591 Appendix C), which knows the group secret, is not in
+the package: it lives with the tests that pin RFC vectors (``tests/harness/dealer.py``).
 """

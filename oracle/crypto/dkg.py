@@ -30,7 +30,7 @@ Finalize. Every dealer with an unanswered complaint, and every dealer whose proo
 The participants are message-passing state machines: ``round1()`` → broadcast,
 ``receive_round1`` / ``round2()`` → private messages, ``receive_round2`` → complaints,
 ``justify(complaints)`` → the accused dealer's answers, ``finalize(complaints,
-justifications)`` → the key. :func:`run_dkg` drives all of them in one process.
+justifications)`` → the key. :func:`run_dkg_in_one_process` drives all of them in one process.
 
 Trust model, stated plainly: answered complaints mean a malicious member cannot exclude
 an honest dealer that is online to answer. Because envelopes are signed by the dealer, a
@@ -434,7 +434,7 @@ class DKGParticipant:
 
 @dataclass(frozen=True)
 class DKGResult:
-    """The outcome of :func:`run_dkg`: one public package, every member's key."""
+    """The outcome of :func:`run_dkg_in_one_process`: one public package, every member's key."""
 
     public: PublicKeyPackage
     keys: dict[int, KeyPackage]
@@ -444,7 +444,7 @@ class DKGResult:
     attempts: int
 
 
-def run_dkg(
+def run_dkg_in_one_process(
     suite: Ciphersuite,
     threshold: int,
     participants: int | Sequence[DKGParticipant],
@@ -453,7 +453,10 @@ def run_dkg(
     session_id: bytes | None = None,
     max_attempts: int = 8,
 ) -> DKGResult:
-    """Run the whole DKG in one process (tests, benchmarks).
+    """Run the whole DKG in one process, which then holds every member's key share: for
+    benchmarks (``mira bench sign``, ``mira bench gas``) and tests, never for a committee
+    whose members must not know each other's shares (those run the same state machines
+    over p2p, ``oracle.node.keygen``).
 
     ``participants`` is a count n (fresh participants 1…n with fresh identity keys), or
     ready-made state machines (tests use this to inject a cheating dealer). Messages pass

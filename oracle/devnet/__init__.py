@@ -44,15 +44,15 @@ from oracle.chain.toolchain import tool
 from oracle.children import Recorded, pid_alive, stop_all
 from oracle.config import load_feed_specs
 from oracle.config.feeds import FeedSpec
-from oracle.errors import MiraError
-from oracle.node.localnet import (
+from oracle.devnet.processes import (
+    BackgroundLoop,
     NodeProc,
-    _Loop,
     node_config_toml,
     provision_committee,
     spawn_node,
     stop_node,
 )
+from oracle.errors import MiraError
 from oracle.service import NODE_STOP_BOUND_S
 from oracle.storage import make_engine, upgrade
 
@@ -216,7 +216,7 @@ class PriceSources:
     """Three HTTP JSON endpoints serving one ETH/USD random walk, each with a little noise
     of its own, on ``ports``."""
 
-    def __init__(self, loop: _Loop, ports: list[int], start: float = 2000.0) -> None:
+    def __init__(self, loop: BackgroundLoop, ports: list[int], start: float = 2000.0) -> None:
         self.loop, self.ports = loop, ports
         self.price = start
         self.rng = random.Random()  # noqa: S311 (a demo price walk)
@@ -297,7 +297,7 @@ class Devnet:
 
     opts: DevnetOptions
     anvil: Anvil | None = None
-    loop: _Loop | None = None
+    loop: BackgroundLoop | None = None
     prices: PriceSources | None = None
     nodes: list[NodeProc] = field(default_factory=list)
     manifest: Manifest | None = None
@@ -357,7 +357,7 @@ class Devnet:
         t = committee.threshold
         say(f"committee    proposed for epoch {epoch}: threshold {t} of {opts.nodes}")
 
-        self.loop = _Loop()
+        self.loop = BackgroundLoop()
         self.prices = PriceSources(self.loop, opts.price_ports())
         self.prices.start()
         say("prices       " + ", ".join(f"http://127.0.0.1:{p}" for p in opts.price_ports()))

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     pass
 from oracle.node.network_epoch import EpochServing, NodeOutputs
 from oracle.node.network_keygen import CommitteeKeygen
-from oracle.node.transmitter import make_transmitter
+from oracle.reporting.transmit import ManagedTransmitter
 
 log = structlog.get_logger(__name__)
 
@@ -48,14 +48,21 @@ class NetworkService(CommitteeKeygen, EpochServing):
     pending epoch are accepted; every other epoch's are refused.
 
     The jobs live apart: following the committee here, key generation in
-    :mod:`oracle.node.network_keygen`, serving an epoch in :mod:`oracle.node.network_epoch`,
-    the transmitter choice in :mod:`oracle.node.transmitter`.
+    :mod:`oracle.node.network_keygen`, serving an epoch in :mod:`oracle.node.network_epoch`;
+    reports and key proposals go out through the node's transaction manager.
     """
 
     async def start(self) -> None:
         cfg = self.config
         self.identity: IdentityKey = self.keys.identity()
-        self.transmitter = make_transmitter(cfg, self.keys, self.transmission)
+        manager = self.transmission
+        self.transmitter = ManagedTransmitter(
+            cfg.rpc_url,
+            cfg.oracle,
+            manager.sender,
+            manager.running,
+            rpc_timeout=cfg.rpc_timeout_s,
+        )
         self._state = "bootstrapping"
         self._task = asyncio.create_task(self._supervise(), name="network-supervisor")
 
@@ -149,7 +156,6 @@ class NetworkService(CommitteeKeygen, EpochServing):
             out.update(self.protocol.status())
             out["members"] = self.members
             out["transmitter"] = self.transmitter.sender
-            out["transmit_via"] = self.config.transmitter
         return out
 
 

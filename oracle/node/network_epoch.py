@@ -120,7 +120,6 @@ class EpochServing(NetworkState):
             round_period_s=self.config.round_period_s,
             observe_timeout_s=self.config.observe_timeout_s,
             transmit_timeout_s=self.config.transmit_timeout_s,
-            corrupt_signature_shares=self.config.corrupt_signature_shares,
         )
         assert self.transport is not None
         return RoundProtocol(

@@ -21,7 +21,7 @@ from oracle.reporting.protocol import (
     RoundMetrics,
     RoundProtocol,
 )
-from oracle.reporting.transmit import ManagedTransmitter, Web3Transmitter
+from oracle.reporting.transmit import ManagedTransmitter
 
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
@@ -33,13 +33,13 @@ class NetworkState:
 
     name = "network"
     identity: IdentityKey  # read at start
-    transmitter: ManagedTransmitter | Web3Transmitter  # chosen at start
+    transmitter: ManagedTransmitter  # through the transaction manager, from start
 
     def __init__(
         self,
         setup: NetworkSetup,
         runners: Mapping[str, FeedRunner],
-        transmission: TransmissionService | None,
+        transmission: TransmissionService,
     ) -> None:
         self.config = setup.config
         self.keys = setup.keys

@@ -167,11 +167,10 @@ class Node:
             # the keys are read once, for both services
             keys = NodeKeys(net.keys_dir, net.passphrase_file)
             setup = NetworkSetup(net, keys, self.storage.engine, self.registry)
-            if net.transmitter == "manager":
-                # reports go out through the manager: it starts before the network
-                # service and stops after it
-                self.transmission = TransmissionService(setup)
-                services.append(self.transmission)
+            # reports go out through the manager: it starts before the network service
+            # and stops after it
+            self.transmission = TransmissionService(setup)
+            services.append(self.transmission)
             self.network = NetworkService(setup, self.runners, self.transmission)
             services.append(self.network)
         view = NodeView(

@@ -91,7 +91,6 @@ class ProtocolConfig:
     report_max_age_s: float = 60.0
     chain_poll_s: float = 0.5
     suspect_s: float = 60.0
-    corrupt_signature_shares: bool = False  # fault injection for tests only
 
 
 class RoundMetrics:
@@ -176,3 +175,10 @@ def lower_median(values: list[tuple[int, int, FeedUpdate]]) -> FeedUpdate:
     """The lower median of (value, member index, update), ties broken by member index."""
     ordered = sorted(values, key=lambda v: (v[0], v[1]))
     return ordered[(len(ordered) - 1) // 2][2]
+
+
+#: Refusals only the proposing leader can have caused, so they name it: the report is not
+#: the lower median of the observations the leader itself embedded, each signed by its
+#: author and checked here; anyone holding the proposal recomputes that median, so the
+#: evidence is the leader's own message (a liar proposing its own value is caught here).
+LEADER_OFFENCES = frozenset({"not_median"})

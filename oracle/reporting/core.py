@@ -243,7 +243,9 @@ class RoundCore:
         """Name a member for misbehaviour only it can have committed, because the evidence
         is signed by it: an invalid share (it did not verify against the member's public
         verification share), a forged nonce identifier (in its signed observation or
-        nonce). It is passed over for ``suspect_s`` while enough others agree."""
+        nonce), a proposal whose report is not the median of its own embedded observations
+        (``LEADER_OFFENCES``). It is passed over for ``suspect_s`` while enough others
+        agree."""
         counts = self.offences.setdefault(who, {})
         counts[offence] = counts.get(offence, 0) + 1
         self._suspects[who] = time.monotonic() + self.config.suspect_s

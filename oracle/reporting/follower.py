@@ -10,11 +10,11 @@ from oracle.crypto.errors import CryptoError
 from oracle.crypto.frost import (
     SigningRound,
 )
-from oracle.crypto.group import N
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.errors import MessageRejected
 from oracle.p2p.wire import Envelope, MsgType, peek_header, unseal
 from oracle.reporting.context import (
+    LEADER_OFFENCES,
     FeedPolicy,
     Refusal,
     lower_median,
@@ -225,7 +225,12 @@ class Follower(RoundCore):
         mine = [c for c in proposal.commitments if c.identifier == me]
         if issued is None or mine != [issued]:
             raise Refusal("nonce", f"no commitment issued by this node for {h.round}.{h.attempt}")
-        self.verify_proposal(h.round, proposal)
+        try:
+            self.verify_proposal(h.round, proposal)
+        except Refusal as refusal:
+            if refusal.reason in LEADER_OFFENCES:
+                self._name_offender(h.round, h.attempt, h.sender, refusal.reason)
+            raise
         message = digest(self.ctx.chain_id, self.ctx.oracle, self.ctx.epoch, proposal.report)
         try:
             round_ = SigningRound.build(MIRA_EVM, self.ctx.public, message, proposal.commitments)
@@ -241,6 +246,4 @@ class Follower(RoundCore):
         finally:
             self._nonces.pop((h.round, h.attempt), None)
         self.store.set_round_state(self.ctx.epoch, h.round, str(h.sender), "signed")
-        if self.config.corrupt_signature_shares:
-            return (share.z + 1) % N  # test-only fault: an invalid share
         return share.z

@@ -105,7 +105,6 @@ class TransmitRotation(RoundCore):
         # The designated transmitter sends at once; member k of the rotation waits k
         # timeouts, then sends only if the report is still not on-chain.
         await asyncio.sleep(position * cfg.transmit_timeout_s)
-        key = report_hash(report_bytes)
         message = digest(ctx.chain_id, ctx.oracle, ctx.epoch, report_bytes)
         sig = signature_struct(ctx.public.group_key, message, signature)
         while self._running and time.time() - created < cfg.report_max_age_s:
@@ -117,33 +116,10 @@ class TransmitRotation(RoundCore):
                 log.debug("transmit.check_failed", round=report.round, error=str(exc)[:200])
                 await asyncio.sleep(0.5)
                 continue
-            if self.transmitter.keeps_record:
-                # The transmitter's durable queue is the record, keyed by the report hash:
-                # submitting again returns the same transmission, never a second send.
-                result = await self.transmitter.submit(report_bytes, sig, report.round)
-                self.metrics.transmissions.labels(result.fate.value).inc()
-            else:
-                status = self.store.transmission_status(ctx.chain_id, key)
-                if status not in (None, "failed"):
-                    # Sent before (maybe before a crash): never send it twice; wait for it,
-                    # and the rest of the rotation covers us if it never lands.
-                    await asyncio.sleep(0.5)
-                    continue
-                if status is None and not self.store.claim_transmission(
-                    ctx.chain_id, key, self.transmitter.sender
-                ):
-                    continue
-                self.store.update_transmission(ctx.chain_id, key, "sending")
-                result = await self.transmitter.submit(report_bytes, sig, report.round)
-                self.metrics.transmissions.labels(result.fate.value).inc()
-                status_now = "failed" if result.fate is Fate.FAILED else result.fate.value
-                self.store.update_transmission(
-                    ctx.chain_id,
-                    key,
-                    status_now,
-                    tx_hash=result.tx_hash,
-                    tx_nonce=result.tx_nonce,
-                )
+            # The transmitter's durable queue is the record, keyed by the report hash:
+            # submitting again returns the same transmission, never a second send.
+            result = await self.transmitter.submit(report_bytes, sig, report.round)
+            self.metrics.transmissions.labels(result.fate.value).inc()
             log.info(
                 "transmit.result",
                 round=report.round,

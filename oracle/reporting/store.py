@@ -1,5 +1,4 @@
-"""Durable state of the reporting protocol, in the existing ``rounds``, ``reports`` and
-``transmissions`` tables.
+"""Durable state of the reporting protocol, in the ``rounds`` and ``reports`` tables.
 
 What must survive a SIGKILL, and why:
 
@@ -7,10 +6,8 @@ What must survive a SIGKILL, and why:
   round, also across restarts, so a leader cannot collect shares for two different
   reports of one round from it;
 * every aggregated report and its signature, until it is on-chain: a restarted node
-  resumes its transmission duty;
-* that a node has sent a given report (``transmissions``, unique per chain and report
-  hash): it is claimed *before* the transaction is sent, so a restarted node never sends
-  one report twice.
+  resumes its transmission duty (the transaction manager's ``transmissions`` row, keyed
+  by the report hash, makes a resumed submission the same transaction, never a second).
 """
 
 from __future__ import annotations
@@ -25,11 +22,9 @@ from sqlalchemy.exc import IntegrityError
 
 from oracle.storage.schema import Report as ReportTable
 from oracle.storage.schema import Round as RoundTable
-from oracle.storage.schema import Transmission as TransmissionTable
 
 _ROUNDS = cast(Table, RoundTable.__table__)
 _REPORTS = cast(Table, ReportTable.__table__)
-_TX = cast(Table, TransmissionTable.__table__)
 
 
 def _now_ms() -> int:
@@ -150,60 +145,3 @@ class RoundStore:
                 )
                 for r in conn.execute(stmt)
             ]
-
-    def claim_transmission(self, chain_id: int, digest: bytes, sender: str) -> bool:
-        """Claim the right to send report ``digest`` once. False: this node sent it already
-        (possibly before a crash): it must not send it again."""
-        now = _now_ms()
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(_TX).values(
-                        chain_id=chain_id,
-                        report_hash=digest,
-                        sender=sender,
-                        status="claimed",
-                        created_at_ms=now,
-                        updated_at_ms=now,
-                    )
-                )
-        except IntegrityError:
-            return False
-        return True
-
-    def update_transmission(
-        self,
-        chain_id: int,
-        digest: bytes,
-        status: str,
-        *,
-        tx_hash: bytes | None = None,
-        tx_nonce: int | None = None,
-    ) -> None:
-        values: dict[str, object] = {"status": status[:32], "updated_at_ms": _now_ms()}
-        if tx_hash is not None:
-            values["tx_hash"] = tx_hash
-        if tx_nonce is not None:
-            values["tx_nonce"] = tx_nonce
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(_TX)
-                .where(_TX.c.chain_id == chain_id, _TX.c.report_hash == digest)
-                .values(**values)
-            )
-
-    def transmission_status(self, chain_id: int, digest: bytes) -> str | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(_TX.c.status).where(_TX.c.chain_id == chain_id, _TX.c.report_hash == digest)
-            ).first()
-        return None if row is None else str(row[0])
-
-    def transmissions(self, chain_id: int) -> list[tuple[bytes, str, bytes | None, int | None]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_TX.c.report_hash, _TX.c.status, _TX.c.tx_hash, _TX.c.tx_nonce)
-                .where(_TX.c.chain_id == chain_id)
-                .order_by(_TX.c.id)
-            ).all()
-        return [(bytes(r[0]), str(r[1]), None if r[2] is None else bytes(r[2]), r[3]) for r in rows]

@@ -1,12 +1,10 @@
 """How a signed report reaches the chain, behind a narrow protocol.
 
 The round protocol decides *who* transmits *when*; a :class:`ReportTransmitter` makes one
-attempt and says what became of it. :class:`Web3Transmitter` is the direct
-implementation: simulate (``eth_estimateGas``, which runs the call), sign with the
-operator key, send, wait for the receipt. Sends from one node are serialized so that the
-account nonce never has a gap or a duplicate. :class:`ManagedTransmitter` (the default)
-hands the call to the transaction manager (``oracle.transmission``) under the report
-hash as its idempotency key, and maps the manager's fate of it onto :class:`Fate`.
+attempt and says what became of it. :class:`ManagedTransmitter`, the one implementation,
+hands the call to the transaction manager (``oracle.transmission``: simulation, nonces,
+fee bumps, reorgs, RPC failover) under the report hash as its idempotency key, and maps
+the manager's fate of it onto :class:`Fate`.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from eth_account import Account
 from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
@@ -39,7 +36,6 @@ from oracle.transmission import (
 
 log = structlog.get_logger(__name__)
 
-_NO_UPDATE = keccak(b"NoUpdateApplied(uint64,uint64)")[:4]
 _NOT_REGISTERED = keccak(b"FeedNotRegistered(bytes32)")[:4]
 
 
@@ -87,12 +83,10 @@ def _is_not_registered(exc: BaseException) -> bool:
 class ReportTransmitter(Protocol):
     """What the round protocol needs from the chain side.
 
-    ``keeps_record``: the transmitter stores each report's transmission durably under the
-    report hash and a repeated ``submit`` of a report is the same transmission (the
-    transaction manager). Otherwise the protocol records and claims each send itself
-    (``RoundStore.claim_transmission``) so that a report is never sent twice."""
-
-    keeps_record: bool
+    ``submit`` must be idempotent per report: the transmitter stores each report's
+    transmission durably under the report hash, and a repeated ``submit`` of a report (a
+    retry, or the duty resumed after a restart) is the same transmission, never a second
+    send."""
 
     @property
     def sender(self) -> str: ...
@@ -167,107 +161,6 @@ class ChainReader:
         return out
 
 
-class Web3Transmitter(ChainReader):
-    """Direct sends with an operator key over JSON-RPC."""
-
-    keeps_record = False
-
-    def __init__(
-        self,
-        rpc_url: str,
-        oracle: str,
-        operator_secret: bytes,
-        *,
-        rpc_timeout: float = 3.0,
-        receipt_timeout: float = 15.0,
-    ) -> None:
-        super().__init__(rpc_url, oracle, rpc_timeout=rpc_timeout)
-        self.account = Account.from_key(operator_secret)
-        self.receipt_timeout = receipt_timeout
-        self._lock = asyncio.Lock()
-        self._next_nonce: int | None = None
-
-    @property
-    def sender(self) -> str:
-        return str(self.account.address)
-
-    async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
-        fn = self.contract.functions.transmit(report, signature)
-        data = await self.transmit_data(report, signature)
-        return await self._send(_WithData(self, fn, data), f"round {round_}")
-
-    async def call(self, function: str, args: Sequence[Any], *, key: bytes) -> Submission:
-        """Send any MiraOracle call from the operator key (``key`` is for the manager's
-        idempotency; a direct send has none: the caller checks the chain first)."""
-        return await self._send(self.contract.functions[function](*args), function)
-
-    async def _send(self, fn: Any, label: str) -> Submission:
-        try:
-            # The simulation: estimateGas executes the call against the latest state.
-            gas = int(await fn.estimate_gas({"from": self.account.address}))
-        except ContractLogicError as exc:
-            data = exc.data if isinstance(exc.data, str) else ""
-            if data.startswith("0x") and bytes.fromhex(data[2:10]) == _NO_UPDATE:
-                return Submission(Fate.ALREADY_APPLIED, detail="NoUpdateApplied")
-            return Submission(Fate.REJECTED, detail=f"simulation reverted: {exc}")
-        except Exception as exc:  # RPC down, garbage answer, timeout
-            return Submission(Fate.FAILED, detail=f"simulation: {type(exc).__name__}: {exc}")
-        try:
-            async with self._lock:
-                pending = int(
-                    await self.w3.eth.get_transaction_count(self.account.address, "pending")
-                )
-                nonce = max(pending, self._next_nonce or 0)
-                gas_price = int(await self.w3.eth.gas_price)
-                tx = await fn.build_transaction(
-                    {
-                        "from": self.account.address,
-                        "nonce": nonce,
-                        "gas": gas + gas // 5,
-                        "gasPrice": gas_price * 2,
-                        "chainId": await self.chain_id(),
-                    }
-                )
-                signed = self.account.sign_transaction(tx)
-                tx_hash = bytes(await self.w3.eth.send_raw_transaction(signed.raw_transaction))
-                self._next_nonce = nonce + 1
-        except Exception as exc:
-            self._next_nonce = None  # re-read from the chain next time
-            return Submission(Fate.FAILED, detail=f"send: {type(exc).__name__}: {exc}")
-        log.info("transmit.sent", what=label, tx=tx_hash.hex(), nonce=nonce)
-        deadline = time.monotonic() + self.receipt_timeout
-        while time.monotonic() < deadline:
-            try:
-                receipt = await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            except Exception:  # not mined yet (TransactionNotFound) or RPC trouble
-                await asyncio.sleep(0.1)
-                continue
-            ok = int(receipt["status"]) == 1
-            return Submission(
-                Fate.LANDED if ok else Fate.REVERTED,
-                tx_hash,
-                nonce,
-                int(receipt["gasUsed"]),
-            )
-        return Submission(Fate.UNKNOWN, tx_hash, nonce, detail="no receipt yet")
-
-
-class _WithData:
-    """A contract call sent with given call data (transmit's, with the hints appended)."""
-
-    def __init__(self, reader: ChainReader, fn: Any, data: bytes) -> None:
-        self.reader, self.fn, self.data = reader, fn, data
-
-    async def estimate_gas(self, tx: dict[str, Any]) -> int:
-        call = {**tx, "to": self.reader.contract.address, "data": "0x" + self.data.hex()}
-        return int(await self.reader.w3.eth.estimate_gas(call))  # type: ignore[arg-type]
-
-    async def build_transaction(self, tx: dict[str, Any]) -> dict[str, Any]:
-        built = dict(await self.fn.build_transaction(tx))
-        built["data"] = "0x" + self.data.hex()
-        return built
-
-
 def _reverted_with(error: str | None, name: str) -> bool:
     """Whether the manager's recorded error is the decoded custom error ``name``."""
     return error is not None and f"{name}(" in error
@@ -299,8 +192,6 @@ class ManagedTransmitter(ChainReader):
     transmission however often it is submitted) and waits up to ``wait_s`` for its fate.
     The manager is looked up on every call: it exists once its service has started.
     Its row in ``transmissions`` (keyed by the report hash) is the report's record."""
-
-    keeps_record = True
 
     def __init__(
         self,

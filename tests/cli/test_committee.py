@@ -16,7 +16,7 @@ from web3 import Web3
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import at
 from oracle.cli.main import cli
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.keystore import KeyStore
 from oracle.crypto.suites import MIRA_EVM
@@ -84,7 +84,7 @@ def test_propose_then_activate_the_key_the_members_proposed(
     assert (epoch, proposal, t, len(members)) == (1, 1, 3, 4)
     assert members[2][2] == "http://node2:7701"
 
-    key = run_dkg(MIRA_EVM, 3, 4).public.group_key
+    key = run_dkg_in_one_process(MIRA_EVM, 3, 4).public.group_key
     for i in range(3):
         _propose_key(w3, oracle, i, key)
     status = _run("status", "--rpc-url", base[1], "--oracle", base[3])
@@ -107,8 +107,8 @@ def test_activate_refuses_fewer_than_t_plus_f_matching_proposals_and_says_who_pr
     The owner activates only with t + f = 4."""
     base, oracle = deployed["base"], deployed["oracle"]
     assert _run("propose", *base, "--members-file", str(deployed["members_file"])).exit_code == 0
-    key = run_dkg(MIRA_EVM, 3, 4).public.group_key
-    other = run_dkg(MIRA_EVM, 3, 4).public.group_key
+    key = run_dkg_in_one_process(MIRA_EVM, 3, 4).public.group_key
+    other = run_dkg_in_one_process(MIRA_EVM, 3, 4).public.group_key
     _propose_key(w3, oracle, 0, key)
     _propose_key(w3, oracle, 2, key)
     result = _run("activate", *base, "--timeout", "1")
@@ -143,7 +143,7 @@ def test_activate_with_t_plus_f_of_five_after_the_timeout(
     members_file = tmp_path / "five.json"
     members_file.write_text(json.dumps(five))
     assert _run("propose", *base, "--members-file", str(members_file)).exit_code == 0
-    key = run_dkg(MIRA_EVM, 3, 5).public.group_key
+    key = run_dkg_in_one_process(MIRA_EVM, 3, 5).public.group_key
     for i in range(4):
         _propose_key(w3, oracle, i, key)
     result = _run("activate", *base, "--timeout", "1")

@@ -93,3 +93,17 @@ def test_bad_peer_urls_are_named(tmp_path: Path, entry: str, expected: str) -> N
     with pytest.raises(ConfigError) as info:
         load_node_config(path)
     assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["direct", "manager"])
+def test_the_removed_transmitter_key_is_named_with_what_to_do(tmp_path: Path, value: str) -> None:
+    """Reports always go through the transaction manager: a node.toml that still chooses
+    a transmitter (even the manager) is refused with the key and the fix, not started
+    on a path the operator did not ask for."""
+    path = make_node(tmp_path, NETWORK + f'transmitter = "{value}"\n')
+    with pytest.raises(ConfigError) as info:
+        load_node_config(path)
+    assert (
+        f"network.transmitter = '{value}': no longer supported: reports "
+        "always go through the transaction manager; delete the line"
+    ) in str(info.value)

@@ -19,7 +19,7 @@ from oracle.crypto.dkg import (
     agreement_quorum,
     default_threshold,
     max_faulty,
-    run_dkg,
+    run_dkg_in_one_process,
 )
 from oracle.crypto.envelope import EncryptedShare, IdentityKey, open_share, seal_share
 from oracle.crypto.errors import (
@@ -48,7 +48,7 @@ def _members(
 
 @pytest.mark.parametrize(("t", "n"), [(1, 1), (2, 3), (3, 5), (5, 7)])
 def test_dkg_output_signs_and_matches_the_shares(t: int, n: int) -> None:
-    result = run_dkg(MIRA_EVM, t, n)
+    result = run_dkg_in_one_process(MIRA_EVM, t, n)
     assert sorted(result.keys) == list(range(1, n + 1)) and not result.disqualified
     public = result.public
     for i, key in result.keys.items():
@@ -66,7 +66,7 @@ def test_dkg_output_signs_and_matches_the_shares(t: int, n: int) -> None:
 
 
 def test_dkg_with_the_standard_suite() -> None:
-    result = run_dkg(FROST_SECP256K1_SHA256, 2, 3)
+    result = run_dkg_in_one_process(FROST_SECP256K1_SHA256, 2, 3)
     signers = make_signers(FROST_SECP256K1_SHA256, result.public, result.keys)
     outcome = run_signing(FROST_SECP256K1_SHA256, result.public, b"hello", list(signers.values()))
     assert FROST_SECP256K1_SHA256.verify(result.public.group_key, b"hello", outcome.encoded)
@@ -88,7 +88,7 @@ class _BadProofDealer(DKGParticipant):
 
 def test_cheating_dealer_is_disqualified_and_the_rest_still_sign() -> None:
     members = _members(3, 5, **{"4": _BadShareDealer})
-    result = run_dkg(MIRA_EVM, 3, members)
+    result = run_dkg_in_one_process(MIRA_EVM, 3, members)
     assert [(c.complainer, c.dealer) for c in result.complaints] == [(2, 4)]
     assert isinstance(result.complaints[0].evidence, EncryptedShare)
     assert "does not match" in result.complaints[0].reason
@@ -107,7 +107,7 @@ def test_cheating_dealer_is_disqualified_and_the_rest_still_sign() -> None:
 
 def test_bad_proof_of_knowledge_disqualifies_in_round_one() -> None:
     members = _members(2, 4, **{"3": _BadProofDealer})
-    result = run_dkg(MIRA_EVM, 2, members)
+    result = run_dkg_in_one_process(MIRA_EVM, 2, members)
     assert set(result.disqualified) == {3}
     assert "proof of knowledge" in result.disqualified[3]
     assert sorted(result.keys) == [1, 2, 4]
@@ -116,7 +116,7 @@ def test_bad_proof_of_knowledge_disqualifies_in_round_one() -> None:
 def test_too_many_cheaters_leave_too_few_qualified() -> None:
     members = _members(3, 3, **{"2": _BadProofDealer})
     with pytest.raises(TooFewParticipantsError):
-        run_dkg(MIRA_EVM, 3, members)
+        run_dkg_in_one_process(MIRA_EVM, 3, members)
 
 
 def test_round1_batch_with_non_member_or_duplicate_is_refused_without_state_change() -> None:

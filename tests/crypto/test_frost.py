@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oracle.crypto.dealer import trusted_dealer_keygen_for_tests
 from oracle.crypto.errors import (
     CryptoError,
     DuplicateParticipantError,
@@ -36,6 +35,7 @@ from oracle.crypto.frost import (
 from oracle.crypto.group import N, Point, base_mul, deserialize_scalar, lagrange_coefficients
 from oracle.crypto.nonces import InMemoryUsedNonceLog, SigningCommitment
 from oracle.crypto.suites import FROST_SECP256K1_SHA256, MIRA_EVM, Ciphersuite
+from tests.harness.dealer import trusted_dealer_keygen_for_tests
 
 SUITES = [FROST_SECP256K1_SHA256, MIRA_EVM]
 

@@ -13,11 +13,11 @@ from web3 import Web3
 from web3.contract import Contract
 
 from oracle.chain.deploy import deploy
-from oracle.crypto.dealer import trusted_dealer_keygen_for_tests
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.frost import make_signers, run_signing
 from oracle.crypto.group import N, Point, base_mul
 from oracle.crypto.suites import MIRA_EVM
+from tests.harness.dealer import trusted_dealer_keygen_for_tests
 
 CASES = [(1, 1), (2, 3), (3, 4), (7, 10), (13, 20), (26, 40), (51, 100)]
 
@@ -82,7 +82,7 @@ def test_frost_signatures_verify_on_chain(w3: Web3) -> None:
 def test_dkg_key_signs_for_the_contract(w3: Web3) -> None:
     """The same, with the key from the distributed key generation."""
     harness = deploy(w3, "SchnorrVerifierHarness")
-    result = run_dkg(MIRA_EVM, 4, 6)
+    result = run_dkg_in_one_process(MIRA_EVM, 4, 6)
     signers = make_signers(MIRA_EVM, result.public, result.keys)
     message = bytes(range(32))
     outcome = run_signing(MIRA_EVM, result.public, message, list(signers.values()))

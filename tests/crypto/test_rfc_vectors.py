@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from oracle.crypto.dealer import trusted_dealer_keygen_for_tests
 from oracle.crypto.frost import (
     SignatureShare,
     SigningRound,
@@ -18,6 +17,7 @@ from oracle.crypto.frost import (
 )
 from oracle.crypto.nonces import SigningNonces
 from oracle.crypto.suites import FROST_SECP256K1_SHA256 as SUITE
+from tests.harness.dealer import trusted_dealer_keygen_for_tests
 
 # The shared copy (../shared/testvectors, next to the repository) when present; otherwise the
 # verbatim copy vendored beside this test, so CI does not depend on the workspace layout.

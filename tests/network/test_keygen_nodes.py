@@ -11,16 +11,16 @@ import pytest
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.rotation import activate_when_proposed, key_proposals
-from oracle.node.localnet import LocalNet
+from tests.harness.localnet import HarnessNet
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(240)]
 N, SILENT = 5, 4
 
 
 @pytest.fixture
-def net(tmp_path: Path) -> Iterator[LocalNet]:
+def net(tmp_path: Path) -> Iterator[HarnessNet]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
-        network = LocalNet(tmp_path, anvil.url, anvil.private_keys, N, dkg_phase_timeout_s=2.0)
+        network = HarnessNet(tmp_path, anvil.url, anvil.private_keys, N, dkg_phase_timeout_s=2.0)
         try:
             network.setup()
             for i in range(N):
@@ -32,7 +32,7 @@ def net(tmp_path: Path) -> Iterator[LocalNet]:
 
 
 def test_a_silent_member_is_left_out_named_in_v1_network_and_the_rest_activate(
-    net: LocalNet,
+    net: HarnessNet,
 ) -> None:
     assert net.oracle is not None
     oracle = net.oracle

@@ -1,6 +1,13 @@
 """A 4-node committee (f = 1), each node its own `mira node run` process, on anvil with
-1 s blocks; values from an HTTP source the test controls. The scenarios share one network
-(start-up is the expensive part) and run in order; each restores what it broke."""
+1 s blocks; values from an HTTP source the test controls.
+
+The scenarios share one committee (start-up is the expensive part), so their order is
+part of the test: pytest runs a module's tests in the order they are written, and they
+are numbered in that order. Each scenario restores what it broke (a restarted or killed
+node, a faulty process, a paused RPC), and the ``restored`` fixture checks that before
+the next one starts, so a scenario that fails to restore fails there, not in the next.
+The rotation (test_9) changes the committee for good: it is last.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +24,8 @@ import aiohttp
 import pytest
 
 from oracle.chain.anvil import Anvil, AnvilConfig
-from oracle.node.localnet import LocalNet
 from oracle.reporting.rounds import period_ms, slot_of
+from tests.harness.localnet import LIE, HarnessNet
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(300)]
 N = 4
@@ -26,10 +33,10 @@ SCALE = 10**8
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarnessNet]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
         root: Path = tmp_path_factory.mktemp("localnet")
-        network = LocalNet(root, anvil.url, anvil.private_keys, N, transmit_timeout_s=2.0)
+        network = HarnessNet(root, anvil.url, anvil.private_keys, N, transmit_timeout_s=2.0)
         try:
             network.setup()
             network.start()
@@ -39,19 +46,31 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
             network.stop()
 
 
-def _price(net: LocalNet, value: float) -> None:
+@pytest.fixture(autouse=True)
+def restored(net: HarnessNet) -> None:
+    """Each scenario starts from the committee of epoch 1 with every member honest and
+    serving (the previous scenario's clean-up is checked here, not assumed)."""
+    assert not net.faults, f"a faulty member is still running: {net.faults}"
+    assert not net.rpc.paused
+    net.wait_ready(timeout=30)
+    for i in range(N):
+        status = net.status(i) or {}
+        assert (status.get("state"), status.get("epoch")) == ("active", 1), (i, status)
+
+
+def _price(net: HarnessNet, value: float) -> None:
     # a random phase: value changes must not stay in step with blocks and rounds, or the
     # same member would lead every reporting round
     time.sleep(random.uniform(0, 1.0))
     net.set_price(value)
 
 
-def _slot(net: LocalNet, round_: int) -> int:
+def _slot(net: HarnessNet, round_: int) -> int:
     """The slot of a round (rounds are slot start times in ms): what the rotations count."""
     return slot_of(round_, period_ms(net.round_period_s))
 
 
-def _onchain(net: LocalNet) -> int:
+def _onchain(net: HarnessNet) -> int:
     return net.proxy_answer()[1]
 
 
@@ -69,7 +88,7 @@ def _metric(text: str, name: str) -> float:
     return total
 
 
-def test_a_all_honest_feeds_update(net: LocalNet) -> None:
+def test_1_all_honest_feeds_update(net: HarnessNet) -> None:
     net.until(lambda: _onchain(net) == 2000 * SCALE, 20, "the first value on-chain")
     _price(net, 2020.0)
     net.until(lambda: _onchain(net) == 2020 * SCALE, 10, "2020 on-chain")
@@ -77,10 +96,8 @@ def test_a_all_honest_feeds_update(net: LocalNet) -> None:
     assert len({e["round"] for e in events}) == len(events)  # no round landed twice
 
 
-def test_b_reports_go_through_the_transaction_manager(net: LocalNet) -> None:
+def test_2_reports_go_through_the_transaction_manager(net: HarnessNet) -> None:
     for i in range(N):
-        status = net.status(i) or {}
-        assert status.get("transmit_via") == "manager"
         health = net.loop.run(_json(net.nodes[i].api + "/readyz"))
         assert health.get("children", {}).get("transmission", {}).get("ok") is True, health
     operators = {net.nodes[i].operator: i for i in range(N)}
@@ -105,9 +122,9 @@ def test_b_reports_go_through_the_transaction_manager(net: LocalNet) -> None:
         assert row[0] in ("included", "confirmed") and row[1] is not None and row[2], row
 
 
-def test_c_invalid_shares_are_named_and_rounds_complete(net: LocalNet) -> None:
+def test_3_invalid_shares_are_named_and_rounds_complete(net: HarnessNet) -> None:
     cheater = 2
-    net.restart(cheater, corrupt=True)
+    net.restart(cheater, fault="bad-shares")
     net.wait_ready(indices=[cheater])
     value = 2020.0
     named: set[str] = set()
@@ -127,25 +144,63 @@ def test_c_invalid_shares_are_named_and_rounds_complete(net: LocalNet) -> None:
     assert (
         sum(_metric(net.metrics(i), "mira_invalid_signature_shares_total") for i in range(N)) >= 1
     )
-    net.restart(cheater, corrupt=False)
+    net.restart(cheater)
     net.wait_ready(indices=[cheater])
 
 
-def test_b_a_lying_node_cannot_move_the_value(net: LocalNet) -> None:
+def test_4_a_lying_leader_never_moves_the_value_and_is_named(net: HarnessNet) -> None:
+    """Member 3 reads a source 30 % above the honest one and, in the rounds it leads,
+    proposes that value to the honest followers (``lying-leader``: its own tolerance lets
+    it ask everyone). With one liar among four, the median of any quorum of observations
+    lies within the honest ones, so its proposal cannot pass as their median: each honest
+    follower it asks refuses (``mira_round_refusals_total{reason="not_median"}``) and names
+    it (``mira_round_offences_total``, ``bad_signers`` in /v1/network). Meanwhile the
+    other leaders' rounds keep landing honest values, and no value the chain ever
+    answers with is the lie."""
     liar = 3
-    net.feeds.set("liar", 2600.0)  # its source says +25 %: far outside the 1 % tolerance
-    net.restart(liar, source="liar")
+    honest = [i for i in range(N) if i != liar]
+    start_block = net.w3.eth.block_number
+    allowed = {_onchain(net)}
+    net.restart(liar, source="liar", fault="lying-leader", spec={"tolerance_bps": 10_000})
     net.wait_ready(indices=[liar])
-    for honest in (2110.0, 2130.0, 2150.0):
-        _price(net, honest)
-        target = round(honest * SCALE)
-        net.until(lambda t=target: _onchain(net) == t, 12, f"{honest} on-chain")  # type: ignore[misc]
-        assert abs(_onchain(net) - target) <= target // 100  # within tolerance of the honest median
-    net.restart(liar, source="honest")
+
+    def refusals() -> float:
+        return sum(
+            _metric(net.metrics(i), 'mira_round_refusals_total{reason="not_median"}')
+            for i in honest
+        )
+
+    def named() -> dict[int, dict[str, Any]]:
+        return {i: (net.status(i) or {}).get("bad_signers", {}) for i in honest}
+
+    for value in (2110.0, 2130.0, 2150.0):
+        _price(net, value)
+        target = round(value * SCALE)
+        allowed.add(target)
+        net.until(lambda t=target: _onchain(net) == t, 12, f"{value} on-chain")  # type: ignore[misc]
+    # the liar leads every fourth slot and its own value is always "due": it proposes often
+    net.until(lambda: refusals() >= 1, 20, "an honest follower refusing the liar's proposal")
+    net.until(
+        lambda: any("not_median" in n.get(str(liar), {}) for n in named().values()),
+        10,
+        "the liar named by a follower",
+    )
+    for i, offenders in named().items():
+        # the liar, and only the liar, is named for it (earlier scenarios' offences stay)
+        assert all("not_median" not in c for who, c in offenders.items() if who != str(liar))
+        if str(liar) in offenders:
+            assert offenders[str(liar)]["operator"] == net.nodes[liar].operator, (i, offenders)
+    offences = f'mira_round_offences_total{{member="{liar}",offence="not_median"}}'
+    assert sum(_metric(net.metrics(i), offences) for i in honest) >= 1
+    # every value that landed while the liar ran was an honest one: the lie never did
+    landed = {int(net.proxy_round(e["round"])[1]) for e in net.transmissions(start_block)}
+    assert landed and landed <= allowed, (landed, allowed)
+    assert round(LIE * SCALE) not in landed
+    net.restart(liar)
     net.wait_ready(indices=[liar])
 
 
-def test_d_killed_transmitter_is_replaced_by_the_next_in_rotation(net: LocalNet) -> None:
+def test_5_killed_transmitter_is_replaced_by_the_next_in_rotation(net: HarnessNet) -> None:
     victim = 1
     net.kill(victim, signal.SIGKILL)
     start_block = net.w3.eth.block_number
@@ -170,7 +225,7 @@ def test_d_killed_transmitter_is_replaced_by_the_next_in_rotation(net: LocalNet)
     net.wait_ready(indices=[victim])
 
 
-def test_e_sigkilled_node_restarts_and_rejoins_without_loss(net: LocalNet) -> None:
+def test_6_sigkilled_node_restarts_and_rejoins_without_loss(net: HarnessNet) -> None:
     j = 2
     db = net.nodes[j].dir / "node.sqlite"
     net.kill(j, signal.SIGKILL)
@@ -204,7 +259,7 @@ def test_e_sigkilled_node_restarts_and_rejoins_without_loss(net: LocalNet) -> No
     assert sent <= nonce <= claimed
 
 
-def test_f_rpc_outage_recovers_without_operator_action(net: LocalNet) -> None:
+def test_7_rpc_outage_recovers_without_operator_action(net: HarnessNet) -> None:
     net.rpc.paused = True
     try:
         _price(net, 3100.0)
@@ -218,7 +273,7 @@ def test_f_rpc_outage_recovers_without_operator_action(net: LocalNet) -> None:
     net.until(lambda: _onchain(net) == 3130 * SCALE, 10, "3130 on-chain")
 
 
-def test_g_committee_status_reads_the_chain_and_probes_members(net: LocalNet) -> None:
+def test_8_committee_status_reads_the_chain_and_probes_members(net: HarnessNet) -> None:
     from click.testing import CliRunner
 
     from oracle.cli.main import cli
@@ -246,7 +301,7 @@ def test_g_committee_status_reads_the_chain_and_probes_members(net: LocalNet) ->
         net.wait_ready(indices=[down])
 
 
-def test_h_live_rotation_to_a_smaller_committee_by_network_dkg(net: LocalNet) -> None:
+def test_9_live_rotation_to_a_smaller_committee_by_network_dkg(net: HarnessNet) -> None:
     """The owner proposes epoch 2 without node 3. Nodes 0–2 run the DKG over p2p while
     they keep serving epoch 1, propose the key; once it is activated they switch to
     epoch 2 without a restart, and node 3 stops signing. (Last: it changes the network.)"""

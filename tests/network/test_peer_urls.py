@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from oracle.chain.anvil import Anvil, AnvilConfig
-from oracle.node.localnet import UNREACHABLE_P2P_URL, LocalNet
+from tests.harness.localnet import UNREACHABLE_P2P_URL, HarnessNet
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(240)]
 N = 4
@@ -20,10 +20,10 @@ HIDDEN = 1
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarnessNet]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
         root: Path = tmp_path_factory.mktemp("peer-urls")
-        network = LocalNet(root, anvil.url, anvil.private_keys, N, hidden=HIDDEN)
+        network = HarnessNet(root, anvil.url, anvil.private_keys, N, hidden=HIDDEN)
         try:
             network.setup()
             network.start()
@@ -33,7 +33,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
             network.stop()
 
 
-def test_a_member_reached_through_peer_urls_takes_part(net: LocalNet) -> None:
+def test_a_member_reached_through_peer_urls_takes_part(net: HarnessNet) -> None:
     assert net.oracle is not None
     members = net.oracle.functions.members(1).call()
     assert members[HIDDEN][2] == UNREACHABLE_P2P_URL  # what the chain says

@@ -25,7 +25,7 @@ import pytest
 
 from oracle import bundle
 from oracle.cli.node import STOP_BOUND_S
-from oracle.node.localnet import (
+from oracle.devnet.processes import (
     free_port,
     node_config_toml,
     provision_committee,

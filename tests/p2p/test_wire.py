@@ -7,7 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oracle.crypto.dkg import Complaint, DKGConfig, DKGParticipant, Justification, run_dkg
+from oracle.crypto.dkg import (
+    Complaint,
+    DKGConfig,
+    DKGParticipant,
+    Justification,
+    run_dkg_in_one_process,
+)
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import make_signers
 from oracle.crypto.suites import MIRA_EVM
@@ -143,7 +149,7 @@ def test_per_peer_rate_limit() -> None:
 
 
 def test_payload_codecs_round_trip_and_are_strict() -> None:
-    dkg = run_dkg(MIRA_EVM, 3, 4)
+    dkg = run_dkg_in_one_process(MIRA_EVM, 3, 4)
     signer = make_signers(MIRA_EVM, dkg.public, dkg.keys)[1]
     obs = Observation((_update(),), signer.commit())
     assert Observation.decode(obs.encode()) == obs

@@ -12,7 +12,7 @@ import coincurve
 from prometheus_client import CollectorRegistry
 
 from oracle.config.publish import is_due
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.frost import Signer
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
@@ -39,7 +39,7 @@ HEARTBEAT_S = 60
 
 def _protocol(tmp_path: Path) -> RoundProtocol:
     """One member's protocol, not started: only its due test is asked."""
-    dkg = run_dkg(MIRA_EVM, 1, 1)
+    dkg = run_dkg_in_one_process(MIRA_EVM, 1, 1)
     key = coincurve.PrivateKey()
     members = EpochMembers(EPOCH, (key.public_key.format(compressed=True),))
     auth = Authenticator(

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -347,3 +348,35 @@ async def test_rounds_go_on_under_a_flood_of_unauthenticated_bytes(tmp_path: Pat
         for node in net.nodes[:2]:
             assert node.auth.metrics.rejected.labels("rate_limited")._value.get() > 0
             assert len(node.auth.sources) <= 2 * 4096
+
+
+# -- a leader proposing its own value (#13 item 6) --------------------------------------------
+
+
+class ProposesItsOwnValue(RoundProtocol):
+    """A liar as leader: in its rounds it proposes its own output, not the median, to every
+    member (its own tolerance accepts everyone, so it never runs short of signers)."""
+
+    def __init__(self, ctx, transport, outputs, policies, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        tolerant = {f: replace(p, tolerance_bps=10_000) for f, p in policies.items()}
+        super().__init__(ctx, transport, outputs, tolerant, *args, **kwargs)
+
+    def _due_medians(self, r, collected):  # type: ignore[no-untyped-def]
+        own = collected[self.ctx.self_index].by_feed
+        return [u for u in own.values() if self.is_due(self.policies[u.feed_id], u)]
+
+
+async def test_a_leader_proposing_its_own_value_is_refused_and_named(tmp_path: Path) -> None:
+    liar = 3
+    async with _network(
+        tmp_path, [1000, 1000, 1000, 1300], protocols={liar: ProposesItsOwnValue}
+    ) as net:
+        honest = [n for i, n in enumerate(net.nodes) if i != liar]
+        named = lambda: any(_offences(n, "not_median") for n in honest)  # noqa: E731
+        # the other leaders' rounds land the honest value meanwhile
+        await _until(lambda: named() and bool(net.chain.updates), timeout=15.0)
+        # the followers it asked refused (the report is not the median of the signed
+        # observations it embeds), counted it, and named the liar and no one else
+        assert any(_refusals(n, "not_median") for n in honest)
+        assert all(set(n.offences) <= {liar} for n in honest)
+        assert net.chain.updates and all(u.value == 1000 for u in net.chain.updates)

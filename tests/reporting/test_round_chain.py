@@ -14,19 +14,24 @@ from pathlib import Path
 
 import coincurve
 import pytest
+from eth_account import Account
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 from web3 import Web3
 
+from oracle import artifacts
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import deploy
 from oracle.chain.oracle_calls import MemberInfo, start_epoch_args
-from oracle.crypto.dkg import run_dkg
+from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.suites import MIRA_EVM
 from oracle.reporting.protocol import FeedPolicy
 from oracle.reporting.report import FeedUpdate
 from oracle.reporting.rounds import period_ms, round_at, slot_of
-from oracle.reporting.transmit import NOT_REGISTERED, ChainReader, Web3Transmitter
+from oracle.reporting.transmit import NOT_REGISTERED, ChainReader, ManagedTransmitter
+from oracle.storage import make_engine, upgrade
+from oracle.transmission import TransmissionManager, TxManagerConfig
 from tests.reporting.test_round_protocol import COMMITMENT, FEED, _network, _until
 
 REGISTERED = b"\x21" * 32
@@ -113,7 +118,7 @@ async def test_nodes_keep_reporting_registered_feeds_when_one_is_unregistered(
     tmp_path: Path, anvil: Anvil, w3: Web3
 ) -> None:
     oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 86400, 3600, 300)
-    dkg = run_dkg(MIRA_EVM, 3, 4)
+    dkg = run_dkg_in_one_process(MIRA_EVM, 3, 4)
     operators = [Web3.to_checksum_address(w3.eth.accounts[i + 1]) for i in range(4)]
     members = [_member(i, op) for i, op in enumerate(operators)]
     w3.eth.wait_for_transaction_receipt(
@@ -132,22 +137,46 @@ async def test_nodes_keep_reporting_registered_feeds_when_one_is_unregistered(
         for f, name in ((REGISTERED, "REG/USD"), (UNREGISTERED, "UNREG/USD"))
     }
     sources = [TwoFeeds(1000) for _ in range(4)]
+    managers = []  # each member's transaction manager, on a database of its own
+    for i, k in enumerate(anvil.private_keys[1:5]):
+        engine = make_engine(f"sqlite:///{tmp_path / f'tx{i}.sqlite'}")
+        upgrade(engine)
+        managers.append(
+            TransmissionManager(
+                engine,
+                Account.from_key(k),
+                TxManagerConfig(
+                    chain_id=int(w3.eth.chain_id),
+                    rpc_urls=(anvil.url,),
+                    confirmation_depth=1,
+                    poll_interval=0.05,
+                ),
+                registry=CollectorRegistry(),
+                error_abis=[artifacts.load("MiraOracle").abi],
+            )
+        )
     transmitters = [
-        Web3Transmitter(anvil.url, str(oracle.address), bytes.fromhex(k.removeprefix("0x")))
-        for k in anvil.private_keys[1:5]
+        ManagedTransmitter(anvil.url, str(oracle.address), m.ctx.sender, lambda m=m: m, wait_s=20.0)
+        for m in managers
     ]
+    for m in managers:
+        await m.start()
 
     def onchain() -> int:
         return int(oracle.functions.latestRound(REGISTERED).call()[1])
 
-    async with _network(
-        tmp_path, [], sources=sources, policies=policies, dkg=dkg, transmitters=transmitters
-    ):
-        await _until(lambda: onchain() == 1000, timeout=20.0)
-        for s in sources:  # a 1 % move: due again, and lands again
-            s.value = 1010
-        await _until(lambda: onchain() == 1010, timeout=20.0)
-        await asyncio.sleep(0)
+    try:
+        async with _network(
+            tmp_path, [], sources=sources, policies=policies, dkg=dkg, transmitters=transmitters
+        ):
+            await _until(lambda: onchain() == 1000, timeout=20.0)
+            for s in sources:  # a 1 % move: due again, and lands again
+                s.value = 1010
+            await _until(lambda: onchain() == 1010, timeout=20.0)
+            await asyncio.sleep(0)
+    finally:
+        for m in managers:
+            await m.stop()
     # the nodes never even put the unregistered feed into a report (they read that it is
     # not registered), so the contract never had to skip it
     skipped = oracle.events.UpdateSkipped().get_logs(from_block=0)

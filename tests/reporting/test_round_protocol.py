@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from oracle.chain.oracle_calls import SignatureStruct
-from oracle.crypto.dkg import DKGResult, default_threshold, run_dkg
+from oracle.crypto.dkg import DKGResult, default_threshold, run_dkg_in_one_process
 from oracle.crypto.frost import Signer
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
@@ -35,6 +35,7 @@ from oracle.reporting.rounds import slot_of
 from oracle.reporting.store import RoundStore
 from oracle.reporting.transmit import Fate, OnChainValue, ReportTransmitter, Submission
 from oracle.storage import SqlUsedNonceLog, make_engine, upgrade
+from tests.harness.faults import FaultySigner
 
 CHAIN_ID = 31337
 ORACLE = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
@@ -72,7 +73,8 @@ class FakeChain:
 
 
 class ChainTransmitter:
-    keeps_record = False
+    """Submits to the fake chain; like the transaction manager, a report submitted again
+    is the same transmission (the fake chain applies a report once)."""
 
     def __init__(self, chain: FakeChain, sender: str) -> None:
         self.chain, self._sender = chain, sender
@@ -133,7 +135,7 @@ async def _network(
     ``chain``/``dkg``: carry a chain and committee over from an earlier network (a restart);
     ``transmitters``: one per node, e.g. to anvil."""
     n = len(values) if sources is None else len(sources)
-    dkg = dkg or run_dkg(MIRA_EVM, default_threshold(n), n)
+    dkg = dkg or run_dkg_in_one_process(MIRA_EVM, default_threshold(n), n)
     chain = chain or FakeChain(dkg.public.group_key)
     idkeys = [coincurve.PrivateKey() for _ in range(n)]
     members = EpochMembers(EPOCH, tuple(k.public_key.format(compressed=True) for k in idkeys))
@@ -157,7 +159,9 @@ async def _network(
     for i, t in enumerate(transports):
         engine = make_engine(f"sqlite:///{tmp_path / f'node{i}.sqlite'}")
         upgrade(engine)
-        signer = Signer(MIRA_EVM, dkg.keys[i + 1], dkg.public, SqlUsedNonceLog(engine))
+        # a member sending invalid shares: its signer is faulty, the protocol code is not
+        signer_class = FaultySigner if i == corrupt else Signer
+        signer = signer_class(MIRA_EVM, dkg.keys[i + 1], dkg.public, SqlUsedNonceLog(engine))
         ctx = EpochContext(
             CHAIN_ID, ORACLE, EPOCH, peers, tuple(f"op{j}" for j in range(n)), i, dkg.public, signer
         )
@@ -165,7 +169,6 @@ async def _network(
         cfg = ProtocolConfig(
             round_period_s=period_ms / 1000,
             transmit_timeout_s=0.5,
-            corrupt_signature_shares=(i == corrupt),
         )
         node = (protocols or {}).get(i, RoundProtocol)(
             ctx,

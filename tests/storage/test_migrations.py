@@ -86,3 +86,43 @@ def test_mira_db_upgrade_runs_from_any_directory(backend: Backend, tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert head_revision() in done.stdout
     require_current(backend.engine())
+
+
+def test_rows_of_the_removed_direct_transmitter_become_manager_states(
+    empty_engine: Engine,
+) -> None:
+    """A node that sent reports with the removed "direct" transmitter left rows without a
+    call and with its own status words; the manager reads every status of its sender as
+    a State, so 0004 turns them into terminal manager states, keeping each row."""
+    from sqlalchemy import text
+
+    from oracle.transmission.states import State
+    from oracle.transmission.store import TransmissionStore
+
+    sender = "0x" + "11" * 20
+    upgrade(empty_engine, "0003")
+    with empty_engine.begin() as conn:
+        for i, status in enumerate(("landed", "claimed", "unknown", "failed")):
+            conn.execute(
+                text(
+                    "INSERT INTO transmissions (chain_id, report_hash, sender, status, "
+                    "tx_hash, created_at_ms, updated_at_ms) VALUES (1, :h, :s, :st, :tx, 0, 0)"
+                ),
+                {"h": bytes([i]) * 32, "s": sender, "st": status, "tx": bytes([i + 9]) * 32},
+            )
+    upgrade(empty_engine)
+    assert TransmissionStore(empty_engine, 1, sender).counts() == {
+        State.CONFIRMED: 1,
+        State.FAILED: 3,
+    }
+    with empty_engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT status, error, tx_hash FROM transmissions ORDER BY id")
+        ).all()
+    assert [(r[0], r[1]) for r in rows] == [
+        ("confirmed", None),
+        ("failed", "direct transmitter (removed): claimed"),
+        ("failed", "direct transmitter (removed): unknown"),
+        ("failed", None),
+    ]
+    assert [bytes(r[2]) for r in rows] == [bytes([i + 9]) * 32 for i in range(4)]  # kept

@@ -78,9 +78,9 @@ def test_bad_arguments_are_refused(
 def test_frost_signers_log_every_nonce_in_the_database(engine: Engine) -> None:
     """The real signer over the SQL log: each share's nonce is durably marked, and a second
     share from the same commitment is refused even by a fresh signer (a restarted node)."""
-    from oracle.crypto.dealer import trusted_dealer_keygen_for_tests
     from oracle.crypto.frost import Signer, SigningRound, aggregate, make_signers
     from oracle.crypto.suites import MIRA_EVM
+    from tests.harness.dealer import trusted_dealer_keygen_for_tests
 
     public, keys = trusted_dealer_keygen_for_tests(MIRA_EVM, 2, 3)
     signers = make_signers(MIRA_EVM, public, keys, log_factory=lambda: SqlUsedNonceLog(engine))
