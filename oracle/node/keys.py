@@ -1,6 +1,6 @@
 """The node's own keys for ``[network]``, read from its keystore once and handed to the
-services that sign with them: the operator key to the transaction manager (and to the
-network service's transmitter), the identity key to the network service (p2p and DKG).
+services that sign with them: the operator key to the transaction manager, the identity
+key to the network service (p2p and DKG).
 
 :class:`NetworkSetup` is what the node hands each ``[network]`` service.
 
