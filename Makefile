@@ -45,6 +45,7 @@ lint: setup
 	$(BIN)/ruff check oracle tests
 	$(BIN)/ruff format --check oracle tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cd contracts && ./node_modules/.bin/forge fmt --check
 
 # The gas snapshot pins the transmit hot path: a change shows up as a diff to review and

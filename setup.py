@@ -41,7 +41,7 @@ def source_artifacts() -> list[Path]:
 
 
 def slim(path: Path) -> str:
-    """What ``oracle.chain.artifacts`` reads: the ABI and both bytecodes."""
+    """What ``oracle.artifacts`` reads: the ABI and both bytecodes."""
     raw = json.loads(path.read_text())
     return json.dumps(
         {

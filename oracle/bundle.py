@@ -8,6 +8,7 @@ checkout or an editable install has no bundle and reads the originals beside the
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 BUNDLE = Path(__file__).resolve().parent / "_bundle"
@@ -16,6 +17,7 @@ CHECKOUT = Path(__file__).resolve().parents[1]  # the repository root, in a chec
 # name in the bundle -> the source it is copied from, relative to the repository root
 ARTIFACTS = ("contracts", "contracts/out")
 DEMO_FEEDS = ("feeds", "feeds")
+CONTRACTS_DIR_ENV = "MIRA_CONTRACTS_DIR"
 
 
 def locate(entry: tuple[str, str]) -> Path:
@@ -23,3 +25,11 @@ def locate(entry: tuple[str, str]) -> Path:
     bundled, source = entry
     packaged = BUNDLE / bundled
     return packaged if packaged.is_dir() else CHECKOUT / source
+
+
+def contracts_dir() -> Path:
+    """The Foundry project: ``$MIRA_CONTRACTS_DIR`` or ``contracts/`` beside the package."""
+    override = os.environ.get(CONTRACTS_DIR_ENV)
+    if override:
+        return Path(override).resolve()
+    return CHECKOUT / "contracts"

@@ -16,3 +16,15 @@ class ToolchainError(MiraError):
 
 class ChainError(MiraError):
     """Talking to an EVM node failed or returned something unexpected."""
+
+
+class Rejected(MiraError, ValueError):
+    """An observation a feed refuses; ``reason`` is a short machine-readable code.
+
+    Raised by the sources (a reading that is not a finite number, a bad body) and by the
+    model (a record out of its declared ranges), so it lives below both."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")

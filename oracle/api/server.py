@@ -2,22 +2,58 @@
 
 Every error is JSON ``{"error": {"status": ..., "message": ...}}`` with the matching
 status code; request bodies are capped (``client_max_size``).
+
+The API reads a node through :class:`NodeView`, the few read-only things it serves, never
+the node itself: it sits below the composition root (oracle.node), which builds the view.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from oracle.node.service import Health
+from oracle.config.feeds import FeedSpec
+from oracle.config.node import ApiConfig
+from oracle.models import FeedModel
+from oracle.service import Health
 
-if TYPE_CHECKING:
-    from oracle.node.node import Node
+log = structlog.get_logger(__name__)
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ModelHolder(Protocol):
+    @property
+    def model(self) -> FeedModel: ...
+
+
+class FeedView(Protocol):
+    """What the API reads of one feed's runner."""
+
+    @property
+    def spec(self) -> FeedSpec: ...
+
+    @property
+    def pipeline(self) -> ModelHolder: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """What the API serves of a node: its name, health, feeds, metrics and, where the node
+    runs ``[network]``, the network service's status."""
+
+    name: str
+    health: Callable[[], Health]
+    feeds: Mapping[str, FeedView]
+    registry: CollectorRegistry
+    network: Callable[[], dict[str, Any]] | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -36,25 +72,25 @@ async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResp
         return _error(500, "internal error")
 
 
-def make_app(node: Node, *, max_body_bytes: int = 64 * 1024) -> web.Application:
+def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=max_body_bytes)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "node": node.config_name})
+        return web.json_response({"ok": True, "node": node.name})
 
     async def readyz(_: web.Request) -> web.Response:
         health: Health = node.health()
         return web.json_response(health.as_dict(), status=200 if health.ok else 503)
 
     async def feeds(_: web.Request) -> web.Response:
-        return web.json_response({"feeds": [r.status() for r in node.runners.values()]})
+        return web.json_response({"feeds": [r.status() for r in node.feeds.values()]})
 
     async def feed(request: web.Request) -> web.Response:
         feed_id = request.match_info["feed_id"]
-        runner = node.runners.get(feed_id)
+        runner = node.feeds.get(feed_id)
         if runner is None:  # one arm's feed of a policy feed: its policy feed answers
             runner = next(
-                (r for r in node.runners.values() if any(o.id == feed_id for o in r.spec.outputs)),
+                (r for r in node.feeds.values() if any(o.id == feed_id for o in r.spec.outputs)),
                 None,
             )
         if runner is None:
@@ -63,7 +99,7 @@ def make_app(node: Node, *, max_body_bytes: int = 64 * 1024) -> web.Application:
 
     async def models(_: web.Request) -> web.Response:
         out: list[dict[str, Any]] = []
-        for runner in node.runners.values():
+        for runner in node.feeds.values():
             spec = runner.spec
             out.append(
                 {
@@ -88,11 +124,39 @@ def make_app(node: Node, *, max_body_bytes: int = 64 * 1024) -> web.Application:
     app.router.add_get("/v1/models", models)
 
     async def network(_: web.Request) -> web.Response:
-        service = getattr(node, "network", None)
-        if service is None:
+        if node.network is None:
             return _error(404, "this node runs no [network]")
-        return web.json_response(service.status())
+        return web.json_response(node.network())
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/network", network)
     return app
+
+
+class ApiService:
+    """The API as a node service: serves :func:`make_app` on ``[api]`` host and port."""
+
+    name = "api"
+
+    def __init__(self, config: ApiConfig, view: NodeView) -> None:
+        self.config = config
+        self.view = view
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.runner = web.AppRunner(make_app(self.view, max_body_bytes=cfg.max_body_bytes))
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, cfg.host, cfg.port)
+        await site.start()
+        addresses = self.runner.addresses
+        self.port = int(addresses[0][1]) if addresses else cfg.port
+        log.info("api.listening", host=cfg.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    def health(self) -> Health:
+        return Health(self.runner is not None)

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from oracle.chain.anvil import Anvil, AnvilConfig
+from oracle.crypto.dkg import default_threshold
 from oracle.devnet.localnet import LocalNet
 
 SIZES = (4, 7)
@@ -78,7 +79,7 @@ def measure(n: int, samples: int, root: Path, log: Any = None) -> dict[str, Any]
     gas = [e["gas"] for e in events]
     return {
         "n": n,
-        "threshold": 2 * ((n - 1) // 3) + 1,
+        "threshold": default_threshold(n),
         "samples": samples,
         "latency_s_p50": round(statistics.median(latencies), 3),
         "latency_s_p99": round(_percentile(latencies, 0.99), 3),

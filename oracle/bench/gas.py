@@ -29,7 +29,7 @@ from oracle.chain.oracle_calls import (
     signature_struct,
     start_epoch_args,
 )
-from oracle.crypto.dkg import run_dkg_in_one_process
+from oracle.crypto.dkg import default_threshold, run_dkg_in_one_process
 from oracle.crypto.frost import make_signers, run_signing
 from oracle.crypto.group import base_mul
 from oracle.crypto.suites import MIRA_EVM
@@ -46,11 +46,6 @@ ONE_FEED_BAR = 36_000
 FLATNESS_BAR = 0.01
 MARGINAL_BAR = 6_500
 OCR2_SAVING_BAR = 0.60
-
-
-def threshold_for(n: int) -> int:
-    """t = 2f + 1 with f = ⌊(n − 1)/3⌋ faulty nodes tolerated."""
-    return 2 * ((n - 1) // 3) + 1
 
 
 @dataclass
@@ -76,7 +71,7 @@ def _members(n: int) -> list[MemberInfo]:
 
 
 def start_committee(w3: Web3, oracle: Contract, n: int) -> Committee:
-    t = threshold_for(n)
+    t = default_threshold(n)
     dkg = run_dkg_in_one_process(MIRA_EVM, t, n)
     signers = list(make_signers(MIRA_EVM, dkg.public, dkg.keys).values())
     args = start_epoch_args(dkg.public.group_key, t, _members(n))

@@ -18,12 +18,13 @@ from eth_utils.crypto import keccak
 from web3 import Web3
 
 from oracle.chain.deploy import deploy
+from oracle.crypto.dkg import max_faulty
 
 SAMPLES = 5
 
 
 def _measure_n(w3: Web3, n: int) -> int:
-    f = (n - 1) // 3
+    f = max_faulty(n)
     contract = deploy(w3, "OCR2Reference")
     signers = [Account.create() for _ in range(n)]
     transmitters = [w3.eth.accounts[0]] + [Account.create().address for _ in range(n - 1)]

@@ -8,7 +8,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.errors import ChainError
 
 

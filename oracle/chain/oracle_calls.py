@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from eth_utils.address import to_checksum_address
 
@@ -23,6 +23,12 @@ class MemberInfo:
 
     def as_tuple(self) -> tuple[str, bytes, str]:
         return (to_checksum_address(self.operator), self.identity_key, self.p2p_url)
+
+    @classmethod
+    def from_chain(cls, raw: Sequence[Any]) -> MemberInfo:
+        """A member as web3 returns ICommittee.Member: (operator, identityKey, p2pUrl)."""
+        operator, identity_key, p2p_url = raw
+        return cls(str(operator), bytes(identity_key), str(p2p_url))
 
 
 class SignatureStruct(NamedTuple):

@@ -29,6 +29,7 @@ from web3.contract import Contract
 
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.crypto.dkg import agreement_quorum, max_faulty
+from oracle.crypto.dkg import default_threshold as default_threshold  # re-exported
 from oracle.errors import ChainError
 
 SendFn = Callable[[Any, str], Any]  # (contract function call, what) → receipt; raises on revert
@@ -80,11 +81,6 @@ def key_hex(key: tuple[int, int]) -> str:
     """A proposed (px, parity) as its 33-byte compressed point."""
     px, parity = key
     return f"0x{2 + parity:02x}{px:064x}"
-
-
-def default_threshold(n: int) -> int:
-    """t = 2f + 1 for the largest f with n ≥ 3f + 1."""
-    return 2 * ((n - 1) // 3) + 1
 
 
 def propose_committee(

@@ -18,7 +18,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.chain.deploy import at
 from oracle.errors import ChainError
 

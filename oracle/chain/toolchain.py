@@ -7,24 +7,15 @@ source checkout (e.g. inside the node image).
 
 from __future__ import annotations
 
-import os
 import platform
 import sys
 from pathlib import Path
 
-from oracle.bundle import CHECKOUT
+from oracle.bundle import CONTRACTS_DIR_ENV, contracts_dir
 from oracle.errors import ToolchainError
 
 _TOOLS = ("anvil", "forge", "cast")
-CONTRACTS_DIR_ENV = "MIRA_CONTRACTS_DIR"
-
-
-def contracts_dir() -> Path:
-    """The Foundry project: ``$MIRA_CONTRACTS_DIR`` or ``contracts/`` beside the package."""
-    override = os.environ.get(CONTRACTS_DIR_ENV)
-    if override:
-        return Path(override).resolve()
-    return CHECKOUT / "contracts"
+__all__ = ["CONTRACTS_DIR_ENV", "contracts_dir", "tool"]
 
 
 def _platform() -> str:

@@ -19,18 +19,18 @@ import click
 from eth_account import Account
 from web3 import Web3
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.chain.deploy import at
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.chain.rotation import (
     KeyProposals,
     activate_when_proposed,
-    default_threshold,
     key_proposals,
     propose_committee,
 )
 from oracle.chain.system import Sender
 from oracle.cli.options import owner_keys_dir_option, passphrase_file_option
+from oracle.crypto.dkg import default_threshold
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError, MiraError
 from oracle.p2p.transport import HEALTH_PATH
@@ -80,19 +80,19 @@ def committee_status(rpc_url: str, oracle: str, timeout: float) -> dict[str, Any
     if epoch == 0:
         return {"epoch": 0, "threshold": None, "members": [], "online": 0, "pending": pending}
     key = contract.functions.epochKey(epoch).call()
-    members = contract.functions.members(epoch).call()
+    members = [MemberInfo.from_chain(m) for m in contract.functions.members(epoch).call()]
 
     async def probe_all() -> list[tuple[bool, str]]:
         return await asyncio.gather(
-            *(_probe(str(m[2]), "0x" + bytes(m[1]).hex(), epoch, timeout) for m in members)
+            *(_probe(m.p2p_url, "0x" + m.identity_key.hex(), epoch, timeout) for m in members)
         )
 
     probes = asyncio.run(probe_all())
     rows = [
         {
             "index": i,
-            "operator": str(m[0]),
-            "p2p_url": str(m[2]),
+            "operator": m.operator,
+            "p2p_url": m.p2p_url,
             "online": ok,
             **({"detail": detail} if detail else {}),
         }

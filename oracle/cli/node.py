@@ -2,7 +2,7 @@
 
 Stopping is bounded, whatever the chain RPC or a peer does:
 
-* each service's stop gets a bound of its own (:class:`oracle.node.service.ServiceGroup`)
+* each service's stop gets a bound of its own (:class:`oracle.service.ServiceGroup`)
   before the next one stops, so the feeds are still checkpointed when the network hangs;
 * once the node has stopped, worker threads get a few seconds to end: one may sit in a
   blocking web3 call to a hung RPC (a chain-events scan, retried for minutes) and holds
@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from oracle.node.service import NODE_STOP_BOUND_S as STOP_BOUND_S
+from oracle.service import NODE_STOP_BOUND_S as STOP_BOUND_S
 
 _EXIT_GRACE_S = 3.0  # how long worker threads may hold the exit once the node has stopped
 

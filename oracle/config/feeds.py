@@ -53,8 +53,7 @@ from typing import Any
 from eth_hash.auto import keccak
 from web3 import Web3
 
-from oracle.config.reader import ConfigError, Problems, Table
-from oracle.models.allowlist import (
+from oracle.config.allowlist import (
     ANOMALY,
     FORECASTER,
     POLICY,
@@ -62,7 +61,9 @@ from oracle.models.allowlist import (
     TRANSFORMER,
     ComponentSpec,
 )
-from oracle.models.allowlist import read_component as _read_component
+from oracle.config.allowlist import read_component as _read_component
+from oracle.config.events import EventSpecError, resolve_event
+from oracle.config.reader import ConfigError, Problems, Table
 
 FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -535,8 +536,6 @@ def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
     max_ranges = t.integer("max_ranges_per_poll", 10, low=1, high=1000)
     if not all(isinstance(v, str) for v in (rpc_url, address, contract, event, field_text)):
         return None
-    from oracle.sources.chain_events import EventSpecError, resolve_event
-
     try:
         abi, topic0, path = resolve_event(contract, event, field_text)
     except EventSpecError as exc:

@@ -78,6 +78,15 @@ def max_faulty(n: int) -> int:
     return (n - 1) // 3
 
 
+def default_threshold(n: int) -> int:
+    """t = 2f + 1 with f = :func:`max_faulty` (n): the signing threshold a committee of n
+    gets unless told otherwise, and the round's observation quorum. With at most f liars
+    among any 2f + 1 members, the honest ones (≥ f + 1) are a majority of them, so a
+    median of 2f + 1 values lies between two honest values; and f members alone (or the
+    f that withhold) can neither sign nor stop a signature."""
+    return 2 * max_faulty(n) + 1
+
+
 def agreement_quorum(n: int, threshold: int) -> int:
     """t + f (at most n): members holding one key of whom at least t are honest, whatever
     the f others do. The network DKG goes on without silent members only with this many,

@@ -35,8 +35,7 @@ from aiohttp import web
 from eth_account import Account
 from web3 import Web3
 
-from oracle import bundle
-from oracle.chain import artifacts
+from oracle import artifacts, bundle
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at
 from oracle.chain.rotation import KeyProposals, activate_when_proposed, propose_committee
@@ -54,7 +53,7 @@ from oracle.devnet.processes import (
     stop_node,
 )
 from oracle.errors import MiraError
-from oracle.node.service import NODE_STOP_BOUND_S
+from oracle.service import NODE_STOP_BOUND_S
 from oracle.storage import make_engine, upgrade
 
 HEARTBEAT_S = 10  # every demo feed's heartbeat on the devnet, so rounds land visibly

@@ -1,12 +1,12 @@
 """Online river models built from feed specs through an allowlist."""
 
+from oracle.errors import Rejected
 from oracle.models.commitment import CommitmentError, canonical_state, commitment
 from oracle.models.quantize import QuantizationError, quantize
 from oracle.models.runner import (
     ArmOutput,
     FeedModel,
     ModelError,
-    Rejected,
     StepOutput,
     build_model,
 )

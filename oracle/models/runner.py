@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from river import compose, drift, proba
 
-from oracle.errors import MiraError
-from oracle.models.allowlist import ANOMALY, FORECASTER, POLICY, REGRESSOR
+from oracle.config.allowlist import ANOMALY, FORECASTER, POLICY, REGRESSOR
+from oracle.config.publish import is_due
+from oracle.errors import MiraError, Rejected
 from oracle.models.commitment import commitment, committer
 from oracle.models.quantize import quantizer
 
@@ -46,15 +47,6 @@ _ADWIN: Any = drift.ADWIN
 
 class ModelError(MiraError):
     """A model could not be built, run or restored."""
-
-
-class Rejected(MiraError, ValueError):
-    """An observation the feed refuses; ``reason`` is a short machine-readable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}")
 
 
 class ArmOutput(NamedTuple):
@@ -224,12 +216,13 @@ class FeedModel:
         if not math.isfinite(raw):
             raise ModelError(f"feed {self.spec.id}: the model produced {raw!r}")
         value = self._quantize(raw)
-        # the publish decision (see _due), inline: this runs for every observation
-        last = st.last_published_value
-        publish = (
-            last is None
-            or observed_at_ms - st.last_published_at_ms >= self._heartbeat_ms
-            or _deviation_bps(last, value) >= self._deviation_bps
+        publish = is_due(
+            st.last_published_value,
+            st.last_published_at_ms,
+            value,
+            observed_at_ms,
+            deviation_bps=self._deviation_bps,
+            heartbeat=self._heartbeat_ms,
         )
         if publish:
             st.last_published_value = value
@@ -290,7 +283,15 @@ class FeedModel:
         published = list(st.arms_published) or [(None, -1)] * len(self._arms)
         arms = []
         for i, a in enumerate(self._arms):
-            due = _due(self.spec, *published[i], values[i], observed_at_ms)
+            last, last_at_ms = published[i]
+            due = is_due(
+                last,
+                last_at_ms,
+                values[i],
+                observed_at_ms,
+                deviation_bps=self._deviation_bps,
+                heartbeat=self._heartbeat_ms,
+            )
             if due:
                 published[i] = (values[i], observed_at_ms)
             arms.append(ArmOutput(a, scores[i], values[i], due))
@@ -386,19 +387,3 @@ class FeedModel:
             raise ModelError(f"feed {self.spec.id}: checkpoint holds {type(state).__name__}")
         self.state = state
         self._commit = committer(self.spec.digest, state.model)
-
-
-def _due(spec: FeedSpec, last: int | None, last_at_ms: int, value: int, at_ms: int) -> bool:
-    """Whether an output goes on-chain: the first one, a heartbeat, or a deviation."""
-    return (
-        last is None
-        or at_ms - last_at_ms >= spec.heartbeat_s * 1000
-        or _deviation_bps(last, value) >= spec.deviation_bps
-    )
-
-
-def _deviation_bps(old: int, new: int) -> int:
-    """|new - old| / |old| in basis points, exact integer arithmetic (rounded down)."""
-    if old == 0:
-        return 0 if new == 0 else 10**9
-    return abs(new - old) * 10_000 // abs(old)

@@ -12,12 +12,11 @@ import aiohttp
 import structlog
 
 from oracle.config.feeds import ChainEventSourceSpec, FeedSpec, HttpSourceSpec, ReplaySourceSpec
-from oracle.errors import MiraError
+from oracle.errors import MiraError, Rejected
 from oracle.models import StepOutput
-from oracle.models.runner import Rejected
 from oracle.node.pipeline import FeedMetrics, FeedPipeline
-from oracle.node.service import Health
 from oracle.reporting.report import FeedUpdate
+from oracle.service import Health
 from oracle.sources.chain_events import BlockRef, ChainEventSource
 from oracle.sources.http import HttpSource
 from oracle.sources.replay import RawObservation, ReplaySource

@@ -86,12 +86,7 @@ from oracle.crypto.envelope import EncryptedShare, IdentityKey
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.suites import MIRA_EVM
 from oracle.errors import MiraError
-from oracle.p2p.errors import MessageRejected, PeerUnavailable
-from oracle.p2p.transport import Peer, Transport
-from oracle.p2p.wire import (
-    Envelope,
-    Header,
-    MsgType,
+from oracle.node.keygen_messages import (
     decode_dkg_complaints,
     decode_dkg_justifications,
     decode_dkg_relay,
@@ -102,8 +97,11 @@ from oracle.p2p.wire import (
     encode_dkg_relay,
     encode_dkg_round1,
     encode_dkg_share,
-    unseal,
 )
+from oracle.p2p.errors import MessageRejected, PeerUnavailable
+from oracle.p2p.transport import Peer, Transport
+from oracle.p2p.wire import Envelope, Header, MsgType, unseal
+from oracle.retry import Backoff, retry
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +112,8 @@ _INBOX_TYPES = (*_BROADCAST_TYPES, MsgType.DKG_SHARE, MsgType.DKG_RELAY)
 # Two different signed messages of one author for one slot prove equivocation; a third adds
 # nothing, so at most two are kept: with 2 attempts and 4 types, that is the per-member quota.
 _COPIES = 2
+# a message to a peer that is down: 0.1 s, then 1.5 times longer each time, at most 2 s
+_DELIVERY_BACKOFF = Backoff(0.1, 1.5, cap_s=2.0)
 _NO_DIGEST = bytes(32)  # in a complaints message: "no round-1 message of this member used"
 
 
@@ -449,21 +449,28 @@ class NetworkDKG:
         task.add_done_callback(self._pushes.discard)
 
     async def _deliver(self, peer: Peer, header: Header, payload: bytes) -> None:
-        delay = 0.1
-        for _ in range(10_000):  # bounded; ~hours at the 2 s backoff cap
+        """Send until the peer has the message (or the attempt is over for everyone):
+        bounded, ~hours at the 2 s backoff cap."""
+
+        async def once() -> None:
             if self.attempt > header.attempt:
                 return  # the attempt is over for everyone
             try:
                 await self.transport.send(peer, header, payload, timeout=self.send_timeout)
-                return
             except PeerUnavailable as exc:
                 # "replay": the peer accepted it before (a refused message is not recorded).
-                if "replay" in str(exc):
-                    return
+                if "replay" not in str(exc):
+                    raise
             except MessageRejected:  # a reply we cannot use; the peer did get the message
                 return
-            await asyncio.sleep(delay)
-            delay = min(2.0, delay * 1.5)
+
+        with contextlib.suppress(PeerUnavailable):  # gave up after the last attempt
+            await retry(
+                once,
+                backoff=_DELIVERY_BACKOFF,
+                attempts=10_000,
+                retryable=lambda exc: isinstance(exc, PeerUnavailable),
+            )
 
     def _broadcast(self, msg_type: MsgType, attempt: int, payload: bytes) -> None:
         for i in range(self.n):

@@ -1,5 +1,8 @@
 """The composition root: one place that wires storage, feeds, the scheduler and the API.
 
+Each service is handed the few things it uses (its config section, the engine, the
+registry, the feed runners), never the node.
+
 Start order: storage check → feeds (restore) → scheduler → [transaction manager →
 network] → API. Stop is the reverse;
 stopping the feeds flushes their buffers and checkpoints every model, so a restart
@@ -11,20 +14,22 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 import structlog
-from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Gauge
 
+from oracle.api.server import ApiService, NodeView
 from oracle.config.feeds import FeedSpec
-from oracle.config.node import NodeConfig
+from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.node.feeds import FeedRunner
+from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
-from oracle.node.service import Health, Service, ServiceGroup
 from oracle.node.transmission import TransmissionService
+from oracle.service import Health, Service, ServiceGroup
 from oracle.storage import Store, make_engine, require_current
 
 log = structlog.get_logger(__name__)
@@ -53,20 +58,20 @@ class StorageService:
 class FeedsService:
     name = "feeds"
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, runners: Mapping[str, FeedRunner]) -> None:
+        self.runners = runners
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession()
-        for runner in self.node.runners.values():
+        for runner in self.runners.values():
             runner.attach_http(self.session)
             runner.restore()
         gc.collect()
         gc.freeze()  # the start-up heap (datasets, modules) is not rescanned by the GC
 
     async def stop(self) -> None:
-        for runner in self.node.runners.values():
+        for runner in self.runners.values():
             try:
                 runner.pipeline.checkpoint()  # flushes first
             except Exception as exc:
@@ -76,21 +81,37 @@ class FeedsService:
 
     def health(self) -> Health:
         now = time.time_ns() // 1_000_000
-        children = {fid: r.health(now) for fid, r in self.node.runners.items()}
+        children = {fid: r.health(now) for fid, r in self.runners.items()}
         ok = all(h.ok for h in children.values())
         return Health(ok, "", children)
 
 
+_Job = Callable[[], Awaitable[None]]
+
+
 class SchedulerService:
+    """Polls every feed, and runs the node's periodic flush, checkpoint and heartbeat
+    check."""
+
     name = "scheduler"
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        runners: Mapping[str, FeedRunner],
+        *,
+        flush: _Job,
+        checkpoint: _Job,
+        check_heartbeats: _Job,
+    ) -> None:
+        self.config = config
+        self.runners = runners
+        self.jobs = {"flush": flush, "checkpoint": checkpoint, "heartbeat": check_heartbeats}
         self.scheduler = AsyncIOScheduler()
 
     async def start(self) -> None:
-        cfg = self.node.config.scheduler
-        for runner in self.node.runners.values():
+        cfg = self.config
+        for runner in self.runners.values():
             self.scheduler.add_job(
                 runner.poll,
                 "interval",
@@ -99,30 +120,15 @@ class SchedulerService:
                 max_instances=1,
                 coalesce=True,
             )
-        self.scheduler.add_job(
-            self.node.flush,
-            "interval",
-            seconds=cfg.flush_every_s,
-            id="flush",
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
-            self.node.checkpoint,
-            "interval",
-            seconds=cfg.checkpoint_every_s,
-            id="checkpoint",
-            max_instances=1,
-            coalesce=True,
-        )
-        self.scheduler.add_job(
-            self.node.check_heartbeats,
-            "interval",
-            seconds=cfg.heartbeat_check_every_s,
-            id="heartbeat",
-            max_instances=1,
-            coalesce=True,
-        )
+        every = {
+            "flush": cfg.flush_every_s,
+            "checkpoint": cfg.checkpoint_every_s,
+            "heartbeat": cfg.heartbeat_check_every_s,
+        }
+        for job_id, job in self.jobs.items():
+            self.scheduler.add_job(
+                job, "interval", seconds=every[job_id], id=job_id, max_instances=1, coalesce=True
+            )
         self.scheduler.start()
 
     async def stop(self) -> None:
@@ -131,34 +137,6 @@ class SchedulerService:
 
     def health(self) -> Health:
         return Health(bool(self.scheduler.running), "" if self.scheduler.running else "stopped")
-
-
-class ApiService:
-    name = "api"
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.runner: web.AppRunner | None = None
-        self.port: int | None = None
-
-    async def start(self) -> None:
-        from oracle.api.server import make_app
-
-        cfg = self.node.config.api
-        self.runner = web.AppRunner(make_app(self.node, max_body_bytes=cfg.max_body_bytes))
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, cfg.host, cfg.port)
-        await site.start()
-        addresses = self.runner.addresses
-        self.port = int(addresses[0][1]) if addresses else cfg.port
-        log.info("api.listening", host=cfg.host, port=self.port)
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-
-    def health(self) -> Health:
-        return Health(self.runner is not None)
 
 
 class Node:
@@ -174,17 +152,35 @@ class Node:
         self.runners = {
             spec.id: FeedRunner(spec, self.storage.store, self.metrics) for spec in feeds
         }
-        self.api = ApiService(self)
-        services: list[Service] = [self.storage, FeedsService(self), SchedulerService(self)]
+        scheduler = SchedulerService(
+            config.scheduler,
+            self.runners,
+            flush=self.flush,
+            checkpoint=self.checkpoint,
+            check_heartbeats=self.check_heartbeats,
+        )
+        services: list[Service] = [self.storage, FeedsService(self.runners), scheduler]
         self.network: NetworkService | None = None
         self.transmission: TransmissionService | None = None
         if config.network is not None:
+            net = config.network
+            # the keys are read once, for both services
+            keys = NodeKeys(net.keys_dir, net.passphrase_file)
+            setup = NetworkSetup(net, keys, self.storage.engine, self.registry)
             # reports go out through the manager: it starts before the network service
             # and stops after it
-            self.transmission = TransmissionService(self)
+            self.transmission = TransmissionService(setup)
             services.append(self.transmission)
-            self.network = NetworkService(self)
+            self.network = NetworkService(setup, self.runners, self.transmission)
             services.append(self.network)
+        view = NodeView(
+            name=config.name,
+            health=self.health,
+            feeds=self.runners,
+            registry=self.registry,
+            network=None if self.network is None else self.network.status,
+        )
+        self.api = ApiService(config.api, view)
         self.services = ServiceGroup(config.name, [*services, self.api])
 
     async def start(self) -> None:

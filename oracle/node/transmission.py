@@ -12,22 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from oracle.chain import artifacts
-from oracle.crypto.keystore import KeyStore, read_passphrase
-from oracle.node.service import Health
+from oracle import artifacts
+from oracle.node.keys import NetworkSetup
+from oracle.retry import Backoff, wait_after_failure
+from oracle.service import Health
 from oracle.transmission import HealthReport, TransmissionManager, TxManagerConfig
 
-if TYPE_CHECKING:
-    from oracle.node.node import Node
-
 log = structlog.get_logger(__name__)
+
+# How the node's chain-facing services (this one and oracle.node.network's supervisor)
+# retry while their RPC does not answer: 0.2 s, growing to one try every 2 s.
+STARTUP_BACKOFF = Backoff(0.2, 1.5, cap_s=2.0)
 
 
 def node_health(report: HealthReport) -> Health:
@@ -44,10 +45,11 @@ def node_health(report: HealthReport) -> Health:
 class TransmissionService:
     name = "transmission"
 
-    def __init__(self, node: Node) -> None:
-        assert node.config.network is not None
-        self.node = node
-        self.config = node.config.network
+    def __init__(self, setup: NetworkSetup) -> None:
+        self.config = setup.config
+        self.keys = setup.keys
+        self.engine = setup.engine
+        self.registry = setup.registry
         self.manager: TransmissionManager | None = None
         self.account: LocalAccount | None = None
         self._task: asyncio.Task[None] | None = None
@@ -63,10 +65,7 @@ class TransmissionService:
         return self.manager if self._state == "active" else None
 
     async def start(self) -> None:
-        cfg = self.config
-        passphrase = read_passphrase(cfg.passphrase_file)
-        operator = KeyStore(cfg.keys_dir).load_operator(passphrase)
-        self.account = Account.from_key(operator.secret_bytes())
+        self.account = Account.from_key(self.keys.operator().secret_bytes())
         self._state = "bootstrapping"
         self._task = asyncio.create_task(self._bootstrap(), name="transmission-bootstrap")
 
@@ -96,7 +95,7 @@ class TransmissionService:
                     assert self.account is not None
                     chain_id = await self._chain_id()
                     self.manager = TransmissionManager(
-                        self.node.storage.engine,
+                        self.engine,
                         self.account,
                         TxManagerConfig(
                             chain_id=chain_id,
@@ -107,7 +106,7 @@ class TransmissionService:
                             demote_seconds=cfg.tx_rpc_demote_s,
                             health_interval=cfg.tx_rpc_health_interval_s,
                         ),
-                        registry=self.node.registry,
+                        registry=self.registry,
                         error_abis=[artifacts.load("MiraOracle").abi],
                     )
                 await self.manager.start()
@@ -118,11 +117,9 @@ class TransmissionService:
             except Exception as exc:
                 attempt += 1
                 self._state = f"bootstrapping: {type(exc).__name__}: {exc}"[:300]
-                if attempt in (1, 5) or attempt % 30 == 0:
-                    log.warning(
-                        "transmission.bootstrap_retry", attempt=attempt, error=str(exc)[:300]
-                    )
-                await asyncio.sleep(min(2.0, 0.2 * attempt))
+                await wait_after_failure(
+                    attempt, STARTUP_BACKOFF, log, "transmission.bootstrap_retry", exc
+                )
 
     async def stop(self) -> None:
         if self._task is not None:

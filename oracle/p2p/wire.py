@@ -1,4 +1,4 @@
-"""The one codec of Mira's p2p messages: a versioned, length-checked, signed envelope.
+"""The codec of the envelope of every Mira p2p message: versioned, length-checked, signed.
 
 ::
 
@@ -19,26 +19,27 @@ make every message of an honest sender unique, which is what the replay guard ke
 (oracle.p2p.auth). ``payload_len`` is signed with the rest, so the total length is fixed by
 the header: a message with trailing or missing bytes never parses.
 
-Payloads (one dataclass each, strict lengths, no optional trailing data) are below.
+This module is the envelope only. Each payload's codec lives beside the protocol that
+owns it: the round's in :mod:`oracle.reporting.messages`, the DKG's in
+:mod:`oracle.node.keygen_messages`. Both decode with :class:`Reader` and
+:func:`guarded`, so every payload is length-checked the same way and every malformed
+one is a :class:`MessageRejected` ("malformed").
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any, TypeVar
 
 import coincurve
 from eth_utils.crypto import keccak
 
-from oracle.crypto.dkg import Complaint, Justification, Round1Message
-from oracle.crypto.envelope import EncryptedShare
 from oracle.crypto.errors import CryptoError
-from oracle.crypto.group import ELEMENT_LEN, SCALAR_LEN, N, Point
-from oracle.crypto.nonces import SigningCommitment
+from oracle.crypto.group import N
 from oracle.p2p.errors import MessageRejected
-from oracle.reporting.errors import ReportFormatError
-from oracle.reporting.report import UPDATE_SIZE, FeedUpdate, Report, decode, encode
 
 MAGIC = b"MP"
 VERSION = 1
@@ -47,9 +48,8 @@ _HEADER = struct.Struct(">2sBBQ20sQQBBI")
 HEADER_LEN = _HEADER.size  # 54
 SIGNATURE_LEN = 65
 MAX_MESSAGE_BYTES = 64 * 1024
-COMMITMENT_LEN = 98  # SigningCommitment.to_bytes()
-EVM_SIGNATURE_LEN = 52  # address(R) ‖ z
 _HALF_N = N // 2
+_T = TypeVar("_T")
 
 
 class MsgType(IntEnum):
@@ -194,10 +194,10 @@ def unseal(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Envelope:
     return Envelope(header, data[HEADER_LEN : HEADER_LEN + plen], bytes(signer), data)
 
 
-# -- payloads -------------------------------------------------------------------------------
+# -- payload decoding ----------------------------------------------------------------------
 
 
-class _Reader:
+class Reader:
     """Strict cursor over a payload: every read is bounds-checked, and ``done`` requires
     that nothing is left over."""
 
@@ -227,276 +227,16 @@ class _Reader:
             )
 
 
-def _guard(what: str, fn, *args):  # type: ignore[no-untyped-def]
-    """Run a crypto or report decoder; turn its error into a MessageRejected."""
+def guarded(
+    what: str, fn: Callable[..., _T], *args: Any, errors: tuple[type[Exception], ...] = ()
+) -> _T:
+    """Run a decoder of a payload's part (a point, a commitment, a report); turn its error
+    (a CryptoError, a ValueError, or one of ``errors``) into a MessageRejected."""
+    caught: tuple[type[Exception], ...] = (CryptoError, ValueError, *errors)
     try:
         return fn(*args)
-    except (CryptoError, ReportFormatError, ValueError) as exc:
+    except caught as exc:
         raise MessageRejected("malformed", f"{what}: {exc}") from None
-
-
-def _encode_updates(updates: tuple[FeedUpdate, ...]) -> bytes:
-    parts = [len(updates).to_bytes(2, "big")]
-    for u in updates:
-        parts += [
-            u.feed_id,
-            u.value.to_bytes(16, "big", signed=True),
-            u.observed_at.to_bytes(8, "big"),
-            u.model_commitment,
-        ]
-    return b"".join(parts)
-
-
-def _decode_updates(r: _Reader) -> tuple[FeedUpdate, ...]:
-    count = r.u16()
-    out = []
-    seen: set[bytes] = set()
-    for _ in range(count):
-        raw = r.take(UPDATE_SIZE)
-        u = _guard(
-            "observation",
-            FeedUpdate,
-            raw[:32],
-            int.from_bytes(raw[32:48], "big", signed=True),
-            int.from_bytes(raw[48:56], "big"),
-            raw[56:88],
-        )
-        if u.feed_id in seen:
-            raise MessageRejected("malformed", f"feed 0x{u.feed_id.hex()} observed twice")
-        seen.add(u.feed_id)
-        out.append(u)
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class Observation:
-    """A member's latest output per feed, and a fresh nonce commitment for this round."""
-
-    outputs: tuple[FeedUpdate, ...]
-    nonce: SigningCommitment | None
-
-    def encode(self) -> bytes:
-        tail = b"\x01" + self.nonce.to_bytes() if self.nonce is not None else b"\x00"
-        return _encode_updates(self.outputs) + tail
-
-    @classmethod
-    def decode(cls, data: bytes) -> Observation:
-        r = _Reader(data, "observation")
-        outputs = _decode_updates(r)
-        flag = r.u8()
-        nonce = None
-        if flag == 1:
-            nonce = _guard("nonce commitment", SigningCommitment.from_bytes, r.take(COMMITMENT_LEN))
-        elif flag != 0:
-            raise MessageRejected("malformed", f"observation: nonce flag {flag}")
-        r.done()
-        return cls(outputs, nonce)
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """The leader's report, the signed observations it is the median of, and the signing
-    set's nonce commitments (sorted by identifier)."""
-
-    report: bytes
-    observations: tuple[bytes, ...]  # raw signed OBSERVATION messages
-    commitments: tuple[SigningCommitment, ...]
-
-    def encode(self) -> bytes:
-        parts = [len(self.report).to_bytes(4, "big"), self.report]
-        parts.append(len(self.observations).to_bytes(1, "big"))
-        for obs in self.observations:
-            parts += [len(obs).to_bytes(4, "big"), obs]
-        parts.append(len(self.commitments).to_bytes(1, "big"))
-        parts += [c.to_bytes() for c in self.commitments]
-        return b"".join(parts)
-
-    @classmethod
-    def decode(cls, data: bytes) -> Proposal:
-        r = _Reader(data, "proposal")
-        report = r.take(r.u32())
-        _guard("proposal report", decode, report)
-        observations = tuple(r.take(r.u32()) for _ in range(r.u8()))
-        commitments = tuple(
-            _guard("nonce commitment", SigningCommitment.from_bytes, r.take(COMMITMENT_LEN))
-            for _ in range(r.u8())
-        )
-        r.done()
-        return cls(report, observations, commitments)
-
-    @property
-    def decoded_report(self) -> Report:
-        return decode(self.report)
-
-
-def encode_share(z: int) -> bytes:
-    return z.to_bytes(SCALAR_LEN, "big")
-
-
-def decode_share(data: bytes) -> int:
-    if len(data) != SCALAR_LEN:
-        raise MessageRejected("malformed", f"share: {len(data)} bytes, expected {SCALAR_LEN}")
-    return int.from_bytes(data, "big")  # range is checked by verify_signature_share
-
-
-def encode_commitment(c: SigningCommitment) -> bytes:
-    return c.to_bytes()
-
-
-def decode_commitment(data: bytes) -> SigningCommitment:
-    if len(data) != COMMITMENT_LEN:
-        raise MessageRejected("malformed", f"nonce: {len(data)} bytes, expected {COMMITMENT_LEN}")
-    result: SigningCommitment = _guard("nonce commitment", SigningCommitment.from_bytes, data)
-    return result
-
-
-def encode_refusal(reason: str) -> bytes:
-    return reason.encode("utf-8", "replace")[:400]
-
-
-def decode_refusal(data: bytes) -> str:
-    if len(data) > 400:
-        raise MessageRejected("malformed", "refusal reason over 400 bytes")
-    return data.decode("utf-8", "replace")
-
-
-@dataclass(frozen=True)
-class SignedReport:
-    """An aggregated report: report bytes and the EVM-suite signature address(R) ‖ z."""
-
-    report: bytes
-    signature: bytes
-
-    def encode(self) -> bytes:
-        return len(self.report).to_bytes(4, "big") + self.report + self.signature
-
-    @classmethod
-    def decode(cls, data: bytes) -> SignedReport:
-        r = _Reader(data, "signed report")
-        report = r.take(r.u32())
-        _guard("signed report", decode, report)
-        signature = r.take(EVM_SIGNATURE_LEN)
-        r.done()
-        return cls(report, signature)
-
-
-# -- DKG payloads ---------------------------------------------------------------------------
-
-
-def encode_dkg_round1(session: bytes, msg: Round1Message) -> bytes:
-    return (
-        session
-        + len(msg.commitments).to_bytes(1, "big")
-        + b"".join(p.serialize() for p in msg.commitments)
-        + msg.proof_R.serialize()
-        + msg.proof_mu.to_bytes(SCALAR_LEN, "big")
-    )
-
-
-def decode_dkg_round1(data: bytes, sender_id: int) -> tuple[bytes, Round1Message]:
-    r = _Reader(data, "dkg round 1")
-    session = r.take(32)
-    count = r.u8()
-    points = tuple(
-        _guard("dkg commitment", Point.deserialize, r.take(ELEMENT_LEN)) for _ in range(count)
-    )
-    proof_r = _guard("dkg proof", Point.deserialize, r.take(ELEMENT_LEN))
-    mu = int.from_bytes(r.take(SCALAR_LEN), "big")
-    r.done()
-    return session, Round1Message(sender_id, points, proof_r, mu)
-
-
-def encode_dkg_share(session: bytes, env: EncryptedShare) -> bytes:
-    return (
-        session
-        + env.recipient.to_bytes(1, "big")
-        + env.ephemeral
-        + len(env.ciphertext).to_bytes(2, "big")
-        + env.ciphertext
-        + len(env.signature).to_bytes(1, "big")
-        + env.signature
-    )
-
-
-def decode_dkg_share(data: bytes, sender_id: int) -> tuple[bytes, EncryptedShare]:
-    r = _Reader(data, "dkg share")
-    session = r.take(32)
-    recipient = r.u8()
-    ephemeral = r.take(ELEMENT_LEN)
-    ciphertext = r.take(r.u16())
-    signature = r.take(r.u8())
-    r.done()
-    return session, EncryptedShare(sender_id, recipient, ephemeral, ciphertext, signature)
-
-
-def encode_dkg_complaints(
-    session: bytes, round1_digests: list[bytes], complaints: list[Complaint]
-) -> bytes:
-    """``round1_digests[i]``: keccak256 of the round-1 payload the sender used for member
-    i (32 zero bytes: none). A digest that differs from a receiver's own is not an
-    accusation by itself: it tells the receiver to expect the evidence (a second round-1
-    message signed by that dealer, which the sender relays), see oracle.node.keygen."""
-    if any(len(d) != 32 for d in round1_digests) or len(round1_digests) > 255:
-        raise ValueError("round-1 digests are at most 255 values of 32 bytes")
-    parts = [session, len(round1_digests).to_bytes(1, "big"), *round1_digests]
-    parts.append(len(complaints).to_bytes(1, "big"))
-    for c in complaints:
-        reason = c.reason.encode("utf-8", "replace")[:200]
-        parts += [c.dealer.to_bytes(1, "big"), len(reason).to_bytes(1, "big"), reason]
-    return b"".join(parts)
-
-
-def decode_dkg_complaints(
-    data: bytes, sender_id: int
-) -> tuple[bytes, list[bytes], list[Complaint]]:
-    r = _Reader(data, "dkg complaints")
-    session = r.take(32)
-    digests = [r.take(32) for _ in range(r.u8())]
-    out = []
-    dealers: set[int] = set()
-    for _ in range(r.u8()):
-        dealer = r.u8()
-        if dealer in dealers:
-            raise MessageRejected("malformed", f"dkg complaints: dealer {dealer} listed twice")
-        dealers.add(dealer)
-        reason = r.take(r.u8()).decode("utf-8", "replace")
-        out.append(Complaint(sender_id, dealer, reason))
-    r.done()
-    return session, digests, out
-
-
-def encode_dkg_justifications(session: bytes, answers: list[Justification]) -> bytes:
-    parts = [session, len(answers).to_bytes(1, "big")]
-    for a in answers:
-        parts += [a.accuser.to_bytes(1, "big"), a.share.to_bytes(SCALAR_LEN, "big")]
-    return b"".join(parts)
-
-
-def decode_dkg_justifications(data: bytes, sender_id: int) -> tuple[bytes, list[Justification]]:
-    """The sender is the dealer: it can only answer for its own polynomial."""
-    r = _Reader(data, "dkg justifications")
-    session = r.take(32)
-    out = []
-    for _ in range(r.u8()):
-        accuser = r.u8()
-        share = int.from_bytes(r.take(SCALAR_LEN), "big")
-        if share >= N:
-            raise MessageRejected("malformed", "dkg justifications: share out of range")
-        out.append(Justification(sender_id, accuser, share))
-    r.done()
-    return session, out
-
-
-def encode_dkg_relay(session: bytes, raw: bytes) -> bytes:
-    """A relay (echo): the session, then another member's whole signed message."""
-    return session + raw
-
-
-def decode_dkg_relay(data: bytes) -> tuple[bytes, bytes]:
-    """(session, the relayed message's bytes); the caller unseals and checks those."""
-    if len(data) < 32 + HEADER_LEN + SIGNATURE_LEN:
-        raise MessageRejected("malformed", f"dkg relay: {len(data)} bytes, no message inside")
-    return data[:32], data[32:]
 
 
 __all__ = [
@@ -507,10 +247,8 @@ __all__ = [
     "Envelope",
     "Header",
     "MsgType",
-    "Observation",
-    "Proposal",
-    "SignedReport",
-    "encode",
+    "Reader",
+    "guarded",
     "peek_header",
     "seal",
     "unseal",

@@ -78,17 +78,33 @@ class Report:
             seen.add(u.feed_id)
 
 
+def encode_update(u: FeedUpdate) -> bytes:
+    """One update's ``UPDATE_SIZE`` bytes: the one place the update layout is written (a
+    report's updates and a round's observations both use it)."""
+    return (
+        u.feed_id
+        + u.value.to_bytes(16, "big", signed=True)
+        + u.observed_at.to_bytes(8, "big")
+        + u.model_commitment
+    )
+
+
+def decode_update(raw: bytes) -> FeedUpdate:
+    """The update in ``raw`` (exactly ``UPDATE_SIZE`` bytes); ReportFormatError if not."""
+    if len(raw) != UPDATE_SIZE:
+        raise ReportFormatError(f"update: {len(raw)} bytes, expected {UPDATE_SIZE}")
+    return FeedUpdate(
+        feed_id=raw[0:32],
+        value=int.from_bytes(raw[32:48], "big", signed=True),
+        observed_at=int.from_bytes(raw[48:56], "big"),
+        model_commitment=raw[56:88],
+    )
+
+
 def encode(report: Report) -> bytes:
     """The report's bytes, exactly as LibReport reads them."""
-    parts = [report.epoch.to_bytes(8, "big"), report.round.to_bytes(8, "big")]
-    for u in report.updates:
-        parts += [
-            u.feed_id,
-            u.value.to_bytes(16, "big", signed=True),
-            u.observed_at.to_bytes(8, "big"),
-            u.model_commitment,
-        ]
-    return b"".join(parts)
+    header = report.epoch.to_bytes(8, "big") + report.round.to_bytes(8, "big")
+    return header + b"".join(encode_update(u) for u in report.updates)
 
 
 def decode(data: bytes) -> Report:
@@ -101,16 +117,10 @@ def decode(data: bytes) -> Report:
         raise ReportFormatError(
             f"report: {len(data)} bytes is not {HEADER_SIZE} + {UPDATE_SIZE}·k for some k ≥ 1"
         )
-    updates = []
-    for off in range(HEADER_SIZE, len(data), UPDATE_SIZE):
-        updates.append(
-            FeedUpdate(
-                feed_id=data[off : off + 32],
-                value=int.from_bytes(data[off + 32 : off + 48], "big", signed=True),
-                observed_at=int.from_bytes(data[off + 48 : off + 56], "big"),
-                model_commitment=data[off + 56 : off + 88],
-            )
-        )
+    updates = [
+        decode_update(data[off : off + UPDATE_SIZE])
+        for off in range(HEADER_SIZE, len(data), UPDATE_SIZE)
+    ]
     return Report(
         epoch=int.from_bytes(data[0:8], "big"),
         round=int.from_bytes(data[8:16], "big"),

@@ -22,7 +22,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 from web3.providers.rpc import AsyncHTTPProvider
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.chain.oracle_calls import SignatureStruct
 from oracle.reporting.report import decode
 from oracle.reporting.store import report_hash

@@ -7,14 +7,14 @@ failure.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import aiohttp
 
 from oracle.config.feeds import HttpSourceSpec
-from oracle.models.runner import Rejected
+from oracle.errors import Rejected
+from oracle.retry import Backoff, retry
 from oracle.sources.validate import to_number
 
 
@@ -33,26 +33,24 @@ def follow(body: Any, path: tuple[str | int, ...]) -> Any:
     return current
 
 
+def _transient(exc: Exception) -> bool:
+    return isinstance(exc, Rejected) and exc.reason in ("timeout", "http_5xx", "connection")
+
+
 class HttpSource:
     def __init__(self, spec: HttpSourceSpec, session: aiohttp.ClientSession) -> None:
         self.spec = spec
         self.session = session
 
     async def fetch(self) -> float:
-        """One value, or Rejected with the reason of the last attempt."""
-        spec = self.spec
-        last: Rejected | None = None
-        for attempt in range(spec.retries + 1):
-            if attempt:
-                await asyncio.sleep(spec.backoff_s * 2 ** (attempt - 1))
-            try:
-                return await self._once()
-            except Rejected as exc:
-                last = exc
-                if exc.reason not in ("timeout", "http_5xx", "connection"):
-                    raise
-        assert last is not None
-        raise last
+        """One value, or Rejected with the reason of the last attempt. Only what may pass
+        (a timeout, a 5xx, a refused connection) is retried."""
+        return await retry(
+            self._once,
+            backoff=Backoff(self.spec.backoff_s, 2.0),
+            attempts=self.spec.retries + 1,
+            retryable=_transient,
+        )
 
     async def _once(self) -> float:
         spec = self.spec

@@ -6,7 +6,7 @@ import math
 import re
 from typing import Any
 
-from oracle.models.runner import Rejected
+from oracle.errors import Rejected
 
 # Beyond this magnitude a reading is treated as garbage, whatever the feed.
 MAX_ABS = 1e30

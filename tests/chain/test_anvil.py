@@ -7,7 +7,7 @@ import os
 import pytest
 from web3 import Web3
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.chain.anvil import Anvil
 from oracle.errors import ToolchainError
 

@@ -6,8 +6,8 @@ import pytest
 from eth_hash.auto import keccak
 
 from oracle.config import ConfigError, feed_id_bytes32, load_feed_spec, load_feed_specs
+from oracle.config.allowlist import ComponentSpec
 from oracle.config.feeds import arm_feed_id
-from oracle.models.allowlist import ComponentSpec
 
 REPO = Path(__file__).resolve().parents[2]
 FEEDS = REPO / "feeds"

@@ -17,6 +17,7 @@ from oracle.crypto.dkg import (
     ParticipantDisqualifiedError,
     Round1Message,
     agreement_quorum,
+    default_threshold,
     max_faulty,
     run_dkg_in_one_process,
 )
@@ -298,3 +299,12 @@ def test_t_plus_f_leaves_t_honest_key_holders(n: int, t: int, f: int, quorum: in
     assert max_faulty(n) == f and 3 * f + 1 <= n
     assert agreement_quorum(n, t) == quorum
     assert quorum <= n and (quorum - f >= t or quorum == n)
+
+
+@pytest.mark.parametrize("n", range(1, 32))
+def test_default_threshold_is_two_f_plus_one(n: int) -> None:
+    """f is the largest number of liars n tolerates (n ≥ 3f + 1), and t = 2f + 1 lets
+    the honest members sign alone (n − f ≥ t) while the liars alone never can (f < t)."""
+    f, t = max_faulty(n), default_threshold(n)
+    assert 3 * f + 1 <= n < 3 * (f + 1) + 1
+    assert t == 2 * f + 1 and f < t <= n - f

@@ -17,7 +17,7 @@ import pytest
 
 from oracle.children import Recorded, pid_alive
 from oracle.devnet import STATEFILE, port_free
-from oracle.node.service import NODE_STOP_BOUND_S
+from oracle.service import NODE_STOP_BOUND_S
 from tests.devnet.test_devnet import MIRA, ROOT, mira, ports, start_up, wait_manifest
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(300)]

@@ -34,7 +34,8 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from web3 import Web3
 
-from oracle.chain import artifacts, toolchain
+from oracle import artifacts
+from oracle.chain import toolchain
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.config import load_feed_specs
 from tests.docker.test_docker import COMPOSE, ROOT, _anchors, _service_blocks

@@ -21,7 +21,8 @@ import pytest
 from web3 import Web3
 
 import oracle
-from oracle.chain import artifacts, toolchain
+from oracle import artifacts
+from oracle.chain import toolchain
 from oracle.chain.anvil import Anvil
 from oracle.config import load_feed_specs, load_node
 from oracle.devnet import devnet_spec_text

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from oracle.crypto.frost import SignatureShare, Signer, SigningRound
 from oracle.crypto.group import N
-from oracle.reporting import protocol
+from oracle.reporting import leader
 from oracle.reporting.report import FeedUpdate
 
 _honest_sign = Signer.sign
@@ -44,7 +44,8 @@ def install_lying_leader() -> None:
     finding too few agreeing signers: they must refuse (the report is not the median of
     the signed observations it embeds) and name it."""
     median: Callable[[list[tuple[int, int, FeedUpdate]]], FeedUpdate] = _highest
-    protocol.lower_median = median  # type: ignore[assignment]
+    # the leader's median only (oracle.reporting.leader): as a follower it stays honest
+    leader.lower_median = median  # type: ignore[assignment]
 
 
 FAULTS: dict[str, Callable[[], None]] = {

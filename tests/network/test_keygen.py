@@ -22,6 +22,11 @@ from oracle.crypto.group import N as GROUP_ORDER
 from oracle.crypto.group import serialize_scalar
 from oracle.crypto.suites import MIRA_EVM
 from oracle.node.keygen import DKGInbox, NetworkDKG, PendingCommittee, dkg_session_id
+from oracle.node.keygen_messages import (
+    encode_dkg_relay,
+    encode_dkg_round1,
+    encode_dkg_share,
+)
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
 from oracle.p2p.errors import PeerUnavailable
 from oracle.p2p.transport import Peer, Transport
@@ -29,9 +34,6 @@ from oracle.p2p.wire import (
     MAX_MESSAGE_BYTES,
     Header,
     MsgType,
-    encode_dkg_relay,
-    encode_dkg_round1,
-    encode_dkg_share,
 )
 
 pytestmark = pytest.mark.timeout(60)

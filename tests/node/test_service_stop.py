@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from oracle.node.service import Health, ServiceGroup
+from oracle.service import Health, ServiceGroup
 
 
 class Recorder:

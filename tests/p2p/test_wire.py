@@ -17,15 +17,7 @@ from oracle.crypto.dkg import (
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import make_signers
 from oracle.crypto.suites import MIRA_EVM
-from oracle.p2p.errors import MessageRejected
-from oracle.p2p.wire import (
-    HEADER_LEN,
-    MAX_MESSAGE_BYTES,
-    SIGNATURE_LEN,
-    MsgType,
-    Observation,
-    Proposal,
-    SignedReport,
+from oracle.node.keygen_messages import (
     decode_dkg_complaints,
     decode_dkg_justifications,
     decode_dkg_relay,
@@ -36,8 +28,20 @@ from oracle.p2p.wire import (
     encode_dkg_relay,
     encode_dkg_round1,
     encode_dkg_share,
+)
+from oracle.p2p.errors import MessageRejected
+from oracle.p2p.wire import (
+    HEADER_LEN,
+    MAX_MESSAGE_BYTES,
+    SIGNATURE_LEN,
+    MsgType,
     seal,
     unseal,
+)
+from oracle.reporting.messages import (
+    Observation,
+    Proposal,
+    SignedReport,
 )
 from oracle.reporting.report import FeedUpdate, Report, encode
 from tests.p2p.helpers import EPOCH, authenticator, header, keys, rejected

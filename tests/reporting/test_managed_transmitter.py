@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from web3 import Web3
 from web3.contract import Contract
 
+from oracle import artifacts
 from oracle.bench.gas import start_committee
-from oracle.chain import artifacts
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import deploy
 from oracle.chain.oracle_calls import SignatureStruct

@@ -19,7 +19,8 @@ from eth_utils.crypto import keccak
 from oracle.crypto.nonces import SigningCommitment
 from oracle.p2p.errors import PeerUnavailable
 from oracle.p2p.transport import MESSAGE_PATH
-from oracle.p2p.wire import MsgType, Observation, Proposal
+from oracle.p2p.wire import MsgType
+from oracle.reporting.messages import Observation, Proposal
 from oracle.reporting.protocol import FeedPolicy, Refusal, RoundProtocol
 from oracle.reporting.report import FeedUpdate, Report, encode
 from tests.reporting.test_round_protocol import (

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from web3 import Web3
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import deploy
 from oracle.chain.oracle_calls import MemberInfo, start_epoch_args

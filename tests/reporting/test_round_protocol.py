@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from oracle.chain.oracle_calls import SignatureStruct
-from oracle.crypto.dkg import DKGResult, run_dkg_in_one_process
+from oracle.crypto.dkg import DKGResult, default_threshold, run_dkg_in_one_process
 from oracle.crypto.frost import Signer
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.auth import Authenticator, EpochMembers, P2PMetrics
@@ -135,7 +135,7 @@ async def _network(
     ``chain``/``dkg``: carry a chain and committee over from an earlier network (a restart);
     ``transmitters``: one per node, e.g. to anvil."""
     n = len(values) if sources is None else len(sources)
-    dkg = dkg or run_dkg_in_one_process(MIRA_EVM, 2 * ((n - 1) // 3) + 1, n)
+    dkg = dkg or run_dkg_in_one_process(MIRA_EVM, default_threshold(n), n)
     chain = chain or FakeChain(dkg.public.group_key)
     idkeys = [coincurve.PrivateKey() for _ in range(n)]
     members = EpochMembers(EPOCH, tuple(k.public_key.format(compressed=True) for k in idkeys))
@@ -234,7 +234,8 @@ async def test_a_lying_node_cannot_move_the_value(tmp_path: Path) -> None:
 async def test_follower_refuses_a_proposal_that_disagrees_with_its_output(
     tmp_path: Path,
 ) -> None:
-    from oracle.p2p.wire import MsgType, Observation, Proposal
+    from oracle.p2p.wire import MsgType
+    from oracle.reporting.messages import Observation, Proposal
     from oracle.reporting.protocol import Refusal
     from oracle.reporting.report import Report, encode
 
@@ -283,7 +284,8 @@ async def test_follower_checks_its_own_output_for_the_same_observation_time(
 ) -> None:
     """A replayed feed moved on by a row between OBSERVE and PROPOSAL: the follower compares
     with its output for the report's observation time, not its latest."""
-    from oracle.p2p.wire import MsgType, Observation, Proposal
+    from oracle.p2p.wire import MsgType
+    from oracle.reporting.messages import Observation, Proposal
     from oracle.reporting.protocol import Refusal
     from oracle.reporting.report import Report, encode
 

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 
 from oracle.config.feeds import HttpSourceSpec
-from oracle.models.runner import Rejected
+from oracle.errors import Rejected
 from oracle.sources.http import HttpSource
 
 

@@ -22,7 +22,7 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 from prometheus_client import CollectorRegistry
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.storage import make_engine
 from oracle.transmission import TransmissionManager, TxManagerConfig
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from web3 import Web3
 from web3.contract import Contract
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import deploy
 from oracle.transmission import State, TransmissionManager, TxManagerConfig

@@ -9,7 +9,7 @@ from eth_account import Account
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.transmission import State
 from oracle.transmission.client import GAS_PRICE_ORACLE
 from tests.transmission.helpers import Chain, drive, make_manager, mine, rpc

@@ -8,7 +8,7 @@ from eth_utils.crypto import keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oracle.chain import artifacts
+from oracle import artifacts
 from oracle.transmission import TxManagerConfig
 from oracle.transmission.client import Sent, classify_send_error
 from oracle.transmission.fees import Estimate, FeeEstimator, Fees

@@ -9,6 +9,9 @@ component must be seeded).
 Estimators whose hot path depends on BLAS (PARegressor, BayesianLinearRegression,
 LinUCBDisjoint) are deliberately absent: their last bits differ across CPUs.
 
+The allowlist is part of the feed-spec language, so it lives with the spec reader
+(oracle.config) that checks a spec against it; the model (oracle.models) builds from it.
+
 Bandit policies (for ``[output] kind = "policy"``) are seeded. A Thompson sampler's
 reward distribution is a template: river gives each arm its own copy, seeded from the
 policy's generator, so the template's own generator is never drawn from; it is built
@@ -21,12 +24,11 @@ import difflib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from river import anomaly, bandit, linear_model, optim, preprocessing, proba, stats, time_series
 
-if TYPE_CHECKING:
-    from oracle.config.reader import Table
+from oracle.config.reader import Table
 
 # What a class is, which decides where it may appear in a pipeline.
 TRANSFORMER = "transformer"

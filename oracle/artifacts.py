@@ -1,5 +1,9 @@
 """Contract ABIs and bytecode, read from the Foundry build: the single source of truth.
 
+A module of the package's lowest layer, beside :mod:`oracle.bundle`: the feed-spec reader
+(oracle.config) resolves a chain-events source's event against these ABIs, and the chain
+layer deploys and calls the contracts with them.
+
 ``forge build`` writes ``contracts/out/<File>.sol/<Contract>.json``; Python never carries
 a hand-copied ABI. An installed wheel carries the artifacts of ``contracts/src`` copied from
 that build (:mod:`oracle.bundle`). ``MIRA_ARTIFACTS_DIR`` (or ``MIRA_CONTRACTS_DIR``/out)
@@ -16,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from oracle import bundle
-from oracle.chain.toolchain import CONTRACTS_DIR_ENV, contracts_dir
+from oracle.bundle import CONTRACTS_DIR_ENV, contracts_dir
 from oracle.errors import ToolchainError
 
 
