@@ -120,12 +120,19 @@ class HarnessNet(LocalNet):
             spec=spec,
         )
 
-    def proxy_round(self, round_: int) -> tuple[int, int]:
-        """(roundId, answer) of report round ``round_`` through the feed's proxy."""
+    def proxy_answers_after(self, round_id: int) -> list[int]:
+        """The answers of every round after ``round_id`` (a proxy round id, as
+        ``proxy_answer`` returns it) up to the latest, read through the feed's proxy with
+        ``getRoundData`` as a Chainlink consumer would: ids are consecutive within a phase."""
         assert self.oracle is not None
         proxy = at(self.w3, "MiraFeedProxy", self.oracle.functions.proxyOf(self.feed_id).call())
-        data = proxy.functions.getRoundData(round_).call()
-        return int(data[0]), int(data[1])
+        latest = int(proxy.functions.latestRoundData().call()[0])
+        answers = []
+        for rid in range(round_id + 1, latest + 1):
+            data = proxy.functions.getRoundData(rid).call()
+            assert int(data[0]) == rid and int(data[3]) != 0, (rid, data)  # still kept
+            answers.append(int(data[1]))
+        return answers
 
     def spawn(self, node: NodeProc) -> None:
         fault = self.faults.get(node.index)
