@@ -195,8 +195,9 @@ contract FeedPhasesTest is OracleFixture {
             bytes1 hint = i % 2 == 1 ? oldHead : hintSeed[i % 32];
             _applyHinted(int128(int256(1000 + i)), hint);
             _assertLatest(P2 | uint80(i), int256(1000 + i), t);
-            _assertSame(_readPhase(P1), phase1, "phase 1 after a hinted update");
         }
+        // a write to phase 1's ring would still be there: one read at the end sees any
+        _assertSame(_readPhase(P1), phase1, "phase 1 after the hinted updates");
         // the new phase's kept rounds are its own
         for (uint256 n = 1; n <= nNew; ++n) {
             (, int256 a,, uint256 u,) = proxy.getRoundData(P2 | uint80(n));
