@@ -43,6 +43,8 @@ contract OracleHandler {
     /// @dev Ended phases: every round id 0 … n + 1 of a phase, read just before the reset that
     ///      ended it, with the full answer (a hash of the five fields); any later read that differs
     ///      (the reset itself, or any report after it, hints included) counts in oldPhaseChanged.
+    ///      Read after the reset and after every valid or pinning report (a change made by a
+    ///      forged one would persist until then).
     uint256 public oldPhaseChanged;
     uint256 public oldPhaseRoundsChecked;
     mapping(bytes32 feedId => uint80[]) internal frozenIds;
@@ -191,7 +193,6 @@ contract OracleHandler {
         uint256[FEEDS] memory afterwards = _snapshot();
         for (uint256 i; i < FEEDS; ++i) {
             if (afterwards[i] != before[i]) ++invalidChangedState;
-            _checkFrozen(ids[i], 0);
         }
     }
 
