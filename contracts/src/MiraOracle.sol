@@ -41,7 +41,11 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 ///
 ///      Consumers read Chainlink round ids through the proxy: phase << 64 | seq, the phase
 ///      starting at 1 and moving on at each feed reset (which restarts seq), as Chainlink's
-///      proxies move to a new phase with a new aggregator.
+///      proxies move to a new phase with a new aggregator. The current phase's ring always lives
+///      at _rings[feedId], so transmit finds it from the feedId alone (no storage read for the
+///      phase); a reset copies the ended phase's entries to _pastRings[feedId][phase], which
+///      transmit never addresses, and serves them from there as Chainlink's proxy keeps serving
+///      an earlier phase from that phase's aggregator.
 contract MiraOracle is IMiraOracle, Committee {
     /// @notice The most entries a feed can keep (7 bits in every slot; hints stay one byte).
     uint256 public constant MAX_HISTORY_DEPTH = 127;
@@ -93,6 +97,11 @@ contract MiraOracle is IMiraOracle, Committee {
     mapping(bytes32 feedId => string) internal _descriptions;
     mapping(bytes32 feedId => uint64) internal _resetEtas;
     bytes32[] internal _feedIds;
+    /// @dev The rings of ended phases, frozen at the reset that ended each: only
+    ///      executeFeedReset writes here and only getRoundData reads. Keyed by (feedId, phase), not
+    ///      at an offset from _rings[feedId], so no one-byte hint (an offset below 128 from the
+    ///      current ring's base) can address one.
+    mapping(bytes32 feedId => mapping(uint256 phase => uint256[MAX_HISTORY_DEPTH])) internal _pastRings;
 
     constructor(
         address initialOwner,
@@ -371,10 +380,12 @@ contract MiraOracle is IMiraOracle, Committee {
     ///          calls address(0) and reverts; here NoDataPresent;
     ///        - an aggregator round above uint32: OCR2 returns all zeros, the proxy adds the
     ///          phase: (phase << 64, 0, 0, 0, phase << 64);
-    ///        - round 0, a round never made, a round of an earlier phase (erased by the reset
-    ///          that ended it) and, Mira only, a round no longer kept in the ring: OCR2 returns
-    ///          (roundId, 0, 0, 0, roundId) for a round it has no transmission for, so do we —
-    ///          updatedAt = 0 is Chainlink's "round not complete", which consumers check.
+    ///        - a round of an earlier phase: what that phase's ring held when the reset ended it,
+    ///          as Chainlink's proxy asks the earlier phase's aggregator (which keeps serving);
+    ///        - round 0, a round never made in its phase and, Mira only, a round no longer kept
+    ///          in its phase's ring: OCR2 returns (roundId, 0, 0, 0, roundId) for a round it has
+    ///          no transmission for, so do we — updatedAt = 0 is Chainlink's "round not
+    ///          complete", which consumers check.
     function getRoundData(bytes32 feedId, uint80 roundId_)
         external
         view
@@ -386,10 +397,15 @@ contract MiraOracle is IMiraOracle, Committee {
         if (phase == 0 || phase > current) revert NoDataPresent(feedId, roundId_);
         uint256 seq = uint64(roundId_);
         if (seq > U32) return (_roundId(phase, 0), 0, 0, 0, _roundId(phase, 0));
-        if (phase == current && seq != 0) {
-            uint256 entry = _rings[feedId][seq % _depth(_rings[feedId][0])];
-            (uint256 stored,, int128 value, uint64 observedAt) = _unpack(entry);
+        if (seq != 0) {
+            // every phase's ring has the feed's depth (fixed at registration), so seq n sits at
+            // n % depth in whichever ring holds its phase
+            uint256[MAX_HISTORY_DEPTH] storage ring =
+                phase == current ? _rings[feedId] : _pastRings[feedId][phase];
+            (uint256 stored,, int128 value, uint64 observedAt) =
+                _unpack(ring[seq % _depth(_rings[feedId][0])]);
             // the slot holds this round unless a later one overwrote it, or it is still empty
+            // (an ended phase's ring keeps only its entries with data: the rest read 0)
             if (stored == seq) return (roundId_, value, observedAt, observedAt, roundId_);
         }
         return (roundId_, 0, 0, 0, roundId_);
@@ -415,7 +431,7 @@ contract MiraOracle is IMiraOracle, Committee {
     }
 
     /// @inheritdoc IMiraOracle
-    /// @dev Delayed like the committee's changes: a reset erases what consumers read.
+    /// @dev Delayed like the committee's changes: a reset ends the latest value consumers read.
     function scheduleFeedReset(bytes32 feedId) external onlyOwner returns (uint64 eta) {
         _requireRegistered(feedId);
         eta = _eta();
@@ -439,15 +455,33 @@ contract MiraOracle is IMiraOracle, Committee {
         if (eta == 0) revert FeedResetNotScheduled(feedId);
         _requireReady(eta);
         delete _resetEtas[feedId];
-        // a reset restarts seq at 1: a new phase, so no round id is ever answered twice
-        ++_feeds[feedId].phase;
-        _clear(feedId, _depth(_rings[feedId][0]));
+        // a reset restarts seq at 1: a new phase, so no round id is ever answered twice; the
+        // ended phase's rounds move out of the current ring, which starts empty, so the new
+        // phase's latest is never one of them (a reset recovers a frozen or poisoned feed)
+        FeedInfo storage info = _feeds[feedId];
+        uint256 depth = _depth(_rings[feedId][0]);
+        _archive(feedId, info.phase, depth);
+        ++info.phase;
+        _clear(feedId, depth);
         emit FeedReset(feedId);
     }
 
     /// @inheritdoc IMiraOracle
     function feedResetEta(bytes32 feedId) external view returns (uint64) {
         return _resetEtas[feedId];
+    }
+
+    /// @dev Copies the current ring's entries that hold a round to the ended phase's ring, each at
+    ///      its position (seq % depth, as getRoundData looks it up). The owner pays for it: one
+    ///      new storage word per kept round (22,100 gas, ~27,100 with its cold read and the
+    ///      rewrite in _clear; 3.53M at 127 kept rounds, FeedPhases.t.sol).
+    function _archive(bytes32 feedId, uint256 phase, uint256 depth) private {
+        uint256[MAX_HISTORY_DEPTH] storage ring = _rings[feedId];
+        uint256[MAX_HISTORY_DEPTH] storage past = _pastRings[feedId][phase];
+        for (uint256 i; i < depth; ++i) {
+            uint256 entry = ring[i];
+            if ((entry >> SEQ_SHIFT) & U32 != 0) past[i] = entry;
+        }
     }
 
     /// @dev Every slot of the feed to "registered, empty" with its depth.

@@ -109,6 +109,66 @@ contract ChainlinkParityTest is OracleFixture {
         }
     }
 
+    /// @dev Resets between the steps: each phase gets its own Chainlink aggregator, and every
+    ///      round id of every phase is checked against what Chainlink's AggregatorProxy answers:
+    ///      `phaseAggregators[id >> 64].getRoundData(uint64(id))`, the phase added back to the ids
+    ///      (the proxy's getRoundData, written out: AggregatorProxy is not in the npm package).
+    function testFuzz_phasesMatchChainlinksProxy(
+        uint8[24] memory kinds,
+        int64[24] memory values,
+        uint256 depth
+    ) public {
+        depth = bound(depth, 2, 8);
+        ids[0] = keccak256("phased");
+        vm.prank(owner);
+        mira = AggregatorV3Interface(oracle.registerFeed(ids[0], 8, "PHASED / USD", depth));
+        MockV3Aggregator[] memory aggregators = new MockV3Aggregator[](kinds.length + 1);
+        uint80[] memory made = new uint80[](kinds.length + 1);
+        uint256 phases = 1;
+        aggregators[0] = chainlink;
+        for (uint256 i; i < kinds.length; ++i) {
+            if (kinds[i] % 8 == 7) {
+                // the owner's reset: Chainlink's proxy moves to a new aggregator (phase + 1)
+                made[phases - 1] = applied;
+                vm.prank(owner);
+                t = oracle.scheduleFeedReset(ids[0]);
+                vm.warp(t);
+                vm.prank(owner);
+                oracle.executeFeedReset(ids[0]);
+                chainlink = new MockV3Aggregator(8, 0);
+                aggregators[phases++] = chainlink;
+                (applied, round) = (0, 0); // round 0: no replay to try until the next update
+            } else {
+                _step(kinds[i] % 6, int128(values[i]));
+            }
+        }
+        made[phases - 1] = applied;
+        (uint80 id,,,,) = mira.latestRoundData();
+        vm.assertEq(id, (uint80(phases) << 64) | applied, "latest round id: the current phase's count");
+        for (uint256 p = 1; p <= phases; ++p) {
+            uint80 phase = uint80(p) << 64;
+            uint256 n = made[p - 1];
+            for (uint256 r; r <= n + 1; ++r) {
+                (uint80 rid, int256 a, uint256 st, uint256 u, uint80 air) =
+                    mira.getRoundData(phase | uint80(r));
+                vm.assertEq(rid, phase | uint80(r), "roundId");
+                vm.assertEq(air, rid, "answeredInRound");
+                // r ≤ n: a phase reset before any update has no round 1 (the mock's constructor
+                // made one, which no update overwrote); r = n + 1 is never made on either side
+                if (r != 0 && r <= n && r + depth > n) {
+                    (, int256 ra, uint256 rs, uint256 ru,) = aggregators[p - 1].getRoundData(uint80(r));
+                    vm.assertEq(a, ra, "answer");
+                    vm.assertEq(st, rs, "startedAt");
+                    vm.assertEq(u, ru, "updatedAt");
+                } else {
+                    vm.assertEq(uint256(a) + st + u, 0, "no data");
+                }
+            }
+        }
+        vm.expectRevert();
+        mira.getRoundData((uint80(phases + 1) << 64) | 1);
+    }
+
     function test_consumerCorpusReadsTheSameFromBoth() public {
         LendingStyleConsumer onMira = new LendingStyleConsumer(mira, 1 hours);
         LendingStyleConsumer onChainlink =

@@ -61,7 +61,8 @@ interface IMiraOracle is ICommittee {
     event FeedResetScheduled(bytes32 indexed feedId, uint64 eta);
     /// @notice A scheduled reset was cancelled before it was applied.
     event FeedResetCancelled(bytes32 indexed feedId);
-    /// @notice `feedId` was reset to its registered state: no latest value, an empty ring.
+    /// @notice `feedId` was reset: a new phase with no latest value and an empty ring; the ended
+    ///         phase's kept rounds stay readable through getRoundData.
     event FeedReset(bytes32 indexed feedId);
 
     /// @notice Report bytes are not 16 + 88·k long for some k ≥ 1.
@@ -140,10 +141,11 @@ interface IMiraOracle is ICommittee {
         view
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
 
-    /// @notice A round as Chainlink's getRoundData (through a proxy): the kept rounds' data;
-    ///         (roundId, 0, 0, 0, roundId) for round 0, a round never made or no longer kept or
-    ///         of an earlier phase; (phase << 64, 0, 0, 0, phase << 64) for an aggregator round
-    ///         above 2^32 − 1; reverts NoDataPresent for phase 0 or a phase not yet begun.
+    /// @notice A round as Chainlink's getRoundData (through a proxy): the data of a round its
+    ///         phase's ring keeps (an earlier phase's ring as the reset that ended it left it);
+    ///         (roundId, 0, 0, 0, roundId) for round 0, a round never made in its phase or no
+    ///         longer kept; (phase << 64, 0, 0, 0, phase << 64) for an aggregator round above
+    ///         2^32 − 1; reverts NoDataPresent for phase 0 or a phase not yet begun.
     function getRoundData(bytes32 feedId, uint80 roundId)
         external
         view
@@ -155,9 +157,10 @@ interface IMiraOracle is ICommittee {
     ///         never underflows in a consumer.
     function latestRound(bytes32 feedId) external view returns (uint64 round, int128 value, uint64 observedAt);
 
-    /// @notice Owner: schedule a reset of `feedId` to its registered state (no latest value, an
-    ///         empty ring), applicable after `changeDelay()` seconds. The way out if a validly
-    ///         signed update (say, by a leaked key in its grace period) ever pins a feed.
+    /// @notice Owner: schedule a reset of `feedId`: a new phase with no latest value and an empty
+    ///         ring (the ended phase's rounds stay readable by their round ids), applicable after
+    ///         `changeDelay()` seconds. The way out if a validly signed update (say, by a leaked
+    ///         key in its grace period) ever pins a feed.
     function scheduleFeedReset(bytes32 feedId) external returns (uint64 eta);
 
     /// @notice Owner: cancel a scheduled reset.

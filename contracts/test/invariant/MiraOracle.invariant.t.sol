@@ -54,4 +54,11 @@ contract MiraOracleInvariantTest is OracleFixture {
         vm.assertEq(handler.idsNotConsecutive(), 0, "round ids not consecutive");
         vm.assertEq(handler.idAnsweredTwice(), 0, "a round id answered with two values");
     }
+
+    /// @notice A reset never changes what an earlier phase's round ids answer, and nothing after
+    ///         it does either (valid, pinning and forged reports, arbitrary hints): every round id
+    ///         of an ended phase answers as it did just before the reset that ended it.
+    function invariant_endedPhasesAnswerAsBeforeTheirReset() public view {
+        vm.assertEq(handler.oldPhaseChanged(), 0, "an ended phase's round answered differently");
+    }
 }

@@ -40,6 +40,15 @@ contract OracleHandler {
     ///      phase (or did not start a new phase at n ≤ 1), and ids read with two answers.
     uint256 public idsNotConsecutive;
     uint256 public idAnsweredTwice;
+    /// @dev Ended phases: every round id 0 … n + 1 of a phase, read just before the reset that
+    ///      ended it, with the full answer (a hash of the five fields); any later read that differs
+    ///      (the reset itself, or any report after it, hints included) counts in oldPhaseChanged.
+    ///      Read after the reset and after every valid or pinning report (a change made by a
+    ///      forged one would persist until then).
+    uint256 public oldPhaseChanged;
+    uint256 public oldPhaseRoundsChecked;
+    mapping(bytes32 feedId => uint80[]) internal frozenIds;
+    mapping(bytes32 feedId => bytes32[]) internal frozenAnswers;
     uint80[FEEDS] internal lastId;
     mapping(bytes32 feedId => mapping(uint80 roundId => int256)) internal answerOf;
     mapping(bytes32 feedId => mapping(uint80 roundId => bool)) internal answered;
@@ -64,8 +73,16 @@ contract OracleHandler {
     // ------------------------------------------------------------------ actions
 
     /// @dev A validly signed report for a random subset of feeds; some updates may be stale
-    ///      (old round or old timestamp) or too far in the future.
-    function transmitValid(uint8 mask, int128 value, uint8 roundStep, uint8 skew, uint8 staleMask) external {
+    ///      (old round or old timestamp) or too far in the future. The head hints are the node's
+    ///      (`ringHints`) or, when `hintSeed` is odd, arbitrary bytes.
+    function transmitValid(
+        uint8 mask,
+        int128 value,
+        uint8 roundStep,
+        uint8 skew,
+        uint8 staleMask,
+        bytes32 hintSeed
+    ) external {
         clock += 1 + (skew % 30);
         vm.warp(clock);
         mask = uint8(mask % 15) + 1; // non-empty subset of 4 feeds
@@ -93,10 +110,10 @@ contract OracleHandler {
             report = abi.encodePacked(report, ids[i], value, observedAt, keccak256(abi.encode(i, round)));
         }
         IMiraOracle.Signature memory sig = _sign(oracle.reportDigest(1, report));
-        try oracle.transmit(report, sig) {
+        if (_send(report, sig, _hints(report, hintSeed))) {
             ++validApplied;
             if (round > lastRound) lastRound = round;
-        } catch {}
+        }
         _checkAfter(before, bad);
     }
 
@@ -128,8 +145,11 @@ contract OracleHandler {
         uint64 eta = oracle.scheduleFeedReset(feed);
         clock = eta;
         vm.warp(clock);
+        uint256 frozenFrom = frozenIds[feed].length;
+        _freezePhase(feed);
         oracle.executeFeedReset(feed);
         vm.stopPrank();
+        _checkFrozen(feed, frozenFrom); // the reset itself changed none of them
         uint64 round = uint64(clock * 1000);
         bytes memory report = abi.encodePacked(uint64(1), round, feed, value, uint64(clock), bytes32(0));
         try oracle.transmit(report, _sign(oracle.reportDigest(1, report))) {
@@ -178,6 +198,58 @@ contract OracleHandler {
 
     // ------------------------------------------------------------------ helpers
 
+    /// @dev The report's hints: the node's, or (odd seed) one arbitrary byte per update.
+    function _hints(bytes memory report, bytes32 hintSeed) internal view returns (bytes memory h) {
+        uint256 k = (report.length - 16) / 88;
+        if (uint256(hintSeed) & 1 == 0) {
+            bytes32[] memory feeds = new bytes32[](k);
+            for (uint256 j; j < k; ++j) {
+                bytes32 f;
+                assembly ("memory-safe") {
+                    f := mload(add(report, add(0x30, mul(j, 88))))
+                }
+                feeds[j] = f;
+            }
+            return oracle.ringHints(feeds);
+        }
+        h = new bytes(k);
+        for (uint256 j; j < k; ++j) {
+            h[j] = hintSeed[1 + j];
+        }
+    }
+
+    /// @dev transmit as a node sends it: the ABI call, then one hint byte per update.
+    function _send(bytes memory report, IMiraOracle.Signature memory sig, bytes memory h)
+        internal
+        returns (bool ok)
+    {
+        (ok,) = address(oracle).call(abi.encodePacked(abi.encodeCall(oracle.transmit, (report, sig)), h));
+    }
+
+    /// @dev Records every round id 0 … n + 1 of the feed's current phase with its full answer.
+    function _freezePhase(bytes32 feed) internal {
+        (uint80 latest,,,,) = oracle.latestRoundData(feed);
+        uint80 phase = (latest >> 64) << 64;
+        for (uint80 n; n <= uint64(latest) + 1; ++n) {
+            frozenIds[feed].push(phase | n);
+            frozenAnswers[feed].push(_answerHash(feed, phase | n));
+        }
+    }
+
+    /// @dev Ended phases' rounds from index `from` on must read as they did before their reset.
+    function _checkFrozen(bytes32 feed, uint256 from) internal {
+        uint80[] storage fids = frozenIds[feed];
+        for (uint256 j = from; j < fids.length; ++j) {
+            ++oldPhaseRoundsChecked;
+            if (_answerHash(feed, fids[j]) != frozenAnswers[feed][j]) ++oldPhaseChanged;
+        }
+    }
+
+    function _answerHash(bytes32 feed, uint80 id) internal view returns (bytes32) {
+        (uint80 rid, int256 a, uint256 s, uint256 u, uint80 air) = oracle.getRoundData(feed, id);
+        return keccak256(abi.encode(rid, a, s, u, air));
+    }
+
     function _checkAfter(uint256[FEEDS] memory before, bool[FEEDS] memory bad) internal {
         uint256[FEEDS] memory afterwards = _snapshot();
         for (uint256 i; i < FEEDS; ++i) {
@@ -204,6 +276,7 @@ contract OracleHandler {
     ///      Every id ever read with data keeps its answer while it is kept (0 data after that).
     function _checkIds(uint256 i) internal {
         bytes32 feed = ids[i];
+        _checkFrozen(feed, 0);
         (uint80 id, int256 answer,, uint256 updatedAt,) = oracle.latestRoundData(feed);
         uint80 prev = lastId[i];
         if (id >> 64 == prev >> 64) {

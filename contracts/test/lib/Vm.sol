@@ -49,6 +49,8 @@ interface Vm {
     function deal(address account, uint256 newBalance) external;
     function pauseGasMetering() external;
     function resumeGasMetering() external;
+    /// @dev Marks the account and its storage slots cold again (EIP-2929), as in a new transaction.
+    function cool(address target) external;
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
     function load(address target, bytes32 slot) external view returns (bytes32 data);
