@@ -143,7 +143,6 @@ passphrase_file = $(toml_str "$MIRA_PASSPHRASE_FILE")
 round_period_s = $MIRA_ROUND_PERIOD_S
 observe_timeout_s = $MIRA_OBSERVE_TIMEOUT_S
 transmit_timeout_s = $MIRA_TRANSMIT_TIMEOUT_S
-transmitter = "manager"
 EOF
   mv "$MIRA_CONFIG.tmp" "$MIRA_CONFIG"
   say "wrote $MIRA_CONFIG"

@@ -399,7 +399,6 @@ def test_node_config_step_writes_a_node_toml_the_node_loads(tmp_path: Path) -> N
     assert net.oracle == oracle_address and net.rpc_url == "http://anvil:8545"
     assert net.backup_rpc_urls == ("http://rpc-b:8545", "https://rpc-c.example/v1")
     assert net.keys_dir == home / "keys" and net.passphrase_file == home / "keys" / "passphrase"
-    assert net.transmitter == "manager"
 
     # SQLite by default, relative to the node's home; every feed when none is named
     env.pop("MIRA_DATABASE_URL")
