@@ -23,13 +23,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
-# `npm install` against the committed lockfile (exact versions, integrity hashes), not `npm ci`:
-# the lockfile lists only this platform's Foundry binary package, as the registry mirror here
-# serves no others, and `npm ci` refuses a lockfile without every platform's optional package.
-# --ignore-scripts: the binaries ship inside the platform packages; the postinstall hooks
-# would only try to fetch them again.
+# `npm ci`: exactly the committed lockfile (versions and integrity hashes), never rewriting it.
+# The lockfile lists every platform's Foundry binary package, as the registry serves them;
+# npm installs only this platform's. --ignore-scripts: the binaries ship inside the platform
+# packages; the postinstall hooks would only try to fetch them again.
 contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json contracts/bin/fetch-chainlink
-	cd contracts && npm install --ignore-scripts --no-audit --no-fund --loglevel=error
+	cd contracts && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	contracts/bin/fetch-chainlink
 	touch $@
 
@@ -58,7 +57,7 @@ gas-snapshot: contracts
 	cd contracts && ./node_modules/.bin/forge snapshot --match-contract GasTest
 
 test-python: contracts
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=20
 
 # docker/compose.yaml checked by whichever compose client is installed (`docker compose`,
 # else docker-compose v1), and the entry scripts parsed by sh. Nothing here can build or run
