@@ -12,6 +12,7 @@ overrides the location.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -66,3 +67,25 @@ def load(name: str) -> Artifact:
         )
     except (KeyError, ValueError) as exc:
         raise ToolchainError(f"artifact {matches[0]} is malformed: {exc}") from exc
+
+
+def build_hash() -> str | None:
+    """A short fingerprint of the contract build this package runs against: SHA-256 over
+    each ``contracts/src`` artifact's name and deployed bytecode, so a checkout and the
+    wheel built from it print the same value. ``None`` when nothing is built.
+
+    In a checkout, forge's output also holds test and library contracts; their metadata
+    names a compilation target outside ``src/`` and they are left out. A wheel's slimmed
+    artifacts carry no metadata and are all from ``src/``."""
+    root = artifacts_dir()
+    digest = hashlib.sha256()
+    count = 0
+    for path in sorted(root.glob("*.sol/*.json")) if root.is_dir() else []:
+        raw = json.loads(path.read_text())
+        targets = (raw.get("metadata") or {}).get("settings", {}).get("compilationTarget", {})
+        if targets and not any(str(t).startswith("src/") for t in targets):
+            continue
+        code = raw.get("deployedBytecode", {}).get("object", "")
+        digest.update(f"{path.parent.name}/{path.stem}\0{code}\0".encode())
+        count += 1
+    return digest.hexdigest()[:16] if count else None

@@ -4,7 +4,7 @@ Builds the wheel from this checkout (after ``make contracts``: the wheel bundles
 artifacts), installs it into a fresh virtualenv against ``constraints.txt``, then, from an
 empty temporary directory and with nothing of the checkout on the path:
 
-1. ``mira --help``;
+1. ``mira --help``; ``mira --version`` names the same contract build as the checkout;
 2. ``mira db upgrade`` on a new SQLite database (the migrations are package data);
 3. ``mira keys new`` and a ``mira node run`` with a demo feed spec taken from the installed
    package and a ``[network]`` section (the node reads the MiraOracle ABI from the wheel;
@@ -110,6 +110,13 @@ def smoke(bin_dir: Path, home: Path, env: dict[str, str]) -> None:
                 cwd=home, env=env).split()  # fmt: skip
     for path in where:  # the installed copy, not this checkout
         assert not Path(path).is_relative_to(ROOT), path
+    # the wheel's bundled contracts are this checkout's build: same fingerprint
+    installed = run(mira, "--version", cwd=home, env=env).splitlines()
+    report = "from oracle.cli.main import version_report; print(version_report())"
+    checkout = subprocess.run([sys.executable, "-c", report], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.splitlines()  # fmt: skip
+    assert installed[1] == checkout[1] and "not built" not in installed[1], (installed, checkout)
+    print("\n".join(installed))
     out = run(mira, "db", "upgrade", "--database-url", "sqlite:///node.sqlite", cwd=home, env=env)
     assert "(head)" in out, out
     print(out.strip())
