@@ -22,6 +22,7 @@ import click
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.crypto.dkg import default_threshold
 from oracle.devnet.localnet import LocalNet
+from oracle.progress import Progress, no_progress, stderr_progress
 
 SIZES = (4, 7)
 BAR_N = 7
@@ -37,7 +38,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def measure(n: int, samples: int, root: Path, log: Any = None) -> dict[str, Any]:
+def measure(n: int, samples: int, root: Path, progress: Progress = no_progress) -> dict[str, Any]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=n + 2)) as anvil:
         net = LocalNet(
             root,
@@ -50,6 +51,7 @@ def measure(n: int, samples: int, root: Path, log: Any = None) -> dict[str, Any]
             transmit_timeout_s=2.0,
         )
         try:
+            progress(f"n={n}: deploying, starting {n} node processes, DKG over p2p")
             net.setup()
             net.start()
             net.wait_ready(timeout=120)
@@ -59,6 +61,7 @@ def measure(n: int, samples: int, root: Path, log: Any = None) -> dict[str, Any]
             latencies: list[float] = []
             value = 2000
             for i in range(samples):
+                progress(f"n={n}: value changes until readable on-chain", i, samples)
                 time.sleep(random.uniform(0.2, 1.2))  # noqa: S311 (a phase, not a secret)
                 value += 20 if i % 2 == 0 else -10  # ≥ 0.5 %: over the deviation threshold
                 target = value * 10**8
@@ -70,8 +73,6 @@ def measure(n: int, samples: int, root: Path, log: Any = None) -> dict[str, Any]
                         raise click.ClickException(f"n={n}: value {value} never reached the chain")
                     time.sleep(POLL_S)
                 latencies.append(time.monotonic() - changed)
-                if log:
-                    log(f"n={n} sample {i + 1}/{samples}: {latencies[-1]:.3f} s")
             elapsed = time.monotonic() - started
             events = net.transmissions(start_block)
         finally:
@@ -90,11 +91,11 @@ def measure(n: int, samples: int, root: Path, log: Any = None) -> dict[str, Any]
     }
 
 
-def run(samples: int, log: Any = None) -> dict[str, Any]:
+def run(samples: int, progress: Progress = no_progress) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="mira-e2e-") as tmp:
         for n in SIZES:
-            results[str(n)] = measure(n, samples, Path(tmp) / f"n{n}", log)
+            results[str(n)] = measure(n, samples, Path(tmp) / f"n{n}", progress)
     ref = results[str(BAR_N)]
     bars = {
         "n": BAR_N,
@@ -120,8 +121,8 @@ def e2e(as_json: bool, samples: int) -> None:
     """Source change → readable on-chain, n = 4 and n = 7 node processes on anvil."""
     import json
 
-    log = None if as_json else (lambda m: click.echo(m, err=True))
-    result = run(samples, log)
+    with stderr_progress("mira bench e2e") as progress:
+        result = run(samples, progress)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return

@@ -16,6 +16,7 @@ import click
 from oracle.config.feeds import FeedSpec, load_feed_spec
 from oracle.node.logs import configure_logging
 from oracle.node.pipeline import FeedPipeline
+from oracle.progress import stderr_progress
 from oracle.sources.replay import ReplaySource
 from oracle.storage import Store, make_engine, upgrade
 
@@ -75,7 +76,10 @@ def pipeline(
 ) -> None:
     """Throughput and latency of one feed, and RSS of many feeds, persistence on."""
     configure_logging("warning", "json")
-    with tempfile.TemporaryDirectory(prefix="mira-bench-") as tmp:
+    with (
+        stderr_progress("mira bench pipeline") as progress,
+        tempfile.TemporaryDirectory(prefix="mira-bench-") as tmp,
+    ):
         folder = Path(tmp)
         engine = make_engine(database_url or f"sqlite:///{folder / 'bench.sqlite'}")
         upgrade(engine)
@@ -89,6 +93,7 @@ def pipeline(
         gc.collect()
         gc.freeze()
         latencies: list[int] = []
+        progress(f"ingesting {observations} observations into one feed (timed)")
         start = time.perf_counter()
         cpu_start = time.process_time()
         for i, obs in enumerate(rows):
@@ -108,6 +113,8 @@ def pipeline(
         rss_before = _rss_mb()
         pipes = []
         for n in range(1, feeds + 1):
+            if n % 50 == 1:
+                progress("live feeds for the RSS measurement", n - 1, feeds)
             p = FeedPipeline(_spec(folder, n, 1), store)
             for obs in rows[:20]:
                 p.model.step(

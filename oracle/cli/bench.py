@@ -21,6 +21,7 @@ from oracle.bench.pipeline import pipeline
 from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.frost import SigningRound, aggregate, make_signers
 from oracle.crypto.suites import FROST_SECP256K1_SHA256, MIRA_EVM, Ciphersuite
+from oracle.progress import stderr_progress
 
 SIGN_CASES: tuple[tuple[int, int], ...] = ((3, 4), (5, 7), (11, 16), (21, 31), (43, 64))
 # The bars of issue 4.
@@ -103,9 +104,12 @@ def sign(
     """DKG and FROST signing-round times for t-of-n committees, all in one process."""
     suite = SUITES[suite_name]
     cases = []
-    for t, n in selected:
-        case = _dkg_and_signing(suite, t, n, max(rounds, 1))
-        cases.append(case)
+    with stderr_progress("mira bench sign") as progress:
+        for i, (t, n) in enumerate(selected):
+            progress("committees: DKG, then signing rounds", i, len(selected))
+            cases.append(_dkg_and_signing(suite, t, n, max(rounds, 1)))
+    for case in cases:
+        t, n = case["t"], case["n"]
         if not as_json:
             click.echo(
                 f"t={t:>2} n={n:>2}  DKG {case['dkg_wall_s']:>7.3f} s wall "

@@ -34,6 +34,7 @@ from oracle.crypto.dkg import default_threshold
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError, MiraError
 from oracle.p2p.transport import HEALTH_PATH
+from oracle.progress import stderr_progress
 
 
 async def _probe(url: str, identity_key: str, epoch: int, timeout: float) -> tuple[bool, str]:
@@ -232,16 +233,21 @@ def activate(
 ) -> None:
     """Wait for the members' group-key proposals, then activate the epoch (owner)."""
     contract, sender = _owner(rpc_url, oracle, keys_dir, passphrase_file)
-    seen: list[int] = []
+    last: list[KeyProposals] = []
+    with stderr_progress("mira committee activate") as progress:
 
-    def progress(state: KeyProposals) -> None:
-        if len(state.by_member) != (seen[-1] if seen else -1):
-            seen.append(len(state.by_member))
-            click.echo(
-                f"epoch {state.epoch}: {len(state.by_member)} of {state.size} members "
-                f"proposed a group key (threshold {state.threshold}; activation needs "
-                f"{state.quorum} matching)"
+        def proposals(state: KeyProposals) -> None:
+            last[:] = [state]
+            progress(
+                f"epoch {state.epoch}: members' group-key proposals (threshold "
+                f"{state.threshold}; activation needs {state.quorum} matching)",
+                len(state.by_member),
+                state.size,
             )
 
-    epoch = activate_when_proposed(contract, sender.send, timeout=timeout, progress=progress)
-    click.echo(f"epoch {epoch} active")
+        epoch = activate_when_proposed(contract, sender.send, timeout=timeout, progress=proposals)
+    state = last[-1]
+    click.echo(
+        f"epoch {epoch} active: {len(state.by_member)} of {state.size} members proposed a "
+        f"group key, {state.best()[1]} of them this one (threshold {state.threshold})"
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from oracle.progress import stderr_progress
 from oracle.storage import DEFAULT_URL, current_revision, head_revision, make_engine, upgrade
 from oracle.storage.db import redact
 
@@ -50,7 +51,8 @@ def upgrade_cmd(database_url: str | None, config: Path | None, schema: str | Non
     url = resolve_url(database_url, config)
     engine = make_engine(url, schema=schema)
     try:
-        revision = upgrade(engine)
+        with stderr_progress("mira db upgrade") as progress:
+            revision = upgrade(engine, progress=progress)
     finally:
         engine.dispose()
     click.echo(f"{redact(url)} is at revision {revision} (head)")

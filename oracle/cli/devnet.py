@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from oracle.devnet import Devnet, DevnetOptions, Interrupted, down, preflight
+from oracle.progress import stderr_progress
 
 _DIR = click.option(
     "--dir",
@@ -65,7 +66,8 @@ def up(
         signal.signal(sig, lambda *_: stop.set())
     net = Devnet(opts)
     try:
-        net.start(say=say, stop=stop)
+        with stderr_progress("mira devnet up") as progress:
+            net.start(say=say, stop=stop, progress=progress)
         if not stop.is_set():
             say("running; Ctrl-C stops everything")
             if not no_view:

@@ -53,6 +53,7 @@ from oracle.devnet.processes import (
     stop_node,
 )
 from oracle.errors import MiraError
+from oracle.progress import Progress, no_progress
 from oracle.service import NODE_STOP_BOUND_S
 from oracle.storage import make_engine, upgrade
 
@@ -308,7 +309,12 @@ class Devnet:
     def manifest_path(self) -> Path:
         return self.opts.directory / "manifest.json"
 
-    def start(self, say: Any = print, stop: threading.Event | None = None) -> None:
+    def start(
+        self,
+        say: Any = print,
+        stop: threading.Event | None = None,
+        progress: Progress = no_progress,
+    ) -> None:
         """Bring the devnet up. ``stop`` set meanwhile (Ctrl-C) raises :class:`Interrupted`
         at the next step or poll; the caller then calls :meth:`stop`."""
         opts, d = self.opts, self.opts.directory
@@ -371,11 +377,12 @@ class Devnet:
         say(f"DKG          {opts.nodes} node processes, over p2p; waiting for their group key")
         seen: dict[str, KeyProposals] = {}
 
-        def progress(state: KeyProposals) -> None:
+        def proposals(state: KeyProposals) -> None:
             seen["last"] = state
+            progress("DKG: members' group-key proposals", len(state.by_member), state.size)
             self._check_stop()
 
-        activate_when_proposed(oracle, owner.send, timeout=120.0, progress=progress)
+        activate_when_proposed(oracle, owner.send, timeout=120.0, progress=proposals)
         votes = seen["last"].best()[1]  # t + f or more (oracle.chain.rotation)
         say(f"epoch        {epoch} active: the key {votes} of {opts.nodes} members proposed")
         manifest.extra["nodes"] = [

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from oracle.progress import Progress, no_progress
 from oracle.storage.db import redact
 from oracle.storage.errors import DatabaseNotMigrated, StorageError
 
@@ -53,9 +54,24 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str:
-    """Apply migrations up to ``revision``; return the revision the database is now at."""
-    command.upgrade(alembic_config(engine), revision)
+def upgrade(engine: Engine, revision: str = "head", progress: Progress = no_progress) -> str:
+    """Apply migrations up to ``revision``; return the revision the database is now at.
+
+    With a ``progress`` to report to, the pending revisions are applied one at a time (each
+    in its own transaction where the database has transactional DDL), so a long migration
+    of a big database shows which step it is in; a failure leaves the database at the last
+    step that finished, which ``mira db upgrade`` resumes from."""
+    cfg = alembic_config(engine)
+    if progress is no_progress:
+        command.upgrade(cfg, revision)
+    else:
+        script = ScriptDirectory.from_config(cfg)
+        current = current_revision(engine)
+        pending = list(reversed(list(script.iterate_revisions(revision, current))))
+        for done, step in enumerate(pending):
+            progress("applying migrations", done, len(pending))
+            command.upgrade(cfg, step.revision)
+        progress("applying migrations", len(pending), len(pending))
     current = current_revision(engine)
     if current is None:
         raise StorageError("upgrade finished but the database reports no revision")

@@ -14,7 +14,12 @@ def test_bench_sign_json_is_one_object() -> None:
         cli, ["bench", "sign", "--json", "--case", "2,3", "--case", "3,4", "--rounds", "2"]
     )
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # stdout is exactly the JSON; progress is on stderr
+    assert result.stderr.splitlines() == [
+        "mira bench sign: committees: DKG, then signing rounds (2 steps)",
+        result.stderr.splitlines()[-1],
+    ]
+    assert result.stderr.splitlines()[-1].startswith("mira bench sign: done in ")
     assert [(c["t"], c["n"]) for c in report["cases"]] == [(2, 3), (3, 4)]
     for case in report["cases"]:
         assert case["sign_rounds"] == 2

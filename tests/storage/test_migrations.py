@@ -17,7 +17,7 @@ from oracle.storage import (
     require_current,
     upgrade,
 )
-from oracle.storage.migrate import downgrade
+from oracle.storage.migrate import downgrade, migrations_dir
 from oracle.storage.schema import Base
 from tests.fixtures.db import Backend
 
@@ -85,6 +85,10 @@ def test_mira_db_upgrade_runs_from_any_directory(backend: Backend, tmp_path: Pat
     done = subprocess.run(args, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert head_revision() in done.stdout
+    # progress on stderr (not a terminal here): one line for the phase, one for the total
+    steps = len(list((migrations_dir() / "versions").glob("*.py")))
+    assert done.stderr.splitlines()[0] == f"mira db upgrade: applying migrations ({steps} steps)"
+    assert done.stderr.splitlines()[-1].startswith("mira db upgrade: done in ")
     require_current(backend.engine())
 
 
