@@ -29,7 +29,12 @@ from oracle.chain.rotation import (
     propose_committee,
 )
 from oracle.chain.system import Sender
-from oracle.cli.options import owner_keys_dir_option, passphrase_file_option
+from oracle.cli.options import (
+    oracle_option,
+    owner_keys_dir_option,
+    passphrase_file_option,
+    rpc_url_option,
+)
 from oracle.crypto.dkg import default_threshold
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError, MiraError
@@ -115,8 +120,8 @@ def committee() -> None:
 
 
 @committee.command("status")
-@click.option("--rpc-url", required=True, help="JSON-RPC URL of the chain.")
-@click.option("--oracle", required=True, help="MiraOracle address.")
+@rpc_url_option
+@oracle_option
 @click.option("--timeout", type=float, default=1.0, show_default=True, help="Per-member probe.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(rpc_url: str, oracle: str, timeout: float, as_json: bool) -> None:
@@ -186,8 +191,8 @@ def read_members(path: Path) -> list[MemberInfo]:
 
 
 @committee.command("propose")
-@click.option("--rpc-url", required=True, help="JSON-RPC URL of the chain.")
-@click.option("--oracle", required=True, help="MiraOracle address.")
+@rpc_url_option
+@oracle_option
 @click.option(
     "--members-file",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -217,8 +222,8 @@ def propose(
 
 
 @committee.command("activate")
-@click.option("--rpc-url", required=True, help="JSON-RPC URL of the chain.")
-@click.option("--oracle", required=True, help="MiraOracle address.")
+@rpc_url_option
+@oracle_option
 @click.option(
     "--timeout",
     type=float,

@@ -9,21 +9,29 @@ import click
 
 from oracle.progress import stderr_progress
 from oracle.storage import DEFAULT_URL, current_revision, head_revision, make_engine, upgrade
-from oracle.storage.db import redact
+from oracle.storage.db import check_url, redact
+from oracle.storage.errors import StorageError
 
 _URL_ENV = "MIRA_DATABASE_URL"
 
 
-def resolve_url(database_url: str | None, config: Path | None) -> str:
+def resolve_url(database_url: str | None, config: Path | None, schema: str | None = None) -> str:
     """--database-url, else the node config's ``[database] url``, else MIRA_DATABASE_URL,
-    else the default SQLite file."""
+    else the default SQLite file; a URL Mira cannot use (or a --schema it cannot take) is a
+    usage error naming where the URL came from."""
     if database_url:
-        return database_url
-    if config is not None:
+        url, origin = database_url, "--database-url"
+    elif config is not None:
         from oracle.config import load_node_config
 
-        return load_node_config(config).database.url
-    return os.environ.get(_URL_ENV) or DEFAULT_URL
+        url, origin = load_node_config(config).database.url, f"[database] url in {config}"
+    else:
+        url, origin = os.environ.get(_URL_ENV) or DEFAULT_URL, f"${_URL_ENV} or the default"
+    try:
+        check_url(url, schema=schema)
+    except StorageError as exc:
+        raise click.UsageError(f"{origin}: {exc}") from exc
+    return url
 
 
 _url_option = click.option(
@@ -48,7 +56,7 @@ def db() -> None:
 @_schema_option
 def upgrade_cmd(database_url: str | None, config: Path | None, schema: str | None) -> None:
     """Apply every pending migration."""
-    url = resolve_url(database_url, config)
+    url = resolve_url(database_url, config, schema)
     engine = make_engine(url, schema=schema)
     try:
         with stderr_progress("mira db upgrade") as progress:
@@ -64,7 +72,7 @@ def upgrade_cmd(database_url: str | None, config: Path | None, schema: str | Non
 @_schema_option
 def current_cmd(database_url: str | None, config: Path | None, schema: str | None) -> None:
     """Show the database's revision and the code's head revision."""
-    url = resolve_url(database_url, config)
+    url = resolve_url(database_url, config, schema)
     engine = make_engine(url, schema=schema)
     try:
         current = current_revision(engine)

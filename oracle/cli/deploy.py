@@ -14,14 +14,16 @@ from eth_account import Account
 from web3 import Web3
 
 from oracle.chain.system import OracleParameters, deploy_system, feed_registrations
-from oracle.cli.options import owner_keys_dir_option, passphrase_file_option
+from oracle.cli.options import RPC_URL, owner_keys_dir_option, passphrase_file_option
 from oracle.config import load_feed_specs
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError
 
 
 @click.command("deploy")
-@click.option("--rpc-url", required=True, help="JSON-RPC endpoint of the target chain.")
+@click.option(
+    "--rpc-url", type=RPC_URL, required=True, help="JSON-RPC endpoint of the target chain."
+)
 @click.option(
     "--feeds-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),

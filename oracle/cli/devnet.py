@@ -35,20 +35,25 @@ def devnet() -> None:
     """Run a Mira network locally."""
 
 
+PORT = click.IntRange(1, 65535)
+
+
 @devnet.command("up")
 @_DIR
-@click.option("--nodes", type=int, default=4, show_default=True, help="Committee size.")
-@click.option("--anvil-port", type=int, default=8545, show_default=True, help="anvil's RPC port.")
+@click.option(
+    "--nodes", type=click.IntRange(1, 20), default=4, show_default=True, help="Committee size."
+)
+@click.option("--anvil-port", type=PORT, default=8545, show_default=True, help="anvil's RPC port.")
 @click.option(
     "--base-port",
-    type=int,
+    type=PORT,
     default=7700,
     show_default=True,
     help="Node i's API listens on BASE+2i, its p2p on BASE+2i+1.",
 )
 @click.option(
     "--price-port",
-    type=int,
+    type=PORT,
     default=9101,
     show_default=True,
     help="The median feed's three HTTP sources listen on PORT, PORT+1, PORT+2.",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import platform
+import sys
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+import requests
 
 from oracle import __version__, artifacts
 from oracle.cli.bench import bench
@@ -20,15 +24,64 @@ from oracle.cli.model import model
 from oracle.cli.node import node
 from oracle.errors import MiraError
 
+DEBUG_ENV = "MIRA_DEBUG"
+
 
 class MiraGroup(click.Group):
-    """Turns an expected failure (any MiraError) into one clear line and exit code 1."""
+    """The error contract of every ``mira`` command: a usage error (a missing, malformed or
+    contradictory argument) is one line naming the option and exit code 2; a failure (the
+    chain unreachable, a key that does not open, any MiraError) is one line and exit code 1;
+    never a traceback, unless ``MIRA_DEBUG=1`` asks for one."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except MiraError as exc:
             raise click.ClickException(str(exc)) from exc
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help
+            _fail(exc.format_message(), exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "mira"
+            _fail(f"{where}: {exc.format_message()} (see '{where} --help')", exc.exit_code)
+        except click.ClickException as exc:
+            _fail(f"Error: {exc.format_message()}", exc.exit_code)
+        except click.Abort:
+            _fail("Aborted.", 1)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # the reader of our output went away
+                sys.exit(1)
+            _unexpected(exc)
+        except Exception as exc:
+            _unexpected(exc)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _unexpected(exc: Exception) -> NoReturn:
+    if os.environ.get(DEBUG_ENV) == "1":
+        raise exc
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        url = str(exc.request.url) if exc.request is not None else "the JSON-RPC endpoint"
+        _fail(f"Error: cannot reach {url}: is the node/RPC running and the URL right?", 1)
+    text = " ".join(str(exc).split()) or "(no message)"
+    _fail(f"Error: {type(exc).__name__}: {text} (set {DEBUG_ENV}=1 for the traceback)", 1)
 
 
 def version_report() -> str:

@@ -1,11 +1,17 @@
-"""Options shared by commands that read a key directory: the oracle owner's
-(``mira deploy``, ``mira committee propose|activate``) and ``mira keys``' passphrase."""
+"""Options and parameter types shared by commands: the key directory of the oracle owner
+(``mira deploy``, ``mira committee propose|activate``), ``mira keys``' passphrase, and the
+chain's coordinates (an RPC URL, addresses) checked when the command line is parsed, so a
+typo is a usage error naming the option rather than a failure deep in web3."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import click
+from web3 import Web3
 
 from oracle.crypto.keystore import KEYS_DIR_ENV
 
@@ -23,3 +29,42 @@ passphrase_file_option = click.option(
     default=None,
     help="File holding the key passphrase (else $MIRA_KEY_PASSPHRASE).",
 )
+
+
+class AddressType(click.ParamType[str]):
+    """An EVM address: 20 bytes in hex; a mixed-case one must carry a valid EIP-55
+    checksum (a typo in a checksummed address is caught here, not on-chain)."""
+
+    name = "ADDRESS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if re.fullmatch(r"0x[0-9a-fA-F]{40}", text) is None:
+            self.fail(f"{text!r} is not an address (0x and 40 hex digits)", param, ctx)
+        digits = text[2:]
+        mixed = digits != digits.lower() and digits != digits.upper()
+        if mixed and text != Web3.to_checksum_address(text):
+            self.fail(f"{text!r} has a bad EIP-55 checksum (a typo?)", param, ctx)
+        return str(Web3.to_checksum_address(text))
+
+
+class RpcUrlType(click.ParamType[str]):
+    """A JSON-RPC endpoint over HTTP(S) (what the node, the CLI and web3 speak)."""
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            self.fail(f"{text!r} is not an http(s):// JSON-RPC URL", param, ctx)
+        return text
+
+
+ADDRESS = AddressType()
+RPC_URL = RpcUrlType()
+
+rpc_url_option = click.option(
+    "--rpc-url", type=RPC_URL, required=True, help="JSON-RPC URL of the chain."
+)
+oracle_option = click.option("--oracle", type=ADDRESS, required=True, help="MiraOracle address.")

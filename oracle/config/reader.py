@@ -23,9 +23,11 @@ class ConfigError(MiraError, ValueError):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
+        if len(problems) == 1:  # the usual case: one line naming the file, key and fix
+            super().__init__(f"invalid configuration: {problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in problems)
-        noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"invalid configuration ({len(problems)} {noun}):\n{lines}")
+        super().__init__(f"invalid configuration ({len(problems)} problems):\n{lines}")
 
 
 @dataclass(frozen=True)

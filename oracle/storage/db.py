@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from oracle.storage.errors import StorageError
@@ -24,31 +24,38 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def check_url(url: str, *, schema: str | None = None) -> URL:
+    """``url`` parsed, if it names a backend Mira runs on (SQLite, PostgreSQL) and
+    ``schema`` fits it; else a StorageError saying what to change."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"invalid database URL {redact(url)!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StorageError(
+            f"unsupported database backend {backend!r} in {redact(url)!r}: use sqlite or postgresql"
+        )
+    if backend == "sqlite" and schema is not None:
+        raise StorageError("a schema can only be chosen on PostgreSQL")
+    return parsed
+
+
 def make_engine(url: str, *, schema: str | None = None) -> Engine:
-    """Create an engine for ``url``.
+    """Create an engine for ``url`` (checked by :func:`check_url`).
 
     ``schema`` (PostgreSQL only) puts every table, including Alembic's version table, in
     that schema via the connection's ``search_path``; tests use it for isolation.
     """
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise StorageError(f"invalid database URL {url!r}: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if schema is not None:
-            raise StorageError("a schema can only be chosen on PostgreSQL")
+    parsed = check_url(url, schema=schema)
+    if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if backend == "postgresql":
-        connect_args: dict[str, Any] = {}
-        if schema is not None:
-            connect_args["options"] = f"-csearch_path={schema}"
-        return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
-    raise StorageError(
-        f"unsupported database backend {backend!r} in {url!r}: use sqlite or postgresql"
-    )
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        connect_args["options"] = f"-csearch_path={schema}"
+    return create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
 
 
 def redact(url: str) -> str:

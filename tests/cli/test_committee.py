@@ -195,8 +195,8 @@ def test_activate_with_nothing_pending_and_a_wrong_oracle(
     assert "no committee proposal is pending (propose one first)" in result.output
     base = list(deployed["base"])
     base[base.index("--oracle") + 1] = "0x1234"
-    result = _run("activate", *base)
-    assert result.exit_code == 1 and "is not an address" in result.output
+    result = _run("activate", *base)  # a malformed argument: a usage error (#21)
+    assert result.exit_code == 2 and "is not an address" in result.output
 
 
 def test_members_file_from_each_nodes_keys_show_member_url(
