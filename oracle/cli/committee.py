@@ -30,6 +30,8 @@ from oracle.chain.rotation import (
 )
 from oracle.chain.system import Sender
 from oracle.cli.options import (
+    emit,
+    json_option,
     oracle_option,
     owner_keys_dir_option,
     passphrase_file_option,
@@ -123,12 +125,12 @@ def committee() -> None:
 @rpc_url_option
 @oracle_option
 @click.option("--timeout", type=float, default=1.0, show_default=True, help="Per-member probe.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def status(rpc_url: str, oracle: str, timeout: float, as_json: bool) -> None:
     """Epoch, members (operator, p2p URL), threshold, and who is online."""
     out = committee_status(rpc_url, oracle, timeout)
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(out, sort_keys=True))
         return
     if out["epoch"] == 0:
         click.echo("no epoch started")
@@ -202,6 +204,7 @@ def read_members(path: Path) -> list[MemberInfo]:
 @click.option("--threshold", type=int, default=None, help="t (default 2f+1 for n = 3f+1).")
 @owner_keys_dir_option
 @passphrase_file_option
+@json_option
 def propose(
     rpc_url: str,
     oracle: str,
@@ -209,15 +212,20 @@ def propose(
     threshold: int | None,
     keys_dir: Path,
     passphrase_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Propose the next epoch's committee (owner). Its nodes then run the DKG."""
     members = read_members(members_file)
     t = default_threshold(len(members)) if threshold is None else threshold
     contract, sender = _owner(rpc_url, oracle, keys_dir, passphrase_file)
     epoch, proposal = propose_committee(contract, sender.send, t, members)
-    click.echo(
-        f"proposed epoch {epoch} (proposal {proposal}): threshold {t} of {len(members)}; "
-        "its members' nodes now run the DKG"
+    emit(
+        {"epoch": epoch, "proposal": proposal, "threshold": t, "size": len(members)},
+        as_json,
+        [
+            f"proposed epoch {epoch} (proposal {proposal}): threshold {t} of {len(members)}; "
+            "its members' nodes now run the DKG"
+        ],
     )
 
 
@@ -233,8 +241,14 @@ def propose(
 )
 @owner_keys_dir_option
 @passphrase_file_option
+@json_option
 def activate(
-    rpc_url: str, oracle: str, timeout: float, keys_dir: Path, passphrase_file: Path | None
+    rpc_url: str,
+    oracle: str,
+    timeout: float,
+    keys_dir: Path,
+    passphrase_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Wait for the members' group-key proposals, then activate the epoch (owner)."""
     contract, sender = _owner(rpc_url, oracle, keys_dir, passphrase_file)
@@ -252,7 +266,20 @@ def activate(
 
         epoch = activate_when_proposed(contract, sender.send, timeout=timeout, progress=proposals)
     state = last[-1]
-    click.echo(
-        f"epoch {epoch} active: {len(state.by_member)} of {state.size} members proposed a "
-        f"group key, {state.best()[1]} of them this one (threshold {state.threshold})"
+    key, votes = state.best()
+    assert key is not None  # activation needs t + f matching proposals
+    emit(
+        {
+            "epoch": epoch,
+            "group_key": {"x": hex(key[0]), "parity": key[1]},
+            "proposed": len(state.by_member),
+            "agreeing": votes,
+            "size": state.size,
+            "threshold": state.threshold,
+        },
+        as_json,
+        [
+            f"epoch {epoch} active: {len(state.by_member)} of {state.size} members proposed a "
+            f"group key, {votes} of them this one (threshold {state.threshold})"
+        ],
     )

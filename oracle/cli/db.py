@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from oracle.cli.options import emit, json_option
 from oracle.progress import stderr_progress
 from oracle.storage import DEFAULT_URL, current_revision, head_revision, make_engine, upgrade
 from oracle.storage.db import check_url, redact
@@ -54,7 +55,10 @@ def db() -> None:
 @_url_option
 @_config_option
 @_schema_option
-def upgrade_cmd(database_url: str | None, config: Path | None, schema: str | None) -> None:
+@json_option
+def upgrade_cmd(
+    database_url: str | None, config: Path | None, schema: str | None, as_json: bool
+) -> None:
     """Apply every pending migration."""
     url = resolve_url(database_url, config, schema)
     engine = make_engine(url, schema=schema)
@@ -63,14 +67,21 @@ def upgrade_cmd(database_url: str | None, config: Path | None, schema: str | Non
             revision = upgrade(engine, progress=progress)
     finally:
         engine.dispose()
-    click.echo(f"{redact(url)} is at revision {revision} (head)")
+    emit(
+        {"database": redact(url), "revision": revision, "head": revision},
+        as_json,
+        [f"{redact(url)} is at revision {revision} (head)"],
+    )
 
 
 @db.command("current")
 @_url_option
 @_config_option
 @_schema_option
-def current_cmd(database_url: str | None, config: Path | None, schema: str | None) -> None:
+@json_option
+def current_cmd(
+    database_url: str | None, config: Path | None, schema: str | None, as_json: bool
+) -> None:
     """Show the database's revision and the code's head revision."""
     url = resolve_url(database_url, config, schema)
     engine = make_engine(url, schema=schema)
@@ -78,4 +89,9 @@ def current_cmd(database_url: str | None, config: Path | None, schema: str | Non
         current = current_revision(engine)
     finally:
         engine.dispose()
-    click.echo(f"current: {current or '(none)'}  head: {head_revision()}")
+    head = head_revision()
+    emit(
+        {"database": redact(url), "revision": current, "head": head},
+        as_json,
+        [f"current: {current or '(none)'}  head: {head}"],
+    )

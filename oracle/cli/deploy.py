@@ -7,6 +7,7 @@ a JSON manifest (RPC URL, chain id, oracle address, each feed's id and proxy).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -14,7 +15,13 @@ from eth_account import Account
 from web3 import Web3
 
 from oracle.chain.system import OracleParameters, deploy_system, feed_registrations
-from oracle.cli.options import RPC_URL, owner_keys_dir_option, passphrase_file_option
+from oracle.cli.options import (
+    RPC_URL,
+    emit,
+    json_option,
+    owner_keys_dir_option,
+    passphrase_file_option,
+)
 from oracle.config import load_feed_specs
 from oracle.crypto.keystore import KeyStore, read_passphrase
 from oracle.errors import ChainError
@@ -44,6 +51,7 @@ from oracle.errors import ChainError
 )
 @click.option("--max-age", type=int, default=3600, show_default=True)
 @click.option("--max-future-drift", type=int, default=300, show_default=True)
+@json_option
 def deploy(
     rpc_url: str,
     feeds_dir: Path,
@@ -54,6 +62,7 @@ def deploy(
     change_delay: int,
     max_age: int,
     max_future_drift: int,
+    as_json: bool,
 ) -> None:
     """Deploy MiraOracle, register the feeds, write the manifest to OUT."""
     specs = load_feed_specs(sorted(feeds_dir.glob("*.toml")))
@@ -66,9 +75,12 @@ def deploy(
     params = OracleParameters(grace_period, change_delay, max_age, max_future_drift)
     manifest = deploy_system(w3, account, rpc_url, feeds, params)
     manifest.write(out)
-    click.echo(
-        f"MiraOracle {manifest.oracle} on chain {manifest.chain_id}, owner {account.address}"
+    emit(
+        {**json.loads(out.read_text()), "owner": account.address, "manifest": str(out)},
+        as_json,
+        [
+            f"MiraOracle {manifest.oracle} on chain {manifest.chain_id}, owner {account.address}",
+            *(f"  {feed_id:<24} proxy {e['proxy']}" for feed_id, e in manifest.feeds.items()),
+            f"manifest written to {out}",
+        ],
     )
-    for feed_id, entry in manifest.feeds.items():
-        click.echo(f"  {feed_id:<24} proxy {entry['proxy']}")
-    click.echo(f"manifest written to {out}")

@@ -8,6 +8,7 @@ up; it goes quiet and, in the view, takes the closed pipe as a stop.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import click
 
+from oracle.cli.options import emit, json_option
 from oracle.devnet import Devnet, DevnetOptions, Interrupted, down, preflight
 from oracle.progress import stderr_progress
 
@@ -59,11 +61,25 @@ PORT = click.IntRange(1, 65535)
     help="The median feed's three HTTP sources listen on PORT, PORT+1, PORT+2.",
 )
 @click.option("--no-view", is_flag=True, help="No live view; wait quietly for Ctrl-C.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Once running, print the manifest as one JSON object on stdout (no live view; "
+    "the start-up lines go to stderr). Fields: docs/cli.md.",
+)
 def up(
-    directory: Path, nodes: int, anvil_port: int, base_port: int, price_port: int, no_view: bool
+    directory: Path,
+    nodes: int,
+    anvil_port: int,
+    base_port: int,
+    price_port: int,
+    no_view: bool,
+    as_json: bool,
 ) -> None:
     """Start anvil, deploy, run the DKG, start the nodes and price sources, show the feeds."""
     opts = DevnetOptions(directory, nodes, anvil_port, base_port, price_port)
+    say = _say_on_stderr if as_json else _say
     for note in preflight(opts):
         say(note)
     stop = threading.Event()
@@ -75,7 +91,12 @@ def up(
             net.start(say=say, stop=stop, progress=progress)
         if not stop.is_set():
             say("running; Ctrl-C stops everything")
-            if not no_view:
+            if as_json:
+                manifest = json.loads(net.manifest_path.read_text())
+                click.echo(json.dumps(manifest, sort_keys=True), nl=True)
+                sys.stdout.flush()
+                stop.wait()
+            elif not no_view:
                 _view(net, stop)
             else:
                 stop.wait()
@@ -93,7 +114,12 @@ def up(
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def say(text: str) -> bool:
+def _say_on_stderr(text: str) -> bool:
+    click.echo(text, err=True)
+    return True
+
+
+def _say(text: str) -> bool:
     """Print a line; False (and stdout muted) if nobody reads it any more."""
     try:
         click.echo(text)
@@ -125,13 +151,15 @@ def _view(net: Devnet, stop: threading.Event) -> None:
                 stop.wait(1.0)
     else:
         while not stop.is_set():
-            if not say(compact(watcher.feeds(), watcher.node_rows())):
+            if not _say(compact(watcher.feeds(), watcher.node_rows())):
                 stop.set()  # the reader of our output is gone: stop, as SIGPIPE would
             stop.wait(1.0)
 
 
 @devnet.command("down")
 @_DIR
-def down_cmd(directory: Path, **_: Any) -> None:
+@json_option
+def down_cmd(directory: Path, as_json: bool, **_: Any) -> None:
     """Stop the devnet running in DIR (started by `mira devnet up` in another shell)."""
-    click.echo(down(directory))
+    result = down(directory)
+    emit(result, as_json, [result["message"]])

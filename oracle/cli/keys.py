@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from oracle.cli.options import passphrase_file_option
+from oracle.cli.options import emit, json_option, passphrase_file_option
 from oracle.crypto.errors import KeystoreError
 from oracle.crypto.keystore import (
     KEYS_DIR_ENV,
@@ -51,18 +51,25 @@ def keys() -> None:
 @_dir_option
 @passphrase_file_option
 @click.option("--force", is_flag=True, help="Overwrite existing keys (they are lost).")
-def new(directory: Path, passphrase_file: Path | None, force: bool) -> None:
+@json_option
+def new(directory: Path, passphrase_file: Path | None, force: bool, as_json: bool) -> None:
     """Generate an operator key and an identity key, encrypted at rest."""
     store = KeyStore(directory)
     public = store.create(read_passphrase(passphrase_file), overwrite=force)
-    click.echo(f"operator address:  {public['operator']['address']}")
-    click.echo(f"identity key:      {public['identity']['public_key']}")
-    click.echo(f"written to {directory}")
+    emit(
+        {"operator": public["operator"], "identity": public["identity"], "dir": str(directory)},
+        as_json,
+        [
+            f"operator address:  {public['operator']['address']}",
+            f"identity key:      {public['identity']['public_key']}",
+            f"written to {directory}",
+        ],
+    )
 
 
 @keys.command("show")
 @_dir_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 @click.option(
     "--verify/--no-verify",
     default=False,
@@ -129,12 +136,14 @@ def show(
     default=None,
     help="Encrypt the export under this passphrase instead of the store's.",
 )
+@json_option
 def export(
     directory: Path,
     passphrase_file: Path | None,
     kind: KeyKind,
     out: Path,
     export_passphrase_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Write one key, re-encrypted with a fresh salt, to an encrypted file."""
     store = KeyStore(directory)
@@ -150,7 +159,12 @@ def export(
         raise KeystoreError(f"cannot write {out}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as fh:
         json.dump(document, fh, indent=2, sort_keys=True)
-    click.echo(f"exported {kind} key {json.dumps(public_data(key))} to {out}")
+    public = public_data(key)
+    emit(
+        {"kind": kind, "public": public, "file": str(out)},
+        as_json,
+        [f"exported {kind} key {json.dumps(public)} to {out}"],
+    )
 
 
 @keys.command("import")
@@ -164,12 +178,14 @@ def export(
     help="Passphrase of SOURCE if it differs from the store's.",
 )
 @click.option("--force", is_flag=True, help="Replace an existing key of the same kind.")
+@json_option
 def import_(
     source: Path,
     directory: Path,
     passphrase_file: Path | None,
     import_passphrase_file: Path | None,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Import an exported key file into the key directory."""
     try:
@@ -186,4 +202,9 @@ def import_(
     store.write_document(
         kind, encrypt_key(kind, key, passphrase, scrypt_n=store.scrypt_n), overwrite=force
     )
-    click.echo(f"imported {kind} key {json.dumps(public_data(key))} into {directory}")
+    public = public_data(key)
+    emit(
+        {"kind": kind, "public": public, "dir": str(directory)},
+        as_json,
+        [f"imported {kind} key {json.dumps(public)} into {directory}"],
+    )

@@ -5,6 +5,7 @@ typo is a usage error naming the option rather than a failure deep in web3."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,20 @@ rpc_url_option = click.option(
     "--rpc-url", type=RPC_URL, required=True, help="JSON-RPC URL of the chain."
 )
 oracle_option = click.option("--oracle", type=ADDRESS, required=True, help="MiraOracle address.")
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object on stdout instead (fields: docs/cli.md).",
+)
+
+
+def emit(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    """The one way a command prints its result: ``data`` as one JSON object with
+    ``--json``, else the human ``lines`` (which say the same)."""
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+        return
+    for line in lines:
+        click.echo(line)

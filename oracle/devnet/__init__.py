@@ -475,8 +475,9 @@ def clean_previous(directory: Path) -> None:
             entry.unlink()
 
 
-def down(directory: Path, timeout: float = 60.0) -> str:
-    """Stop the devnet of ``directory`` from another process; the message to print.
+def down(directory: Path, timeout: float = 60.0) -> dict[str, Any]:
+    """Stop the devnet of ``directory`` from another process; what was stopped, with the
+    ``message`` to print.
 
     The launcher gets SIGTERM and stops its children itself; whatever it recorded and is
     still running afterwards, or what a launcher that is already gone left behind, is
@@ -496,10 +497,17 @@ def down(directory: Path, timeout: float = 60.0) -> str:
     for name in (STATEFILE, PIDFILE):
         (directory / name).unlink(missing_ok=True)
     if launcher is not None:
-        return f"stopped the devnet in {directory} (pid {launcher.pid}); no process left behind"
-    if leftovers:
-        return (
+        message = f"stopped the devnet in {directory} (pid {launcher.pid}); no process left behind"
+    elif leftovers:
+        message = (
             f"the devnet in {directory} had lost its launcher; stopped what it left: "
             f"{', '.join(map(str, leftovers))}; no process left behind"
         )
-    return f"no devnet is running in {directory}"
+    else:
+        message = f"no devnet is running in {directory}"
+    return {
+        "dir": str(directory),
+        "launcher_pid": launcher.pid if launcher is not None else None,
+        "leftovers": [str(p) for p in leftovers],
+        "message": message,
+    }

@@ -229,3 +229,33 @@ def test_members_file_from_each_nodes_keys_show_member_url(
         cli, ["keys", "show", "--dir", str(tmp_path / "node0"), "--member-url", "node0:7701"]
     )
     assert bad.exit_code == 2 and "is not an http(s) URL" in bad.output
+
+
+def test_the_owner_verbs_print_one_json_object_with_json(
+    w3: Web3, deployed: dict[str, Any]
+) -> None:
+    """--json: stdout is exactly one JSON object with the fields docs/cli.md names; the
+    activation wait's progress stays on stderr."""
+    base, oracle = deployed["base"], deployed["oracle"]
+    status_args = ["status", "--rpc-url", base[1], "--oracle", base[3], "--json"]
+    proposed = _run("propose", *base, "--members-file", str(deployed["members_file"]), "--json")
+    assert proposed.exit_code == 0, proposed.output
+    assert json.loads(proposed.stdout) == {"epoch": 1, "proposal": 1, "threshold": 3, "size": 4}
+    key = run_dkg_in_one_process(MIRA_EVM, 3, 4).public.group_key
+    for i in range(4):
+        _propose_key(w3, oracle, i, key)
+    pending = json.loads(_run(*status_args).stdout)["pending"]
+    assert pending["key_proposals"] == 4 and pending["agreeing"] == 4
+    activated = _run("activate", *base, "--timeout", "30", "--json")
+    assert activated.exit_code == 0, activated.output
+    assert json.loads(activated.stdout) == {
+        "epoch": 1,
+        "group_key": {"x": hex(key.x), "parity": key.parity},
+        "proposed": 4,
+        "agreeing": 4,
+        "size": 4,
+        "threshold": 3,
+    }
+    assert "mira committee activate:" in activated.stderr
+    status = json.loads(_run(*status_args).stdout)
+    assert status["epoch"] == 1 and status["threshold"] == 3 and status["pending"] is None

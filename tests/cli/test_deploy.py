@@ -31,10 +31,11 @@ def test_deploy_registers_every_feed_spec(w3: Web3, anvil: Anvil, tmp_path: Path
     keys, operator = _funded_keystore(w3, tmp_path)
     out = tmp_path / "manifest.json"
     args = ["deploy", "--rpc-url", anvil.url, "--keys-dir", str(keys), "--out", str(out)]
-    args += ["--feeds-dir", str(FEEDS)]
+    args += ["--feeds-dir", str(FEEDS), "--json"]
     result = CliRunner().invoke(cli, args, env={"MIRA_KEY_PASSPHRASE": PASS})
     assert result.exit_code == 0, result.output
     manifest = json.loads(out.read_text())
+    assert json.loads(result.stdout) == {**manifest, "manifest": str(out)}  # --json: one object
     assert manifest["owner"] == operator and manifest["chain_id"] == 31337
     specs = load_feed_specs(sorted(FEEDS.glob("*.toml")))
     assert set(manifest["feeds"]) == {s.id for s in specs} and len(specs) >= 3

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -52,14 +53,25 @@ def mira(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_up(directory: Path, *args: str) -> subprocess.Popen[str]:
+def start_up(directory: Path, *args: str, view: str = "--no-view") -> subprocess.Popen[str]:
+    """``view="--json"``: stdout is the manifest line only, start-up lines on stderr."""
     return subprocess.Popen(
-        [*MIRA, "devnet", "up", "--dir", str(directory), "--no-view", *args],
+        [*MIRA, "devnet", "up", "--dir", str(directory), view, *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.STDOUT if view == "--no-view" else subprocess.DEVNULL,
         text=True,
     )
+
+
+def first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """proc's first stdout line, bounded by ``timeout``."""
+    found: list[str] = []
+    reader = threading.Thread(target=lambda: found.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    assert found, f"no line on stdout within {timeout} s"
+    return found[0]
 
 
 def wait_manifest(proc: subprocess.Popen[str], directory: Path, timeout: float) -> Manifest:
@@ -83,11 +95,16 @@ def node_log_tails(directory: Path) -> str:
 
 def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> None:
     directory = tmp_path / "devnet"
-    proc = start_up(directory, "--nodes", "4", *ports(4))
+    proc = start_up(directory, "--nodes", "4", *ports(4), view="--json")
     children: list[int] = []
     try:
         manifest = wait_manifest(proc, directory, timeout=90)
         import json
+
+        # --json: once running, stdout is exactly the manifest, as one JSON object
+        assert json.loads(first_line(proc, 30)) == json.loads(
+            (directory / "manifest.json").read_text()
+        )
 
         children = [c["pid"] for c in json.loads((directory / STATEFILE).read_text())["children"]]
         assert len(children) == 5  # four nodes and anvil
