@@ -37,8 +37,11 @@ def _echo(report: dict[str, Any], as_json: bool) -> None:
         metric = f["metric"]
         base = f["best_naive_baseline"]
         model = f["model_scores"][metric]
-        baseline = f["baselines"][base][metric] if base else None
         verdict = "pass" if f["pass"] else "FAIL"
+        if base is None or f["improvement"] is None:
+            click.echo(f"{f['feed']:<26} {metric} {model:.4f}: no naive baseline to beat")
+            continue
+        baseline = f["baselines"][base][metric]
         click.echo(
             f"{f['feed']:<26} {metric} {model:.4f} vs {base} {baseline:.4f}: "
             f"{f['improvement']:+.1%} ({verdict}, bar {report['bar_improvement']:.0%})"

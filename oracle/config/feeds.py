@@ -531,7 +531,7 @@ def _read_eval(t: Table, kind: str, model: ModelSpec | None) -> EvalSpec | None:
         t.fail("season", 0, "expected the season's length in observations for seasonal_naive")
     lags = t.integer("lags", 5, low=1, high=64)
     window = t.integer("zscore_window", 100, low=2, high=100_000)
-    runs = t.integer("random_runs", 1000, low=1, high=100_000)
+    runs = t.integer("random_runs", 1000, low=1, high=10_000)
     anomalies: list[tuple[int, int]] = []
     raw = t.raw("anomalies", None)
     if kind == "anomaly":

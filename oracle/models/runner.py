@@ -26,7 +26,9 @@ The commitment is of the model state that produced the output.
 Beside a forecast's rolling error runs the rolling error of a naive forecast of the same
 targets (the last known value; for a seasonal forecaster, the value one season back), so
 the feed's skill, ``1 - mae / baseline_mae``, is on the record: above 0 the model earns
-its keep.
+its keep. A policy's skill is ``1 - regret / baseline_regret``: its rolling per-step regret
+against each record's best arm, beside uniformly random play's. An anomaly score has no
+labels online, so no skill.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 
 _ADWIN: Any = drift.ADWIN
+POLICY_WINDOW = 100  # steps in a policy's rolling regret (and its baseline's)
 
 
 class ModelError(MiraError):
@@ -117,6 +120,10 @@ class _State:
     # forecasts (one per pending model forecast) and the targets it forecasts from.
     # Class-level defaults: a checkpoint written before they existed restores with None.
     baseline_mae: RollingMAE | None = None
+    # policies: rolling per-step regret against each record's best arm, the policy's and
+    # uniform random play's
+    regret: RollingMAE | None = None
+    baseline_regret: RollingMAE | None = None
     baseline_pending: collections.deque[float | None] | None = None
     recent_targets: collections.deque[float] | None = None
 
@@ -357,8 +364,17 @@ class FeedModel:
         st = self.state
         policy = st.model
         arm = policy.pull(self._arms)
-        policy.update(arm, self._reward(x[self._reward_of[arm]]))
+        rewards = [self._reward(x[self._reward_of[a]]) for a in self._arms]
+        pulled = rewards[self._arms.index(arm)]
+        policy.update(arm, pulled)
         st.last_pulled = arm
+        # regret against the best arm of this record, the policy's and uniform random's
+        # (the record shows every arm's reward, though the policy learns only its own)
+        if st.regret is None or st.baseline_regret is None:  # a checkpoint from before
+            st.regret, st.baseline_regret = RollingMAE(POLICY_WINDOW), RollingMAE(POLICY_WINDOW)
+        best = max(rewards)
+        st.regret.update(best - pulled)
+        st.baseline_regret.update(best - math.fsum(rewards) / len(rewards))
         scores = [self._arm_score(policy, a) for a in self._arms]
         for a, raw in zip(self._arms, scores, strict=True):
             if not math.isfinite(raw):
@@ -474,6 +490,13 @@ class FeedModel:
             counts = st.model._counts
             out["last_pulled"] = st.last_pulled
             out["pulls"] = {arm: counts[arm] for arm in self._arms}
+            regret = st.regret.get() if st.regret is not None else None
+            base = st.baseline_regret.get() if st.baseline_regret is not None else None
+            out["regret"] = regret
+            out["regret_window"] = POLICY_WINDOW
+            out["baseline"] = "uniform_random" if base is not None else None
+            out["baseline_regret"] = base
+            out["skill"] = None if regret is None or not base else 1.0 - regret / base
         return out
 
     def checkpoint(self) -> bytes:

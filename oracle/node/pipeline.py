@@ -262,7 +262,7 @@ class FeedPipeline:
         m = self.model.metrics()
         if m["mae"] is not None:
             self.metrics.model_error.labels(self._feed_id).set(m["mae"])
-        if m["baseline_mae"] is not None:
+        if m.get("baseline_mae") is not None:
             self.metrics.baseline_error.labels(self._feed_id, m["baseline"]).set(m["baseline_mae"])
         if m["skill"] is not None:
             self.metrics.skill.labels(self._feed_id).set(m["skill"])

@@ -142,3 +142,6 @@ async def test_a_policy_feed_shows_every_arms_score(
     assert arms[3]["feed"] == "SP500/bandit/KO"
     assert arms[3]["feed_id_bytes32"] == "0x" + feed_id_bytes32("SP500/bandit/KO").hex()
     assert sum(feed["metrics"]["pulls"].values()) == 1257
+    # its skill on the record: rolling regret beside uniformly random play's
+    assert feed["metrics"]["baseline"] == "uniform_random"
+    assert feed["metrics"]["skill"] > 0

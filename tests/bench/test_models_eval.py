@@ -143,8 +143,8 @@ def test_an_unknown_replay_dataset_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(
         ConfigError,
-        match=r"spec\.toml: sources\.0\.dataset = 'river:Nope'|"
-        r"spec\.toml: .*dataset.*river:Nope",
+        match=r"spec\.toml: sources\[0\]\.dataset = 'river:Nope': expected one of "
+        r"river:SP500Stocks",
     ):
         evaluate_file(path)
 
