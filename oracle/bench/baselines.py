@@ -10,6 +10,7 @@ observation ``s`` with horizon ``h`` is of ``targets[s + h]``. What a naive rule
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,8 @@ def forecast_baseline(
     has no forecast yet)."""
     if name == "lag_regression":
         return _lag_regression(targets, at, horizon, lags)
+    if name == "median":
+        return _running_median(targets, at, horizon)
     prefix = np.cumsum(np.asarray(targets, dtype=float))
     out: list[float | None] = []
     for s in at:
@@ -76,6 +79,21 @@ def _lag_regression(
         out[s] = float(model.predict_one(x)) if s in wanted else None
         pending[s + horizon] = x
     return [out.get(s) for s in at]
+
+
+def _running_median(
+    targets: Sequence[float], at: Sequence[int], horizon: int
+) -> list[float | None]:
+    """The median of every target known at each forecast (what minimises absolute error
+    for a level that does not move)."""
+    known: list[float] = []
+    out = []
+    for s in at:
+        k = known_until(s, horizon)
+        while len(known) < k + 1:
+            bisect.insort(known, float(targets[len(known)]))
+        out.append(float(np.median(known)) if known else None)
+    return out
 
 
 def errors(predictions: Sequence[float], actual: Sequence[float]) -> dict[str, float]:

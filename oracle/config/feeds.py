@@ -179,7 +179,7 @@ class FeaturesSpec:
 
 
 BASELINES = {
-    "forecast": ("last", "mean", "zero", "seasonal_naive", "lag_regression"),
+    "forecast": ("last", "mean", "median", "zero", "seasonal_naive", "lag_regression"),
     "anomaly": ("zscore",),
     "policy": ("uniform_random", "best_fixed_arm"),
 }
