@@ -7,9 +7,9 @@ id ``keccak256(utf8("<feed id>/<arm>"))``, see :func:`arm_feed_id`.
 
 Example::
 
-    id = "SP500/forecast-1d"
+    id = "SP500/return-1d"
     version = 1
-    description = "one-step forecast of the S&P 500 target series"
+    description = "the SP500Stocks target (next day's portfolio return), forecast"
     decimals = 8
 
     [[sources]]
@@ -30,14 +30,18 @@ Example::
 
     [output]
     kind = "forecast"
-    horizon = 1
+    horizon = 0  # y is already the next day's return: forecast the record's own target
 
     [quantize]
     rounding = "ROUND_HALF_EVEN"
 
     [publish]
-    deviation_bps = 50
+    deviation_abs = 0.05  # a return lives near zero: publish moves of 0.05, not of 50 bps
     heartbeat_s = 3600
+
+(A shape, not a recommendation: daily returns are close to unpredictable, and ``mira
+eval`` shows this one losing to the running mean; ``feeds/sp500_forecast.toml`` forecasts
+volatility instead.)
 """
 
 from __future__ import annotations

@@ -120,12 +120,12 @@ class _State:
     # forecasts (one per pending model forecast) and the targets it forecasts from.
     # Class-level defaults: a checkpoint written before they existed restores with None.
     baseline_mae: RollingMAE | None = None
+    baseline_pending: collections.deque[float | None] | None = None
+    recent_targets: collections.deque[float] | None = None
     # policies: rolling per-step regret against each record's best arm, the policy's and
     # uniform random play's
     regret: RollingMAE | None = None
     baseline_regret: RollingMAE | None = None
-    baseline_pending: collections.deque[float | None] | None = None
-    recent_targets: collections.deque[float] | None = None
 
 
 def build_model(spec: FeedSpec) -> Any:
