@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -34,11 +35,26 @@ DEMO = [
 ]
 
 
+@pytest.fixture(scope="module")
+def bench_models() -> dict[str, dict[str, Any]]:
+    """`mira bench models --json`, run once: every demo feed's result by spec path."""
+    out = CliRunner().invoke(cli, ["bench", "models", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    assert report["pass"] is True and report["bar_improvement"] == BAR
+    return {str(Path(f["spec"]).resolve().relative_to(REPO)): f for f in report["feeds"]}
+
+
 @pytest.mark.parametrize(("spec", "metric", "model", "baseline", "score"), DEMO)
 def test_demo_feed_beats_its_best_naive_baseline(
-    spec: str, metric: str, model: float, baseline: str, score: float
+    bench_models: dict[str, dict[str, Any]],
+    spec: str,
+    metric: str,
+    model: float,
+    baseline: str,
+    score: float,
 ) -> None:
-    result = evaluate_file(REPO / spec)
+    result = bench_models[spec]
     assert result["rejected"] == 0
     # references (a learned model, the running median, the best arm in hindsight) are
     # reported beside the naive rules but are not the bar
@@ -51,18 +67,21 @@ def test_demo_feed_beats_its_best_naive_baseline(
     assert result["pass"] is True
 
 
-def test_demo_specs_are_every_model_feed() -> None:
-    """The list above is every shipped spec with a model: a new demo feed needs its row."""
+def test_bench_models_runs_every_demo_model_feed(bench_models: dict[str, dict[str, Any]]) -> None:
+    """Every shipped spec with a model, and the example: a new demo feed needs its row."""
     shipped = {
         str(p.relative_to(REPO))
         for p in (REPO / "feeds").glob("*.toml")
         if load_feed_spec(p).model is not None
     }
-    assert shipped | {"docs/examples/sp500_bandit.toml"} == {row[0] for row in DEMO}
+    expected = shipped | {"docs/examples/sp500_bandit.toml"}
+    assert expected == {row[0] for row in DEMO} == set(bench_models)
 
 
-def test_policy_is_measured_against_random_play_and_the_best_arm() -> None:
-    result = evaluate_file(REPO / "docs/examples/sp500_bandit.toml")
+def test_policy_is_measured_against_random_play_and_the_best_arm(
+    bench_models: dict[str, dict[str, Any]],
+) -> None:
+    result = bench_models["docs/examples/sp500_bandit.toml"]
     random = result["baselines"]["uniform_random"]
     best = result["baselines"]["best_fixed_arm"]
     # the mean of the seeded runs is the exact expectation, up to their spread
@@ -189,10 +208,12 @@ def test_an_anomaly_feed_without_labels_is_refused(tmp_path: Path) -> None:
         load_feed_spec(bad)
 
 
-def test_the_sp500_volatility_margin_is_stated_against_its_references() -> None:
+def test_the_sp500_volatility_margin_is_stated_against_its_references(
+    bench_models: dict[str, dict[str, Any]],
+) -> None:
     """The README's caveat, held: most of the SP500 feed's margin over the running mean is
     what forecasting the median (quantile loss) buys; over the running median it is ~6%."""
-    result = evaluate_file(REPO / "feeds/sp500_forecast.toml")
+    result = bench_models["feeds/sp500_forecast.toml"]
     model = result["model_scores"]["mae"]
     references = result["baselines"]
     assert references["median"]["mae"] == pytest.approx(0.333028, abs=1e-6)
