@@ -460,6 +460,13 @@ def parse_feed_spec(
         tolerance_bps = publish.integer("tolerance_bps", 100, low=0, high=1_000_000)
         if isinstance(abs_value, float) and isinstance(decimals, int):
             deviation_abs = _fixed_point(abs_value, decimals)
+            if Decimal(deviation_abs).scaleb(-decimals) != Decimal(repr(abs_value)):
+                publish.fail(
+                    "deviation_abs",
+                    abs_value,
+                    f"expected a multiple of the feed's unit, 1e-{decimals} (decimals = "
+                    f"{decimals})",
+                )
         publish.finish()
     # an absent [eval] table reads as an empty one: the defaults of the output kind
     evaluation = _read_eval(

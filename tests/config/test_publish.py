@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oracle.bench.pipeline import SPEC as BENCH_SPEC
-from oracle.config import load_feed_spec
+from oracle.config import ConfigError, load_feed_spec
 from oracle.config.publish import deviates, is_due, within_bps
 from oracle.models import FeedModel
 from oracle.sources.replay import ReplaySource
@@ -144,3 +144,15 @@ def test_the_floor_is_read_in_the_feeds_units() -> None:
     the relative rule may be left out (0: the floor alone decides)."""
     spec = load_feed_spec(FEEDS / "waterflow_anomaly.toml")
     assert (spec.deviation_bps, spec.deviation_abs) == (0, 100_000)
+
+
+def test_a_floor_finer_than_the_feeds_unit_is_refused(tmp_path: Path) -> None:
+    text = (FEEDS / "waterflow_anomaly.toml").read_text()
+    path = tmp_path / "fine.toml"
+    path.write_text(text.replace("deviation_abs = 0.1", "deviation_abs = 0.0000001"))
+    with pytest.raises(
+        ConfigError,
+        match=r"fine\.toml: publish\.deviation_abs = 1e-07: "
+        r"expected a multiple of the feed's unit, 1e-6",
+    ):
+        load_feed_spec(path)
