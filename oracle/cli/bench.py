@@ -18,6 +18,7 @@ import click
 
 from oracle.bench.e2e import e2e
 from oracle.bench.pipeline import pipeline
+from oracle.cli.evaluate import models_command
 from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.frost import SigningRound, aggregate, make_signers
 from oracle.crypto.suites import FROST_SECP256K1_SHA256, MIRA_EVM, Ciphersuite
@@ -38,6 +39,7 @@ def bench() -> None:
 
 bench.add_command(pipeline)
 bench.add_command(e2e)
+bench.add_command(models_command)
 
 
 def _dkg_and_signing(suite: Ciphersuite, t: int, n: int, rounds: int) -> dict[str, Any]:

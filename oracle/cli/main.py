@@ -19,6 +19,7 @@ from oracle.cli.committee import committee
 from oracle.cli.db import db
 from oracle.cli.deploy import deploy
 from oracle.cli.devnet import devnet
+from oracle.cli.evaluate import eval_command
 from oracle.cli.keys import keys
 from oracle.cli.model import model
 from oracle.cli.node import node
@@ -133,6 +134,7 @@ cli.add_command(deploy)
 cli.add_command(node)
 cli.add_command(model)
 cli.add_command(committee)
+cli.add_command(eval_command)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ REGRESSOR = "regressor"
 ANOMALY = "anomaly detector"
 FORECASTER = "forecaster"
 OPTIMIZER = "optimizer"
+LOSS = "loss"
 POLICY = "bandit policy"
 REWARD = "reward statistic"
 DISTRIBUTION = "reward distribution"
@@ -73,6 +74,8 @@ ALLOWLIST: dict[str, Entry] = {
         REGRESSOR,
         {
             "optimizer": Param("component", component_role=OPTIMIZER),
+            # the loss a forecast is scored by: Quantile(0.5) (the median) for MAE
+            "loss": Param("component", component_role=LOSS),
             "l2": Param("float", 0.0, 1e3),
             "l1": Param("float", 0.0, 1e3),
             "intercept_init": Param("float", -1e12, 1e12),
@@ -160,6 +163,13 @@ ALLOWLIST: dict[str, Entry] = {
     ),
     "proba.Gaussian": Entry(functools.partial(proba.Gaussian, seed=0), DISTRIBUTION),
     "optim.SGD": Entry(optim.SGD, OPTIMIZER, {"lr": LR}),
+    "optim.losses.Squared": Entry(optim.losses.Squared, LOSS),
+    "optim.losses.Absolute": Entry(optim.losses.Absolute, LOSS),
+    "optim.losses.Quantile": Entry(
+        optim.losses.Quantile,
+        LOSS,
+        {"alpha": Param("float", 0.0, 1.0, low_open=True, required=True)},
+    ),
     "optim.Adam": Entry(
         optim.Adam,
         OPTIMIZER,

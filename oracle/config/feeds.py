@@ -7,9 +7,9 @@ id ``keccak256(utf8("<feed id>/<arm>"))``, see :func:`arm_feed_id`.
 
 Example::
 
-    id = "SP500/forecast-1d"
+    id = "SP500/return-1d"
     version = 1
-    description = "one-step forecast of the S&P 500 target series"
+    description = "the SP500Stocks target (next day's portfolio return), forecast"
     decimals = 8
 
     [[sources]]
@@ -30,14 +30,18 @@ Example::
 
     [output]
     kind = "forecast"
-    horizon = 1
+    horizon = 0  # y is already the next day's return: forecast the record's own target
 
     [quantize]
     rounding = "ROUND_HALF_EVEN"
 
     [publish]
-    deviation_bps = 50
+    deviation_abs = 0.05  # a return lives near zero: publish moves of 0.05, not of 50 bps
     heartbeat_s = 3600
+
+(A shape, not a recommendation: daily returns are close to unpredictable, and ``mira
+eval`` shows this one losing to the running mean; ``feeds/sp500_forecast.toml`` forecasts
+volatility instead.)
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import json
 import re
 import tomllib
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,7 @@ ROUNDING_MODES = (
 )
 RIVER_DATASETS = ("SP500Stocks", "WaterFlow", "AirlinePassengers", "TrumpApproval")
 OUTPUT_KINDS = ("value", "forecast", "anomaly", "policy")
+REWARD_TRANSFORMS = ("identity", "negative_abs")
 ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 MAX_ARMS = 32
 MAX_SPEC_BYTES = 256 * 1024
@@ -153,18 +159,55 @@ class ReplaySourceSpec:
 SourceSpec = HttpSourceSpec | ChainEventSourceSpec | ReplaySourceSpec
 
 
+TARGET_STATS = ("mean", "mean_abs")
+
+
 @dataclass(frozen=True)
 class FeaturesSpec:
     fields: tuple[str, ...]  # sorted
     lags: int
     target: str | None  # None for a policy feed: its rewards are fields
     ranges: tuple[tuple[str, float, float], ...]  # sorted by name
+    # the target's current value is a feature too, under the target's name, beside its lags
+    current: bool = False
+    # the target is this statistic of the fields (e.g. "mean_abs": their mean absolute
+    # value) instead of a record field; ``target`` then names it
+    target_stat: str | None = None
 
     @property
     def record_fields(self) -> tuple[str, ...]:
         """Every field a record must carry (features and target), sorted."""
-        names = set(self.fields) if self.target is None else {*self.fields, self.target}
-        return tuple(sorted(names))
+        if self.target is None or self.target_stat is not None:
+            return tuple(sorted(set(self.fields)))
+        return tuple(sorted({*self.fields, self.target}))
+
+
+BASELINES = {
+    "forecast": ("last", "mean", "median", "zero", "seasonal_naive", "lag_regression"),
+    "anomaly": ("zscore",),
+    "policy": ("uniform_random", "best_fixed_arm"),
+}
+# the metric a feed is judged by (the first is the default)
+EVAL_METRICS = {
+    "forecast": ("mae", "rmse"),
+    "anomaly": ("average_precision", "roc_auc"),
+    "policy": ("cumulative_reward",),
+}
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """``[eval]``: how ``mira eval`` measures the feed against naive baselines (nothing a
+    node runs)."""
+
+    baselines: tuple[str, ...]  # in the spec's order; see BASELINES for each output kind
+    metric: str  # forecasts: "mae" or "rmse"; anomaly: "average_precision" or "roc_auc"
+    season: int  # seasonal naive's period in observations (0: not seasonal)
+    lags: int  # the lag regression's lags of the target
+    zscore_window: int  # observations in the rolling z-score's window
+    # anomaly labels: inclusive ranges of dataset row positions (0-based) that are anomalous
+    anomalies: tuple[tuple[int, int], ...]
+    random_runs: int  # seeded uniform-random policy runs averaged
 
 
 @dataclass(frozen=True)
@@ -204,6 +247,12 @@ class FeedSpec:
     # policy feeds: the arms in their fixed order, and each arm's reward field (same order)
     arms: tuple[str, ...] = ()
     reward_fields: tuple[str, ...] = ()
+    # how an arm's reward is made of its field: "identity", or "negative_abs" (-|field|:
+    # the policy seeks the calmest arm)
+    reward_transform: str = "identity"
+    # the absolute floor of a deviation, in fixed-point units (oracle.config.publish)
+    deviation_abs: int = 0
+    evaluation: EvalSpec | None = None
 
     @property
     def id_bytes32(self) -> bytes:
@@ -328,16 +377,22 @@ def parse_feed_spec(
     if output is not None:
         kind = output.string("kind", choices=OUTPUT_KINDS)
         if kind == "forecast":
-            horizon = output.integer("horizon", 1, low=1, high=1000)
+            # observations between the features and the target they forecast; 0 when the
+            # record's target already lies ahead (see the model author guide)
+            horizon = output.integer("horizon", 1, low=0, high=1000)
     replay = any(isinstance(s, ReplaySourceSpec) for s in sources)
     features = _read_features(
         top.table("features"), single_value=not replay, policy=kind == "policy"
     )
     arms: tuple[str, ...] = ()
     reward_fields: tuple[str, ...] = ()
+    reward_transform = "identity"
     if output is not None:
         if kind == "policy":
             arms, reward_fields = _read_policy_output(output, features)
+            reward_transform = output.string(
+                "reward_transform", "identity", choices=REWARD_TRANSFORMS
+            )
         output.finish()
     if kind == "policy" and sources and not replay:
         top.fail(
@@ -357,6 +412,34 @@ def parse_feed_spec(
                 "expected no model for output kind 'value' (the value itself is published)",
             )
         model = _read_model(model_table, kind, features)
+        if model is not None and kind == "policy" and reward_transform != "identity":
+            reward_obj = dict(model.steps[-1].params).get("reward_obj")
+            if getattr(reward_obj, "name", None) == "proba.Beta":
+                top.fail(
+                    "output.reward_transform",
+                    reward_transform,
+                    "expected identity for a Beta reward (its rewards are 0 or 1)",
+                )
+        if model is not None and model.final_role == FORECASTER and horizon == 0:
+            top.fail(
+                "output.horizon",
+                horizon,
+                "expected at least 1 for a time-series forecaster: it forecasts the series "
+                "past the values it has learned",
+            )
+        if (
+            model is not None
+            and features is not None
+            and features.current
+            and kind == "forecast"
+            and horizon == 0
+        ):
+            top.fail(
+                "features.current",
+                True,
+                "expected no current target among the features of a horizon-0 forecast: "
+                "it is the value being forecast",
+            )
 
     quantize = top.table("quantize")
     rounding = "ROUND_HALF_EVEN"
@@ -365,12 +448,32 @@ def parse_feed_spec(
         quantize.finish()
 
     publish = top.table("publish")
-    deviation_bps, heartbeat_s, tolerance_bps = 0, 0, 100
+    deviation_bps, deviation_abs, heartbeat_s, tolerance_bps = 0, 0, 0, 100
     if publish is not None:
-        deviation_bps = publish.integer("deviation_bps", low=0, high=1_000_000)
+        abs_value = publish.number("deviation_abs", 0.0, low=0.0, high=1e30)
+        # the relative rule may be left out where the absolute floor alone decides
+        if publish.has("deviation_abs"):
+            deviation_bps = publish.integer("deviation_bps", 0, low=0, high=1_000_000)
+        else:
+            deviation_bps = publish.integer("deviation_bps", low=0, high=1_000_000)
         heartbeat_s = publish.integer("heartbeat_s", low=1, high=7 * 86_400)
         tolerance_bps = publish.integer("tolerance_bps", 100, low=0, high=1_000_000)
+        if isinstance(abs_value, float) and isinstance(decimals, int):
+            deviation_abs = _fixed_point(abs_value, decimals)
+            if Decimal(deviation_abs).scaleb(-decimals) != Decimal(repr(abs_value)):
+                publish.fail(
+                    "deviation_abs",
+                    abs_value,
+                    f"expected a multiple of the feed's unit, 1e-{decimals} (decimals = "
+                    f"{decimals})",
+                )
         publish.finish()
+    # an absent [eval] table reads as an empty one: the defaults of the output kind
+    evaluation = _read_eval(
+        top.table("eval", required=False) or Table({}, file=file, prefix="eval", problems=problems),
+        kind,
+        model,
+    )
     top.finish()
 
     if (
@@ -407,7 +510,66 @@ def parse_feed_spec(
         tolerance_bps=tolerance_bps,
         arms=arms,
         reward_fields=reward_fields,
+        reward_transform=reward_transform,
+        deviation_abs=deviation_abs,
+        evaluation=evaluation,
     )
+
+
+def _fixed_point(value: float, decimals: int) -> int:
+    """``value`` in fixed-point units of ``decimals``, exactly (Decimal of its repr)."""
+    return int((Decimal(repr(value)) * (Decimal(10) ** decimals)).to_integral_value())
+
+
+def _read_eval(t: Table, kind: str, model: ModelSpec | None) -> EvalSpec | None:
+    """``[eval]``: the baselines ``mira eval`` compares the feed with, and its labels."""
+    before = len(t.problems.items)
+    allowed = BASELINES.get(kind, ())
+    default = tuple(b for b in allowed if b != "seasonal_naive")
+    baselines = tuple(t.strings("baselines", list(default), max_items=16))
+    for name in baselines:
+        if name not in allowed:
+            t.fail(
+                "baselines",
+                name,
+                f"expected baselines that apply to output kind {kind!r}: "
+                + (", ".join(allowed) or "none (a value feed publishes its input)"),
+            )
+    metrics = EVAL_METRICS.get(kind, ("none",))
+    metric = t.string("metric", metrics[0], choices=metrics)
+    season = t.integer("season", 0, low=0, high=10_000)
+    if "seasonal_naive" in baselines and not season:
+        t.fail("season", 0, "expected the season's length in observations for seasonal_naive")
+    lags = t.integer("lags", 5, low=1, high=64)
+    window = t.integer("zscore_window", 100, low=2, high=100_000)
+    runs = t.integer("random_runs", 1000, low=1, high=10_000)
+    anomalies: list[tuple[int, int]] = []
+    raw = t.raw("anomalies", None)
+    if kind == "anomaly":
+        ok = isinstance(raw, list) and all(
+            isinstance(r, list)
+            and len(r) == 2
+            and all(isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in r)
+            and r[0] <= r[1]
+            for r in raw
+        )
+        # none at all is a node's business: only `mira eval` needs labels (and says so)
+        if raw is not None and not ok:
+            t.fail(
+                "anomalies",
+                raw,
+                "expected [[first_row, last_row], ...]: 0-based dataset rows, first <= last",
+            )
+        elif raw is not None:
+            anomalies = [(r[0], r[1]) for r in raw]
+    elif raw is not None:
+        t.fail("anomalies", raw, f"expected no anomaly labels for output kind {kind!r}")
+    t.finish()
+    if model is None and kind != "value":
+        return None
+    if len(t.problems.items) != before:
+        return None
+    return EvalSpec(baselines, metric, season, lags, window, tuple(anomalies), runs)
 
 
 def _read_policy_output(
@@ -579,6 +741,8 @@ def _read_features(
         if not FIELD_NAME.match(f):
             t.fail("fields", f, "expected identifiers (letters, digits, _)")
     lags = t.integer("lags", 0, low=0, high=64)
+    current = t.boolean("current", False)
+    target_stat = t.string("target_stat", None, choices=TARGET_STATS)
     target: str | None
     if policy:
         target = None
@@ -601,6 +765,16 @@ def _read_features(
         t.fail(
             "fields", fields, "expected no fields: http and chain sources give one value, use lags"
         )
+    if target_stat is not None and (policy or not fields):
+        t.fail(
+            "target_stat",
+            target_stat,
+            "expected [features] fields to take the statistic of (and a forecast or anomaly feed)",
+        )
+    if target_stat is not None and isinstance(target, str) and target in fields:
+        t.fail("target", target, "expected a name for the statistic that is not one of the fields")
+    if current and policy:
+        t.fail("current", current, "expected no current target for a policy feed")
     ranges: list[tuple[str, float, float]] = []
     rtable = t.table("ranges", required=False)
     if rtable is not None:
@@ -620,7 +794,9 @@ def _read_features(
     t.finish()
     if len(t.problems.items) != before:
         return None
-    return FeaturesSpec(tuple(sorted(fields)), lags, target, tuple(ranges))
+    return FeaturesSpec(
+        tuple(sorted(fields)), lags, target, tuple(ranges), bool(current), target_stat
+    )
 
 
 def _read_model(t: Table, kind: str, features: FeaturesSpec | None) -> ModelSpec | None:
@@ -693,6 +869,7 @@ def _read_model(t: Table, kind: str, features: FeaturesSpec | None) -> ModelSpec
 __all__ = [
     "ChainEventSourceSpec",
     "ConfigError",
+    "EvalSpec",
     "FeaturesSpec",
     "FeedSpec",
     "HttpSourceSpec",

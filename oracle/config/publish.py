@@ -1,7 +1,10 @@
-"""The publish rules of a feed spec's ``[publish]`` section, in basis points: the one place
-they are written. The model runner (oracle.models) decides with them which outputs it marks
-for publication; the round protocol (oracle.reporting) decides with the same functions which
-medians are due on-chain, so the two never disagree about a value.
+"""The publish rules of a feed spec's ``[publish]`` section: the one place they are written.
+A move counts as a deviation when it is at least ``deviation_bps`` basis points of the last
+value *and* at least ``deviation_abs`` (fixed-point units) away from it: the relative rule
+fits prices, the absolute floor fits values that live near zero (a return, a score), where
+any relative rule fires on every wiggle. The model runner (oracle.models) decides with
+them which outputs it marks for publication; the round protocol (oracle.reporting) decides
+with the same functions which medians are due on-chain, so the two never disagree.
 
 All arithmetic is on integers (fixed-point feed values): no float rounding can make two
 nodes decide differently.
@@ -12,8 +15,9 @@ from __future__ import annotations
 BPS = 10_000  # basis points in one
 
 
-def deviates(old: int, new: int, deviation_bps: int) -> bool:
-    """Whether ``new`` moved at least ``deviation_bps`` basis points away from ``old``.
+def deviates(old: int, new: int, deviation_bps: int, deviation_abs: int = 0) -> bool:
+    """Whether ``new`` moved at least ``deviation_bps`` basis points away from ``old``, and
+    at least ``deviation_abs`` (fixed-point units; 0: no absolute floor).
 
     The rule: an unchanged value is never a deviation (whatever ``deviation_bps``);
     ``deviation_bps = 0`` therefore means "every change". Otherwise the move is
@@ -24,8 +28,16 @@ def deviates(old: int, new: int, deviation_bps: int) -> bool:
     (False, True, True)
     >>> deviates(100, 100_000, 10**9), deviates(0, 1, 10**9)
     (False, True)
+
+    Near zero the absolute floor decides: a move from 3 to 5 is 6,667 bps, but under a
+    floor of 10 units it is no deviation.
+
+    >>> deviates(3, 5, 50), deviates(3, 5, 50, 10), deviates(3, 13, 50, 10)
+    (True, False, True)
     """
     if new == old:
+        return False
+    if abs(new - old) < deviation_abs:
         return False
     if old == 0:
         return True
@@ -43,7 +55,14 @@ def within_bps(value: int, reference: int, bps: int) -> bool:
 
 
 def is_due(
-    last: int | None, last_at: int, value: int, at: int, *, deviation_bps: int, heartbeat: int
+    last: int | None,
+    last_at: int,
+    value: int,
+    at: int,
+    *,
+    deviation_bps: int,
+    heartbeat: int,
+    deviation_abs: int = 0,
 ) -> bool:
     """Whether ``value`` observed at ``at`` goes on-chain after ``last`` published at
     ``last_at``: the first value, a heartbeat (``heartbeat`` in the unit of the times), or
@@ -54,4 +73,8 @@ def is_due(
     >>> [is_due(5, 0, 5, at, deviation_bps=0, heartbeat=60) for at in (59, 60)]
     [False, True]
     """
-    return last is None or at - last_at >= heartbeat or deviates(last, value, deviation_bps)
+    return (
+        last is None
+        or at - last_at >= heartbeat
+        or deviates(last, value, deviation_bps, deviation_abs)
+    )

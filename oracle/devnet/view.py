@@ -36,6 +36,7 @@ class FeedRow:
     age_s: float | None
     node_value: str | None
     mae: float | None
+    skill: float | None = None  # 1 - the model's rolling error / the naive baseline's
 
 
 @dataclass
@@ -86,7 +87,7 @@ class Watcher:
                 if node is not None:
                     break
             latest = (node or {}).get("latest") or {}
-            mae = ((node or {}).get("metrics") or {}).get("mae")
+            metrics = (node or {}).get("metrics") or {}
             rows.append(
                 FeedRow(
                     feed,
@@ -96,7 +97,8 @@ class Watcher:
                     None
                     if latest.get("value") is None
                     else str(Decimal(int(latest["value"])).scaleb(-(node or {})["decimals"])),
-                    mae,
+                    metrics.get("mae"),
+                    metrics.get("skill"),
                 )
             )
         return rows
@@ -125,7 +127,7 @@ def _fmt(x: Any, spec: str = "") -> str:
 def render(feeds: list[FeedRow], nodes: list[NodeRow]) -> Table:
     outer = Table.grid(padding=(1, 0))
     ft = Table(title="feeds (on-chain, read through each AggregatorV3Interface proxy)")
-    for col in ("feed", "round", "value", "age", "node output", "model MAE"):
+    for col in ("feed", "round", "value", "age", "node output", "model MAE", "skill vs naive"):
         ft.add_column(col)
     for f in feeds:
         ft.add_row(
@@ -135,6 +137,7 @@ def render(feeds: list[FeedRow], nodes: list[NodeRow]) -> Table:
             "-" if f.age_s is None else f"{f.age_s:.0f} s",
             f.node_value or "-",
             _fmt(f.mae, ".4g"),
+            _fmt(f.skill, "+.0%"),
         )
     nt = Table(title="nodes")
     for col in ("node", "API", "health", "network", "last report round"):

@@ -8,7 +8,9 @@ and publish decisions. Time comes from the observations, never from the clock.
 Order of work per observation, by output kind:
 
 * ``forecast`` with a regressor and horizon h: the features seen h observations ago
-  learn the current target, then the current features predict h steps ahead.
+  learn the current target, then the current features predict h steps ahead. With
+  h = 0 (a record whose target already lies ahead, such as SP500Stocks' next-day return)
+  the features predict the record's own target, then learn it.
 * ``forecast`` with a time-series forecaster: learn the target, then forecast h ahead.
 * ``anomaly``: score the features, then learn them.
 * ``value``: the target itself, no model.
@@ -20,6 +22,13 @@ Order of work per observation, by output kind:
   quantized, published and decided on (deviation, heartbeat) as its own feed.
 
 The commitment is of the model state that produced the output.
+
+Beside a forecast's rolling error runs the rolling error of a naive forecast of the same
+targets (the last known value; for a seasonal forecaster, the value one season back), so
+the feed's skill, ``1 - mae / baseline_mae``, is on the record: above 0 the model earns
+its keep. A policy's skill is ``1 - regret / baseline_regret``: its rolling per-step regret
+against each record's best arm, beside uniformly random play's. An anomaly score has no
+labels online, so no skill.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
 
 
 _ADWIN: Any = drift.ADWIN
+POLICY_WINDOW = 100  # steps in a policy's rolling regret (and its baseline's)
 
 
 class ModelError(MiraError):
@@ -106,6 +116,16 @@ class _State:
     # policy feeds: the arm pulled last, and per arm (last published value, at ms)
     last_pulled: str | None = None
     arms_published: tuple[tuple[int | None, int], ...] = ()
+    # forecasts: the naive baseline's rolling error over the same targets, its pending
+    # forecasts (one per pending model forecast) and the targets it forecasts from.
+    # Class-level defaults: a checkpoint written before they existed restores with None.
+    baseline_mae: RollingMAE | None = None
+    baseline_pending: collections.deque[float | None] | None = None
+    recent_targets: collections.deque[float] | None = None
+    # policies: rolling per-step regret against each record's best arm, the policy's and
+    # uniform random play's
+    regret: RollingMAE | None = None
+    baseline_regret: RollingMAE | None = None
 
 
 def build_model(spec: FeedSpec) -> Any:
@@ -135,7 +155,17 @@ class FeedModel:
         self._target = spec.features.target
         self._arms = list(spec.arms)
         self._reward_of = dict(zip(spec.arms, spec.reward_fields, strict=True))
+        self._negative_abs = spec.reward_transform == "negative_abs"
         tracked = m is not None and self._final != POLICY
+        self._current = spec.features.current
+        self._target_stat = spec.features.target_stat
+        # the naive baseline's season: a seasonal forecaster's own, else 1 (last value)
+        self._season = 1
+        if m is not None and self._final == FORECASTER:
+            self._season = max(1, int(dict(m.steps[-1].params).get("seasonality") or 1))
+        self.baseline = (
+            None if self._kind != "forecast" else "last" if self._season == 1 else "seasonal_naive"
+        )
         self.state = _State(
             model=build_model(spec),
             last_targets=collections.deque(maxlen=max(self._lags, 1)),
@@ -144,12 +174,17 @@ class FeedModel:
             adwin=_ADWIN(delta=m.drift_delta) if tracked and m is not None else None,
             warm_done=not (m is not None and m.warm_start_rows > 0),
         )
+        if self._kind == "forecast" and m is not None:
+            self.state.baseline_mae = RollingMAE(m.mae_window)
+            self.state.baseline_pending = collections.deque()
+            self.state.recent_targets = collections.deque(maxlen=self._season)
         self._binary_rewards = self._final == POLICY and isinstance(
             self.state.model.reward_obj, proba.Beta
         )
         self._quantize = quantizer(spec.decimals, spec.rounding)
         self._heartbeat_ms = spec.heartbeat_s * 1000
         self._deviation_bps = spec.deviation_bps
+        self._deviation_abs = spec.deviation_abs
         self._static_commitment = commitment(spec.digest, None)
         self._commit = committer(spec.digest, self.state.model)
 
@@ -172,23 +207,42 @@ class FeedModel:
                             f"reward field {name!r} is {v!r}: a Beta reward is 0 or 1",
                         )
             return rewards, math.nan
-        y = record.get(self._target)
+        y = self._statistic(record) if self._target_stat else record.get(self._target)
         if y is None:
             raise Rejected("missing_field", f"the record has no target field {self._target!r}")
-        if not self._lags:
+        if not self._lags and not self._current and self._target_stat is None:
             try:  # spec fields are sorted already: the dict is built in sorted key order
                 return {name: record[name] for name in self._fields}, y
             except KeyError:
                 pass  # name the missing field below
         x: dict[str, float] = {}
-        for name in self._fields:
+        # with a target statistic the fields only make the target: its history is the input
+        for name in self._fields if self._target_stat is None else ():
             if name not in record:
                 raise Rejected("missing_field", f"the record has no feature field {name!r}")
             x[name] = record[name]
         if self._lags:
             for i, past in enumerate(reversed(self.state.last_targets), start=1):
                 x[f"lag_{i}"] = past
+        if self._current:
+            x[self._target] = y
         return {k: x[k] for k in sorted(x)}, y
+
+    def _statistic(self, record: dict[str, float]) -> float:
+        """The target as a statistic of the fields (``[features] target_stat``), summed
+        exactly (math.fsum) so that every node gets the same float."""
+        values = []
+        for name in self._fields:
+            if name not in record:
+                raise Rejected("missing_field", f"the record has no feature field {name!r}")
+            values.append(record[name])
+        if self._target_stat == "mean_abs":
+            values = [abs(v) for v in values]
+        return math.fsum(values) / len(values)
+
+    def target(self, record: dict[str, float]) -> float:
+        """The target of a validated record, as the model sees it (nan for a policy)."""
+        return self.features(record)[1]
 
     def step(self, record: dict[str, float], observed_at_ms: int) -> StepOutput | None:
         """Consume one validated observation. Returns the output, or None while the
@@ -223,6 +277,7 @@ class FeedModel:
             observed_at_ms,
             deviation_bps=self._deviation_bps,
             heartbeat=self._heartbeat_ms,
+            deviation_abs=self._deviation_abs,
         )
         if publish:
             st.last_published_value = value
@@ -242,11 +297,17 @@ class FeedModel:
             return score, c, self._track(score, None)
         # forecast
         h = self.spec.horizon
+        if h == 0:
+            return self._advance_same_record(x, y)
         drifted = False
+        naive = self._naive_forecast(y, h)
         if len(st.pending) == h:
             x_old, predicted = st.pending.popleft()
+            naive_old = st.baseline_pending.popleft() if st.baseline_pending else None
             if predicted is not None:
                 drifted = self._track(predicted, y)
+                if naive_old is not None and st.baseline_mae is not None:
+                    st.baseline_mae.update(y - naive_old)
             if self._final == REGRESSOR:
                 if not st.warm_done:
                     self._collect_warm(x_old, y)
@@ -264,16 +325,56 @@ class FeedModel:
         else:
             prediction = None
         st.pending.append((x, prediction))
+        if st.baseline_pending is not None:
+            st.baseline_pending.append(naive)
         if prediction is None:
             return None, b"", drifted
         return prediction, self._commit(), drifted
+
+    def _advance_same_record(
+        self, x: dict[str, float], y: float
+    ) -> tuple[float | None, bytes, bool]:
+        """Horizon 0: the features predict the record's own target, then learn it."""
+        st = self.state
+        naive = st.recent_targets[-1] if st.recent_targets else None
+        if st.recent_targets is not None:
+            st.recent_targets.append(y)
+        if not st.warm_done:
+            self._collect_warm(x, y)
+            return None, b"", False
+        prediction = float(st.model.predict_one(x))
+        c = self._commit()
+        st.model.learn_one(x, y)
+        if st.baseline_mae is not None and naive is not None:
+            st.baseline_mae.update(y - naive)
+        return prediction, c, self._track(prediction, y)
+
+    def _naive_forecast(self, y: float, h: int) -> float | None:
+        """Record ``y`` and return the naive forecast of the target ``h`` ahead: the value
+        ``ceil(h / season)`` seasons before it (the last value when the season is 1).
+        None while too few targets are known."""
+        recent = self.state.recent_targets
+        if recent is None:
+            return None
+        recent.append(y)
+        back = self._season * -(-h // self._season) - h  # observations before the last one
+        return recent[-1 - back] if back < len(recent) else None
 
     def _policy_step(self, x: dict[str, float], observed_at_ms: int) -> StepOutput:
         st = self.state
         policy = st.model
         arm = policy.pull(self._arms)
-        policy.update(arm, x[self._reward_of[arm]])
+        rewards = [self._reward(x[self._reward_of[a]]) for a in self._arms]
+        pulled = rewards[self._arms.index(arm)]
+        policy.update(arm, pulled)
         st.last_pulled = arm
+        # regret against the best arm of this record, the policy's and uniform random's
+        # (the record shows every arm's reward, though the policy learns only its own)
+        if st.regret is None or st.baseline_regret is None:  # a checkpoint from before
+            st.regret, st.baseline_regret = RollingMAE(POLICY_WINDOW), RollingMAE(POLICY_WINDOW)
+        best = max(rewards)
+        st.regret.update(best - pulled)
+        st.baseline_regret.update(best - math.fsum(rewards) / len(rewards))
         scores = [self._arm_score(policy, a) for a in self._arms]
         for a, raw in zip(self._arms, scores, strict=True):
             if not math.isfinite(raw):
@@ -291,6 +392,7 @@ class FeedModel:
                 observed_at_ms,
                 deviation_bps=self._deviation_bps,
                 heartbeat=self._heartbeat_ms,
+                deviation_abs=self._deviation_abs,
             )
             if due:
                 published[i] = (values[i], observed_at_ms)
@@ -308,6 +410,14 @@ class FeedModel:
             False,
             tuple(arms),
         )
+
+    def _reward(self, value: float) -> float:
+        return -abs(value) if self._negative_abs else value
+
+    def arm_rewards(self, record: dict[str, float]) -> list[float]:
+        """Every arm's reward in a validated record, in the arms' order (what the policy
+        learns when it pulls that arm)."""
+        return [self._reward(record[self._reward_of[a]]) for a in self._arms]
 
     @staticmethod
     def _arm_score(policy: Any, arm: str) -> float:
@@ -361,11 +471,17 @@ class FeedModel:
 
     def metrics(self) -> dict[str, Any]:
         st = self.state
+        mae = st.mae.get() if st.mae is not None else None
+        base = st.baseline_mae.get() if st.baseline_mae is not None else None
         out: dict[str, Any] = {
             "observations": st.seq,
             "outputs": st.outputs,
-            "mae": st.mae.get() if st.mae is not None else None,
+            "mae": mae,
             "mae_window": st.mae.errors.maxlen if st.mae is not None else None,
+            # the naive forecast's rolling error over the same targets, and the skill score
+            "baseline": self.baseline if base is not None else None,
+            "baseline_mae": base,
+            "skill": None if mae is None or not base else 1.0 - mae / base,
             "drifts": st.drifts,
             "last_drift_seq": st.last_drift_seq,
             "warming_up": not st.warm_done,
@@ -374,6 +490,13 @@ class FeedModel:
             counts = st.model._counts
             out["last_pulled"] = st.last_pulled
             out["pulls"] = {arm: counts[arm] for arm in self._arms}
+            regret = st.regret.get() if st.regret is not None else None
+            base = st.baseline_regret.get() if st.baseline_regret is not None else None
+            out["regret"] = regret
+            out["regret_window"] = POLICY_WINDOW
+            out["baseline"] = "uniform_random" if base is not None else None
+            out["baseline_regret"] = base
+            out["skill"] = None if regret is None or not base else 1.0 - regret / base
         return out
 
     def checkpoint(self) -> bytes:

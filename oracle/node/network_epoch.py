@@ -150,6 +150,7 @@ class EpochServing(NetworkState):
                     static,
                     # two honest members' latest outputs are about a poll interval apart
                     max_skew_s=math.ceil(2 * spec.poll_interval_s) + 2,
+                    deviation_abs=spec.deviation_abs,
                 )
         return policies
 

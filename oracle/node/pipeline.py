@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Connection
 
 from oracle.config.feeds import FeedSpec
@@ -42,8 +42,31 @@ class FeedMetrics:
     drifts: Counter = field(init=False)
     chain_reorgs: Counter = field(init=False)
     chain_orphaned_logs: Counter = field(init=False)
+    model_error: Gauge = field(init=False)
+    baseline_error: Gauge = field(init=False)
+    skill: Gauge = field(init=False)
 
     def __post_init__(self) -> None:
+        # a forecast's rolling error beside its naive baseline's on the same targets: a
+        # skill below 0 says the model no longer beats the naive rule
+        self.model_error = Gauge(
+            "mira_model_rolling_mae",
+            "Rolling mean absolute error of the feed's forecasts",
+            ["feed"],
+            registry=self.registry,
+        )
+        self.baseline_error = Gauge(
+            "mira_baseline_rolling_mae",
+            "Rolling mean absolute error of the naive baseline on the same targets",
+            ["feed", "baseline"],
+            registry=self.registry,
+        )
+        self.skill = Gauge(
+            "mira_model_skill",
+            "1 - model MAE / baseline MAE over the rolling window (above 0: beats the baseline)",
+            ["feed"],
+            registry=self.registry,
+        )
         self.observations = Counter(
             "mira_observations", "Accepted observations", ["feed"], registry=self.registry
         )
@@ -230,6 +253,19 @@ class FeedPipeline:
             return
         self.store.write_batch(self._obs, self._out, self._rej, also=also)
         self._obs, self._out, self._rej = [], [], []
+        self._export_skill()
+
+    def _export_skill(self) -> None:
+        """Set the error and skill gauges (once per write, off the per-observation path)."""
+        if self.metrics is None:
+            return
+        m = self.model.metrics()
+        if m["mae"] is not None:
+            self.metrics.model_error.labels(self._feed_id).set(m["mae"])
+        if m.get("baseline_mae") is not None:
+            self.metrics.baseline_error.labels(self._feed_id, m["baseline"]).set(m["baseline_mae"])
+        if m["skill"] is not None:
+            self.metrics.skill.labels(self._feed_id).set(m["skill"])
 
     def checkpoint(self) -> None:
         """Flush, then checkpoint the model unless nothing changed since the last one."""

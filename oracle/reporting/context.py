@@ -35,6 +35,7 @@ class FeedPolicy:
     # no output of that very second: two honest members' latest outputs differ by about one
     # poll interval, and a liar gains no more than this (it goes on-chain as the time).
     max_skew_s: int = 10
+    deviation_abs: int = 0  # the deviation's absolute floor, fixed-point units
 
 
 class OutputSource(Protocol):

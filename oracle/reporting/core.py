@@ -145,6 +145,7 @@ class RoundCore:
             update.observed_at,
             deviation_bps=policy.deviation_bps,
             heartbeat=policy.heartbeat_s,
+            deviation_abs=policy.deviation_abs,
         )
 
     def _header(self, msg_type: MsgType, round_: int, attempt: int = 0) -> Header:

@@ -60,6 +60,10 @@ async def test_node_serves_feeds_and_resumes_after_restart(
             assert feed["latest"]["seq"] == 1257
             assert feed["latest"]["model_commitment"].startswith("0x")
             assert feed["metrics"]["mae"] is not None
+            # its skill on the record: the rolling error beside the naive baseline's
+            metrics = feed["metrics"]
+            assert metrics["baseline"] == "last" and metrics["baseline_mae"] > 0
+            assert metrics["skill"] == pytest.approx(1 - metrics["mae"] / metrics["baseline_mae"])
             async with http.get(f"{base}/v1/feeds") as r:
                 assert len((await r.json())["feeds"]) == 1
             async with http.get(f"{base}/v1/models") as r:
@@ -74,6 +78,9 @@ async def test_node_serves_feeds_and_resumes_after_restart(
             async with http.get(f"{base}/metrics") as r:
                 text = await r.text()
                 assert 'mira_observations_total{feed="SP500/forecast-1"} 1257.0' in text
+                skill = f'mira_model_skill{{feed="SP500/forecast-1"}} {metrics["skill"]!r}'
+                assert skill in text
+                assert 'mira_baseline_rolling_mae{baseline="last",feed="SP500/forecast-1"}' in text
         commitment = runner.pipeline.model.commitment()
     finally:
         await node.stop()
@@ -135,3 +142,6 @@ async def test_a_policy_feed_shows_every_arms_score(
     assert arms[3]["feed"] == "SP500/bandit/KO"
     assert arms[3]["feed_id_bytes32"] == "0x" + feed_id_bytes32("SP500/bandit/KO").hex()
     assert sum(feed["metrics"]["pulls"].values()) == 1257
+    # its skill on the record: rolling regret beside uniformly random play's
+    assert feed["metrics"]["baseline"] == "uniform_random"
+    assert feed["metrics"]["skill"] > 0

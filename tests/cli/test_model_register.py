@@ -30,7 +30,7 @@ def test_the_hash_follows_the_spec(tmp_path: Path) -> None:
     text = (REPO / "feeds" / "sp500_forecast.toml").read_text()
     a, b = tmp_path / "a.toml", tmp_path / "b.toml"
     a.write_text(text)
-    b.write_text(text.replace("lr = 0.01", "lr = 0.02"))
+    b.write_text(text.replace("lr = 0.003", "lr = 0.004"))
     hashes = []
     for path in (a, b):
         result = CliRunner().invoke(cli, ["model", "register", str(path), "--json"])

@@ -194,7 +194,7 @@ HOSTILE = [
     ),
     (
         'class = "linear_model.LinearRegression"',
-        'class = "linear_model.LinearRegression"\nloss = "x"',
+        'class = "linear_model.LinearRegression"\ninitializer = "x"',
         "unknown key",
     ),
     (

@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oracle.config import load_feed_spec
+from oracle.bench.pipeline import SPEC as BENCH_SPEC
+from oracle.config import ConfigError, load_feed_spec
 from oracle.config.publish import deviates, is_due, within_bps
 from oracle.models import FeedModel
+from oracle.sources.replay import ReplaySource
 
 FEEDS = Path(__file__).resolve().parents[2] / "feeds"
 values = st.integers(min_value=-(10**30), max_value=10**30)
@@ -91,3 +93,66 @@ def test_the_model_runner_publishes_by_the_rule(deviation_bps: int) -> None:
             o for o in (model.step({"value": 1.0}, 1_700_000_100_000 + k) for k in range(3)) if o
         ]
         assert [o.publish for o in published] == [False, False, False]
+
+
+@given(values, values, bps, st.integers(min_value=0, max_value=10**31))
+def test_the_absolute_floor_only_holds_back_small_moves(
+    old: int, new: int, deviation_bps: int, floor: int
+) -> None:
+    """A deviation under an absolute floor is a relative deviation that also moved at
+    least the floor: the floor never publishes what the relative rule would not."""
+    expected = deviates(old, new, deviation_bps) and abs(new - old) >= floor
+    assert deviates(old, new, deviation_bps, floor) == expected
+
+
+def _forecasts(tmp_path: Path, publish: str, n: int = 600) -> list[tuple[int, bool]]:
+    """A next-day return forecast (values near zero): the benchmark's spec, 8 decimals."""
+    text = BENCH_SPEC.replace("{n}", "0").replace("{passes}", "1")
+    text = text.replace("deviation_bps = 50\n", publish)
+    path = tmp_path / "returns.toml"
+    path.write_text(text)
+    spec = load_feed_spec(path)
+    model = FeedModel(spec)
+    fields = spec.features.record_fields
+    out = []
+    for obs in ReplaySource(spec.sources[0]).read(0, n):  # type: ignore[arg-type]
+        o = model.step({k: float(obs.raw[k]) for k in fields}, obs.observed_at_ms)
+        if o is not None:
+            out.append((o.value, o.publish))
+    return out
+
+
+def test_a_value_near_zero_publishes_its_real_moves_only(tmp_path: Path) -> None:
+    """A return forecast lives near zero: 50 bps of it is a wiggle, so a relative rule alone
+    publishes every output (one transaction each). An absolute floor of 0.5 (half a percent
+    of return) publishes the moves of at least 0.5, and the heartbeat (3,600 observations
+    apart: none here)."""
+    relative_only = _forecasts(tmp_path, "deviation_bps = 50\n")
+    with_floor = _forecasts(tmp_path, "deviation_bps = 50\ndeviation_abs = 0.5\n")
+    assert sum(p for _, p in relative_only) > 0.95 * len(relative_only)
+    assert sum(p for _, p in with_floor) < 0.25 * len(with_floor)
+    last = None
+    for (value, publish), (_, relative) in zip(with_floor, relative_only, strict=True):
+        if publish:
+            assert last is None or abs(value - last) >= 50_000_000  # 0.5 at 8 decimals
+            last = value
+        assert relative or not publish  # the floor never publishes what the rule would not
+
+
+def test_the_floor_is_read_in_the_feeds_units() -> None:
+    """WaterFlow's score in [0, 1] publishes moves of 0.1 or more: 100,000 at 6 decimals;
+    the relative rule may be left out (0: the floor alone decides)."""
+    spec = load_feed_spec(FEEDS / "waterflow_anomaly.toml")
+    assert (spec.deviation_bps, spec.deviation_abs) == (0, 100_000)
+
+
+def test_a_floor_finer_than_the_feeds_unit_is_refused(tmp_path: Path) -> None:
+    text = (FEEDS / "waterflow_anomaly.toml").read_text()
+    path = tmp_path / "fine.toml"
+    path.write_text(text.replace("deviation_abs = 0.1", "deviation_abs = 0.0000001"))
+    with pytest.raises(
+        ConfigError,
+        match=r"fine\.toml: publish\.deviation_abs = 1e-07: "
+        r"expected a multiple of the feed's unit, 1e-6",
+    ):
+        load_feed_spec(path)

@@ -13,7 +13,7 @@ epsilon = 0.1
 burn_in = 5
 seed = 42
 
-# an exponentially weighted mean follows a stock whose returns change over time
+# an exponentially weighted mean follows a stock whose volatility changes over time
 [model.steps.reward_obj]
 class = "stats.EWMean"
 fading_factor = 0.05

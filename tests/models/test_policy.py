@@ -9,7 +9,7 @@ import pytest
 from river import bandit, proba, stats
 
 from oracle.config import load_feed_spec
-from oracle.config.feeds import FeedSpec
+from oracle.config.feeds import ConfigError, FeedSpec
 from oracle.models import FeedModel, Rejected, quantize
 from oracle.sources.replay import ReplaySource
 from tests.models.policy_specs import EXAMPLE, POLICIES, policy_spec
@@ -44,7 +44,7 @@ def test_scores_are_the_estimates_of_a_river_policy_fed_bandit_feedback() -> Non
     for record, at in records(SPEC, 400):
         out = model.step(record, at)
         arm = reference.pull(arms)
-        reference.update(arm, record[arm])
+        reference.update(arm, -abs(record[arm]))  # reward_transform = "negative_abs"
         pulled.add(arm)
         assert out is not None and model.state.last_pulled == arm
         assert [a.arm for a in out.arms] == arms
@@ -141,7 +141,16 @@ def test_bad_rewards_are_rejected_before_the_model_moves(tmp_path: Path) -> None
 def test_beta_rewards_must_be_zero_or_one(tmp_path: Path) -> None:
     text = policy_spec(tmp_path, "thompson").read_text()
     path = tmp_path / "beta.toml"
-    path.write_text(text.replace('class = "proba.Gaussian"', 'class = "proba.Beta"\nalpha = 2'))
+    beta = text.replace('class = "proba.Gaussian"', 'class = "proba.Beta"\nalpha = 2')
+    # a Beta reward is the field itself (0 or 1), never -|field|
+    path.write_text(beta)
+    with pytest.raises(
+        ConfigError,
+        match=r"output\.reward_transform = 'negative_abs': "
+        r"expected identity for a Beta reward",
+    ):
+        load_feed_spec(path)
+    path.write_text(beta.replace('reward_transform = "negative_abs"', ""))
     spec = load_feed_spec(path)
     model = FeedModel(spec)
     arms = list(spec.arms)

@@ -10,6 +10,7 @@ import pytest
 from river import compose
 from sklearn.linear_model import Ridge
 
+from oracle.bench.pipeline import SPEC as BENCH_SPEC
 from oracle.config import ConfigError, load_feed_spec
 from oracle.config.feeds import FeedSpec
 from oracle.models import FeedModel
@@ -21,7 +22,9 @@ ROWS = 200
 
 
 def warm_spec(tmp_path: Path, rows: int = ROWS, steps: str | None = None) -> Path:
-    text = (REPO / "feeds" / "sp500_forecast.toml").read_text()
+    # StandardScaler | LinearRegression over eight SP500Stocks returns (the benchmark's
+    # spec; the demo feed forecasts volatility from its own history instead)
+    text = BENCH_SPEC.replace("{n}", "warm").replace("{passes}", "1")
     text = text.replace(
         "[[model.steps]]", f"[model.warm_start]\nrows = {rows}\nalpha = 0.5\n\n[[model.steps]]", 1
     )
@@ -33,7 +36,7 @@ def warm_spec(tmp_path: Path, rows: int = ROWS, steps: str | None = None) -> Pat
 
 
 def records(spec: FeedSpec, n: int) -> list[tuple[dict[str, float], int]]:
-    fields = sorted(set(spec.features.fields) | {spec.features.target})
+    fields = spec.features.record_fields
     src = ReplaySource(spec.sources[0])  # type: ignore[arg-type]
     return [({k: float(o.raw[k]) for k in fields}, o.observed_at_ms) for o in src.read(0, n)]
 

@@ -29,7 +29,7 @@ def run(pipe: FeedPipeline, start: int, stop: int, flush_every: int = 100) -> No
 def uninterrupted(n: int) -> list[tuple[int, int, bytes, bool]]:
     """Outputs of an in-memory run with no storage and no restart."""
     model = FeedModel(SP500)
-    fields = sorted(set(SP500.features.fields) | {SP500.features.target})
+    fields = SP500.features.record_fields
     out = []
     for obs in ReplaySource(SP500.sources[0]).read(0, n):  # type: ignore[arg-type]
         o = model.step({k: float(obs.raw[k]) for k in fields}, obs.observed_at_ms)

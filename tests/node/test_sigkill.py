@@ -110,7 +110,7 @@ def test_replay_feed_survives_sigkill_with_nothing_lost_or_duplicated(tmp_path: 
     # the outputs are those of one uninterrupted run over the same rows
     spec = load_feed_spec(tmp_path / "feeds" / "sp500.toml")
     model = FeedModel(spec)
-    fields = sorted(set(spec.features.fields) | {spec.features.target})
+    fields = spec.features.record_fields
     expected = []
     for obs in ReplaySource(spec.sources[0]).read(0, total):  # type: ignore[arg-type]
         o = model.step({k: float(obs.raw[k]) for k in fields}, obs.observed_at_ms)
