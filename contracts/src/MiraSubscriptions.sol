@@ -312,8 +312,10 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
         uint256 unitPrice = tx.gasprice * (BPS + st.premiumBps);
         uint256 earned;
         bytes memory data = new bytes(CALLDATA_HEAD + (most << 7));
+        uint256 length;
         for (uint256 d; d < distinct; ++d) {
-            uint256 length = _encodeCallback(data, table, d, round);
+            // consumers of one feed and no other get the same single update: encoded once
+            if (d == 0 || !_sameSingleUpdate(table, d)) length = _encodeCallback(data, table, d, round);
             earned += _callOne(_consumerOf(table, d), data, length, round, unitPrice, st.overheadGas);
         }
         if (earned != 0) _reimbursements[msg.sender] += earned;
@@ -382,6 +384,18 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
                     node := add(node, 0x40)
                 }
             }
+        }
+    }
+
+    /// @dev Whether records d − 1 and d each hold one update, the same one.
+    function _sameSingleUpdate(uint256 table, uint256 d) private pure returns (bool same) {
+        assembly ("memory-safe") {
+            let rec := add(table, shl(7, d))
+            let prev := sub(rec, 0x80)
+            same := and(
+                and(eq(mload(add(rec, 0x60)), 1), eq(mload(add(prev, 0x60)), 1)),
+                eq(mload(mload(add(rec, 0x20))), mload(mload(add(prev, 0x20))))
+            )
         }
     }
 

@@ -3,8 +3,8 @@ pragma solidity ^0.8.24;
 
 import {MiraFeedProxy} from "../src/MiraFeedProxy.sol";
 import {Owned} from "../src/Owned.sol";
-import {ICommittee} from "../src/interfaces/ICommittee.sol";
 import {IMiraSubscriptions} from "../src/consumer/IMiraSubscriptions.sol";
+import {ICommittee} from "../src/interfaces/ICommittee.sol";
 import {IMiraOracle} from "../src/interfaces/IMiraOracle.sol";
 import {OracleFixture} from "./utils/OracleFixture.sol";
 

@@ -66,14 +66,18 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     /// @dev As _transmitHinted, with `sender` as the transaction's sender (the transmitter).
-    function _transmitAs(address sender, bytes memory report, IMiraOracle.Signature memory sig, Update[] memory u)
-        internal
-    {
+    function _transmitAs(
+        address sender,
+        bytes memory report,
+        IMiraOracle.Signature memory sig,
+        Update[] memory u
+    ) internal {
         bytes32[] memory feeds = new bytes32[](u.length);
         for (uint256 i; i < u.length; ++i) {
             feeds[i] = u[i].feedId;
         }
-        bytes memory data = abi.encodePacked(abi.encodeCall(oracle.transmit, (report, sig)), oracle.ringHints(feeds));
+        bytes memory data =
+            abi.encodePacked(abi.encodeCall(oracle.transmit, (report, sig)), oracle.ringHints(feeds));
         vm.prank(sender);
         (bool ok,) = address(oracle).call(data);
         vm.assertTrue(ok, "transmit reverted");
@@ -216,7 +220,9 @@ contract SubscriptionsTest is OracleFixture {
             );
             vm.assertEq(uint256(reason), uint256(expected), "reason code");
         }
-        vm.assertEq(failures, 5, "reverting, burner, revert-bomb, re-entrant, code-less (not the returning bomb)");
+        vm.assertEq(
+            failures, 5, "reverting, burner, revert-bomb, re-entrant, code-less (not the returning bomb)"
+        );
         vm.assertTrue(_balance(address(burner)) < 1 ether, "a failed callback is still paid for");
     }
 
@@ -356,7 +362,9 @@ contract SubscriptionsTest is OracleFixture {
         vm.assertFalse(ok, "reverted");
         vm.assertEq(
             ret,
-            abi.encodeWithSelector(IMiraSubscriptions.InsufficientGasForCallback.selector, address(probe), 1_000_000),
+            abi.encodeWithSelector(
+                IMiraSubscriptions.InsufficientGasForCallback.selector, address(probe), 1_000_000
+            ),
             "revert data"
         );
         (,, uint64 t) = oracle.latestRound(ids[0]);
@@ -367,18 +375,24 @@ contract SubscriptionsTest is OracleFixture {
 
     function test_revert_unknownFeed() public {
         RecordingConsumer c = new RecordingConsumer(address(oracle));
-        vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.FeedNotRegistered.selector, bytes32(uint256(9))));
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraSubscriptions.FeedNotRegistered.selector, bytes32(uint256(9)))
+        );
         _subscribe(address(c), _feeds(bytes32(uint256(9))), LIMIT, 1 ether);
     }
 
     function test_revert_consumerNotContract() public {
-        vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.ConsumerNotContract.selector, address(0xDEAD)));
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraSubscriptions.ConsumerNotContract.selector, address(0xDEAD))
+        );
         _subscribe(address(0xDEAD), _feeds(ids[0]), LIMIT, 1 ether);
     }
 
     function test_revert_gasLimitZeroOrAboveMax() public {
         RecordingConsumer c = new RecordingConsumer(address(oracle));
-        vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.InvalidCallbackGasLimit.selector, 0, 2_500_000));
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraSubscriptions.InvalidCallbackGasLimit.selector, 0, 2_500_000)
+        );
         _subscribe(address(c), _feeds(ids[0]), 0, 1 ether);
         vm.expectRevert(
             abi.encodeWithSelector(IMiraSubscriptions.InvalidCallbackGasLimit.selector, 2_500_001, 2_500_000)
@@ -444,7 +458,9 @@ contract SubscriptionsTest is OracleFixture {
     function test_revert_alreadySubscribedAndNotSubscribed() public {
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
-        vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.AlreadySubscribed.selector, address(c), ids[0]));
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraSubscriptions.AlreadySubscribed.selector, address(c), ids[0])
+        );
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 0);
         vm.prank(subOwner);
         vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.NotSubscribed.selector, address(c), ids[1]));
@@ -462,7 +478,9 @@ contract SubscriptionsTest is OracleFixture {
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         vm.prank(subOwner);
         vm.expectRevert(
-            abi.encodeWithSelector(IMiraSubscriptions.InsufficientDeposit.selector, address(c), 2 ether, 1 ether)
+            abi.encodeWithSelector(
+                IMiraSubscriptions.InsufficientDeposit.selector, address(c), 2 ether, 1 ether
+            )
         );
         oracle.withdraw(address(c), payable(subOwner), 2 ether);
     }
@@ -490,7 +508,9 @@ contract SubscriptionsTest is OracleFixture {
         oracle.setMaxSubscribers(65);
         vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.InvalidCallbackPricing.selector, 10_001, 0));
         oracle.setCallbackPricing(10_001, 0);
-        vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.InvalidCallbackPricing.selector, 0, 100_001));
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraSubscriptions.InvalidCallbackPricing.selector, 0, 100_001)
+        );
         oracle.setCallbackPricing(0, 100_001);
         oracle.setCallbackPricing(500, 20_000);
         vm.stopPrank();

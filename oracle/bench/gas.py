@@ -24,6 +24,7 @@ from typing import Any
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
+from web3.types import RPCEndpoint, Wei
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
@@ -160,8 +161,8 @@ class _Transmitter:
 
 def _callee_gas(w3: Web3, tx_hash: Any, callees: set[str]) -> int:
     """Gas the calls to ``callees`` used themselves in transaction ``tx_hash`` (call tracer)."""
-    trace = w3.provider.make_request(  # type: ignore[arg-type]
-        "debug_traceTransaction", [tx_hash.to_0x_hex(), {"tracer": "callTracer"}]
+    trace = w3.provider.make_request(
+        RPCEndpoint("debug_traceTransaction"), [tx_hash.to_0x_hex(), {"tracer": "callTracer"}]
     )["result"]
     return sum(
         int(call["gasUsed"], 16)
@@ -189,14 +190,19 @@ def measure_callbacks(
             consumers.append(alarm.address.lower())
             w3.eth.wait_for_transaction_receipt(
                 oracle.functions.subscribe(alarm.address, [feed], 100_000).transact(
-                    {"value": 10**18}
+                    {"value": Wei(10**18)}
                 )
             )
         tx.transmit(committee, [feed])  # first callbacks: the alarms' first writes
         samples = []
         for _ in range(3):
             receipt = tx.send(committee, [feed])
-            samples.append((int(receipt["gasUsed"]), _callee_gas(w3, receipt["transactionHash"], set(consumers))))
+            samples.append(
+                (
+                    int(receipt["gasUsed"]),
+                    _callee_gas(w3, receipt["transactionHash"], set(consumers)),
+                )
+            )
         gas, consumers_gas = sorted(samples)[1]
         with_subscribers[str(k)] = gas
         own[str(k)] = consumers_gas

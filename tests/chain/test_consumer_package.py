@@ -12,11 +12,13 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.logs import DISCARD
+from web3.types import Wei
 
 from oracle.bench.gas import start_committee
 from oracle.chain.deploy import deploy
@@ -50,7 +52,7 @@ def _run(args: list[str], cwd: Path) -> str:
     return done.stdout
 
 
-def _build_outside_project(tmp_path: Path) -> dict:
+def _build_outside_project(tmp_path: Path) -> dict[str, Any]:
     npm = shutil.which("npm")
     if npm is None:
         pytest.fail("npm is needed to pack the consumer package (it installs the toolchain too)")
@@ -74,7 +76,10 @@ def _build_outside_project(tmp_path: Path) -> dict:
     )
     (project / "src" / "Logger.sol").write_text(LOGGER)
     _run([str(tool("forge")), "build"], project)
-    return json.loads((project / "out" / "Logger.sol" / "Logger.json").read_text())
+    artifact: dict[str, Any] = json.loads(
+        (project / "out" / "Logger.sol" / "Logger.json").read_text()
+    )
+    return artifact
 
 
 def test_packed_consumer_builds_outside_and_receives_callbacks(w3: Web3, tmp_path: Path) -> None:
@@ -83,17 +88,21 @@ def test_packed_consumer_builds_outside_and_receives_callbacks(w3: Web3, tmp_pat
     oracle = deploy(w3, "MiraOracle", w3.eth.accounts[0], 3600, 86400, 3600, 300)
     committee = start_committee(w3, oracle, 4)
     feed = keccak(b"PACKAGE/USD")
-    w3.eth.wait_for_transaction_receipt(oracle.functions.registerFeed(feed, 8, "PACKAGE / USD").transact())
+    w3.eth.wait_for_transaction_receipt(
+        oracle.functions.registerFeed(feed, 8, "PACKAGE / USD").transact()
+    )
 
     factory = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"]["object"])
     receipt = w3.eth.wait_for_transaction_receipt(factory.constructor(oracle.address).transact())
     logger = w3.eth.contract(address=receipt["contractAddress"], abi=artifact["abi"])
     w3.eth.wait_for_transaction_receipt(
-        oracle.functions.subscribe(logger.address, [feed], 100_000).transact({"value": 10**17})
+        oracle.functions.subscribe(logger.address, [feed], 100_000).transact({"value": Wei(10**17)})
     )
 
     now = int(w3.eth.get_block("latest")["timestamp"])
-    report = encode(Report(committee.epoch, now * 1000, (FeedUpdate(feed, -1234, now, keccak(b"m")),)))
+    report = encode(
+        Report(committee.epoch, now * 1000, (FeedUpdate(feed, -1234, now, keccak(b"m")),))
+    )
     message = digest(w3.eth.chain_id, oracle.address, committee.epoch, report)
     call = oracle.encode_abi("transmit", args=[report, committee.sign(message)])
     hints = bytes(oracle.functions.ringHints([feed]).call())

@@ -33,9 +33,13 @@ contract GuardedVault is MiraConsumer {
     error InsufficientBalance(uint256 requested, uint256 balance);
     error TransferFailed();
 
-    constructor(address oracle, bytes32 feedId_, uint256 maxDeviationBps_, uint256 maxStaleness_, address guardian_)
-        MiraConsumer(oracle)
-    {
+    constructor(
+        address oracle,
+        bytes32 feedId_,
+        uint256 maxDeviationBps_,
+        uint256 maxStaleness_,
+        address guardian_
+    ) MiraConsumer(oracle) {
         feedId = feedId_;
         maxDeviationBps = maxDeviationBps_;
         maxStaleness = maxStaleness_;

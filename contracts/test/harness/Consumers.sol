@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {MiraConsumer} from "../../src/consumer/MiraConsumer.sol";
 import {IMiraSubscriptions} from "../../src/consumer/IMiraSubscriptions.sol";
+import {MiraConsumer} from "../../src/consumer/MiraConsumer.sol";
 import {IMiraOracle} from "../../src/interfaces/IMiraOracle.sol";
 
 /// @notice Records every callback: how often, its updates, and the gas it had on entry.
@@ -113,7 +113,8 @@ contract ReentrantConsumer is MiraConsumer {
         bytes32[] memory feeds = new bytes32[](1);
         feeds[0] = feed;
         bytes[] memory attempts = new bytes[](8);
-        attempts[0] = transmitData.length != 0 ? transmitData : abi.encodeWithSelector(IMiraOracle.transmit.selector);
+        attempts[0] =
+            transmitData.length != 0 ? transmitData : abi.encodeWithSelector(IMiraOracle.transmit.selector);
         attempts[1] = abi.encodeCall(o.subscribe, (address(this), feeds, 100_000));
         attempts[2] = abi.encodeCall(o.unsubscribe, (address(this), feeds));
         attempts[3] = abi.encodeCall(o.deposit, (address(this)));

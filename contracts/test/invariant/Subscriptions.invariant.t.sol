@@ -97,7 +97,8 @@ contract SubscriptionsHandler is OracleFixture {
         for (uint256 i; i < u.length; ++i) {
             f[i] = u[i].feedId;
         }
-        bytes memory data = abi.encodePacked(abi.encodeCall(oracle.transmit, (report, sig)), oracle.ringHints(f));
+        bytes memory data =
+            abi.encodePacked(abi.encodeCall(oracle.transmit, (report, sig)), oracle.ringHints(f));
         vm.prank(transmitters[by % 2]);
         (bool ok,) = address(oracle).call{gas: 5_000_000}(data);
         // a valid report with enough gas must land whatever the consumers do; a deposit that
