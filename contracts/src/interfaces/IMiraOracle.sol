@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IMiraSubscriptions} from "../consumer/IMiraSubscriptions.sol";
 import {ICommittee} from "./ICommittee.sol";
 
 /// @title IMiraOracle
@@ -24,7 +25,9 @@ import {ICommittee} from "./ICommittee.sol";
 ///         applies only if its round and its observedAt are both later than the latest's, so
 ///         neither ever moves backwards. Transmitters append one hint byte per update after
 ///         the ABI-encoded arguments (`ringHints`), sparing the contract a scan of the ring.
-interface IMiraOracle is ICommittee {
+///
+///         Contracts subscribe to feeds to be called back on their updates: IMiraSubscriptions.
+interface IMiraOracle is ICommittee, IMiraSubscriptions {
     /// @notice A Schnorr signature by an epoch's group key, with the key itself (checked against
     ///         the epoch's stored key hash: cheaper than reading the key from storage).
     /// @dev The field order fixes transmit's selector (0x02bb485c): it sorts first in the
@@ -72,8 +75,6 @@ interface IMiraOracle is ICommittee {
     error RoundOutOfRange(uint64 round, uint256 maxRound);
     /// @notice The signature does not verify for this chain, contract, epoch and report.
     error InvalidSignature();
-    /// @notice The feed id was never registered (views; transmit skips such an update instead).
-    error FeedNotRegistered(bytes32 feedId);
     /// @notice No reset of this feed is scheduled.
     error FeedResetNotScheduled(bytes32 feedId);
     /// @notice Every update of the report was skipped (a replay, or nothing new).

@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title IMiraSubscriptions
+/// @notice Subscribe a contract (an IMiraConsumer) to feeds of a MiraOracle: every report that
+///         applies an update of one of its feeds calls it back once, in the same transaction,
+///         with all of its applied updates.
+///
+///         - A subscription belongs to one consumer contract and is managed by its owner: the
+///           address that created it with `subscribe`. It has one callback gas limit and one ETH
+///           deposit shared by all its feeds. Anyone may top the deposit up (`deposit`); only
+///           the owner adds feeds, changes the gas limit, unsubscribes and withdraws.
+///         - Exact gas: a consumer's callback gets exactly its gas limit. If the transmitter sent
+///           too little gas for that (EIP-150 keeps back 1/64 of what is left), the whole
+///           transmit reverts `InsufficientGasForCallback`, so no transmitter can skip a
+///           consumer by starving it. A callback therefore fails only having had its full gas.
+///         - Isolation: a callback that reverts, exhausts its gas, returns huge data (never
+///           copied), or a consumer without code costs only its own callback (`CallbackFailed`).
+///           During the callbacks every subscription-changing function and transmit itself
+///           revert `CallbacksInProgress`.
+///         - Payment: each callback (delivered or failed) costs its consumer's deposit
+///           (gas used by the callback + callbackOverheadGas) × tx.gasprice × (10,000 +
+///           premiumBps) / 10,000, credited to the transmitter (the transaction's sender), who
+///           withdraws it with `withdrawReimbursement` (nothing is ever pushed during transmit).
+///           A consumer whose deposit cannot cover its worst case (its gas limit in place of the
+///           gas used) is skipped with `CallbackSkipped`, and called again once topped up.
+///         - Feeds without subscribers pay nothing: whether a feed has any is a flag in the ring
+///           slot transmit reads anyway.
+interface IMiraSubscriptions {
+    /// @notice Why a callback failed (it always had its full gas limit).
+    enum CallbackFailure {
+        Reverted, // reverted, returning gas (includes re-entry refused by CallbacksInProgress)
+        GasExhausted, // used its whole gas limit without returning (out of gas, invalid opcode)
+        NoCode // the consumer has no code (self-destructed in its creation transaction, or never had any)
+    }
+
+    /// @notice `owner` created the subscription of `consumer`.
+    event SubscriptionCreated(address indexed consumer, address indexed owner);
+    /// @notice `consumer` is called back on updates of `feedId` from now on.
+    event FeedSubscribed(address indexed consumer, bytes32 indexed feedId);
+    /// @notice `consumer` is no longer called back on updates of `feedId`.
+    event FeedUnsubscribed(address indexed consumer, bytes32 indexed feedId);
+    /// @notice The callback gas limit of `consumer` is `gasLimit` from now on.
+    event CallbackGasLimitSet(address indexed consumer, uint32 gasLimit);
+    /// @notice `from` added `amount` wei to the deposit of `consumer`, which now holds `balance`.
+    event Deposited(address indexed consumer, address indexed from, uint256 amount, uint256 balance);
+    /// @notice The owner withdrew `amount` wei of the deposit of `consumer` to `to`; `balance` is left.
+    event Withdrawn(address indexed consumer, address indexed to, uint256 amount, uint256 balance);
+    /// @notice The callback of `consumer` for report round `round` failed, having had its full gas.
+    event CallbackFailed(address indexed consumer, uint64 indexed round, CallbackFailure reason);
+    /// @notice `consumer` was not called for report round `round`: its deposit `balance` is below
+    ///         `required`, the worst case of one callback at this transaction's gas price.
+    event CallbackSkipped(address indexed consumer, uint64 indexed round, uint256 balance, uint256 required);
+    /// @notice `transmitter` withdrew `amount` wei of reimbursements to `to`.
+    event ReimbursementWithdrawn(address indexed transmitter, address indexed to, uint256 amount);
+    /// @notice Owner: each feed takes at most `maxSubscribers` subscribers from now on.
+    event MaxSubscribersSet(uint256 maxSubscribers);
+    /// @notice Owner: callbacks are priced with this premium and fixed overhead from now on.
+    event CallbackPricingSet(uint256 premiumBps, uint256 overheadGas);
+
+    /// @notice The feed id was never registered.
+    error FeedNotRegistered(bytes32 feedId);
+    /// @notice `consumer` has no code: callbacks go to contracts only.
+    error ConsumerNotContract(address consumer);
+    /// @notice A callback gas limit of 0 or above `maxGasLimit` (MAX_CALLBACK_GAS_LIMIT).
+    error InvalidCallbackGasLimit(uint256 gasLimit, uint256 maxGasLimit);
+    /// @notice After this call the deposit would be `deposit` wei, below `minimum`: one callback's
+    ///         worst case at this transaction's gas price (and at least 1 wei).
+    error DepositTooSmall(uint256 deposit, uint256 minimum);
+    /// @notice Only the owner of the subscription of `consumer` may do this; `caller` is not it.
+    error NotSubscriptionOwner(address consumer, address caller);
+    /// @notice `consumer` has no subscription (`subscribe` creates one).
+    error NoSubscription(address consumer);
+    /// @notice `feedId` has `maxSubscribers` subscribers already.
+    error TooManySubscribers(bytes32 feedId, uint256 maxSubscribers);
+    /// @notice `consumer` is subscribed to `feedId` already.
+    error AlreadySubscribed(address consumer, bytes32 feedId);
+    /// @notice `consumer` is not subscribed to `feedId`.
+    error NotSubscribed(address consumer, bytes32 feedId);
+    /// @notice The list of feed ids is empty.
+    error NoFeeds();
+    /// @notice A withdrawal of `requested` wei from a deposit of `balance`.
+    error InsufficientDeposit(address consumer, uint256 requested, uint256 balance);
+    /// @notice Called during transmit's callbacks: re-entering transmit or changing any
+    ///         subscription from a callback is refused.
+    error CallbacksInProgress();
+    /// @notice The transaction's gas left could not give `consumer` its full `gasLimit`:
+    ///         the transmitter must send more gas (the whole transmit reverts).
+    error InsufficientGasForCallback(address consumer, uint256 gasLimit);
+    /// @notice A per-feed subscriber cap of 0 or above `limit` (MAX_SUBSCRIBERS_LIMIT).
+    error InvalidMaxSubscribers(uint256 maxSubscribers, uint256 limit);
+    /// @notice A premium above MAX_PREMIUM_BPS or an overhead above MAX_OVERHEAD_GAS.
+    error InvalidCallbackPricing(uint256 premiumBps, uint256 overheadGas);
+    /// @notice Sending `amount` wei to `to` failed.
+    error TransferFailed(address to, uint256 amount);
+    /// @notice `transmitter` has no reimbursement to withdraw.
+    error NothingToWithdraw(address transmitter);
+
+    /// @notice Subscribe `consumer` to `feedIds`, with callback gas limit `gasLimit` (1 to
+    ///         MAX_CALLBACK_GAS_LIMIT), adding msg.value to its deposit. The first call creates the
+    ///         subscription with the caller as its owner; later calls (owner only) add feeds and
+    ///         replace the gas limit. Afterwards the deposit must cover one worst-case callback
+    ///         at this transaction's gas price (`callbackCost(gasLimit, tx.gasprice)`, ≥ 1 wei).
+    ///         Reverts on an unknown feed, a consumer without code, a feed already subscribed
+    ///         or at its subscriber cap.
+    function subscribe(address consumer, bytes32[] calldata feedIds, uint32 gasLimit) external payable;
+
+    /// @notice Owner: stop calling `consumer` back on `feedIds`. The deposit stays (withdraw it).
+    function unsubscribe(address consumer, bytes32[] calldata feedIds) external;
+
+    /// @notice Add msg.value to the deposit of `consumer` (anyone may).
+    function deposit(address consumer) external payable;
+
+    /// @notice Owner: send `amount` wei of the deposit of `consumer` to `to`.
+    function withdraw(address consumer, address payable to, uint256 amount) external;
+
+    /// @notice Send the caller's whole reimbursement (earned by transmitting reports with
+    ///         callbacks) to `to`; returns the amount.
+    function withdrawReimbursement(address payable to) external returns (uint256 amount);
+
+    /// @notice Owner: cap the subscribers of each feed (1 to MAX_SUBSCRIBERS_LIMIT; default
+    ///         DEFAULT_MAX_SUBSCRIBERS). Feeds above a lowered cap keep their subscribers.
+    function setMaxSubscribers(uint256 maxSubscribers) external;
+
+    /// @notice Owner: set the premium (basis points, ≤ MAX_PREMIUM_BPS) and the fixed overhead
+    ///         (gas, ≤ MAX_OVERHEAD_GAS) that callbacks are charged.
+    function setCallbackPricing(uint256 premiumBps, uint256 overheadGas) external;
+
+    /// @notice The subscription of `consumer`: owner (0 if none), callback gas limit, deposit in
+    ///         wei, and its feeds.
+    function subscriptionOf(address consumer)
+        external
+        view
+        returns (address owner, uint32 gasLimit, uint256 balance, bytes32[] memory feedIds);
+
+    /// @notice The consumers subscribed to `feedId`, in the order they are called.
+    function subscribersOf(bytes32 feedId) external view returns (address[] memory);
+
+    /// @notice Wei `transmitter` can withdraw with withdrawReimbursement.
+    function reimbursementOf(address transmitter) external view returns (uint256);
+
+    /// @notice The per-feed subscriber cap.
+    function maxSubscribers() external view returns (uint256);
+
+    /// @notice The premium (basis points) and the fixed overhead (gas) callbacks are charged.
+    function callbackPricing() external view returns (uint256 premiumBps, uint256 overheadGas);
+
+    /// @notice The most a callback with `gasLimit` can cost at `gasPrice`: what a deposit must
+    ///         cover for the consumer to be called.
+    function callbackCost(uint256 gasLimit, uint256 gasPrice) external view returns (uint256);
+
+    /// @notice For transmitters estimating gas: the distinct consumers a report updating
+    ///         `feedIds` would call back (funded or not) and the sum of their gas limits.
+    function callbackGasOf(bytes32[] calldata feedIds)
+        external
+        view
+        returns (uint256 consumers, uint256 gasLimits);
+}
