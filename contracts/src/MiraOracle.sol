@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Committee} from "./Committee.sol";
 import {MiraFeedProxy} from "./MiraFeedProxy.sol";
+import {MiraSubscriptions} from "./MiraSubscriptions.sol";
 import {IMiraOracle} from "./interfaces/IMiraOracle.sol";
 import {LibReport} from "./libraries/LibReport.sol";
 import {LibSchnorr} from "./libraries/LibSchnorr.sol";
@@ -20,7 +21,9 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 ///                        4.3·10^9 updates per phase: 136 years at one a second, 34 at one
 ///                        every 250 ms block; 0 = empty)
 ///          bits 168..215 round (48 bits: ms, bounded by the block's time)
-///          bits 128..167 observedAt (40 bits: seconds, bounded by the block's time)
+///          bit  167      SUBSCRIBED (meaningful in the head: the feed has subscribers)
+///          bits 128..166 observedAt (39 bits: seconds, bounded by the block's time, so below
+///                        2^39 until the year 19,400)
 ///          bits   0..127 value (int128, two's complement)
 ///
 ///      Registration pre-writes flag and depth into every slot, so an update is always a
@@ -39,6 +42,12 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 ///      scan of the ring, nothing else. Cost per update: two cold reads and one write (see
 ///      docs/contracts.md, "Gas").
 ///
+///      Subscriptions (MiraSubscriptions): whether a feed has subscribers is the SUBSCRIBED bit
+///      of its head, read by transmit anyway and carried into each new head like the depth, so
+///      a feed without subscribers pays one AND per update for them. (Un)subscribing the first
+///      (last) consumer sets (clears) it in the head, which it finds by a scan of the ring;
+///      a reset rewrites every slot with it.
+///
 ///      Consumers read Chainlink round ids through the proxy: phase << 64 | seq, the phase
 ///      starting at 1 and moving on at each feed reset (which restarts seq), as Chainlink's
 ///      proxies move to a new phase with a new aggregator. The current phase's ring always lives
@@ -46,7 +55,7 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 ///      phase); a reset copies the ended phase's entries to _pastRings[feedId][phase], which
 ///      transmit never addresses, and serves them from there as Chainlink's proxy keeps serving
 ///      an earlier phase from that phase's aggregator.
-contract MiraOracle is IMiraOracle, Committee {
+contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     /// @notice The most entries a feed can keep (7 bits in every slot; hints stay one byte).
     uint256 public constant MAX_HISTORY_DEPTH = 127;
     /// @notice The fewest: the latest entry and the one before it, which consumers compare.
@@ -66,7 +75,11 @@ contract MiraOracle is IMiraOracle, Committee {
     uint256 internal constant ROUND_SHIFT = 168;
     uint256 internal constant OBSERVED_SHIFT = 128;
     uint256 internal constant U32 = 0xffffffff;
-    uint256 internal constant U40 = 0xffffffffff;
+    uint256 internal constant U39 = 0x7fffffffff;
+    uint256 internal constant SUBSCRIBED = 1 << 167;
+    /// @dev What a new head takes over from the old one: the depth and the SUBSCRIBED bit
+    ///      (a literal for assembly; the constructor checks it).
+    uint256 internal constant CARRIED = 0x7f00000000000000000000800000000000000000000000000000000000000000;
     uint256 internal constant U48 = 0xffffffffffff;
     uint256 internal constant U64 = 0xffffffffffffffff;
     uint256 internal constant U128 = 0xffffffffffffffffffffffffffffffff;
@@ -112,6 +125,7 @@ contract MiraOracle is IMiraOracle, Committee {
     ) Committee(initialOwner, initialGracePeriod, changeDelay_) {
         assert(HEADER_SIZE == LibReport.HEADER_SIZE && UPDATE_SIZE == LibReport.UPDATE_SIZE);
         assert(FLAG_AND_ROUND == REGISTERED | (U48 << ROUND_SHIFT));
+        assert(CARRIED == (U7 << DEPTH_SHIFT) | SUBSCRIBED && SUBSCRIBED == 1 << (OBSERVED_SHIFT + 39));
         if (maxAge_ > MAX_WINDOW || maxFutureDrift_ > MAX_WINDOW) {
             revert InvalidWindow(maxAge_, maxFutureDrift_);
         }
@@ -121,6 +135,7 @@ contract MiraOracle is IMiraOracle, Committee {
 
     /// @inheritdoc IMiraOracle
     function transmit(bytes calldata report, Signature calldata signature) external {
+        _requireNotInCallbacks();
         uint256 k = LibReport.count(report);
         if (k == 0) revert MalformedReport(report.length);
         (uint64 epoch, uint64 round) = LibReport.header(report);
@@ -143,11 +158,17 @@ contract MiraOracle is IMiraOracle, Committee {
         bytes32 transmitted = ReportTransmitted.selector;
         bytes32 skipped = UpdateSkipped.selector;
         bytes4 noneApplied = NoUpdateApplied.selector;
+        // [subscribed, subscribedEnd): the calldata offsets of applied updates of feeds with
+        // subscribers, for the callbacks after every update is stored
+        uint256 subscribed;
+        uint256 subscribedEnd;
         assembly ("memory-safe") {
             // The event's data is built in place as the ABI encoding of bytes32[]:
             // [0x20][applied][commitment 0]...[commitment applied−1].
             let data := mload(0x40)
-            mstore(0x40, add(data, add(0x40, shl(5, k))))
+            subscribed := add(data, add(0x40, shl(5, k)))
+            subscribedEnd := subscribed
+            mstore(0x40, add(subscribed, shl(5, k)))
             let out := add(data, 0x40)
             let roundKey := shl(ROUND_SHIFT, round)
             let fresh := or(roundKey, REGISTERED)
@@ -207,17 +228,18 @@ contract MiraOracle is IMiraOracle, Committee {
                 if and(
                     later,
                     and(
-                        gt(observedAt, and(shr(OBSERVED_SHIFT, head), U40)),
+                        gt(observedAt, and(shr(OBSERVED_SHIFT, head), U39)),
                         iszero(gt(sub(observedAt, oldest), span))
                     )
                 ) {
-                    // flag ‖ depth ‖ seq ‖ round ‖ observedAt ‖ value: the depth bits are the head's,
-                    // the value's two's-complement bits are word's top 128
+                    // flag ‖ depth ‖ seq ‖ round ‖ subscribed ‖ observedAt ‖ value: depth and
+                    // subscribed bits are the head's, the value's two's-complement bits are
+                    // word's top 128 (observedAt ≤ newest < 2^39 never reaches the subscribed bit)
                     sstore(
                         add(base, next),
                         or(
                             or(
-                                or(fresh, and(head, shl(DEPTH_SHIFT, U7))),
+                                or(fresh, and(head, CARRIED)),
                                 or(shl(SEQ_SHIFT, add(seq, 1)), shl(OBSERVED_SHIFT, observedAt))
                             ),
                             shr(128, word)
@@ -225,6 +247,10 @@ contract MiraOracle is IMiraOracle, Committee {
                     )
                     mstore(out, calldataload(add(p, 56)))
                     out := add(out, 0x20)
+                    if and(head, SUBSCRIBED) {
+                        mstore(subscribedEnd, p)
+                        subscribedEnd := add(subscribedEnd, 0x20)
+                    }
                     continue
                 }
                 // Skipped: find why, as IMiraOracle.SkipReason (0 StaleRound, 1 DuplicateFeed,
@@ -257,6 +283,7 @@ contract MiraOracle is IMiraOracle, Committee {
             mstore(add(data, 0x20), applied)
             log3(data, sub(out, data), transmitted, epoch, round)
         }
+        if (subscribedEnd != subscribed) _callBack(subscribed, subscribedEnd, round);
     }
 
     /// @inheritdoc IMiraOracle
@@ -484,10 +511,12 @@ contract MiraOracle is IMiraOracle, Committee {
         }
     }
 
-    /// @dev Every slot of the feed to "registered, empty" with its depth.
+    /// @dev Every slot of the feed to "registered, empty" with its depth (and SUBSCRIBED if the
+    ///      feed has subscribers: the empty ring's head is slot 0, but each slot may become it).
     function _clear(bytes32 feedId, uint256 depth) private {
         uint256[MAX_HISTORY_DEPTH] storage slots = _rings[feedId];
         uint256 empty = REGISTERED | (depth << DEPTH_SHIFT);
+        if (_subscribers[feedId].length != 0) empty |= SUBSCRIBED;
         for (uint256 i; i < depth; ++i) {
             slots[i] = empty;
         }
@@ -495,6 +524,20 @@ contract MiraOracle is IMiraOracle, Committee {
 
     function _requireRegistered(bytes32 feedId) private view {
         if (!isRegistered(feedId)) revert FeedNotRegistered(feedId);
+    }
+
+    /// @dev MiraSubscriptions' hook.
+    function _requireFeed(bytes32 feedId) internal view override {
+        _requireRegistered(feedId);
+    }
+
+    /// @dev MiraSubscriptions' hook: the flag lives in the head, which every new head copies it
+    ///      from. Costs a scan of the ring (one cold read per slot), paid by the first subscriber
+    ///      and the last to leave.
+    function _setSubscribedFlag(bytes32 feedId, bool subscribed) internal override {
+        uint256[MAX_HISTORY_DEPTH] storage ring = _rings[feedId];
+        uint256 h = _head(feedId);
+        ring[h] = subscribed ? ring[h] | SUBSCRIBED : ring[h] & ~SUBSCRIBED;
     }
 
     /// @dev observedAt may be up to maxFutureDrift after the block that stored it; it is served
@@ -506,7 +549,7 @@ contract MiraOracle is IMiraOracle, Committee {
     {
         seq = (entry >> SEQ_SHIFT) & U32;
         round = uint64((entry >> ROUND_SHIFT) & U48);
-        observedAt = uint64((entry >> OBSERVED_SHIFT) & U40);
+        observedAt = uint64((entry >> OBSERVED_SHIFT) & U39);
         if (observedAt > block.timestamp) observedAt = uint64(block.timestamp);
         value = int128(uint128(entry & U128));
     }

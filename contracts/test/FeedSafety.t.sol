@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {MiraFeedProxy} from "../src/MiraFeedProxy.sol";
 import {Owned} from "../src/Owned.sol";
 import {ICommittee} from "../src/interfaces/ICommittee.sol";
+import {IMiraSubscriptions} from "../src/consumer/IMiraSubscriptions.sol";
 import {IMiraOracle} from "../src/interfaces/IMiraOracle.sol";
 import {OracleFixture} from "./utils/OracleFixture.sol";
 
@@ -84,7 +85,7 @@ contract FeedSafetyTest is OracleFixture {
         vm.expectRevert(abi.encodeWithSelector(IMiraOracle.FeedResetNotScheduled.selector, ids[0]));
         oracle.executeFeedReset(ids[0]);
         bytes32 stranger = keccak256("stranger");
-        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.FeedNotRegistered.selector, stranger));
+        vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.FeedNotRegistered.selector, stranger));
         oracle.scheduleFeedReset(stranger);
 
         uint64 eta = uint64(t) + DELAY;

@@ -5,6 +5,7 @@ import {MiraFeedProxy} from "../src/MiraFeedProxy.sol";
 import {MiraOracle} from "../src/MiraOracle.sol";
 import {Owned} from "../src/Owned.sol";
 import {ICommittee} from "../src/interfaces/ICommittee.sol";
+import {IMiraSubscriptions} from "../src/consumer/IMiraSubscriptions.sol";
 import {IMiraOracle} from "../src/interfaces/IMiraOracle.sol";
 import {OracleFixture} from "./utils/OracleFixture.sol";
 
@@ -362,7 +363,7 @@ contract MiraOracleTest is OracleFixture {
         oracle.members(2);
         vm.expectRevert(abi.encodeWithSelector(ICommittee.UnknownEpoch.selector, uint64(2)));
         oracle.groupKey(2);
-        vm.expectRevert(abi.encodeWithSelector(IMiraOracle.FeedNotRegistered.selector, bytes32(0)));
+        vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.FeedNotRegistered.selector, bytes32(0)));
         oracle.latestRound(bytes32(0));
     }
 

@@ -54,6 +54,8 @@ interface Vm {
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
     function load(address target, bytes32 slot) external view returns (bytes32 data);
+    function etch(address target, bytes calldata newRuntimeBytecode) external;
+    function txGasPrice(uint256 newGasPrice) external;
 
     // keys
     function addr(uint256 privateKey) external pure returns (address keyAddr);

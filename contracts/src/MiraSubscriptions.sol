@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Owned} from "./Owned.sol";
+import {IMiraConsumer} from "./consumer/IMiraConsumer.sol";
+import {IMiraSubscriptions} from "./consumer/IMiraSubscriptions.sol";
+
+/// @title MiraSubscriptions
+/// @notice Subscriptions of consumer contracts to feeds, and the callbacks transmit makes
+///         (see IMiraSubscriptions). MiraOracle inherits it and supplies the feed hooks.
+/// @dev Hand-written rather than OpenZeppelin's ReentrancyGuard/Address: the lock must also
+///      refuse transmit itself and must cost nothing when no feed of a report has subscribers
+///      (a transient flag set only around the callbacks), and the call must forward an exact
+///      gas amount without copying return data, which Address.functionCall does not offer.
+///
+///      Per callback the hot path touches: the feed's subscriber list entry (one cold slot), the
+///      subscription's first slot (balance ‖ gas limit: one cold slot, written once), the
+///      consumer's account (EXTCODESIZE cold, then a warm CALL); per report with callbacks: the
+///      pricing slot, each subscribed feed's list length and the transmitter's reimbursement.
+abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
+    /// @notice The largest callback gas limit (Chainlink VRF's default maximum).
+    uint256 public constant MAX_CALLBACK_GAS_LIMIT = 2_500_000;
+    /// @notice The per-feed subscriber cap a new oracle starts with.
+    uint256 public constant DEFAULT_MAX_SUBSCRIBERS = 16;
+    /// @notice The highest cap the owner can set: bounds transmit's work per feed.
+    uint256 public constant MAX_SUBSCRIBERS_LIMIT = 64;
+    /// @notice The highest premium: 100 % on top of the gas.
+    uint256 public constant MAX_PREMIUM_BPS = 10_000;
+    /// @notice The highest fixed overhead per callback, in gas.
+    uint256 public constant MAX_OVERHEAD_GAS = 100_000;
+    /// @notice The premium a new oracle starts with (10 %).
+    uint256 public constant DEFAULT_PREMIUM_BPS = 1000;
+    /// @notice The fixed overhead a new oracle charges per callback: about what the transmitter
+    ///         spends on one beyond the consumer's own gas (`mira bench gas`).
+    uint256 public constant DEFAULT_OVERHEAD_GAS = 15_000;
+    uint256 internal constant BPS = 10_000;
+    /// @dev Gas spent between reading gas() and the CALL handing the consumer its limit: the
+    ///      checks and stack work in between (< 100) and the warm CALL's own 100. Measured by the
+    ///      exact-gas fuzz test (ConsumerCallbacks.t.sol), with a wide margin.
+    uint256 internal constant CALL_RESERVE = 400;
+    /// @dev miraCallback((bytes32,int128,uint64,uint64)[]): selector, head (offset, length),
+    ///      then four words per update.
+    uint256 internal constant CALLDATA_HEAD = 68;
+
+    /// @dev Slot 0 is all the callbacks read and write.
+    struct Subscription {
+        uint128 balance;
+        uint32 gasLimit;
+        address owner;
+        bytes32[] feedIds;
+    }
+
+    /// @dev One slot, read once per report with callbacks.
+    struct Settings {
+        uint16 maxSubscribers;
+        uint16 premiumBps;
+        uint32 overheadGas;
+    }
+
+    mapping(address consumer => Subscription) internal _subscriptions;
+    mapping(bytes32 feedId => address[]) internal _subscribers;
+    /// @dev Position + 1 of the feed in the consumer's feedIds (0: not subscribed).
+    mapping(address consumer => mapping(bytes32 feedId => uint256)) internal _feedPositions;
+    mapping(address transmitter => uint256) internal _reimbursements;
+    Settings internal _settings;
+    /// @dev Set while transmit calls consumers back.
+    bool internal transient _inCallbacks;
+
+    constructor() {
+        _settings = Settings({
+            maxSubscribers: uint16(DEFAULT_MAX_SUBSCRIBERS),
+            premiumBps: uint16(DEFAULT_PREMIUM_BPS),
+            overheadGas: uint32(DEFAULT_OVERHEAD_GAS)
+        });
+    }
+
+    modifier notInCallbacks() {
+        _requireNotInCallbacks();
+        _;
+    }
+
+    // ---------------------------------------------------------------- hooks (MiraOracle)
+
+    /// @dev Reverts FeedNotRegistered unless `feedId` is registered.
+    function _requireFeed(bytes32 feedId) internal view virtual;
+
+    /// @dev Sets or clears the feed's "has subscribers" flag where transmit reads it.
+    function _setSubscribedFlag(bytes32 feedId, bool subscribed) internal virtual;
+
+    // ---------------------------------------------------------------- management
+
+    /// @inheritdoc IMiraSubscriptions
+    function subscribe(address consumer, bytes32[] calldata feedIds, uint32 gasLimit)
+        external
+        payable
+        notInCallbacks
+    {
+        if (feedIds.length == 0) revert NoFeeds();
+        if (gasLimit == 0 || gasLimit > MAX_CALLBACK_GAS_LIMIT) {
+            revert InvalidCallbackGasLimit(gasLimit, MAX_CALLBACK_GAS_LIMIT);
+        }
+        if (consumer.code.length == 0) revert ConsumerNotContract(consumer);
+        Subscription storage s = _subscriptions[consumer];
+        if (s.owner == address(0)) {
+            s.owner = msg.sender;
+            emit SubscriptionCreated(consumer, msg.sender);
+        } else if (s.owner != msg.sender) {
+            revert NotSubscriptionOwner(consumer, msg.sender);
+        }
+        uint256 balance = s.balance + msg.value;
+        uint256 minimum = callbackCost(gasLimit, tx.gasprice);
+        if (minimum == 0) minimum = 1;
+        if (balance < minimum) revert DepositTooSmall(balance, minimum);
+        s.balance = _toBalance(balance);
+        if (msg.value != 0) emit Deposited(consumer, msg.sender, msg.value, balance);
+        if (s.gasLimit != gasLimit) {
+            s.gasLimit = gasLimit;
+            emit CallbackGasLimitSet(consumer, gasLimit);
+        }
+        uint256 cap = _settings.maxSubscribers;
+        for (uint256 i; i < feedIds.length; ++i) {
+            bytes32 feedId = feedIds[i];
+            _requireFeed(feedId);
+            if (_feedPositions[consumer][feedId] != 0) revert AlreadySubscribed(consumer, feedId);
+            address[] storage list = _subscribers[feedId];
+            uint256 count = list.length;
+            if (count >= cap) revert TooManySubscribers(feedId, cap);
+            if (count == 0) _setSubscribedFlag(feedId, true);
+            list.push(consumer);
+            s.feedIds.push(feedId);
+            _feedPositions[consumer][feedId] = s.feedIds.length;
+            emit FeedSubscribed(consumer, feedId);
+        }
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function unsubscribe(address consumer, bytes32[] calldata feedIds) external notInCallbacks {
+        if (feedIds.length == 0) revert NoFeeds();
+        Subscription storage s = _ownedSubscription(consumer);
+        for (uint256 i; i < feedIds.length; ++i) {
+            bytes32 feedId = feedIds[i];
+            uint256 position = _feedPositions[consumer][feedId];
+            if (position == 0) revert NotSubscribed(consumer, feedId);
+            // swap-and-pop from the consumer's feeds
+            bytes32 moved = s.feedIds[s.feedIds.length - 1];
+            s.feedIds[position - 1] = moved;
+            _feedPositions[consumer][moved] = position;
+            s.feedIds.pop();
+            delete _feedPositions[consumer][feedId];
+            // and from the feed's subscribers (at most MAX_SUBSCRIBERS_LIMIT entries)
+            address[] storage list = _subscribers[feedId];
+            uint256 last = list.length - 1;
+            for (uint256 j; j <= last; ++j) {
+                if (list[j] == consumer) {
+                    list[j] = list[last];
+                    list.pop();
+                    break;
+                }
+            }
+            if (last == 0) _setSubscribedFlag(feedId, false);
+            emit FeedUnsubscribed(consumer, feedId);
+        }
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function deposit(address consumer) external payable notInCallbacks {
+        Subscription storage s = _subscriptions[consumer];
+        if (s.owner == address(0)) revert NoSubscription(consumer);
+        uint256 balance = s.balance + msg.value;
+        s.balance = _toBalance(balance);
+        emit Deposited(consumer, msg.sender, msg.value, balance);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function withdraw(address consumer, address payable to, uint256 amount) external notInCallbacks {
+        Subscription storage s = _ownedSubscription(consumer);
+        uint256 balance = s.balance;
+        if (amount > balance) revert InsufficientDeposit(consumer, amount, balance);
+        s.balance = uint128(balance - amount);
+        emit Withdrawn(consumer, to, amount, balance - amount);
+        _send(to, amount);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function withdrawReimbursement(address payable to) external notInCallbacks returns (uint256 amount) {
+        amount = _reimbursements[msg.sender];
+        if (amount == 0) revert NothingToWithdraw(msg.sender);
+        delete _reimbursements[msg.sender];
+        emit ReimbursementWithdrawn(msg.sender, to, amount);
+        _send(to, amount);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function setMaxSubscribers(uint256 maxSubscribers_) external notInCallbacks onlyOwner {
+        if (maxSubscribers_ == 0 || maxSubscribers_ > MAX_SUBSCRIBERS_LIMIT) {
+            revert InvalidMaxSubscribers(maxSubscribers_, MAX_SUBSCRIBERS_LIMIT);
+        }
+        _settings.maxSubscribers = uint16(maxSubscribers_);
+        emit MaxSubscribersSet(maxSubscribers_);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function setCallbackPricing(uint256 premiumBps, uint256 overheadGas) external notInCallbacks onlyOwner {
+        if (premiumBps > MAX_PREMIUM_BPS || overheadGas > MAX_OVERHEAD_GAS) {
+            revert InvalidCallbackPricing(premiumBps, overheadGas);
+        }
+        _settings.premiumBps = uint16(premiumBps);
+        _settings.overheadGas = uint32(overheadGas);
+        emit CallbackPricingSet(premiumBps, overheadGas);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    /// @inheritdoc IMiraSubscriptions
+    function subscriptionOf(address consumer)
+        external
+        view
+        returns (address owner_, uint32 gasLimit, uint256 balance, bytes32[] memory feedIds)
+    {
+        Subscription storage s = _subscriptions[consumer];
+        return (s.owner, s.gasLimit, s.balance, s.feedIds);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function subscribersOf(bytes32 feedId) external view returns (address[] memory) {
+        return _subscribers[feedId];
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function reimbursementOf(address transmitter) external view returns (uint256) {
+        return _reimbursements[transmitter];
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function maxSubscribers() external view returns (uint256) {
+        return _settings.maxSubscribers;
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function callbackPricing() external view returns (uint256 premiumBps, uint256 overheadGas) {
+        Settings memory st = _settings;
+        return (st.premiumBps, st.overheadGas);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function callbackCost(uint256 gasLimit, uint256 gasPrice) public view returns (uint256) {
+        Settings memory st = _settings;
+        return _fee(gasLimit, st.overheadGas, gasPrice, st.premiumBps);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function callbackGasOf(bytes32[] calldata feedIds)
+        external
+        view
+        returns (uint256 consumers, uint256 gasLimits)
+    {
+        uint256 pairs;
+        for (uint256 i; i < feedIds.length; ++i) {
+            pairs += _subscribers[feedIds[i]].length;
+        }
+        address[] memory seen = new address[](pairs);
+        for (uint256 i; i < feedIds.length; ++i) {
+            address[] storage list = _subscribers[feedIds[i]];
+            for (uint256 j; j < list.length; ++j) {
+                address c = list[j];
+                bool known;
+                for (uint256 m; m < consumers; ++m) {
+                    if (seen[m] == c) {
+                        known = true;
+                        break;
+                    }
+                }
+                if (known) continue;
+                seen[consumers++] = c;
+                gasLimits += _subscriptions[c].gasLimit;
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- callbacks
+
+    /// @dev Calls back every consumer subscribed to at least one of the report's applied updates
+    ///      of subscribed feeds, once, with all of its updates in report order.
+    /// @param updates memory words [start, end): each the calldata offset of an applied update
+    ///        (feedId ‖ value ‖ observedAt ‖ …, LibReport's layout) of a feed that had subscribers
+    /// @param round   the report's round
+    function _callBack(uint256 updates, uint256 end, uint64 round) internal {
+        _inCallbacks = true;
+        uint256 n = (end - updates) >> 5;
+        // Gather each distinct consumer with its updates: nodes (update offset, next node) in a
+        // linked list per consumer, kept in report order through its tail.
+        uint256 pairs;
+        for (uint256 i; i < n; ++i) {
+            pairs += _subscribers[_feedAt(updates, i)].length;
+        }
+        address[] memory consumers = new address[](pairs);
+        uint256[] memory heads = new uint256[](pairs);
+        uint256[] memory tails = new uint256[](pairs);
+        uint256[] memory counts = new uint256[](pairs);
+        uint256[] memory nodeUpdate = new uint256[](pairs);
+        uint256[] memory nodeNext = new uint256[](pairs);
+        uint256 distinct;
+        uint256 node;
+        uint256 most; // the most updates any consumer gets: sizes the calldata buffer
+        unchecked {
+            for (uint256 i; i < n; ++i) {
+                uint256 offset = _wordAt(updates, i);
+                address[] storage list = _subscribers[_feedAt(updates, i)];
+                uint256 len = list.length;
+                // consumers found before this feed; this feed's own list has no duplicates
+                uint256 before = distinct;
+                for (uint256 j; j < len; ++j) {
+                    address c = list[j];
+                    uint256 d = before;
+                    for (uint256 m; m < before; ++m) {
+                        if (consumers[m] == c) {
+                            d = m;
+                            break;
+                        }
+                    }
+                    nodeUpdate[node] = offset;
+                    if (d == before) {
+                        d = distinct++;
+                        consumers[d] = c;
+                        heads[d] = node;
+                    } else {
+                        nodeNext[tails[d]] = node;
+                    }
+                    tails[d] = node;
+                    uint256 count = ++counts[d];
+                    if (count > most) most = count;
+                    ++node;
+                }
+            }
+        }
+        Settings memory st = _settings;
+        uint256 earned;
+        bytes memory data = new bytes(CALLDATA_HEAD + (most << 7));
+        for (uint256 d; d < distinct; ++d) {
+            address c = consumers[d];
+            uint256 length = _encodeCallback(data, counts[d], heads[d], nodeUpdate, nodeNext, round);
+            earned += _callOne(c, data, length, round, st);
+        }
+        if (earned != 0) _reimbursements[msg.sender] += earned;
+        _inCallbacks = false;
+    }
+
+    /// @dev Writes miraCallback(Update[]) for one consumer's `count` updates into `data`.
+    function _encodeCallback(
+        bytes memory data,
+        uint256 count,
+        uint256 node,
+        uint256[] memory nodeUpdate,
+        uint256[] memory nodeNext,
+        uint64 round
+    ) private pure returns (uint256 length) {
+        bytes4 selector = IMiraConsumer.miraCallback.selector;
+        assembly ("memory-safe") {
+            let buf := add(data, 0x20)
+            mstore(buf, selector)
+            mstore(add(buf, 4), 0x20)
+            mstore(add(buf, 36), count)
+            let q := add(buf, CALLDATA_HEAD)
+            let updates := add(nodeUpdate, 0x20)
+            let nexts := add(nodeNext, 0x20)
+            for { let i := 0 } lt(i, count) { i := add(i, 1) } {
+                let p := mload(add(updates, shl(5, node)))
+                let word := calldataload(add(p, 32)) // value int128 ‖ observedAt uint64 ‖ …
+                mstore(q, calldataload(p))
+                mstore(add(q, 32), sar(128, word))
+                mstore(add(q, 64), and(shr(64, word), 0xffffffffffffffff))
+                mstore(add(q, 96), round)
+                q := add(q, 128)
+                node := mload(add(nexts, shl(5, node)))
+            }
+            length := sub(q, buf)
+        }
+    }
+
+    /// @dev One consumer's callback: skip it if its deposit cannot cover the worst case, else
+    ///      call it with exactly its gas limit and charge it. Returns the fee charged.
+    function _callOne(address c, bytes memory data, uint256 length, uint64 round, Settings memory st)
+        private
+        returns (uint256 fee)
+    {
+        Subscription storage s = _subscriptions[c];
+        uint256 balance = s.balance;
+        uint256 gasLimit = s.gasLimit;
+        uint256 required = _fee(gasLimit, st.overheadGas, tx.gasprice, st.premiumBps);
+        if (balance < required) {
+            emit CallbackSkipped(c, round, balance, required);
+            return 0;
+        }
+        bool ok;
+        bool hasCode;
+        uint256 used;
+        bytes4 tooLittleGas = InsufficientGasForCallback.selector;
+        assembly ("memory-safe") {
+            // EXTCODESIZE warms the account (EIP-2929), so the CALL below costs a fixed 100
+            hasCode := gt(extcodesize(c), 0)
+            if hasCode {
+                let g := gas()
+                // EIP-150: a CALL forwards at most all but 1/64 of what is left after its own
+                // cost. The consumer gets exactly gasLimit iff that share reaches it; if not, the
+                // whole transmit reverts rather than let a transmitter starve the consumer.
+                if lt(g, add(add(gasLimit, div(gasLimit, 63)), CALL_RESERVE)) {
+                    mstore(0x00, tooLittleGas)
+                    mstore(0x04, c)
+                    mstore(0x24, gasLimit)
+                    revert(0x00, 0x44)
+                }
+                // no return data is copied (out size 0): a returndata bomb costs its sender only
+                ok := call(gasLimit, c, 0, add(data, 0x20), length, 0, 0)
+                used := sub(g, gas())
+            }
+        }
+        if (used > gasLimit) used = gasLimit;
+        if (!hasCode) {
+            emit CallbackFailed(c, round, CallbackFailure.NoCode);
+        } else if (!ok) {
+            emit CallbackFailed(
+                c, round, used == gasLimit ? CallbackFailure.GasExhausted : CallbackFailure.Reverted
+            );
+        }
+        fee = _fee(used, st.overheadGas, tx.gasprice, st.premiumBps);
+        // fee ≤ required ≤ balance: `used` is capped at gasLimit
+        s.balance = uint128(balance - fee);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _fee(uint256 gas_, uint256 overheadGas, uint256 gasPrice, uint256 premiumBps)
+        internal
+        pure
+        returns (uint256)
+    {
+        return (gas_ + overheadGas) * gasPrice * (BPS + premiumBps) / BPS;
+    }
+
+    function _requireNotInCallbacks() internal view {
+        if (_inCallbacks) revert CallbacksInProgress();
+    }
+
+    function _ownedSubscription(address consumer) private view returns (Subscription storage s) {
+        s = _subscriptions[consumer];
+        if (s.owner == address(0)) revert NoSubscription(consumer);
+        if (s.owner != msg.sender) revert NotSubscriptionOwner(consumer, msg.sender);
+    }
+
+    /// @dev A deposit is a sum of msg.values, so it stays below all the ether there is
+    ///      (~1.2·10^26 wei), far from 2^128: the cast cannot truncate.
+    function _toBalance(uint256 balance) private pure returns (uint128) {
+        return uint128(balance);
+    }
+
+    function _send(address payable to, uint256 amount) private {
+        (bool ok,) = to.call{value: amount}("");
+        if (!ok) revert TransferFailed(to, amount);
+    }
+
+    function _wordAt(uint256 start, uint256 i) private pure returns (uint256 w) {
+        assembly ("memory-safe") {
+            w := mload(add(start, shl(5, i)))
+        }
+    }
+
+    function _feedAt(uint256 start, uint256 i) private pure returns (bytes32 f) {
+        assembly ("memory-safe") {
+            f := calldataload(mload(add(start, shl(5, i))))
+        }
+    }
+}
