@@ -31,6 +31,7 @@ from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
 
 from oracle import artifacts
 from oracle.chain.system import Manifest, Sender
@@ -159,6 +160,7 @@ def _sender(target: Target, keys_dir: Path, passphrase_file: Path | None) -> Sen
 
 def _refusal(target: Target, name: str, args: dict[str, Any]) -> str | None:
     """One line naming what to change for a custom error about the caller's input."""
+    args = {k: Web3.to_checksum_address(v) if Web3.is_address(v) else v for k, v in args.items()}
     feed = target.name_of(bytes(args["feedId"])) if "feedId" in args else ""
     consumer = args.get("consumer", "")
     messages: dict[str, Callable[[], str]] = {
@@ -259,15 +261,14 @@ def list_(as_json: bool, manifest: Path | None, rpc_url: str | None, oracle: str
     for i in range(int(fns.feedCount().call())):
         fid = bytes(fns.feedIdAt(i).call())
         decimals = int(fns.decimalsOf(fid).call())
-        try:
-            round_id, answer, _, updated_at, _ = fns.latestRoundData(fid).call()
-            latest: dict[str, Any] = {
+        latest: dict[str, Any] = {"value": None, "round": None, "age_s": None}
+        round_id, answer, _, updated_at, _ = fns.latestRoundData(fid).call()
+        if int(updated_at) != 0:  # zero: never updated (Chainlink's aggregators say the same)
+            latest = {
                 "value": format(Decimal(int(answer)).scaleb(-decimals), "f"),
                 "round": int(round_id),
                 "age_s": max(0, now - int(updated_at)),
             }
-        except ContractLogicError:  # NoDataPresent: never updated
-            latest = {"value": None, "round": None, "age_s": None}
         rows.append(
             {
                 "id": target.names.get(fid),
@@ -493,7 +494,9 @@ def reimbursement(
     recipient = who if to is None else _address(to, "--to")
     call = target.oracle.functions.withdrawReimbursement(recipient)
     receipt = _transact(target, sender, call, "withdrawReimbursement")
-    (event,) = target.oracle.events.ReimbursementWithdrawn().process_receipt(receipt)
+    (event,) = target.oracle.events.ReimbursementWithdrawn().process_receipt(
+        receipt, errors=DISCARD
+    )
     owed = int(event["args"]["amount"])
     result = _tx(receipt) | {
         "transmitter": who,

@@ -30,7 +30,8 @@ def _keys(tmp_path: Path, name: str, secret: str) -> Path:
     store = KeyStore(tmp_path / name, scrypt_n=2**10)
     store.directory.mkdir(parents=True)
     key = OperatorKey(bytes.fromhex(secret.removeprefix("0x")))
-    store.write_document("operator", encrypt_key("operator", key, PASS.encode(), scrypt_n=2**10))
+    document = encrypt_key("operator", key, PASS.encode(), scrypt_n=2**10)
+    store.write_document("operator", document, overwrite=False)
     return store.directory
 
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 
 from oracle import artifacts
 from oracle.bench.gas import start_committee
@@ -133,6 +134,40 @@ async def test_a_report_with_a_bad_signature_is_rejected_without_a_send(setup: S
     assert result.fate is Fate.REJECTED, result
     assert "simulation reverted" in result.detail
     assert setup.sender_nonce() == before
+
+
+async def test_a_report_with_callbacks_budgets_every_consumers_whole_gas_limit(
+    setup: Setup,
+) -> None:
+    """The contract gives each consumer exactly its gas limit or reverts the whole
+    transmit; what a callback uses in eth_estimateGas need not be what it uses on-chain.
+    So the transmission's gas limit covers the estimate plus every consumer's whole limit
+    (with EIP-150's 1/64), and the report lands with every callback made."""
+    w3, oracle = setup.w3, setup.oracle
+    burner = deploy(w3, "GasBurningConsumer")
+    recorder = deploy(w3, "RecordingConsumer", oracle.address)
+    for consumer, limit in ((burner, 1_000_000), (recorder, 300_000)):
+        tx = oracle.functions.subscribe(consumer.address, [FEED], limit).transact({"value": 10**18})
+        assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    payload, sig = setup.report(1, 2300_00000000)
+    data = await setup.transmitter.transmit_data(payload, sig)
+    estimate = w3.eth.estimate_gas({"from": setup.sender, "to": oracle.address, "data": data})
+    result = await setup.transmitter.submit(payload, sig, 1)
+    assert result.fate is Fate.LANDED, result
+    (row,) = setup.manager.ctx.store.in_states(list(State))
+    assert row.gas_limit >= estimate + (1_300_000 * 64) // 63
+    assert row.gas_limit <= setup.manager.config.max_gas_limit
+    receipt = w3.eth.get_transaction_receipt(result.tx_hash)
+    failed = oracle.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
+    assert [e["args"]["consumer"] for e in failed] == [burner.address]  # burnt its whole limit
+    assert int(recorder.functions.calls().call()) == 1
+    # with the consumers gone the manager estimates as before: no explicit limit
+    for consumer in (burner, recorder):
+        tx = oracle.functions.unsubscribe(consumer.address, [FEED]).transact()
+        assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+    payload, sig = setup.report(2, 2400_00000000)
+    data = await setup.transmitter.transmit_data(payload, sig)
+    assert await setup.transmitter.callback_gas(setup.sender, data) is None
 
 
 async def test_no_manager_yet_is_a_retryable_failure(anvil: Anvil, w3: Web3) -> None:
