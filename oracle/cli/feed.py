@@ -30,7 +30,7 @@ import click
 from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, Web3Exception
 from web3.logs import DISCARD
 
 from oracle import artifacts
@@ -218,7 +218,7 @@ def _transact(
     simulated = {
         "from": sender.account.address,
         "value": value,
-        "maxFeePerGas": base + priority,
+        "maxFeePerGas": 2 * base + priority,  # as Sender sends it
         "maxPriorityFeePerGas": priority,
     }
     try:
@@ -245,7 +245,19 @@ def _echo(as_json: bool, result: dict[str, Any], line: str) -> None:
 # -- commands -------------------------------------------------------------------------------
 
 
-@click.group()
+class _ChainFailures(click.Group):
+    """A failure of the RPC or of web3 (a timeout, a refused connection, an answer that
+    makes no sense) is one line and exit 1, like any ChainError: never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (Web3Exception, OSError) as exc:  # requests' errors are OSErrors
+            detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+            raise ChainError(f"{type(exc).__name__}: {detail}") from None
+
+
+@click.group(cls=_ChainFailures)
 def feed() -> None:
     """The oracle's feeds, and contracts subscribed to them."""
 

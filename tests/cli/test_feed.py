@@ -192,3 +192,10 @@ def test_usage_errors_exit_2_and_failures_exit_1(env: dict[str, Any], tmp_path: 
     )
     assert result.exit_code == 1 and "no JSON-RPC answer" in result.output, result.output
     assert "Traceback" not in result.output
+    rpc = ["--rpc-url", env["w3"].provider.endpoint_uri]
+    result = CliRunner().invoke(cli, ["feed", "list", *rpc, "--oracle", env["alice_address"]])
+    _refused(result, f"--oracle {env['alice_address']}: no contract there")
+    # a contract that is not a MiraOracle: its calls fail, one line, exit 1
+    result = CliRunner().invoke(cli, ["feed", "list", *rpc, "--oracle", env["consumer"]])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("Error: ") and "Traceback" not in result.output
