@@ -8,6 +8,8 @@
 ``withdraw``       take ETH out of a consumer's deposit (its subscription's owner)
 ``subscriptions``  a consumer's subscription: owner, gas limit, deposit, feeds
 ``reimbursement``  what a transmitter has earned from callbacks; ``--withdraw`` takes it
+``watch``          follow a node's stream of landed reports, each verified against the
+                   oracle's on-chain group key before it is printed
 
 Each reads the oracle from a deployment manifest (``--manifest``, whose feed names it then
 knows) or from ``--rpc-url`` and ``--oracle``; each prints one JSON object with ``--json``.
@@ -517,3 +519,61 @@ def reimbursement(
         "amount_eth": _eth(owed),
     }
     _echo(as_json, result, f"withdrew {_eth(owed)} ETH to {recipient} (tx {result['tx_hash']})")
+
+
+@feed.command("watch")
+@click.option("--node", "node_url", required=True, help="A node's API URL (http://host:port).")
+@click.option("--feed", "feeds", multiple=True, help="Only reports carrying this feed.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after N reports.")
+@_target_options
+def watch(
+    node_url: str,
+    feeds: tuple[str, ...],
+    count: int | None,
+    as_json: bool,
+    manifest: Path | None,
+    rpc_url: str | None,
+    oracle: str | None,
+) -> None:
+    """Print each report landed on-chain, as NODE streams it, once it verifies against the
+    epoch's group key on-chain (a report that does not is an error: the node lied)."""
+    import asyncio
+
+    from oracle.api.stream_client import ReportStreamClient
+
+    target = _target(manifest, rpc_url, oracle)
+    # the node filters by its own feed names or by bytes32 id: send ids, which every node knows
+    ids = ["0x" + target.feed_id(f).hex() for f in feeds]
+    rpc = str(getattr(target.w3.provider, "endpoint_uri", ""))
+    client = ReportStreamClient(node_url, rpc, target.oracle.address, feeds=ids)
+
+    async def follow() -> None:
+        seen = 0
+        async for landed in client.reports():
+            updates = [
+                {
+                    "id": target.names.get(u.feed_id),
+                    "feed_id": "0x" + u.feed_id.hex(),
+                    "value": str(u.value),
+                    "observed_at": u.observed_at,
+                    "applied": u.feed_id not in landed.skipped,
+                }
+                for u in landed.decoded.updates
+            ]
+            row = {
+                "epoch": landed.epoch,
+                "round": landed.round,
+                "tx_hash": "0x" + landed.tx_hash.hex(),
+                "block_number": landed.block_number,
+                "updates": updates,
+            }
+            if as_json:
+                click.echo(json.dumps(row))
+            else:
+                values = ", ".join(f"{u['id'] or u['feed_id']} = {u['value']}" for u in updates)
+                click.echo(f"epoch {landed.epoch} round {landed.round} verified: {values}")
+            seen += 1
+            if count is not None and seen >= count:
+                return
+
+    asyncio.run(follow())

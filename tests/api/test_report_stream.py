@@ -297,3 +297,47 @@ async def test_forged_and_tampered_reports_are_refused(
     with_real_key["signature"] |= {"px": hex(key_x), "parity": key_parity}
     with pytest.raises(UntrustedReport, match="does not verify"):
         await verifier.verify(with_real_key)
+
+
+async def test_mira_feed_watch_prints_verified_reports_and_refuses_a_liar(
+    anvil: Anvil, w3: Web3, chain: tuple[Contract, Committee]
+) -> None:
+    from click.testing import CliRunner
+
+    from oracle.cli.main import cli
+
+    oracle, committee = chain
+    target = ["--rpc-url", anvil.url, "--oracle", oracle.address]
+    async with _node_api(anvil, oracle.address) as (stream, url, _):
+        args = ["feed", "watch", "--node", url, *target, "--feed", "B/USD", "--count", "1"]
+        run = asyncio.create_task(asyncio.to_thread(CliRunner().invoke, cli, [*args, "--json"]))
+        await _until(lambda: stream.clients == 1, "the watcher")
+        _transmit(w3, oracle, committee, 1, {FEED_A: 5})  # not B/USD: not printed
+        tx = _transmit(w3, oracle, committee, 2, {FEED_A: 6, FEED_B: 7})
+        result = await asyncio.wait_for(run, 20)
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)
+    assert (row["round"], row["tx_hash"]) == (2, "0x" + tx.hex())
+    assert [(u["feed_id"], u["value"]) for u in row["updates"]] == [
+        ("0x" + FEED_A.hex(), "6"),
+        ("0x" + FEED_B.hex(), "7"),
+    ]
+    genuine = _payload_of(w3, oracle, tx)
+    _tamper_value(genuine)
+    async with _lying_node([genuine]) as liar:
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["feed", "watch", "--node", liar, *target]
+        )
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: untrusted report: the signature of epoch")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def _payload_of(w3: Web3, oracle: Contract, tx_hash: bytes) -> dict[str, Any]:
+    """The stream payload of the report transmitted in ``tx_hash``, read from the chain."""
+    from oracle.reporting.landed import transmit_arguments
+    from oracle.reporting.report import decode
+
+    report, sig = transmit_arguments(bytes(w3.eth.get_transaction(tx_hash)["input"]))
+    block = int(w3.eth.get_transaction_receipt(tx_hash)["blockNumber"])
+    return to_json(LandedReport(report, sig, decode(report), tx_hash, block))
