@@ -6,8 +6,9 @@ backs it.
 signature is the report's under its epoch's group key *as registered on-chain* (the one
 Schnorr verification, ``oracle.crypto.suites.MIRA_EVM``, the mirror of LibSchnorr), and that
 key was still valid when the chain last moved (a retired committee's key cannot sign new
-reports the contract would take). Anything else is :class:`UntrustedReport`. The payload's
-``tx_hash``, ``block_number`` and ``applied`` flags stay the node's word.
+reports the contract would take); and the transaction the node names landed exactly this
+report, in the block it says, skipping exactly the updates it says (``read_landed``, the
+node's own reader of landed reports). Anything else is :class:`UntrustedReport`.
 
 :class:`ReportStreamClient` reads ``GET /v1/reports/stream`` and yields only verified reports::
 
@@ -27,7 +28,7 @@ from typing import Any
 
 import aiohttp
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError
+from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle import artifacts
@@ -36,11 +37,15 @@ from oracle.crypto.group import Point
 from oracle.crypto.suites import MIRA_EVM
 from oracle.errors import MiraError
 from oracle.reporting.errors import ReportFormatError
-from oracle.reporting.landed import LandedReport, from_json
+from oracle.reporting.landed import LandedReport, from_json, read_landed
 from oracle.reporting.report import digest
 
 MAX_EVENT_BYTES = 1 << 20  # a 255-feed report streams as ~110 kB of JSON
 _NEVER_EXPIRES = (1 << 64) - 1
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
 
 
 class UntrustedReport(MiraError, ValueError):
@@ -116,7 +121,27 @@ class ReportVerifier:
                 f"the signature of epoch {landed.epoch} round {landed.round} does not verify"
             )
         await self._check_validity(landed.epoch)
+        await self._check_landing(landed)
         return landed
+
+    async def _check_landing(self, landed: LandedReport) -> None:
+        """The transaction the node names landed exactly this report, in the block it says,
+        skipping exactly the updates it says: all read back from the chain."""
+        where = f"transaction {_hex(landed.tx_hash)}"
+        try:
+            onchain = await read_landed(self.w3, self.oracle, landed.tx_hash)
+        except ReportFormatError as exc:
+            raise UntrustedReport(str(exc)) from exc
+        except TransactionNotFound as exc:
+            raise UntrustedReport(f"{where} is not on the chain") from exc
+        if (onchain.report, onchain.signature) != (landed.report, landed.signature):
+            raise UntrustedReport(f"{where} landed another report")
+        if onchain.block_number != landed.block_number:
+            raise UntrustedReport(
+                f"{where} is in block {onchain.block_number}, not {landed.block_number}"
+            )
+        if onchain.skipped != landed.skipped:
+            raise UntrustedReport(f"{where}: the applied flags differ from the chain's")
 
 
 class ReportStreamClient:
@@ -146,13 +171,25 @@ class ReportStreamClient:
             if resp.status != 200:
                 body = (await resp.content.read(4096)).decode(errors="replace")
                 raise StreamError(f"{self.url}: HTTP {resp.status}: {body}")
+            # a genuine report replayed, or streamed out of order, is a lie too
+            last_block, seen = 0, set[bytes]()
             async for event, data in _events(resp.content):
                 if event == "report":
                     try:
                         payload = json.loads(data)
                     except ValueError as exc:
                         raise UntrustedReport("the event's data is not JSON") from exc
-                    yield await self.verifier.verify(payload)
+                    landed = await self.verifier.verify(payload)
+                    if landed.block_number < last_block or landed.tx_hash in seen:
+                        raise UntrustedReport(
+                            f"transaction {_hex(landed.tx_hash)} was streamed before, or "
+                            "out of the chain's order"
+                        )
+                    last_block = landed.block_number
+                    if len(seen) >= 4096:
+                        seen.clear()  # bounded; the block order still refuses old ones
+                    seen.add(landed.tx_hash)
+                    yield landed
                 elif event == "lagged":
                     raise StreamError(f"{self.url}: the node dropped this slow client: {data}")
 

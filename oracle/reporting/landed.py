@@ -213,39 +213,61 @@ class LandedScanner:
                 }
             )
             for entry in logs:
-                landed = await self._read(
-                    bytes(entry["transactionHash"]), int(entry["blockNumber"])
-                )
+                landed = await self._read(bytes(entry["transactionHash"]))
                 if landed is not None:
                     out.append(landed)
             self.next_block = last + 1
         return out
 
-    async def _read(self, tx_hash: bytes, block: int) -> LandedReport | None:
-        tx = await self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+    async def _read(self, tx_hash: bytes) -> LandedReport | None:
         try:
-            report, signature = transmit_arguments(bytes(tx["input"]))
-            decoded = decode(report)
-        except (ReportFormatError, ValueError, TypeError) as exc:
+            landed = await read_landed(self.w3, self.oracle, tx_hash)
+        except ReportFormatError as exc:
             # transmit reached through another contract (a multicall): its call data is not
             # transmit's; the report is on-chain all the same, but not in a form to stream
             log.warning("landed.unreadable", tx=tx_hash.hex(), error=str(exc)[:200])
             return None
-        key = keccak(report)
+        key = keccak(landed.report)
         if key in self._seen:
             return None
         self._seen[key] = None
         if len(self._seen) > _SEEN:
             self._seen.popitem(last=False)
-        receipt = await self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        return LandedReport(
-            report=report,
-            signature=signature,
-            decoded=decoded,
-            tx_hash=tx_hash,
-            block_number=block,
-            skipped=_skipped(receipt["logs"], self.oracle),
-        )
+        return landed
+
+
+async def read_landed(w3: AsyncWeb3[Any], oracle: str, tx_hash: bytes) -> LandedReport:
+    """The report transaction ``tx_hash`` landed on ``oracle``, read from the chain alone: its
+    call data's report and signature, its block, and the updates the contract skipped.
+    ReportFormatError if the transaction is not a successful ``transmit`` of that oracle
+    with its ``ReportTransmitted`` log (unknown, reverted, another contract's)."""
+    receipt = await w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    if int(receipt["status"]) != 1 or not _has_log(receipt["logs"], oracle, _TRANSMITTED):
+        raise ReportFormatError(f"transaction 0x{tx_hash.hex()} landed no report on {oracle}")
+    tx = await w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+    if str(tx.get("to", "")).lower() != oracle.lower():
+        raise ReportFormatError(f"transaction 0x{tx_hash.hex()} does not call {oracle}")
+    try:
+        report, signature = transmit_arguments(bytes(tx["input"]))
+    except (ValueError, TypeError) as exc:  # eth_abi's decoding errors
+        raise ReportFormatError(f"transaction 0x{tx_hash.hex()}: {exc}") from exc
+    return LandedReport(
+        report=report,
+        signature=signature,
+        decoded=decode(report),
+        tx_hash=tx_hash,
+        block_number=int(receipt["blockNumber"]),
+        skipped=_skipped(receipt["logs"], oracle),
+    )
+
+
+def _has_log(logs: Sequence[Any], oracle: str, topic: str) -> bool:
+    return any(
+        str(e["address"]).lower() == oracle.lower()
+        and e["topics"]
+        and "0x" + bytes(e["topics"][0]).hex() == topic
+        for e in logs
+    )
 
 
 def _skipped(logs: Sequence[Any], oracle: str) -> frozenset[bytes]:

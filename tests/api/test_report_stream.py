@@ -281,6 +281,19 @@ async def test_forged_and_tampered_reports_are_refused(
         "wrong epoch": (wrong_epoch, "epoch: differs"),
         "unknown epoch": (future, "unknown to the oracle"),
     }
+    # a genuine report under the wrong transaction, block or applied flags: read back
+    # from the chain, the node's account of where and how it landed is refused too
+    other_tx = _transmit(w3, oracle, committee, 2, {FEED_A: 501})
+    for name, change, reason in (
+        ("other tx", {"tx_hash": "0x" + other_tx.hex()}, "landed another report"),
+        ("no tx", {"tx_hash": "0x" + "ab" * 32}, "is not on the chain"),
+        ("block", {"block_number": genuine["block_number"] + 1}, "is in block"),
+        ("a failed transmit", {"tx_hash": _failed_transmit(w3, oracle)}, "landed no report"),
+    ):
+        cases[name] = (copy.deepcopy(genuine) | change, reason)
+    flipped = copy.deepcopy(genuine)
+    flipped["updates"][0]["applied"] = False
+    cases["applied flags"] = (flipped, "applied flags differ")
     for name, (payload, reason) in cases.items():
         with pytest.raises(UntrustedReport, match=reason):
             await verifier.verify(payload)
@@ -291,6 +304,13 @@ async def test_forged_and_tampered_reports_are_refused(
             with pytest.raises(UntrustedReport, match=reason):
                 await asyncio.wait_for(_collect(client, seen, 2), 10)
             assert seen == [], name
+    # a genuine report streamed twice: the second is a replay
+    async with _lying_node([genuine, genuine]) as liar:
+        client = ReportStreamClient(liar, anvil.url, oracle.address)
+        seen = []
+        with pytest.raises(UntrustedReport, match="streamed before"):
+            await asyncio.wait_for(_collect(client, seen, 2), 10)
+        assert [r.round for r in seen] == [1]
     # the forgery also keeps the outsider's signature from passing as the real key's
     with_real_key = copy.deepcopy(forged)
     key_x, key_parity = oracle.functions.groupKey(committee.epoch).call()
@@ -341,3 +361,12 @@ def _payload_of(w3: Web3, oracle: Contract, tx_hash: bytes) -> dict[str, Any]:
     report, sig = transmit_arguments(bytes(w3.eth.get_transaction(tx_hash)["input"]))
     block = int(w3.eth.get_transaction_receipt(tx_hash)["blockNumber"])
     return to_json(LandedReport(report, sig, decode(report), tx_hash, block))
+
+
+def _failed_transmit(w3: Web3, oracle: Contract) -> str:
+    """The hash of a mined transmit transaction that reverted (sent with a fixed gas limit,
+    so nothing estimates it first)."""
+    data = oracle.encode_abi("transmit", args=[b"\x00" * 20, (1, 1, w3.eth.accounts[0], 0)])
+    tx = w3.eth.send_transaction({"to": oracle.address, "data": data, "gas": 200_000})
+    assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 0
+    return "0x" + bytes(tx).hex()
