@@ -64,3 +64,16 @@ contract MiraFeedProxy is AggregatorV3Interface {
         return oracle.latestRoundData(feedId);
     }
 }
+
+/// @title MiraFeedProxyFactory
+/// @notice Deploys MiraFeedProxy contracts for the oracle that calls it. MiraOracle creates one
+///         in its constructor, so the proxy's creation code sits in the oracle's init code
+///         rather than its runtime code, which must stay under EIP-170's 24,576 bytes.
+///         Anyone may call it: a proxy it deploys reads the caller, so a stranger only ever
+///         gets proxies of their own contract.
+contract MiraFeedProxyFactory {
+    /// @notice A proxy serving `feedId` of the calling oracle.
+    function deploy(bytes32 feedId, uint8 decimals) external returns (address) {
+        return address(new MiraFeedProxy(IMiraOracle(msg.sender), feedId, decimals));
+    }
+}

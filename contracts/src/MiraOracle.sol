@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {Committee} from "./Committee.sol";
-import {MiraFeedProxy} from "./MiraFeedProxy.sol";
+import {MiraFeedProxyFactory} from "./MiraFeedProxy.sol";
 import {MiraSubscriptions} from "./MiraSubscriptions.sol";
 import {IMiraOracle} from "./interfaces/IMiraOracle.sol";
 import {LibReport} from "./libraries/LibReport.sol";
@@ -93,6 +93,8 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     uint256 internal constant MAX_WINDOW = type(uint32).max;
     uint256 internal constant UPDATE_SIZE = 88;
 
+    /// @dev Deploys each feed's proxy (keeps the proxy's creation code out of this runtime code).
+    MiraFeedProxyFactory internal immutable _proxyFactory;
     /// @notice An update observed more than this many seconds ago is skipped as stale.
     uint256 public immutable maxAge;
     /// @notice An update observed more than this many seconds after the block is skipped.
@@ -125,12 +127,13 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     ) Committee(initialOwner, initialGracePeriod, changeDelay_) {
         assert(HEADER_SIZE == LibReport.HEADER_SIZE && UPDATE_SIZE == LibReport.UPDATE_SIZE);
         assert(FLAG_AND_ROUND == REGISTERED | (U48 << ROUND_SHIFT));
-        assert(CARRIED == (U7 << DEPTH_SHIFT) | SUBSCRIBED && SUBSCRIBED == 1 << (OBSERVED_SHIFT + 39));
+        assert(CARRIED == (U7 << DEPTH_SHIFT) | SUBSCRIBED && SUBSCRIBED >> OBSERVED_SHIFT == U39 + 1);
         if (maxAge_ > MAX_WINDOW || maxFutureDrift_ > MAX_WINDOW) {
             revert InvalidWindow(maxAge_, maxFutureDrift_);
         }
         maxAge = maxAge_;
         maxFutureDrift = maxFutureDrift_;
+        _proxyFactory = new MiraFeedProxyFactory();
     }
 
     /// @inheritdoc IMiraOracle
@@ -159,16 +162,16 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
         bytes32 skipped = UpdateSkipped.selector;
         bytes4 noneApplied = NoUpdateApplied.selector;
         // [subscribed, subscribedEnd): the calldata offsets of applied updates of feeds with
-        // subscribers, for the callbacks after every update is stored
-        uint256 subscribed;
+        // subscribers, for the callbacks after every update is stored. The region's start is
+        // not kept on the stack through the loop (it would not fit): it is the k words below
+        // the free memory pointer, found again after the loop.
         uint256 subscribedEnd;
         assembly ("memory-safe") {
             // The event's data is built in place as the ABI encoding of bytes32[]:
             // [0x20][applied][commitment 0]...[commitment applied−1].
             let data := mload(0x40)
-            subscribed := add(data, add(0x40, shl(5, k)))
-            subscribedEnd := subscribed
-            mstore(0x40, add(subscribed, shl(5, k)))
+            subscribedEnd := add(data, add(0x40, shl(5, k)))
+            mstore(0x40, add(subscribedEnd, shl(5, k)))
             let out := add(data, 0x40)
             let roundKey := shl(ROUND_SHIFT, round)
             let fresh := or(roundKey, REGISTERED)
@@ -283,6 +286,12 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
             mstore(add(data, 0x20), applied)
             log3(data, sub(out, data), transmitted, epoch, round)
         }
+        uint256 subscribed;
+        assembly ("memory-safe") {
+            // k again, from the report's ABI length word (the decoder checked it is report.length)
+            let count := div(sub(calldataload(sub(report.offset, 0x20)), HEADER_SIZE), UPDATE_SIZE)
+            subscribed := sub(mload(0x40), shl(5, count))
+        }
         if (subscribedEnd != subscribed) _callBack(subscribed, subscribedEnd, round);
     }
 
@@ -312,7 +321,7 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
         if (isRegistered(feedId)) revert FeedAlreadyRegistered(feedId);
         if (depth < MIN_HISTORY_DEPTH || depth > MAX_HISTORY_DEPTH) revert InvalidHistoryDepth(depth);
         _clear(feedId, depth);
-        proxy = address(new MiraFeedProxy(this, feedId, decimals));
+        proxy = _proxyFactory.deploy(feedId, decimals);
         _feeds[feedId] = FeedInfo({decimals: decimals, proxy: proxy, phase: 1});
         _descriptions[feedId] = description;
         _feedIds.push(feedId);

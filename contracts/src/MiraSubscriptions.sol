@@ -21,18 +21,18 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     /// @notice The largest callback gas limit (Chainlink VRF's default maximum).
     uint256 public constant MAX_CALLBACK_GAS_LIMIT = 2_500_000;
     /// @notice The per-feed subscriber cap a new oracle starts with.
-    uint256 public constant DEFAULT_MAX_SUBSCRIBERS = 16;
+    uint256 internal constant DEFAULT_MAX_SUBSCRIBERS = 16;
     /// @notice The highest cap the owner can set: bounds transmit's work per feed.
     uint256 public constant MAX_SUBSCRIBERS_LIMIT = 64;
     /// @notice The highest premium: 100 % on top of the gas.
-    uint256 public constant MAX_PREMIUM_BPS = 10_000;
+    uint256 internal constant MAX_PREMIUM_BPS = 10_000;
     /// @notice The highest fixed overhead per callback, in gas.
-    uint256 public constant MAX_OVERHEAD_GAS = 100_000;
+    uint256 internal constant MAX_OVERHEAD_GAS = 100_000;
     /// @notice The premium a new oracle starts with (10 %).
-    uint256 public constant DEFAULT_PREMIUM_BPS = 1000;
+    uint256 internal constant DEFAULT_PREMIUM_BPS = 1000;
     /// @notice The fixed overhead a new oracle charges per callback: about what the transmitter
     ///         spends on one beyond the consumer's own gas (`mira bench gas`).
-    uint256 public constant DEFAULT_OVERHEAD_GAS = 15_000;
+    uint256 internal constant DEFAULT_OVERHEAD_GAS = 15_000;
     uint256 internal constant BPS = 10_000;
     /// @dev Gas spent between reading gas() and the CALL handing the consumer its limit: the
     ///      checks and stack work in between (< 100) and the warm CALL's own 100. Measured by the
@@ -254,26 +254,19 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
         view
         returns (uint256 consumers, uint256 gasLimits)
     {
-        uint256 pairs;
-        for (uint256 i; i < feedIds.length; ++i) {
-            pairs += _subscribers[feedIds[i]].length;
-        }
-        address[] memory seen = new address[](pairs);
-        for (uint256 i; i < feedIds.length; ++i) {
-            address[] storage list = _subscribers[feedIds[i]];
-            for (uint256 j; j < list.length; ++j) {
-                address c = list[j];
-                bool known;
-                for (uint256 m; m < consumers; ++m) {
-                    if (seen[m] == c) {
-                        known = true;
-                        break;
-                    }
-                }
-                if (known) continue;
-                seen[consumers++] = c;
-                gasLimits += _subscriptions[c].gasLimit;
+        // the calldata offset of each feed id, as _gather takes the updates' offsets
+        uint256 offsets;
+        assembly ("memory-safe") {
+            offsets := mload(0x40)
+            mstore(0x40, add(offsets, shl(5, feedIds.length)))
+            for { let i := 0 } lt(i, feedIds.length) { i := add(i, 1) } {
+                mstore(add(offsets, shl(5, i)), add(feedIds.offset, shl(5, i)))
             }
+        }
+        uint256 table;
+        (table, consumers,) = _gather(offsets, feedIds.length);
+        for (uint256 d; d < consumers; ++d) {
+            gasLimits += _subscriptions[_consumerOf(table, d)].gasLimit;
         }
     }
 
@@ -281,97 +274,119 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
 
     /// @dev Calls back every consumer subscribed to at least one of the report's applied updates
     ///      of subscribed feeds, once, with all of its updates in report order.
-    /// @param updates memory words [start, end): each the calldata offset of an applied update
+    /// @param updates memory words [updates, end): each the calldata offset of an applied update
     ///        (feedId ‖ value ‖ observedAt ‖ …, LibReport's layout) of a feed that had subscribers
     /// @param round   the report's round
     function _callBack(uint256 updates, uint256 end, uint64 round) internal {
         _inCallbacks = true;
-        uint256 n = (end - updates) >> 5;
-        // Gather each distinct consumer with its updates: nodes (update offset, next node) in a
-        // linked list per consumer, kept in report order through its tail.
-        uint256 pairs;
-        for (uint256 i; i < n; ++i) {
-            pairs += _subscribers[_feedAt(updates, i)].length;
-        }
-        address[] memory consumers = new address[](pairs);
-        uint256[] memory heads = new uint256[](pairs);
-        uint256[] memory tails = new uint256[](pairs);
-        uint256[] memory counts = new uint256[](pairs);
-        uint256[] memory nodeUpdate = new uint256[](pairs);
-        uint256[] memory nodeNext = new uint256[](pairs);
-        uint256 distinct;
-        uint256 node;
-        uint256 most; // the most updates any consumer gets: sizes the calldata buffer
-        unchecked {
-            for (uint256 i; i < n; ++i) {
-                uint256 offset = _wordAt(updates, i);
-                address[] storage list = _subscribers[_feedAt(updates, i)];
-                uint256 len = list.length;
-                // consumers found before this feed; this feed's own list has no duplicates
-                uint256 before = distinct;
-                for (uint256 j; j < len; ++j) {
-                    address c = list[j];
-                    uint256 d = before;
-                    for (uint256 m; m < before; ++m) {
-                        if (consumers[m] == c) {
-                            d = m;
-                            break;
-                        }
-                    }
-                    nodeUpdate[node] = offset;
-                    if (d == before) {
-                        d = distinct++;
-                        consumers[d] = c;
-                        heads[d] = node;
-                    } else {
-                        nodeNext[tails[d]] = node;
-                    }
-                    tails[d] = node;
-                    uint256 count = ++counts[d];
-                    if (count > most) most = count;
-                    ++node;
-                }
-            }
-        }
+        (uint256 table, uint256 distinct, uint256 most) = _gather(updates, (end - updates) >> 5);
         Settings memory st = _settings;
         uint256 earned;
         bytes memory data = new bytes(CALLDATA_HEAD + (most << 7));
         for (uint256 d; d < distinct; ++d) {
-            address c = consumers[d];
-            uint256 length = _encodeCallback(data, counts[d], heads[d], nodeUpdate, nodeNext, round);
-            earned += _callOne(c, data, length, round, st);
+            uint256 length = _encodeCallback(data, table, d, round);
+            earned += _callOne(_consumerOf(table, d), data, length, round, st);
         }
         if (earned != 0) _reimbursements[msg.sender] += earned;
         _inCallbacks = false;
     }
 
-    /// @dev Writes miraCallback(Update[]) for one consumer's `count` updates into `data`.
-    function _encodeCallback(
-        bytes memory data,
-        uint256 count,
-        uint256 node,
-        uint256[] memory nodeUpdate,
-        uint256[] memory nodeNext,
-        uint64 round
-    ) private pure returns (uint256 length) {
+    /// @dev Each distinct subscriber of the feeds whose ids are at the calldata offsets in memory
+    ///      words [updates, updates + 32·n), in order of first appearance, with the offsets of
+    ///      its feeds. Memory (hand-laid: Solidity arrays would add bounds checks, and code size
+    ///      is short under EIP-170): `table` holds `distinct` records of four words
+    ///      [consumer, first node, last node, count]; a node is two words [offset, next node].
+    ///      Finding a consumer seen for an earlier feed is a linear search of the records so far
+    ///      (none for the first feed: a feed's list has no duplicates); `most` is the largest
+    ///      count. Bounded by MAX_SUBSCRIBERS_LIMIT per feed.
+    function _gather(uint256 updates, uint256 n)
+        internal
+        view
+        returns (uint256 table, uint256 distinct, uint256 most)
+    {
+        uint256 listsSlot;
+        assembly ("memory-safe") {
+            listsSlot := _subscribers.slot
+            let pairs := 0
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                mstore(0x00, calldataload(mload(add(updates, shl(5, i)))))
+                mstore(0x20, listsSlot)
+                pairs := add(pairs, sload(keccak256(0x00, 0x40)))
+            }
+            table := mload(0x40)
+            let node := add(table, shl(7, pairs))
+            mstore(0x40, add(node, shl(6, pairs)))
+            for { let i := 0 } lt(i, n) { i := add(i, 1) } {
+                let offset := mload(add(updates, shl(5, i)))
+                mstore(0x00, calldataload(offset))
+                mstore(0x20, listsSlot)
+                let lengthSlot := keccak256(0x00, 0x40)
+                let len := sload(lengthSlot)
+                mstore(0x00, lengthSlot)
+                let items := keccak256(0x00, 0x20)
+                let before := distinct
+                for { let j := 0 } lt(j, len) { j := add(j, 1) } {
+                    let c := sload(add(items, j))
+                    let rec := 0
+                    for { let m := 0 } lt(m, before) { m := add(m, 1) } {
+                        let r := add(table, shl(7, m))
+                        if eq(mload(r), c) {
+                            rec := r
+                            break
+                        }
+                    }
+                    mstore(node, offset)
+                    mstore(add(node, 0x20), 0)
+                    switch rec
+                    case 0 {
+                        rec := add(table, shl(7, distinct))
+                        distinct := add(distinct, 1)
+                        mstore(rec, c)
+                        mstore(add(rec, 0x20), node)
+                        mstore(add(rec, 0x60), 0)
+                    }
+                    default { mstore(add(mload(add(rec, 0x40)), 0x20), node) }
+                    mstore(add(rec, 0x40), node)
+                    let count := add(mload(add(rec, 0x60)), 1)
+                    mstore(add(rec, 0x60), count)
+                    if gt(count, most) { most := count }
+                    node := add(node, 0x40)
+                }
+            }
+        }
+    }
+
+    function _consumerOf(uint256 table, uint256 d) private pure returns (address c) {
+        assembly ("memory-safe") {
+            c := mload(add(table, shl(7, d)))
+        }
+    }
+
+    /// @dev Writes miraCallback(Update[]) for record `d` of `table` into `data`; returns its length.
+    function _encodeCallback(bytes memory data, uint256 table, uint256 d, uint64 round)
+        private
+        pure
+        returns (uint256 length)
+    {
         bytes4 selector = IMiraConsumer.miraCallback.selector;
         assembly ("memory-safe") {
+            let rec := add(table, shl(7, d))
+            let count := mload(add(rec, 0x60))
+            let node := mload(add(rec, 0x20))
             let buf := add(data, 0x20)
             mstore(buf, selector)
             mstore(add(buf, 4), 0x20)
             mstore(add(buf, 36), count)
             let q := add(buf, CALLDATA_HEAD)
-            let updates := add(nodeUpdate, 0x20)
-            let nexts := add(nodeNext, 0x20)
             for { let i := 0 } lt(i, count) { i := add(i, 1) } {
-                let p := mload(add(updates, shl(5, node)))
+                let p := mload(node)
                 let word := calldataload(add(p, 32)) // value int128 ‖ observedAt uint64 ‖ …
                 mstore(q, calldataload(p))
                 mstore(add(q, 32), sar(128, word))
                 mstore(add(q, 64), and(shr(64, word), 0xffffffffffffffff))
                 mstore(add(q, 96), round)
                 q := add(q, 128)
-                node := mload(add(nexts, shl(5, node)))
+                node := mload(add(node, 0x20))
             }
             length := sub(q, buf)
         }
@@ -456,17 +471,5 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     function _send(address payable to, uint256 amount) private {
         (bool ok,) = to.call{value: amount}("");
         if (!ok) revert TransferFailed(to, amount);
-    }
-
-    function _wordAt(uint256 start, uint256 i) private pure returns (uint256 w) {
-        assembly ("memory-safe") {
-            w := mload(add(start, shl(5, i)))
-        }
-    }
-
-    function _feedAt(uint256 start, uint256 i) private pure returns (bytes32 f) {
-        assembly ("memory-safe") {
-            f := calldataload(mload(add(start, shl(5, i))))
-        }
     }
 }

@@ -6,7 +6,11 @@ real anvil, signed by a real FROST committee from the DKG. Measured:
 - one-feed report vs committee size n (threshold t = ⌊2n/3⌋ + 1): flat, since the
   contract verifies one aggregate signature whatever n is;
 - reports of 1, 10, 50 and 100 feeds, and the marginal gas per extra feed;
-- Chainlink's OCR2Base at n = 4, 16, 31 with f = (n − 1) / 3 (see ``ocr2``), in the same run.
+- Chainlink's OCR2Base at n = 4, 16, 31 with f = (n − 1) / 3 (see ``ocr2``), in the same run;
+- subscriptions (issue #16): the overhead per callback of a one-feed report with k = 1, 4, 16
+  consumers subscribed (transmit gas with them minus without, minus the consumers' own gas
+  from anvil's call tracer, over k), and the unsubscribed one- and 100-feed figures against
+  those measured before subscriptions existed.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ COMMITTEE_SIZES = (4, 16, 31, 64)
 FEED_COUNTS = (1, 10, 50, 100)
 REFERENCE_N = 31
 SAMPLES = 5
+
+CALLBACK_COUNTS = (1, 4, 16)
+# Bars of the subscriptions issue (#16): overhead per callback beyond the consumer's own gas,
+# and unsubscribed transmits within 1% of the figures this bench printed just before
+# subscriptions existed (main at 3b790ab, same anvil and hardfork).
+CALLBACK_OVERHEAD_BAR = 12_000
+UNSUBSCRIBED_BEFORE = {"1": 41_922, "100": 955_662}
+UNSUBSCRIBED_BAR = 0.01
 
 # Bars of the contracts issue.
 ONE_FEED_BAR = 36_000
@@ -106,6 +118,10 @@ class _Transmitter:
 
     def transmit(self, committee: Committee, feed_ids: Sequence[bytes]) -> int:
         """Send one report updating ``feed_ids``; return the receipt's gasUsed."""
+        return int(self.send(committee, feed_ids)["gasUsed"])
+
+    def send(self, committee: Committee, feed_ids: Sequence[bytes]) -> Any:
+        """Send one report updating ``feed_ids``; return its receipt."""
         self.round += 1
         # a new block second per report, so every update is fresh for every feed
         self.w3.provider.make_request("evm_increaseTime", [1])  # type: ignore[arg-type]
@@ -139,7 +155,57 @@ class _Transmitter:
         applied = self.oracle.events.ReportTransmitted().process_receipt(receipt)
         if len(applied) != 1 or len(applied[0]["args"]["modelCommitments"]) != len(feed_ids):
             raise RuntimeError(f"round {self.round} did not apply all {len(feed_ids)} updates")
-        return int(receipt["gasUsed"])
+        return receipt
+
+
+def _callee_gas(w3: Web3, tx_hash: Any, callees: set[str]) -> int:
+    """Gas the calls to ``callees`` used themselves in transaction ``tx_hash`` (call tracer)."""
+    trace = w3.provider.make_request(  # type: ignore[arg-type]
+        "debug_traceTransaction", [tx_hash.to_0x_hex(), {"tracer": "callTracer"}]
+    )["result"]
+    return sum(
+        int(call["gasUsed"], 16)
+        for call in trace.get("calls", [])
+        if call.get("to", "").lower() in callees
+    )
+
+
+def measure_callbacks(
+    w3: Web3, oracle: Contract, committee: Committee, tx: _Transmitter
+) -> dict[str, Any]:
+    """Overhead per callback for k subscribers of a one-feed report (see the module doc)."""
+    overhead: dict[str, float] = {}
+    with_subscribers: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for k in CALLBACK_COUNTS:
+        feed = keccak(f"CALLBACK-{k}/USD".encode())
+        oracle.functions.registerFeed(feed, 8, f"CALLBACK-{k} / USD").transact()
+        tx.transmit(committee, [feed])  # first write of the ring, as for every other feed
+        without = int(statistics.median(tx.transmit(committee, [feed]) for _ in range(3)))
+        consumers = []
+        for _ in range(k):
+            # a price alarm whose threshold is never crossed: one storage read per callback
+            alarm = deploy(w3, "PriceAlarm", oracle.address, feed, 2**126)
+            consumers.append(alarm.address.lower())
+            w3.eth.wait_for_transaction_receipt(
+                oracle.functions.subscribe(alarm.address, [feed], 100_000).transact(
+                    {"value": 10**18}
+                )
+            )
+        tx.transmit(committee, [feed])  # first callbacks: the alarms' first writes
+        samples = []
+        for _ in range(3):
+            receipt = tx.send(committee, [feed])
+            samples.append((int(receipt["gasUsed"]), _callee_gas(w3, receipt["transactionHash"], set(consumers))))
+        gas, consumers_gas = sorted(samples)[1]
+        with_subscribers[str(k)] = gas
+        own[str(k)] = consumers_gas
+        overhead[str(k)] = round((gas - without - consumers_gas) / k, 1)
+    return {
+        "transmit_gas_with_subscribers": with_subscribers,
+        "consumers_own_gas": own,
+        "overhead_per_callback": overhead,
+    }
 
 
 def measure_mira(w3: Web3) -> dict[str, Any]:
@@ -169,7 +235,14 @@ def measure_mira(w3: Web3) -> dict[str, Any]:
 
     lo, hi = min(by_n.values()), max(by_n.values())
     marginal = (by_feeds["100"] - by_feeds["1"]) / 99
+    callbacks = measure_callbacks(w3, oracle, reference, tx)
+    callbacks["unsubscribed_gas_by_feed_count"] = {k: by_feeds[k] for k in UNSUBSCRIBED_BEFORE}
+    callbacks["unsubscribed_gas_before_subscriptions"] = UNSUBSCRIBED_BEFORE
+    callbacks["unsubscribed_change"] = {
+        k: round(by_feeds[k] / before - 1, 5) for k, before in UNSUBSCRIBED_BEFORE.items()
+    }
     return {
+        "callbacks": callbacks,
         "one_feed_gas_by_committee_size": by_n,
         "committee_size_spread": round((hi - lo) / lo, 5),
         "gas_by_feed_count": by_feeds,
@@ -207,6 +280,15 @@ def run() -> dict[str, Any]:
         "marginal_gas_per_feed_max": MARGINAL_BAR,
         "marginal_gas_per_feed_pass": mira["marginal_gas_per_feed_at_100"] <= MARGINAL_BAR,
     }
+    callbacks = mira["callbacks"]
+    bars["callback_overhead_max"] = CALLBACK_OVERHEAD_BAR
+    bars["callback_overhead_pass"] = all(
+        v <= CALLBACK_OVERHEAD_BAR for v in callbacks["overhead_per_callback"].values()
+    )
+    bars["unsubscribed_change_max"] = UNSUBSCRIBED_BAR
+    bars["unsubscribed_change_pass"] = all(
+        v <= UNSUBSCRIBED_BAR for v in callbacks["unsubscribed_change"].values()
+    )
     if reference.get("gas_by_committee_size"):
         ocr2_31 = reference["gas_by_committee_size"].get(str(REFERENCE_N))
         mira_31 = mira["one_feed_gas_by_committee_size"][str(REFERENCE_N)]

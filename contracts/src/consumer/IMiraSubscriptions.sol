@@ -87,9 +87,9 @@ interface IMiraSubscriptions {
     /// @notice The transaction's gas left could not give `consumer` its full `gasLimit`:
     ///         the transmitter must send more gas (the whole transmit reverts).
     error InsufficientGasForCallback(address consumer, uint256 gasLimit);
-    /// @notice A per-feed subscriber cap of 0 or above `limit` (MAX_SUBSCRIBERS_LIMIT).
+    /// @notice A per-feed subscriber cap of 0 or above `limit` (MAX_SUBSCRIBERS_LIMIT, 64).
     error InvalidMaxSubscribers(uint256 maxSubscribers, uint256 limit);
-    /// @notice A premium above MAX_PREMIUM_BPS or an overhead above MAX_OVERHEAD_GAS.
+    /// @notice A premium above 10,000 basis points or an overhead above 100,000 gas.
     error InvalidCallbackPricing(uint256 premiumBps, uint256 overheadGas);
     /// @notice Sending `amount` wei to `to` failed.
     error TransferFailed(address to, uint256 amount);
@@ -118,12 +118,12 @@ interface IMiraSubscriptions {
     ///         callbacks) to `to`; returns the amount.
     function withdrawReimbursement(address payable to) external returns (uint256 amount);
 
-    /// @notice Owner: cap the subscribers of each feed (1 to MAX_SUBSCRIBERS_LIMIT; default
-    ///         DEFAULT_MAX_SUBSCRIBERS). Feeds above a lowered cap keep their subscribers.
+    /// @notice Owner: cap the subscribers of each feed (1 to MAX_SUBSCRIBERS_LIMIT = 64; 16 at
+    ///         deployment). Feeds above a lowered cap keep their subscribers.
     function setMaxSubscribers(uint256 maxSubscribers) external;
 
-    /// @notice Owner: set the premium (basis points, ≤ MAX_PREMIUM_BPS) and the fixed overhead
-    ///         (gas, ≤ MAX_OVERHEAD_GAS) that callbacks are charged.
+    /// @notice Owner: set the premium (basis points, ≤ 10,000; 1,000 at deployment) and the
+    ///         fixed overhead (gas, ≤ 100,000; 15,000 at deployment) that callbacks are charged.
     function setCallbackPricing(uint256 premiumBps, uint256 overheadGas) external;
 
     /// @notice The subscription of `consumer`: owner (0 if none), callback gas limit, deposit in
