@@ -82,7 +82,6 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     uint256 internal constant CARRIED = 0x7f00000000000000000000800000000000000000000000000000000000000000;
     uint256 internal constant U48 = 0xffffffffffff;
     uint256 internal constant U64 = 0xffffffffffffffff;
-    uint256 internal constant U128 = 0xffffffffffffffffffffffffffffffff;
     /// @dev Rounds are milliseconds (the start of the round's slot, see IMiraOracle).
     uint256 internal constant ROUNDS_PER_SECOND = 1000;
     // LibReport's sizes, restated as literals because inline assembly reads only literal
@@ -525,7 +524,7 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     function _clear(bytes32 feedId, uint256 depth) private {
         uint256[MAX_HISTORY_DEPTH] storage slots = _rings[feedId];
         uint256 empty = REGISTERED | (depth << DEPTH_SHIFT);
-        if (_subscribers[feedId].length != 0) empty |= SUBSCRIBED;
+        if (_subscriberCount(feedId) != 0) empty |= SUBSCRIBED;
         for (uint256 i; i < depth; ++i) {
             slots[i] = empty;
         }

@@ -41,6 +41,9 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     /// @dev miraCallback((bytes32,int128,uint64,uint64)[]): selector, head (offset, length),
     ///      then four words per update.
     uint256 internal constant CALLDATA_HEAD = 68;
+    uint256 internal constant COUNT_SHIFT = 160;
+    uint256 internal constant U128 = 0xffffffffffffffffffffffffffffffff;
+    uint256 internal constant U160 = 0x00ffffffffffffffffffffffffffffffffffffffff;
 
     /// @dev Slot 0 is all the callbacks read and write.
     struct Subscription {
@@ -58,7 +61,9 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     }
 
     mapping(address consumer => Subscription) internal _subscriptions;
-    mapping(bytes32 feedId => address[]) internal _subscribers;
+    /// @dev A feed's subscribers: slot 0 packs count << 160 | subscriber 0, slot j subscriber j,
+    ///      so a report reads a feed's count and first subscriber in one slot.
+    mapping(bytes32 feedId => uint256[MAX_SUBSCRIBERS_LIMIT]) internal _subscriberSlots;
     /// @dev Position + 1 of the feed in the consumer's feedIds (0: not subscribed).
     mapping(address consumer => mapping(bytes32 feedId => uint256)) internal _feedPositions;
     mapping(address transmitter => uint256) internal _reimbursements;
@@ -122,11 +127,17 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
             bytes32 feedId = feedIds[i];
             _requireFeed(feedId);
             if (_feedPositions[consumer][feedId] != 0) revert AlreadySubscribed(consumer, feedId);
-            address[] storage list = _subscribers[feedId];
-            uint256 count = list.length;
+            uint256[MAX_SUBSCRIBERS_LIMIT] storage list = _subscriberSlots[feedId];
+            uint256 head = list[0];
+            uint256 count = head >> COUNT_SHIFT;
             if (count >= cap) revert TooManySubscribers(feedId, cap);
-            if (count == 0) _setSubscribedFlag(feedId, true);
-            list.push(consumer);
+            if (count == 0) {
+                _setSubscribedFlag(feedId, true);
+                list[0] = (1 << COUNT_SHIFT) | uint160(consumer);
+            } else {
+                list[count] = uint160(consumer);
+                list[0] = head + (1 << COUNT_SHIFT);
+            }
             s.feedIds.push(feedId);
             _feedPositions[consumer][feedId] = s.feedIds.length;
             emit FeedSubscribed(consumer, feedId);
@@ -142,21 +153,27 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
             uint256 position = _feedPositions[consumer][feedId];
             if (position == 0) revert NotSubscribed(consumer, feedId);
             // swap-and-pop from the consumer's feeds
-            bytes32 moved = s.feedIds[s.feedIds.length - 1];
-            s.feedIds[position - 1] = moved;
-            _feedPositions[consumer][moved] = position;
+            bytes32 movedFeed = s.feedIds[s.feedIds.length - 1];
+            s.feedIds[position - 1] = movedFeed;
+            _feedPositions[consumer][movedFeed] = position;
             s.feedIds.pop();
             delete _feedPositions[consumer][feedId];
-            // and from the feed's subscribers (at most MAX_SUBSCRIBERS_LIMIT entries)
-            address[] storage list = _subscribers[feedId];
-            uint256 last = list.length - 1;
-            for (uint256 j; j <= last; ++j) {
-                if (list[j] == consumer) {
-                    list[j] = list[last];
-                    list.pop();
-                    break;
-                }
+            // and from the feed's subscribers (at most MAX_SUBSCRIBERS_LIMIT entries): the last
+            // one moves into its place
+            uint256[MAX_SUBSCRIBERS_LIMIT] storage list = _subscriberSlots[feedId];
+            uint256 head = list[0];
+            uint256 last = (head >> COUNT_SHIFT) - 1;
+            uint256 moved = last == 0 ? head & U160 : list[last];
+            uint256 j;
+            while ((j == 0 ? head : list[j]) & U160 != uint160(consumer)) {
+                ++j;
             }
+            if (j != 0) list[j] = moved;
+            if (last != 0) delete list[last];
+            // count − 1, and subscriber 0 replaced if it was the one leaving
+            head -= 1 << COUNT_SHIFT;
+            if (j == 0) head = (head & ~U160) | moved;
+            list[0] = last == 0 ? 0 : head;
             if (last == 0) _setSubscribedFlag(feedId, false);
             emit FeedUnsubscribed(consumer, feedId);
         }
@@ -222,8 +239,18 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     }
 
     /// @inheritdoc IMiraSubscriptions
-    function subscribersOf(bytes32 feedId) external view returns (address[] memory) {
-        return _subscribers[feedId];
+    function subscribersOf(bytes32 feedId) external view returns (address[] memory list) {
+        uint256[MAX_SUBSCRIBERS_LIMIT] storage slots = _subscriberSlots[feedId];
+        uint256 head = slots[0];
+        list = new address[](head >> COUNT_SHIFT);
+        for (uint256 j; j < list.length; ++j) {
+            list[j] = address(uint160(j == 0 ? head : slots[j]));
+        }
+    }
+
+    /// @dev How many consumers `feedId` has.
+    function _subscriberCount(bytes32 feedId) internal view returns (uint256) {
+        return _subscriberSlots[feedId][0] >> COUNT_SHIFT;
     }
 
     /// @inheritdoc IMiraSubscriptions
@@ -281,11 +308,13 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
         _inCallbacks = true;
         (uint256 table, uint256 distinct, uint256 most) = _gather(updates, (end - updates) >> 5);
         Settings memory st = _settings;
+        // wei per 10,000 gas: (gas + overhead) × unitPrice / BPS is a callback's fee
+        uint256 unitPrice = tx.gasprice * (BPS + st.premiumBps);
         uint256 earned;
         bytes memory data = new bytes(CALLDATA_HEAD + (most << 7));
         for (uint256 d; d < distinct; ++d) {
             uint256 length = _encodeCallback(data, table, d, round);
-            earned += _callOne(_consumerOf(table, d), data, length, round, st);
+            earned += _callOne(_consumerOf(table, d), data, length, round, unitPrice, st.overheadGas);
         }
         if (earned != 0) _reimbursements[msg.sender] += earned;
         _inCallbacks = false;
@@ -306,12 +335,12 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     {
         uint256 listsSlot;
         assembly ("memory-safe") {
-            listsSlot := _subscribers.slot
+            listsSlot := _subscriberSlots.slot
             let pairs := 0
             for { let i := 0 } lt(i, n) { i := add(i, 1) } {
                 mstore(0x00, calldataload(mload(add(updates, shl(5, i)))))
                 mstore(0x20, listsSlot)
-                pairs := add(pairs, sload(keccak256(0x00, 0x40)))
+                pairs := add(pairs, shr(COUNT_SHIFT, sload(keccak256(0x00, 0x40))))
             }
             table := mload(0x40)
             let node := add(table, shl(7, pairs))
@@ -320,13 +349,13 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
                 let offset := mload(add(updates, shl(5, i)))
                 mstore(0x00, calldataload(offset))
                 mstore(0x20, listsSlot)
-                let lengthSlot := keccak256(0x00, 0x40)
-                let len := sload(lengthSlot)
-                mstore(0x00, lengthSlot)
-                let items := keccak256(0x00, 0x20)
+                let items := keccak256(0x00, 0x40)
+                let head := sload(items) // warm: read for the count above
+                let len := shr(COUNT_SHIFT, head)
                 let before := distinct
                 for { let j := 0 } lt(j, len) { j := add(j, 1) } {
-                    let c := sload(add(items, j))
+                    let c := and(head, U160)
+                    if j { c := and(sload(add(items, j)), U160) }
                     let rec := 0
                     for { let m := 0 } lt(m, before) { m := add(m, 1) } {
                         let r := add(table, shl(7, m))
@@ -394,14 +423,27 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
 
     /// @dev One consumer's callback: skip it if its deposit cannot cover the worst case, else
     ///      call it with exactly its gas limit and charge it. Returns the fee charged.
-    function _callOne(address c, bytes memory data, uint256 length, uint64 round, Settings memory st)
-        private
-        returns (uint256 fee)
-    {
-        Subscription storage s = _subscriptions[c];
-        uint256 balance = s.balance;
-        uint256 gasLimit = s.gasLimit;
-        uint256 required = _fee(gasLimit, st.overheadGas, tx.gasprice, st.premiumBps);
+    function _callOne(
+        address c,
+        bytes memory data,
+        uint256 length,
+        uint64 round,
+        uint256 unitPrice,
+        uint256 overheadGas
+    ) private returns (uint256 fee) {
+        // the subscription's first slot, read and written once: balance (bits 0..127) and gas
+        // limit (128..159), Solidity's packing of Subscription
+        uint256 slot;
+        uint256 word;
+        assembly ("memory-safe") {
+            mstore(0x00, c)
+            mstore(0x20, _subscriptions.slot)
+            slot := keccak256(0x00, 0x40)
+            word := sload(slot)
+        }
+        uint256 balance = word & U128;
+        uint256 gasLimit = uint32(word >> 128);
+        uint256 required = (gasLimit + overheadGas) * unitPrice / BPS;
         if (balance < required) {
             emit CallbackSkipped(c, round, balance, required);
             return 0;
@@ -437,9 +479,11 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
                 c, round, used == gasLimit ? CallbackFailure.GasExhausted : CallbackFailure.Reverted
             );
         }
-        fee = _fee(used, st.overheadGas, tx.gasprice, st.premiumBps);
-        // fee ≤ required ≤ balance: `used` is capped at gasLimit
-        s.balance = uint128(balance - fee);
+        fee = (used + overheadGas) * unitPrice / BPS;
+        // fee ≤ required ≤ balance (`used` is capped at gasLimit), so only the balance bits change
+        assembly ("memory-safe") {
+            sstore(slot, sub(word, fee))
+        }
     }
 
     // ---------------------------------------------------------------- internals
