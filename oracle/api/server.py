@@ -1,4 +1,5 @@
-"""The node's REST API (aiohttp): health, readiness, feeds, models, Prometheus metrics.
+"""The node's REST API (aiohttp): health, readiness, feeds, models, Prometheus metrics, and
+the stream of landed reports (:mod:`oracle.api.stream`).
 
 Every error is JSON ``{"error": {"status": ..., "message": ...}}`` with the matching
 status code; request bodies are capped (``client_max_size``).
@@ -17,6 +18,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from oracle.api.stream import ReportStream
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import ApiConfig
 from oracle.models import FeedModel
@@ -47,13 +49,14 @@ class FeedView(Protocol):
 @dataclass(frozen=True)
 class NodeView:
     """What the API serves of a node: its name, health, feeds, metrics and, where the node
-    runs ``[network]``, the network service's status."""
+    runs ``[network]``, the network service's status and the stream of landed reports."""
 
     name: str
     health: Callable[[], Health]
     feeds: Mapping[str, FeedView]
     registry: CollectorRegistry
     network: Callable[[], dict[str, Any]] | None = None
+    reports: ReportStream | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -128,8 +131,21 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
             return _error(404, "this node runs no [network]")
         return web.json_response(node.network())
 
+    async def reports(request: web.Request) -> web.StreamResponse:
+        if node.reports is None:
+            return _error(404, "this node runs no [network]: it follows no oracle's reports")
+        return await node.reports.handle(request)
+
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/network", network)
+    app.router.add_get("/v1/reports/stream", reports)
+    if node.reports is not None:
+        stream = node.reports
+
+        async def end_streams(_: web.Application) -> None:
+            stream.close()
+
+        app.on_shutdown.append(end_streams)
     return app
 
 

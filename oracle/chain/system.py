@@ -113,7 +113,9 @@ class Sender:
         self.w3, self.account = w3, account
         self._nonce = int(w3.eth.get_transaction_count(account.address, "pending"))
 
-    def send(self, call: ContractFunction | dict[str, Any], what: str) -> dict[str, Any]:
+    def send(
+        self, call: ContractFunction | dict[str, Any], what: str, *, value: int = 0
+    ) -> dict[str, Any]:
         # EIP-1559 fees with room for the base fee to double before inclusion
         priority = int(self.w3.eth.max_priority_fee)
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0))
@@ -123,6 +125,7 @@ class Sender:
             "chainId": self.w3.eth.chain_id,
             "maxPriorityFeePerGas": priority,
             "maxFeePerGas": 2 * base + priority,
+            "value": value,
         }
         if isinstance(call, dict):
             tx.update(call)

@@ -20,6 +20,7 @@ from oracle.cli.db import db
 from oracle.cli.deploy import deploy
 from oracle.cli.devnet import devnet
 from oracle.cli.evaluate import eval_command
+from oracle.cli.feed import feed
 from oracle.cli.keys import keys
 from oracle.cli.model import model
 from oracle.cli.node import node
@@ -135,6 +136,7 @@ cli.add_command(node)
 cli.add_command(model)
 cli.add_command(committee)
 cli.add_command(eval_command)
+cli.add_command(feed)
 
 
 def main() -> None:

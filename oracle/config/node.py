@@ -13,6 +13,9 @@ Example::
     [api]
     host = "127.0.0.1"
     port = 8080
+    stream_max_clients = 32        # GET /v1/reports/stream (nodes with [network])
+    stream_buffer = 64             # events queued per client before a slow one is dropped
+    stream_poll_s = 0.5            # how often the chain is read for landed reports
 
     [scheduler]
     checkpoint_every_s = 60
@@ -48,6 +51,11 @@ class ApiConfig:
     host: str
     port: int
     max_body_bytes: int
+    # GET /v1/reports/stream (with [network]): clients served at once, events queued per
+    # client before a slow one is dropped, how often the chain is read for landed reports
+    stream_max_clients: int = 32
+    stream_buffer: int = 64
+    stream_poll_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,9 @@ def load_node_config(path: Path) -> NodeConfig:
         host=apit.string("host", "127.0.0.1", max_len=255),
         port=apit.integer("port", 8080, low=0, high=65535),
         max_body_bytes=apit.integer("max_body_bytes", 64 * 1024, low=1024, high=16 * 1024 * 1024),
+        stream_max_clients=apit.integer("stream_max_clients", 32, low=1, high=10_000),
+        stream_buffer=apit.integer("stream_buffer", 64, low=1, high=10_000),
+        stream_poll_s=apit.number("stream_poll_s", 0.5, low=0.05, high=60.0),
     )
     apit.finish()
 

@@ -101,10 +101,23 @@ class NetworkService(CommitteeKeygen, EpochServing):
         elif int(p_epoch) == 0 and self._keygen_for is not None and epoch >= self._keygen_for[0]:
             await self._end_keygen()  # activated (or overtaken): stop serving the proposal
         await self._maybe_propose_key()
+        await self._read_reimbursement()
         if epoch != 0 and epoch != self.epoch:
             await self._enter_epoch(chain_id, epoch)
         elif epoch == 0 and self.protocol is None and self._keygen_for is None:
             self._state = "waiting: no epoch started and no committee proposed on-chain yet"
+
+    async def _read_reimbursement(self) -> None:
+        """The transmitter's withdrawable reimbursement, for status and metrics. A failed
+        read (an oracle deployed before subscriptions existed) leaves it unknown."""
+        tx = self.transmitter
+        try:
+            owed = int(await tx.contract.functions.reimbursementOf(tx.sender).call())
+        except Exception as exc:
+            log.debug("network.reimbursement_unread", error=str(exc)[:200])
+            return
+        self.reimbursement_wei = owed
+        self.reimbursement_gauge.set(owed)
 
     async def _ensure_transport(self, chain_id: int) -> None:
         if self.transport is not None:
@@ -156,6 +169,9 @@ class NetworkService(CommitteeKeygen, EpochServing):
             out.update(self.protocol.status())
             out["members"] = self.members
             out["transmitter"] = self.transmitter.sender
+            # a decimal string: wei exceeds JavaScript's safe integers
+            owed = self.reimbursement_wei
+            out["reimbursement_wei"] = None if owed is None else str(owed)
         return out
 
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import Gauge
+
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import KeyPackage, PublicKeyPackage
@@ -48,6 +50,14 @@ class NetworkState:
         self.transmission = transmission
         self.p2p_metrics = P2PMetrics(setup.registry)
         self.round_metrics = RoundMetrics(setup.registry)
+        # what consumers' callbacks have paid this node's transmitter, not yet withdrawn
+        # (`mira feed reimbursement --withdraw`); read from the oracle every supervisor step
+        self.reimbursement_wei: int | None = None
+        self.reimbursement_gauge = Gauge(
+            "mira_transmitter_reimbursement_wei",
+            "wei of callback reimbursements this node's transmitter can withdraw",
+            registry=setup.registry,
+        )
         self.protocol: RoundProtocol | None = None
         self.transport: Transport | None = None
         self.auth: Authenticator | None = None

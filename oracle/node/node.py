@@ -4,7 +4,7 @@ Each service is handed the few things it uses (its config section, the engine, t
 registry, the feed runners), never the node.
 
 Start order: storage check → feeds (restore) → scheduler → [transaction manager →
-network] → API. Stop is the reverse;
+network → landed-report follower] → API. Stop is the reverse;
 stopping the feeds flushes their buffers and checkpoints every model, so a restart
 resumes with nothing lost.
 """
@@ -22,10 +22,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Gauge
 
 from oracle.api.server import ApiService, NodeView
+from oracle.api.stream import ReportStream
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.node.feeds import FeedRunner
 from oracle.node.keys import NetworkSetup, NodeKeys
+from oracle.node.landed import LandedReportService
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
 from oracle.node.transmission import TransmissionService
@@ -162,6 +164,7 @@ class Node:
         services: list[Service] = [self.storage, FeedsService(self.runners), scheduler]
         self.network: NetworkService | None = None
         self.transmission: TransmissionService | None = None
+        self.reports: ReportStream | None = None
         if config.network is not None:
             net = config.network
             # the keys are read once, for both services
@@ -173,18 +176,43 @@ class Node:
             services.append(self.transmission)
             self.network = NetworkService(setup, self.runners, self.transmission)
             services.append(self.network)
+            api = config.api
+            self.reports = ReportStream(
+                self.registry,
+                self._feed_id,
+                max_clients=api.stream_max_clients,
+                buffer=api.stream_buffer,
+            )
+            services.append(
+                LandedReportService(
+                    net.rpc_url,
+                    net.oracle,
+                    self.reports,
+                    poll_s=api.stream_poll_s,
+                    rpc_timeout_s=net.rpc_timeout_s,
+                )
+            )
         view = NodeView(
             name=config.name,
             health=self.health,
             feeds=self.runners,
             registry=self.registry,
             network=None if self.network is None else self.network.status,
+            reports=self.reports,
         )
         self.api = ApiService(config.api, view)
         self.services = ServiceGroup(config.name, [*services, self.api])
 
     async def start(self) -> None:
         await self.services.start()
+
+    def _feed_id(self, name: str) -> bytes | None:
+        """The on-chain id of a feed this node publishes (one per arm of a policy feed)."""
+        for runner in self.runners.values():
+            for output in runner.spec.outputs:
+                if output.id == name:
+                    return output.id_bytes32
+        return None
 
     async def stop(self) -> None:
         await self.services.stop()

@@ -37,6 +37,18 @@ from oracle.transmission import (
 log = structlog.get_logger(__name__)
 
 _NOT_REGISTERED = keccak(b"FeedNotRegistered(bytes32)")[:4]
+# Gas per callback beyond the consumer's limit that a transmit's worst case budgets: the
+# contract's own work around each call (the deposit and reimbursement accounting, the
+# event of a failure), with room to spare: the issue's bar for it is 12,000.
+CALLBACK_SLACK_GAS = 25_000
+
+
+def _report_of(call_data: bytes) -> bytes:
+    """The report argument of transmit call data (selector, ABI arguments, ring hints)."""
+    body = call_data[4:]
+    offset = int.from_bytes(body[0:32], "big")
+    length = int.from_bytes(body[offset : offset + 32], "big")
+    return body[offset + 32 : offset + 32 + length]
 
 
 class Fate(enum.Enum):
@@ -140,6 +152,32 @@ class ChainReader:
             return data
         return data + hints
 
+    async def callback_gas(self, sender: str, data: bytes) -> tuple[int, int] | None:
+        """(consumers, worst-case gas) of sending transmit call ``data`` from ``sender`` when
+        its report calls consumers back; None when it calls none, or when either read fails
+        (the transaction manager then estimates the call itself, as for any call).
+
+        eth_estimateGas alone is not enough: it measures what each consumer's callback uses
+        *now*, and the contract gives every consumer exactly its gas limit or reverts the
+        whole transmit (IMiraSubscriptions.InsufficientGasForCallback). A consumer that uses
+        little in the estimate and its whole limit on-chain (its code can tell them apart)
+        would otherwise make the report revert for lack of gas. So the worst case is the
+        estimate plus every consumer's whole limit, with EIP-150's 1/64 withheld on each call
+        and CALLBACK_SLACK_GAS for the contract's own work around each callback."""
+        try:
+            feeds = [u.feed_id for u in decode(_report_of(data)).updates]
+            consumers, limits = await self.contract.functions.callbackGasOf(feeds).call()
+            if int(consumers) == 0:
+                return None
+            estimate = await self.w3.eth.estimate_gas(
+                {"from": sender, "to": self.contract.address, "data": "0x" + data.hex()}  # type: ignore[typeddict-item]
+            )
+        except Exception as exc:
+            log.debug("transmit.callback_gas_unavailable", error=str(exc)[:200])
+            return None
+        withheld = -(-int(limits) * 64 // 63)  # ⌈limits · 64/63⌉
+        return int(consumers), int(estimate) + withheld + int(consumers) * CALLBACK_SLACK_GAS
+
     async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]:
         """Each feed's latest on-chain value; NOT_REGISTERED for a feed the oracle does not
         know (its call reverts FeedNotRegistered), so one such feed cannot fail the others.
@@ -217,8 +255,35 @@ class ManagedTransmitter(ChainReader):
     async def submit(self, report: bytes, signature: SignatureStruct, round_: int) -> Submission:
         data = await self.transmit_data(report, signature)
         return await self._enqueue_and_wait(
-            data, report_hash(report), f"round {round_}", same_report=True
+            data,
+            report_hash(report),
+            f"round {round_}",
+            same_report=True,
+            gas_limit=await self._gas_limit(data),
         )
+
+    async def _gas_limit(self, data: bytes) -> int | None:
+        """The gas limit of a transmit that calls consumers back: its worst case
+        (:meth:`callback_gas`) plus the manager's margin, at most its ceiling; None (the
+        manager estimates) when the report calls no consumer back."""
+        manager = self._manager()
+        worst = None if manager is None else await self.callback_gas(self.sender, data)
+        if manager is None or worst is None:
+            return None
+        consumers, gas = worst
+        cfg = manager.config
+        limit = gas + gas * cfg.gas_limit_margin_percent // 100
+        if limit > cfg.max_gas_limit:
+            # the sum of the consumers' limits does not fit: send what may, and say so (if
+            # they all use their whole limit, the transmit reverts InsufficientGasForCallback)
+            log.warning(
+                "transmit.callback_gas_above_ceiling",
+                consumers=consumers,
+                worst_case=limit,
+                ceiling=cfg.max_gas_limit,
+            )
+            return cfg.max_gas_limit
+        return limit
 
     async def call(self, function: str, args: Sequence[Any], *, key: bytes) -> Submission:
         """Any MiraOracle call through the manager, enqueued once per ``key``."""
@@ -226,13 +291,19 @@ class ManagedTransmitter(ChainReader):
         return await self._enqueue_and_wait(data, key, function)
 
     async def _enqueue_and_wait(
-        self, data: bytes, key: bytes, label: str, *, same_report: bool = False
+        self,
+        data: bytes,
+        key: bytes,
+        label: str,
+        *,
+        same_report: bool = False,
+        gas_limit: int | None = None,
     ) -> Submission:
         manager = self._manager()
         if manager is None:
             return Submission(Fate.FAILED, detail="the transaction manager is not running yet")
         try:
-            tid = manager.enqueue(str(self.contract.address), data, key=key)
+            tid = manager.enqueue(str(self.contract.address), data, key=key, gas_limit=gas_limit)
         except IdempotencyConflict as exc:
             if not same_report:
                 return Submission(Fate.FAILED, detail=f"enqueue: IdempotencyConflict: {exc}")

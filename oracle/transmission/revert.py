@@ -46,6 +46,18 @@ class RevertDecoder:
                 selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
                 self._errors[selector] = (str(entry["name"]), types, names)
 
+    def decode(self, data: bytes) -> tuple[str, dict[str, Any]] | None:
+        """(error name, arguments by name) if the selector is known and the data decodes."""
+        known = self._errors.get(data[:4])
+        if known is None:
+            return None
+        name, types, names = known
+        try:
+            values = decode(types, data[4:])
+        except Exception:
+            return None
+        return name, dict(zip(names, values, strict=True))
+
     def describe(self, data: bytes) -> str:
         """``Name(arg=value, …)`` if the selector is known, else the raw revert data."""
         if not data:
@@ -53,13 +65,11 @@ class RevertDecoder:
         known = self._errors.get(data[:4])
         if known is None:
             return f"unknown custom error 0x{data[:4].hex()} (data 0x{data.hex()})"
-        name, types, names = known
-        try:
-            values = decode(types, data[4:])
-        except Exception as exc:  # malformed revert data is itself worth reporting
-            return f"{name}(<undecodable: {exc}>) (data 0x{data.hex()})"
-        args = ", ".join(f"{n}={_show(v)}" for n, v in zip(names, values, strict=True))
-        return f"{name}({args})"
+        decoded = self.decode(data)
+        if decoded is None:  # malformed revert data is itself worth reporting
+            return f"{known[0]}(<undecodable>) (data 0x{data.hex()})"
+        name, args = decoded
+        return f"{name}({', '.join(f'{n}={_show(v)}' for n, v in args.items())})"
 
 
 def revert_of(exc: JsonRpcError) -> bytes | None:

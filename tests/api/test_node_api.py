@@ -70,6 +70,9 @@ async def test_node_serves_feeds_and_resumes_after_restart(
                 assert (await r.json())["models"][0]["steps"][0]["class"] == (
                     "preprocessing.StandardScaler"
                 )
+            async with http.get(f"{base}/v1/reports/stream") as r:  # a node without [network]
+                assert r.status == 404
+                assert "[network]" in (await r.json())["error"]["message"]
             async with http.get(f"{base}/v1/feeds/NOPE") as r:
                 assert r.status == 404
                 assert (await r.json())["error"]["status"] == 404

@@ -37,6 +37,16 @@ def test_unknown_section_key_is_named(tmp_path: Path) -> None:
     assert "api.prot = 1: unknown key (did you mean 'port'?)" in str(info.value)
 
 
+def test_report_stream_bounds_are_read_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    config = load_node_config(make_node(tmp_path / "a"))
+    assert (config.api.stream_max_clients, config.api.stream_buffer) == (32, 64)
+    path = make_node(tmp_path, "\n[api]\nstream_max_clients = 0\nstream_buffer = 8\n")
+    with pytest.raises(ConfigError) as info:
+        load_node_config(path)
+    assert "api.stream_max_clients = 0" in str(info.value)
+
+
 def test_missing_feed_is_named_with_what_exists(tmp_path: Path) -> None:
     path = make_node(tmp_path)
     path.write_text(path.read_text().replace('name = "n1"', 'name = "n1"\nfeeds = ["nope"]'))

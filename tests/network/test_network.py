@@ -6,11 +6,12 @@ part of the test: pytest runs a module's tests in the order they are written, an
 are numbered in that order. Each scenario restores what it broke (a restarted or killed
 node, a faulty process, a paused RPC), and the ``restored`` fixture checks that before
 the next one starts, so a scenario that fails to restore fails there, not in the next.
-The rotation (test_9) changes the committee for good: it is last.
+The rotation (test_10) changes the committee for good: it is last.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
@@ -301,7 +302,163 @@ def test_8_committee_status_reads_the_chain_and_probes_members(net: HarnessNet) 
         net.wait_ready(indices=[down])
 
 
-def test_9_live_rotation_to_a_smaller_committee_by_network_dkg(net: HarnessNet) -> None:
+def test_9_subscribed_consumers_are_called_back_and_hostile_ones_cost_only_themselves(
+    net: HarnessNet,
+) -> None:
+    """Issue 16: consumers subscribed to the feed are called back in each report's
+    transaction. A well-behaved one receives every update with the value the proxy shows,
+    while in the same reports a reverting, a gas-exhausting, a returndata-bombing and a
+    re-entering consumer each fail with CallbackFailed and the feed still updates; a drained
+    deposit is skipped (CallbackSkipped) and resumes after a top-up; unsubscribe stops the
+    callbacks. Transmissions budget the consumers' whole gas limits, so none fails for lack
+    of gas; the transmitter's reimbursement shows in /v1/network and /metrics and is withdrawn
+    with `mira feed reimbursement --withdraw`; node 0's report stream carries every report,
+    verified against the on-chain group key."""
+    from click.testing import CliRunner
+    from web3.logs import DISCARD
+
+    from oracle import artifacts
+    from oracle.api.stream_client import ReportStreamClient
+    from oracle.chain.deploy import at
+    from oracle.cli.main import cli
+
+    oracle, w3, feed = net.oracle, net.w3, net.feed_id
+    assert oracle is not None
+    owner = w3.eth.accounts[0]
+
+    def all_in(txs: list[Any]) -> list[Any]:  # sent together: one block for all (1 s blocks)
+        receipts = [w3.eth.wait_for_transaction_receipt(tx, timeout=60) for tx in txs]
+        assert all(r["status"] == 1 for r in receipts)
+        return receipts
+
+    def create(name: str, *args: Any) -> Any:
+        art = artifacts.load(name)
+        return w3.eth.contract(abi=art.abi, bytecode=art.bytecode).constructor(*args).transact()
+
+    names = ["RecordingConsumer", "RecordingConsumer", "ReturnBombConsumer", "ReentrantConsumer"]
+    names += ["RevertingConsumer", "GasBurningConsumer"]
+    args: list[tuple[Any, ...]] = [(oracle.address,), (oracle.address,), (), (oracle.address, feed)]
+    receipts = all_in([create(n, *a) for n, a in zip(names, [*args, (), ()], strict=True)])
+    good, drained, bomb, reentrant, reverting, burner = (
+        at(w3, n, r["contractAddress"]) for n, r in zip(names, receipts, strict=True)
+    )
+    hostile = {
+        reverting.address: 0,  # CallbackFailure.Reverted
+        burner.address: 1,  # GasExhausted
+        bomb.address: 0,  # reverts with a megabyte of data (never copied)
+        reentrant.address: 0,  # its re-entries are refused, and it reverts
+    }
+    # the bomb gets the gas to really return its megabyte (memory for it costs ~2.2M gas)
+    limits = {good.address: 200_000, drained.address: 200_000, reentrant.address: 400_000}
+    limits[bomb.address] = 2_500_000  # the contract's maximum
+    txs = [
+        bomb.functions.setRevert(True).transact(),
+        reentrant.functions.setSwallow(False).transact(),
+    ]
+    for consumer in [good.address, drained.address, *hostile]:
+        gas = limits.get(consumer, 100_000)
+        txs.append(oracle.functions.subscribe(consumer, [feed], gas).transact({"value": 10**18}))
+    all_in(txs)
+    # drain one deposit: its owner takes all but one wei
+    all_in([oracle.functions.withdraw(drained.address, owner, 10**18 - 1).transact()])
+
+    streamed: list[Any] = []
+
+    async def follow() -> None:
+        client = ReportStreamClient(net.nodes[0].api, net.anvil_url, oracle.address)
+        async for landed in client.reports():
+            streamed.append(landed)
+
+    stream = asyncio.run_coroutine_threadsafe(follow(), net.loop.loop)
+    start_block = w3.eth.block_number
+    base = _onchain(net) // SCALE
+    reports: list[dict[str, Any]] = []
+
+    def update(value: int) -> dict[str, Any]:
+        """Move the price; the one report that lands it, with its receipt's events."""
+        _price(net, float(value))
+        net.until(lambda: _onchain(net) == value * SCALE, 15, f"{value} on-chain")
+        events = net.transmissions(start_block)
+        assert len(events) == len(reports) + 1, events  # one report per move
+        e = events[-1]
+        receipt = w3.eth.get_transaction_receipt(e["tx_hash"])
+        e["failed"] = {
+            ev["args"]["consumer"]: int(ev["args"]["reason"])
+            for ev in oracle.events.CallbackFailed().process_receipt(receipt, errors=DISCARD)
+        }
+        e["skipped"] = [
+            ev["args"]["consumer"]
+            for ev in oracle.events.CallbackSkipped().process_receipt(receipt, errors=DISCARD)
+        ]
+        e["gas_limit"] = int(w3.eth.get_transaction(e["tx_hash"])["gas"])
+        e["status"] = int(receipt["status"])
+        reports.append(e)
+        return e
+
+    def delivered(consumer: Any) -> tuple[int, list[Any]]:
+        return int(consumer.functions.calls().call()), consumer.functions.last().call()
+
+    try:
+        for k in (1, 2):
+            e = update(base + 10 * k)
+            assert e["failed"] == hostile  # each hostile consumer failed, with its reason
+            assert e["skipped"] == [drained.address]
+            calls, last = delivered(good)
+            r, value, observed_at = oracle.functions.latestRound(feed).call()
+            assert calls == k and [tuple(u) for u in last] == [(feed, value, observed_at, r)]
+            assert value == net.proxy_answer()[1] == (base + 10 * k) * SCALE
+        assert delivered(drained)[0] == 0
+
+        net._wait(oracle.functions.deposit(drained.address).transact({"value": 10**18}))
+        e = update(base + 30)
+        assert e["skipped"] == [] and delivered(drained)[0] == 1  # topped up: called again
+        assert delivered(good)[0] == 3
+
+        net._wait(oracle.functions.unsubscribe(good.address, [feed]).transact())
+        e = update(base + 40)
+        assert delivered(good)[0] == 3 and delivered(drained)[0] == 2  # unsubscribed: no call
+        assert e["failed"] == hostile
+
+        # every transmission landed, with a gas limit covering every consumer's whole limit
+        subscribed = sum(limits.get(c, 100_000) for c in [drained.address, *hostile])
+        for e in reports:
+            receipt = w3.eth.get_transaction_receipt(e["tx_hash"])
+            assert e["status"] == 1
+            assert e["gas_limit"] >= int(receipt["gasUsed"]) + subscribed, e
+        net.until(lambda: len(streamed) >= len(reports), 10, "the stream to catch up")
+    finally:
+        stream.cancel()
+    assert [r.tx_hash for r in streamed] == [e["tx_hash"] for e in reports]
+    assert [r.decoded.updates[0].value for r in streamed] == [
+        (base + 10 * k) * SCALE for k in (1, 2, 3, 4)
+    ]
+
+    # the callbacks' payments: the reports' transmitters can withdraw them
+    sender = reports[-1]["sender"]
+    index = next(i for i, n in enumerate(net.nodes) if n.operator == sender)
+    owed = int(oracle.functions.reimbursementOf(sender).call())
+    assert owed > 0
+    net.until(
+        lambda: (net.status(index) or {}).get("reimbursement_wei") == str(owed),
+        10,
+        "the reimbursement in /v1/network",
+    )
+    assert _metric(net.metrics(index), "mira_transmitter_reimbursement_wei") == pytest.approx(owed)
+    keys = net.nodes[index].dir / "keys"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "feed", "reimbursement", "--withdraw", "--json",
+            "--rpc-url", net.anvil_url, "--oracle", oracle.address,
+            "--keys-dir", str(keys), "--passphrase-file", str(keys / "passphrase"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["amount_wei"] == owed
+    assert int(oracle.functions.reimbursementOf(sender).call()) == 0
+
+
+def test_10_live_rotation_to_a_smaller_committee_by_network_dkg(net: HarnessNet) -> None:
     """The owner proposes epoch 2 without node 3. Nodes 0–2 run the DKG over p2p while
     they keep serving epoch 1, propose the key; once it is activated they switch to
     epoch 2 without a restart, and node 3 stops signing. (Last: it changes the network.)"""
