@@ -38,6 +38,7 @@ from oracle.crypto.dkg import default_threshold, run_dkg_in_one_process
 from oracle.crypto.frost import make_signers, run_signing
 from oracle.crypto.group import base_mul
 from oracle.crypto.suites import MIRA_EVM
+from oracle.progress import Progress, no_progress
 from oracle.reporting.report import FeedUpdate, Report, digest, encode
 
 HARDFORK = "prague"
@@ -268,14 +269,16 @@ def measure_mira(w3: Web3) -> dict[str, Any]:
     }
 
 
-def run() -> dict[str, Any]:
+def run(progress: Progress = no_progress) -> dict[str, Any]:
     """Start anvil, measure Mira (and OCR2 when its sources are installed), check the bars."""
     with Anvil(AnvilConfig(extra_args=["--hardfork", HARDFORK])) as anvil:
         w3 = Web3(Web3.HTTPProvider(anvil.url, request_kwargs={"timeout": 30}))
         w3.eth.default_account = w3.eth.accounts[0]
+        progress("Mira: DKG'd committees, 1-100 feed reports, callbacks", 0, 2)
         mira = measure_mira(w3)
         from oracle.bench import ocr2
 
+        progress("Chainlink OCR2Base reference", 1, 2)
         reference = ocr2.measure(w3, tuple(n for n in COMMITTEE_SIZES if n <= 31))
     bars: dict[str, Any] = {
         "one_feed_total_gas_max": ONE_FEED_BAR,

@@ -154,7 +154,8 @@ def gas_command(as_json: bool) -> None:
     """Full-transaction gas of Mira's transmit vs committee size and batch size, and OCR2's."""
     from oracle.bench import gas
 
-    result = gas.run()
+    with stderr_progress("mira bench gas") as progress:
+        result = gas.run(progress)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
