@@ -37,7 +37,7 @@ from web3.logs import DISCARD
 
 from oracle import artifacts
 from oracle.chain.system import Manifest, Sender
-from oracle.cli.options import ADDRESS, RPC_URL, json_option, passphrase_file_option
+from oracle.cli.options import ADDRESS, RPC_URL, emit, json_option, passphrase_file_option
 from oracle.config.feeds import feed_id_bytes32
 from oracle.crypto.keystore import KEYS_DIR_ENV, KeyStore, read_passphrase
 from oracle.errors import ChainError
@@ -234,10 +234,6 @@ def _tx(receipt: dict[str, Any]) -> dict[str, Any]:
     return {"tx_hash": "0x" + bytes(receipt["transactionHash"]).hex()}
 
 
-def _echo(as_json: bool, result: dict[str, Any], line: str) -> None:
-    click.echo(json.dumps(result) if as_json else line)
-
-
 # -- commands -------------------------------------------------------------------------------
 
 
@@ -332,7 +328,7 @@ def subscriptions(
 ) -> None:
     """A consumer's subscription: owner, callback gas limit, deposit, feeds."""
     sub = _subscription(_target(manifest, rpc_url, oracle), consumer)
-    _echo(as_json, sub, _describe(sub))
+    emit(sub, as_json, [_describe(sub)])
 
 
 def _feeds(target: Target, given: Sequence[str]) -> list[bytes]:
@@ -374,7 +370,7 @@ def subscribe(
     call = target.oracle.functions.subscribe(consumer, ids, gas_limit)
     result = _tx(_transact(target, sender, call, "subscribe", value=value))
     sub = _subscription(target, consumer)
-    _echo(as_json, result | sub, f"subscribed; {_describe(sub)} (tx {result['tx_hash']})")
+    emit(result | sub, as_json, [f"subscribed; {_describe(sub)} (tx {result['tx_hash']})"])
 
 
 @feed.command("unsubscribe")
@@ -399,7 +395,7 @@ def unsubscribe(
     call = target.oracle.functions.unsubscribe(consumer, ids)
     result = _tx(_transact(target, sender, call, "unsubscribe"))
     sub = _subscription(target, consumer)
-    _echo(as_json, result | sub, f"unsubscribed; {_describe(sub)} (tx {result['tx_hash']})")
+    emit(result | sub, as_json, [f"unsubscribed; {_describe(sub)} (tx {result['tx_hash']})"])
 
 
 @feed.command("deposit")
@@ -424,7 +420,7 @@ def deposit_(
     call = target.oracle.functions.deposit(consumer)
     result = _tx(_transact(target, sender, call, "deposit", value=value))
     sub = _subscription(target, consumer)
-    _echo(as_json, result | sub, f"deposited; {_describe(sub)} (tx {result['tx_hash']})")
+    emit(result | sub, as_json, [f"deposited; {_describe(sub)} (tx {result['tx_hash']})"])
 
 
 @feed.command("withdraw")
@@ -453,10 +449,10 @@ def withdraw(
     call = target.oracle.functions.withdraw(consumer, recipient, value)
     result = _tx(_transact(target, sender, call, "withdraw"))
     sub = _subscription(target, consumer)
-    _echo(
-        as_json,
+    emit(
         result | sub | {"to": recipient, "amount_wei": value},
-        f"withdrew {_eth(value)} ETH to {recipient}; {_describe(sub)} (tx {result['tx_hash']})",
+        as_json,
+        [f"withdrew {_eth(value)} ETH to {recipient}; {_describe(sub)} (tx {result['tx_hash']})"],
     )
 
 
@@ -492,14 +488,14 @@ def reimbursement(
         who = transmitter
         owed = int(target.oracle.functions.reimbursementOf(who).call())
         result = {"transmitter": who, "reimbursement_wei": owed, "reimbursement_eth": _eth(owed)}
-        _echo(as_json, result, f"{who} can withdraw {_eth(owed)} ETH")
+        emit(result, as_json, [f"{who} can withdraw {_eth(owed)} ETH"])
         return
     sender = _sender(target, keys_dir, passphrase_file)
     who = sender.account.address
     owed = int(target.oracle.functions.reimbursementOf(who).call())
     if not take:
         result = {"transmitter": who, "reimbursement_wei": owed, "reimbursement_eth": _eth(owed)}
-        _echo(as_json, result, f"{who} can withdraw {_eth(owed)} ETH (--withdraw takes it)")
+        emit(result, as_json, [f"{who} can withdraw {_eth(owed)} ETH (--withdraw takes it)"])
         return
     recipient = who if to is None else to
     call = target.oracle.functions.withdrawReimbursement(recipient)
@@ -514,7 +510,7 @@ def reimbursement(
         "amount_wei": owed,
         "amount_eth": _eth(owed),
     }
-    _echo(as_json, result, f"withdrew {_eth(owed)} ETH to {recipient} (tx {result['tx_hash']})")
+    emit(result, as_json, [f"withdrew {_eth(owed)} ETH to {recipient} (tx {result['tx_hash']})"])
 
 
 @feed.command("watch")
