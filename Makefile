@@ -7,7 +7,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-FOUNDRY := contracts/node_modules/.bin
+FORGE := bin/foundry forge
 # CI=true selects the heavier fuzz/invariant campaign in contracts/foundry.toml.
 FOUNDRY_PROFILE ?= $(if $(filter true,$(CI)),ci,default)
 export FOUNDRY_PROFILE
@@ -33,7 +33,7 @@ contracts/node_modules/.installed: contracts/package.json contracts/package-lock
 	touch $@
 
 contracts: setup
-	cd contracts && ./node_modules/.bin/forge build
+	cd contracts && $(FORGE) build
 
 run: contracts
 	$(BIN)/mira devnet up
@@ -45,16 +45,16 @@ lint: setup
 	$(BIN)/ruff format --check oracle tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	cd contracts && ./node_modules/.bin/forge fmt --check
+	cd contracts && $(FORGE) fmt --check
 
 # The gas snapshot pins the transmit hot path: a change shows up as a diff to review and
 # re-record with `make gas-snapshot`.
 test-contracts: contracts
-	cd contracts && ./node_modules/.bin/forge test
-	cd contracts && ./node_modules/.bin/forge snapshot --match-contract GasTest --check
+	cd contracts && $(FORGE) test
+	cd contracts && $(FORGE) snapshot --match-contract GasTest --check
 
 gas-snapshot: contracts
-	cd contracts && ./node_modules/.bin/forge snapshot --match-contract GasTest
+	cd contracts && $(FORGE) snapshot --match-contract GasTest
 
 test-python: contracts
 	$(BIN)/pytest --durations=20
@@ -86,7 +86,7 @@ test-wheel: contracts
 fmt: setup
 	$(BIN)/ruff format oracle tests
 	$(BIN)/ruff check --fix oracle tests
-	cd contracts && ./node_modules/.bin/forge fmt
+	cd contracts && $(FORGE) fmt
 
 # Re-resolve the Python dependencies and rewrite the constraints file CI installs from.
 lock:

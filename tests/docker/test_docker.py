@@ -220,7 +220,7 @@ def test_dockerfile_pins_every_base_image_and_runs_as_non_root() -> None:
     text = DOCKERFILE.read_text()
     assert "-c constraints.txt" in text and "--only-binary=:all:" in text
     # the contracts stage installs from the lockfile, as the Makefile does
-    assert "npm install --ignore-scripts" in text and "bin/fetch-chainlink" in text
+    assert "npm ci --ignore-scripts" in text and "bin/fetch-chainlink" in text
 
 
 def test_image_builds_the_wheel_with_its_run_time_files() -> None:
