@@ -379,7 +379,7 @@ class Devnet:
 
         def proposals(state: KeyProposals) -> None:
             seen["last"] = state
-            progress("DKG: members' group-key proposals", len(state.by_member), state.size)
+            progress("DKG: members whose group key is on-chain", len(state.by_member), state.size)
             self._check_stop()
 
         activate_when_proposed(oracle, owner.send, timeout=120.0, progress=proposals)
