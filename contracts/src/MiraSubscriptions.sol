@@ -34,6 +34,14 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     ///         spends on one beyond the consumer's own gas (`mira bench gas`).
     uint256 internal constant DEFAULT_OVERHEAD_GAS = 15_000;
     uint256 internal constant BPS = 10_000;
+    /// @notice The callback gas budget a new oracle starts with: a third of a 30M-gas block, so a
+    ///         report with every callback at its limit always fits with room for the rest.
+    uint256 internal constant DEFAULT_CALLBACK_GAS_BUDGET = 10_000_000;
+    /// @notice What the budget counts per feed of a subscription beyond its gas limit: the
+    ///         transmitter's own work per callback (cold subscriber-list and subscription slots,
+    ///         the consumer's cold account, the deposit write, a failure's event) with room to
+    ///         spare, so that many consumers with tiny limits cannot overflow a block either.
+    uint256 public constant CALLBACK_RESERVE_GAS = 25_000;
     /// @dev Gas spent between reading gas() and the CALL handing the consumer its limit: the
     ///      checks and stack work in between (< 100) and the warm CALL's own 100. Measured by the
     ///      exact-gas fuzz test (ConsumerCallbacks.t.sol), with a wide margin.
@@ -42,6 +50,10 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     ///      then four words per update.
     uint256 internal constant CALLDATA_HEAD = 68;
     uint256 internal constant COUNT_SHIFT = 160;
+    /// @dev Gas for reading a consumer's miraSubscriptionManager(): an immutable costs a few
+    ///      hundred, a storage read a cold 2,100; bounded so a consumer cannot make subscribe
+    ///      costly.
+    uint256 internal constant CONSENT_GAS = 30_000;
     uint256 internal constant U128 = 0xffffffffffffffffffffffffffffffff;
     uint256 internal constant U160 = 0x00ffffffffffffffffffffffffffffffffffffffff;
 
@@ -68,6 +80,14 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     mapping(address consumer => mapping(bytes32 feedId => uint256)) internal _feedPositions;
     mapping(address transmitter => uint256) internal _reimbursements;
     Settings internal _settings;
+    /// @dev Σ over subscriptions with feeds of their _weight: every report's callbacks together
+    ///      cost at most that (each consumer is called once per report, over at most all its
+    ///      feeds), and a subscription only grows while it stays within _callbackGasBudget, so
+    ///      no set of subscribers can make a transmit need more gas than a block holds. Own
+    ///      slots, apart from _settings: only subscribe and unsubscribe touch them, and
+    ///      unpacked words keep MiraOracle's code under EIP-170.
+    uint256 internal _callbackGasCommitted;
+    uint256 internal _callbackGasBudget;
     /// @dev Set while transmit calls consumers back.
     bool internal transient _inCallbacks;
 
@@ -77,6 +97,7 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
             premiumBps: uint16(DEFAULT_PREMIUM_BPS),
             overheadGas: uint32(DEFAULT_OVERHEAD_GAS)
         });
+        _callbackGasBudget = DEFAULT_CALLBACK_GAS_BUDGET;
     }
 
     modifier notInCallbacks() {
@@ -107,6 +128,7 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
         if (consumer.code.length == 0) revert ConsumerNotContract(consumer);
         Subscription storage s = _subscriptions[consumer];
         if (s.owner == address(0)) {
+            _requireConsent(consumer);
             s.owner = msg.sender;
             emit SubscriptionCreated(consumer, msg.sender);
         } else if (s.owner != msg.sender) {
@@ -118,11 +140,12 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
         if (balance < minimum) revert DepositTooSmall(balance, minimum);
         s.balance = _toBalance(balance);
         if (msg.value != 0) emit Deposited(consumer, msg.sender, msg.value, balance);
+        uint256 cap = _settings.maxSubscribers;
+        uint256 before = _weight(s.gasLimit, s.feedIds.length);
         if (s.gasLimit != gasLimit) {
             s.gasLimit = gasLimit;
             emit CallbackGasLimitSet(consumer, gasLimit);
         }
-        uint256 cap = _settings.maxSubscribers;
         for (uint256 i; i < feedIds.length; ++i) {
             bytes32 feedId = feedIds[i];
             _requireFeed(feedId);
@@ -142,12 +165,25 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
             _feedPositions[consumer][feedId] = s.feedIds.length;
             emit FeedSubscribed(consumer, feedId);
         }
+        // gasLimit is set and at least one feed added above: the weight after this call
+        uint256 weight = _weight(gasLimit, s.feedIds.length);
+        uint256 committed;
+        unchecked {
+            // _callbackGasCommitted includes `before`; weights are tiny next to 2^256 (_weight)
+            committed = _callbackGasCommitted - before + weight;
+        }
+        // only a subscription that grows is held to the budget: one lowered below what is in use
+        // refuses new weight and never stops existing subscriptions from changing or shrinking
+        uint256 budget = _callbackGasBudget;
+        if (weight > before && committed > budget) revert CallbackGasBudgetExceeded(committed, budget);
+        _callbackGasCommitted = committed;
     }
 
     /// @inheritdoc IMiraSubscriptions
     function unsubscribe(address consumer, bytes32[] calldata feedIds) external notInCallbacks {
         if (feedIds.length == 0) revert NoFeeds();
         Subscription storage s = _ownedSubscription(consumer);
+        uint256 before = _weight(s.gasLimit, s.feedIds.length);
         for (uint256 i; i < feedIds.length; ++i) {
             bytes32 feedId = feedIds[i];
             uint256 position = _feedPositions[consumer][feedId];
@@ -176,6 +212,10 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
             list[0] = last == 0 ? 0 : head;
             if (last == 0) _setSubscribedFlag(feedId, false);
             emit FeedUnsubscribed(consumer, feedId);
+        }
+        unchecked {
+            // fewer feeds weigh less, and _callbackGasCommitted includes `before`
+            _callbackGasCommitted -= before - _weight(s.gasLimit, s.feedIds.length);
         }
     }
 
@@ -226,6 +266,12 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
         emit CallbackPricingSet(premiumBps, overheadGas);
     }
 
+    /// @inheritdoc IMiraSubscriptions
+    function setCallbackGasBudget(uint256 budget) external notInCallbacks onlyOwner {
+        _callbackGasBudget = budget;
+        emit CallbackGasBudgetSet(budget);
+    }
+
     // ---------------------------------------------------------------- views
 
     /// @inheritdoc IMiraSubscriptions
@@ -267,6 +313,11 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
     function callbackPricing() external view returns (uint256 premiumBps, uint256 overheadGas) {
         Settings memory st = _settings;
         return (st.premiumBps, st.overheadGas);
+    }
+
+    /// @inheritdoc IMiraSubscriptions
+    function callbackGasBudget() external view returns (uint256 committed, uint256 budget) {
+        return (_callbackGasCommitted, _callbackGasBudget);
     }
 
     /// @inheritdoc IMiraSubscriptions
@@ -510,8 +561,36 @@ abstract contract MiraSubscriptions is IMiraSubscriptions, Owned {
         return (gas_ + overheadGas) * gasPrice * (BPS + premiumBps) / BPS;
     }
 
+    /// @dev What a subscription with `gasLimit` and `feeds` feeds counts against the budget:
+    ///      the most one report's callback of it can cost (0 without feeds: never called).
+    ///      Unchecked: gasLimit < 2^32 and feeds is the length of a storage array (each entry
+    ///      paid for with a storage write), so neither this nor any sum of them nears 2^256.
+    function _weight(uint256 gasLimit, uint256 feeds) private pure returns (uint256 w) {
+        unchecked {
+            if (feeds != 0) w = gasLimit + feeds * CALLBACK_RESERVE_GAS;
+        }
+    }
+
     function _requireNotInCallbacks() internal view {
         if (_inCallbacks) revert CallbacksInProgress();
+    }
+
+    /// @dev A subscription is created only with its consumer's consent: by the consumer itself,
+    ///      or by the address its miraSubscriptionManager() names. Otherwise anyone could
+    ///      subscribe someone else's consumer first, choose its feeds and gas limit, and own it.
+    ///      Read with a bounded-gas staticcall; a consumer without the view, reverting, or
+    ///      returning anything but one word equal to the caller refuses.
+    function _requireConsent(address consumer) private view {
+        if (msg.sender == consumer) return;
+        bytes4 selector = IMiraConsumer.miraSubscriptionManager.selector;
+        bool consents;
+        assembly ("memory-safe") {
+            mstore(0x00, selector)
+            // at most one word of return data is copied, into scratch space
+            let ok := staticcall(CONSENT_GAS, consumer, 0x00, 0x04, 0x00, 0x20)
+            consents := and(and(ok, gt(returndatasize(), 0x1f)), eq(mload(0x00), caller()))
+        }
+        if (!consents) revert SubscriptionNotConsented(consumer, msg.sender);
     }
 
     function _ownedSubscription(address consumer) private view returns (Subscription storage s) {

@@ -10,6 +10,7 @@ import {
     EtherRefuser,
     GasBurningConsumer,
     GasProbeConsumer,
+    GreedyManagerConsumer,
     RecordingConsumer,
     ReentrantConsumer,
     ReturnBombConsumer,
@@ -24,13 +25,15 @@ contract SubscriptionsTest is OracleFixture {
     uint256 internal constant PRICE = 1 gwei;
     uint32 internal constant LIMIT = 200_000;
     bytes32[] internal ids;
+    /// @dev Deploys the consumers (vm.prank before each `new`), so it is their subscription
+    ///      manager (MiraConsumer's deployer) and may subscribe them.
     address internal subOwner = address(0x5B0);
     address internal transmitter = address(0x7E4);
     uint64 internal round;
     /// @dev GasProbeConsumer's own gas before it reads gasleft(), for one update: selector
     ///      dispatch, calldata decoding and MiraConsumer's caller check (measured; a consumer
     ///      starved by EIP-150's 1/64 rule would see less than its limit minus this).
-    uint256 internal constant PROBE_DISPATCH = 282;
+    uint256 internal constant PROBE_DISPATCH = 285;
 
     function setUp() public {
         _deploy();
@@ -98,6 +101,7 @@ contract SubscriptionsTest is OracleFixture {
     // ------------------------------------------------------------------ delivery
 
     function test_consumerGetsItsAppliedUpdatesOnceWithTheStoredValues() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0], ids[2]), LIMIT, 1 ether);
         _next(_values(ids, 1000)); // all three feeds; c follows 0 and 2
@@ -116,6 +120,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_negativeValuesArriveSignExtended() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         _next(_one(ids[0], -5, 0));
@@ -123,6 +128,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_noCallbackForUnsubscribedOrSkippedFeeds() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         _next(_one(ids[1], 7, 0));
@@ -139,6 +145,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_unsubscribeStopsCallbacksAndResubscribeResumes() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         _next(_one(ids[0], 1, 0));
@@ -153,6 +160,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_subscriptionSurvivesFeedReset() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         _next(_one(ids[0], 1, 0));
@@ -168,6 +176,7 @@ contract SubscriptionsTest is OracleFixture {
     function test_subscriptionSurvivesFullRingWrap() public {
         vm.prank(owner);
         oracle.registerFeed(bytes32(uint256(77)), 8, "SMALL", 2);
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(bytes32(uint256(77))), LIMIT, 1 ether);
         for (uint256 i; i < 5; ++i) {
@@ -179,14 +188,21 @@ contract SubscriptionsTest is OracleFixture {
     // ------------------------------------------------------------------ isolation
 
     function test_hostileConsumersFailAloneAndThePaidOneStillGetsItsCallback() public {
+        vm.prank(subOwner);
         RevertingConsumer reverting = new RevertingConsumer();
+        vm.prank(subOwner);
         GasBurningConsumer burner = new GasBurningConsumer();
+        vm.prank(subOwner);
         ReturnBombConsumer bomb = new ReturnBombConsumer();
+        vm.prank(subOwner);
         ReturnBombConsumer revertBomb = new ReturnBombConsumer();
         revertBomb.setRevert(true);
+        vm.prank(subOwner);
         ReentrantConsumer reentrant = new ReentrantConsumer(address(oracle), ids[0]);
         reentrant.setSwallow(false);
+        vm.prank(subOwner);
         RecordingConsumer gone = new RecordingConsumer(address(oracle));
+        vm.prank(subOwner);
         RecordingConsumer good = new RecordingConsumer(address(oracle));
         _subscribe(address(reverting), _feeds(ids[0]), LIMIT, 1 ether);
         _subscribe(address(burner), _feeds(ids[0]), LIMIT, 1 ether);
@@ -231,6 +247,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_reentryIntoTransmitAndEverySubscriptionChangeIsRefused() public {
+        vm.prank(subOwner);
         ReentrantConsumer reentrant = new ReentrantConsumer(address(oracle), ids[0]);
         _subscribe(address(reentrant), _feeds(ids[0]), 2_000_000, 1 ether);
         // the re-entrant transmit carries a validly signed report of another feed
@@ -253,6 +270,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_returnBombCostsTheTransmitterNoMemory() public {
+        vm.prank(subOwner);
         ReturnBombConsumer bomb = new ReturnBombConsumer();
         _subscribe(address(bomb), _feeds(ids[0]), 1_000_000, 1 ether);
         vm.warp(block.timestamp + 1);
@@ -271,6 +289,7 @@ contract SubscriptionsTest is OracleFixture {
     // ------------------------------------------------------------------ payment
 
     function test_feeMovesFromDepositToTransmitterWhoWithdrawsIt() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         _next(_one(ids[0], 1, 0));
@@ -289,6 +308,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_underfundedConsumerIsSkippedThenResumesAfterTopUp() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         uint256 worst = oracle.callbackCost(LIMIT, PRICE);
         _subscribe(address(c), _feeds(ids[0]), LIMIT, worst);
@@ -308,6 +328,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_ownerWithdrawsDeposit() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         address payable to = payable(address(0xCAFE));
@@ -324,6 +345,7 @@ contract SubscriptionsTest is OracleFixture {
     ///      reverts: never a callback with less.
     function testFuzz_consumerGetsItsLimitOrTransmitReverts(uint256 limitSeed, uint256 gasSeed) public {
         uint32 limit = uint32(bound(limitSeed, 30_000, 2_500_000));
+        vm.prank(subOwner);
         GasProbeConsumer probe = new GasProbeConsumer(address(oracle));
         _subscribe(address(probe), _feeds(ids[0]), limit, 10 ether);
         uint256 supplied = bound(gasSeed, 60_000, 3_000_000);
@@ -354,6 +376,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_insufficientGasRevertsWithConsumerAndLimit() public {
+        vm.prank(subOwner);
         GasProbeConsumer probe = new GasProbeConsumer(address(oracle));
         _subscribe(address(probe), _feeds(ids[0]), 1_000_000, 10 ether);
         vm.warp(block.timestamp + 1);
@@ -375,9 +398,179 @@ contract SubscriptionsTest is OracleFixture {
         vm.assertEq(t, 0, "nothing stored");
     }
 
+    // ------------------------------------------------------------------ consent
+
+    /// @dev The attack: a stranger subscribes a consumer before its developer does, choosing
+    ///      its feeds and gas limit and owning the subscription. Only the consumer itself or
+    ///      the manager it names (MiraConsumer: its deployer) may create it.
+    function test_strangerCannotSubscribeSomeoneElsesConsumer() public {
+        vm.prank(subOwner);
+        RecordingConsumer c = new RecordingConsumer(address(oracle));
+        vm.assertEq(c.miraSubscriptionManager(), subOwner, "deployer manages");
+        address stranger = address(0xBAD);
+        vm.deal(stranger, 1 ether);
+        vm.prank(stranger);
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraSubscriptions.SubscriptionNotConsented.selector, address(c), stranger)
+        );
+        oracle.subscribe{value: 1 ether}(address(c), _feeds(ids[0]), LIMIT);
+        _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
+        (address owner_,,,) = oracle.subscriptionOf(address(c));
+        vm.assertEq(owner_, subOwner, "the manager owns it");
+    }
+
+    function test_consumerMaySubscribeItself() public {
+        RecordingConsumer c = new RecordingConsumer(address(oracle));
+        vm.deal(address(c), 1 ether);
+        vm.prank(address(c));
+        oracle.subscribe{value: 1 ether}(address(c), _feeds(ids[0]), LIMIT);
+        (address owner_,,,) = oracle.subscriptionOf(address(c));
+        vm.assertEq(owner_, address(c), "the consumer owns its subscription");
+    }
+
+    /// @dev A consumer without the view, or one that burns whatever gas the read is given,
+    ///      consents to no one, and costs subscribe a bounded amount.
+    function test_consentReadIsBoundedAndRefusesConsumersWithoutTheView() public {
+        address noView = address(new EtherRefuser());
+        address greedy = address(new GreedyManagerConsumer());
+        for (uint256 i; i < 2; ++i) {
+            address c = i == 0 ? noView : greedy;
+            vm.prank(subOwner);
+            uint256 before = gasleft();
+            (bool ok, bytes memory err) = address(oracle).call{value: 1 ether}(
+                abi.encodeCall(oracle.subscribe, (c, _feeds(ids[0]), LIMIT))
+            );
+            uint256 spent = before - gasleft();
+            vm.assertFalse(ok, "refused");
+            vm.assertEq(
+                err,
+                abi.encodeWithSelector(IMiraSubscriptions.SubscriptionNotConsented.selector, c, subOwner),
+                "revert data"
+            );
+            vm.assertLe(spent, 80_000, "the consent read is bounded (30,000 gas)");
+        }
+    }
+
+    // ------------------------------------------------------------------ callback gas budget
+
+    /// @dev The attack: consumers at the maximum limit that burn all of it, more of them than a
+    ///      30M-gas block holds (13 × 2.5M). With exact gas, a transmit needing more than a
+    ///      block would revert forever, freezing the feed for free. The budget refuses the
+    ///      subscriptions that would not fit, and the report lands within a block, charging
+    ///      every burner.
+    function test_subscribersCannotFreezeAFeedByCommittingMoreGasThanABlockHolds() public {
+        uint256 accepted;
+        address[] memory burners = new address[](13);
+        for (uint256 i; i < burners.length; ++i) {
+            vm.prank(subOwner);
+            burners[i] = address(new GasBurningConsumer());
+            vm.prank(subOwner);
+            try oracle.subscribe{value: 1 ether}(burners[i], _feeds(ids[0]), 2_500_000) {
+                ++accepted;
+            } catch (bytes memory err) {
+                vm.assertEq(
+                    err,
+                    abi.encodeWithSelector(
+                        IMiraSubscriptions.CallbackGasBudgetExceeded.selector,
+                        (accepted + 1) * (2_500_000 + 25_000),
+                        10_000_000
+                    ),
+                    "refused by the budget"
+                );
+            }
+        }
+        vm.assertEq(accepted, 3, "3 x (2.5M + 25k) fit in 10M, a 4th does not");
+        vm.warp(block.timestamp + 1);
+        Update[] memory u = _one(ids[0], 1, uint64(block.timestamp));
+        bytes memory report = _encode(1, _nowRound(), u);
+        bytes memory data = abi.encodePacked(
+            abi.encodeCall(oracle.transmit, (report, _sign(1, report))), oracle.ringHints(_feeds(ids[0]))
+        );
+        uint256 before = _balance(burners[0]);
+        vm.prank(transmitter);
+        (bool ok,) = address(oracle).call{gas: 30_000_000}(data);
+        vm.assertTrue(ok, "the report lands within a 30M block");
+        (, int128 value,) = oracle.latestRound(ids[0]);
+        vm.assertEq(int256(value), 1, "stored");
+        vm.assertTrue(_balance(burners[0]) < before, "the burner paid for its gas");
+    }
+
+    function test_budgetCountsLimitPlusReservePerFeedAndUnsubscribeReleasesIt() public {
+        vm.prank(subOwner);
+        RecordingConsumer a = new RecordingConsumer(address(oracle));
+        _subscribe(address(a), _feeds(ids[0], ids[1]), 100_000, 1 ether);
+        (uint256 committed, uint256 budget) = oracle.callbackGasBudget();
+        vm.assertEq(committed, 100_000 + 2 * 25_000, "limit + reserve per feed");
+        vm.assertEq(budget, 10_000_000, "default budget");
+        _subscribe(address(a), _feeds(ids[2]), 300_000, 0);
+        (committed,) = oracle.callbackGasBudget();
+        vm.assertEq(committed, 300_000 + 3 * 25_000, "a raised limit replaces the old one");
+        vm.prank(subOwner);
+        oracle.unsubscribe(address(a), _feeds(ids[0]));
+        (committed,) = oracle.callbackGasBudget();
+        vm.assertEq(committed, 300_000 + 2 * 25_000, "one feed fewer");
+        vm.prank(subOwner);
+        oracle.unsubscribe(address(a), _feeds(ids[1], ids[2]));
+        (committed,) = oracle.callbackGasBudget();
+        vm.assertEq(committed, 0, "no feeds: never called, nothing committed");
+    }
+
+    /// @dev Lowering the budget below what is committed must not brick anything: existing
+    ///      subscriptions are still called and may shrink; only growth is refused.
+    function test_budgetLoweredBelowUseRefusesOnlyGrowth() public {
+        vm.prank(subOwner);
+        RecordingConsumer a = new RecordingConsumer(address(oracle));
+        vm.prank(subOwner);
+        RecordingConsumer b = new RecordingConsumer(address(oracle));
+        _subscribe(address(a), _feeds(ids[0]), 1_000_000, 1 ether);
+        _subscribe(address(b), _feeds(ids[0]), 1_000_000, 1 ether);
+        vm.prank(owner);
+        oracle.setCallbackGasBudget(500_000);
+        _next(_values(_feeds(ids[0]), 7));
+        vm.assertEq(a.calls() + b.calls(), 2, "both still called");
+        uint256 committed = 2 * 1_025_000;
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IMiraSubscriptions.CallbackGasBudgetExceeded.selector, committed + 25_000, 500_000
+            )
+        );
+        _subscribe(address(a), _feeds(ids[1]), 1_000_000, 0);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IMiraSubscriptions.CallbackGasBudgetExceeded.selector, committed + 1, 500_000
+            )
+        );
+        _subscribe(address(a), _feeds(ids[1]), 975_001, 0);
+        vm.prank(subOwner);
+        RecordingConsumer c = new RecordingConsumer(address(oracle));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IMiraSubscriptions.CallbackGasBudgetExceeded.selector, committed + 30_000, 500_000
+            )
+        );
+        _subscribe(address(c), _feeds(ids[0]), 5000, 1 ether);
+        // shrinking (a lower limit, even with a feed more) is allowed though still above budget
+        _subscribe(address(a), _feeds(ids[1]), 900_000, 0);
+        (uint256 now_,) = oracle.callbackGasBudget();
+        vm.assertEq(now_, committed - 75_000, "shrunk");
+    }
+
+    function test_revert_callbackGasBudgetSettings() public {
+        vm.expectRevert(abi.encodeWithSelector(Owned.NotOwner.selector, address(this)));
+        oracle.setCallbackGasBudget(1);
+        vm.startPrank(owner);
+        vm.expectEmit(address(oracle));
+        emit IMiraSubscriptions.CallbackGasBudgetSet(20_000_000);
+        oracle.setCallbackGasBudget(20_000_000);
+        vm.stopPrank();
+        (, uint256 budget) = oracle.callbackGasBudget();
+        vm.assertEq(budget, 20_000_000, "set");
+    }
+
     // ------------------------------------------------------------------ bad input
 
     function test_revert_unknownFeed() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         vm.expectRevert(
             abi.encodeWithSelector(IMiraSubscriptions.FeedNotRegistered.selector, bytes32(uint256(9)))
@@ -393,6 +586,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_revert_gasLimitZeroOrAboveMax() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         vm.expectRevert(
             abi.encodeWithSelector(IMiraSubscriptions.InvalidCallbackGasLimit.selector, 0, 2_500_000)
@@ -405,6 +599,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_revert_depositTooSmall() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         uint256 worst = oracle.callbackCost(LIMIT, PRICE);
         vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.DepositTooSmall.selector, worst - 1, worst));
@@ -415,6 +610,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_revert_notSubscriptionOwner() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         address stranger = address(0x5EE);
@@ -447,8 +643,10 @@ contract SubscriptionsTest is OracleFixture {
         vm.prank(owner);
         oracle.setMaxSubscribers(2);
         for (uint256 i; i < 2; ++i) {
+            vm.prank(subOwner);
             _subscribe(address(new RecordingConsumer(address(oracle))), _feeds(ids[0]), LIMIT, 1 ether);
         }
+        vm.prank(subOwner);
         address third = address(new RecordingConsumer(address(oracle)));
         vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.TooManySubscribers.selector, ids[0], 2));
         _subscribe(third, _feeds(ids[0]), LIMIT, 1 ether);
@@ -460,6 +658,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_revert_alreadySubscribedAndNotSubscribed() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         vm.expectRevert(
@@ -472,12 +671,14 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_revert_noFeeds() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         vm.expectRevert(abi.encodeWithSelector(IMiraSubscriptions.NoFeeds.selector));
         _subscribe(address(c), new bytes32[](0), LIMIT, 1 ether);
     }
 
     function test_revert_insufficientDeposit() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         vm.prank(subOwner);
@@ -490,6 +691,7 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_revert_transferFailedAndNothingToWithdraw() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         _subscribe(address(c), _feeds(ids[0]), LIMIT, 1 ether);
         address refuser = address(new EtherRefuser());
@@ -525,13 +727,16 @@ contract SubscriptionsTest is OracleFixture {
     }
 
     function test_revert_onlyOracleCallsConsumer() public {
+        vm.prank(subOwner);
         RecordingConsumer c = new RecordingConsumer(address(oracle));
         vm.expectRevert(abi.encodeWithSelector(MiraConsumer.OnlyMiraOracle.selector, address(this)));
         c.miraCallback(new IMiraConsumer.Update[](0));
     }
 
     function test_callbackGasOfCountsDistinctConsumers() public {
+        vm.prank(subOwner);
         RecordingConsumer a = new RecordingConsumer(address(oracle));
+        vm.prank(subOwner);
         RecordingConsumer b = new RecordingConsumer(address(oracle));
         _subscribe(address(a), _feeds(ids[0], ids[1]), 100_000, 1 ether);
         _subscribe(address(b), _feeds(ids[1]), 50_000, 1 ether);

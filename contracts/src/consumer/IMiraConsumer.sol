@@ -23,4 +23,9 @@ interface IMiraConsumer {
     ///         exactly the subscription's callback gas limit. Return data is ignored; a revert
     ///         costs only this call (the report and the other consumers go on).
     function miraCallback(Update[] calldata updates) external;
+
+    /// @notice Who may subscribe this contract to feeds (besides the contract itself): the
+    ///         oracle creates its subscription only for this address, which then owns it. Read
+    ///         with at most 30,000 gas.
+    function miraSubscriptionManager() external view returns (address);
 }

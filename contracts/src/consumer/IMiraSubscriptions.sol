@@ -7,7 +7,9 @@ pragma solidity ^0.8.24;
 ///         with all of its applied updates.
 ///
 ///         - A subscription belongs to one consumer contract and is managed by its owner: the
-///           address that created it with `subscribe`. It has one callback gas limit and one ETH
+///           address that created it with `subscribe`, which must be the consumer itself or the
+///           address its `miraSubscriptionManager()` names (IMiraConsumer), so nobody can
+///           subscribe, and so own, someone else's consumer. It has one callback gas limit and one ETH
 ///           deposit shared by all its feeds. Anyone may top the deposit up (`deposit`); only
 ///           the owner adds feeds, changes the gas limit, unsubscribes and withdraws.
 ///         - Exact gas: a consumer's callback gets exactly its gas limit. If the transmitter sent
@@ -24,6 +26,11 @@ pragma solidity ^0.8.24;
 ///           withdraws it with `withdrawReimbursement` (nothing is ever pushed during transmit).
 ///           A consumer whose deposit cannot cover its worst case (its gas limit in place of the
 ///           gas used) is skipped with `CallbackSkipped`, and called again once topped up.
+///         - Gas budget: the subscriptions together may commit at most callbackGasBudget gas
+///           (owner-set; 10M at deployment): Σ over subscriptions with feeds of (gas limit +
+///           CALLBACK_RESERVE_GAS × feeds). A report's callbacks never cost more, so subscribers
+///           cannot make a transmit need more gas than a block holds (which, with exact gas,
+///           would freeze the feeds). `subscribe` refuses what would exceed it.
 ///         - Feeds without subscribers pay nothing: whether a feed has any is a flag in the ring
 ///           slot transmit reads anyway.
 interface IMiraSubscriptions {
@@ -57,6 +64,8 @@ interface IMiraSubscriptions {
     event MaxSubscribersSet(uint256 maxSubscribers);
     /// @notice Owner: callbacks are priced with this premium and fixed overhead from now on.
     event CallbackPricingSet(uint256 premiumBps, uint256 overheadGas);
+    /// @notice Owner: subscriptions may commit at most `budget` gas of callbacks from now on.
+    event CallbackGasBudgetSet(uint256 budget);
 
     /// @notice The feed id was never registered.
     error FeedNotRegistered(bytes32 feedId);
@@ -67,6 +76,10 @@ interface IMiraSubscriptions {
     /// @notice After this call the deposit would be `deposit` wei, below `minimum`: one callback's
     ///         worst case at this transaction's gas price (and at least 1 wei).
     error DepositTooSmall(uint256 deposit, uint256 minimum);
+    /// @notice `caller` may not create the subscription of `consumer`: only the consumer itself
+    ///         or the address its miraSubscriptionManager() returns may (a consumer without that
+    ///         view, or one that reverts, consents to no one else).
+    error SubscriptionNotConsented(address consumer, address caller);
     /// @notice Only the owner of the subscription of `consumer` may do this; `caller` is not it.
     error NotSubscriptionOwner(address consumer, address caller);
     /// @notice `consumer` has no subscription (`subscribe` creates one).
@@ -91,6 +104,10 @@ interface IMiraSubscriptions {
     error InvalidMaxSubscribers(uint256 maxSubscribers, uint256 limit);
     /// @notice A premium above 10,000 basis points or an overhead above 100,000 gas.
     error InvalidCallbackPricing(uint256 premiumBps, uint256 overheadGas);
+    /// @notice This subscribe would take the callback gas the subscriptions commit to
+    ///         `committed`, above the oracle's `budget` (see callbackGasBudget): lower the gas
+    ///         limit or subscribe fewer feeds (or the oracle's owner raises the budget).
+    error CallbackGasBudgetExceeded(uint256 committed, uint256 budget);
     /// @notice Sending `amount` wei to `to` failed.
     error TransferFailed(address to, uint256 amount);
     /// @notice `transmitter` has no reimbursement to withdraw.
@@ -98,11 +115,13 @@ interface IMiraSubscriptions {
 
     /// @notice Subscribe `consumer` to `feedIds`, with callback gas limit `gasLimit` (1 to
     ///         MAX_CALLBACK_GAS_LIMIT), adding msg.value to its deposit. The first call creates the
-    ///         subscription with the caller as its owner; later calls (owner only) add feeds and
+    ///         subscription with the caller as its owner, and only the consumer itself or its
+    ///         miraSubscriptionManager() may make it (SubscriptionNotConsented); later calls (owner only) add feeds and
     ///         replace the gas limit. Afterwards the deposit must cover one worst-case callback
     ///         at this transaction's gas price (`callbackCost(gasLimit, tx.gasprice)`, ≥ 1 wei).
     ///         Reverts on an unknown feed, a consumer without code, a feed already subscribed
-    ///         or at its subscriber cap.
+    ///         or at its subscriber cap, or when the subscription would grow the gas the
+    ///         subscriptions commit above the budget (CallbackGasBudgetExceeded).
     function subscribe(address consumer, bytes32[] calldata feedIds, uint32 gasLimit) external payable;
 
     /// @notice Owner: stop calling `consumer` back on `feedIds`. The deposit stays (withdraw it).
@@ -126,6 +145,11 @@ interface IMiraSubscriptions {
     ///         fixed overhead (gas, ≤ 100,000; 15,000 at deployment) that callbacks are charged.
     function setCallbackPricing(uint256 premiumBps, uint256 overheadGas) external;
 
+    /// @notice Owner: cap the gas all subscriptions together commit (10M at deployment). Set it well below the chain's block gas limit. Lowering it below
+    ///         what is committed stops nothing: existing subscriptions keep being called and may
+    ///         shrink; only subscriptions that would grow are refused.
+    function setCallbackGasBudget(uint256 budget) external;
+
     /// @notice The subscription of `consumer`: owner (0 if none), callback gas limit, deposit in
     ///         wei, and its feeds.
     function subscriptionOf(address consumer)
@@ -144,6 +168,10 @@ interface IMiraSubscriptions {
 
     /// @notice The premium (basis points) and the fixed overhead (gas) callbacks are charged.
     function callbackPricing() external view returns (uint256 premiumBps, uint256 overheadGas);
+
+    /// @notice The callback gas the subscriptions commit (Σ over subscriptions with feeds of
+    ///         gas limit + CALLBACK_RESERVE_GAS × feeds) and the most they may (setCallbackGasBudget).
+    function callbackGasBudget() external view returns (uint256 committed, uint256 budget);
 
     /// @notice The most a callback with `gasLimit` can cost at `gasPrice`: what a deposit must
     ///         cover for the consumer to be called.

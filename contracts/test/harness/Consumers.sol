@@ -47,6 +47,9 @@ contract NoopConsumer is MiraConsumer {
 
 /// @notice Always reverts, with a message.
 contract RevertingConsumer {
+    /// @notice Its deployer may subscribe it (IMiraConsumer).
+    address public immutable miraSubscriptionManager = msg.sender;
+
     function miraCallback(MiraConsumer.Update[] calldata) external pure {
         revert("no thanks");
     }
@@ -54,6 +57,9 @@ contract RevertingConsumer {
 
 /// @notice Loops until its gas runs out.
 contract GasBurningConsumer {
+    /// @notice Its deployer may subscribe it (IMiraConsumer).
+    address public immutable miraSubscriptionManager = msg.sender;
+
     uint256 public sink;
 
     function miraCallback(MiraConsumer.Update[] calldata) external {
@@ -66,6 +72,9 @@ contract GasBurningConsumer {
 /// @notice Returns (and, in a second mode, reverts with) 600 kB of data: a caller that
 ///         copied it would pay ~750,000 gas of memory for it.
 contract ReturnBombConsumer {
+    /// @notice Its deployer may subscribe it (IMiraConsumer).
+    address public immutable miraSubscriptionManager = msg.sender;
+
     bool public revertIt;
 
     function setRevert(bool r) external {
@@ -133,3 +142,17 @@ contract ReentrantConsumer is MiraConsumer {
 
 /// @notice Refuses ether: a withdrawal to it fails.
 contract EtherRefuser {}
+
+/// @notice Names a manager only after burning all the gas it is given: reading its consent
+///         must cost subscribe a bounded amount.
+contract GreedyManagerConsumer {
+    function miraCallback(MiraConsumer.Update[] calldata) external {}
+
+    function miraSubscriptionManager() external view returns (address) {
+        uint256 i;
+        while (true) {
+            i += gasleft();
+        }
+        return address(uint160(i));
+    }
+}

@@ -14,12 +14,15 @@ import {OracleFixture} from "../utils/OracleFixture.sol";
 
 /// @notice Random subscribe / unsubscribe / deposit / withdraw / transmit / claim sequences with
 ///         hostile consumers among the subscribers. Bounded: 3 feeds, 6 consumers, gas limits
-///         up to 120,000, so a campaign stays cheap.
+///         up to 120,000, so a campaign stays cheap; a callback gas budget of BUDGET, which
+///         those subscriptions can exceed, so subscribe is refused for it too.
 contract SubscriptionsHandler is OracleFixture {
     uint256 internal constant FEEDS = 3;
+    uint256 public constant BUDGET = 400_000;
     bytes32[] internal feedIds;
     address[] public consumers;
     address[2] internal transmitters = [address(0x7A), address(0x7B)];
+    /// @dev Deploys the consumers, so it is their subscription manager and may subscribe them.
     address internal subOwner = address(0x5B0);
     uint256 public transmits;
     uint256 public failedTransmits;
@@ -28,13 +31,21 @@ contract SubscriptionsHandler is OracleFixture {
         _deploy();
         feedIds = _register(FEEDS);
         vm.txGasPrice(1 gwei);
+        vm.prank(subOwner);
         consumers.push(address(new RecordingConsumer(address(oracle))));
+        vm.prank(subOwner);
         consumers.push(address(new RecordingConsumer(address(oracle))));
+        vm.prank(subOwner);
         consumers.push(address(new RevertingConsumer()));
+        vm.prank(subOwner);
         consumers.push(address(new GasBurningConsumer()));
+        vm.prank(subOwner);
         consumers.push(address(new ReturnBombConsumer()));
+        vm.prank(subOwner);
         consumers.push(address(new ReentrantConsumer(address(oracle), feedIds[0])));
         vm.deal(subOwner, type(uint128).max);
+        vm.prank(owner);
+        oracle.setCallbackGasBudget(BUDGET);
     }
 
     function oracleAddress() external view returns (MiraOracle) {
@@ -136,6 +147,23 @@ contract SubscriptionsInvariantTest is OracleFixture {
         }
         total += o.reimbursementOf(handler.transmitterAt(0)) + o.reimbursementOf(handler.transmitterAt(1));
         vm.assertEq(address(o).balance, total, "ether == deposits + unclaimed reimbursements");
+    }
+
+    /// forge-config: default.invariant.runs = 24
+    /// forge-config: default.invariant.depth = 24
+    /// forge-config: ci.invariant.runs = 48
+    /// forge-config: ci.invariant.depth = 32
+    function invariant_committedCallbackGasIsTheSubscriptionsAndWithinBudget() public view {
+        MiraOracle o = handler.oracleAddress();
+        uint256 sum;
+        for (uint256 i; i < handler.consumerCount(); ++i) {
+            (, uint32 gasLimit,, bytes32[] memory feeds) = o.subscriptionOf(handler.consumers(i));
+            if (feeds.length != 0) sum += gasLimit + feeds.length * o.CALLBACK_RESERVE_GAS();
+        }
+        (uint256 committed, uint256 budget) = o.callbackGasBudget();
+        vm.assertEq(committed, sum, "committed == sum over subscriptions with feeds");
+        vm.assertLe(committed, budget, "never above the budget");
+        vm.assertEq(budget, handler.BUDGET(), "budget unchanged");
     }
 
     /// forge-config: default.invariant.runs = 24
