@@ -177,6 +177,16 @@ def _refusal(target: Target, name: str, args: dict[str, Any]) -> str | None:
             f"{args['caller']} does not own the subscription of {consumer}: sign with the key "
             f"of its owner, {target.oracle.functions.subscriptionOf(consumer).call()[0]}"
         ),
+        "SubscriptionNotConsented": lambda: (
+            f"{args['caller']} may not subscribe {consumer}: sign with the key of the address "
+            "its miraSubscriptionManager() returns (a MiraConsumer's deployer), or subscribe "
+            "from the consumer contract itself"
+        ),
+        "CallbackGasBudgetExceeded": lambda: (
+            f"the oracle's callback gas budget of {args['budget']} would be exceeded "
+            f"({args['committed']} committed): lower --gas-limit or drop a --feed, or ask the "
+            "oracle's owner to raise the budget (setCallbackGasBudget)"
+        ),
         "NoSubscription": lambda: (
             f"--consumer {consumer} has no subscription: create one with `mira feed subscribe`"
         ),

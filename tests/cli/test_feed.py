@@ -50,7 +50,8 @@ def env(anvil: Anvil, w3: Web3, tmp_path: Path) -> dict[str, Any]:
         }
     path = tmp_path / "manifest.json"
     manifest.write(path)
-    consumer = deploy(w3, "RecordingConsumer", oracle.address)
+    # alice deploys it, so she is its subscription manager (MiraConsumer: the deployer)
+    consumer = deploy(w3, "RecordingConsumer", oracle.address, sender=w3.eth.accounts[1])
     return {
         "w3": w3,
         "oracle": oracle,
@@ -156,7 +157,26 @@ def test_bad_input_is_refused_with_what_to_change_and_nothing_changes(
     )
     _refused(_feed(env, "subscribe", "--feed", "ETH/USD", *base), "subscribed to ETH/USD already")
     # a new consumer with no deposit: one worst-case callback is the minimum
-    other = deploy(w3, "RecordingConsumer", env["oracle"].address).address
+    other = deploy(w3, "RecordingConsumer", env["oracle"].address, sender=w3.eth.accounts[1])
+    other = other.address
+    # someone else's consumer: only its manager (alice, its deployer) may subscribe it
+    _refused(
+        _feed(env, "subscribe", "--feed", "ETH/USD", "--consumer", other, *base[2:], keys="bob"),
+        "may not subscribe",
+        "miraSubscriptionManager()",
+    )
+    # the oracle's callback gas budget: the owner lowers it below what one more would take
+    env["w3"].eth.wait_for_transaction_receipt(
+        env["oracle"].functions.setCallbackGasBudget(200_000).transact()
+    )
+    _refused(
+        _feed(env, "subscribe", "--feed", "ETH/USD", "--consumer", other, *base[2:]),
+        "callback gas budget of 200000 would be exceeded (250000 committed)",
+        "lower --gas-limit",
+    )
+    env["w3"].eth.wait_for_transaction_receipt(
+        env["oracle"].functions.setCallbackGasBudget(10_000_000).transact()
+    )
     _refused(
         _feed(env, "subscribe", "--feed", "ETH/USD", "--consumer", other, "--gas-limit", "100000"),
         "raise --deposit by at least",

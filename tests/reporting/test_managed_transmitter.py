@@ -9,10 +9,12 @@ from dataclasses import dataclass, replace
 import pytest
 import pytest_asyncio
 from eth_account import Account
+from eth_utils import keccak
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from web3 import Web3
 from web3.contract import Contract
+from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from oracle import artifacts
@@ -170,31 +172,34 @@ async def test_a_report_with_callbacks_budgets_every_consumers_whole_gas_limit(
     assert await setup.transmitter.callback_gas(setup.sender, data) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open contract hole (#16): the sum of a feed's callback gas limits is unbounded "
-    "(16 subscribers × 2.5M by default), so consumers that burn their whole limit make every "
-    "transmit exceed the block's gas and revert, uncharged; needs a cap in the contract",
-)
 async def test_subscribers_cannot_freeze_a_feed_by_burning_more_gas_than_a_block_holds(
     setup: Setup,
 ) -> None:
     """The attack: consumers at the maximum callback gas limit (2.5M) that burn all of it,
-    more of them than a block holds (13 under a 30M block; here 3 under a 6M block, to keep
-    the test fast). The exact-gas rule reverts the whole transmit, so the feed never updates
-    and no deposit is ever charged. The report must land regardless (a committee's feed is
-    not for subscribers to stop)."""
+    more of them than a 30M-gas block holds (13). With the exact-gas rule a transmit needing
+    more than a block would revert forever, uncharged. The oracle's callback gas budget (10M
+    by default) refuses the subscriptions that would not fit, so the report lands and every
+    accepted burner pays (a committee's feed is not for subscribers to stop)."""
     w3, oracle = setup.w3, setup.oracle
-    w3.provider.make_request("evm_setBlockGasLimit", [hex(6_000_000)])  # type: ignore[arg-type]
-    for _ in range(3):
+    w3.provider.make_request("evm_setBlockGasLimit", [hex(30_000_000)])  # type: ignore[arg-type]
+    refused = keccak(text="CallbackGasBudgetExceeded(uint256,uint256)")[:4]
+    burners = []
+    for _ in range(13):
         burner = deploy(w3, "GasBurningConsumer")
-        tx = oracle.functions.subscribe(burner.address, [FEED], 2_500_000).transact(
-            {"value": 10**18}
-        )
+        try:
+            tx = oracle.functions.subscribe(burner.address, [FEED], 2_500_000).transact(
+                {"value": 10**18}
+            )
+        except ContractCustomError as exc:
+            assert bytes.fromhex(str(exc.data)[2:])[:4] == refused, exc
+            continue
         assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+        burners.append(burner)
+    assert len(burners) == 3  # 3 × (2.5M + 25k reserve) ≤ 10M < 4 × …
     payload, sig = setup.report(1, 2500_00000000)
     result = await setup.transmitter.submit(payload, sig, 1)
     assert result.fate is Fate.LANDED, result
+    assert oracle.functions.latestRound(FEED).call()[1] == 2500_00000000
 
 
 async def test_no_manager_yet_is_a_retryable_failure(anvil: Anvil, w3: Web3) -> None:
