@@ -35,6 +35,9 @@ contract SubscriptionsTest is OracleFixture {
     ///      starved by EIP-150's 1/64 rule would see less than its limit minus this).
     uint256 internal constant PROBE_DISPATCH = 285;
 
+    /// @notice What a measured transmit cost (shown with -vvv).
+    event TransmitGas(uint256 gas);
+
     function setUp() public {
         _deploy();
         ids = _register(3);
@@ -493,6 +496,50 @@ contract SubscriptionsTest is OracleFixture {
         (, int128 value,) = oracle.latestRound(ids[0]);
         vm.assertEq(int256(value), 1, "stored");
         vm.assertTrue(_balance(burners[0]) < before, "the burner paid for its gas");
+    }
+
+    /// @dev The other freeze: many consumers with tiny limits, each costing the transmitter its
+    ///      own work. The reserve per feed bounds them too: fill the default budget with
+    ///      1-gas subscriptions spread over 7 feeds (64 per feed allowed), then one report of
+    ///      all 7 calls every one of them back and still costs less than the budget plus a
+    ///      plain 7-feed transmit.
+    function test_manyTinyConsumersFitTheBudgetAndTheReportLands() public {
+        vm.prank(owner);
+        oracle.setMaxSubscribers(64);
+        bytes32[] memory feeds = new bytes32[](7);
+        for (uint256 f; f < 7; ++f) {
+            feeds[f] = _feedId(f);
+            if (f < 3) continue; // registered in setUp
+            vm.prank(owner);
+            oracle.registerFeed(feeds[f], 8, "TEST / USD");
+        }
+        uint256 accepted;
+        for (uint256 i; i < 7 * 64; ++i) {
+            vm.prank(subOwner);
+            address c = address(new RecordingConsumer(address(oracle)));
+            vm.prank(subOwner);
+            try oracle.subscribe{value: 0.001 ether}(c, _feeds(feeds[i % 7]), 1) {
+                ++accepted;
+            } catch {
+                break;
+            }
+        }
+        (uint256 committed,) = oracle.callbackGasBudget();
+        vm.assertEq(accepted, uint256(10_000_000) / 25_001, "the budget admits this many");
+        vm.assertEq(committed, accepted * 25_001, "committed");
+        vm.warp(block.timestamp + 1);
+        Update[] memory u = _updates(feeds, 5, uint64(block.timestamp));
+        bytes memory report = _encode(1, _nowRound(), u);
+        bytes memory data = abi.encodePacked(
+            abi.encodeCall(oracle.transmit, (report, _sign(1, report))), oracle.ringHints(feeds)
+        );
+        vm.prank(transmitter);
+        uint256 before = gasleft();
+        (bool ok,) = address(oracle).call{gas: 30_000_000}(data);
+        uint256 spent = before - gasleft();
+        vm.assertTrue(ok, "the report lands");
+        emit TransmitGas(spent);
+        vm.assertLe(spent, committed + 200_000, "within the committed gas plus a 7-feed transmit");
     }
 
     function test_budgetCountsLimitPlusReservePerFeedAndUnsubscribeReleasesIt() public {
