@@ -57,6 +57,8 @@ class NodeView:
     registry: CollectorRegistry
     network: Callable[[], dict[str, Any]] | None = None
     reports: ReportStream | None = None
+    # models registered on-chain (oracle.node.registered): one entry per version
+    registered: Callable[[], list[dict[str, Any]]] | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -114,7 +116,8 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
                     "metrics": runner.pipeline.model.metrics(),
                 }
             )
-        return web.json_response({"models": out})
+        registered = [] if node.registered is None else node.registered()
+        return web.json_response({"models": out, "registered": registered})
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(node.registry)

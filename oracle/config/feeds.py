@@ -87,6 +87,7 @@ REWARD_TRANSFORMS = ("identity", "negative_abs")
 ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 MAX_ARMS = 32
 MAX_SPEC_BYTES = 256 * 1024
+VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}$")
 
 
 def feed_id_bytes32(feed_id: str) -> bytes:
@@ -253,6 +254,9 @@ class FeedSpec:
     # the absolute floor of a deviation, in fixed-point units (oracle.config.publish)
     deviation_abs: int = 0
     evaluation: EvalSpec | None = None
+    # the oldest node release that may run the spec ("1.2.0"); older nodes report the model
+    # "unsupported" instead of running it (oracle.registry)
+    min_node_version: tuple[int, ...] | None = None
 
     @property
     def id_bytes32(self) -> bytes:
@@ -349,6 +353,13 @@ def parse_feed_spec(
     description = top.string("description", max_len=500)
     decimals = top.integer("decimals", low=0, high=36)
     poll_interval_s = top.number("poll_interval_s", 1.0, low=0.01, high=86_400.0)
+    min_version_text = top.string("min_node_version", None, max_len=32)
+    min_node_version = None
+    if min_version_text is not None:
+        if isinstance(min_version_text, str) and VERSION.match(min_version_text):
+            min_node_version = parse_version(min_version_text)
+        else:
+            top.fail("min_node_version", min_version_text, 'expected a release, e.g. "0.1.0"')
 
     sources = [_read_source(t, base_dir) for t in top.tables("sources", min_items=1, max_items=32)]
     names = [s.name for s in sources if s is not None]
@@ -485,10 +496,7 @@ def parse_feed_spec(
         return None
     if not all(isinstance(v, int | str | float) for v in (feed_id, version, decimals, kind)):
         return None
-    canonical = json.dumps(
-        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
-    )
-    digest = hashlib.sha256(b"MIRA-FEED-SPEC-v1\x00" + canonical.encode()).digest()
+    digest = spec_digest(data)
     return FeedSpec(
         id=feed_id,
         version=version,
@@ -513,7 +521,22 @@ def parse_feed_spec(
         reward_transform=reward_transform,
         deviation_abs=deviation_abs,
         evaluation=evaluation,
+        min_node_version=min_node_version,
     )
+
+
+def spec_digest(data: dict[str, Any]) -> bytes:
+    """The spec's digest: sha256 over its canonical JSON (sorted keys), domain-separated.
+    What checkpoints and commitments are bound to, and the registry's on-chain spec hash."""
+    canonical = json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str
+    )
+    return hashlib.sha256(b"MIRA-FEED-SPEC-v1\x00" + canonical.encode()).digest()
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"1.2.0"`` as ``(1, 2, 0)``: releases compare as tuples of numbers."""
+    return tuple(int(part) for part in text.split("."))
 
 
 def _fixed_point(value: float, decimals: int) -> int:
@@ -881,4 +904,6 @@ __all__ = [
     "feed_id_bytes32",
     "load_feed_spec",
     "load_feed_specs",
+    "parse_version",
+    "spec_digest",
 ]

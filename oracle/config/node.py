@@ -24,18 +24,36 @@ Example::
     [log]
     level = "info"
     format = "json"
+
+    [models]                       # models registered on-chain (oracle.registry)
+    registry = "0x..."             # the ModelRegistry to follow (absent: follow none)
+    max_models = 8                 # registered models this node carries at once
+    classes = ["linear_model.LinearRegression", ...]  # estimator classes it accepts
+                                   # (default: every class of the allowlist)
+    max_spec_bytes = 65536         # a fetched spec's size cap
+    spec_dir = "specs"             # file:// URIs must point under this folder (absent: none)
+    http = true                    # fetch http(s):// URIs
+    http_timeout_s = 5.0
+    confirmations = 2              # registry events are followed this deep
+    poll_s = 1.0
+    switch_after_s = 30.0          # a new version replaces the old at the first round
+                                   # boundary this long after its approval block
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from oracle.config.feeds import FeedSpec, load_feed_specs
+from web3 import Web3
+
+from oracle.config import allowlist
+from oracle.config.feeds import MAX_SPEC_BYTES, FeedSpec, load_feed_specs
 from oracle.config.network import NetworkConfig, read_network
 from oracle.config.reader import Problems, Table
 from oracle.storage.db import DEFAULT_URL
@@ -72,6 +90,30 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ModelsConfig:
+    """``[models]``: the node's own policy for models registered on-chain (the registry's
+    approval says the committee may run a model; this says what this node is willing to)."""
+
+    registry: str | None  # checksummed address of the ModelRegistry; None: follow none
+    max_models: int
+    classes: tuple[str, ...] | None  # None: every allowlisted class
+    max_spec_bytes: int
+    spec_dir: Path | None  # the only folder file:// URIs may name
+    http: bool
+    http_timeout_s: float
+    confirmations: int
+    poll_s: float
+    max_block_range: int = 1000
+    # a new version replaces the old at the first round boundary this long after its
+    # approval block's time: long enough for every member to have seen and loaded it
+    switch_after_s: float = 30.0
+
+
+def default_models() -> ModelsConfig:
+    return ModelsConfig(None, 8, None, 64 * 1024, None, True, 5.0, 2, 1.0)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     file: Path
@@ -82,6 +124,7 @@ class NodeConfig:
     scheduler: SchedulerConfig
     log: LogConfig
     network: NetworkConfig | None = None
+    models: ModelsConfig = field(default_factory=default_models)
 
 
 def load_node_config(path: Path) -> NodeConfig:
@@ -163,6 +206,8 @@ def load_node_config(path: Path) -> NodeConfig:
     lt.finish()
     nt = top.table("network", required=False)
     network = read_network(nt, base) if nt is not None else None
+    mt = top.table("models", required=False)
+    models = _read_models(mt, base) if mt is not None else default_models()
     top.finish()
     problems.raise_if_any()
     return NodeConfig(
@@ -175,7 +220,42 @@ def load_node_config(path: Path) -> NodeConfig:
         scheduler=scheduler,
         log=log,
         network=network,
+        models=models,
     )
+
+
+def _read_models(t: Table, base: Path) -> ModelsConfig:
+    registry = t.string("registry", None, max_len=42)
+    if registry is not None and not re.fullmatch(r"0x[0-9a-fA-F]{40}", str(registry)):
+        t.fail("registry", registry, "expected a 0x-prefixed 20-byte hex address")
+        registry = None
+    classes = t.strings("classes", None, max_items=256)
+    if classes is not None:
+        known = set(allowlist.ALLOWLIST)
+        for name in classes:
+            if name not in known:
+                t.fail("classes", name, "expected classes of the allowlist (mira model classes)")
+    spec_dir_text = t.string("spec_dir", None, max_len=500)
+    spec_dir = None
+    if spec_dir_text is not None:
+        spec_dir = (base / spec_dir_text).resolve()
+        if not spec_dir.is_dir():
+            t.fail("spec_dir", spec_dir_text, f"expected an existing folder (looked at {spec_dir})")
+    config = ModelsConfig(
+        registry=None if registry is None else Web3.to_checksum_address(registry),
+        max_models=t.integer("max_models", 8, low=0, high=1000),
+        classes=None if classes is None else tuple(classes),
+        max_spec_bytes=t.integer("max_spec_bytes", 64 * 1024, low=256, high=MAX_SPEC_BYTES),
+        spec_dir=spec_dir,
+        http=t.boolean("http", True),
+        http_timeout_s=t.number("http_timeout_s", 5.0, low=0.1, high=120.0),
+        confirmations=t.integer("confirmations", 2, low=0, high=1000),
+        poll_s=t.number("poll_s", 1.0, low=0.05, high=3600.0),
+        max_block_range=t.integer("max_block_range", 1000, low=1, high=100_000),
+        switch_after_s=t.number("switch_after_s", 30.0, low=0.0, high=86_400.0),
+    )
+    t.finish()
+    return config
 
 
 def load_node(path: Path) -> tuple[NodeConfig, list[FeedSpec]]:

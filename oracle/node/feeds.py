@@ -6,6 +6,7 @@ import asyncio
 import math
 import statistics
 import time
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ from oracle.config.feeds import ChainEventSourceSpec, FeedSpec, HttpSourceSpec, 
 from oracle.errors import MiraError, Rejected
 from oracle.models import StepOutput
 from oracle.node.pipeline import FeedMetrics, FeedPipeline
+from oracle.registry.state import StartPoint
 from oracle.reporting.report import FeedUpdate
 from oracle.service import Health
 from oracle.sources.chain_events import BlockRef, ChainEventSource
@@ -27,13 +29,27 @@ log = structlog.get_logger(__name__)
 
 
 class FeedRunner:
-    """Polls one feed's sources and pushes what they return through its pipeline."""
+    """Polls one feed's sources and pushes what they return through its pipeline.
+
+    A model version registered on-chain runs with ``storage_id`` (its own rows) and
+    ``start`` (its approval: the first observation it learns from, the same on every member,
+    see oracle.registry.state); ``reporting`` says whether the rounds report its outputs
+    (a new version runs unreported until its switch boundary)."""
 
     def __init__(
-        self, spec: FeedSpec, store: Store, metrics: FeedMetrics, *, replay_batch: int = 1000
+        self,
+        spec: FeedSpec,
+        store: Store,
+        metrics: FeedMetrics,
+        *,
+        replay_batch: int = 1000,
+        storage_id: str | None = None,
+        start: StartPoint | None = None,
     ) -> None:
         self.spec = spec
-        self.pipeline = FeedPipeline(spec, store, metrics)
+        self.start = start
+        self.reporting = True
+        self.pipeline = FeedPipeline(spec, store, metrics, storage_id=storage_id)
         self.replay: ReplaySource | None = None
         self.http: list[HttpSource] = []
         self.chain: ChainEventSource | None = None
@@ -42,6 +58,7 @@ class FeedRunner:
         self.orphaned_logs = 0
         self.replay_batch = replay_batch
         self.position = 0  # next replay row
+        self.start_position = 0  # the first replay row a registered version learns from
         self.restored = False
         self.last_poll_error: str | None = None
         for source in spec.sources:
@@ -54,9 +71,23 @@ class FeedRunner:
                         f"{spec.file}: features name columns {', '.join(missing)} that "
                         f"{source.dataset} does not have (it has {have})"
                     )
+                if start is not None:
+                    self.start_position = self.position = self._first_row_after(start.time_ms)
             elif isinstance(source, ChainEventSourceSpec):
+                if start is not None:  # the events of the blocks after the approval's
+                    source = replace(source, from_block=max(source.from_block, start.block + 1))
                 self.chain = ChainEventSource(source)
-                self.chain_store = ChainScanStore(store.engine, spec.id, source.name)
+                self.chain_store = ChainScanStore(
+                    store.engine, self.pipeline.storage_id, source.name
+                )
+
+    def _first_row_after(self, time_ms: int) -> int:
+        """The first replay row observed after ``time_ms`` (rows are in time order)."""
+        assert self.replay is not None
+        for i, obs in enumerate(self.replay.read(0)):
+            if obs.observed_at_ms > time_ms:
+                return i
+        return self.replay.total
 
     def attach_http(self, session: aiohttp.ClientSession) -> None:
         self.http = [
@@ -68,6 +99,8 @@ class FeedRunner:
         key = self.pipeline.last_dedup_key
         if self.replay is not None and key and key.startswith("row:"):
             self.position = int(key[4:]) + 1
+        elif self.replay is not None:
+            self.position = self.start_position
         if self.chain is not None and self.chain_store is not None:
             self.chain.load([BlockRef(*b) for b in self.chain_store.blocks()])
         self.restored = True
@@ -116,6 +149,8 @@ class FeedRunner:
             else:
                 values.append(result)
         now_ms = time.time_ns() // 1_000_000
+        if self.start is not None and now_ms <= self.start.time_ms:
+            return  # a registered version learns from readings after its approval only
         if len(values) < self.spec.min_sources:
             self.pipeline.reject(
                 "aggregate",
@@ -257,7 +292,7 @@ class FeedRunner:
                 "last_drift_seq": self.pipeline.model.state.last_drift_seq,
             },
             "last_error": self.last_poll_error or self.pipeline.last_error,
-            "rejections": self.pipeline.store.rejection_counts(spec.id),
+            "rejections": self.pipeline.store.rejection_counts(self.pipeline.storage_id),
             **({} if self.chain is None else {"chain": self.chain_status()}),
         }
 

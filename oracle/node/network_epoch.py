@@ -32,11 +32,16 @@ log = structlog.get_logger(__name__)
 
 
 class NodeOutputs:
-    """The round protocol's view of this node's feed pipelines."""
+    """The round protocol's view of this node's feed pipelines: the reporting ones of the
+    live mapping (models registered on-chain come and go while the node runs,
+    oracle.node.registered)."""
 
     def __init__(self, runners: Mapping[str, FeedRunner]) -> None:
-        self.runners = list(runners.values())
-        self._by_output = {o.id_bytes32: r for r in self.runners for o in r.spec.outputs}
+        self._runners = runners
+
+    @property
+    def runners(self) -> list[FeedRunner]:
+        return [r for r in self._runners.values() if r.reporting]
 
     def latest_outputs(self) -> dict[bytes, FeedUpdate]:
         out = {}
@@ -46,7 +51,10 @@ class NodeOutputs:
         return out
 
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
-        runner = self._by_output.get(feed_id)
+        runner = next(
+            (r for r in self.runners if any(o.id_bytes32 == feed_id for o in r.spec.outputs)),
+            None,
+        )
         if runner is None:
             return None
         for update in runner.updates_at(observed_at):
@@ -138,6 +146,8 @@ class EpochServing(NetworkState):
         policy feed), from its spec."""
         policies = {}
         for runner in self.runners.values():
+            if not runner.reporting:
+                continue
             spec = runner.spec
             static = runner.pipeline.model.commitment() if spec.model is None else None
             for output in spec.outputs:
@@ -153,6 +163,12 @@ class EpochServing(NetworkState):
                     deviation_abs=spec.deviation_abs,
                 )
         return policies
+
+    def feeds_changed(self) -> None:
+        """A feed started, stopped or switched version (oracle.node.registered): the rounds
+        report the feeds of the reporting runners from now on."""
+        if self.protocol is not None:
+            self.protocol.policies = self._feed_policies()
 
     async def _leave_epoch(self) -> None:
         if self.protocol is not None:

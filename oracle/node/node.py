@@ -12,12 +12,14 @@ resumes with nothing lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, MutableMapping
 
 import aiohttp
 import structlog
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -30,7 +32,10 @@ from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
+from oracle.node.registered import RegisteredModels
+from oracle.reporting import rounds
 from oracle.node.transmission import TransmissionService
+from oracle.errors import MiraError
 from oracle.service import Health, Service, ServiceGroup
 from oracle.storage import Store, make_engine, require_current
 
@@ -60,7 +65,7 @@ class StorageService:
 class FeedsService:
     name = "feeds"
 
-    def __init__(self, runners: Mapping[str, FeedRunner]) -> None:
+    def __init__(self, runners: MutableMapping[str, FeedRunner]) -> None:
         self.runners = runners
         self.session: aiohttp.ClientSession | None = None
 
@@ -100,7 +105,7 @@ class SchedulerService:
     def __init__(
         self,
         config: SchedulerConfig,
-        runners: Mapping[str, FeedRunner],
+        runners: MutableMapping[str, FeedRunner],
         *,
         flush: _Job,
         checkpoint: _Job,
@@ -111,17 +116,25 @@ class SchedulerService:
         self.jobs = {"flush": flush, "checkpoint": checkpoint, "heartbeat": check_heartbeats}
         self.scheduler = AsyncIOScheduler()
 
+    def add_runner(self, key: str, runner: FeedRunner) -> None:
+        """Poll ``runner`` from now on (at start, or a model registered on-chain)."""
+        self.scheduler.add_job(
+            runner.poll,
+            "interval",
+            seconds=runner.spec.poll_interval_s if runner.replay is None else 0.05,
+            id=f"poll:{key}",
+            max_instances=1,
+            coalesce=True,
+        )
+
+    def remove_runner(self, key: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(f"poll:{key}")
+
     async def start(self) -> None:
         cfg = self.config
-        for runner in self.runners.values():
-            self.scheduler.add_job(
-                runner.poll,
-                "interval",
-                seconds=runner.spec.poll_interval_s if runner.replay is None else 0.05,
-                id=f"poll:{runner.spec.id}",
-                max_instances=1,
-                coalesce=True,
-            )
+        for key, runner in self.runners.items():
+            self.add_runner(key, runner)
         every = {
             "flush": cfg.flush_every_s,
             "checkpoint": cfg.checkpoint_every_s,
@@ -151,9 +164,12 @@ class Node:
             "mira_feed_stale", "1 if a feed missed its heartbeat", ["feed"], registry=self.registry
         )
         self.storage = StorageService(config.database.url)
-        self.runners = {
+        # the live mapping of every runner: models registered on-chain join and leave it
+        # while the node runs (oracle.node.registered)
+        self.runners: dict[str, FeedRunner] = {
             spec.id: FeedRunner(spec, self.storage.store, self.metrics) for spec in feeds
         }
+        feeds_service = FeedsService(self.runners)
         scheduler = SchedulerService(
             config.scheduler,
             self.runners,
@@ -161,7 +177,8 @@ class Node:
             checkpoint=self.checkpoint,
             check_heartbeats=self.check_heartbeats,
         )
-        services: list[Service] = [self.storage, FeedsService(self.runners), scheduler]
+        self.scheduler = scheduler
+        services: list[Service] = [self.storage, feeds_service, scheduler]
         self.network: NetworkService | None = None
         self.transmission: TransmissionService | None = None
         self.reports: ReportStream | None = None
@@ -192,6 +209,26 @@ class Node:
                     rpc_timeout_s=net.rpc_timeout_s,
                 )
             )
+        self.registered: RegisteredModels | None = None
+        if config.models.registry is not None:
+            net_cfg = config.network
+            if net_cfg is None:
+                raise MiraError("[models] registry needs [network] (its rpc_url)")
+            self.registered = RegisteredModels(
+                config.models,
+                net_cfg.rpc_url,
+                self.storage.store,
+                self.metrics,
+                self.runners,
+                round_period_ms=rounds.period_ms(net_cfg.round_period_s),
+                switch_delay_ms=int(config.models.switch_after_s * 1000),
+                session=lambda: feeds_service.session,
+                add_runner=self._add_runner,
+                remove_runner=self._remove_runner,
+                feeds_changed=self._feeds_changed,
+                rpc_timeout_s=net_cfg.rpc_timeout_s,
+            )
+            services.append(self.registered)
         view = NodeView(
             name=config.name,
             health=self.health,
@@ -199,6 +236,7 @@ class Node:
             registry=self.registry,
             network=None if self.network is None else self.network.status,
             reports=self.reports,
+            registered=None if self.registered is None else self.registered.status,
         )
         self.api = ApiService(config.api, view)
         self.services = ServiceGroup(config.name, [*services, self.api])
@@ -216,6 +254,18 @@ class Node:
 
     async def stop(self) -> None:
         await self.services.stop()
+
+    def _add_runner(self, key: str, runner: FeedRunner) -> None:
+        self.runners[key] = runner
+        self.scheduler.add_runner(key, runner)
+
+    def _remove_runner(self, key: str) -> None:
+        self.scheduler.remove_runner(key)
+        self.runners.pop(key, None)
+
+    def _feeds_changed(self) -> None:
+        if self.network is not None:
+            self.network.feeds_changed()
 
     def health(self) -> Health:
         return self.services.health()

@@ -105,7 +105,19 @@ def _plain_floats(values: tuple[float, ...]) -> bool:
 
 
 class FeedPipeline:
-    def __init__(self, spec: FeedSpec, store: Store, metrics: FeedMetrics | None = None) -> None:
+    """``storage_id``: the key the feed's rows are stored under (default: the feed's id). A
+    model version registered on-chain stores under its own (``m<model>v<version>``), so a
+    new version starts from nothing and the old version's rows and checkpoint stay for
+    audit, both publishing the same feed ids."""
+
+    def __init__(
+        self,
+        spec: FeedSpec,
+        store: Store,
+        metrics: FeedMetrics | None = None,
+        *,
+        storage_id: str | None = None,
+    ) -> None:
         self.spec = spec
         self.store = store
         self.model = FeedModel(spec)
@@ -117,12 +129,15 @@ class FeedPipeline:
             operator.itemgetter(*fields) if len(fields) > 1 else lambda r: (r[fields[0]],)
         )
         # the string ids outputs are stored under: a policy feed stores one row per arm
-        self._output_ids = [o.id for o in spec.outputs]
+        self.storage_id = storage_id or spec.id
+        self._output_ids = [
+            o.id if storage_id is None else f"{storage_id}:{o.id}" for o in spec.outputs
+        ]
         # '{"a":%r,"b":%r}': %r of a float is float.__repr__, which is what JSON writes
         self._json_format = (
             "{" + ",".join(_RECORD_JSON.encode(name) + ":%r" for name in self._fields) + "}"
         )
-        self._feed_id = spec.id
+        self._feed_id = self.storage_id
         self._m_obs = metrics.observations.labels(spec.id) if metrics else None
         self._m_out = metrics.outputs.labels(spec.id) if metrics else None
         self._obs: list[ObservationRow] = []
@@ -197,7 +212,7 @@ class FeedPipeline:
             else:
                 self._out.append(
                     OutputRow(
-                        self._feed_id,
+                        self._output_ids[0],
                         out.seq,
                         out.observed_at_ms,
                         out.value,
@@ -235,7 +250,7 @@ class FeedPipeline:
             except (TypeError, ValueError):
                 text = repr(raw)[:2000]
         self._rej.append(
-            RejectionRow(self.spec.id, source, time.time_ns() // 1_000_000, reason, detail, text)
+            RejectionRow(self.storage_id, source, time.time_ns() // 1_000_000, reason, detail, text)
         )
         if self.metrics:
             self.metrics.rejections.labels(self.spec.id, reason).inc()
@@ -275,7 +290,7 @@ class FeedPipeline:
         self._checkpoint_seq = self.model.seq
         self.store.save_checkpoint(
             CheckpointRow(
-                self.spec.id,
+                self.storage_id,
                 self.model.seq,
                 self.spec.digest,
                 self.model.commitment(),
@@ -296,7 +311,7 @@ class FeedPipeline:
 
     def restore(self) -> int:
         """Rebuild the model from storage; return the number of observations re-run."""
-        ckpt = self.store.latest_checkpoint(self.spec.id, self.spec.digest)
+        ckpt = self.store.latest_checkpoint(self.storage_id, self.spec.digest)
         after = 0
         if ckpt is not None:
             self.model.restore(ckpt.state)
@@ -307,7 +322,7 @@ class FeedPipeline:
             for o in self.store.outputs(output_id, after_seq=after, limit=10**9)
         }
         replayed = 0
-        for row in self.store.observations_after(self.spec.id, after):
+        for row in self.store.observations_after(self.storage_id, after):
             record = json.loads(row.record)
             try:
                 out = self.model.step(record, row.observed_at_ms)
@@ -331,7 +346,7 @@ class FeedPipeline:
                 self.recent_outputs.append(out)
             self.last_dedup_key = row.dedup_key
             replayed += 1
-        last = self.store.last_observation(self.spec.id)
+        last = self.store.last_observation(self.storage_id)
         self.last_dedup_key = last.dedup_key if last is not None else None
-        log.info("restored", feed=self.spec.id, checkpoint_seq=after, replayed=replayed)
+        log.info("restored", feed=self.storage_id, checkpoint_seq=after, replayed=replayed)
         return replayed

@@ -263,3 +263,57 @@ class ChainLog(Base):
     log_index: Mapped[int] = mapped_column(Integer, nullable=False)
     tx_hash: Mapped[str] = mapped_column(String(66), nullable=False)
     tx_ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class RegistryScan(Base):
+    """How far a node followed a ModelRegistry's events: the last confirmed block scanned
+    (its hash: a reorg deeper than the confirmation depth is detected against it)."""
+
+    __tablename__ = "registry_scan"
+    __table_args__ = (UniqueConstraint("contract"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    contract: Mapped[str] = mapped_column(String(42), nullable=False)
+    block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    block_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+
+
+class RegistryEvent(Base):
+    """One decoded ModelRegistry event, in canonical (block, log index) order: the node's
+    view of the registry is rebuilt from these on restart (oracle.registry.events)."""
+
+    __tablename__ = "registry_events"
+    __table_args__ = (UniqueConstraint("contract", "block_hash", "log_index"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    contract: Mapped[str] = mapped_column(String(42), nullable=False)
+    block_number: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    block_hash: Mapped[str] = mapped_column(String(66), nullable=False)
+    log_index: Mapped[int] = mapped_column(Integer, nullable=False)
+    block_time_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    model_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)  # 0: the model itself
+    spec_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    spec_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    feed_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of 0x hex
+    actor: Mapped[str | None] = mapped_column(String(42), nullable=True)
+
+
+class RegistryVersion(Base):
+    """What this node made of one approved version: its status (accepted, running,
+    rejected, unsupported, deactivated, superseded), the reason of a refusal, and the
+    verified spec bytes, so a restart resumes without fetching again."""
+
+    __tablename__ = "registry_versions"
+    __table_args__ = (UniqueConstraint("contract", "model_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    contract: Mapped[str] = mapped_column(String(42), nullable=False)
+    model_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    spec: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -1,0 +1,147 @@
+"""Following a ModelRegistry's events (IModelRegistry), the way chain-events sources
+follow theirs (oracle.sources.chain_events): only blocks ``confirmations`` deep are read,
+in bounded ``eth_getLogs`` ranges, sorted into canonical (block, log index) order and
+decoded with the ABI of the forge build.
+
+The caller stores each batch's events with the new tip in one transaction
+(oracle.storage.registry), so a restart resumes after the last stored block. Before
+reading on, the first new block's parent hash is checked against the stored tip: a
+mismatch is a reorg deeper than the confirmation depth; it is logged and counted, and the
+scan goes on from the new chain (what the node already started stays started: a model
+cannot unlearn, as a chain-events feed cannot). A log that does not decode is logged,
+counted and skipped.
+
+The RPC work (:meth:`RegistryFollower.scan`) does no database I/O: the node runs it in a
+worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from web3 import Web3
+
+from oracle.artifacts import load
+from oracle.storage.registry import EventRow
+
+log = structlog.get_logger(__name__)
+
+EVENTS = ("ModelProposed", "VersionPublished", "VersionApproved", "ModelDeactivated")
+
+
+@dataclass
+class RegistryBatch:
+    events: list[EventRow] = field(default_factory=list)
+    tip: tuple[int, str] | None = None  # the last block scanned (number, hash)
+    deep_reorg: bool = False
+    undecodable: list[str] = field(default_factory=list)
+
+
+def _hex(value: Any) -> str:
+    return "0x" + bytes(value).hex()
+
+
+class RegistryFollower:
+    def __init__(
+        self,
+        w3: Web3,
+        address: str,
+        *,
+        confirmations: int,
+        max_block_range: int = 1000,
+        max_ranges: int = 10,
+        from_block: int = 0,
+    ) -> None:
+        self.w3 = w3
+        self.address = Web3.to_checksum_address(address)
+        self.confirmations = confirmations
+        self.max_block_range = max_block_range
+        self.max_ranges = max_ranges
+        self.from_block = from_block
+        self.contract = w3.eth.contract(address=self.address, abi=load("IModelRegistry").abi)
+        self._by_topic = {}
+        for name in EVENTS:
+            event = self.contract.events[name]()
+            self._by_topic[_hex(event.topic)] = event
+
+    def scan(self, tip: tuple[int, str] | None) -> RegistryBatch:
+        eth = self.w3.eth
+        safe = int(eth.block_number) - self.confirmations
+        batch = RegistryBatch()
+        start = self.from_block if tip is None else tip[0] + 1
+        if safe < start:
+            return batch
+        if tip is not None and _hex(eth.get_block(start)["parentHash"]) != tip[1]:
+            batch.deep_reorg = True
+            log.error("registry.deep_reorg", tip=tip[0], confirmations=self.confirmations)
+        end = min(safe, start + self.max_block_range * self.max_ranges - 1)
+        raw: list[Any] = []
+        for lo in range(start, end + 1, self.max_block_range):
+            hi = min(end, lo + self.max_block_range - 1)
+            raw.extend(
+                eth.get_logs(
+                    {
+                        "address": self.address,
+                        "topics": [list(self._by_topic)],
+                        "fromBlock": lo,
+                        "toBlock": hi,
+                    }
+                )
+            )
+        raw.sort(key=lambda lg: (int(lg["blockNumber"]), int(lg["logIndex"])))
+        times: dict[str, int] = {}
+        for lg in raw:
+            block_hash = _hex(lg["blockHash"])
+            if block_hash not in times:
+                times[block_hash] = int(eth.get_block(lg["blockHash"])["timestamp"]) * 1000
+            try:
+                batch.events.append(self._decode(lg, block_hash, times[block_hash]))
+            except Exception as exc:  # web3/eth_abi raise several unrelated types
+                where = f"log {lg.get('logIndex')} of block {lg.get('blockNumber')}"
+                batch.undecodable.append(where)
+                log.error("registry.undecodable_log", where=where, error=str(exc)[:300])
+        end_header = eth.get_block(end)
+        batch.tip = (end, _hex(end_header["hash"]))
+        return batch
+
+    def _decode(self, lg: Any, block_hash: str, time_ms: int) -> EventRow:
+        if lg.get("removed"):
+            raise ValueError("the RPC reports this log as removed by a reorg")
+        topics = lg.get("topics") or []
+        event = self._by_topic.get(_hex(topics[0])) if topics else None
+        if event is None:
+            raise ValueError("not an IModelRegistry event")
+        decoded = event.process_log(lg)
+        args, name = decoded["args"], decoded["event"]
+        common = {
+            "block_number": int(lg["blockNumber"]),
+            "block_hash": block_hash,
+            "log_index": int(lg["logIndex"]),
+            "block_time_ms": time_ms,
+            "kind": name,
+            "model_id": int(args["modelId"]),
+        }
+        if name == "ModelProposed":
+            return EventRow(
+                **common,
+                version=1,
+                spec_hash=bytes(args["specHash"]),
+                spec_uri=str(args["specUri"]),
+                feed_ids=json.dumps([_hex(f) for f in args["feedIds"]]),
+                actor=str(args["author"]),
+            )
+        if name == "VersionPublished":
+            return EventRow(
+                **common,
+                version=int(args["version"]),
+                spec_hash=bytes(args["specHash"]),
+                spec_uri=str(args["specUri"]),
+            )
+        if name == "VersionApproved":
+            return EventRow(
+                **common, version=int(args["version"]), spec_hash=bytes(args["specHash"])
+            )
+        return EventRow(**common, version=0, actor=str(args["by"]))
