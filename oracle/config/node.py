@@ -42,14 +42,13 @@ Example::
 
 from __future__ import annotations
 
-import tomllib
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-
 from web3 import Web3
 
 from oracle.config import allowlist

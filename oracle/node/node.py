@@ -27,15 +27,15 @@ from oracle.api.server import ApiService, NodeView
 from oracle.api.stream import ReportStream
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
+from oracle.errors import MiraError
 from oracle.node.feeds import FeedRunner
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
 from oracle.node.registered import RegisteredModels
-from oracle.reporting import rounds
 from oracle.node.transmission import TransmissionService
-from oracle.errors import MiraError
+from oracle.reporting import rounds
 from oracle.service import Health, Service, ServiceGroup
 from oracle.storage import Store, make_engine, require_current
 

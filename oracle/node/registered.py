@@ -216,9 +216,9 @@ class RegisteredModels:
             if (running and running[0] >= version) or (waiting and waiting[0] >= version):
                 continue
             row = self.versions.get((model_id, version))
-            if row is not None and row.status in ("rejected", "unsupported"):
-                if not self._retry_due(model_id, version, row):
-                    continue
+            refused = row is not None and row.status in ("rejected", "unsupported")
+            if refused and row is not None and not self._retry_due(model_id, version, row):
+                continue
             changed |= await self._load(model, version, row)
         if changed:
             self._feeds_changed()
@@ -286,9 +286,7 @@ class RegisteredModels:
                     "local_policy", f"feed {spec.id} is also one of this node's local feeds"
                 )
         try:
-            runner = FeedRunner(
-                spec, self.store, self.feed_metrics, storage_id=sid, start=start
-            )
+            runner = FeedRunner(spec, self.store, self.feed_metrics, storage_id=sid, start=start)
             session = self._session()
             if session is not None:
                 runner.attach_http(session)

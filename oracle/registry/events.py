@@ -62,10 +62,10 @@ class RegistryFollower:
         self.max_ranges = max_ranges
         self.from_block = from_block
         self.contract = w3.eth.contract(address=self.address, abi=load("IModelRegistry").abi)
-        self._by_topic = {}
+        self._by_topic: dict[str, Any] = {}
         for name in EVENTS:
             event = self.contract.events[name]()
-            self._by_topic[_hex(event.topic)] = event
+            self._by_topic[str(event.topic).lower()] = event
 
     def scan(self, tip: tuple[int, str] | None) -> RegistryBatch:
         eth = self.w3.eth

@@ -2,9 +2,10 @@
 
 Three schemes, nothing else (anything else is ``unknown_scheme``):
 
-* ``file://`` — only under ``[models] spec_dir``. The path may be absolute or relative to
-  that folder; ``..`` components are refused outright, and the resolved path (symlinks
-  followed) must still lie under the folder, so a symlink pointing out is refused too.
+* ``file://`` — only under ``[models] spec_dir``. The path after ``file://`` may be
+  absolute (``file:///specs/x.toml``) or relative to that folder (``file://x.toml``);
+  ``..`` components are refused outright, and the resolved path (symlinks followed) must
+  still lie under the folder, so a symlink pointing out is refused too.
 * ``http://`` / ``https://`` — only with ``[models] http = true``; a total timeout, at
   most ``max_spec_bytes`` read (a larger body is refused without reading it all), at most
   3 redirects and only to http(s) (aiohttp's own redirect handling would follow any).
@@ -48,13 +49,14 @@ async def fetch_spec(uri: str, policy: ModelsConfig, session: aiohttp.ClientSess
 
 
 def read_file_uri(uri: str, policy: ModelsConfig) -> bytes:
-    parts = urlsplit(uri)
-    if parts.netloc not in ("", "localhost"):
-        raise SpecRejected("path_escape", f"{uri}: expected a local file:// URI, not a host")
+    if not uri.lower().startswith("file://"):
+        raise SpecRejected("unknown_scheme", f"{uri[:200]!r}: expected file://<path>")
     root = policy.spec_dir
     if root is None:
         raise SpecRejected("path_escape", f"{uri}: this node names no [models] spec_dir")
-    raw = unquote(parts.path)
+    # what follows file:// is the path, percent-decoded: file:///abs/x.toml or
+    # file://x.toml (relative to spec_dir); there is no host part
+    raw = unquote(uri[7:])
     if "\x00" in raw or ".." in PurePosixPath(raw).parts:
         raise SpecRejected("path_escape", f"{uri}: '..' is not accepted in a spec path")
     root = root.resolve()

@@ -54,7 +54,9 @@ def verify_spec(
             f"the spec's digest is 0x{digest.hex()}, the registry's spec hash 0x{spec_hash.hex()}",
         )
     problems = Problems()
-    spec = parse_feed_spec(table, file=where, base_dir=policy.spec_dir or _NO_DIR, problems=problems)
+    spec = parse_feed_spec(
+        table, file=where, base_dir=policy.spec_dir or _NO_DIR, problems=problems
+    )
     if problems.items or spec is None:
         first = problems.items[0] if problems.items else None
         raise SpecRejected(_reason(first), "; ".join(str(p) for p in problems.items[:5]))
