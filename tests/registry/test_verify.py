@@ -42,7 +42,7 @@ def _refused(reason: str, text: str, **kw: Any) -> SpecRejected:
 
 def test_a_good_spec_passes() -> None:
     spec = _verify(spec_text())
-    assert spec.id == FEED  # type: ignore[attr-defined]
+    assert spec.id == FEED
 
 
 def test_unknown_class_is_refused() -> None:
