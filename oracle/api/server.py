@@ -59,6 +59,8 @@ class NodeView:
     reports: ReportStream | None = None
     # models registered on-chain (oracle.node.registered): one entry per version
     registered: Callable[[], list[dict[str, Any]]] | None = None
+    # (model id, version, limit) → that version's stored outputs, None if never run
+    registered_outputs: Callable[[int, int, int], dict[str, Any] | None] | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -119,6 +121,33 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
         registered = [] if node.registered is None else node.registered()
         return web.json_response({"models": out, "registered": registered})
 
+    async def model_outputs(request: web.Request) -> web.Response:
+        """GET /v1/models/{id}/outputs?version=V&limit=N: a registered model's outputs and
+        commitments as this node stored them (to check against ReportTransmitted)."""
+        if node.registered_outputs is None:
+            return _error(404, "this node follows no model registry")
+        try:
+            model_id = int(request.match_info["model_id"])
+            version = int(request.query.get("version", "0"))
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            return _error(400, "expected integer model id, version and limit")
+        if not (1 <= model_id < 2**63 and 0 <= version < 2**63 and 1 <= limit <= 10_000):
+            return _error(400, "expected model id ≥ 1, version ≥ 0, limit in [1, 10000]")
+        if version == 0:  # the version this node runs (or last ran)
+            running = [
+                m["version"]
+                for m in (node.registered() if node.registered else [])
+                if m["id"] == model_id and m["status"] in ("running", "superseded", "deactivated")
+            ]
+            if not running:
+                return _error(404, f"no version of model {model_id} ran on this node")
+            version = max(running)
+        found = node.registered_outputs(model_id, version, limit)
+        if found is None:
+            return _error(404, f"model {model_id} version {version} never ran on this node")
+        return web.json_response(found)
+
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(node.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -128,6 +157,7 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
     app.router.add_get("/v1/feeds", feeds)
     app.router.add_get("/v1/feeds/{feed_id:.+}", feed)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model_id}/outputs", model_outputs)
 
     async def network(_: web.Request) -> web.Response:
         if node.network is None:

@@ -23,6 +23,7 @@ from oracle.cli.evaluate import eval_command
 from oracle.cli.feed import feed
 from oracle.cli.keys import keys
 from oracle.cli.model import model
+from oracle.cli.model_status import status as model_status
 from oracle.cli.node import node
 from oracle.errors import MiraError
 
@@ -134,6 +135,7 @@ cli.add_command(db)
 cli.add_command(deploy)
 cli.add_command(node)
 cli.add_command(model)
+model.add_command(model_status)  # kept apart from oracle.cli.model: it reads members too
 cli.add_command(committee)
 cli.add_command(eval_command)
 cli.add_command(feed)

@@ -237,6 +237,7 @@ class Node:
             network=None if self.network is None else self.network.status,
             reports=self.reports,
             registered=None if self.registered is None else self.registered.status,
+            registered_outputs=None if self.registered is None else self.registered.outputs,
         )
         self.api = ApiService(config.api, view)
         self.services = ServiceGroup(config.name, [*services, self.api])

@@ -381,6 +381,45 @@ class RegisteredModels:
             time.time_ns() // 1_000_000,
         )
 
+    def outputs(self, model_id: int, version: int, limit: int) -> dict[str, Any] | None:
+        """A version's newest stored outputs (at most ``limit`` per published feed, oldest
+        first) for GET /v1/models/ID/outputs; None for a version this node never ran."""
+        model = self.models.get(model_id)
+        row = self.versions.get((model_id, version))
+        if model is None or row is None or row.spec is None:
+            return None
+        sid = storage_id(model_id, version)
+        runner = self.runners.get(sid)
+        if runner is not None:
+            runner.pipeline.flush()
+            spec = runner.spec
+        else:  # superseded or deactivated: its rows stay, read under its stored spec
+            info = model.versions[version]
+            spec = verify_spec(
+                row.spec,
+                uri=info.spec_uri,
+                spec_hash=info.spec_hash,
+                feed_ids=model.feed_ids,
+                policy=self.config,
+            )
+        feeds: dict[str, list[dict[str, Any]]] = {}
+        for o in spec.outputs:
+            key = f"{sid}:{o.id}"
+            newest = self.store.latest_output(key)
+            after = -1 if newest is None else newest.seq - limit
+            feeds["0x" + o.id_bytes32.hex()] = [
+                {
+                    "feed": o.id,
+                    "seq": r.seq,
+                    "observed_at_ms": r.observed_at_ms,
+                    "value": str(r.value),
+                    "commitment": "0x" + r.commitment.hex(),
+                    "publish": r.publish,
+                }
+                for r in self.store.outputs(key, after_seq=after, limit=limit)
+            ]
+        return {"id": model_id, "version": version, "storage_id": sid, "outputs": feeds}
+
     # -- status ------------------------------------------------------------------------------
 
     def status(self) -> list[dict[str, Any]]:
