@@ -117,3 +117,37 @@ def test_the_removed_transmitter_key_is_named_with_what_to_do(tmp_path: Path, va
         f"network.transmitter = '{value}': no longer supported: reports "
         "always go through the transaction manager; delete the line"
     ) in str(info.value)
+
+
+def test_models_section(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    registry = "0x" + "ab" * 20
+    path = make_node(
+        tmp_path,
+        f'\n[models]\nregistry = "{registry}"\nmax_models = 2\nspec_dir = "specs"\n'
+        'classes = ["linear_model.LinearRegression"]\nhttp = false\nswitch_after_s = 5\n',
+    )
+    models = load_node_config(path).models
+    assert models.registry is not None and models.registry.lower() == registry
+    assert models.spec_dir == (tmp_path / "specs").resolve()
+    assert (models.max_models, models.classes, models.http) == (
+        2,
+        ("linear_model.LinearRegression",),
+        False,
+    )
+    assert models.switch_after_s == 5.0
+    (tmp_path / "plain").mkdir()
+    assert load_node_config(make_node(tmp_path / "plain")).models.registry is None
+
+
+def test_models_section_problems_are_named(tmp_path: Path) -> None:
+    path = make_node(
+        tmp_path,
+        '\n[models]\nregistry = "0x12"\nclasses = ["os.system"]\nspec_dir = "nowhere"\n'
+        "max_spec_bytes = 999999999\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_node_config(path)
+    text = str(info.value)
+    for key in ("models.registry", "models.classes", "models.spec_dir", "models.max_spec_bytes"):
+        assert key in text, text

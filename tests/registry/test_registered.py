@@ -5,6 +5,7 @@ the runner, and a restarted node resumes from what it stored."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,11 +18,14 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 from web3 import Web3
 
-from oracle.config.node import default_models
+from oracle.api.server import ApiService, NodeView
+from oracle.client import ClientError, LandedUpdate, NodeApi, check_outputs
+from oracle.config.node import ApiConfig, default_models
 from oracle.node.feeds import FeedRunner
 from oracle.node.pipeline import FeedMetrics
 from oracle.node.registered import RegisteredModels
 from oracle.registry.state import apply, switch_at_ms
+from oracle.service import Health
 from oracle.storage import Store
 from oracle.storage.registry import EventRow
 from tests.registry.specs import FEED, data_uri, digest, feed_ids, spec_text
@@ -267,3 +271,57 @@ async def test_approval_is_followed_only_once_per_version(node: Node) -> None:
     await service._reconcile()
     assert node.runners["m1v1"] is runner and node.changes == 1
     assert time.time() > 0
+
+
+async def test_api_serves_registered_models_and_outputs_check_against_reports(
+    node: Node,
+) -> None:
+    service = node.service()
+    await _feed(
+        service,
+        _events(
+            ("ModelProposed", 1, 1, spec_text()),
+            ("VersionApproved", 1, 1, None),
+            ("ModelProposed", 2, 1, HOSTILE["unknown_class"]),
+            ("VersionApproved", 2, 1, None),
+        ),
+    )
+    runner = node.runners["m1v1"]
+    await runner.poll()
+    view = NodeView(
+        "t",
+        lambda: Health(True),
+        node.runners,
+        node.metrics.registry,
+        registered=service.status,
+        registered_outputs=service.outputs,
+    )
+    api = ApiService(ApiConfig("127.0.0.1", 0, 64 * 1024), view)
+    await api.start()
+    try:
+        url = f"http://127.0.0.1:{api.port}"
+        client = NodeApi(url)
+        listed = await asyncio.to_thread(client.models)
+        by_id = {(m["id"], m["version"]): m for m in listed}
+        assert by_id[(1, 1)]["status"] == "running"
+        assert by_id[(1, 1)]["commitment"] == "0x" + runner.pipeline.model.commitment().hex()
+        assert (by_id[(2, 1)]["status"], by_id[(2, 1)]["reason"]) == ("rejected", "unknown_class")
+        outputs = await asyncio.to_thread(client.outputs, 1, 0, 5)
+        rows = outputs["outputs"]["0x" + feed_ids()[0].hex()]
+        assert len(rows) == 5 and rows[-1]["seq"] == runner.pipeline.last_output.seq  # type: ignore[union-attr]
+        with pytest.raises(ClientError, match="404"):
+            await asyncio.to_thread(client.outputs, 2)  # refused: never ran
+        with pytest.raises(ClientError, match="400"):
+            await asyncio.to_thread(client._get, "/v1/models/x/outputs")
+    finally:
+        await api.stop()
+    # what a transmitted report of this output carries checks out; a changed one does not
+    (update,) = runner.latest_updates()
+    landed = [LandedUpdate(5, 1, 9, update)]
+    assert check_outputs(outputs, landed) == {
+        "checked": 1,
+        "mismatches": [],
+        "not_in_node_window": 0,
+    }
+    forged = replace(update, model_commitment=b"\x07" * 32)
+    assert len(check_outputs(outputs, [LandedUpdate(5, 1, 9, forged)])["mismatches"]) == 1
