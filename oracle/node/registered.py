@@ -319,6 +319,10 @@ class RegisteredModels:
         if waiting is not None:
             self._retire(model.model_id, waiting[0], waiting[1].runner, "deactivated")
             changed = True
+        for (model_id, version), row in list(self.versions.items()):
+            # deactivated while this node was down: what it ran is not resumed
+            if model_id == model.model_id and row.status in ("running", "accepted"):
+                self._set((model_id, version), "deactivated")
         return changed
 
     async def _tick(self) -> None:
