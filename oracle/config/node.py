@@ -38,6 +38,7 @@ Example::
     poll_s = 1.0
     switch_after_s = 30.0          # a new version replaces the old at the first round
                                    # boundary this long after its approval block
+    from_block = 0                 # the registry's deployment block: where following starts
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class ModelsConfig:
     # a new version replaces the old at the first round boundary this long after its
     # approval block's time: long enough for every member to have seen and loaded it
     switch_after_s: float = 30.0
+    from_block: int = 0  # where following the registry starts (its deployment block)
 
 
 def default_models() -> ModelsConfig:
@@ -252,6 +254,7 @@ def _read_models(t: Table, base: Path) -> ModelsConfig:
         poll_s=t.number("poll_s", 1.0, low=0.05, high=3600.0),
         max_block_range=t.integer("max_block_range", 1000, low=1, high=100_000),
         switch_after_s=t.number("switch_after_s", 30.0, low=0.0, high=86_400.0),
+        from_block=t.integer("from_block", 0, low=0, high=2**63 - 1),
     )
     t.finish()
     return config

@@ -117,6 +117,7 @@ class RegisteredModels:
             config.registry,
             confirmations=config.confirmations,
             max_block_range=config.max_block_range,
+            from_block=config.from_block,
         )
         self.models: dict[int, ModelInfo] = {}
         self.versions: dict[tuple[int, int], VersionRow] = {}
