@@ -83,11 +83,17 @@ class FeedRunner:
 
     def _first_row_after(self, time_ms: int) -> int:
         """The first replay row observed after ``time_ms`` (rows are in time order)."""
-        assert self.replay is not None
-        for i, obs in enumerate(self.replay.read(0)):
+        replay = self.replay
+        assert replay is not None
+        spec = replay.spec
+        if spec.time_field is None or spec.passes > 1:  # the synthetic clock: computed
+            if time_ms < spec.start_ms:
+                return 0
+            return min(replay.total, (time_ms - spec.start_ms) // spec.step_ms + 1)
+        for i, obs in enumerate(replay.read(0)):  # one pass of a CSV's own times
             if obs.observed_at_ms > time_ms:
                 return i
-        return self.replay.total
+        return replay.total
 
     def attach_http(self, session: aiohttp.ClientSession) -> None:
         self.http = [

@@ -186,7 +186,8 @@ class RegisteredModels:
 
     async def poll(self) -> None:
         """Scan the confirmed blocks not seen yet, store their events, act on them."""
-        batch = await asyncio.to_thread(self.follower.scan, self.db.scan_tip())
+        tip = await asyncio.to_thread(self.db.scan_tip)
+        batch = await asyncio.to_thread(self.follower.scan, tip)
         if batch.tip is not None:
             await asyncio.to_thread(self.db.record, batch.events, batch.tip)
             self.scanned_to = batch.tip[0]
@@ -432,6 +433,10 @@ class RegisteredModels:
         out: list[dict[str, Any]] = []
         for model_id in sorted(self.models):
             model = self.models[model_id]
+            if model.approved_version == 0:
+                # anyone may propose: only what governance approved is listed, so the
+                # answer stays as small as the set of approved models
+                continue
             runners = {}
             if model_id in self.active:
                 runners[self.active[model_id][0]] = self.active[model_id][1]
