@@ -97,11 +97,12 @@ class RoundCore:
         task.add_done_callback(self._tasks.discard)
 
     async def _poll_chain(self) -> None:
-        feeds = list(self.policies)
         failures = 0
         while self._running:
             try:
-                self._onchain.update(await self.transmitter.latest(feeds))
+                # the feeds of now: a model registered on-chain joins (or leaves) the
+                # policies while the epoch runs (oracle.node.registered)
+                self._onchain.update(await self.transmitter.latest(list(self.policies)))
                 if failures:
                     log.info("chain.recovered", after_failures=failures)
                 failures = 0
