@@ -196,10 +196,14 @@ def node_config_toml(
     checkpoint_every_s: float | None = None,
     peer_urls: dict[str, str] | None = None,
     dkg_phase_timeout: float = 30.0,
+    model_registry: str | None = None,
+    models: dict[str, Any] | None = None,
 ) -> str:
     """The node.toml of one local member (the devnet, ``mira bench e2e`` and the tests write
     the same file; only the timing knobs differ). Keys, passphrase and key shares live in ./keys.
-    ``peer_urls``: operator address → p2p URL overriding the registered one."""
+    ``peer_urls``: operator address → p2p URL overriding the registered one.
+    ``model_registry``: the ModelRegistry the node follows (``[models]``, with ``models``'
+    other keys, e.g. confirmations)."""
     scheduler = ""
     if flush_every_s is not None or checkpoint_every_s is not None:
         scheduler = "\n[scheduler]\n"
@@ -207,22 +211,36 @@ def node_config_toml(
             scheduler += f"flush_every_s = {flush_every_s}\n"
         if checkpoint_every_s is not None:
             scheduler += f"checkpoint_every_s = {checkpoint_every_s}\n"
-    return _NODE_TOML.format(
-        index=node.index,
-        database=database,
-        api_port=node.api_port,
-        p2p_port=node.p2p_port,
-        scheduler=scheduler,
-        rpc_url=rpc_url,
-        oracle=oracle,
-        round_period=round_period,
-        observe_timeout=observe_timeout,
-        transmit_timeout=transmit_timeout,
-        rpc_timeout=rpc_timeout,
-        dkg_phase_timeout=dkg_phase_timeout,
-    ) + "".join(
-        ["\n[network.peer_urls]\n"]
-        + [f'"{op}" = "{url}"\n' for op, url in sorted((peer_urls or {}).items())]
-        if peer_urls
-        else []
+    return (
+        _NODE_TOML.format(
+            index=node.index,
+            database=database,
+            api_port=node.api_port,
+            p2p_port=node.p2p_port,
+            scheduler=scheduler,
+            rpc_url=rpc_url,
+            oracle=oracle,
+            round_period=round_period,
+            observe_timeout=observe_timeout,
+            transmit_timeout=transmit_timeout,
+            rpc_timeout=rpc_timeout,
+            dkg_phase_timeout=dkg_phase_timeout,
+        )
+        + "".join(
+            ["\n[network.peer_urls]\n"]
+            + [f'"{op}" = "{url}"\n' for op, url in sorted((peer_urls or {}).items())]
+            if peer_urls
+            else []
+        )
+        + _models_toml(model_registry, models or {})
     )
+
+
+def _models_toml(registry: str | None, models: dict[str, Any]) -> str:
+    if registry is None:
+        return ""
+    lines = [f'\n[models]\nregistry = "{registry}"\n']
+    for key, value in sorted(models.items()):
+        shown = f'"{value}"' if isinstance(value, str) else str(value).lower()
+        lines.append(f"{key} = {shown}\n")
+    return "".join(lines)

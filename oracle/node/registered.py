@@ -111,7 +111,14 @@ class RegisteredModels:
         self._feeds_changed = feeds_changed
         self.db = RegistryStore(store.engine, config.registry)
         self.metrics = RegistryMetrics(feed_metrics.registry)
-        self.w3 = w3 or Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
+        # no hidden retries inside web3: the follower's own loop retries, counts and logs
+        self.w3 = w3 or Web3(
+            Web3.HTTPProvider(
+                rpc_url,
+                request_kwargs={"timeout": rpc_timeout_s},
+                exception_retry_configuration=None,
+            )
+        )
         self.follower = RegistryFollower(
             self.w3,
             config.registry,

@@ -325,3 +325,22 @@ async def test_api_serves_registered_models_and_outputs_check_against_reports(
     }
     forged = replace(update, model_commitment=b"\x07" * 32)
     assert len(check_outputs(outputs, [LandedUpdate(5, 1, 9, forged)])["mismatches"]) == 1
+
+
+async def test_an_rpc_that_fails_is_retried_with_backoff_and_counted(node: Node) -> None:
+    """The registry's RPC does not answer (port 9: refused): the follower logs, counts and
+    retries; the service reports itself unhealthy and never crashes."""
+    service = node.service()
+    task = asyncio.create_task(service._follow())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            errors = node.metrics.registry.get_sample_value("mira_registry_rpc_errors_total")
+            if errors is not None and errors >= 2:
+                break
+        assert errors is not None and errors >= 2
+        assert not service.health().ok and "Connection" in service.health().detail
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
