@@ -11,6 +11,7 @@ order written and build on each other (model 1's versions).
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from click.testing import CliRunner
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at, deploy
+from oracle.cli.main import cli
 from oracle.client import NodeApi, check_outputs, landed_updates
 from oracle.config.feeds import feed_id_bytes32
 from oracle.devnet.processes import NodeProc, free_port
@@ -257,6 +260,30 @@ def test_2_hostile_specs_are_refused_by_every_member(net: RegistryNet) -> None:
     net.until(lambda: _latest(net, FEED)[0] > before, 15, "the registered feed moving on")
     metrics = net.metrics(0)
     assert 'mira_registry_rejections_total{reason="unknown_class"} 1.0' in metrics
+    # mira model status: on-chain state and every member's view, of a running and a refused model
+    for model_id, want in (
+        (1, ("running", None)),
+        (ids["unknown_class"], ("rejected", "unknown_class")),
+    ):
+        out = _status_cli(net, model_id)
+        assert out["model"]["approved_version"] == 1
+        assert [m["reachable"] for m in out["members"]] == [True] * N
+        for member in out["members"]:
+            (v,) = member["versions"]
+            assert (v["status"], v["reason"]) == want, member
+    running = _status_cli(net, 1)
+    assert running["model"]["feeds"][0]["latest"]["round"] > 0
+
+
+def _status_cli(net: RegistryNet, model_id: int) -> dict[str, Any]:
+    assert net.oracle is not None
+    args = ["model", "status", str(model_id), "--json", "--rpc-url", net.anvil_url]
+    args += ["--oracle", net.oracle.address, "--registry", str(net.registry_address)]
+    for node in net.nodes:
+        args += ["--node", node.api]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
 
 
 def test_3_a_new_version_switches_every_member_at_one_boundary(net: RegistryNet) -> None:
