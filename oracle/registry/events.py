@@ -7,8 +7,9 @@ The caller stores each batch's events with the new tip in one transaction
 (oracle.storage.registry), so a restart resumes after the last stored block. Before
 reading on, the first new block's parent hash is checked against the stored tip: a
 mismatch is a reorg deeper than the confirmation depth; it is logged and counted, and the
-scan goes on from the new chain (what the node already started stays started: a model
-cannot unlearn, as a chain-events feed cannot). A log that does not decode is logged,
+last :data:`RESCAN` blocks are read again from the new chain; events already stored are
+skipped, and applying an event twice changes nothing (oracle.registry.state). What the node
+already started stays started: a model cannot unlearn, as a chain-events feed cannot. A log that does not decode is logged,
 counted and skipped.
 
 The RPC work (:meth:`RegistryFollower.scan`) does no database I/O: the node runs it in a
@@ -29,6 +30,7 @@ from oracle.storage.registry import EventRow
 
 log = structlog.get_logger(__name__)
 
+RESCAN = 256  # blocks read again after a reorg deeper than the confirmation depth
 EVENTS = ("ModelProposed", "VersionPublished", "VersionApproved", "ModelDeactivated")
 
 
@@ -75,8 +77,16 @@ class RegistryFollower:
         if safe < start:
             return batch
         if tip is not None and _hex(eth.get_block(start)["parentHash"]) != tip[1]:
+            # the recorded tip is gone: read the last RESCAN blocks again, so events the new
+            # chain holds there are not missed (the caller skips those already stored)
             batch.deep_reorg = True
-            log.error("registry.deep_reorg", tip=tip[0], confirmations=self.confirmations)
+            start = max(self.from_block, tip[0] - RESCAN + 1)
+            log.error(
+                "registry.deep_reorg",
+                tip=tip[0],
+                rescan_from=start,
+                confirmations=self.confirmations,
+            )
         end = min(safe, start + self.max_block_range * self.max_ranges - 1)
         raw: list[Any] = []
         for lo in range(start, end + 1, self.max_block_range):

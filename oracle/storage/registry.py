@@ -57,10 +57,19 @@ class RegistryStore:
         return None if row is None else (int(row[0]), str(row[1]))
 
     def record(self, events: Sequence[EventRow], tip: tuple[int, str]) -> None:
-        """Store a scanned range's events and the new tip in one transaction: a crash
-        between the two would skip or repeat events."""
+        """Store a scanned range's events (those not stored yet) and the new tip in one
+        transaction: a crash between the two would skip or repeat events."""
         with self.engine.begin() as conn:
+            known = set()
+            if events:  # a re-read range (after a deep reorg) holds events already stored
+                stmt = select(_EVENTS.c.block_hash, _EVENTS.c.log_index).where(
+                    (_EVENTS.c.contract == self.registry)
+                    & (_EVENTS.c.block_number >= min(e.block_number for e in events))
+                )
+                known = {(str(h), int(i)) for h, i in conn.execute(stmt)}
             for e in events:
+                if (e.block_hash, e.log_index) in known:
+                    continue
                 conn.execute(insert(_EVENTS).values(contract=self.registry, **e.__dict__))
             done = conn.execute(
                 update(_SCAN)
