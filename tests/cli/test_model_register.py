@@ -1,5 +1,5 @@
-"""`mira model register SPEC`: local validation and the spec hash (no on-chain registry
-exists yet, and the command says so)."""
+"""`mira model register SPEC --dry-run`: local validation and the spec hash, nothing sent
+(the on-chain half: tests/cli/test_model_registry.py)."""
 
 from __future__ import annotations
 
