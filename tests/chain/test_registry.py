@@ -22,9 +22,7 @@ def _decls(*names: str) -> list[reg.FeedDeclaration]:
     return [reg.FeedDeclaration(feed_id_bytes32(n), 8, f"{n} forecast") for n in names]
 
 
-def test_the_system_deploys_the_registry_as_the_oracles_registrar(
-    w3: Web3, anvil: Anvil
-) -> None:
+def test_the_system_deploys_the_registry_as_the_oracles_registrar(w3: Web3, anvil: Anvil) -> None:
     owner = Account.from_key(anvil.private_keys[0])
     manifest = deploy_system(w3, owner, anvil.url)
     oracle = at(w3, "MiraOracle", manifest.oracle)
