@@ -20,7 +20,7 @@ import {IModelRegistry} from "./interfaces/IModelRegistry.sol";
 ///          construction), and approve makes them after all of its state changes.
 contract ModelRegistry is IModelRegistry {
     /// @notice The most feeds one model declares. Approval registers each on the oracle with
-    ///         a proxy and DEFAULT_HISTORY_DEPTH ring slots (~1.95M gas a feed): 12 keep the
+    ///         a proxy and DEFAULT_HISTORY_DEPTH ring slots (~1.98M gas a feed): 12 keep the
     ///         first approval well inside a 30M block (ModelRegistry.t.sol measures it).
     uint256 public constant MAX_FEEDS = 12;
     /// @notice The longest spec URI in bytes: room for a data: URI carrying a small

@@ -27,12 +27,6 @@ if TYPE_CHECKING:
     from oracle.chain.system import Sender
     from oracle.config.feeds import FeedSpec
 
-# ModelRegistry's bounds (MAX_FEEDS, MAX_URI_LENGTH, MAX_DESCRIPTION_LENGTH), checked here
-# before a transaction so a too-large spec fails with the bound named, not a revert.
-MAX_FEEDS = 12
-MAX_URI_LENGTH = 4096
-MAX_DESCRIPTION_LENGTH = 256
-
 
 class RegistryRefusal(ChainError):
     """The registry would revert the call: ``data`` is the revert data (a custom error of
@@ -144,23 +138,44 @@ def declarations(spec: FeedSpec) -> list[FeedDeclaration]:
     return [FeedDeclaration(o.id_bytes32, spec.decimals, o.description) for o in spec.outputs]
 
 
-def check_declarations(feeds: Sequence[FeedDeclaration], spec_uri: str) -> None:
-    """ChainError naming the bound a proposal would break (the contract's own checks)."""
-    if not 1 <= len(feeds) <= MAX_FEEDS:
+@dataclass(frozen=True)
+class Bounds:
+    """ModelRegistry's MAX_FEEDS, MAX_URI_LENGTH and MAX_DESCRIPTION_LENGTH (bytes), read
+    from the contract: the one place they are written down."""
+
+    max_feeds: int
+    max_uri_length: int
+    max_description_length: int
+
+
+def bounds(registry: Contract) -> Bounds:
+    fns = registry.functions
+    return Bounds(
+        int(fns.MAX_FEEDS().call()),
+        int(fns.MAX_URI_LENGTH().call()),
+        int(fns.MAX_DESCRIPTION_LENGTH().call()),
+    )
+
+
+def check_declarations(feeds: Sequence[FeedDeclaration], spec_uri: str, limits: Bounds) -> None:
+    """ChainError naming the bound a proposal would break (the contract's own checks, made
+    before a transaction so the message can name the bound rather than a revert)."""
+    if not 1 <= len(feeds) <= limits.max_feeds:
         raise ChainError(
-            f"the spec declares {len(feeds)} feeds; the registry takes 1 to {MAX_FEEDS} a model"
+            f"the spec declares {len(feeds)} feeds; the registry takes 1 to "
+            f"{limits.max_feeds} a model"
         )
     uri_length = len(spec_uri.encode())
-    if not 1 <= uri_length <= MAX_URI_LENGTH:
+    if not 1 <= uri_length <= limits.max_uri_length:
         raise ChainError(
-            f"the spec URI is {uri_length} bytes; the registry takes 1 to {MAX_URI_LENGTH}"
+            f"the spec URI is {uri_length} bytes; the registry takes 1 to {limits.max_uri_length}"
         )
     for feed in feeds:
         length = len(feed.description.encode())
-        if length > MAX_DESCRIPTION_LENGTH:
+        if length > limits.max_description_length:
             raise ChainError(
                 f"feed 0x{feed.feed_id.hex()}'s description is {length} bytes; the registry "
-                f"takes at most {MAX_DESCRIPTION_LENGTH}"
+                f"takes at most {limits.max_description_length}"
             )
     ids = [f.feed_id for f in feeds]
     for feed_id in ids:
@@ -294,7 +309,7 @@ def propose(
     feeds: Sequence[FeedDeclaration],
 ) -> Proposal:
     """Propose a model (its version 1); the sender becomes its author."""
-    check_declarations(feeds, spec_uri)
+    check_declarations(feeds, spec_uri, bounds(registry))
     call = registry.functions.propose(spec_hash, spec_uri, [f.as_tuple() for f in feeds])
     receipt = _send(sender, call, "proposing the model")
     (event,) = _receipt_events(registry, receipt, ModelProposed)

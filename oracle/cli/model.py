@@ -140,6 +140,7 @@ def _refused(target: Target, refusal: RegistryRefusal) -> ChainError:
     """The registry's (or, through approve, the oracle's) custom error, in words."""
     from web3 import Web3
 
+    from oracle.chain import registry as reg
     from oracle.transmission.revert import RevertDecoder
 
     decoder = RevertDecoder([target.registry.abi, target.oracle.abi])
@@ -187,10 +188,17 @@ def _refused(target: Target, refusal: RegistryRefusal) -> ChainError:
             "approved model (`mira feed list`, `mira model list`)"
         ),
         "InvalidSpecHash": lambda: "the spec hash is zero",
-        "InvalidSpecUri": lambda: f"the spec URI is {a['length']} bytes: 1 to 4096 are accepted",
-        "InvalidFeedCount": lambda: f"the spec declares {a['count']} feeds: 1 to 12 accepted",
+        "InvalidSpecUri": lambda: (
+            f"the spec URI is {a['length']} bytes: 1 to "
+            f"{reg.bounds(target.registry).max_uri_length} are accepted"
+        ),
+        "InvalidFeedCount": lambda: (
+            f"the spec declares {a['count']} feeds: 1 to "
+            f"{reg.bounds(target.registry).max_feeds} are accepted"
+        ),
         "InvalidFeedDeclaration": lambda: (
-            f"feed {feed}: a zero id, or a description over 256 bytes"
+            f"feed {feed}: a zero id, or a description over "
+            f"{reg.bounds(target.registry).max_description_length} bytes"
         ),
         "NotOwner": lambda: (
             f"the registry {target.registry.address} is not the oracle's feed registrar: the "
@@ -292,7 +300,6 @@ def register(
 
     _check_uri(uri)
     decls = reg.declarations(spec)
-    reg.check_declarations(decls, uri)  # the registry's bounds, named, before any RPC
     target = _target(manifest, rpc_url, registry)
     sender = _sender(target, keys_dir, passphrase_file)
     try:

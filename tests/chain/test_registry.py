@@ -65,16 +65,19 @@ def test_the_system_deploys_the_registry_as_the_oracles_registrar(w3: Web3, anvi
         reg.model(contract, 2)
 
 
-def test_the_registrys_bounds_are_checked_before_sending() -> None:
+def test_the_registrys_bounds_are_checked_before_sending(w3: Web3, anvil: Anvil) -> None:
+    manifest = deploy_system(w3, Account.from_key(anvil.private_keys[0]), anvil.url)
+    limits = reg.bounds(reg.registry_at(w3, manifest.model_registry))
+    assert limits == reg.Bounds(max_feeds=12, max_uri_length=4096, max_description_length=256)
     with pytest.raises(ChainError, match="1 to 12"):
-        reg.check_declarations([], "data:,x")
+        reg.check_declarations([], "data:,x", limits)
     with pytest.raises(ChainError, match="1 to 12"):
-        reg.check_declarations(_decls(*(f"F{i}" for i in range(13))), "data:,x")
+        reg.check_declarations(_decls(*(f"F{i}" for i in range(13))), "data:,x", limits)
     with pytest.raises(ChainError, match="4096"):
-        reg.check_declarations(_decls("A"), "data:," + "x" * 4096)
+        reg.check_declarations(_decls("A"), "data:," + "x" * 4096, limits)
     long = [reg.FeedDeclaration(feed_id_bytes32("A"), 8, "é" * 129)]  # 258 bytes
     with pytest.raises(ChainError, match="258 bytes"):
-        reg.check_declarations(long, "data:,x")
+        reg.check_declarations(long, "data:,x", limits)
     with pytest.raises(ChainError, match="declared twice"):
-        reg.check_declarations(_decls("A", "A"), "data:,x")
-    reg.check_declarations(_decls(*(f"F{i}" for i in range(12))), "data:," + "x" * 4090)
+        reg.check_declarations(_decls("A", "A"), "data:,x", limits)
+    reg.check_declarations(_decls(*(f"F{i}" for i in range(12))), "data:," + "x" * 4090, limits)
