@@ -189,6 +189,24 @@ def test_refusals_are_one_error_line(env: dict[str, Any], tmp_path: Path) -> Non
     _error(_model(env, "deactivate", "1"), "model 1 is deactivated")
 
 
+def test_the_human_output_says_the_same(env: dict[str, Any]) -> None:
+    runner = CliRunner()
+    common = ["--manifest", env["manifest"], "--keys-dir", str(env["alice"])]
+    proposed = runner.invoke(
+        cli,
+        ["model", "register", str(WATERFLOW), "--uri", "data:,w", *common],
+        env={"MIRA_KEY_PASSPHRASE": PASS},
+    )
+    assert proposed.exit_code == 0, proposed.output
+    assert "model 1 proposed" in proposed.stdout and "WATERFLOW/anomaly" in proposed.stdout
+    assert "mira model approve 1" in proposed.stdout
+    listed = runner.invoke(cli, ["model", "list", "--manifest", env["manifest"]])
+    assert listed.exit_code == 0, listed.output
+    assert "1 models" in listed.stdout and "proposed" in listed.stdout
+    assert "WATERFLOW/anomaly" not in listed.stdout  # not in the manifest: its bytes32 id
+    assert "0x" + load_feed_spec(WATERFLOW).id_bytes32.hex() in listed.stdout
+
+
 def test_usage_errors_name_the_option(env: dict[str, Any]) -> None:
     missing = _model(env, "register", str(WATERFLOW))
     assert missing.exit_code == 2 and "--uri" in missing.output
