@@ -8,6 +8,44 @@ import {IMiraOracle} from "../src/interfaces/IMiraOracle.sol";
 import {IModelRegistry} from "../src/interfaces/IModelRegistry.sol";
 import {OracleFixture} from "./utils/OracleFixture.sol";
 
+/// @notice An oracle that re-enters the registry from registerFeed: what the registry's own
+///         state says at that moment (the real oracle never calls back; this checks the
+///         registry orders its effects before its interactions anyway).
+contract ReentrantOracle {
+    ModelRegistry internal _registry;
+    uint256 internal _target;
+    bytes[] internal _reverts;
+
+    function owner() external view returns (address) {
+        return address(this); // it approves, so its re-entering calls pass the owner check
+    }
+
+    function isRegistered(bytes32) external pure returns (bool) {
+        return false;
+    }
+
+    function approveThrough(ModelRegistry registry, uint256 modelId, uint256 target) external {
+        (_registry, _target) = (registry, target);
+        registry.approve(modelId, 1);
+    }
+
+    function registerFeed(bytes32, uint8, string calldata) external returns (address) {
+        // again the model being approved, then another model declaring the same feeds
+        for (uint256 i; i < 2; ++i) {
+            try _registry.approve(i == 0 ? 1 : _target, 1) {
+                _reverts.push("");
+            } catch (bytes memory data) {
+                _reverts.push(data);
+            }
+        }
+        return address(0);
+    }
+
+    function reverts() external view returns (bytes[] memory) {
+        return _reverts;
+    }
+}
+
 /// @notice Issue 17: the model registry. Anyone proposes, the oracle's owner approves (which
 ///         registers the declared feeds through the oracle's feed registrar), the author
 ///         publishes versions, the author or the owner deactivates.
@@ -334,6 +372,30 @@ contract ModelRegistryTest is OracleFixture {
         uint256 used = before - gasleft();
         vm.assertLe(used, 25_000_000, "approval gas");
         vm.assertEq(oracle.feedCount(), max, "all registered");
+    }
+
+    /// @dev The registry's state is final before it calls the oracle: a re-entering approval
+    ///      of the same version, or of another model declaring the same feed, is refused.
+    function test_reenteringApprovalsSeeTheApprovalDone() public {
+        ReentrantOracle evil = new ReentrantOracle();
+        ModelRegistry r = new ModelRegistry(IMiraOracle(address(evil)));
+        IModelRegistry.FeedDeclaration[] memory d = _decl(1, 1);
+        r.propose(HASH, URI, d);
+        uint256 other = r.propose(HASH2, URI, d);
+        evil.approveThrough(r, 1, other);
+        bytes[] memory reverts = evil.reverts();
+        vm.assertEq(reverts.length, 2, "two re-entries");
+        vm.assertEq(
+            reverts[0],
+            abi.encodeWithSelector(IModelRegistry.VersionNotNewer.selector, 1, 1, 1),
+            "the version is approved already"
+        );
+        vm.assertEq(
+            reverts[1],
+            abi.encodeWithSelector(IModelRegistry.FeedIdTaken.selector, d[0].feedId),
+            "the feed is taken already"
+        );
+        vm.assertEq(r.modelOf(other).approvedVersion, 0, "the other model stays unapproved");
     }
 
     // ---------------------------------------------------------------- publish
