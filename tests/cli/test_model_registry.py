@@ -214,3 +214,13 @@ def test_usage_errors_name_the_option(env: dict[str, Any]) -> None:
     assert bad.exit_code == 2 and "--uri" in bad.output
     nothing = CliRunner().invoke(cli, ["model", "list", "--json"])
     assert nothing.exit_code == 2 and "--manifest" in nothing.output
+    # without a manifest: the RPC URL and the registry's address
+    url = json.loads(Path(env["manifest"]).read_text())["rpc_url"]
+    direct = CliRunner().invoke(
+        cli, ["model", "list", "--rpc-url", url, "--registry", env["registry"], "--json"]
+    )
+    assert _ok(direct) == {"registry": env["registry"], "model_count": 0, "models": []}
+    wrong = CliRunner().invoke(
+        cli, ["model", "list", "--rpc-url", url, "--registry", "0x" + "11" * 20, "--json"]
+    )
+    _error(wrong, "no contract at model registry address")
