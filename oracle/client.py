@@ -1,11 +1,13 @@
 """A small client for model authors' notebooks: the models a registry holds, what a node
 runs of them, and a check of a node's outputs against what landed on-chain.
 
-    from oracle.client import NodeApi, RegistryReader, check_outputs, landed_updates
+    from oracle.chain import registry
+    from oracle.client import NodeApi, check_outputs, landed_updates
     node = NodeApi("http://127.0.0.1:8080")
     node.models()                       # every registered version as this node sees it
     outs = node.outputs(1)              # model 1's outputs and commitments, per feed
-    reg = RegistryReader(w3, registry)  # on-chain: reg.model(1), reg.versions(1)
+    reg = registry.registry_at(w3, address)  # on-chain reads: registry.model(reg, 1),
+                                             # registry.version(reg, 1, 2), registry.feeds(...)
     landed = landed_updates(w3, oracle, from_block=0)
     check_outputs(outs, landed)         # every landed update of the model's feeds equals
                                         # the node's output at that time (value, commitment)
@@ -22,7 +24,6 @@ import requests
 from eth_hash.auto import keccak
 from web3 import Web3
 
-from oracle.artifacts import load
 from oracle.errors import MiraError
 from oracle.reporting.landed import transmit_arguments
 from oracle.reporting.report import FeedUpdate, decode
@@ -69,54 +70,6 @@ class NodeApi:
     def outputs(self, model_id: int, version: int = 0, limit: int = 100) -> dict[str, Any]:
         """A version's newest outputs (version 0: the one the node runs or last ran)."""
         return dict(self._get(f"/v1/models/{model_id}/outputs", version=version, limit=limit))
-
-
-class RegistryReader:
-    """Reads of a ModelRegistry (IModelRegistry's views)."""
-
-    def __init__(self, w3: Web3, address: str) -> None:
-        self.contract = w3.eth.contract(
-            address=Web3.to_checksum_address(address), abi=load("IModelRegistry").abi
-        )
-
-    def model_count(self) -> int:
-        return int(self.contract.functions.modelCount().call())
-
-    def model(self, model_id: int) -> dict[str, Any]:
-        author, count, approved, deactivated, deactivated_block = self.contract.functions.modelOf(
-            model_id
-        ).call()
-        feeds = self.contract.functions.feedsOf(model_id).call()
-        return {
-            "id": model_id,
-            "author": author,
-            "version_count": int(count),
-            "approved_version": int(approved),
-            "deactivated": bool(deactivated),
-            "deactivated_block": int(deactivated_block) or None,
-            "feeds": [
-                {"feed_id": "0x" + bytes(f[0]).hex(), "decimals": int(f[1]), "description": f[2]}
-                for f in feeds
-            ],
-        }
-
-    def versions(self, model_id: int) -> list[dict[str, Any]]:
-        count = int(self.contract.functions.modelOf(model_id).call()[1])
-        out = []
-        for v in range(1, count + 1):
-            spec_hash, uri, proposed, approved = self.contract.functions.versionOf(
-                model_id, v
-            ).call()
-            out.append(
-                {
-                    "version": v,
-                    "spec_hash": "0x" + bytes(spec_hash).hex(),
-                    "spec_uri": uri,
-                    "proposed_block": int(proposed),
-                    "approved_block": int(approved) or None,
-                }
-            )
-        return out
 
 
 @dataclass(frozen=True)

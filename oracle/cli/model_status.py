@@ -18,9 +18,10 @@ import click
 from web3 import Web3
 
 from oracle.artifacts import load
+from oracle.chain import registry as chain_registry
 from oracle.chain.system import Manifest
 from oracle.cli.options import ADDRESS, RPC_URL, emit, json_option
-from oracle.client import ClientError, NodeApi, RegistryReader
+from oracle.client import ClientError, NodeApi
 from oracle.errors import ChainError, MiraError
 
 
@@ -30,12 +31,39 @@ def model_status(
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     if not w3.is_connected():
         raise ChainError(f"no JSON-RPC answer from {rpc_url}")
-    reader = RegistryReader(w3, registry)
-    count = reader.model_count()
+    reg = chain_registry.registry_at(w3, registry)
+    count = chain_registry.model_count(reg)
     if not 1 <= model_id <= count:
-        raise MiraError(f"no model {model_id} in registry {registry} (it holds {count})")
-    onchain = reader.model(model_id)
-    onchain["versions"] = reader.versions(model_id)
+        raise MiraError(f"no model {model_id} in registry {reg.address} (it holds {count})")
+    m = chain_registry.model(reg, model_id)
+    onchain: dict[str, Any] = {
+        "id": model_id,
+        "author": m.author,
+        "version_count": m.version_count,
+        "approved_version": m.approved_version,
+        "deactivated": m.deactivated,
+        "deactivated_block": m.deactivated_block or None,
+        "feeds": [
+            {
+                "feed_id": "0x" + f.feed_id.hex(),
+                "decimals": f.decimals,
+                "description": f.description,
+            }
+            for f in chain_registry.feeds(reg, model_id)
+        ],
+        "versions": [],
+    }
+    for number in range(1, m.version_count + 1):
+        v = chain_registry.version(reg, model_id, number)
+        onchain["versions"].append(
+            {
+                "version": number,
+                "spec_hash": "0x" + v.spec_hash.hex(),
+                "spec_uri": v.spec_uri,
+                "proposed_block": v.proposed_block,
+                "approved_block": v.approved_block or None,
+            }
+        )
     contract = w3.eth.contract(address=Web3.to_checksum_address(oracle), abi=load("MiraOracle").abi)
     for feed in onchain["feeds"]:
         try:
@@ -110,7 +138,7 @@ def status(
     if manifest is not None:
         m = Manifest.read(manifest)
         rpc_url, oracle = rpc_url or m.rpc_url, oracle or m.oracle
-        registry = registry or getattr(m, "model_registry", None) or m.extra.get("model_registry")
+        registry = registry or m.model_registry or None
     if rpc_url is None or oracle is None or registry is None:
         raise click.UsageError("pass --manifest, or --rpc-url, --oracle and --registry")
     out = model_status(rpc_url, registry, oracle, model_id, list(nodes), timeout)

@@ -371,7 +371,7 @@ class Devnet:
 
         for node in committee.nodes:
             self._check_stop()
-            self._write_node(node, rpc, manifest.oracle, spec_dir)
+            self._write_node(node, rpc, manifest, spec_dir)
             spawn_node(node)
             self.nodes.append(node)
             self._save_state()
@@ -405,7 +405,7 @@ class Devnet:
             say(f"feed         {feed_id:<24} proxy {entry['proxy']}")
         say(f"manifest     {self.manifest_path}")
 
-    def _write_node(self, node: NodeProc, rpc: str, oracle: str, spec_dir: Path) -> None:
+    def _write_node(self, node: NodeProc, rpc: str, manifest: Manifest, spec_dir: Path) -> None:
         feeds = node.dir / "feeds"
         feeds.mkdir(parents=True, exist_ok=True)
         for path in spec_dir.glob("*.toml"):
@@ -418,11 +418,20 @@ class Devnet:
                 node,
                 database="node.sqlite",
                 rpc_url=rpc,
-                oracle=oracle,
+                oracle=manifest.oracle,
                 round_period=self.opts.round_period_s,
                 observe_timeout=0.5,
                 transmit_timeout=5.0,
                 rpc_timeout=3.0,
+                # every member follows the registry: an approved model runs without a
+                # restart (docs/registered-models.md); 1 s blocks, so 1 confirmation
+                model_registry=manifest.model_registry or None,
+                models={
+                    "confirmations": 1,
+                    "poll_s": 0.5,
+                    "from_block": manifest.deployed_at_block,
+                    "switch_after_s": 10.0,
+                },
             )
         )
 

@@ -1,7 +1,7 @@
 """Following a ModelRegistry's events (IModelRegistry), the way chain-events sources
 follow theirs (oracle.sources.chain_events): only blocks ``confirmations`` deep are read,
 in bounded ``eth_getLogs`` ranges, sorted into canonical (block, log index) order and
-decoded with the ABI of the forge build.
+decoded by :func:`oracle.chain.registry.decode_log` (the ABI of the forge build).
 
 The caller stores each batch's events with the new tip in one transaction
 (oracle.storage.registry), so a restart resumes after the last stored block. Before
@@ -9,8 +9,8 @@ reading on, the first new block's parent hash is checked against the stored tip:
 mismatch is a reorg deeper than the confirmation depth; it is logged and counted, and the
 last :data:`RESCAN` blocks are read again from the new chain; events already stored are
 skipped, and applying an event twice changes nothing (oracle.registry.state). What the node
-already started stays started: a model cannot unlearn, as a chain-events feed cannot. A log that does not decode is logged,
-counted and skipped.
+already started stays started: a model cannot unlearn, as a chain-events feed cannot. A log
+that does not decode is logged, counted and skipped.
 
 The RPC work (:meth:`RegistryFollower.scan`) does no database I/O: the node runs it in a
 worker thread.
@@ -25,7 +25,8 @@ from typing import Any
 import structlog
 from web3 import Web3
 
-from oracle.artifacts import load
+from oracle.chain import registry
+from oracle.chain.deploy import at
 from oracle.storage.registry import EventRow
 
 log = structlog.get_logger(__name__)
@@ -63,11 +64,8 @@ class RegistryFollower:
         self.max_block_range = max_block_range
         self.max_ranges = max_ranges
         self.from_block = from_block
-        self.contract = w3.eth.contract(address=self.address, abi=load("IModelRegistry").abi)
-        self._by_topic: dict[str, Any] = {}
-        for name in EVENTS:
-            event = self.contract.events[name]()
-            self._by_topic[str(event.topic).lower()] = event
+        self.contract = at(w3, "ModelRegistry", self.address)  # no RPC call until a scan
+        self._topics = [str(self.contract.events[name]().topic) for name in EVENTS]
 
     def scan(self, tip: tuple[int, str] | None) -> RegistryBatch:
         eth = self.w3.eth
@@ -95,7 +93,7 @@ class RegistryFollower:
                 eth.get_logs(
                     {
                         "address": self.address,
-                        "topics": [list(self._by_topic)],
+                        "topics": [self._topics],
                         "fromBlock": lo,
                         "toBlock": hi,
                     }
@@ -118,40 +116,33 @@ class RegistryFollower:
         return batch
 
     def _decode(self, lg: Any, block_hash: str, time_ms: int) -> EventRow:
+        """One log as the row it is stored as; decoding is oracle.chain.registry's."""
         if lg.get("removed"):
             raise ValueError("the RPC reports this log as removed by a reorg")
-        topics = lg.get("topics") or []
-        event = self._by_topic.get(_hex(topics[0])) if topics else None
-        if event is None:
-            raise ValueError("not an IModelRegistry event")
-        decoded = event.process_log(lg)
-        args, name = decoded["args"], decoded["event"]
-        common = {
-            "block_number": int(lg["blockNumber"]),
+        event = registry.decode_log(self.contract, lg)
+        if isinstance(event, registry.UndecodableLog):
+            raise ValueError(event.reason)
+        common: dict[str, Any] = {
+            "block_number": event.ref.block_number,
             "block_hash": block_hash,
-            "log_index": int(lg["logIndex"]),
+            "log_index": event.ref.log_index,
             "block_time_ms": time_ms,
-            "kind": name,
-            "model_id": int(args["modelId"]),
+            "kind": type(event).__name__,
+            "model_id": event.model_id,
         }
-        if name == "ModelProposed":
+        if isinstance(event, registry.ModelProposed):
             return EventRow(
                 **common,
                 version=1,
-                spec_hash=bytes(args["specHash"]),
-                spec_uri=str(args["specUri"]),
-                feed_ids=json.dumps([_hex(f) for f in args["feedIds"]]),
-                actor=str(args["author"]),
+                spec_hash=event.spec_hash,
+                spec_uri=event.spec_uri,
+                feed_ids=json.dumps(["0x" + f.hex() for f in event.feed_ids]),
+                actor=event.author,
             )
-        if name == "VersionPublished":
+        if isinstance(event, registry.VersionPublished):
             return EventRow(
-                **common,
-                version=int(args["version"]),
-                spec_hash=bytes(args["specHash"]),
-                spec_uri=str(args["specUri"]),
+                **common, version=event.version, spec_hash=event.spec_hash, spec_uri=event.spec_uri
             )
-        if name == "VersionApproved":
-            return EventRow(
-                **common, version=int(args["version"]), spec_hash=bytes(args["specHash"])
-            )
-        return EventRow(**common, version=0, actor=str(args["by"]))
+        if isinstance(event, registry.VersionApproved):
+            return EventRow(**common, version=event.version, spec_hash=event.spec_hash)
+        return EventRow(**common, version=0, actor=event.by)
