@@ -67,7 +67,7 @@ from oracle.config.allowlist import (
     ComponentSpec,
 )
 from oracle.config.allowlist import read_component as _read_component
-from oracle.config.events import EventSpecError, resolve_event
+from oracle.config.events import EventSpecError, resolve_event, resolve_event_fields
 from oracle.config.reader import ConfigError, Problems, Table
 
 FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
@@ -136,12 +136,19 @@ class ChainEventSourceSpec:
     event: str
     event_abi: str  # the event's ABI entry, canonical JSON
     topic0: str  # keccak of the event signature, 0x-prefixed
-    field: tuple[str, ...]  # path into the decoded arguments, e.g. point.price
+    field: tuple[str, ...]  # path into the decoded arguments, e.g. point.price (or ())
     scale_decimals: int  # the integer value is divided by 10**scale_decimals
     confirmations: int
     from_block: int
     max_block_range: int  # blocks per eth_getLogs call
     max_ranges_per_poll: int
+    # several values per log (``[sources.fields]``): record field → path, sorted by name;
+    # a path may index an integer array (context.0). Empty: the one ``field``.
+    fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # ``[sources.limits]``: a record field outside [low, high] rejects the log (sorted)
+    limits: tuple[tuple[str, float, float], ...] = ()
+    # ``[sources.decimals]``: a field's own scale (an arm index: 0), else scale_decimals
+    field_decimals: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -381,9 +388,20 @@ def parse_feed_spec(
             # record's target already lies ahead (see the model author guide)
             horizon = output.integer("horizon", 1, low=0, high=1000)
     replay = any(isinstance(s, ReplaySourceSpec) for s in sources)
+    # a chain source with [sources.fields] gives a record of several fields, like a replay
+    records = [s for s in sources if isinstance(s, ChainEventSourceSpec) and s.fields]
     features = _read_features(
-        top.table("features"), single_value=not replay, policy=kind == "policy"
+        top.table("features"), single_value=not (replay or records), policy=kind == "policy"
     )
+    if features is not None and records:
+        have = {name for name, _ in records[0].fields}
+        missing = sorted(set(features.record_fields) - have)
+        if missing:
+            top.fail(
+                "features",
+                missing,
+                f"expected fields of the chain source's [fields] ({', '.join(sorted(have))})",
+            )
     arms: tuple[str, ...] = ()
     reward_fields: tuple[str, ...] = ()
     reward_transform = "identity"
@@ -690,7 +708,38 @@ def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
         t.fail("address", address, "expected a 0x-prefixed 20-byte hex address")
     contract = t.string("contract", max_len=100)
     event = t.string("event", max_len=100)
-    field_text = t.string("field", max_len=200)
+    fields_table = t.table("fields", required=False)
+    field_text: Any = ""
+    wanted: dict[str, str] = {}
+    if fields_table is None:
+        field_text = t.string("field", max_len=200)
+    else:
+        if t.has("field"):
+            t.fail("field", t.data["field"], "expected either field or [fields], not both")
+        for key in sorted(fields_table.data):
+            path_text = fields_table.string(key, max_len=200)
+            if not FIELD_NAME.match(key):
+                fields_table.fail(key, path_text, "expected record field names (identifiers)")
+            elif isinstance(path_text, str):
+                wanted[key] = path_text
+        if not fields_table.data:
+            t.fail("fields", {}, "expected at least one record field = event argument path")
+        if len(fields_table.data) > 64:
+            t.fail("fields", len(fields_table.data), "expected at most 64 fields")
+        fields_table.finish()
+    limits = _read_limits(t, set(wanted) if fields_table is not None else {"value"})
+    field_decimals: list[tuple[str, int]] = []
+    dtable = t.table("decimals", required=False)
+    if dtable is not None:
+        for key in sorted(dtable.data):
+            d = dtable.integer(key, low=0, high=77)
+            if key not in wanted:
+                dtable.fail(
+                    key, d, f"expected one of the source's fields ({', '.join(sorted(wanted))})"
+                )
+            elif isinstance(d, int):
+                field_decimals.append((key, d))
+        dtable.finish()
     scale_decimals = t.integer("scale_decimals", 0, low=0, high=77)
     confirmations = t.integer("confirmations", 12, low=0, high=1000)
     from_block = t.integer("from_block", 0, low=0, high=2**63 - 1)
@@ -698,8 +747,15 @@ def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
     max_ranges = t.integer("max_ranges_per_poll", 10, low=1, high=1000)
     if not all(isinstance(v, str) for v in (rpc_url, address, contract, event, field_text)):
         return None
+    if fields_table is not None and len(wanted) != len(fields_table.data):
+        return None
     try:
-        abi, topic0, path = resolve_event(contract, event, field_text)
+        if fields_table is None:
+            abi, topic0, path = resolve_event(contract, event, field_text)
+            paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        else:
+            abi, topic0, paths = resolve_event_fields(contract, event, wanted)
+            path = ()
     except EventSpecError as exc:
         t.fail(exc.key, exc.value, exc.expected)
         return None
@@ -717,7 +773,38 @@ def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
         from_block=from_block,
         max_block_range=max_block_range,
         max_ranges_per_poll=max_ranges,
+        fields=paths,
+        limits=limits,
+        field_decimals=tuple(field_decimals),
     )
+
+
+def _read_limits(t: Table, names: set[str]) -> tuple[tuple[str, float, float], ...]:
+    """``[sources.limits]``: ``name = [low, high]`` per record field (``value`` for the
+    single-field form); a log whose field falls outside is rejected, never learned."""
+    table = t.table("limits", required=False)
+    if table is None:
+        return ()
+    out: list[tuple[str, float, float]] = []
+    for key in sorted(table.data):
+        bounds = table.raw(key)
+        ok = (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+            and all(abs(b) < 1e30 for b in bounds)
+            and bounds[0] <= bounds[1]
+        )
+        if key not in names:
+            table.fail(
+                key, bounds, f"expected one of the source's fields ({', '.join(sorted(names))})"
+            )
+        elif not ok:
+            table.fail(key, bounds, "expected [low, high] with low <= high")
+        else:
+            out.append((key, float(bounds[0]), float(bounds[1])))
+    table.finish()
+    return tuple(out)
 
 
 def _parse_path(t: Table, path: str) -> tuple[str | int, ...]:
