@@ -60,6 +60,7 @@ from web3 import Web3
 
 from oracle.config.allowlist import (
     ANOMALY,
+    CONTEXTUAL_LINEAR,
     FORECASTER,
     POLICY,
     REGRESSOR,
@@ -99,6 +100,23 @@ def arm_feed_id(feed_id: str, arm: str) -> str:
     on-chain id is :func:`feed_id_bytes32` of it, like any feed's. This is the only place
     the rule is written down."""
     return f"{feed_id}/{arm}"
+
+
+def recommended_feed_id(feed_id: str) -> str:
+    """The string id of a policy's recommended-arm feed: ``"<feed id>#arm"`` (``#`` is in
+    no arm name, so it never clashes with an arm's feed)."""
+    return f"{feed_id}#arm"
+
+
+@dataclass(frozen=True)
+class LoggedSteps:
+    """``[output] arm_field``, ``reward_field`` and ``context`` of a policy learning from
+    an agent's steps: the record field holding the arm's index (0-based, in ``arms``
+    order), the one holding its reward, and the context features (sorted)."""
+
+    arm_field: str
+    reward_field: str
+    context: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -260,6 +278,12 @@ class FeedSpec:
     # the absolute floor of a deviation, in fixed-point units (oracle.config.publish)
     deviation_abs: int = 0
     evaluation: EvalSpec | None = None
+    # a policy learning from an agent's logged steps (the arm it took, its reward, the
+    # context it saw) rather than from records holding every arm's reward
+    logged: LoggedSteps | None = None
+    # a policy also publishes its recommended arm (the arm's index, in the feed's fixed
+    # point) as the feed :func:`recommended_feed_id`
+    recommend: bool = False
 
     @property
     def id_bytes32(self) -> bytes:
@@ -271,9 +295,15 @@ class FeedSpec:
         (see :func:`arm_feed_id`), else the feed itself."""
         if self.output_kind != "policy":
             return (OutputFeed(self.id, self.description),)
-        return tuple(
+        arms = tuple(
             OutputFeed(arm_feed_id(self.id, arm), f"{self.description} [arm {arm}]", arm)
             for arm in self.arms
+        )
+        if not self.recommend:
+            return arms
+        return (
+            *arms,
+            OutputFeed(recommended_feed_id(self.id), f"{self.description} [recommended arm]"),
         )
 
 
@@ -405,19 +435,30 @@ def parse_feed_spec(
     arms: tuple[str, ...] = ()
     reward_fields: tuple[str, ...] = ()
     reward_transform = "identity"
+    logged: LoggedSteps | None = None
+    recommend = False
     if output is not None:
         if kind == "policy":
-            arms, reward_fields = _read_policy_output(output, features)
+            logged = _read_logged_steps(output, features)
+            arms, reward_fields = _read_policy_output(output, features, logged)
             reward_transform = output.string(
                 "reward_transform", "identity", choices=REWARD_TRANSFORMS
             )
+            recommend = output.boolean("recommend", False)
         output.finish()
-    if kind == "policy" and sources and not replay:
+    if kind == "policy" and sources and not replay and logged is None:
         top.fail(
             "sources",
             names,
             "expected a replay source for a policy feed: each arm's reward is a named field "
-            "of a record, and http and chain sources give one value",
+            "of a record (or an agent's logged steps: [output] arm_field and reward_field "
+            "with a chain source's [fields])",
+        )
+    if logged is not None and sources and not (replay or records):
+        top.fail(
+            "sources",
+            names,
+            "expected a replay source or a chain_events source with [fields] for logged steps",
         )
 
     model_table = top.table("model", required=kind in ("forecast", "anomaly", "policy"))
@@ -495,6 +536,18 @@ def parse_feed_spec(
     top.finish()
 
     if (
+        model is not None
+        and kind == "policy"
+        and model.steps[-1].name == CONTEXTUAL_LINEAR
+        and logged is None
+    ):
+        top.fail(
+            "model.steps",
+            CONTEXTUAL_LINEAR,
+            "expected [output] arm_field and reward_field: a contextual policy learns from an "
+            "agent's logged steps (arm, reward and context)",
+        )
+    if (
         any(s is None for s in sources)
         or features is None
         or (model_table is not None and model is None)
@@ -531,6 +584,8 @@ def parse_feed_spec(
         reward_transform=reward_transform,
         deviation_abs=deviation_abs,
         evaluation=evaluation,
+        logged=logged,
+        recommend=recommend,
     )
 
 
@@ -590,8 +645,36 @@ def _read_eval(t: Table, kind: str, model: ModelSpec | None) -> EvalSpec | None:
     return EvalSpec(baselines, metric, season, lags, window, tuple(anomalies), runs)
 
 
+def _read_logged_steps(t: Table, features: FeaturesSpec | None) -> LoggedSteps | None:
+    """``arm_field``, ``reward_field`` and ``context``: all record fields ([features])."""
+    arm_field = t.string("arm_field", None, max_len=64)
+    reward_field = t.string("reward_field", None, max_len=64)
+    context = t.strings("context", [], max_items=64)
+    if arm_field is None and reward_field is None:
+        if context:
+            t.fail("context", context, "expected arm_field and reward_field with a context")
+        return None
+    if not isinstance(arm_field, str) or not isinstance(reward_field, str):
+        key = "reward_field" if isinstance(arm_field, str) else "arm_field"
+        t.fail(key, None, "expected arm_field and reward_field together (logged steps)")
+        return None
+    named = [arm_field, reward_field, *context]
+    fields = set(features.fields) if features is not None else set()
+    ok = True
+    for key, name in [("arm_field", arm_field), ("reward_field", reward_field)] + [
+        ("context", c) for c in context
+    ]:
+        if features is not None and name not in fields:
+            t.fail(key, name, f"expected one of [features] fields ({', '.join(sorted(fields))})")
+            ok = False
+    if len(set(named)) != len(named):
+        t.fail("context", named, "expected arm_field, reward_field and context to differ")
+        ok = False
+    return LoggedSteps(arm_field, reward_field, tuple(sorted(context))) if ok else None
+
+
 def _read_policy_output(
-    t: Table, features: FeaturesSpec | None
+    t: Table, features: FeaturesSpec | None, logged: LoggedSteps | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``arms`` (fixed order: the order of the array) and ``[output.rewards]`` (arm →
     feature field; an arm not named there is rewarded by the field of its own name)."""
@@ -612,6 +695,13 @@ def _read_policy_output(
             t.fail("arms", dupes[0], "expected each arm once (the arms' order is fixed)")
     else:
         t.fail("arms", value, 'expected an array of arm names, e.g. arms = ["a", "b"]')
+    if logged is not None:
+        if t.has("rewards"):
+            t.fail("rewards", "...", "expected no [output.rewards] with logged steps")
+        if len(t.problems.items) != before:
+            return (), ()
+        # every arm's reward is the step's reward field, when the agent took that arm
+        return tuple(arms), tuple(logged.reward_field for _ in arms)
     rewards: dict[str, str] = {}
     rtable = t.table("rewards", required=False)
     if rtable is not None:
@@ -960,6 +1050,7 @@ __all__ = [
     "FeaturesSpec",
     "FeedSpec",
     "HttpSourceSpec",
+    "LoggedSteps",
     "ModelSpec",
     "OutputFeed",
     "ReplaySourceSpec",
@@ -968,4 +1059,5 @@ __all__ = [
     "feed_id_bytes32",
     "load_feed_spec",
     "load_feed_specs",
+    "recommended_feed_id",
 ]
