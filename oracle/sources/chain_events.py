@@ -105,6 +105,19 @@ class ScanBatch:
         return self.tip is None and self.reorg is None
 
 
+def scaled(integer: int, decimals: int, where: str = "value") -> float:
+    """An event's integer in units of 10**-decimals as the float every member learns:
+    ``integral + rest / 10**decimals`` (floor division), exactly this way everywhere,
+    since another rounding path (``integer / 10**decimals``) can differ in the last bit."""
+    if not decimals:
+        return to_number(integer, what=where)
+    scale = 10**decimals
+    integral, rest = divmod(integer, scale)
+    if abs(integral) > 10**30:
+        raise Rejected("out_of_range", f"{where} {integer} is out of range")
+    return to_number(integral + rest / scale, what=where)
+
+
 def _hex(value: Any) -> str:
     return "0x" + bytes(value).hex()
 
@@ -274,15 +287,7 @@ class ChainEventSource:
                 raise Rejected("missing_field", f"{where}: {part} is missing from the log")
         if isinstance(current, bool) or not isinstance(current, int):
             raise Rejected("not_a_number", f"{where} decoded to a {type(current).__name__}")
-        decimals = self._decimals.get(name, self.spec.scale_decimals)
-        if decimals:
-            scale = 10**decimals
-            integral, rest = divmod(current, scale)
-            if abs(integral) > 10**30:
-                raise Rejected("out_of_range", f"{where} {current} is out of range")
-            value = to_number(integral + rest / scale, what=where)
-        else:
-            value = to_number(current, what=where)
+        value = scaled(current, self._decimals.get(name, self.spec.scale_decimals), where)
         bounds = self._limits.get(name)
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise Rejected(
