@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine
 from web3 import Web3
 
 from oracle.chain.anvil import Anvil
