@@ -4,7 +4,8 @@ pragma solidity ^0.8.24;
 /// @title IMiraPolicyAgent
 /// @notice An on-chain agent acting on a policy the Mira committee attests: one Mira feed per arm
 ///         holding the arm's score (fixed point, the policy's estimate of the arm's reward), and
-///         optionally one feed holding the recommended arm (its index, 0 … K − 1, as an integer).
+///         optionally one feed holding the recommended arm: its index 0 … K − 1 in the feed's fixed
+///         point (index · 10^decimals; the committee publishes it as "<policy id>#arm").
 ///
 ///         Every step the agent reads the latest attested policy (it never waits for a new one:
 ///         the policy's lag is part of what the loop measures), refuses it if it is stale, may have
@@ -37,7 +38,8 @@ interface IMiraPolicyAgent {
     error ArmCountMismatch(uint256 policyArms, uint256 environmentArms);
     /// @notice An arm's score is outside the agent's accepted [minScore, maxScore].
     error ScoreOutOfRange(uint256 arm, int128 score, int128 minScore, int128 maxScore);
-    /// @notice The recommended-arm feed names no arm of the policy.
+    /// @notice The recommended-arm feed names no arm of the policy (negative, not a whole index
+    ///         in the feed's fixed point, or an index ≥ K).
     error RecommendedArmOutOfRange(int128 value, uint256 arms);
     /// @notice The policy's feeds were not all written by the same report round (a torn policy).
     error TornPolicy(bytes32 feedId, uint64 round, uint64 policyRound);

@@ -24,6 +24,8 @@ abstract contract MiraPolicyAgent is IMiraPolicyAgent {
     bytes32 public immutable recommendedFeed;
     /// @dev The oracle's maxFutureDrift, read once: it is immutable there too.
     uint256 private immutable _maxFutureDrift;
+    /// @dev One arm index in the recommended-arm feed's fixed point: 10 ** its decimals.
+    int256 private immutable _recommendedUnit;
 
     bytes32[] private _armFeeds;
     bytes32[] private _contextFeeds;
@@ -59,7 +61,8 @@ abstract contract MiraPolicyAgent is IMiraPolicyAgent {
             uint8 d = oracle_.decimalsOf(armFeeds_[i]);
             if (d != decimals) revert DecimalsMismatch(armFeeds_[i], d, decimals);
         }
-        if (recommendedFeed_ != bytes32(0)) oracle_.decimalsOf(recommendedFeed_); // registered
+        uint8 recommendedDecimals = recommendedFeed_ == bytes32(0) ? 0 : oracle_.decimalsOf(recommendedFeed_);
+        if (recommendedDecimals > 38) revert InvalidBounds(); // 10 ** 39 > int128's range
         for (uint256 i; i < contextFeeds_.length; ++i) {
             oracle_.decimalsOf(contextFeeds_[i]);
         }
@@ -72,6 +75,7 @@ abstract contract MiraPolicyAgent is IMiraPolicyAgent {
         minScore = minScore_;
         maxScore = maxScore_;
         _maxFutureDrift = IMaxFutureDrift(address(oracle_)).maxFutureDrift();
+        _recommendedUnit = int256(10 ** recommendedDecimals);
     }
 
     /// @inheritdoc IMiraPolicyAgent
@@ -109,8 +113,10 @@ abstract contract MiraPolicyAgent is IMiraPolicyAgent {
         if (recommendedFeed != bytes32(0)) {
             (uint64 r, int128 v) = _fresh(recommendedFeed, retiredEpoch, retiredUntil);
             if (r != round) revert TornPolicy(recommendedFeed, r, round);
-            if (v < 0 || uint256(int256(v)) >= k) revert RecommendedArmOutOfRange(v, k);
-            recommended = uint256(int256(v));
+            // the arm's index in the feed's fixed point (oracle/models/runner.py): index · 10^d
+            int256 unit = _recommendedUnit;
+            if (v < 0 || v % unit != 0 || uint256(v / unit) >= k) revert RecommendedArmOutOfRange(v, k);
+            recommended = uint256(v / unit);
         }
     }
 

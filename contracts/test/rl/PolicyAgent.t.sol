@@ -17,6 +17,7 @@ contract PolicyAgentTest is OracleFixture {
     bytes32[] internal arms;
     bytes32 internal rec = keccak256("policy/#arm");
     bytes32 internal ctxFeed = keccak256("context");
+    bytes32 internal wholeUnits = keccak256("whole units");
     bytes32[] internal ctxFeeds;
     DriftingBandit internal env;
     GreedyPolicyAgent internal agent;
@@ -37,7 +38,8 @@ contract PolicyAgentTest is OracleFixture {
             arms.push(keccak256(abi.encodePacked("policy/arm", i)));
             oracle.registerFeed(arms[i], 8, "policy arm");
         }
-        oracle.registerFeed(rec, 0, "policy recommended arm");
+        oracle.registerFeed(rec, 8, "policy recommended arm");
+        oracle.registerFeed(wholeUnits, 0, "a feed of whole units");
         oracle.registerFeed(ctxFeed, 8, "context");
         vm.stopPrank();
         ctxFeeds.push(ctxFeed);
@@ -53,8 +55,16 @@ contract PolicyAgentTest is OracleFixture {
         (r[0], r[1], r[2]) = (a, b, c);
     }
 
-    /// @dev One report carrying every arm's score, the recommended arm and the context.
+    /// @dev One report carrying every arm's score, the recommended arm (an index) and the context.
     function _publish(uint64 epoch, int128[3] memory scores, int128 recommended, int128 ctx)
+        internal
+        returns (uint64 round)
+    {
+        return _publishRaw(epoch, scores, recommended * ONE, ctx);
+    }
+
+    /// @dev As _publish, with the recommended-arm feed's raw fixed-point value.
+    function _publishRaw(uint64 epoch, int128[3] memory scores, int128 recommendedRaw, int128 ctx)
         internal
         returns (uint64 round)
     {
@@ -64,7 +74,7 @@ contract PolicyAgentTest is OracleFixture {
         for (uint256 i; i < K; ++i) {
             u[i] = Update(arms[i], scores[i], uint64(t), keccak256("policy"));
         }
-        u[K] = Update(rec, recommended, uint64(t), keccak256("policy"));
+        u[K] = Update(rec, recommendedRaw, uint64(t), keccak256("policy"));
         u[K + 1] = Update(ctxFeed, ctx, uint64(t), keccak256("ctx"));
         _transmit(epoch, round, u);
     }
@@ -188,15 +198,30 @@ contract PolicyAgentTest is OracleFixture {
     }
 
     function testFuzz_refusesARecommendedArmOutOfRange(int128 value) public {
-        _publish(1, [int128(1), 2, 3], value, 0);
-        if (value < 0 || value >= int128(int256(K))) {
+        _publishRaw(1, [int128(1), 2, 3], value, 0);
+        if (value < 0 || value % ONE != 0 || value / ONE >= int128(int256(K))) {
             vm.expectRevert(
                 abi.encodeWithSelector(IMiraPolicyAgent.RecommendedArmOutOfRange.selector, value, K)
             );
             agent.step();
         } else {
-            vm.assertEq(agent.step(), uint256(int256(value)), "the recommended arm");
+            vm.assertEq(agent.step(), uint256(int256(value / ONE)), "the recommended arm");
         }
+    }
+
+    function test_theRecommendedArmIsAnIndexInTheFeedsFixedPoint() public {
+        _publishRaw(1, [int128(1), 2, 3], 2 * ONE, 0);
+        vm.assertEq(agent.step(), 2, "2e8 at 8 decimals: arm 2");
+        _publishRaw(1, [int128(1), 2, 3], ONE + 1, 0);
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraPolicyAgent.RecommendedArmOutOfRange.selector, ONE + 1, K)
+        );
+        agent.step();
+        _publishRaw(1, [int128(1), 2, 3], 3 * ONE, 0);
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraPolicyAgent.RecommendedArmOutOfRange.selector, 3 * ONE, K)
+        );
+        agent.step();
     }
 
     function test_refusesAnArmCountMismatch() public {
@@ -207,9 +232,9 @@ contract PolicyAgentTest is OracleFixture {
 
     function test_refusesArmsOfMixedDecimals() public {
         bytes32[] memory mixed = new bytes32[](K);
-        (mixed[0], mixed[1], mixed[2]) = (arms[0], arms[1], rec);
+        (mixed[0], mixed[1], mixed[2]) = (arms[0], arms[1], wholeUnits);
         vm.expectRevert(
-            abi.encodeWithSelector(IMiraPolicyAgent.DecimalsMismatch.selector, rec, uint8(0), uint8(8))
+            abi.encodeWithSelector(IMiraPolicyAgent.DecimalsMismatch.selector, wholeUnits, uint8(0), uint8(8))
         );
         new GreedyPolicyAgent(oracle, env, mixed, bytes32(0), ctxFeeds, MAX_POLICY_AGE, 0, ONE);
     }
