@@ -126,3 +126,31 @@ async def test_members_agree_whatever_the_arrival_timing_and_a_shallow_reorg_is_
     assert expected == [
         (first[i][3], [got[f.id][i][2] for f in spec.outputs]) for i in range(len(canonical))
     ]
+
+
+async def test_a_step_naming_an_unknown_arm_is_rejected_counted_and_never_learned(
+    tmp_path: Path, anvil: Anvil, w3: Web3
+) -> None:
+    emitter = deploy(w3, "EventEmitterHarness")
+    spec = load_feed_spec(
+        rl_spec(tmp_path, "contextual", url=anvil.url, address=emitter.address, confirmations=0)
+    )
+    r = member(spec, tmp_path / "m.sqlite")
+    for arms in ([0], [3], [1], [2**64], [2**200]):
+        emitter.functions.emitSteps(1, arms, [E8], [0], 7).transact()
+    await poll(r)
+    assert r.pipeline.model.seq == 2
+    counts = r.pipeline.store.rejection_counts(spec.id)
+    assert counts == {"unknown_arm": 2, "out_of_range": 1}  # 2**200: absurd before it is an arm
+    details = [x.detail for x in r.pipeline.store.rejections(spec.id) if x.reason == "unknown_arm"]
+    assert all("expected an index in [0, 2] (a, b, c)" in d for d in details)
+
+
+def test_the_harness_emits_the_agents_step_event() -> None:
+    """The source tests use EventEmitterHarness's Step: it must be IMiraPolicyAgent.Step."""
+    from oracle.config.events import resolve_event_fields
+
+    paths = {"arm": "arm", "reward": "reward", "c": "context.0", "r": "policyRound"}
+    harness = resolve_event_fields("EventEmitterHarness", "Step", paths)
+    for contract in ("GreedyPolicyAgent", "IMiraPolicyAgent"):
+        assert resolve_event_fields(contract, "Step", paths) == harness
