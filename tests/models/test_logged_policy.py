@@ -136,3 +136,26 @@ def test_the_contextual_policy_recommends_by_context(tmp_path: Path) -> None:
     picks_neg = [policy.recommend({"ctx": -0.9}) for _ in range(200)]
     assert picks_pos.count("a") > 170  # epsilon = 0.05 explores the rest
     assert picks_neg.count("c") > 170
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_a_checkpoint_restores_the_policy_exactly(tmp_path: Path, model: str) -> None:
+    """A node's own checkpoint of a logged-steps policy (the contextual one's per-arm models
+    and exploration generator included) continues exactly as the uninterrupted model."""
+    spec = load_feed_spec(rl_spec(tmp_path, model))
+    rng = random.Random(3)
+    steps = [
+        {"arm": float(rng.randrange(3)), "ctx": rng.uniform(-1, 1), "reward": rng.random()}
+        for _ in range(80)
+    ]
+    whole, first = FeedModel(spec), FeedModel(spec)
+    for i, rec in enumerate(steps):
+        whole.step(rec, i + 1)
+    for i, rec in enumerate(steps[:40]):
+        first.step(rec, i + 1)
+    again = FeedModel(spec)
+    again.restore(first.checkpoint())
+    outs = [again.step(rec, i + 41) for i, rec in enumerate(steps[40:])]
+    assert again.commitment() == whole.commitment()
+    last = outs[-1]
+    assert last is not None and last.commitment == whole.commitment()
