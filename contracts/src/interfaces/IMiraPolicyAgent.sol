@@ -20,7 +20,9 @@ pragma solidity ^0.8.24;
 ///         maxFutureDrift past that block. So once the previous epoch has expired, a value with
 ///         observedAt <= previous.validUntil + maxFutureDrift may be the retired epoch's and is
 ///         refused; a later one can only be the current epoch's. (Conservative: a current-epoch
-///         value observed during the grace period is refused too, until the next one lands.)
+///         value observed during the grace period is refused too, until the next one lands. Only
+///         the previous epoch is checked: a value of the epoch before it passes while the previous
+///         one is in its grace period, i.e. after two rotations within one grace period.)
 interface IMiraPolicyAgent {
     /// @notice The agent's `step`-th action: `arm` under the policy of report round `policyRound`,
     ///         with the context feeds' values (`context`, in the agent's context-feed order) and
