@@ -159,3 +159,26 @@ def test_a_checkpoint_restores_the_policy_exactly(tmp_path: Path, model: str) ->
     assert again.commitment() == whole.commitment()
     last = outs[-1]
     assert last is not None and last.commitment == whole.commitment()
+
+
+def test_a_replayed_policy_may_recommend_its_best_arm_too(tmp_path: Path) -> None:
+    """recommend = true on a policy learning from a dataset: the best score's arm, published
+    with the arms in one report."""
+    from oracle.sources.replay import ReplaySource
+    from tests.models.policy_specs import EXAMPLE
+
+    text = EXAMPLE.read_text().replace('kind = "policy"', 'kind = "policy"\nrecommend = true', 1)
+    path = tmp_path / "bandit.toml"
+    path.write_text(text)
+    spec = load_feed_spec(path)
+    assert spec.outputs[-1].id == recommended_feed_id(spec.id)
+    m = FeedModel(spec)
+    fields = spec.features.record_fields
+    for obs in ReplaySource(spec.sources[0]).read(0, 200):  # type: ignore[arg-type]
+        out = m.step({k: float(obs.raw[k]) for k in fields}, obs.observed_at_ms)
+        assert out is not None
+        assert len(out.arms) == len(spec.arms) + 1
+        assert len({a.publish for a in out.arms}) == 1
+        scores = [a.raw_value for a in out.arms[:-1]]
+        best = max(range(len(scores)), key=scores.__getitem__)
+        assert out.arms[-1].value == best * 10**spec.decimals
