@@ -20,6 +20,11 @@ Order of work per observation, by output kind:
   estimate of the arm's reward (a statistic's value, or the posterior mean of a
   Thompson sampler's distribution; an arm never pulled scores its prior). Each score is
   quantized, published and decided on (deviation, heartbeat) as its own feed.
+* ``policy`` learning from an agent's logged steps (``[output] arm_field``): the record
+  is one on-chain step, the arm the agent took, its reward and the context it saw; the
+  policy learns that (a bandit's ``update``, or :class:`ContextualLinear`), scores every
+  arm and recommends one by its own seeded rule. Its feeds, and any policy's that
+  publishes its recommended arm, are published together: one report, one round.
 
 The commitment is of the model state that produced the output.
 
