@@ -63,9 +63,9 @@ def make_dashboard_app(apis: list[tuple[str, str]]) -> web.Application:
     app.on_cleanup.append(close_session)
     add_ui_routes(app, members)
     app.router.add_get("/m/{index}/{path:.*}", forward)
-    app.router.add_get("/", lambda _: _redirect())
+    app.router.add_get("/", _redirect)
     return app
 
 
-async def _redirect() -> web.Response:
+async def _redirect(_: web.Request) -> web.Response:
     raise web.HTTPFound("/ui/")

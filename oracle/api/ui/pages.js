@@ -175,7 +175,7 @@ async function feedPage(params) {
     series.push({ name: `${r.member.name} output`, points: r.value.outputs.map((o) => [o.observed_at_ms, scale(o.value)]) });
   }
   const first = histories.find((r) => r.ok)?.value;
-  if (first && first.target) {
+  if (first && first.observations.some((o) => o.target !== null)) {
     series.push({ name: `observed ${first.target}`, kind: "dots", points: first.observations.filter((o) => o.target !== null).map((o) => [o.observed_at_ms, o.target]) });
   }
   const errors = histories.filter((r) => r.ok).map((r) => ({
