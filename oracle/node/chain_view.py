@@ -23,6 +23,8 @@ from oracle import artifacts
 log = structlog.get_logger(__name__)
 
 _ZERO = "0x" + "00" * 20
+MAX_CONSUMERS = 200  # listed per read; a feed's subscribers are capped on-chain too
+LOG_SPAN = 2000  # blocks of callback events read per read: bounded work per request
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class ChainView:
         self.transmitter = transmitter
         self.min_interval_s = min_interval_s
         self._proxies: dict[str, str] = {}
+        # callback failures and skips per consumer, from the oracle's events, counted from
+        # block ``_scan_from`` (LOG_SPAN before the first read) up to ``_scanned``
+        self._scan_from: int | None = None
+        self._scanned = -1
+        self._callbacks: dict[str, dict[str, int]] = {}
         self._last: dict[str, Any] | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
@@ -114,4 +121,53 @@ class ChainView:
                     entry["updated_at"] = int(updated)
             feeds.append(entry)
         out["feeds"] = feeds
+        try:
+            out["subscriptions"] = await self._subscriptions(feeds, int(block["number"]))
+        except Exception as exc:  # an oracle without subscriptions, or the RPC failed
+            out["subscriptions"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         return out
+
+    async def _subscriptions(self, feeds: list[dict[str, Any]], tip: int) -> dict[str, Any]:
+        """Consumers of this node's feeds with their deposits, and the callbacks the oracle
+        reported failed or skipped (it emits no event for a delivered one)."""
+        fns = self.oracle.functions
+        consumers: list[str] = []
+        for feed, entry in zip(self.feeds, feeds, strict=True):
+            subs = [str(a) for a in await fns.subscribersOf(feed.id_bytes32).call()]
+            entry["subscribers"] = len(subs)
+            consumers += [a for a in subs if a not in consumers]
+        if self._scan_from is None:
+            self._scan_from = max(0, tip - LOG_SPAN)
+            self._scanned = self._scan_from - 1
+        end = min(tip, self._scanned + LOG_SPAN)
+        if end > self._scanned:
+            for kind, event in (
+                ("failed", self.oracle.events.CallbackFailed),
+                ("skipped", self.oracle.events.CallbackSkipped),
+            ):
+                for log_ in await event.get_logs(from_block=self._scanned + 1, to_block=end):
+                    who = str(log_["args"]["consumer"])
+                    if who in self._callbacks or len(self._callbacks) < MAX_CONSUMERS:
+                        counts = self._callbacks.setdefault(who, {"failed": 0, "skipped": 0})
+                        counts[kind] += 1
+            self._scanned = end
+        names = {f.id_bytes32: f.id for f in self.feeds}
+        listed = []
+        for consumer in consumers[:MAX_CONSUMERS]:
+            owner, gas_limit, balance, feed_ids = await fns.subscriptionOf(consumer).call()
+            listed.append(
+                {
+                    "consumer": consumer,
+                    "owner": str(owner),
+                    "gas_limit": int(gas_limit),
+                    "balance_wei": str(int(balance)),
+                    "feeds": [names.get(bytes(f), "0x" + bytes(f).hex()) for f in feed_ids],
+                    "callbacks": self._callbacks.get(consumer, {"failed": 0, "skipped": 0}),
+                }
+            )
+        return {
+            "consumers": listed,
+            "more": len(consumers) > MAX_CONSUMERS,
+            "callbacks_counted_from_block": self._scan_from,
+            "callbacks_counted_to_block": self._scanned,
+        }

@@ -18,7 +18,11 @@ from typing import Any
 
 import pytest
 
+from web3 import Web3
+
 from oracle import bundle
+from oracle.chain.deploy import at, deploy
+from oracle.config import feed_id_bytes32
 from oracle.devnet import Devnet, DevnetOptions, preflight
 from tests.devnet.test_devnet import free_block
 
@@ -68,14 +72,36 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     net = Devnet(opts)
     try:
         net.start(say=say, stop=threading.Event())
+        consumers = subscribe_consumers(net)
         yield Net(
             f"http://127.0.0.1:{opts.dashboard}/ui/",
             lines,
             [n.api for n in net.nodes],
             opts.directory,
+            {"consumers": consumers},
         )
     finally:
         net.stop()
+
+
+def subscribe_consumers(net: Devnet) -> dict[str, str]:
+    """Two consumers of ETH/USD, each with 1 ETH deposited by the deployer (anvil's unlocked
+    account 0): one records its callbacks, one reverts every callback (CallbackFailed)."""
+    assert net.manifest is not None
+    w3 = Web3(Web3.HTTPProvider(net.manifest.rpc_url, request_kwargs={"timeout": 30}))
+    owner = w3.eth.accounts[0]
+    oracle = at(w3, "MiraOracle", net.manifest.oracle)
+    eth_usd = feed_id_bytes32("ETH/USD")
+    out = {}
+    for name, args in (("recording", (oracle.address,)), ("reverting", ())):
+        consumer = deploy(w3, f"{name.capitalize()}Consumer", *args, sender=owner)
+        # RecordingConsumer stores each update: 500k gas covers its first (fresh slot) writes
+        tx = oracle.functions.subscribe(consumer.address, [eth_usd], 500_000).transact(
+            {"from": owner, "value": w3.to_wei(1, "ether")}
+        )
+        assert w3.eth.wait_for_transaction_receipt(tx, timeout=30)["status"] == 1
+        out[name] = consumer.address
+    return out
 
 
 @pytest.fixture(scope="module")

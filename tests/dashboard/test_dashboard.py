@@ -208,3 +208,32 @@ def test_hostile_query_strings_are_400_json(devnet: Net) -> None:
     assert http(devnet.url.replace("/ui/", "/m/0/metrics"))[0] == 404
     assert http(devnet.url.replace("/ui/", "/m/0/v1/reports/stream"))[0] == 404
     assert http(devnet.url.replace("/ui/", "/m/7/v1/feeds"))[0] == 404
+
+
+def test_subscriptions_page_shows_consumers_deposits_and_callbacks(
+    devnet: Net, page: Page
+) -> None:
+    consumers = devnet.extra["consumers"]
+    p = show(page, devnet, "/subscriptions")
+
+    def rows() -> dict[str, list[str]]:
+        cells = p.eval_on_selector_all(
+            "#subscriptions-table tbody tr",
+            "rs => rs.map(r => [...r.cells].map(c => c.textContent))",
+        )
+        return {r[0]: r for r in cells}
+
+    table = until(rows, lambda t: set(t) == set(consumers.values()), "both consumers")
+    recording, reverting = table[consumers["recording"]], table[consumers["reverting"]]
+    assert recording[2] == reverting[2] == "ETH/USD"
+    assert recording[3] == "500000" and reverting[4].endswith(" ETH")
+    # the reverting consumer's callbacks fail, round after round, shown live
+    bad = consumers["reverting"]
+    first = int(until(rows, lambda t: int(t[bad][5]) > 0, "a failed callback")[bad][5])
+    until(rows, lambda t: int(t[bad][5]) > first, "another failed callback", 60)
+    assert rows()[consumers["recording"]][5] == "0"
+    screenshot(p, "subscriptions")
+    p = show(page, devnet, "/feeds")
+    row = p.locator("#feeds-table tr", has_text="onerror")
+    assert row.locator("td >> nth=9").text_content() == "2"  # subscribers
+    assert page.errors == []

@@ -127,6 +127,7 @@ async function feedsPage() {
     num(f.metrics?.mae),
     f.metrics?.skill === null || f.metrics?.skill === undefined ? "-" : `${(f.metrics.skill * 100).toFixed(0)} %`,
     String(f.drift?.events ?? 0),
+    f.chain?.subscribers ?? "-",
     `${reporting.get(f.id) ?? 0} / ${lists.length}`,
   ]);
   return h(
@@ -135,7 +136,7 @@ async function feedsPage() {
     h("p", { class: "summary" }, `${feeds.length} feeds shown`, chain?.block !== undefined ? ` · chain ${chain.chain_id}, block ${chain.block}` : " · chain not readable"),
     table(
       "Feeds: on-chain values read through the oracle; model figures from the members' APIs",
-      ["Feed", "Description", "On-chain value", "Round", "Age / heartbeat", "Deviation threshold", "Model MAE", "Skill vs naive", "Drifts", "Members with output"],
+      ["Feed", "Description", "On-chain value", "Round", "Age / heartbeat", "Deviation threshold", "Model MAE", "Skill vs naive", "Drifts", "Subscribers", "Members with output"],
       rows,
       { id: "feeds-table" },
     ),
@@ -356,13 +357,35 @@ async function modelsPage() {
 // -- Subscriptions ------------------------------------------------------------------------
 
 async function subscriptionsPage() {
-  const nets = await fromAll("/v1/network");
-  const rows = nets.filter((r) => r.ok && r.value.reimbursement_wei != null).map((r) => [r.member.name, h("code", {}, r.value.transmitter ?? "-"), eth(r.value.reimbursement_wei)]);
+  const [nets, chain] = await Promise.all([fromAll("/v1/network"), fromAny("/v1/chain")]);
+  const subs = chain?.subscriptions;
+  const owed = nets.filter((r) => r.ok && r.value.reimbursement_wei != null).map((r) => [r.member.name, h("code", {}, r.value.transmitter ?? "-"), eth(r.value.reimbursement_wei)]);
+  let consumers;
+  if (!subs || subs.error) {
+    consumers = h("p", { class: "notice", id: "no-subscriptions" }, `No subscription data: ${subs?.error ?? "no member reads the chain"}.`);
+  } else if (subs.consumers.length === 0) {
+    consumers = h("p", { class: "notice", id: "no-subscriptions" }, "No consumer subscribes to these feeds yet (mira feed subscribe adds one).");
+  } else {
+    consumers = table(
+      `Consumers (callbacks failed and skipped counted from block ${subs.callbacks_counted_from_block} to ${subs.callbacks_counted_to_block}; the oracle emits no event for a delivered callback)`,
+      ["Consumer", "Owner", "Feeds", "Callback gas limit", "Deposit", "Callbacks failed", "Callbacks skipped (deposit too low)"],
+      subs.consumers.map((c) => [
+        h("code", {}, c.consumer),
+        h("code", { title: c.owner }, short(c.owner)),
+        c.feeds.map((f, i) => [i ? ", " : "", feedLink(f)]),
+        String(c.gas_limit),
+        eth(c.balance_wei),
+        String(c.callbacks.failed),
+        String(c.callbacks.skipped),
+      ]),
+      { id: "subscriptions-table" },
+    );
+  }
   return h(
     "div",
     {},
-    h("p", { class: "notice", id: "no-subscriptions" }, "Not available yet: the nodes' APIs expose no subscription data (consumers, deposits, callbacks delivered and failed). These come from the MiraSubscriptions contract's events (SubscriptionCreated, Deposited, CallbackFailed, CallbackSkipped) once a node reads them."),
-    rows.length ? table("What subscriptions owe each transmitter (read by the nodes from the oracle)", ["Member", "Transmitter", "Reimbursement owed"], rows) : null,
+    consumers,
+    owed.length ? table("What subscriptions owe each transmitter (read by the nodes from the oracle)", ["Member", "Transmitter", "Reimbursement owed"], owed) : null,
   );
 }
 
