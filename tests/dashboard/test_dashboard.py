@@ -199,7 +199,11 @@ def test_hostile_query_strings_are_400_json(devnet: Net) -> None:
     status, _, body = http(api + "/v1/transmissions?before=0")
     assert status == 400
     # paging: two pages of 2 outputs follow each other, newest first
-    first = json.loads(http(feed + "?limit=2")[2])
+    first = until(
+        lambda: json.loads(http(feed + "?limit=2")[2]),
+        lambda body: body["next_before"] is not None and body["next_before"] > 1,
+        "three outputs of ETH/USD",
+    )
     seqs = [o["seq"] for o in first["outputs"]]
     assert seqs == sorted(seqs, reverse=True) and len(seqs) == 2
     second = json.loads(http(feed + f"?limit=2&before={first['next_before']}")[2])
