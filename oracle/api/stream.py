@@ -61,9 +61,7 @@ class ReportStream:
     _closing: bool = False
 
     def __post_init__(self) -> None:
-        self._recent: collections.deque[LandedReport] = collections.deque(
-            maxlen=self.recent_size
-        )
+        self._recent: collections.deque[LandedReport] = collections.deque(maxlen=self.recent_size)
         self.connected = Gauge(
             "mira_stream_clients", "report stream clients connected", registry=self.registry
         )

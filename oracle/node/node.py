@@ -25,10 +25,10 @@ from oracle.api.server import ApiService, NodeView
 from oracle.api.stream import ReportStream
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
+from oracle.node.chain_view import ChainFeed, ChainView
 from oracle.node.feeds import FeedRunner
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
-from oracle.node.chain_view import ChainFeed, ChainView
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
 from oracle.node.transmission import TransmissionService

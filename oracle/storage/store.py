@@ -190,7 +190,9 @@ class Store:
 
     # -- history pages (the API's history endpoints; newest first, bounded by ``limit``) ----
 
-    def outputs_before(self, feed_id: str, *, before_seq: int | None, limit: int) -> list[OutputRow]:
+    def outputs_before(
+        self, feed_id: str, *, before_seq: int | None, limit: int
+    ) -> list[OutputRow]:
         """At most ``limit`` outputs of ``feed_id`` with ``seq < before_seq`` (every seq when
         None), newest first."""
         stmt = select(_OUT).where(_OUT.c.feed_id == feed_id)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from web3 import Web3
 
 from oracle import bundle
@@ -29,8 +28,7 @@ from tests.devnet.test_devnet import free_block
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "dashboard-screenshots"
 HOSTILE = (
-    '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
-    "ETH/USD & <b>median</b>"
+    '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>ETH/USD & <b>median</b>'
 )
 
 
@@ -106,7 +104,9 @@ def subscribe_consumers(net: Devnet) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)"
+    assert CHROMIUM.exists(), (
+        f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)"
+    )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -69,7 +69,11 @@ def test_every_page_loads_without_console_errors(devnet: Net, page: Page) -> Non
         assert p.text_content("h1") == title
         assert p.get_attribute(f'nav a[href="#/{route}"]', "aria-current") == "page"
         if route == "feeds":  # wait for the first round so the screenshot shows values
-            until(lambda p=p: p.text_content("#feeds-table"), lambda t: "no round yet" not in t, "rounds")
+            until(
+                lambda p=p: p.text_content("#feeds-table"),
+                lambda t: "no round yet" not in t,
+                "rounds",
+            )
         screenshot(p, route)
     p = show(page, devnet, "/feed/" + "SP500%2Fforecast-1")
     screenshot(p, "feed")
@@ -97,7 +101,8 @@ def test_feed_page_charts_render_with_data(devnet: Net, page: Page) -> None:
     # on-chain values, each member's outputs and the observations, as lines and dots
     until(
         lambda: p.eval_on_selector_all(
-            "figure.chart:first-of-type polyline", "els => els.map(e => e.getAttribute('data-series'))"
+            "figure.chart:first-of-type polyline",
+            "els => els.map(e => e.getAttribute('data-series'))",
         ),
         lambda names: "on-chain" in names and sum("output" in n for n in names) == 3,
         "on-chain and member series",
@@ -214,9 +219,7 @@ def test_hostile_query_strings_are_400_json(devnet: Net) -> None:
     assert http(devnet.url.replace("/ui/", "/m/7/v1/feeds"))[0] == 404
 
 
-def test_subscriptions_page_shows_consumers_deposits_and_callbacks(
-    devnet: Net, page: Page
-) -> None:
+def test_subscriptions_page_shows_consumers_deposits_and_callbacks(devnet: Net, page: Page) -> None:
     consumers = devnet.extra["consumers"]
     p = show(page, devnet, "/subscriptions")
 
