@@ -77,6 +77,10 @@ def test_every_page_loads_without_console_errors(devnet: Net, page: Page) -> Non
         screenshot(p, route)
     p = show(page, devnet, "/feed/" + "SP500%2Fforecast-1")
     screenshot(p, "feed")
+    # the README's picture (docs/dashboard.png is a copy of this one): the top of the page
+    p.set_viewport_size({"width": 1100, "height": 760})
+    screenshot(p, "readme", full_page=False)
+    p.set_viewport_size({"width": 1280, "height": 860})
     p.click("#theme")
     assert p.get_attribute("html", "data-theme") in {"dark", "light"}
     screenshot(p, "feed-other-theme")
