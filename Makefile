@@ -63,7 +63,7 @@ test-python: contracts browser
 # Playwright's own browser download is never used. Installed with apt-get when missing (as
 # root, as on CI); silent when it is there already.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@test -x /usr/bin/chromium || { \
 		echo "browser: installing Debian's chromium for the dashboard tests (apt-get)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 

@@ -248,3 +248,21 @@ def test_subscriptions_page_shows_consumers_deposits_and_callbacks(devnet: Net, 
     row = p.locator("#feeds-table tr", has_text="onerror")
     assert row.locator("td >> nth=9").text_content() == "2"  # subscribers
     assert page.errors == []
+
+
+def test_a_node_alone_serves_its_own_view_and_the_chain(devnet: Net, page: Page) -> None:
+    p = page.page
+    p.goto(f"{devnet.apis[0]}/ui/#/committee")
+    p.wait_for_selector('#content[aria-busy="false"]', timeout=WAIT_MS)
+    names = p.eval_on_selector_all(
+        "#members-table tbody tr td:first-child", "c => c.map(x => x.textContent)"
+    )
+    assert names == ["node-0"]  # this node only (its name in the devnet's node.toml)
+    p.goto(f"{devnet.apis[0]}/ui/#/feeds")
+    p.wait_for_selector('#content[aria-busy="false"]', timeout=WAIT_MS)
+    assert "chain 31337, block" in (p.text_content(".summary") or "")
+    members = p.eval_on_selector_all(
+        "#feeds-table tbody tr td:last-child", "c => c.map(x => x.textContent)"
+    )
+    assert members and all(m.endswith("/ 1") for m in members)
+    assert page.errors == []
