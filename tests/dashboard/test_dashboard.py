@@ -74,6 +74,11 @@ def test_every_page_loads_without_console_errors(devnet: Net, page: Page) -> Non
                 lambda t: "no round yet" not in t,
                 "rounds",
             )
+        if route == "models":  # no registry on this devnet: said so, beside what members run
+            assert p.locator("#no-registry").count() == 1
+            assert p.locator("#models-table tbody tr").count() == 4 * 3  # 4 feeds, 3 members
+        if route == "learning":
+            assert "Not available yet" in (p.text_content("#no-learning") or "")
         screenshot(p, route)
     p = show(page, devnet, "/feed/" + "SP500%2Fforecast-1")
     screenshot(p, "feed")

@@ -323,7 +323,32 @@ async function modelsPage() {
   if (ok.length === 0) {
     return h("p", { class: "notice", id: "no-models" }, "No model registry data: no member answers GET /v1/models.");
   }
-  const registry = ok.map((r) => r.value.registry).find((x) => Array.isArray(x) && x.length > 0);
+  // the model registry (issue 17): `registered`, one entry per model version per member
+  const versions = new Map();
+  for (const r of ok) {
+    for (const v of Array.isArray(r.value.registered) ? r.value.registered : []) {
+      const key = `${v.id}\u0000${v.version}`;
+      if (!versions.has(key)) versions.set(key, { v, members: new Map() });
+      versions.get(key).members.set(r.member.name, v);
+    }
+  }
+  const names = lists.map((r) => r.member.name);
+  const registryRows = [...versions.values()]
+    .sort((a, b) => a.v.id - b.v.id || a.v.version - b.v.version)
+    .map(({ v, members }) => [
+      String(v.id),
+      String(v.version),
+      v.feed ? feedLink(v.feed) : (v.feed_ids ?? []).map((f) => short(f)).join(", ") || "-",
+      h("code", { title: v.spec_hash ?? "" }, short(v.spec_hash)),
+      h("span", { class: "desc" }, String(v.spec_uri ?? "-")),
+      v.approved_block == null ? "not approved" : String(v.approved_block),
+      h("code", { title: v.commitment ?? "" }, short(v.commitment)),
+      names.map((n, i) => {
+        const m = members.get(n);
+        const text = m ? `${n}: ${m.status}${m.reason ? ` (${m.reason}${m.detail ? `: ${m.detail}` : ""})` : ""}` : `${n}: -`;
+        return [i ? h("br") : "", text];
+      }),
+    ]);
   const byFeed = new Map();
   for (const r of ok) for (const m of r.value.models ?? []) {
     if (!byFeed.has(m.feed)) byFeed.set(m.feed, []);
@@ -347,9 +372,9 @@ async function modelsPage() {
   return h(
     "div",
     {},
-    registry
-      ? table("Registered models (from the registry)", Object.keys(registry[0]), registry.map((m) => Object.values(m).map(jsonText)), { id: "registry-table" })
-      : h("p", { class: "notice", id: "no-registry" }, "No model registry data: the members' GET /v1/models lists the models they run, but no registry entries (versions, acceptance) yet."),
+    registryRows.length
+      ? table("Registered models: every version, with each member's acceptance", ["Model", "Version", "Feed", "Spec hash", "Spec URI", "Approved at block", "Commitment", "Members"], registryRows, { id: "registry-table" })
+      : h("p", { class: "notice", id: "no-registry" }, "No model registry data: the members' GET /v1/models lists the models they run, but no registered model versions."),
     table("Models each member runs", ["Feed", "Member", "Spec version", "Spec digest", "Model commitment", "Across members", "Steps"], rows, { id: "models-table" }),
   );
 }
