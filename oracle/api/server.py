@@ -109,22 +109,31 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
     async def feeds(_: web.Request) -> web.Response:
         return web.json_response({"feeds": [feed_json(r) for r in node.feeds.values()]})
 
-    def find(feed_id: str) -> FeedView:
+    def lookup(feed_id: str) -> FeedView | None:
         runner = node.feeds.get(feed_id)
         if runner is None:  # one arm's feed of a policy feed: its policy feed answers
             runner = next(
                 (r for r in node.feeds.values() if any(o.id == feed_id for o in r.spec.outputs)),
                 None,
             )
+        return runner
+
+    def find(feed_id: str) -> FeedView:
+        runner = lookup(feed_id)
         if runner is None:
             raise web.HTTPNotFound(reason=f"no feed {feed_id[:100]!r}")
         return runner
 
     async def feed(request: web.Request) -> web.Response:
+        # feed ids may hold "/" (and so end in "/history"): a whole id that names a feed is
+        # that feed; otherwise ".../history" is the history of the feed before it
         feed_id = request.match_info["feed_id"]
-        if feed_id.endswith("/history"):
+        runner = lookup(feed_id)
+        if runner is None and feed_id.endswith("/history"):
             return await feed_history(request, feed_id.removesuffix("/history"))
-        return web.json_response(feed_json(find(feed_id)))
+        if runner is None:
+            raise web.HTTPNotFound(reason=f"no feed {feed_id[:100]!r}")
+        return web.json_response(feed_json(runner))
 
     async def feed_history(request: web.Request, feed_id: str) -> web.Response:
         runner = find(feed_id)

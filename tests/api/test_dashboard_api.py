@@ -12,7 +12,8 @@ import pytest
 
 from oracle.config import load_node
 from oracle.node.node import Node
-from tests.api.test_node_api import node_config, wait_for
+from oracle.storage import make_engine, upgrade
+from tests.api.test_node_api import REPO, node_config, wait_for
 
 FEED = "SP500/forecast-1"
 
@@ -20,8 +21,6 @@ FEED = "SP500/forecast-1"
 @pytest.fixture
 async def api(tmp_path: Path) -> Any:
     config, feeds = load_node(node_config(tmp_path, f"sqlite:///{tmp_path / 'node.sqlite'}"))
-    from oracle.storage import make_engine, upgrade
-
     upgrade(make_engine(config.database.url))
     node = Node(config, feeds)
     await node.start()
@@ -117,3 +116,21 @@ async def test_unknown_feeds_and_missing_parts_are_404_json(api: Any) -> None:
     _, _, feeds = await get(api, "/v1/feeds")
     (feed,) = feeds["feeds"]
     assert feed["heartbeat_s"] > 0 and "deviation_bps" in feed and feed["spec_version"] >= 1
+
+
+async def test_a_feed_id_ending_in_history_is_that_feed(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    text = (REPO / "feeds" / "sp500_forecast.toml").read_text()
+    spec.write_text(text.replace(f'id = "{FEED}"', 'id = "SP500/history"', 1))
+    config, feeds = load_node(node_config(tmp_path, f"sqlite:///{tmp_path / 'n.sqlite'}", spec))
+    upgrade(make_engine(config.database.url))
+    node = Node(config, feeds)
+    await node.start()
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{node.api.port}") as http:
+            status, _, body = await get(http, "/v1/feeds/SP500/history")
+            assert status == 200 and body["id"] == "SP500/history"
+            status, _, body = await get(http, "/v1/feeds/SP500/history/history?limit=1")
+            assert status == 200 and body["feed"] == "SP500/history"
+    finally:
+        await node.stop()
