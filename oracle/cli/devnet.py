@@ -152,12 +152,13 @@ def _view(net: Devnet, stop: threading.Event) -> None:
 
     assert net.manifest is not None
     watcher = Watcher(net.manifest)
+    dashboard = net.manifest.extra.get("dashboard")
     if sys.stdout.isatty():
         from rich.live import Live
 
         with Live(render([], []), refresh_per_second=2, screen=False) as live:
             while not stop.is_set():
-                live.update(render(watcher.feeds(), watcher.node_rows()))
+                live.update(render(watcher.feeds(), watcher.node_rows(), dashboard))
                 stop.wait(1.0)
     else:
         while not stop.is_set():
