@@ -10,6 +10,7 @@ the node itself: it sits below the composition root (oracle.node), which builds 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -142,13 +143,18 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
         spec = runner.spec
         mae = runner.pipeline.model.state.mae
         errors = [] if mae is None else list(mae.errors)
-        body = history.feed_history(node.store, spec.id, spec.features.target, errors, request)
+        # the database reads run off the event loop: a client paging history must not
+        # stall the node's rounds
+        body = await asyncio.to_thread(
+            history.feed_history, node.store, spec.id, spec.features.target, errors, request
+        )
         return web.json_response(body)
 
     async def transmissions(request: web.Request) -> web.Response:
         if node.store is None:
             return _error(404, "this node keeps no history")
-        return web.json_response(history.transmissions(node.store, request))
+        body = await asyncio.to_thread(history.transmissions, node.store, request)
+        return web.json_response(body)
 
     async def landed(request: web.Request) -> web.Response:
         if node.reports is None:
