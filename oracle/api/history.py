@@ -1,7 +1,8 @@
 """History endpoints with paging, for the dashboard (``/ui/``) and any other client.
 
 - ``GET /v1/feeds/{id}/history?limit=N&before=SEQ``: the feed's outputs and observations,
-  newest first, ``limit`` of each (1..``MAX_PAGE``); ``next_before`` pages further back.
+  newest first, ``limit`` of each (1..``MAX_PAGE``; of a policy feed, ``limit`` outputs per
+  arm, each naming its arm's ``feed``); ``next_before`` pages further back.
   Also the model's recent per-step absolute errors, as the model itself computed them for
   its rolling MAE (oldest first; the window is ``metrics.mae_window``).
 - ``GET /v1/reports?limit=N&feed=ID``: the newest landed reports the node has seen on
@@ -96,20 +97,37 @@ def observation_json(row: ObservationRow, target: str | None) -> dict[str, Any]:
 
 
 def feed_history(
-    store: HistoryStore, feed_id: str, target: str | None, errors: list[float], request: web.Request
+    store: HistoryStore,
+    feed_id: str,
+    output_ids: list[str],
+    target: str | None,
+    errors: list[float],
+    request: web.Request,
 ) -> dict[str, Any]:
+    """``output_ids``: the on-chain feeds the spec publishes, under which its outputs are
+    stored (the feed itself, or one per arm of a policy: each output then names its
+    ``feed``)."""
     limit = limit_param(request)
     before = int_param(request, "before", None, 0, _MAX_INT)
-    outputs = store.outputs_before(feed_id, before_seq=before, limit=limit)
+    outputs: list[dict[str, Any]] = []
+    full: list[int] = []
+    for output_id in output_ids:
+        rows = store.outputs_before(output_id, before_seq=before, limit=limit)
+        outputs += [{"feed": output_id, **output_json(r)} for r in rows]
+        if len(rows) == limit:
+            full.append(rows[-1].seq)
     observations = store.observations_before(feed_id, before_seq=before, limit=limit)
-    oldest = [rows[-1].seq for rows in (outputs, observations) if len(rows) == limit]
+    if len(observations) == limit:
+        full.append(observations[-1].seq)
     return {
         "feed": feed_id,
         "target": target,
-        "outputs": [output_json(r) for r in outputs],
+        "outputs": outputs,
         "observations": [observation_json(r, target) for r in observations],
         "model_errors": errors,
-        "next_before": min(oldest) if oldest else None,
+        # every list is complete from this seq up: the next page starts below it (a list
+        # that reached further back shows those rows again there; none is ever skipped)
+        "next_before": max(full) if full else None,
     }
 
 

@@ -145,8 +145,15 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
         errors = [] if mae is None else list(mae.errors)
         # the database reads run off the event loop: a client paging history must not
         # stall the node's rounds
+        outputs = [o.id for o in spec.outputs]
         body = await asyncio.to_thread(
-            history.feed_history, node.store, spec.id, spec.features.target, errors, request
+            history.feed_history,
+            node.store,
+            spec.id,
+            outputs,
+            spec.features.target,
+            errors,
+            request,
         )
         return web.json_response(body)
 

@@ -1,7 +1,8 @@
 """One devnet and one browser for the dashboard's tests (module-scoped: CI time is tight).
 
 The devnet runs in-process (oracle.devnet.Devnet) with the demo feed specs, one of them
-given a hostile description, so the tests can check the page shows it as text. The browser
+given a hostile description, so the tests can check the page shows it as text, and the
+docs' example policy feed (a bandit), so the learning-loop page has a policy to show. The browser
 is Debian's chromium (``make browser`` installs it), driven by Playwright; Playwright's own
 browser download is never used.
 """
@@ -25,8 +26,9 @@ from oracle.config import feed_id_bytes32
 from oracle.devnet import Devnet, DevnetOptions, preflight
 from tests.devnet.test_devnet import free_block
 
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "dashboard-screenshots"
+SCREENSHOTS = REPO / "build" / "dashboard-screenshots"
 HOSTILE = (
     '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>ETH/USD & <b>median</b>'
 )
@@ -50,6 +52,8 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     text, n = re.subn(r'(?m)^description = ".*"$', f"description = '{HOSTILE}'", eth.read_text())
     assert n == 1
     eth.write_text(text)
+    # a policy feed too (the docs' example bandit), for the learning-loop page
+    shutil.copy(REPO / "docs" / "examples" / "sp500_bandit.toml", feeds)
     base = free_block(16)
     opts = DevnetOptions(
         tmp / "devnet",

@@ -76,10 +76,34 @@ def test_every_page_loads_without_console_errors(devnet: Net, page: Page) -> Non
             )
         if route == "models":  # no registry on this devnet: said so, beside what members run
             assert p.locator("#no-registry").count() == 1
-            assert p.locator("#models-table tbody tr").count() == 4 * 3  # 4 feeds, 3 members
-        if route == "learning":
-            assert "Not available yet" in (p.text_content("#no-learning") or "")
+            assert p.locator("#models-table tbody tr").count() == 5 * 3  # 5 feeds, 3 members
+        if route == "learning":  # the bandit's arm choices, as its model counts them
+            pulls = until(
+                lambda p=p: p.eval_on_selector_all(
+                    "#arms-SP500-bandit tbody tr",
+                    "rs => rs.map(r => [...r.cells].map(c => c.textContent))",
+                ),
+                lambda rows: len(rows) == 5 and sum(int(n) for _, n in rows) > 5,
+                "the bandit's pulls",
+            )
+            assert {arm for arm, _ in pulls} == {"AAPL", "AMZN", "JPM", "KO", "MSFT"}
         screenshot(p, route)
+    p = show(page, devnet, "/feed/SP500%2Fbandit")  # a policy feed: one on-chain feed per arm
+    assert p.text_content("h1") == "SP500/bandit"
+    arms = ["AAPL", "AMZN", "JPM", "KO", "MSFT"]
+    legend = until(
+        lambda p=p: p.eval_on_selector_all(
+            "figure.chart >> nth=0 >> .legend li", "ls => ls.map(l => l.textContent)"
+        ),
+        lambda ls: all(
+            any(x.startswith(f"{a} node-0 output (") and not x.endswith("(0)") for x in ls)
+            for a in arms
+        ),
+        "every arm's outputs",
+    )
+    assert sum("on-chain" in x for x in legend) == 5
+    assert p.locator("#proxies-table tbody tr").count() == 5
+    screenshot(p, "feed-policy")
     p = show(page, devnet, "/feed/" + "SP500%2Fforecast-1")
     screenshot(p, "feed")
     # the README's picture (docs/dashboard.png is a copy of this one): the top of the page

@@ -29,7 +29,7 @@ function timeLabel(ms) {
 }
 
 /**
- * series: [{name, points: [[x, y], ...], kind?: "line" | "dots"}]; x is ms since the epoch
+ * series: [{name, points: [[x, y], ...], kind?: "line" | "dots", color?: 0..7}]; x is ms since the epoch
  * when opts.time, else an index. Returns a <figure> with the SVG, a legend and a caption.
  */
 export function lineChart(series, opts = {}) {
@@ -65,7 +65,7 @@ export function lineChart(series, opts = {}) {
   const legend = h("ul", { class: "legend" });
   series.forEach((ser, i) => {
     const pts = ser.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).sort((a, b) => a[0] - b[0]);
-    const cls = `series s${i % 8}`;
+    const cls = `series s${(ser.color ?? i) % 8}`;
     if (ser.kind === "dots") {
       const g = s("g", { class: cls, "data-series": ser.name });
       for (const [x, y] of pts) g.append(s("circle", { cx: sx(x), cy: sy(y), r: 2.5 }));

@@ -155,7 +155,12 @@ async function feedPage(params) {
     throw statuses[0]?.error ?? new Error("no member answers");
   }
   const f = ok[0].value;
-  const ids = f.output_kind === "policy" ? f.arms.map((a) => a.feed_id_bytes32) : [f.feed_id_bytes32];
+  // the on-chain feeds it publishes: itself, or one per arm of a policy
+  const outs = f.output_kind === "policy"
+    ? f.arms.map((a) => ({ name: a.arm, feed: a.feed, bytes32: a.feed_id_bytes32 }))
+    : [{ name: null, feed: f.id, bytes32: f.feed_id_bytes32 }];
+  const ids = outs.map((o) => o.bytes32);
+  const label = (o, what) => (o.name ? `${o.name} ${what}` : what);
   const filter = ids.map((x) => `feed=${encodeURIComponent(x)}`).join("&");
   const [histories, chain, reports, txs] = await Promise.all([
     fromAll(`/v1/feeds/${p}/history?limit=200`),
@@ -163,17 +168,22 @@ async function feedPage(params) {
     fromAny(`/v1/reports?limit=30&${filter}`),
     fromAll("/v1/transmissions?limit=200"),
   ]);
-  const c = chainFeeds(chain).get(f.output_kind === "policy" ? f.arms[0].feed : f.id);
+  const onChain = chainFeeds(chain);
+  const c = onChain.get(outs[0].feed);
   const scale = (v) => Number(fixed(v, f.decimals));
   // chart: on-chain values (landed reports), each member's output, the source observations
-  const onchain = [];
-  for (const r of reports?.reports ?? []) {
-    for (const u of r.updates) if (u.feed_id === ids[0] && u.applied) onchain.push([u.observed_at * 1000, scale(u.value)]);
-  }
-  const series = [{ name: "on-chain", points: onchain }];
-  for (const r of histories) {
+  const series = outs.map((o, j) => ({
+    name: label(o, "on-chain"),
+    color: f.output_kind === "policy" ? j : undefined, // an arm's lines and dots share a colour
+    points: (reports?.reports ?? []).flatMap((r) => r.updates.filter((u) => u.feed_id === o.bytes32 && u.applied).map((u) => [u.observed_at * 1000, scale(u.value)])),
+  }));
+  // each member's output; of a policy (one line per arm), the first member's only
+  for (const r of f.output_kind === "policy" ? histories.filter((x) => x.ok).slice(0, 1) : histories) {
     if (!r.ok) continue;
-    series.push({ name: `${r.member.name} output`, points: r.value.outputs.map((o) => [o.observed_at_ms, scale(o.value)]) });
+    for (const [j, o] of outs.entries()) {
+      const points = r.value.outputs.filter((x) => (x.feed ?? f.id) === o.feed).map((x) => [x.observed_at_ms, scale(x.value)]);
+      series.push({ name: label(o, `${r.member.name} output`), kind: o.name ? "dots" : "line", color: o.name ? j : undefined, points });
+    }
   }
   const first = histories.find((r) => r.ok)?.value;
   if (first && first.observations.some((o) => o.target !== null)) {
@@ -187,7 +197,8 @@ async function feedPage(params) {
   const byTx = new Map();
   for (const r of txs) if (r.ok) for (const t of r.value.transmissions) if (t.tx_hash) byTx.set(t.tx_hash, { ...t, member: r.member.name });
   const rounds = (reports?.reports ?? []).map((r) => {
-    const u = r.updates.find((x) => ids.includes(x.feed_id));
+    const mine = outs.map((o) => [o, r.updates.find((x) => x.feed_id === o.bytes32)]).filter(([, u]) => u);
+    const u = mine[0]?.[1];
     const t = byTx.get(r.tx_hash);
     return [
       r.epoch,
@@ -197,11 +208,12 @@ async function feedPage(params) {
       t?.member ?? "-",
       t?.gas_used ?? "-",
       t ? eth(cost(t)) : "-",
-      u ? fixed(u.value, f.decimals) : "-",
+      mine.map(([o, x]) => (o.name ? `${o.name} ${fixed(x.value, f.decimals)}` : fixed(x.value, f.decimals))).join(", ") || "-",
       u ? h("code", { title: u.model_commitment }, short(u.model_commitment)) : "-",
     ];
   });
   const proxy = c?.proxy ?? null;
+  const proxies = outs.filter((o) => onChain.get(o.feed)?.proxy).map((o) => [o, onChain.get(o.feed).proxy]);
   const rpc = "$RPC_URL";
   return h(
     "div",
@@ -214,7 +226,7 @@ async function feedPage(params) {
       ["Spec version", String(f.spec_version)],
       ["Heartbeat", ago(f.heartbeat_s)],
       ["Deviation threshold", f.deviation_abs ? `${f.deviation_abs} (abs)` : `${(f.deviation_bps / 100).toFixed(2)} %`],
-      ["On-chain value", onchainText(c) ?? "no round yet"],
+      ...outs.map((o) => [label(o, "on-chain value"), onchainText(onChain.get(o.feed)) ?? "no round yet"]),
       ["On-chain round", c?.round !== undefined ? h("span", { id: "feed-round" }, String(c.round)) : "-"],
       ["Updated", c?.updated_at ? `${ago((chain.block_time ?? nowS()) - c.updated_at)} ago` : "-"],
       ["Model MAE / skill", `${num(f.metrics?.mae)} / ${f.metrics?.skill == null ? "-" : `${(f.metrics.skill * 100).toFixed(0)} %`}`],
@@ -227,7 +239,10 @@ async function feedPage(params) {
       h("h2", { id: "read-h" }, "Read it from a contract"),
       proxy
         ? [
-            h("p", {}, "Proxy (AggregatorV3Interface): ", h("code", { id: "proxy-address" }, proxy)),
+            proxies.length > 1
+              ? table("One proxy (AggregatorV3Interface) per arm", ["Arm", "Feed", "Proxy"], proxies.map(([o, a]) => [o.name, o.feed, h("code", {}, a)]), { id: "proxies-table" })
+              : null,
+            h("p", {}, proxies.length > 1 ? `Proxy of ${outs[0].feed}: ` : "Proxy (AggregatorV3Interface): ", h("code", { id: "proxy-address" }, proxy)),
             h("pre", {}, h("code", {}, `AggregatorV3Interface feed = AggregatorV3Interface(${proxy});\n(uint80 roundId, int256 answer, , uint256 updatedAt, ) = feed.latestRoundData();\n// answer has ${f.decimals} decimals; check updatedAt against the ${f.heartbeat_s} s heartbeat`)),
             h("pre", {}, h("code", {}, `cast call ${proxy} "latestRoundData()(uint80,int256,uint256,uint256,uint80)" --rpc-url ${rpc}`)),
           ]
@@ -433,7 +448,7 @@ async function learningPage() {
         ["Baseline regret", num(f.metrics?.baseline_regret)],
         ["Last arm pulled", String(f.metrics?.last_pulled ?? "-")],
       ]),
-      table("Arm choices", ["Arm", "Pulls"], Object.entries(f.metrics?.pulls ?? {}).map(([a, n]) => [a, String(n)])),
+      table("Arm choices", ["Arm", "Pulls"], Object.entries(f.metrics?.pulls ?? {}).map(([a, n]) => [a, String(n)]), { id: `arms-${f.id.replace(/[^A-Za-z0-9_-]/g, "-")}` }),
     )),
   );
 }
