@@ -110,6 +110,8 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     mapping(bytes32 feedId => FeedInfo) internal _feeds;
     mapping(bytes32 feedId => string) internal _descriptions;
     mapping(bytes32 feedId => uint64) internal _resetEtas;
+    /// @inheritdoc IMiraOracle
+    address public feedRegistrar;
     bytes32[] internal _feedIds;
     /// @dev The rings of ended phases, frozen at the reset that ended each: only
     ///      executeFeedReset writes here and only getRoundData reads. Keyed by (feedId, phase), not
@@ -297,7 +299,6 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     /// @inheritdoc IMiraOracle
     function registerFeed(bytes32 feedId, uint8 decimals, string calldata description)
         external
-        onlyOwner
         returns (address proxy)
     {
         return _register(feedId, decimals, description, DEFAULT_HISTORY_DEPTH);
@@ -306,7 +307,6 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     /// @inheritdoc IMiraOracle
     function registerFeed(bytes32 feedId, uint8 decimals, string calldata description, uint256 historyDepth)
         external
-        onlyOwner
         returns (address proxy)
     {
         return _register(feedId, decimals, description, historyDepth);
@@ -316,6 +316,8 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
         private
         returns (address proxy)
     {
+        // the owner or the registrar: one check for both overloads (a modifier is inlined twice)
+        if (msg.sender != feedRegistrar) _checkOwner();
         if (feedId == bytes32(0)) revert InvalidFeedId();
         if (isRegistered(feedId)) revert FeedAlreadyRegistered(feedId);
         if (depth < MIN_HISTORY_DEPTH || depth > MAX_HISTORY_DEPTH) revert InvalidHistoryDepth(depth);
@@ -325,6 +327,12 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
         _descriptions[feedId] = description;
         _feedIds.push(feedId);
         emit FeedRegistered(feedId, decimals, description, proxy);
+    }
+
+    /// @inheritdoc IMiraOracle
+    function setFeedRegistrar(address registrar) external onlyOwner {
+        feedRegistrar = registrar;
+        emit FeedRegistrarSet(registrar);
     }
 
     /// @inheritdoc IMiraOracle

@@ -29,8 +29,15 @@ abstract contract Owned {
     }
 
     modifier onlyOwner() {
-        if (msg.sender != owner) revert NotOwner(msg.sender);
+        _checkOwner();
         _;
+    }
+
+    /// @dev A function rather than the modifier's body: the modifier is inlined at each of
+    ///      MiraOracle's many owner functions, and this keeps one copy of the check and its revert
+    ///      (MiraOracle is close to EIP-170's size limit).
+    function _checkOwner() internal view {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
     }
 
     /// @notice Owner: start a transfer to `newOwner` (replacing any pending one; address(0)

@@ -91,6 +91,8 @@ class Manifest:
     owner: str
     oracle: str
     deployed_at_block: int
+    # The ModelRegistry, the oracle's feed registrar ("" in a manifest written before it).
+    model_registry: str = ""
     feeds: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -156,7 +158,9 @@ def deploy_system(
     feeds: Sequence[FeedRegistration] = (),
     params: OracleParameters | None = None,
 ) -> Manifest:
-    """Deploy MiraOracle owned by ``deployer`` and register ``feeds`` with their proxies."""
+    """Deploy MiraOracle owned by ``deployer`` and register ``feeds`` with their proxies;
+    deploy the ModelRegistry beside it and make it the oracle's feed registrar, so approving
+    a model registers its feeds."""
     params = params or OracleParameters()
     ids = [f.id for f in feeds]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -171,12 +175,18 @@ def deploy_system(
         params.max_age,
         params.max_future_drift,
     )
+    registry = sender.deploy("ModelRegistry", oracle.address)
+    sender.send(
+        oracle.functions.setFeedRegistrar(registry.address),
+        "making the model registry the registrar",
+    )
     manifest = Manifest(
         rpc_url=rpc_url,
         chain_id=w3.eth.chain_id,
         owner=deployer.address,
         oracle=oracle.address,
         deployed_at_block=w3.eth.block_number,
+        model_registry=registry.address,
         extra={"oracle_parameters": asdict(params)},
     )
     for feed in feeds:

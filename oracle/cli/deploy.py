@@ -1,4 +1,5 @@
-"""``mira deploy``: deploy MiraOracle to a chain and register feeds from their specs.
+"""``mira deploy``: deploy MiraOracle (and the ModelRegistry, its feed registrar) to a chain
+and register feeds from their specs.
 
 The deployer signs with the operator key in a key directory (``mira keys new``), so the
 same command deploys to anvil and to a real L2. It becomes the oracle's owner and writes
@@ -80,6 +81,7 @@ def deploy(
         as_json,
         [
             f"MiraOracle {manifest.oracle} on chain {manifest.chain_id}, owner {account.address}",
+            f"ModelRegistry {manifest.model_registry} (the oracle's feed registrar)",
             *(f"  {feed_id:<24} proxy {e['proxy']}" for feed_id, e in manifest.feeds.items()),
             f"manifest written to {out}",
         ],

@@ -357,6 +357,7 @@ class Devnet:
         manifest = deploy_system(w3, deployer, rpc, feeds)
         say(f"anvil        {rpc} (chain id {manifest.chain_id}, 1 s blocks)")
         say(f"MiraOracle   {manifest.oracle}")
+        say(f"registry     {manifest.model_registry} (ModelRegistry, the oracle's registrar)")
 
         self._check_stop()
         committee = provision_committee(

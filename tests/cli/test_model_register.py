@@ -1,5 +1,5 @@
-"""`mira model register SPEC`: local validation and the spec hash (no on-chain registry
-exists yet, and the command says so)."""
+"""`mira model register SPEC --dry-run`: local validation and the spec hash, nothing sent
+(the on-chain half: tests/cli/test_model_registry.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_a_valid_spec_prints_its_hash() -> None:
     path = REPO / "feeds" / "waterflow_anomaly.toml"
-    result = CliRunner().invoke(cli, ["model", "register", str(path), "--json"])
+    result = CliRunner().invoke(cli, ["model", "register", str(path), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     spec = load_feed_spec(path)
@@ -33,7 +33,7 @@ def test_the_hash_follows_the_spec(tmp_path: Path) -> None:
     b.write_text(text.replace("lr = 0.003", "lr = 0.004"))
     hashes = []
     for path in (a, b):
-        result = CliRunner().invoke(cli, ["model", "register", str(path), "--json"])
+        result = CliRunner().invoke(cli, ["model", "register", str(path), "--dry-run", "--json"])
         assert result.exit_code == 0, result.output
         hashes.append(json.loads(result.output)["spec_hash"])
     assert hashes[0] != hashes[1]
@@ -43,7 +43,7 @@ def test_a_hostile_spec_is_refused_with_the_file_and_key(tmp_path: Path) -> None
     text = (REPO / "feeds" / "sp500_forecast.toml").read_text()
     path = tmp_path / "hostile.toml"
     path.write_text(text.replace('"linear_model.LinearRegression"', '"river.linear_model.os"'))
-    result = CliRunner().invoke(cli, ["model", "register", str(path)])
+    result = CliRunner().invoke(cli, ["model", "register", str(path), "--dry-run"])
     assert result.exit_code == 1
     assert str(path) in result.output
     assert "model.steps[1].class" in result.output
@@ -54,7 +54,7 @@ def test_a_policy_spec_lists_its_arm_feeds() -> None:
     from eth_hash.auto import keccak
 
     path = REPO / "docs" / "examples" / "sp500_bandit.toml"
-    result = CliRunner().invoke(cli, ["model", "register", str(path), "--json"])
+    result = CliRunner().invoke(cli, ["model", "register", str(path), "--dry-run", "--json"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["output"] == "policy" and out["model"] == ["bandit.EpsilonGreedy"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from oracle.chain.deploy import at
 from oracle.chain.system import Manifest
 from oracle.devnet import STATEFILE, pid_alive, port_free
 from oracle.devnet.view import Watcher, get_json
@@ -110,6 +111,10 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
         assert len(children) == 5  # four nodes and anvil
         assert len(manifest.extra["nodes"]) == 4
         watcher = Watcher(manifest)
+        # the model registry is deployed with the oracle and is its feed registrar
+        assert manifest.model_registry
+        oracle = at(watcher.w3, "MiraOracle", manifest.oracle)
+        assert oracle.functions.feedRegistrar().call() == manifest.model_registry
         feeds = list(manifest.feeds)
         assert len(feeds) == 4
 

@@ -58,8 +58,11 @@ interface IMiraOracle is ICommittee, IMiraSubscriptions {
     event ReportTransmitted(uint64 indexed epoch, uint64 indexed round, bytes32[] modelCommitments);
     /// @notice One update of an accepted report was skipped; the others still applied.
     event UpdateSkipped(bytes32 indexed feedId, uint64 indexed round, SkipReason reason);
-    /// @notice The owner registered a feed; `proxy` is its AggregatorV3Interface.
+    /// @notice The owner or the feed registrar registered a feed; `proxy` is its
+    ///         AggregatorV3Interface.
     event FeedRegistered(bytes32 indexed feedId, uint8 decimals, string description, address proxy);
+    /// @notice The owner made `registrar` the feed registrar (address(0): none).
+    event FeedRegistrarSet(address indexed registrar);
     /// @notice The owner scheduled a reset of `feedId`; `executeFeedReset` applies it from `eta` on.
     event FeedResetScheduled(bytes32 indexed feedId, uint64 eta);
     /// @notice A scheduled reset was cancelled before it was applied.
@@ -94,17 +97,27 @@ interface IMiraOracle is ICommittee, IMiraSubscriptions {
     /// @notice Verify `signature` over `report` and apply its updates.
     function transmit(bytes calldata report, Signature calldata signature) external;
 
-    /// @notice Register feed `feedId` and deploy its AggregatorV3Interface proxy.
-    ///         It keeps DEFAULT_HISTORY_DEPTH (61) entries.
+    /// @notice Owner or feed registrar: register feed `feedId` and deploy its
+    ///         AggregatorV3Interface proxy. It keeps DEFAULT_HISTORY_DEPTH (61) entries.
+    ///         Anyone else: reverts Owned.NotOwner(caller).
     function registerFeed(bytes32 feedId, uint8 decimals, string calldata description)
         external
         returns (address proxy);
 
-    /// @notice Register feed `feedId` keeping its last `historyDepth` updates (2 to 127; each
+    /// @notice Owner or feed registrar: register feed `feedId` keeping its last `historyDepth` updates (2 to 127; each
     ///         costs one storage slot written once here, so updates stay non-zero → non-zero).
     function registerFeed(bytes32 feedId, uint8 decimals, string calldata description, uint256 historyDepth)
         external
         returns (address proxy);
+
+    /// @notice Owner: make `registrar` the feed registrar, the one address besides the owner
+    ///         that may call registerFeed (the ModelRegistry, which registers an approved
+    ///         model's feeds; address(0) removes it). A registrar can only add feeds: it cannot
+    ///         reset, reconfigure or remove any, nor touch the committee.
+    function setFeedRegistrar(address registrar) external;
+
+    /// @notice The feed registrar (see setFeedRegistrar); address(0) if none.
+    function feedRegistrar() external view returns (address);
 
     /// @notice The digest the committee signs for `report` under `epoch` on this contract.
     function reportDigest(uint64 epoch, bytes calldata report) external view returns (bytes32);

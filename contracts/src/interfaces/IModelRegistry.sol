@@ -86,6 +86,9 @@ interface IModelRegistry {
     error InvalidFeedDeclaration(bytes32 feedId);
     /// @notice `feedId` is declared twice, already belongs to an approved model, or is already
     ///         registered on the oracle.
+    /// @dev propose checks only the first (a proposal reserves no feed id, so a squatting
+    ///      proposal cannot block anyone); approve checks the other two, at the time it
+    ///      registers the feeds.
     error FeedIdTaken(bytes32 feedId);
 
     /// @notice Propose a model: version 1 with `specHash` at `specUri`, declaring `feeds`.
