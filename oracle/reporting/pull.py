@@ -44,7 +44,8 @@ binds them, so that the verifier can say which one is wrong.
 >>> tree.leaf_count
 3
 >>> mp = tree.multiproof([bytes([2]) * 32])
->>> process_multiproof([leaf_hash(x, tree.round) for x in mp.updates], mp.proof, mp.flags) == tree.root
+>>> leaves = [leaf_hash(x, tree.round) for x in mp.updates]
+>>> process_multiproof(leaves, mp.proof, mp.flags) == tree.root
 True
 """
 
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from eth_utils.crypto import keccak
 
@@ -111,7 +113,7 @@ class PullTree:
             raise PullFormatError("updates: a tree has at least one leaf")
         if len(ordered) > MAX_LEAVES:
             raise PullFormatError(f"updates: {len(ordered)} leaves, at most {MAX_LEAVES}")
-        for prev, cur in zip(ordered, ordered[1:], strict=False):
+        for prev, cur in pairwise(ordered):
             if prev.feed_id == cur.feed_id:
                 raise PullFormatError(f"updates: feed 0x{cur.feed_id.hex()} appears twice")
         n = len(ordered)
@@ -165,7 +167,9 @@ class PullTree:
         )
 
 
-def process_multiproof(leaves: Sequence[bytes], proof: Sequence[bytes], flags: Sequence[bool]) -> bytes:
+def process_multiproof(
+    leaves: Sequence[bytes], proof: Sequence[bytes], flags: Sequence[bool]
+) -> bytes:
     """The root that ``leaves`` (in tree order), ``proof`` and ``flags`` lead to, exactly as
     LibPull computes it; PullFormatError for a multiproof the verifier refuses."""
     k, m = len(leaves), len(proof)
@@ -266,7 +270,7 @@ class Payload:
             raise PullFormatError(f"payload: {k} leaves and {m} proof nodes, at most 65535 each")
         if k + m - 1 != len(self.proof.flags):
             raise PullFormatError(f"payload: {k} leaves + {m} proof nodes need {k + m - 1} flags")
-        for prev, cur in zip(self.proof.updates, self.proof.updates[1:], strict=False):
+        for prev, cur in pairwise(self.proof.updates):
             if not prev.feed_id < cur.feed_id:
                 raise PullFormatError("payload: leaves are not in ascending feed id order")
 

@@ -131,10 +131,35 @@ contract MiraPullVerifier is IMiraPullVerifier {
             commitment := shr(96, calldataload(add(p, 33)))
             z := calldataload(add(p, 53))
         }
-        ICommittee.EpochKey memory key = committee.epochKey(epoch);
-        if (key.keyHash == bytes20(0)) revert UnknownEpoch(epoch);
-        if (block.timestamp > key.validUntil) revert EpochRetired(epoch, key.validUntil);
-        if (key.keyHash != bytes20(keccak256(abi.encodePacked(px, parity)))) revert WrongGroupKey(epoch);
+        // committee.epochKey(epoch), called and decoded by hand: the high-level call's memory
+        // struct and decoder cost ~400 gas of the 30,000 a fresh pull may spend. Its first two
+        // words are keyHash (bytes20, left-aligned) and validUntil.
+        bytes20 keyHash;
+        uint64 validUntil;
+        bytes20 presented;
+        address target = address(committee);
+        bytes4 selector = ICommittee.epochKey.selector;
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            mstore(p, selector)
+            mstore(add(p, 4), epoch)
+            // (two statements: Yul evaluates arguments right to left, so returndatasize() inside
+            // the same expression would be read before the call)
+            let ok := staticcall(gas(), target, p, 36, p, 0x40)
+            if iszero(and(ok, iszero(lt(returndatasize(), 0x80)))) {
+                returndatacopy(p, 0, returndatasize())
+                revert(p, returndatasize())
+            }
+            keyHash := and(mload(p), not(0xffffffffffffffffffffffff))
+            validUntil := and(mload(add(p, 0x20)), 0xffffffffffffffff)
+            // keyHash(px, parity) = bytes20(keccak256(px ‖ parity)), as Committee computes it
+            mstore(0x00, px)
+            mstore8(0x20, parity)
+            presented := and(keccak256(0x00, 0x21), not(0xffffffffffffffffffffffff))
+        }
+        if (keyHash == bytes20(0)) revert UnknownEpoch(epoch);
+        if (block.timestamp > validUntil) revert EpochRetired(epoch, validUntil);
+        if (keyHash != presented) revert WrongGroupKey(epoch);
         if (!LibSchnorr.verify(px, parity, digest, commitment, z)) revert InvalidSignature();
         assembly ("memory-safe") {
             tstore(slot, 1)
