@@ -312,7 +312,7 @@ contract PullVerifierTest is PullFixture {
         Tree memory t = _fresh(n);
         uint256 count;
         uint256[] memory idx = new uint256[](n);
-        mask = mask | 1 << (mask % n); // at least one leaf
+        mask = mask | 2 ** (mask % n); // at least one leaf
         for (uint256 i; i < n; ++i) {
             if (mask >> i & 1 == 1) idx[count++] = i;
         }

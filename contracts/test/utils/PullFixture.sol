@@ -101,7 +101,7 @@ abstract contract PullFixture is OracleFixture {
     function _packFlags(bool[] memory flags) internal pure returns (bytes memory out) {
         out = new bytes((flags.length + 7) / 8);
         for (uint256 i; i < flags.length; ++i) {
-            if (flags[i]) out[i / 8] = bytes1(uint8(out[i / 8]) | uint8(0x80 >> (i % 8)));
+            if (flags[i]) out[i / 8] = bytes1(uint8(out[i / 8]) | uint8(128 / 2 ** (i % 8)));
         }
     }
 
