@@ -231,6 +231,16 @@ contract PullVerifierTest is PullFixture {
         verifier.verify(p, AGE);
     }
 
+    function test_valueTooFarAhead() public {
+        uint64 ahead = uint64(block.timestamp + MAX_FUTURE + 1);
+        Tree memory t = _tree(4, _nowRound(), ahead);
+        bytes memory p = _payload(1, t, _idx1(1));
+        vm.expectRevert(
+            abi.encodeWithSelector(IMiraPullVerifier.ValueInFuture.selector, t.leaves[1].feedId, ahead)
+        );
+        verifier.verify(p, AGE);
+    }
+
     function test_roundInFuture() public {
         uint64 round = uint64((block.timestamp + MAX_FUTURE + 1) * 1000);
         Tree memory t = _tree(4, round, uint64(block.timestamp));

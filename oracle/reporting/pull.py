@@ -52,7 +52,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 from eth_utils.crypto import keccak
@@ -102,7 +102,7 @@ class PullTree:
     round: int
     updates: tuple[FeedUpdate, ...]  # ascending feed id
     nodes: tuple[bytes, ...]  # the array form: nodes[0] is the root
-    _index: dict[bytes, int]  # feed id → leaf position
+    _index: dict[bytes, int] = field(repr=False, compare=False)  # feed id → leaf position
 
     @classmethod
     def build(cls, round_: int, updates: Iterable[FeedUpdate]) -> PullTree:

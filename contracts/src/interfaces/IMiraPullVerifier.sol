@@ -62,6 +62,9 @@ interface IMiraPullVerifier {
     error RoundInFuture(uint64 round);
     /// @notice A value's observedAt is older than the caller's maxAge.
     error StaleValue(bytes32 feedId, uint64 observedAt, uint256 maxAge);
+    /// @notice A value's observedAt is more than maxFutureDrift ahead of the block (the push
+    ///         path skips such an update as FutureTimestamp).
+    error ValueInFuture(bytes32 feedId, uint64 observedAt);
     /// @notice No epoch `epoch` was ever started on the committee.
     error UnknownEpoch(uint64 epoch);
     /// @notice `epoch` is retired: its grace period ended at `validUntil`.
@@ -75,7 +78,8 @@ interface IMiraPullVerifier {
     /// @notice Verify `payload` and return its values, in payload (ascending feed id) order.
     ///         Reverts with one of this interface's errors unless every check passes: the
     ///         layout, chain and verifier, the multiproof against the claimed root, the root's
-    ///         round and every value no older than `maxAge` seconds, and the signature by the
+    ///         round and every value no older than `maxAge` seconds and no more than
+    ///         maxFutureDrift ahead of the block, leaves in ascending feed id order, and the signature by the
     ///         group key of an epoch that is not retired.
     function verify(bytes calldata payload, uint256 maxAge) external returns (Value[] memory values);
 

@@ -83,6 +83,7 @@ contract MiraPullVerifier is IMiraPullVerifier {
             if (observedAt < block.timestamp) {
                 if (block.timestamp - observedAt > maxAge) revert StaleValue(feedId, observedAt, maxAge);
             } else {
+                if (observedAt > block.timestamp + maxFutureDrift) revert ValueInFuture(feedId, observedAt);
                 observedAt = uint64(block.timestamp);
             }
             v.feedId = feedId;
