@@ -71,6 +71,45 @@ contract PullVerifierTest is PullFixture {
         vm.assertLe(second + 5000, first, "second pull of the same root paid for its signature again");
     }
 
+    function test_storedRootServesLaterTransactionsWithoutItsSignature() public {
+        Tree memory t = _fresh(32);
+        IMiraOracle.Signature memory sig = _signRoot(1, t);
+        bytes memory a =
+            _encodePayload(uint64(block.chainid), address(verifier), 1, t, _multiproof(t, _idx1(3)), sig);
+        bytes memory b = _encodePayload(
+            uint64(block.chainid), address(verifier), 1, t, _multiproof(t, _range(20, 4)), sig
+        );
+        vm.expectRevert(); // RootNotStored(digest)
+        verifier.verifyStored(a, AGE);
+
+        vm.expectEmit(address(verifier));
+        emit IMiraPullVerifier.RootStored(1, t.round, t.nodes[0], 32);
+        verifier.verifyAndStore(a, AGE);
+        vm.recordLogs();
+        verifier.verifyAndStore(b, AGE); // recorded once
+        vm.assertEq(vm.getRecordedLogs().length, 0, "stored twice");
+
+        // Later (the new epoch waits out DELAY = 2 days, then epoch 1 its GRACE), with epoch 1
+        // retired: the stored root still serves while fresh enough for the caller.
+        uint64 validUntil;
+        _startEpoch(0xC0FFEE, 3, 4);
+        validUntil = oracle.epochKey(1).validUntil;
+        vm.warp(validUntil + 1);
+        _assertValues(verifier.verifyStored(b, 3 days), t, _range(20, 4));
+        // (verify would still accept b here: this test is one transaction, and b's signature was
+        // checked in it; test_retiredEpoch shows verify refusing a retired epoch's root)
+        // ... and the caller's bound still applies
+        vm.expectRevert(abi.encodeWithSelector(IMiraPullVerifier.StaleRoot.selector, t.round, AGE));
+        verifier.verifyStored(b, AGE);
+        // tampered signature bytes: not what was recorded
+        bytes memory c = _copy(b);
+        c[160] = bytes1(uint8(c[160]) ^ 1);
+        (bool ok, bytes memory ret) =
+            address(verifier).call(abi.encodeCall(verifier.verifyStored, (c, 3 days)));
+        vm.assertFalse(ok, "tampered signature accepted from the store");
+        vm.assertEq(bytes32(bytes4(bytes32(ret))), bytes32(IMiraPullVerifier.RootNotStored.selector), "error");
+    }
+
     // ---------------------------------------------------------------- errors, one by one
 
     function test_malformedPayloads() public {

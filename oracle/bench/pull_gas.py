@@ -10,7 +10,9 @@ at the same hardfork as ``mira bench gas``:
 - one value under a root already verified in the same transaction: ``PullProbe``
   (contracts/test/bench) verifies [a, b] and [a] in two transactions; the figure is the
   difference, i.e. everything b costs, its share of the probe's calldata included; beside it
-  the gas of each verify call alone, from anvil's call tracer.
+  the gas of each verify call alone, from anvil's call tracer;
+- one value under a root that ``verifyAndStore`` recorded in an earlier transaction
+  (``verifyStored``), and what recording it cost.
 
 At Prague, EIP-7623 prices calldata-heavy transactions at 10 gas per calldata token (a zero
 byte 1 token, another byte 4) when that exceeds the usual cost: pull payloads are mostly
@@ -122,6 +124,14 @@ def measure(w3: Web3) -> dict[str, Any]:
         # here; the figure above is dominated by the payload's calldata
         "verify_call_gas": int(calls[1]["gasUsed"], 16),
         "first_verify_call_gas": int(calls[0]["gasUsed"], 16),
+        "payload_bytes": len(b),
+    }
+    stored, _ = _gas(w3, verifier, "verifyAndStore", a, MAX_AGE)
+    later, cd = _gas(w3, verifier, "verifyStored", b, MAX_AGE)
+    results["one_value_stored_root_later_tx"] = {
+        "gas_beyond_base": later,
+        "calldata_gas": cd,
+        "store_gas_beyond_base": stored,
         "payload_bytes": len(b),
     }
     return {

@@ -205,3 +205,30 @@ def test_retired_epoch_is_refused(w3: Web3) -> None:
     tree = chain.tree(10)
     _refused(chain, chain.payload(tree, ids, 1), "EpochRetired(uint64,uint64)")
     chain.verify(chain.payload(tree, ids, 2))
+
+
+def test_stored_root_serves_later_transactions(w3: Web3) -> None:
+    chain = Chain(w3)
+    tree = chain.tree(20)
+    stored = chain.payload(tree, [tree.updates[2].feed_id], 1)
+    other_leaves = replace(stored, proof=tree.multiproof([u.feed_id for u in tree.updates[5:9]]))
+    fn = chain.verifier.functions
+    with pytest.raises(ContractCustomError) as exc:
+        fn.verifyStored(encode_payload(stored), AGE).call()
+    assert bytes.fromhex(str(exc.value.data)[2:])[:4] == _error("RootNotStored(bytes32)")
+
+    receipt = w3.eth.wait_for_transaction_receipt(
+        fn.verifyAndStore(encode_payload(stored), AGE).transact()
+    )
+    assert receipt["status"] == 1
+    (event,) = chain.verifier.events.RootStored().process_receipt(receipt)
+    assert (event["args"]["round"], bytes(event["args"]["root"])) == (tree.round, tree.root)
+
+    # a later transaction: other leaves of the stored root, no signature check
+    got = fn.verifyStored(encode_payload(other_leaves), AGE).call()
+    assert [bytes(v[0]) for v in got] == [u.feed_id for u in tree.updates[5:9]]
+    # another signature of the same root was not stored
+    resigned = chain.payload(tree, [tree.updates[2].feed_id], 1)
+    assert resigned.signature != stored.signature
+    with pytest.raises(ContractCustomError):
+        fn.verifyStored(encode_payload(resigned), AGE).call()

@@ -27,6 +27,9 @@ import {ICommittee} from "./ICommittee.sol";
 ///         A root's signature is checked once per transaction: later calls in the same
 ///         transaction with the same root and signature skip it (transient storage).
 interface IMiraPullVerifier {
+    /// @notice `verifyAndStore` recorded this root (with its signature) for later transactions.
+    event RootStored(uint64 indexed epoch, uint64 indexed round, bytes32 root, uint32 leafCount);
+
     /// @notice One verified feed output.
     /// @param observedAt when the feed's source observed it (unix seconds), never after
     ///                   block.timestamp: a value observed up to maxFutureDrift ahead of the
@@ -74,6 +77,8 @@ interface IMiraPullVerifier {
     /// @notice The signature does not verify for this chain, verifier, epoch, round, root and
     ///         leaf count.
     error InvalidSignature();
+    /// @notice `verifyStored` was given a root (or signature) that `verifyAndStore` never recorded.
+    error RootNotStored(bytes32 digest);
 
     /// @notice Verify `payload` and return its values, in payload (ascending feed id) order.
     ///         Reverts with one of this interface's errors unless every check passes: the
@@ -82,6 +87,18 @@ interface IMiraPullVerifier {
     ///         maxFutureDrift ahead of the block, leaves in ascending feed id order, and the signature by the
     ///         group key of an epoch that is not retired.
     function verify(bytes calldata payload, uint256 maxAge) external returns (Value[] memory values);
+
+    /// @notice `verify`, and record the root with its signature (RootStored, once) so that
+    ///         `verifyStored` accepts its leaves in later transactions without the signature
+    ///         check. A root is recorded only while its epoch is valid; a recorded root stays
+    ///         usable after that epoch retires, as a landed push report stays readable, and
+    ///         like every root only while it is fresher than the caller's maxAge.
+    function verifyAndStore(bytes calldata payload, uint256 maxAge) external returns (Value[] memory values);
+
+    /// @notice `verify` for a root that `verifyAndStore` recorded: every check but the
+    ///         signature's (and the epoch's), which are replaced by one storage read; reverts
+    ///         RootNotStored otherwise.
+    function verifyStored(bytes calldata payload, uint256 maxAge) external returns (Value[] memory values);
 
     /// @notice The message the committee signs for a root on this verifier.
     function rootDigest(uint64 epoch, uint64 round, bytes32 root, uint32 leafCount)

@@ -7,9 +7,17 @@ import {LibPull} from "../libraries/LibPull.sol";
 import {LibSchnorr} from "../libraries/LibSchnorr.sol";
 
 /// @title MiraPullVerifier
-/// @notice Verifies pull payloads against the committee of a MiraOracle. Holds no state but the
-///         transient record of the roots whose signatures it checked in this transaction.
+/// @notice Verifies pull payloads against the committee of a MiraOracle. Holds the transient
+///         record of the roots whose signatures it checked in this transaction, and the roots
+///         `verifyAndStore` recorded for later ones.
 contract MiraPullVerifier is IMiraPullVerifier {
+    uint256 private constant CHECK = 0; // verify
+    uint256 private constant STORE = 1; // verifyAndStore
+    uint256 private constant STORED = 2; // verifyStored
+
+    /// @dev keccak256(digest ‖ signature bytes) → recorded by verifyAndStore
+    mapping(bytes32 => bool) private _storedRoots;
+
     /// @inheritdoc IMiraPullVerifier
     ICommittee public immutable committee;
     /// @inheritdoc IMiraPullVerifier
@@ -21,7 +29,24 @@ contract MiraPullVerifier is IMiraPullVerifier {
     }
 
     /// @inheritdoc IMiraPullVerifier
-    function verify(bytes calldata payload, uint256 maxAge) external returns (Value[] memory values) {
+    function verify(bytes calldata payload, uint256 maxAge) external returns (Value[] memory) {
+        return _verify(payload, maxAge, CHECK);
+    }
+
+    /// @inheritdoc IMiraPullVerifier
+    function verifyAndStore(bytes calldata payload, uint256 maxAge) external returns (Value[] memory) {
+        return _verify(payload, maxAge, STORE);
+    }
+
+    /// @inheritdoc IMiraPullVerifier
+    function verifyStored(bytes calldata payload, uint256 maxAge) external returns (Value[] memory) {
+        return _verify(payload, maxAge, STORED);
+    }
+
+    function _verify(bytes calldata payload, uint256 maxAge, uint256 mode)
+        private
+        returns (Value[] memory values)
+    {
         (uint256 k, uint256 m, uint256 flags, uint256 leaves, uint256 proof) = LibPull.layout(payload);
         if (k == 0) revert MalformedPayload(payload.length);
 
@@ -56,9 +81,12 @@ contract MiraPullVerifier is IMiraPullVerifier {
         if (!ok) revert InvalidMultiproof();
         if (root != claimedRoot) revert RootMismatch(root, claimedRoot);
 
-        _checkSignature(
-            payload, LibPull.digest(block.chainid, address(this), epoch, round, root, leafCount), epoch
-        );
+        bytes32 digest = LibPull.digest(block.chainid, address(this), epoch, round, root, leafCount);
+        bytes32 slot = _checkSignature(payload, digest, epoch, mode);
+        if (mode == STORE && !_storedRoots[slot]) {
+            _storedRoots[slot] = true;
+            emit RootStored(epoch, round, root, leafCount);
+        }
 
         values = new Value[](k);
         bytes32 previous;
@@ -102,24 +130,30 @@ contract MiraPullVerifier is IMiraPullVerifier {
         return LibPull.digest(block.chainid, address(this), epoch, round, root, leafCount);
     }
 
-    /// @dev Verify the payload's signature of `digest` once per transaction. The transient slot
-    ///      is keccak256(digest ‖ signature bytes): a later call with the same root but other
-    ///      signature bytes checks them again, so every byte of an accepted payload was checked.
-    ///      The contract keeps nothing else in transient storage, and a hash cannot collide with
-    ///      another slot in use.
-    function _checkSignature(bytes calldata payload, bytes32 digest, uint64 epoch) private {
-        bytes32 slot;
+    /// @dev Verify the payload's signature of `digest` once per transaction, or (mode STORED)
+    ///      find it recorded; returns slot = keccak256(digest ‖ signature bytes), the key of both
+    ///      records: a later call with the same root but other signature bytes checks them
+    ///      again, so every byte of an accepted payload was checked. The contract keeps nothing
+    ///      else in transient storage, and a hash cannot collide with another slot in use.
+    function _checkSignature(bytes calldata payload, bytes32 digest, uint64 epoch, uint256 mode)
+        private
+        returns (bytes32 slot)
+    {
         assembly ("memory-safe") {
             let p := mload(0x40)
             mstore(p, digest)
             calldatacopy(add(p, 0x20), add(payload.offset, 80), 85)
             slot := keccak256(p, 117)
         }
+        if (mode == STORED) {
+            if (!_storedRoots[slot]) revert RootNotStored(digest);
+            return slot;
+        }
         uint256 seen;
         assembly ("memory-safe") {
             seen := tload(slot)
         }
-        if (seen != 0) return;
+        if (seen != 0) return slot;
 
         uint256 px;
         uint8 parity;
