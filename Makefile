@@ -12,7 +12,7 @@ FORGE := bin/foundry forge
 FOUNDRY_PROFILE ?= $(if $(filter true,$(CI)),ci,default)
 export FOUNDRY_PROFILE
 
-.PHONY: all setup contracts run test test-contracts test-python test-docker test-wheel lint fmt lock clean gas-snapshot
+.PHONY: all setup contracts run test test-contracts test-python test-docker test-wheel lint fmt lock clean gas-snapshot browser
 
 all: test
 
@@ -56,8 +56,16 @@ test-contracts: contracts
 gas-snapshot: contracts
 	cd contracts && $(FORGE) snapshot --match-contract GasTest
 
-test-python: contracts
+test-python: contracts browser
 	$(BIN)/pytest --durations=20
+
+# The dashboard's browser tests (tests/dashboard) drive Debian's chromium through Playwright;
+# Playwright's own browser download is never used. Installed with apt-get when missing (as
+# root, as on CI); silent when it is there already.
+browser:
+	@test -x /usr/bin/chromium || { \
+		echo "browser: installing Debian's chromium for the dashboard tests (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # docker/compose.yaml checked by whichever compose client is installed (`docker compose`,
 # else docker-compose v1), and the entry scripts parsed by sh. Nothing here can build or run

@@ -10,6 +10,7 @@ the node itself: it sits below the composition root (oracle.node), which builds 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,7 +19,10 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from oracle.api import history
+from oracle.api.history import HistoryStore
 from oracle.api.stream import ReportStream
+from oracle.api.ui import add_ui_routes
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import ApiConfig
 from oracle.models import FeedModel
@@ -61,9 +65,15 @@ class NodeView:
     registered: Callable[[], list[dict[str, Any]]] | None = None
     # (model id, version, limit) → that version's stored outputs, None if never run
     registered_outputs: Callable[[int, int, int], dict[str, Any] | None] | None = None
+    # the node's database, for the history endpoints (oracle.api.history)
+    store: HistoryStore | None = None
+    # what the node reads of the chain: block, balances, each feed's on-chain round
+    chain: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
+    if len(message) > 300:
+        message = message[:300] + "..."
     return web.json_response({"error": {"status": status, "message": message}}, status=status)
 
 
@@ -79,6 +89,18 @@ async def json_errors(request: web.Request, handler: _Handler) -> web.StreamResp
         return _error(500, "internal error")
 
 
+def feed_json(runner: FeedView) -> dict[str, Any]:
+    """A feed's status and the spec's publishing rules (heartbeat, deviation threshold)."""
+    spec = runner.spec
+    return {
+        **runner.status(),
+        "spec_version": spec.version,
+        "heartbeat_s": spec.heartbeat_s,
+        "deviation_bps": spec.deviation_bps,
+        "deviation_abs": spec.deviation_abs,
+    }
+
+
 def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=max_body_bytes)
 
@@ -90,19 +112,70 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
         return web.json_response(health.as_dict(), status=200 if health.ok else 503)
 
     async def feeds(_: web.Request) -> web.Response:
-        return web.json_response({"feeds": [r.status() for r in node.feeds.values()]})
+        return web.json_response({"feeds": [feed_json(r) for r in node.feeds.values()]})
 
-    async def feed(request: web.Request) -> web.Response:
-        feed_id = request.match_info["feed_id"]
+    def lookup(feed_id: str) -> FeedView | None:
         runner = node.feeds.get(feed_id)
         if runner is None:  # one arm's feed of a policy feed: its policy feed answers
             runner = next(
                 (r for r in node.feeds.values() if any(o.id == feed_id for o in r.spec.outputs)),
                 None,
             )
+        return runner
+
+    def find(feed_id: str) -> FeedView:
+        runner = lookup(feed_id)
         if runner is None:
-            return _error(404, f"no feed {feed_id!r}")
-        return web.json_response(runner.status())
+            raise web.HTTPNotFound(reason=f"no feed {feed_id[:100]!r}")
+        return runner
+
+    async def feed(request: web.Request) -> web.Response:
+        # feed ids may hold "/" (and so end in "/history"): a whole id that names a feed is
+        # that feed; otherwise ".../history" is the history of the feed before it
+        feed_id = request.match_info["feed_id"]
+        runner = lookup(feed_id)
+        if runner is None and feed_id.endswith("/history"):
+            return await feed_history(request, feed_id.removesuffix("/history"))
+        if runner is None:
+            raise web.HTTPNotFound(reason=f"no feed {feed_id[:100]!r}")
+        return web.json_response(feed_json(runner))
+
+    async def feed_history(request: web.Request, feed_id: str) -> web.Response:
+        runner = find(feed_id)
+        if node.store is None:
+            return _error(404, "this node keeps no history")
+        spec = runner.spec
+        mae = runner.pipeline.model.state.mae
+        errors = [] if mae is None else list(mae.errors)
+        # the database reads run off the event loop: a client paging history must not
+        # stall the node's rounds
+        outputs = [o.id for o in spec.outputs]
+        body = await asyncio.to_thread(
+            history.feed_history,
+            node.store,
+            spec.id,
+            outputs,
+            spec.features.target,
+            errors,
+            request,
+        )
+        return web.json_response(body)
+
+    async def transmissions(request: web.Request) -> web.Response:
+        if node.store is None:
+            return _error(404, "this node keeps no history")
+        body = await asyncio.to_thread(history.transmissions, node.store, request)
+        return web.json_response(body)
+
+    async def landed(request: web.Request) -> web.Response:
+        if node.reports is None:
+            return _error(404, "this node runs no [network]: it follows no oracle's reports")
+        return web.json_response(history.reports(node.reports, request))
+
+    async def chain(_: web.Request) -> web.Response:
+        if node.chain is None:
+            return _error(404, "this node runs no [network]: it reads no chain")
+        return web.json_response(await node.chain())
 
     async def models(_: web.Request) -> web.Response:
         out: list[dict[str, Any]] = []
@@ -172,6 +245,10 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/network", network)
     app.router.add_get("/v1/reports/stream", reports)
+    app.router.add_get("/v1/reports", landed)
+    app.router.add_get("/v1/transmissions", transmissions)
+    app.router.add_get("/v1/chain", chain)
+    add_ui_routes(app, [{"name": node.name, "base": ""}])
     if node.reports is not None:
         stream = node.reports
 

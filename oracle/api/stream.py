@@ -15,6 +15,7 @@ the chain. A comment line every ``keepalive_s`` keeps idle connections (and prox
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import re
@@ -54,10 +55,13 @@ class ReportStream:
     max_clients: int = 32
     buffer: int = 64
     keepalive_s: float = 15.0
+    # the newest landed reports, for GET /v1/reports (the dashboard's recent rounds)
+    recent_size: int = 256
     _clients: set[_Client] = field(default_factory=set)
     _closing: bool = False
 
     def __post_init__(self) -> None:
+        self._recent: collections.deque[LandedReport] = collections.deque(maxlen=self.recent_size)
         self.connected = Gauge(
             "mira_stream_clients", "report stream clients connected", registry=self.registry
         )
@@ -88,6 +92,7 @@ class ReportStream:
     def publish(self, landed: LandedReport) -> None:
         """Queue ``landed`` for every client that wants it; never blocks."""
         self.published.inc()
+        self._recent.append(landed)
         body: bytes | None = None
         for client in self._clients:
             if client.lagged or not client.wants(landed):
@@ -101,6 +106,21 @@ class ReportStream:
                 client.queue.put_nowait(body)
             except asyncio.QueueFull:
                 client.lagged = True  # its writer sees the flag and closes the stream
+
+    def recent(self, feeds: frozenset[bytes] | None, limit: int) -> list[LandedReport]:
+        """The newest ``limit`` landed reports kept (those carrying one of ``feeds``, if
+        given), newest first."""
+        out: list[LandedReport] = []
+        for landed in reversed(self._recent):
+            if feeds is None or not feeds.isdisjoint(landed.feed_ids()):
+                out.append(landed)
+                if len(out) >= limit:
+                    break
+        return out
+
+    def feed_filter(self, request: web.Request) -> frozenset[bytes] | None:
+        """``?feed=`` of ``request`` as bytes32 ids (None: no filter); 400 if bad."""
+        return self._feeds(request)
 
     def _feeds(self, request: web.Request) -> frozenset[bytes] | None:
         wanted = request.query.getall("feed", [])

@@ -148,6 +148,23 @@ def sign(
             click.echo(f"{name}: {bar['measured']} (limit {bar['limit']}) {verdict}")
 
 
+@bench.command("pull-gas")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def pull_gas_command(as_json: bool) -> None:
+    """Full-transaction gas of pull-mode verification under a 10,000-feed root."""
+    from oracle.bench import pull_gas
+
+    with stderr_progress("mira bench pull-gas") as progress:
+        result = pull_gas.run(progress)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    click.echo(f"hardfork {result['hardfork']}, {result['pull']['leaves']:,} leaves")
+    for name, case in result["pull"]["cases"].items():
+        click.echo(f"{name}: {case['gas_beyond_base']:>9,} gas beyond the 21,000 base")
+    click.echo(json.dumps(result["bars"], indent=2))
+
+
 @bench.command("gas")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def gas_command(as_json: bool) -> None:

@@ -60,6 +60,13 @@ PORT = click.IntRange(1, 65535)
     show_default=True,
     help="The median feed's three HTTP sources listen on PORT, PORT+1, PORT+2.",
 )
+@click.option(
+    "--dashboard-port",
+    type=PORT,
+    default=None,
+    help="The web dashboard's port (every member's view, at /ui/). "
+    "[default: BASE+2*NODES, the port after the nodes']",
+)
 @click.option("--no-view", is_flag=True, help="No live view; wait quietly for Ctrl-C.")
 @click.option(
     "--json",
@@ -74,11 +81,14 @@ def up(
     anvil_port: int,
     base_port: int,
     price_port: int,
+    dashboard_port: int | None,
     no_view: bool,
     as_json: bool,
 ) -> None:
     """Start anvil, deploy, run the DKG, start the nodes and price sources, show the feeds."""
-    opts = DevnetOptions(directory, nodes, anvil_port, base_port, price_port)
+    opts = DevnetOptions(
+        directory, nodes, anvil_port, base_port, price_port, dashboard_port=dashboard_port
+    )
     say = _say_on_stderr if as_json else _say
     for note in preflight(opts):
         say(note)
@@ -142,12 +152,13 @@ def _view(net: Devnet, stop: threading.Event) -> None:
 
     assert net.manifest is not None
     watcher = Watcher(net.manifest)
+    dashboard = net.manifest.extra.get("dashboard")
     if sys.stdout.isatty():
         from rich.live import Live
 
         with Live(render([], []), refresh_per_second=2, screen=False) as live:
             while not stop.is_set():
-                live.update(render(watcher.feeds(), watcher.node_rows()))
+                live.update(render(watcher.feeds(), watcher.node_rows(), dashboard))
                 stop.wait(1.0)
     else:
         while not stop.is_set():

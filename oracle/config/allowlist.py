@@ -12,7 +12,9 @@ LinUCBDisjoint) are deliberately absent: their last bits differ across CPUs.
 The allowlist is part of the feed-spec language, so it lives with the spec reader
 (oracle.config) that checks a spec against it; the model (oracle.models) builds from it.
 
-Bandit policies (for ``[output] kind = "policy"``) are seeded. A Thompson sampler's
+Bandit policies (for ``[output] kind = "policy"``) are seeded. The contextual one
+(``bandit.ContextualLinear``) is river's pure-Python LinearRegression per arm, not
+LinUCBDisjoint (BLAS). A Thompson sampler's
 reward distribution is a template: river gives each arm its own copy, seeded from the
 policy's generator, so the template's own generator is never drawn from; it is built
 with seed 0 so that its state (which the model commitment covers) is fixed too.
@@ -58,6 +60,14 @@ class Entry:
     role: str
     params: dict[str, Param] = field(default_factory=dict)
 
+
+def _built_by_models(**_: Any) -> Any:
+    """The factory of an entry whose class lives in oracle.models, which the spec reader
+    may not import (layers): oracle.models.runner builds it from the checked parameters."""
+    raise TypeError("built by oracle.models.runner.build_model, not from the allowlist")
+
+
+CONTEXTUAL_LINEAR = "bandit.ContextualLinear"
 
 SEED = Param("int", 0, 2**32 - 1, required=True)
 LR = Param("float", 0.0, 10.0, low_open=True)
@@ -146,6 +156,19 @@ ALLOWLIST: dict[str, Entry] = {
             "burn_in": BURN_IN,
             "seed": SEED,
             "reward_obj": Param("component", component_role=DISTRIBUTION, required=True),
+        },
+    ),
+    # one river LinearRegression per arm on the context features, seeded epsilon-greedy
+    # (oracle.models.contextual); only for a policy learning from an agent's logged steps
+    CONTEXTUAL_LINEAR: Entry(
+        _built_by_models,
+        POLICY,
+        {
+            "epsilon": Param("float", 0.0, 1.0, required=True),
+            "seed": SEED,
+            "lr": LR,
+            "l2": Param("float", 0.0, 1e3),
+            "burn_in": BURN_IN,
         },
     ),
     "stats.Mean": Entry(stats.Mean, REWARD),

@@ -60,6 +60,7 @@ from web3 import Web3
 
 from oracle.config.allowlist import (
     ANOMALY,
+    CONTEXTUAL_LINEAR,
     FORECASTER,
     POLICY,
     REGRESSOR,
@@ -67,7 +68,7 @@ from oracle.config.allowlist import (
     ComponentSpec,
 )
 from oracle.config.allowlist import read_component as _read_component
-from oracle.config.events import EventSpecError, resolve_event
+from oracle.config.events import EventSpecError, resolve_event, resolve_event_fields
 from oracle.config.reader import ConfigError, Problems, Table
 
 FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
@@ -100,6 +101,23 @@ def arm_feed_id(feed_id: str, arm: str) -> str:
     on-chain id is :func:`feed_id_bytes32` of it, like any feed's. This is the only place
     the rule is written down."""
     return f"{feed_id}/{arm}"
+
+
+def recommended_feed_id(feed_id: str) -> str:
+    """The string id of a policy's recommended-arm feed: ``"<feed id>#arm"`` (``#`` is in
+    no arm name, so it never clashes with an arm's feed)."""
+    return f"{feed_id}#arm"
+
+
+@dataclass(frozen=True)
+class LoggedSteps:
+    """``[output] arm_field``, ``reward_field`` and ``context`` of a policy learning from
+    an agent's steps: the record field holding the arm's index (0-based, in ``arms``
+    order), the one holding its reward, and the context features (sorted)."""
+
+    arm_field: str
+    reward_field: str
+    context: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -137,12 +155,19 @@ class ChainEventSourceSpec:
     event: str
     event_abi: str  # the event's ABI entry, canonical JSON
     topic0: str  # keccak of the event signature, 0x-prefixed
-    field: tuple[str, ...]  # path into the decoded arguments, e.g. point.price
+    field: tuple[str, ...]  # path into the decoded arguments, e.g. point.price (or ())
     scale_decimals: int  # the integer value is divided by 10**scale_decimals
     confirmations: int
     from_block: int
     max_block_range: int  # blocks per eth_getLogs call
     max_ranges_per_poll: int
+    # several values per log (``[sources.fields]``): record field → path, sorted by name;
+    # a path may index an integer array (context.0). Empty: the one ``field``.
+    fields: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # ``[sources.limits]``: a record field outside [low, high] rejects the log (sorted)
+    limits: tuple[tuple[str, float, float], ...] = ()
+    # ``[sources.decimals]``: a field's own scale (an arm index: 0), else scale_decimals
+    field_decimals: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,6 +282,12 @@ class FeedSpec:
     # the oldest node release that may run the spec ("1.2.0"); older nodes report the model
     # "unsupported" instead of running it (oracle.registry)
     min_node_version: tuple[int, ...] | None = None
+    # a policy learning from an agent's logged steps (the arm it took, its reward, the
+    # context it saw) rather than from records holding every arm's reward
+    logged: LoggedSteps | None = None
+    # a policy also publishes its recommended arm (the arm's index, in the feed's fixed
+    # point) as the feed :func:`recommended_feed_id`
+    recommend: bool = False
 
     @property
     def id_bytes32(self) -> bytes:
@@ -268,9 +299,15 @@ class FeedSpec:
         (see :func:`arm_feed_id`), else the feed itself."""
         if self.output_kind != "policy":
             return (OutputFeed(self.id, self.description),)
-        return tuple(
+        arms = tuple(
             OutputFeed(arm_feed_id(self.id, arm), f"{self.description} [arm {arm}]", arm)
             for arm in self.arms
+        )
+        if not self.recommend:
+            return arms
+        return (
+            *arms,
+            OutputFeed(recommended_feed_id(self.id), f"{self.description} [recommended arm]"),
         )
 
 
@@ -392,25 +429,47 @@ def parse_feed_spec(
             # record's target already lies ahead (see the model author guide)
             horizon = output.integer("horizon", 1, low=0, high=1000)
     replay = any(isinstance(s, ReplaySourceSpec) for s in sources)
+    # a chain source with [sources.fields] gives a record of several fields, like a replay
+    records = [s for s in sources if isinstance(s, ChainEventSourceSpec) and s.fields]
     features = _read_features(
-        top.table("features"), single_value=not replay, policy=kind == "policy"
+        top.table("features"), single_value=not (replay or records), policy=kind == "policy"
     )
+    if features is not None and records:
+        have = {name for name, _ in records[0].fields}
+        missing = sorted(set(features.record_fields) - have)
+        if missing:
+            top.fail(
+                "features",
+                missing,
+                f"expected fields of the chain source's [fields] ({', '.join(sorted(have))})",
+            )
     arms: tuple[str, ...] = ()
     reward_fields: tuple[str, ...] = ()
     reward_transform = "identity"
+    logged: LoggedSteps | None = None
+    recommend = False
     if output is not None:
         if kind == "policy":
-            arms, reward_fields = _read_policy_output(output, features)
+            logged = _read_logged_steps(output, features)
+            arms, reward_fields = _read_policy_output(output, features, logged)
             reward_transform = output.string(
                 "reward_transform", "identity", choices=REWARD_TRANSFORMS
             )
+            recommend = output.boolean("recommend", False)
         output.finish()
-    if kind == "policy" and sources and not replay:
+    if kind == "policy" and sources and not replay and logged is None:
         top.fail(
             "sources",
             names,
             "expected a replay source for a policy feed: each arm's reward is a named field "
-            "of a record, and http and chain sources give one value",
+            "of a record (or an agent's logged steps: [output] arm_field and reward_field "
+            "with a chain source's [fields])",
+        )
+    if logged is not None and sources and not (replay or records):
+        top.fail(
+            "sources",
+            names,
+            "expected a replay source or a chain_events source with [fields] for logged steps",
         )
 
     model_table = top.table("model", required=kind in ("forecast", "anomaly", "policy"))
@@ -488,6 +547,18 @@ def parse_feed_spec(
     top.finish()
 
     if (
+        model is not None
+        and kind == "policy"
+        and model.steps[-1].name == CONTEXTUAL_LINEAR
+        and logged is None
+    ):
+        top.fail(
+            "model.steps",
+            CONTEXTUAL_LINEAR,
+            "expected [output] arm_field and reward_field: a contextual policy learns from an "
+            "agent's logged steps (arm, reward and context)",
+        )
+    if (
         any(s is None for s in sources)
         or features is None
         or (model_table is not None and model is None)
@@ -522,6 +593,8 @@ def parse_feed_spec(
         deviation_abs=deviation_abs,
         evaluation=evaluation,
         min_node_version=min_node_version,
+        logged=logged,
+        recommend=recommend,
     )
 
 
@@ -595,8 +668,36 @@ def _read_eval(t: Table, kind: str, model: ModelSpec | None) -> EvalSpec | None:
     return EvalSpec(baselines, metric, season, lags, window, tuple(anomalies), runs)
 
 
+def _read_logged_steps(t: Table, features: FeaturesSpec | None) -> LoggedSteps | None:
+    """``arm_field``, ``reward_field`` and ``context``: all record fields ([features])."""
+    arm_field = t.string("arm_field", None, max_len=64)
+    reward_field = t.string("reward_field", None, max_len=64)
+    context = t.strings("context", [], max_items=64)
+    if arm_field is None and reward_field is None:
+        if context:
+            t.fail("context", context, "expected arm_field and reward_field with a context")
+        return None
+    if not isinstance(arm_field, str) or not isinstance(reward_field, str):
+        key = "reward_field" if isinstance(arm_field, str) else "arm_field"
+        t.fail(key, None, "expected arm_field and reward_field together (logged steps)")
+        return None
+    named = [arm_field, reward_field, *context]
+    fields = set(features.fields) if features is not None else set()
+    ok = True
+    for key, name in [("arm_field", arm_field), ("reward_field", reward_field)] + [
+        ("context", c) for c in context
+    ]:
+        if features is not None and name not in fields:
+            t.fail(key, name, f"expected one of [features] fields ({', '.join(sorted(fields))})")
+            ok = False
+    if len(set(named)) != len(named):
+        t.fail("context", named, "expected arm_field, reward_field and context to differ")
+        ok = False
+    return LoggedSteps(arm_field, reward_field, tuple(sorted(context))) if ok else None
+
+
 def _read_policy_output(
-    t: Table, features: FeaturesSpec | None
+    t: Table, features: FeaturesSpec | None, logged: LoggedSteps | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``arms`` (fixed order: the order of the array) and ``[output.rewards]`` (arm →
     feature field; an arm not named there is rewarded by the field of its own name)."""
@@ -617,6 +718,13 @@ def _read_policy_output(
             t.fail("arms", dupes[0], "expected each arm once (the arms' order is fixed)")
     else:
         t.fail("arms", value, 'expected an array of arm names, e.g. arms = ["a", "b"]')
+    if logged is not None:
+        if t.has("rewards"):
+            t.fail("rewards", "...", "expected no [output.rewards] with logged steps")
+        if len(t.problems.items) != before:
+            return (), ()
+        # every arm's reward is the step's reward field, when the agent took that arm
+        return tuple(arms), tuple(logged.reward_field for _ in arms)
     rewards: dict[str, str] = {}
     rtable = t.table("rewards", required=False)
     if rtable is not None:
@@ -713,7 +821,38 @@ def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
         t.fail("address", address, "expected a 0x-prefixed 20-byte hex address")
     contract = t.string("contract", max_len=100)
     event = t.string("event", max_len=100)
-    field_text = t.string("field", max_len=200)
+    fields_table = t.table("fields", required=False)
+    field_text: Any = ""
+    wanted: dict[str, str] = {}
+    if fields_table is None:
+        field_text = t.string("field", max_len=200)
+    else:
+        if t.has("field"):
+            t.fail("field", t.data["field"], "expected either field or [fields], not both")
+        for key in sorted(fields_table.data):
+            path_text = fields_table.string(key, max_len=200)
+            if not FIELD_NAME.match(key):
+                fields_table.fail(key, path_text, "expected record field names (identifiers)")
+            elif isinstance(path_text, str):
+                wanted[key] = path_text
+        if not fields_table.data:
+            t.fail("fields", {}, "expected at least one record field = event argument path")
+        if len(fields_table.data) > 64:
+            t.fail("fields", len(fields_table.data), "expected at most 64 fields")
+        fields_table.finish()
+    limits = _read_limits(t, set(wanted) if fields_table is not None else {"value"})
+    field_decimals: list[tuple[str, int]] = []
+    dtable = t.table("decimals", required=False)
+    if dtable is not None:
+        for key in sorted(dtable.data):
+            d = dtable.integer(key, low=0, high=77)
+            if key not in wanted:
+                dtable.fail(
+                    key, d, f"expected one of the source's fields ({', '.join(sorted(wanted))})"
+                )
+            elif isinstance(d, int):
+                field_decimals.append((key, d))
+        dtable.finish()
     scale_decimals = t.integer("scale_decimals", 0, low=0, high=77)
     confirmations = t.integer("confirmations", 12, low=0, high=1000)
     from_block = t.integer("from_block", 0, low=0, high=2**63 - 1)
@@ -721,8 +860,15 @@ def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
     max_ranges = t.integer("max_ranges_per_poll", 10, low=1, high=1000)
     if not all(isinstance(v, str) for v in (rpc_url, address, contract, event, field_text)):
         return None
+    if fields_table is not None and len(wanted) != len(fields_table.data):
+        return None
     try:
-        abi, topic0, path = resolve_event(contract, event, field_text)
+        if fields_table is None:
+            abi, topic0, path = resolve_event(contract, event, field_text)
+            paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        else:
+            abi, topic0, paths = resolve_event_fields(contract, event, wanted)
+            path = ()
     except EventSpecError as exc:
         t.fail(exc.key, exc.value, exc.expected)
         return None
@@ -740,7 +886,38 @@ def _read_chain_source(t: Table, name: Any) -> ChainEventSourceSpec | None:
         from_block=from_block,
         max_block_range=max_block_range,
         max_ranges_per_poll=max_ranges,
+        fields=paths,
+        limits=limits,
+        field_decimals=tuple(field_decimals),
     )
+
+
+def _read_limits(t: Table, names: set[str]) -> tuple[tuple[str, float, float], ...]:
+    """``[sources.limits]``: ``name = [low, high]`` per record field (``value`` for the
+    single-field form); a log whose field falls outside is rejected, never learned."""
+    table = t.table("limits", required=False)
+    if table is None:
+        return ()
+    out: list[tuple[str, float, float]] = []
+    for key in sorted(table.data):
+        bounds = table.raw(key)
+        ok = (
+            isinstance(bounds, list)
+            and len(bounds) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)
+            and all(abs(b) < 1e30 for b in bounds)
+            and bounds[0] <= bounds[1]
+        )
+        if key not in names:
+            table.fail(
+                key, bounds, f"expected one of the source's fields ({', '.join(sorted(names))})"
+            )
+        elif not ok:
+            table.fail(key, bounds, "expected [low, high] with low <= high")
+        else:
+            out.append((key, float(bounds[0]), float(bounds[1])))
+    table.finish()
+    return tuple(out)
 
 
 def _parse_path(t: Table, path: str) -> tuple[str | int, ...]:
@@ -896,6 +1073,7 @@ __all__ = [
     "FeaturesSpec",
     "FeedSpec",
     "HttpSourceSpec",
+    "LoggedSteps",
     "ModelSpec",
     "OutputFeed",
     "ReplaySourceSpec",
@@ -905,5 +1083,6 @@ __all__ = [
     "load_feed_spec",
     "load_feed_specs",
     "parse_version",
+    "recommended_feed_id",
     "spec_digest",
 ]

@@ -85,6 +85,11 @@ class DevnetOptions:
     price_port: int = 9101  # the median feed's sources: price_port, +1, +2
     feeds_dir: Path = field(default_factory=lambda: bundle.locate(bundle.DEMO_FEEDS))
     round_period_s: float = 1.0
+    dashboard_port: int | None = None  # None: the port after the nodes' block
+
+    @property
+    def dashboard(self) -> int:
+        return self.dashboard_port or self.base_port + 2 * self.nodes
 
     def node_ports(self) -> list[tuple[int, int]]:
         return [(self.base_port + 2 * i, self.base_port + 2 * i + 1) for i in range(self.nodes)]
@@ -199,6 +204,7 @@ def preflight(opts: DevnetOptions) -> list[str]:
     for i, (api, p2p) in enumerate(opts.node_ports()):
         ports += [(f"node {i} API", api, "--base-port"), (f"node {i} p2p", p2p, "--base-port")]
     ports += [(f"price source {p}", p, "--price-port") for p in opts.price_ports()]
+    ports.append(("dashboard", opts.dashboard, "--dashboard-port"))
     for what, port, option in ports:
         if not 0 < port < 65536:
             raise DevnetError(f"{what} port {port} is out of range; pick another with {option}")
@@ -300,6 +306,7 @@ class Devnet:
     anvil: Anvil | None = None
     loop: BackgroundLoop | None = None
     prices: PriceSources | None = None
+    dashboard: web.AppRunner | None = None
     nodes: list[NodeProc] = field(default_factory=list)
     manifest: Manifest | None = None
     specs: list[FeedSpec] = field(default_factory=list)
@@ -397,6 +404,10 @@ class Devnet:
             for out in spec.outputs:
                 manifest.feeds[out.id]["heartbeat_s"] = spec.heartbeat_s
                 manifest.feeds[out.id]["tolerance_bps"] = spec.tolerance_bps
+        self.dashboard = self.loop.run(
+            _serve_dashboard([(f"node-{n.index}", n.api) for n in self.nodes], opts.dashboard)
+        )
+        manifest.extra["dashboard"] = f"http://127.0.0.1:{opts.dashboard}/ui/"
         manifest.write(self.manifest_path)
         self.manifest = manifest
         for n in self.nodes:
@@ -404,6 +415,7 @@ class Devnet:
         for feed_id, entry in manifest.feeds.items():
             say(f"feed         {feed_id:<24} proxy {entry['proxy']}")
         say(f"manifest     {self.manifest_path}")
+        say(f"dashboard    {manifest.extra['dashboard']}")
 
     def _write_node(self, node: NodeProc, rpc: str, manifest: Manifest, spec_dir: Path) -> None:
         feeds = node.dir / "feeds"
@@ -465,6 +477,9 @@ class Devnet:
                 stop_node(node, node_timeout)
         if self.prices is not None:
             self.prices.stop()
+        if self.dashboard is not None and self.loop is not None:
+            with contextlib.suppress(Exception):
+                self.loop.run(self.dashboard.cleanup(), timeout=10)
         if self.loop is not None:
             self.loop.close()
         if self.anvil is not None:
@@ -473,6 +488,15 @@ class Devnet:
         for name in (STATEFILE, PIDFILE):
             (d / name).unlink(missing_ok=True)
         self.manifest_path.unlink(missing_ok=True)
+
+
+async def _serve_dashboard(apis: list[tuple[str, str]], port: int) -> web.AppRunner:
+    from oracle.devnet.dashboard import make_dashboard_app
+
+    runner = web.AppRunner(make_dashboard_app(apis), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
 
 
 def clean_previous(directory: Path) -> None:

@@ -124,7 +124,7 @@ def _fmt(x: Any, spec: str = "") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def render(feeds: list[FeedRow], nodes: list[NodeRow]) -> Table:
+def render(feeds: list[FeedRow], nodes: list[NodeRow], dashboard: str | None = None) -> Table:
     outer = Table.grid(padding=(1, 0))
     ft = Table(title="feeds (on-chain, read through each AggregatorV3Interface proxy)")
     for col in ("feed", "round", "value", "age", "node output", "model MAE", "skill vs naive"):
@@ -152,6 +152,8 @@ def render(feeds: list[FeedRow], nodes: list[NodeRow]) -> Table:
         )
     outer.add_row(ft)
     outer.add_row(nt)
+    if dashboard:
+        outer.add_row(f"dashboard: {dashboard} (every member, in a browser)")
     outer.add_row("Ctrl-C stops the devnet (or `mira devnet down` from another shell)")
     return outer
 

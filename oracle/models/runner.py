@@ -20,6 +20,11 @@ Order of work per observation, by output kind:
   estimate of the arm's reward (a statistic's value, or the posterior mean of a
   Thompson sampler's distribution; an arm never pulled scores its prior). Each score is
   quantized, published and decided on (deviation, heartbeat) as its own feed.
+* ``policy`` learning from an agent's logged steps (``[output] arm_field``): the record
+  is one on-chain step, the arm the agent took, its reward and the context it saw; the
+  policy learns that (a bandit's ``update``, or :class:`ContextualLinear`), scores every
+  arm and recommends one by its own seeded rule. Its feeds, and any policy's that
+  publishes its recommended arm, are published together: one report, one round.
 
 The commitment is of the model state that produced the output.
 
@@ -41,10 +46,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from river import compose, drift, proba
 
-from oracle.config.allowlist import ANOMALY, FORECASTER, POLICY, REGRESSOR
+from oracle.config.allowlist import ANOMALY, CONTEXTUAL_LINEAR, FORECASTER, POLICY, REGRESSOR
 from oracle.config.publish import is_due
 from oracle.errors import MiraError, Rejected
 from oracle.models.commitment import commitment, committer
+from oracle.models.contextual import ContextualLinear
 from oracle.models.quantize import quantizer
 
 if TYPE_CHECKING:
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
 
 _ADWIN: Any = drift.ADWIN
 POLICY_WINDOW = 100  # steps in a policy's rolling regret (and its baseline's)
+RECOMMENDED = "#arm"  # the ArmOutput name of a policy's recommended arm (after the arms)
 
 
 class ModelError(MiraError):
@@ -135,7 +142,9 @@ def build_model(spec: FeedSpec) -> Any:
     limits = {name: (low, high) for name, low, high in spec.features.ranges}
     steps = []
     for step in spec.model.steps:
-        if step.role == ANOMALY:
+        if step.name == CONTEXTUAL_LINEAR:
+            steps.append(ContextualLinear(spec.arms, **dict(step.params)))
+        elif step.role == ANOMALY:
             steps.append(step.build(limits=limits))
         else:
             steps.append(step.build())
@@ -179,8 +188,13 @@ class FeedModel:
             self.state.baseline_pending = collections.deque()
             self.state.recent_targets = collections.deque(maxlen=self._season)
         self._binary_rewards = self._final == POLICY and isinstance(
-            self.state.model.reward_obj, proba.Beta
+            getattr(self.state.model, "reward_obj", None), proba.Beta
         )
+        self._logged = spec.logged
+        self._contextual = isinstance(self.state.model, ContextualLinear)
+        # the agent checks that all of a policy's feeds carry one round: publish them together
+        self._together = spec.logged is not None or spec.recommend
+        self._recommend = spec.recommend
         self._quantize = quantizer(spec.decimals, spec.rounding)
         self._heartbeat_ms = spec.heartbeat_s * 1000
         self._deviation_bps = spec.deviation_bps
@@ -199,7 +213,9 @@ class FeedModel:
                 if name not in record:
                     raise Rejected("missing_field", f"the record has no reward field {name!r}")
                 rewards[name] = record[name]
-            if self._binary_rewards:
+            if self._logged is not None:
+                self._check_step(rewards)
+            elif self._binary_rewards:
                 for name, v in rewards.items():
                     if v != 0.0 and v != 1.0:
                         raise Rejected(
@@ -227,6 +243,24 @@ class FeedModel:
         if self._current:
             x[self._target] = y
         return {k: x[k] for k in sorted(x)}, y
+
+    def _check_step(self, x: dict[str, float]) -> None:
+        """A logged step names an arm of the policy (its 0-based index) and, for a Beta
+        reward, a reward of 0 or 1; else it is rejected before anything is learned."""
+        assert self._logged is not None
+        index = x[self._logged.arm_field]
+        if not (index.is_integer() and 0 <= index < len(self._arms)):
+            raise Rejected(
+                "unknown_arm",
+                f"{self._logged.arm_field} = {index!r} is no arm: expected an index in "
+                f"[0, {len(self._arms) - 1}] ({', '.join(self._arms)})",
+            )
+        reward = x[self._logged.reward_field]
+        if self._binary_rewards and reward != 0.0 and reward != 1.0:
+            raise Rejected(
+                "bad_reward",
+                f"{self._logged.reward_field} is {reward!r}: a Beta reward is 0 or 1",
+            )
 
     def _statistic(self, record: dict[str, float]) -> float:
         """The target as a statistic of the fields (``[features] target_stat``), summed
@@ -361,6 +395,8 @@ class FeedModel:
         return recent[-1 - back] if back < len(recent) else None
 
     def _policy_step(self, x: dict[str, float], observed_at_ms: int) -> StepOutput:
+        if self._logged is not None:
+            return self._logged_step(x, observed_at_ms)
         st = self.state
         policy = st.model
         arm = policy.pull(self._arms)
@@ -376,27 +412,75 @@ class FeedModel:
         st.regret.update(best - pulled)
         st.baseline_regret.update(best - math.fsum(rewards) / len(rewards))
         scores = [self._arm_score(policy, a) for a in self._arms]
+        recommended = max(range(len(scores)), key=scores.__getitem__)
+        return self._policy_output(scores, recommended, observed_at_ms)
+
+    def _logged_step(self, x: dict[str, float], observed_at_ms: int) -> StepOutput:
+        """Learn the agent's step (checked by :meth:`_check_step`): the arm it took, that
+        arm's reward, and the context it saw; then score every arm and recommend one (the
+        policy's own seeded exploration rule: a bandit's pull, or the contextual policy's
+        epsilon-greedy)."""
+        st = self.state
+        policy = st.model
+        logged = self._logged
+        assert logged is not None
+        arm = self._arms[int(x[logged.arm_field])]
+        reward = self._reward(x[logged.reward_field])
+        st.last_pulled = arm
+        if self._contextual:
+            context = {name: x[name] for name in logged.context}  # sorted names
+            policy.learn(arm, context, reward)
+            scores = [policy.score(a, context) for a in self._arms]
+            recommended = self._arms.index(policy.recommend(context))
+        else:
+            policy.update(arm, reward)
+            scores = [self._arm_score(policy, a) for a in self._arms]
+            recommended = self._arms.index(policy.pull(self._arms))
+        return self._policy_output(scores, recommended, observed_at_ms)
+
+    def _policy_output(
+        self, scores: list[float], recommended: int, observed_at_ms: int
+    ) -> StepOutput:
+        st = self.state
         for a, raw in zip(self._arms, scores, strict=True):
             if not math.isfinite(raw):
                 raise ModelError(f"feed {self.spec.id}: arm {a!r} scored {raw!r}")
         # every score quantizes before any publish decision is taken: all or nothing
         values = [self._quantize(raw) for raw in scores]
-        published = list(st.arms_published) or [(None, -1)] * len(self._arms)
-        arms = []
-        for i, a in enumerate(self._arms):
+        names = list(self._arms)
+        raws = list(scores)
+        if self._recommend:
+            # the recommended arm's index, in the feed's fixed point like every output
+            names.append(RECOMMENDED)
+            raws.append(float(recommended))
+            values.append(self._quantize(float(recommended)))
+        published = list(st.arms_published)
+        if len(published) != len(values):
+            published = [(None, -1)] * len(values)
+        due = []
+        for i, value in enumerate(values):
             last, last_at_ms = published[i]
-            due = is_due(
-                last,
-                last_at_ms,
-                values[i],
-                observed_at_ms,
-                deviation_bps=self._deviation_bps,
-                heartbeat=self._heartbeat_ms,
-                deviation_abs=self._deviation_abs,
+            if self._recommend and i == len(self._arms):
+                # an index has no size: any change is due (and the heartbeat)
+                due.append(last != value or observed_at_ms - last_at_ms >= self._heartbeat_ms)
+                continue
+            due.append(
+                is_due(
+                    last,
+                    last_at_ms,
+                    value,
+                    observed_at_ms,
+                    deviation_bps=self._deviation_bps,
+                    heartbeat=self._heartbeat_ms,
+                    deviation_abs=self._deviation_abs,
+                )
             )
-            if due:
+        if self._together and any(due):
+            due = [True] * len(values)  # one report carries the whole policy
+        for i, d in enumerate(due):
+            if d:
                 published[i] = (values[i], observed_at_ms)
-            arms.append(ArmOutput(a, scores[i], values[i], due))
+        arms = [ArmOutput(n, r, v, d) for n, r, v, d in zip(names, raws, values, due, strict=True)]
         st.arms_published = tuple(published)
         st.outputs += 1
         best = max(range(len(scores)), key=scores.__getitem__)
@@ -487,7 +571,7 @@ class FeedModel:
             "warming_up": not st.warm_done,
         }
         if self._final == POLICY:
-            counts = st.model._counts
+            counts = st.model.counts if self._contextual else st.model._counts
             out["last_pulled"] = st.last_pulled
             out["pulls"] = {arm: counts[arm] for arm in self._arms}
             regret = st.regret.get() if st.regret is not None else None

@@ -194,9 +194,8 @@ class FeedRunner:
                     continue
                 # strictly increasing along the chain (see oracle.sources.chain_events)
                 at = max(scanned.block_time_ms, self.pipeline.model.state.last_observed_at_ms + 1)
-                self.pipeline.ingest(
-                    RawObservation(source, at, scanned.ref.dedup_key, {target: scanned.value})
-                )
+                record = scanned.record if scanned.record is not None else {target: scanned.value}
+                self.pipeline.ingest(RawObservation(source, at, scanned.ref.dedup_key, record))
             tip = max(b.number for b in batch.blocks) if batch.blocks else None
             self.pipeline.flush(
                 also=chain_store.writer(

@@ -28,6 +28,7 @@ from oracle.api.stream import ReportStream
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.errors import MiraError
+from oracle.node.chain_view import ChainFeed, ChainView
 from oracle.node.feeds import FeedRunner
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
@@ -182,6 +183,7 @@ class Node:
         self.network: NetworkService | None = None
         self.transmission: TransmissionService | None = None
         self.reports: ReportStream | None = None
+        self.chain: ChainView | None = None
         if config.network is not None:
             net = config.network
             # the keys are read once, for both services
@@ -208,6 +210,18 @@ class Node:
                     poll_s=api.stream_poll_s,
                     rpc_timeout_s=net.rpc_timeout_s,
                 )
+            )
+            network = self.network
+            self.chain = ChainView(
+                net.rpc_url,
+                net.oracle,
+                [
+                    ChainFeed(o.id, o.id_bytes32, spec.decimals)
+                    for spec in feeds
+                    for o in spec.outputs
+                ],
+                lambda: network.transmitter.sender,
+                rpc_timeout_s=net.rpc_timeout_s,
             )
         self.registered: RegisteredModels | None = None
         if config.models.registry is not None:
@@ -236,6 +250,8 @@ class Node:
             registry=self.registry,
             network=None if self.network is None else self.network.status,
             reports=self.reports,
+            store=self.storage.store,
+            chain=None if self.chain is None else self.chain.read,
             registered=None if self.registered is None else self.registered.status,
             registered_outputs=None if self.registered is None else self.registered.outputs,
         )

@@ -9,3 +9,7 @@ class ReportError(MiraError):
 
 class ReportFormatError(ReportError, ValueError):
     """Bytes or fields that do not fit the report format; says which field and why."""
+
+
+class PullFormatError(ReportFormatError):
+    """Bytes or fields that do not fit the pull format (tree, multiproof, payload)."""

@@ -1,5 +1,11 @@
 """Chain-events source: logs of one event of one contract, read with ``eth_getLogs`` over
-bounded block ranges, decoded with the ABI of the forge build, one number per log.
+bounded block ranges, decoded with the ABI of the forge build: one number per log, or, with
+``[sources.fields]``, one record of several numbers per log (an RL agent's step: the arm,
+its reward and the context it saw), each field a path into the event's arguments.
+
+A log is rejected (counted, stored with its reason, never learned) when it comes from
+another contract than the spec's (an RPC node is not trusted to filter), does not decode,
+lacks a field, holds a non-integer, or a value outside the field's ``[sources.limits]``.
 
 Exactly once, and safe across reorgs:
 
@@ -73,9 +79,10 @@ class LogRef:
 class ScannedLog:
     ref: LogRef
     block_time_ms: int
-    value: float | None  # None: rejected
+    value: float | None  # None: rejected (or a record source: see ``record``)
     rejection: Rejected | None
     raw: dict[str, Any]
+    record: dict[str, float] | None = None  # [sources.fields]: the log's fields, by name
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +105,19 @@ class ScanBatch:
         return self.tip is None and self.reorg is None
 
 
+def scaled(integer: int, decimals: int, where: str = "value") -> float:
+    """An event's integer in units of 10**-decimals as the float every member learns:
+    ``integral + rest / 10**decimals`` (floor division), exactly this way everywhere,
+    since another rounding path (``integer / 10**decimals``) can differ in the last bit."""
+    if not decimals:
+        return to_number(integer, what=where)
+    scale = 10**decimals
+    integral, rest = divmod(integer, scale)
+    if abs(integral) > 10**30:
+        raise Rejected("out_of_range", f"{where} {integer} is out of range")
+    return to_number(integral + rest / scale, what=where)
+
+
 def _hex(value: Any) -> str:
     return "0x" + bytes(value).hex()
 
@@ -110,15 +130,24 @@ class ChainEventSource:
         self.w3 = w3 or Web3(Web3.HTTPProvider(spec.rpc_url, request_kwargs={"timeout": 10}))
         abi = json.loads(spec.event_abi)
         self._event = self.w3.eth.contract(abi=[abi]).events[spec.event]()
-        self._path = self._index_path(abi, spec.field)
+        self._path = self._index_path(abi, spec.field) if spec.field else ()
+        self._paths = tuple((name, self._index_path(abi, p)) for name, p in spec.fields)
+        self._limits = {name: (low, high) for name, low, high in spec.limits}
+        self._decimals = dict(spec.field_decimals)
+        self._address = spec.address.lower()
         self.recent: dict[int, BlockRef] = {}  # block number → what was scanned there
         self.window = max(256, 4 * spec.confirmations)
 
     @staticmethod
     def _index_path(abi: dict[str, Any], path: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+        """(name, position) per part; an array index (checked by the spec reader) is
+        (index, index)."""
         out: list[tuple[str, int]] = []
         inputs = abi.get("inputs", [])
         for part in path:
+            if part.isdigit():
+                out.append((part, int(part)))
+                continue
             i = next(k for k, inp in enumerate(inputs) if inp.get("name") == part)
             out.append((part, i))
             inputs = inputs[i].get("components", [])
@@ -196,11 +225,14 @@ class ChainEventSource:
                 "topics": [_hex(t) for t in lg["topics"]],
             }
             try:
-                value = self.decode(lg)
+                if self._paths:
+                    record = self.decode_record(lg)
+                    batch.logs.append(ScannedLog(ref, block_time_ms, None, None, raw, record))
+                else:
+                    value = self.decode(lg)
+                    batch.logs.append(ScannedLog(ref, block_time_ms, value, None, raw))
             except Rejected as exc:
                 batch.logs.append(ScannedLog(ref, block_time_ms, None, exc, raw))
-            else:
-                batch.logs.append(ScannedLog(ref, block_time_ms, value, None, raw))
         end_header = eth.get_block(end)
         batch.tip = BlockRef(end, _hex(end_header["hash"]), _hex(end_header["parentHash"]))
         if all(b.number != end for b in batch.blocks):
@@ -209,11 +241,33 @@ class ChainEventSource:
 
     def decode(self, lg: Any) -> float:
         """The spec's field of one log as a float, or Rejected with the reason."""
+        args = self._args(lg)
         where = f"{self.spec.event}.{'.'.join(self.spec.field)}"
+        return self._number(args, self._path, where, "value")
+
+    def decode_record(self, lg: Any) -> dict[str, float]:
+        """Every ``[sources.fields]`` field of one log, by record field name (sorted), or
+        Rejected with the reason of the first bad field."""
+        args = self._args(lg)
+        return {
+            name: self._number(
+                args, path, f"{self.spec.event}.{'.'.join(p for p, _ in path)}", name
+            )
+            for name, path in self._paths
+        }
+
+    def _args(self, lg: Any) -> Any:
         if lg.get("removed"):
             raise Rejected("removed_log", "the node reports this log as removed by a reorg")
+        emitter = str(lg.get("address", "")).lower()
+        if emitter != self._address:
+            raise Rejected(
+                "wrong_contract",
+                f"log {lg.get('logIndex')} of block {lg.get('blockNumber')} comes from "
+                f"{lg.get('address')}, not {self.spec.address} ({self.spec.contract})",
+            )
         try:
-            args = self._event.process_log(lg)["args"]
+            return self._event.process_log(lg)["args"]
         except Exception as exc:  # web3/eth_abi raise several unrelated types here
             raise Rejected(
                 "undecodable_log",
@@ -221,23 +275,26 @@ class ChainEventSource:
                 f"{lg.get('logIndex')} of block {lg.get('blockNumber')}: "
                 f"{type(exc).__name__}: {exc}",
             ) from exc
+
+    def _number(self, args: Any, path: tuple[tuple[str, int], ...], where: str, name: str) -> float:
         current: Any = args
-        for name, index in self._path:
-            if isinstance(current, Mapping) and name in current:
-                current = current[name]
+        for part, index in path:
+            if isinstance(current, Mapping) and part in current:
+                current = current[part]
             elif isinstance(current, tuple | list) and index < len(current):
                 current = current[index]
             else:
-                raise Rejected("missing_field", f"{where}: {name} is missing from the log")
+                raise Rejected("missing_field", f"{where}: {part} is missing from the log")
         if isinstance(current, bool) or not isinstance(current, int):
             raise Rejected("not_a_number", f"{where} decoded to a {type(current).__name__}")
-        if self.spec.scale_decimals:
-            scale = 10**self.spec.scale_decimals
-            integral, rest = divmod(current, scale)
-            if abs(integral) > 10**30:
-                raise Rejected("out_of_range", f"{where} {current} is out of range")
-            return to_number(integral + rest / scale, what=where)
-        return to_number(current, what=where)
+        value = scaled(current, self._decimals.get(name, self.spec.scale_decimals), where)
+        bounds = self._limits.get(name)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise Rejected(
+                "out_of_range",
+                f"{where} = {value!r} is outside its limits [{bounds[0]!r}, {bounds[1]!r}]",
+            )
+        return value
 
     def _find_ancestor(self) -> Reorg:
         eth = self.w3.eth

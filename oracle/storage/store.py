@@ -13,12 +13,19 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
 
-from oracle.storage.schema import ModelCheckpoint, Observation, Output, RejectedObservation
+from oracle.storage.schema import (
+    ModelCheckpoint,
+    Observation,
+    Output,
+    RejectedObservation,
+    Transmission,
+)
 
 _OBS = cast(Table, Observation.__table__)
 _REJ = cast(Table, RejectedObservation.__table__)
 _OUT = cast(Table, Output.__table__)
 _CKPT = cast(Table, ModelCheckpoint.__table__)
+_TX = cast(Table, Transmission.__table__)
 
 
 class ObservationRow(NamedTuple):
@@ -180,6 +187,48 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [_out_row(r._mapping) for r in conn.execute(stmt)]
+
+    # -- history pages (the API's history endpoints; newest first, bounded by ``limit``) ----
+
+    def outputs_before(
+        self, feed_id: str, *, before_seq: int | None, limit: int
+    ) -> list[OutputRow]:
+        """At most ``limit`` outputs of ``feed_id`` with ``seq < before_seq`` (every seq when
+        None), newest first."""
+        stmt = select(_OUT).where(_OUT.c.feed_id == feed_id)
+        if before_seq is not None:
+            stmt = stmt.where(_OUT.c.seq < before_seq)
+        stmt = stmt.order_by(_OUT.c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_out_row(r._mapping) for r in conn.execute(stmt)]
+
+    def observations_before(
+        self, feed_id: str, *, before_seq: int | None, limit: int
+    ) -> list[ObservationRow]:
+        """At most ``limit`` observations of ``feed_id`` with ``seq < before_seq``, newest
+        first."""
+        stmt = select(_OBS).where(_OBS.c.feed_id == feed_id)
+        if before_seq is not None:
+            stmt = stmt.where(_OBS.c.seq < before_seq)
+        stmt = stmt.order_by(_OBS.c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [_obs_row(r._mapping) for r in conn.execute(stmt)]
+
+    def transmissions_before(self, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
+        """At most ``limit`` of this node's transmissions with ``id < before_id``, newest
+        first: what it sent, where it landed and what it cost."""
+        cols = [
+            _TX.c.id, _TX.c.chain_id, _TX.c.report_hash, _TX.c.sender, _TX.c.tx_hash,
+            _TX.c.status, _TX.c.created_at_ms, _TX.c.included_block, _TX.c.receipt_status,
+            _TX.c.gas_used, _TX.c.effective_gas_price_wei, _TX.c.l1_fee_wei,
+            _TX.c.confirmed_at_ms, _TX.c.error,
+        ]  # fmt: skip
+        stmt = select(*cols)
+        if before_id is not None:
+            stmt = stmt.where(_TX.c.id < before_id)
+        stmt = stmt.order_by(_TX.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
 
     def rejection_counts(self, feed_id: str) -> dict[str, int]:
         stmt = (

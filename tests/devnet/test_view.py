@@ -22,3 +22,9 @@ def test_the_live_view_shows_each_feeds_skill() -> None:
     assert "skill vs naive" in text
     line = next(row for row in text.splitlines() if "SP500/forecast-1" in row)
     assert "+24%" in line
+
+
+def test_the_live_view_names_the_dashboard() -> None:
+    console = Console(width=160, record=True)
+    console.print(render([], [], "http://127.0.0.1:7708/ui/"))
+    assert "dashboard: http://127.0.0.1:7708/ui/" in console.export_text()

@@ -9,7 +9,8 @@ empty temporary directory and with nothing of the checkout on the path:
 3. ``mira keys new`` and a ``mira node run`` with a demo feed spec taken from the installed
    package and a ``[network]`` section (the node reads the MiraOracle ABI from the wheel;
    its RPC is the discard port, so it keeps bootstrapping): the feed produces outputs,
-   the network service reports its state, and SIGTERM stops the node with exit code 0.
+   the network service reports its state, the dashboard's files (package data) are served
+   at ``/ui/``, and SIGTERM stops the node with exit code 0.
 
 Run: ``python tests/wheel/smoke.py [--python PATH]`` (PATH: the interpreter whose pip builds
 the wheel and creates the virtualenv; default: this one). Standard library only. Every wait
@@ -146,6 +147,12 @@ def smoke(bin_dir: Path, home: Path, env: dict[str, str]) -> None:
                 raise SystemExit(f"FAILED: the node did not run\n{(home / 'node.log').read_text()}")
             time.sleep(0.2)
         print(f"mira node run: {FEED} seq {feed['latest']['seq']}, network {network['state']!r}")
+        # the dashboard's files are package data: served from the installed wheel
+        for name in ("", "app.js", "pages.js", "style.css"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{api}/ui/{name}", timeout=3) as r:
+                body = r.read()
+                assert r.status == 200 and body and "Content-Security-Policy" in r.headers, name
+        print("dashboard: /ui/ served from the wheel")
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(STOP_BOUND_S)

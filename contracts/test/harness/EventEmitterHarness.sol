@@ -16,6 +16,22 @@ contract EventEmitterHarness {
     /// @notice A non-numeric field, to exercise rejections.
     event Label(uint256 indexed seq, string label);
 
+    /// @notice An RL agent's step, with IMiraPolicyAgent.Step's signature: several values per log.
+    event Step(uint256 indexed step, uint256 arm, int256 reward, int256[] context, uint64 policyRound);
+
+    /// @notice Emit one `Step` per arm, in order, in one transaction; every step sees `context`.
+    function emitSteps(
+        uint256 firstStep,
+        uint256[] calldata arms,
+        int256[] calldata rewards,
+        int256[] calldata context,
+        uint64 policyRound
+    ) external {
+        for (uint256 i; i < arms.length; ++i) {
+            emit Step(firstStep + i, arms[i], rewards[i], context, policyRound);
+        }
+    }
+
     /// @notice Emit one `Reading` per value, in order, in one transaction.
     function emitReadings(uint256 firstSeq, int256[] calldata values) external {
         for (uint256 i; i < values.length; ++i) {

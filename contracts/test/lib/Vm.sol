@@ -44,6 +44,7 @@ interface Vm {
     function startPrank(address msgSender) external;
     function stopPrank() external;
     function warp(uint256 newTimestamp) external;
+    function prevrandao(bytes32 newPrevrandao) external;
     function roll(uint256 newHeight) external;
     function chainId(uint256 newChainId) external;
     function deal(address account, uint256 newBalance) external;

@@ -1,0 +1,149 @@
+"""One devnet and one browser for the dashboard's tests (module-scoped: CI time is tight).
+
+The devnet runs in-process (oracle.devnet.Devnet) with the demo feed specs, one of them
+given a hostile description, so the tests can check the page shows it as text, and the
+docs' example policy feed (a bandit), so the learning-loop page has a policy to show. The browser
+is Debian's chromium (``make browser`` installs it), driven by Playwright; Playwright's own
+browser download is never used.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from oracle import bundle
+from oracle.chain.deploy import at, deploy
+from oracle.config import feed_id_bytes32
+from oracle.devnet import Devnet, DevnetOptions, preflight
+from tests.devnet.test_devnet import free_block
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO / "build" / "dashboard-screenshots"
+HOSTILE = (
+    '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>ETH/USD & <b>median</b>'
+)
+
+
+@dataclass
+class Net:
+    url: str  # the dashboard, .../ui/
+    lines: list[str]
+    apis: list[str]
+    directory: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    feeds = tmp / "specs"
+    shutil.copytree(bundle.locate(bundle.DEMO_FEEDS), feeds)
+    eth = feeds / "eth_usd_median.toml"
+    text, n = re.subn(r'(?m)^description = ".*"$', f"description = '{HOSTILE}'", eth.read_text())
+    assert n == 1
+    eth.write_text(text)
+    # a policy feed too (the docs' example bandit), for the learning-loop page
+    shutil.copy(REPO / "docs" / "examples" / "sp500_bandit.toml", feeds)
+    base = free_block(16)
+    opts = DevnetOptions(
+        tmp / "devnet",
+        nodes=3,
+        anvil_port=base,
+        price_port=base + 1,
+        base_port=base + 4,
+        feeds_dir=feeds,
+        dashboard_port=base + 12,
+    )
+    lines: list[str] = []
+
+    def say(text: str) -> bool:
+        lines.append(text)
+        return True
+
+    preflight(opts)
+    net = Devnet(opts)
+    try:
+        net.start(say=say, stop=threading.Event())
+        consumers = subscribe_consumers(net)
+        yield Net(
+            f"http://127.0.0.1:{opts.dashboard}/ui/",
+            lines,
+            [n.api for n in net.nodes],
+            opts.directory,
+            {"consumers": consumers},
+        )
+    finally:
+        net.stop()
+
+
+def subscribe_consumers(net: Devnet) -> dict[str, str]:
+    """Two consumers of ETH/USD, each with 1 ETH deposited by the deployer (anvil's unlocked
+    account 0): one records its callbacks, one reverts every callback (CallbackFailed)."""
+    assert net.manifest is not None
+    w3 = Web3(Web3.HTTPProvider(net.manifest.rpc_url, request_kwargs={"timeout": 30}))
+    owner = w3.eth.accounts[0]
+    oracle = at(w3, "MiraOracle", net.manifest.oracle)
+    eth_usd = feed_id_bytes32("ETH/USD")
+    out = {}
+    for name, args in (("recording", (oracle.address,)), ("reverting", ())):
+        consumer = deploy(w3, f"{name.capitalize()}Consumer", *args, sender=owner)
+        # RecordingConsumer stores each update: 500k gas covers its first (fresh slot) writes
+        tx = oracle.functions.subscribe(consumer.address, [eth_usd], 500_000).transact(
+            {"from": owner, "value": w3.to_wei(1, "ether")}
+        )
+        assert w3.eth.wait_for_transaction_receipt(tx, timeout=30)["status"] == 1
+        out[name] = consumer.address
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    assert CHROMIUM.exists(), (
+        f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)"
+    )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # --no-sandbox: the tests run as root (CI), where chromium's sandbox refuses to start
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class Page:
+    """A browser page with every console error and uncaught exception recorded."""
+
+    page: Any
+    errors: list[str]
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    p.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
+    try:
+        yield Page(p, errors)
+    finally:
+        context.close()
+
+
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=full_page)
