@@ -440,10 +440,6 @@ class RegisteredModels:
         out: list[dict[str, Any]] = []
         for model_id in sorted(self.models):
             model = self.models[model_id]
-            if model.approved_version == 0:
-                # anyone may propose: only what governance approved is listed, so the
-                # answer stays as small as the set of approved models
-                continue
             runners = {}
             if model_id in self.active:
                 runners[self.active[model_id][0]] = self.active[model_id][1]
@@ -452,10 +448,11 @@ class RegisteredModels:
             for version in sorted(model.versions):
                 info = model.versions[version]
                 row = self.versions.get((model_id, version))
-                status = row.status if row is not None else "proposed"
-                if row is None and info.approved is not None:
-                    status = "superseded" if version < model.approved_version else "approved"
-                if model.deactivated is not None and status in ("proposed", "approved"):
+                # only approved versions are known here (oracle.registry.events)
+                status = row.status if row is not None else "approved"
+                if row is None and version < model.approved_version:
+                    status = "superseded"
+                if model.deactivated is not None and status == "approved":
                     status = "deactivated"
                 runner = runners.get(version)
                 out.append(

@@ -32,7 +32,13 @@ from oracle.storage.registry import EventRow
 log = structlog.get_logger(__name__)
 
 RESCAN = 256  # blocks read again after a reorg deeper than the confirmation depth
-EVENTS = ("ModelProposed", "VersionPublished", "VersionApproved", "ModelDeactivated")
+# Only what governance decided is followed. Proposals and published versions are anyone's to
+# make, as many as they pay gas for: a node that stored each would let a spammer grow its
+# memory and database without bound. An approval names its model and version; the spec
+# hash, URI, author and declared feeds are read from the registry then (all immutable once
+# proposed, so reading them at the latest block gives what was approved). A deactivation
+# matters only for a model that was approved.
+EVENTS = ("VersionApproved", "ModelDeactivated")
 
 
 @dataclass
@@ -106,7 +112,9 @@ class RegistryFollower:
             if block_hash not in times:
                 times[block_hash] = int(eth.get_block(lg["blockHash"])["timestamp"]) * 1000
             try:
-                batch.events.append(self._decode(lg, block_hash, times[block_hash]))
+                row = self._decode(lg, block_hash, times[block_hash])
+                if row is not None:
+                    batch.events.append(row)
             except Exception as exc:  # web3/eth_abi raise several unrelated types
                 where = f"log {lg.get('logIndex')} of block {lg.get('blockNumber')}"
                 batch.undecodable.append(where)
@@ -115,8 +123,9 @@ class RegistryFollower:
         batch.tip = (end, _hex(end_header["hash"]))
         return batch
 
-    def _decode(self, lg: Any, block_hash: str, time_ms: int) -> EventRow:
-        """One log as the row it is stored as; decoding is oracle.chain.registry's."""
+    def _decode(self, lg: Any, block_hash: str, time_ms: int) -> EventRow | None:
+        """One log as the row it is stored as (None: a deactivation of a model never
+        approved); decoding is oracle.chain.registry's."""
         if lg.get("removed"):
             raise ValueError("the RPC reports this log as removed by a reorg")
         event = registry.decode_log(self.contract, lg)
@@ -130,19 +139,22 @@ class RegistryFollower:
             "kind": type(event).__name__,
             "model_id": event.model_id,
         }
-        if isinstance(event, registry.ModelProposed):
+        if isinstance(event, registry.VersionApproved):
+            model = registry.model(self.contract, event.model_id)
+            version = registry.version(self.contract, event.model_id, event.version)
+            declared = registry.feeds(self.contract, event.model_id)
             return EventRow(
                 **common,
-                version=1,
+                version=event.version,
                 spec_hash=event.spec_hash,
-                spec_uri=event.spec_uri,
-                feed_ids=json.dumps(["0x" + f.hex() for f in event.feed_ids]),
-                actor=event.author,
+                spec_uri=version.spec_uri,
+                feed_ids=json.dumps(["0x" + f.feed_id.hex() for f in declared]),
+                actor=model.author,
             )
-        if isinstance(event, registry.VersionPublished):
-            return EventRow(
-                **common, version=event.version, spec_hash=event.spec_hash, spec_uri=event.spec_uri
-            )
-        if isinstance(event, registry.VersionApproved):
-            return EventRow(**common, version=event.version, spec_hash=event.spec_hash)
-        return EventRow(**common, version=0, actor=event.by)
+        if isinstance(event, registry.ModelDeactivated):
+            # approvals cannot follow a deactivation, so "approved at the latest block" is
+            # "approved before it was deactivated"
+            if registry.model(self.contract, event.model_id).approved_version == 0:
+                return None
+            return EventRow(**common, version=0, actor=event.by)
+        raise ValueError(f"{type(event).__name__} is not followed")

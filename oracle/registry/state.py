@@ -31,7 +31,6 @@ class VersionInfo:
     version: int
     spec_hash: bytes
     spec_uri: str
-    proposed_block: int
     approved: StartPoint | None = None
 
 
@@ -46,29 +45,26 @@ class ModelInfo:
 
 
 def apply(models: dict[int, ModelInfo], e: EventRow) -> None:
-    """Apply one event (in canonical order). Events about an unknown model or version
-    cannot come from a working registry; they are ignored, never a crash."""
-    if e.kind == "ModelProposed":
-        feeds = tuple(bytes.fromhex(f[2:]) for f in json.loads(e.feed_ids or "[]"))
-        model = ModelInfo(e.model_id, e.actor or "", feeds)
-        model.versions[1] = VersionInfo(1, e.spec_hash or b"", e.spec_uri or "", e.block_number)
-        models.setdefault(e.model_id, model)
-        return
-    found = models.get(e.model_id)
-    if found is None:
-        return
-    model = found
-    if e.kind == "VersionPublished":
-        model.versions.setdefault(
-            e.version, VersionInfo(e.version, e.spec_hash or b"", e.spec_uri or "", e.block_number)
-        )
-    elif e.kind == "VersionApproved":
-        version = model.versions.get(e.version)
-        if version is not None and e.version > model.approved_version:
-            version.approved = StartPoint(e.block_number, e.block_time_ms)
+    """Apply one event (in canonical order; oracle.registry.events stores approvals with
+    what was approved: spec hash, URI, author, declared feeds). Events about an unknown
+    model cannot come from a working registry; they are ignored, never a crash."""
+    if e.kind == "VersionApproved":
+        model = models.get(e.model_id)
+        if model is None:
+            feeds = tuple(bytes.fromhex(f[2:]) for f in json.loads(e.feed_ids or "[]"))
+            model = models[e.model_id] = ModelInfo(e.model_id, e.actor or "", feeds)
+        if e.version > model.approved_version:
+            model.versions[e.version] = VersionInfo(
+                e.version,
+                e.spec_hash or b"",
+                e.spec_uri or "",
+                approved=StartPoint(e.block_number, e.block_time_ms),
+            )
             model.approved_version = e.version
-    elif e.kind == "ModelDeactivated" and model.deactivated is None:
-        model.deactivated = StartPoint(e.block_number, e.block_time_ms)
+        return
+    model_found = models.get(e.model_id)
+    if e.kind == "ModelDeactivated" and model_found is not None and model_found.deactivated is None:
+        model_found.deactivated = StartPoint(e.block_number, e.block_time_ms)
 
 
 def switch_at_ms(approved_ms: int, period_ms: int, delay_ms: int) -> int:

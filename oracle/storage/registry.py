@@ -23,7 +23,7 @@ class EventRow:
     block_hash: str
     log_index: int
     block_time_ms: int
-    kind: str  # ModelProposed | VersionPublished | VersionApproved | ModelDeactivated
+    kind: str  # VersionApproved | ModelDeactivated (oracle.registry.events follows no other)
     model_id: int
     version: int  # 0 for ModelDeactivated
     spec_hash: bytes | None = None

@@ -53,11 +53,13 @@ def test_follow_confirmed_events_resume_and_a_deep_reorg(
     _mine(w3, 2)
     _scan_all(follower, db)
     kinds = [(e.kind, e.model_id, e.version) for e in db.events()]
-    assert kinds == [("ModelProposed", 1, 1), ("VersionApproved", 1, 1)]
+    assert kinds == [("VersionApproved", 1, 1)]  # the approval, stored with what it approved
     first = db.events()[0]
     block = w3.eth.get_block(first.block_number)
     assert first.block_time_ms == int(block["timestamp"]) * 1000
     assert first.spec_uri == "data:,one" and first.actor == author.account.address
+    assert first.spec_hash == b"\x01" * 32
+    assert first.feed_ids == '["0x' + feed_id_bytes32("A/B").hex() + '"]'
 
     # a restarted follower resumes after the stored tip: nothing read twice
     snapshot = w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
@@ -68,13 +70,11 @@ def test_follow_confirmed_events_resume_and_a_deep_reorg(
         "data:,two",
         [reg.FeedDeclaration(feed_id_bytes32("C/D"), 8, "c")],
     )
+    reg.approve(Sender(w3, owner), contract, 2, 1)
     _mine(w3, 3)
     again = RegistryFollower(w3, contract.address, confirmations=2)
     _scan_all(again, db)
-    assert [e.spec_uri for e in db.events() if e.kind == "ModelProposed"] == [
-        "data:,one",
-        "data:,two",
-    ]
+    assert [e.spec_uri for e in db.events()] == ["data:,one", "data:,two"]
 
     # the chain is rewound below the stored tip and grows another way: detected, and the
     # new chain's event is read (the orphaned one stays stored: nothing unlearns)
@@ -84,10 +84,45 @@ def test_follow_confirmed_events_resume_and_a_deep_reorg(
         b"\x03" * 32, "data:,three", [(feed_id_bytes32("E/F"), 8, "e")]
     ).transact({"from": other})
     w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+    tx = contract.functions.approve(2, 1).transact({"from": owner.address})
+    w3.eth.wait_for_transaction_receipt(tx, timeout=30)
     _mine(w3, 8)
     reorgs = _scan_all(again, db)
     assert reorgs and reorgs[0] is True
-    uris = [str(e.spec_uri) for e in db.events() if e.kind == "ModelProposed"]
+    uris = [str(e.spec_uri) for e in db.events()]
     # (stored in block order: the new chain's block may come before the orphaned one's)
     assert sorted(uris) == ["data:,one", "data:,three", "data:,two"]
     assert _scan_all(again, db) == []  # and it goes on from the new chain
+
+
+def test_proposals_nobody_approved_cost_a_node_nothing(
+    w3: Web3, anvil: Anvil, engine: Engine
+) -> None:
+    """Anyone may propose, publish and deactivate their own models, as often as they pay
+    gas: a node stores none of it until governance approves, so a spammer cannot grow its
+    memory or database."""
+    owner = Account.from_key(anvil.private_keys[0])
+    manifest = deploy_system(w3, owner, anvil.url)
+    contract = reg.registry_at(w3, manifest.model_registry)
+    spammer = Sender(w3, Account.from_key(anvil.private_keys[1]))
+    for i in range(20):
+        reg.propose(spammer, contract, bytes([i + 1]) * 32, "data:," + "x" * 500, _decl(f"S/{i}"))
+    reg.publish(spammer, contract, 1, b"\xee" * 32, "data:,v2")
+    reg.deactivate(spammer, contract, 2)
+    _mine(w3, 3)
+    db = RegistryStore(engine, contract.address)
+    _scan_all(RegistryFollower(w3, contract.address, confirmations=2), db)
+    assert db.events() == []
+    assert db.scan_tip() is not None  # scanned past them all
+
+    # once the owner approves one, that one is stored (its latest version, as published)
+    reg.approve(Sender(w3, owner), contract, 1, 2)
+    reg.deactivate(spammer, contract, 1)
+    _mine(w3, 3)
+    _scan_all(RegistryFollower(w3, contract.address, confirmations=2), db)
+    rows = db.events()
+    assert [(e.kind, e.model_id, e.version) for e in rows] == [
+        ("VersionApproved", 1, 2),
+        ("ModelDeactivated", 1, 0),
+    ]
+    assert rows[0].spec_uri == "data:,v2" and rows[0].spec_hash == b"\xee" * 32

@@ -85,10 +85,19 @@ async def node(engine: Engine) -> AsyncIterator[Node]:
 _block = iter(range(10, 10**6))
 
 
+_proposed: dict[tuple[int, int], str] = {}  # (model, version) → spec text
+
+
 def _events(*items: tuple[str, int, int, str | None]) -> list[EventRow]:
-    """(kind, model, version, spec text) → events in consecutive blocks."""
+    """(kind, model, version, spec text) → the rows oracle.registry.events stores, in
+    consecutive blocks. A proposal or a published version stores nothing (anyone can make
+    them); the approval that follows is stored with its spec hash, URI, author and feeds."""
     out = []
     for kind, model, version, text in items:
+        if kind in ("ModelProposed", "VersionPublished"):
+            assert text is not None
+            _proposed[(model, version)] = text
+            continue
         b = next(_block)
         common = dict(
             block_number=b,
@@ -99,17 +108,15 @@ def _events(*items: tuple[str, int, int, str | None]) -> list[EventRow]:
             model_id=model,
             version=version,
         )
-        if kind in ("ModelProposed", "VersionPublished"):
-            assert text is not None
-            feed = tomllib_feed(text)
-            common |= dict(spec_hash=digest(text), spec_uri=data_uri(text))
-            if kind == "ModelProposed":
-                common |= dict(
-                    feed_ids=json.dumps(["0x" + f.hex() for f in feed_ids(feed)]),
-                    actor="0x" + "22" * 20,
-                )
-        elif kind == "VersionApproved":
-            common |= dict(spec_hash=b"\x01" * 32)
+        if kind == "VersionApproved":
+            approved = _proposed[(model, version)]
+            feed = tomllib_feed(approved)
+            common |= dict(
+                spec_hash=digest(approved),
+                spec_uri=data_uri(approved),
+                feed_ids=json.dumps(["0x" + f.hex() for f in feed_ids(feed)]),
+                actor="0x" + "22" * 20,
+            )
         out.append(EventRow(**common))  # type: ignore[arg-type]
     return out
 
@@ -179,7 +186,7 @@ async def test_lifecycle(node: Node) -> None:
         ("VersionApproved", 8, 1, None),
     )
     far[0] = replace(far[0], spec_uri="http://127.0.0.1:9/spec.toml")
-    far[2] = replace(far[2], spec_uri="ipfs://QmSpec")
+    far[1] = replace(far[1], spec_uri="ipfs://QmSpec")
     await _feed(service, events + bad_hash + far)
     status = _status(service)
     for i, reason in enumerate(HOSTILE, start=2):
@@ -203,8 +210,8 @@ async def test_lifecycle(node: Node) -> None:
     assert _status(service)[(1, 2)]["status"] == "accepted"
     new = node.runners["m1v2"]
     assert not new.reporting and runner.reporting
-    boundary = switch_at_ms(published[1].block_time_ms, PERIOD_MS, DELAY_MS)
-    assert boundary % PERIOD_MS == 0 and boundary >= published[1].block_time_ms + DELAY_MS
+    boundary = switch_at_ms(published[0].block_time_ms, PERIOD_MS, DELAY_MS)
+    assert boundary % PERIOD_MS == 0 and boundary >= published[0].block_time_ms + DELAY_MS
     service.switch_due(boundary - 1)
     assert runner.reporting and not new.reporting
     service.switch_due(boundary)
