@@ -230,6 +230,24 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
+_embed_option = click.option(
+    "--embed",
+    is_flag=True,
+    help="Carry the spec itself on-chain as a data: URI (small specs; instead of --uri).",
+)
+
+
+def _spec_uri(spec_path: Path, uri: str | None, embed: bool) -> str:
+    """--uri as given, or with --embed the data: URI of the spec file's bytes."""
+    if embed == (uri is not None):
+        raise click.UsageError("pass either --uri (where nodes fetch the spec) or --embed")
+    if uri is None:
+        from oracle.registry.fetch import data_uri
+
+        return data_uri(spec_path.read_bytes())
+    return _check_uri(uri)
+
+
 def _hex(b: bytes) -> str:
     return "0x" + b.hex()
 
@@ -247,12 +265,14 @@ def _declared(decls: list[FeedDeclaration]) -> list[dict[str, Any]]:
 @model.command("register")
 @click.argument("spec_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--uri", default=None, help="Where nodes fetch the spec: file://, http(s)://, data:.")
+@_embed_option
 @click.option("--dry-run", is_flag=True, help="Validate and hash only; send nothing.")
 @_target_options
 @_signer_options
 def register(
     spec_path: Path,
     uri: str | None,
+    embed: bool,
     dry_run: bool,
     as_json: bool,
     manifest: Path | None,
@@ -294,11 +314,9 @@ def register(
         for key, value in result.items():
             click.echo(f"{key:>18}: {value}")
         return
-    if uri is None:
-        raise click.UsageError("pass --uri (where nodes fetch the spec), or --dry-run")
+    uri = _spec_uri(spec_path, uri, embed)
     from oracle.chain import registry as reg
 
-    _check_uri(uri)
     decls = reg.declarations(spec)
     target = _target(manifest, rpc_url, registry)
     sender = _sender(target, keys_dir, passphrase_file)
@@ -391,15 +409,15 @@ def approve(
 @model.command("publish")
 @click.argument("model_id", type=click.IntRange(min=1))
 @click.argument("spec_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option(
-    "--uri", required=True, help="Where nodes fetch the spec: file://, http(s)://, data:."
-)
+@click.option("--uri", default=None, help="Where nodes fetch the spec: file://, http(s)://, data:.")
+@_embed_option
 @_target_options
 @_signer_options
 def publish(
     model_id: int,
     spec_path: Path,
-    uri: str,
+    uri: str | None,
+    embed: bool,
     as_json: bool,
     manifest: Path | None,
     rpc_url: str | None,
@@ -411,8 +429,8 @@ def publish(
     feeds (ids and decimals) as the model."""
     from oracle.chain import registry as reg
 
-    _check_uri(uri)
     spec = _spec(spec_path)
+    uri = _spec_uri(spec_path, uri, embed)
     target = _target(manifest, rpc_url, registry)
     try:
         declared = reg.feeds(target.registry, model_id)

@@ -80,6 +80,11 @@ def read_file_uri(uri: str, policy: ModelsConfig) -> bytes:
     return data
 
 
+def data_uri(spec: bytes) -> str:
+    """The ``data:`` URI that carries ``spec`` itself (what :func:`read_data_uri` reads)."""
+    return "data:application/toml;base64," + base64.b64encode(spec).decode()
+
+
 def read_data_uri(uri: str, limit: int) -> bytes:
     head, sep, payload = uri[5:].partition(",")
     if not sep or not head.endswith(";base64"):

@@ -20,6 +20,7 @@ from oracle.chain.system import deploy_system, feed_registrations
 from oracle.cli.main import cli
 from oracle.config import load_feed_spec
 from oracle.crypto.keystore import KeyStore, OperatorKey, encrypt_key
+from oracle.registry.fetch import read_data_uri
 
 pytestmark = pytest.mark.anvil
 PASS = "correct horse battery staple"
@@ -117,8 +118,9 @@ def test_a_model_from_proposal_to_registered_feeds(env: dict[str, Any], tmp_path
 
     # a new version of the same feed: published by the author, approved by the owner
     v2 = _variant(tmp_path, WATERFLOW, "seed = 42", "seed = 43")
-    published = _ok(_model(env, "publish", "1", str(v2), "--uri", "data:,v2"))
+    published = _ok(_model(env, "publish", "1", str(v2), "--embed"))  # the spec on-chain
     assert published["version"] == 2
+    assert read_data_uri(published["spec_uri"], 1 << 16) == v2.read_bytes()
     assert published["spec_hash"] == "0x" + load_feed_spec(v2).digest.hex()
     assert published["spec_hash"] != proposed["spec_hash"]
     again = _ok(_model(env, "approve", "1", keys="owner"))  # the latest proposed: 2
@@ -128,7 +130,7 @@ def test_a_model_from_proposal_to_registered_feeds(env: dict[str, Any], tmp_path
     assert listed["model_count"] == 1
     (row,) = listed["models"]
     assert row["state"] == "approved" and row["approved_version"] == 2
-    assert row["version_count"] == 2 and row["latest_spec_uri"] == "data:,v2"
+    assert row["version_count"] == 2 and row["latest_spec_uri"] == published["spec_uri"]
     assert row["feeds"][0]["feed_id"] == feed["feed_id"]
 
     done = _ok(_model(env, "deactivate", "1"))
@@ -212,6 +214,8 @@ def test_usage_errors_name_the_option(env: dict[str, Any]) -> None:
     assert missing.exit_code == 2 and "--uri" in missing.output
     bad = _model(env, "register", str(WATERFLOW), "--uri", "ftp://x")
     assert bad.exit_code == 2 and "--uri" in bad.output
+    both = _model(env, "register", str(WATERFLOW), "--uri", "data:,x", "--embed")
+    assert both.exit_code == 2 and "--embed" in both.output
     nothing = CliRunner().invoke(cli, ["model", "list", "--json"])
     assert nothing.exit_code == 2 and "--manifest" in nothing.output
     # without a manifest: the RPC URL and the registry's address

@@ -3,10 +3,10 @@ hostile variants each check must refuse."""
 
 from __future__ import annotations
 
-import base64
 import tomllib
 
 from oracle.config.feeds import feed_id_bytes32, spec_digest
+from oracle.registry import fetch
 
 FEED = "REG/sp500-vol"
 
@@ -79,7 +79,7 @@ def digest(text: str) -> bytes:
 
 
 def data_uri(text: str) -> str:
-    return "data:application/toml;base64," + base64.b64encode(text.encode()).decode()
+    return fetch.data_uri(text.encode())
 
 
 def feed_ids(feed: str = FEED) -> tuple[bytes, ...]:
