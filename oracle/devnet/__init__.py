@@ -51,6 +51,7 @@ from oracle.devnet.processes import (
     provision_committee,
     spawn_node,
     stop_node,
+    write_operator_key,
 )
 from oracle.errors import MiraError
 from oracle.progress import Progress, no_progress
@@ -358,6 +359,10 @@ class Devnet:
         say(f"anvil        {rpc} (chain id {manifest.chain_id}, 1 s blocks)")
         say(f"MiraOracle   {manifest.oracle}")
         say(f"registry     {manifest.model_registry} (ModelRegistry, the oracle's registrar)")
+        # the owner's key as a key directory, so `mira model approve` (and every owner
+        # command) works against the devnet: anvil's first account, a well-known dev key
+        write_operator_key(d / "owner", self.anvil.private_keys[0])
+        say(f"owner keys   {d / 'owner'} (--keys-dir, --passphrase-file {d / 'owner' / 'passphrase'})")
 
         self._check_stop()
         committee = provision_committee(

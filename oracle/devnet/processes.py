@@ -78,6 +78,20 @@ class Committee:
     nodes: list[NodeProc]
 
 
+def write_operator_key(directory: Path, private_key: str) -> KeyStore:
+    """Write ``private_key`` as the operator key of key directory ``directory``, with the
+    local network's passphrase in ``directory/passphrase`` (what ``--keys-dir`` and
+    ``--passphrase-file`` of the ``mira`` commands read)."""
+    keys = KeyStore(directory, scrypt_n=2**10)
+    keys.directory.mkdir(parents=True, exist_ok=True)
+    (keys.directory / "passphrase").write_bytes(PASSPHRASE)
+    op_key = OperatorKey(bytes.fromhex(private_key.removeprefix("0x")))
+    keys.write_document(
+        "operator", encrypt_key("operator", op_key, PASSPHRASE, scrypt_n=2**10), overwrite=True
+    )
+    return keys
+
+
 def provision_committee(
     dirs: list[Path],
     operator_keys: list[str],
@@ -93,16 +107,8 @@ def provision_committee(
         operator = Account.from_key(operator_keys[i])
         node = NodeProc(i, dirs[i], ports[i][0], ports[i][1], operator.address)
         nodes.append(node)
-        keys = KeyStore(node.dir / "keys", scrypt_n=2**10)
-        keys.directory.mkdir(parents=True, exist_ok=True)
-        (keys.directory / "passphrase").write_bytes(PASSPHRASE)
+        keys = write_operator_key(node.dir / "keys", operator_keys[i])
         identity = IdentityKey()
-        op_key = OperatorKey(bytes.fromhex(operator_keys[i].removeprefix("0x")))
-        keys.write_document(
-            "operator",
-            encrypt_key("operator", op_key, PASSPHRASE, scrypt_n=2**10),
-            overwrite=True,
-        )
         keys.write_document(
             "identity",
             encrypt_key("identity", identity, PASSPHRASE, scrypt_n=2**10),
