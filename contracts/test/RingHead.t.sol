@@ -115,7 +115,7 @@ contract RingHeadTest is OracleFixture {
     /// @dev Random depths, random subsets of feeds per report, occasional resets (new phases,
     ///      some of empty rings), checked after every step. Up to 280 steps: the deepest rings wrap.
     /// forge-config: default.fuzz.runs = 32
-    /// forge-config: ci.fuzz.runs = 128
+    /// forge-config: ci.fuzz.runs = 64
     function testFuzz_headMatchesLinearScan(uint256 seed) public {
         _registerAll(bound(seed, 2, 127), bound(seed >> 8, 2, 127), bound(seed >> 16, 2, 9));
         _check();
