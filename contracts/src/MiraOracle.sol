@@ -40,12 +40,13 @@ import {LibSchnorr} from "./libraries/LibSchnorr.sol";
 ///      there). A position at or
 ///      beyond depth reads as 0 and fails the check. A wrong or missing hint costs its sender a
 ///      scan of the ring, nothing else. Cost per update: two cold reads and one write (see
-///      docs/contracts.md, "Gas").
+///      docs/contracts.md, "Gas"). Reads (latestRoundData, ringHints) find the head by a binary
+///      search instead (_head: 1 + ⌈log2 depth⌉ reads).
 ///
 ///      Subscriptions (MiraSubscriptions): whether a feed has subscribers is the SUBSCRIBED bit
 ///      of its head, read by transmit anyway and carried into each new head like the depth, so
 ///      a feed without subscribers pays one AND per update for them. (Un)subscribing the first
-///      (last) consumer sets (clears) it in the head, which it finds by a scan of the ring;
+///      (last) consumer sets (clears) it in the head, which it finds by _head's search;
 ///      a reset rewrites every slot with it.
 ///
 ///      Consumers read Chainlink round ids through the proxy: phase << 64 | seq, the phase
@@ -391,14 +392,16 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
         returns (uint64 round, int128 value, uint64 observedAt)
     {
         _requireRegistered(feedId);
-        (, round, value, observedAt) = _unpack(_rings[feedId][_head(feedId)]);
+        (, uint256 entry) = _head(feedId);
+        (, round, value, observedAt) = _unpack(entry);
     }
 
     /// @inheritdoc IMiraOracle
     function ringHints(bytes32[] calldata feedIds) external view returns (bytes memory hints) {
         hints = new bytes(feedIds.length);
         for (uint256 i; i < feedIds.length; ++i) {
-            hints[i] = bytes1(uint8(_head(feedIds[i])));
+            (uint256 position,) = _head(feedIds[i]);
+            hints[i] = bytes1(uint8(position));
         }
     }
 
@@ -411,7 +414,8 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
         returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound)
     {
         _requireRegistered(feedId);
-        (uint256 seq,, int128 value, uint64 observedAt) = _unpack(_rings[feedId][_head(feedId)]);
+        (, uint256 entry) = _head(feedId);
+        (uint256 seq,, int128 value, uint64 observedAt) = _unpack(entry);
         roundId = _roundId(_feeds[feedId].phase, seq);
         return (roundId, value, observedAt, observedAt, roundId);
     }
@@ -454,14 +458,43 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
         return (roundId_, 0, 0, 0, roundId_);
     }
 
-    /// @dev Position of the feed's highest seq (0 for an empty or unregistered feed).
-    function _head(bytes32 feedId) private view returns (uint256 position) {
+    /// @dev Position and entry of the feed's highest seq (position 0 for an empty or unregistered
+    ///      feed), by a binary search: 1 + ⌈log2 depth⌉ reads (7 at the default depth of 61, 8 at
+    ///      127) where a scan reads every slot. Transmit does not call it (its hint is checked in
+    ///      place, and its fallback for a bad hint stays the scan, so transmit's gas is as before).
+    ///
+    ///      Invariant: in the current phase, after its s updates, position p holds the highest
+    ///      seq n ≤ s with n ≡ p (mod depth), or seq 0 if there is none. It holds because _clear
+    ///      (registration, reset) sets every seq to 0, and the only other write of a seq is
+    ///      transmit's: seq s + 1 at (s + 1) % depth, s being the head's seq, found by a hint it
+    ///      checks or by the scan (the SUBSCRIBED bit's writes keep the seq). So, with
+    ///      h = s % depth (the head) and b = s − h, a multiple of depth (position 0's seq: 0 while
+    ///      s < depth, since seqs start at 1 and nothing has wrapped onto position 0 yet):
+    ///        - p ≤ h: position p holds b + p (≤ s, and ≥ 1 except at p = 0 before the first
+    ///          wrap, where it holds b = 0: b + p all the same);
+    ///        - p > h: b + p > s was not written yet, so position p holds b + p − depth if b ≥
+    ///          depth (the previous lap), else nothing: 0, which is not b + p = p ≥ 1.
+    ///      Hence "position p holds seq b + p" holds for every p ≤ h and for no p > h, and the
+    ///      search keeps it true at `position` and false at `beyond` (beyond = depth standing for
+    ///      "past the ring"), halving the gap until beyond = position + 1: position = h. An
+    ///      unregistered feed reads depth 0 and returns position 0 with entry 0. Checked against
+    ///      the scan in test/RingHead.t.sol.
+    function _head(bytes32 feedId) private view returns (uint256 position, uint256 entry) {
         uint256[MAX_HISTORY_DEPTH] storage ring = _rings[feedId];
-        uint256 depth = _depth(ring[0]);
-        uint256 best;
-        for (uint256 i; i < depth; ++i) {
-            uint256 seq = (ring[i] >> SEQ_SHIFT) & U32;
-            if (seq > best) (best, position) = (seq, i);
+        assembly ("memory-safe") {
+            entry := sload(ring.slot)
+            let b := and(shr(SEQ_SHIFT, entry), U32)
+            let beyond := and(shr(DEPTH_SHIFT, entry), U7)
+            for {} lt(add(position, 1), beyond) {} {
+                let mid := shr(1, add(position, beyond))
+                let e := sload(add(ring.slot, mid))
+                switch eq(and(shr(SEQ_SHIFT, e), U32), add(b, mid))
+                case 0 { beyond := mid }
+                default {
+                    position := mid
+                    entry := e
+                }
+            }
         }
     }
 
@@ -548,12 +581,10 @@ contract MiraOracle is IMiraOracle, Committee, MiraSubscriptions {
     }
 
     /// @dev MiraSubscriptions' hook: the flag lives in the head, which every new head copies it
-    ///      from. Costs a scan of the ring (one cold read per slot), paid by the first subscriber
-    ///      and the last to leave.
+    ///      from (found by _head's search, paid by the first subscriber and the last to leave).
     function _setSubscribedFlag(bytes32 feedId, bool subscribed) internal override {
-        uint256[MAX_HISTORY_DEPTH] storage ring = _rings[feedId];
-        uint256 h = _head(feedId);
-        ring[h] = subscribed ? ring[h] | SUBSCRIBED : ring[h] & ~SUBSCRIBED;
+        (uint256 h, uint256 entry) = _head(feedId);
+        _rings[feedId][h] = subscribed ? entry | SUBSCRIBED : entry & ~SUBSCRIBED;
     }
 
     /// @dev observedAt may be up to maxFutureDrift after the block that stored it; it is served
