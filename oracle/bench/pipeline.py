@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import click
-
 from river import compose, linear_model, preprocessing
 
 from oracle.config.feeds import FeedSpec, load_feed_spec
