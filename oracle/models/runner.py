@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 
 _ADWIN: Any = drift.ADWIN
+_new_tuple = tuple.__new__
 POLICY_WINDOW = 100  # steps in a policy's rolling regret (and its baseline's)
 RECOMMENDED = "#arm"  # the ArmOutput name of a policy's recommended arm (after the arms)
 
@@ -317,7 +318,10 @@ class FeedModel:
             st.last_published_value = value
             st.last_published_at_ms = observed_at_ms
         st.outputs += 1
-        return StepOutput(st.seq, observed_at_ms, raw, value, state_commitment, publish, drifted)
+        # tuple.__new__: the NamedTuple without its Python-level __new__ (hot path)
+        return _new_tuple(
+            StepOutput, (st.seq, observed_at_ms, raw, value, state_commitment, publish, drifted, ())
+        )
 
     def _advance(self, x: dict[str, float], y: float) -> tuple[float | None, bytes, bool]:
         st = self.state
