@@ -193,7 +193,7 @@ class FeedModel:
         self._logged = spec.logged
         self._contextual = isinstance(self.state.model, ContextualLinear)
         # the agent checks that all of a policy's feeds carry one round: publish them together
-        self._together = spec.logged is not None or spec.recommend
+        self._together = spec.published_together
         self._recommend = spec.recommend
         self._quantize = quantizer(spec.decimals, spec.rounding)
         self._heartbeat_ms = spec.heartbeat_s * 1000
