@@ -147,11 +147,11 @@ def _view(net: Devnet, stop: threading.Event) -> None:
 
         with Live(render([], []), refresh_per_second=2, screen=False) as live:
             while not stop.is_set():
-                live.update(render(watcher.feeds(), watcher.node_rows()))
+                live.update(render(watcher.feeds(), watcher.node_rows(), watcher.rl_row()))
                 stop.wait(1.0)
     else:
         while not stop.is_set():
-            if not _say(compact(watcher.feeds(), watcher.node_rows())):
+            if not _say(compact(watcher.feeds(), watcher.node_rows(), watcher.rl_row())):
                 stop.set()  # the reader of our output is gone: stop, as SIGPIPE would
             stop.wait(1.0)
 
