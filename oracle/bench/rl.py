@@ -88,9 +88,16 @@ def recovery(arms: list[int], change: int, new_best: int) -> int | None:
 
 
 def measure(
-    steps: int, steps_per_block: int, root: Path, progress: Progress = no_progress
+    steps: int,
+    steps_per_block: int,
+    root: Path,
+    progress: Progress = no_progress,
+    *,
+    drift: bool = True,
 ) -> dict[str, Any]:
-    change = steps // 2
+    """One run; ``drift=False``: the best arm never changes (the results then also hold
+    ``agent_arms``, every arm the agent took)."""
+    change = steps // 2 if drift else 0
     started_wall = time.monotonic()
     with Anvil(AnvilConfig(block_time=BLOCK_TIME_S, accounts=NODES + 2)) as anvil:
         net = RLNet(
@@ -182,11 +189,13 @@ def measure(
     random_regret = rl.regret(market, random_arms)
     fixed_arm, fixed_regret = rl.best_fixed_regret(market, n)
     new_best = rl.best_arm(market, change + 1)
-    rec = recovery(arms, change, new_best)
+    rec = recovery(arms, change, new_best) if drift else None
     fraction = agent_regret / random_regret if random_regret else None
     p50 = statistics.median(latencies) if latencies else None
     wall = time.monotonic() - started_wall
+    extra = {} if drift else {"agent_arms": arms}
     return {
+        **extra,
         "steps": n,
         "random_steps": len(random_arms),
         "arms": len(market.rates_ppm),
