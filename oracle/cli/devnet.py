@@ -158,11 +158,13 @@ def _view(net: Devnet, stop: threading.Event) -> None:
 
         with Live(render([], []), refresh_per_second=2, screen=False) as live:
             while not stop.is_set():
-                live.update(render(watcher.feeds(), watcher.node_rows(), dashboard))
+                live.update(
+                    render(watcher.feeds(), watcher.node_rows(), watcher.rl_row(), dashboard)
+                )
                 stop.wait(1.0)
     else:
         while not stop.is_set():
-            if not _say(compact(watcher.feeds(), watcher.node_rows())):
+            if not _say(compact(watcher.feeds(), watcher.node_rows(), watcher.rl_row())):
                 stop.set()  # the reader of our output is gone: stop, as SIGPIPE would
             stop.wait(1.0)
 

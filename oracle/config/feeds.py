@@ -294,6 +294,12 @@ class FeedSpec:
         return feed_id_bytes32(self.id)
 
     @property
+    def published_together(self) -> bool:
+        """Whether its feeds go on-chain only all at once (a policy learning from an
+        agent's steps, or one recommending an arm): the agent checks they share a round."""
+        return self.logged is not None or self.recommend
+
+    @property
     def outputs(self) -> tuple[OutputFeed, ...]:
         """The on-chain feeds this spec publishes, in order: one per arm for a policy feed
         (see :func:`arm_feed_id`), else the feed itself."""

@@ -39,11 +39,19 @@ from oracle import artifacts, bundle
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at
 from oracle.chain.rotation import KeyProposals, activate_when_proposed, propose_committee
-from oracle.chain.system import Manifest, Sender, deploy_system, feed_registrations
+from oracle.chain.system import (
+    FeedRegistration,
+    Manifest,
+    Sender,
+    deploy_system,
+    feed_registrations,
+    register_feed,
+)
 from oracle.chain.toolchain import tool
 from oracle.children import Recorded, pid_alive, stop_all
 from oracle.config import load_feed_specs
 from oracle.config.feeds import FeedSpec
+from oracle.devnet import rl
 from oracle.devnet.processes import (
     BackgroundLoop,
     NodeProc,
@@ -59,6 +67,7 @@ from oracle.service import NODE_STOP_BOUND_S
 from oracle.storage import make_engine, upgrade
 
 HEARTBEAT_S = 10  # every demo feed's heartbeat on the devnet, so rounds land visibly
+RL_DRIFT_EVERY = 300  # the RL bandit's best arm changes every 300 agent steps (~5 min)
 PIDFILE = "devnet.pid"
 STATEFILE = "devnet.json"
 # The median feed's three local HTTP sources: (path, JSON body for a price).
@@ -311,7 +320,10 @@ class Devnet:
     nodes: list[NodeProc] = field(default_factory=list)
     manifest: Manifest | None = None
     specs: list[FeedSpec] = field(default_factory=list)
+    market: rl.Market | None = None
     _stop_event: threading.Event | None = None
+    _actor: threading.Thread | None = None
+    _actor_stop: threading.Event = field(default_factory=threading.Event)
 
     @property
     def manifest_path(self) -> Path:
@@ -346,7 +358,7 @@ class Devnet:
         self._check_stop()
         self.anvil = Anvil(
             AnvilConfig(
-                port=opts.anvil_port, block_time=1.0, accounts=opts.nodes + 1, die_with_parent=True
+                port=opts.anvil_port, block_time=1.0, accounts=opts.nodes + 2, die_with_parent=True
             )
         ).start()
         self._save_state()
@@ -361,8 +373,15 @@ class Devnet:
         say(f"registry     {manifest.model_registry} (ModelRegistry, the oracle's registrar)")
         # the owner's key as a key directory, so `mira model approve` (and every owner
         # command) works against the devnet: anvil's first account, a well-known dev key
-        write_operator_key(d / "owner", self.anvil.private_keys[0])
-        say(f"owner keys   {d / 'owner'} (--keys-dir, --passphrase-file {d / 'owner' / 'passphrase'})")
+        owner_keys = write_operator_key(d / "owner", self.anvil.private_keys[0]).directory
+        say(f"owner keys   {owner_keys} (--keys-dir; --passphrase-file {owner_keys}/passphrase)")
+        self._check_stop()
+        self.market = self._deploy_rl(w3, Sender(w3, deployer), manifest, rpc, spec_dir)
+        say(
+            f"RL loop      agent {self.market.agent.address} in a {len(rl.ARMS)}-armed bandit "
+            f"(drifts every {RL_DRIFT_EVERY} steps); random agent "
+            f"{self.market.random_agent.address}"
+        )
 
         self._check_stop()
         committee = provision_committee(
@@ -415,12 +434,58 @@ class Devnet:
         manifest.extra["dashboard"] = f"http://127.0.0.1:{opts.dashboard}/ui/"
         manifest.write(self.manifest_path)
         self.manifest = manifest
+        self._start_actor(w3, Account.from_key(self.anvil.private_keys[opts.nodes + 1]).address)
         for n in self.nodes:
             say(f"node-{n.index}       {n.api}  (log {n.dir / 'node.log'})")
         for feed_id, entry in manifest.feeds.items():
             say(f"feed         {feed_id:<24} proxy {entry['proxy']}")
         say(f"manifest     {self.manifest_path}")
         say(f"dashboard    {manifest.extra['dashboard']}")
+
+    def _deploy_rl(
+        self, w3: Web3, sender: Sender, manifest: Manifest, rpc: str, spec_dir: Path
+    ) -> rl.Market:
+        """The RL loop's contracts, its policy feeds (a small history: the agent reads
+        every arm each step) and its spec, whose source is the agent's Step events."""
+        oracle = at(w3, "MiraOracle", manifest.oracle)
+        for fid, fid32 in rl.policy_feeds():
+            reg = FeedRegistration(fid, fid32, 8, fid, rl.HISTORY_DEPTH)
+            register_feed(sender, oracle, reg, manifest)
+        market = rl.deploy_market(
+            w3, manifest.oracle, sender.deploy, sender.send, drift_every=RL_DRIFT_EVERY
+        )
+        text = rl.spec_text(rpc, market.agent.address, market.from_block, heartbeat_s=HEARTBEAT_S)
+        (spec_dir / "rl_bandit.toml").write_text(text)
+        self.specs = load_feed_specs(sorted(spec_dir.glob("*.toml")))
+        manifest.extra["rl"] = {
+            "feed": rl.FEED,
+            "agent": market.agent.address,
+            "bandit": market.bandit.address,
+            "random_agent": market.random_agent.address,
+            "random_bandit": market.random_bandit.address,
+            "rates_ppm": list(market.rates_ppm),
+            "drift_every": market.drift_every,
+        }
+        return market
+
+    def _start_actor(self, w3: Web3, account: str) -> None:
+        """Make both agents act once a block, on whatever policy is on-chain: the agent
+        does not wait for the loop (a refused step, e.g. before the prior, is retried at
+        the next block)."""
+        assert self.market is not None
+        actor = rl.Actor(w3, self.market, account)
+
+        def run() -> None:
+            last = -1
+            while not self._actor_stop.wait(0.2):
+                with contextlib.suppress(Exception):  # anvil going away at stop
+                    block = int(w3.eth.block_number)
+                    if block > last and actor.ready():
+                        actor.act(1)
+                        last = block
+
+        self._actor = threading.Thread(target=run, name="rl-actor", daemon=True)
+        self._actor.start()
 
     def _write_node(self, node: NodeProc, rpc: str, manifest: Manifest, spec_dir: Path) -> None:
         feeds = node.dir / "feeds"
@@ -472,7 +537,11 @@ class Devnet:
         os.replace(tmp, path)  # never a half-written record
 
     def stop(self, node_timeout: float = NODE_STOP_BOUND_S) -> None:
-        """Nodes (SIGTERM, then SIGKILL after ``node_timeout``), price sources, anvil."""
+        """The actor, nodes (SIGTERM, then SIGKILL after ``node_timeout``), price sources,
+        anvil."""
+        self._actor_stop.set()
+        if self._actor is not None:
+            self._actor.join(timeout=5)
         for node in self.nodes:  # all at once, then wait for each
             if node.proc is not None and node.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

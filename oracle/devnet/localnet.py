@@ -158,11 +158,18 @@ class LocalNet:
     # -- set-up ---------------------------------------------------------------------------
 
     def setup(self) -> None:
-        self.feeds.start()
-        self.set_price(2000.0)
         owner = self.w3.eth.accounts[0]
         oracle = deploy(self.w3, "MiraOracle", owner, 3600, 86400, 3600, 300)
         self.oracle = oracle
+        self._wait(oracle.functions.registerFeed(self.feed_id, DECIMALS, FEED).transact())
+        self.setup_committee()
+
+    def setup_committee(self) -> None:
+        """Once the oracle is deployed: the feed server, every member's keys and config,
+        and the committee proposed on-chain."""
+        assert self.oracle is not None
+        self.feeds.start()
+        self.set_price(2000.0)
         operators = [self.anvil_keys[i + 1] for i in range(self.n)]
         committee = provision_committee(
             [self.root / f"node{i}" for i in range(self.n)],
@@ -174,8 +181,7 @@ class LocalNet:
         members = self.registered_members(committee)
         for node in self.nodes:
             self.write_config(node)
-        self._wait(oracle.functions.registerFeed(self.feed_id, DECIMALS, FEED).transact())
-        propose_committee(oracle, self._send, committee.threshold, members)
+        propose_committee(self.oracle, self._send, committee.threshold, members)
 
     def registered_members(self, committee: Committee) -> list[MemberInfo]:
         """The members as proposed on-chain (operator, identity key, p2p URL)."""

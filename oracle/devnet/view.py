@@ -17,6 +17,7 @@ from web3 import Web3
 
 from oracle.chain.deploy import at
 from oracle.chain.system import Manifest
+from oracle.devnet import rl
 
 
 def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -40,6 +41,20 @@ class FeedRow:
 
 
 @dataclass
+class RLRow:
+    """The RL loop's scoreboard: cumulative rewards (in rewards of 1.0) after ``steps``."""
+
+    steps: int
+    agent_reward: float
+    random_steps: int
+    random_reward: float
+    best_arm_reward: float  # expected: the best arm's rate at each of the agent's steps
+    regret: float  # best_arm_reward - agent_reward
+    best_arm: int
+    last_arm: int | None
+
+
+@dataclass
 class NodeRow:
     name: str
     api: str
@@ -59,6 +74,53 @@ class Watcher:
             for fid, entry in manifest.feeds.items()
         }
         self.nodes: list[dict[str, Any]] = list(manifest.extra.get("nodes", []))
+        self.rl_info: dict[str, Any] | None = manifest.extra.get("rl")
+        self._best_sum: tuple[int, int] = (0, 0)  # (steps, Σ best rate ppm) so far
+
+    def rl_row(self) -> RLRow | None:
+        """:meth:`rl`, or None while the chain cannot be read."""
+        try:
+            return self.rl()
+        except Exception:  # anvil busy or stopping: the next refresh tries again
+            return None
+
+    def rl(self) -> RLRow | None:
+        """The RL loop's rewards so far, read from the agents' bandits; None without one."""
+        info = self.rl_info
+        if info is None:
+            return None
+        w3 = self.w3
+        agent, bandit = (
+            at(w3, "GreedyPolicyAgent", info["agent"]),
+            at(w3, "DriftingBandit", info["bandit"]),
+        )
+        rand = at(w3, "RandomAgent", info["random_agent"])
+        twin = at(w3, "DriftingBandit", info["random_bandit"])
+        steps = int(agent.functions.steps().call())
+        market = rl.Market(
+            agent, bandit, rand, twin, tuple(info["rates_ppm"]), int(info["drift_every"]), 0
+        )
+        done, total = self._best_sum
+        for pull in range(done + 1, steps + 1):
+            total += rl.rate(market, pull, rl.best_arm(market, pull))
+        self._best_sum = (steps, total)
+        one = 10**8
+        agent_reward = int(bandit.functions.balanceOf(agent.address).call()) / one
+        best = total / rl.PPM
+        last = None
+        if steps:
+            logs = rl.steps(agent, max(0, int(w3.eth.block_number) - 5))
+            last = int(logs[-1]["args"]["arm"]) if logs else None
+        return RLRow(
+            steps,
+            agent_reward,
+            int(rand.functions.steps().call()),
+            int(twin.functions.balanceOf(rand.address).call()) / one,
+            best,
+            best - agent_reward,
+            int(bandit.functions.bestArm().call()),
+            last,
+        )
 
     def onchain(self, feed: str) -> tuple[int, Decimal, int] | None:
         """(roundId, value, updatedAt) through the feed's proxy; None before the first round.
@@ -124,7 +186,12 @@ def _fmt(x: Any, spec: str = "") -> str:
     return "-" if x is None else format(x, spec)
 
 
-def render(feeds: list[FeedRow], nodes: list[NodeRow], dashboard: str | None = None) -> Table:
+def render(
+    feeds: list[FeedRow],
+    nodes: list[NodeRow],
+    loop: RLRow | None = None,
+    dashboard: str | None = None,
+) -> Table:
     outer = Table.grid(padding=(1, 0))
     ft = Table(title="feeds (on-chain, read through each AggregatorV3Interface proxy)")
     for col in ("feed", "round", "value", "age", "node output", "model MAE", "skill vs naive"):
@@ -151,6 +218,21 @@ def render(feeds: list[FeedRow], nodes: list[NodeRow], dashboard: str | None = N
             _fmt(n.last_report_round),
         )
     outer.add_row(ft)
+    if loop is not None:
+        rt = Table(title="RL loop (the agent acts every block on the committee's policy)")
+        for col in ("steps", "agent reward", "random agent", "best arm (expected)", "regret",
+                    "best arm", "agent's last arm"):  # fmt: skip
+            rt.add_column(col)
+        rt.add_row(
+            str(loop.steps),
+            f"{loop.agent_reward:.0f}",
+            f"{loop.random_reward:.0f} ({loop.random_steps} steps)",
+            f"{loop.best_arm_reward:.1f}",
+            f"{loop.regret:.1f}",
+            str(loop.best_arm),
+            _fmt(loop.last_arm),
+        )
+        outer.add_row(rt)
     outer.add_row(nt)
     if dashboard:
         outer.add_row(f"dashboard: {dashboard} (every member, in a browser)")
@@ -158,7 +240,13 @@ def render(feeds: list[FeedRow], nodes: list[NodeRow], dashboard: str | None = N
     return outer
 
 
-def compact(feeds: list[FeedRow], nodes: list[NodeRow]) -> str:
+def compact(feeds: list[FeedRow], nodes: list[NodeRow], loop: RLRow | None = None) -> str:
     parts = [f"{f.feed} r{_fmt(f.round)}={_fmt(f.value)}" for f in feeds]
+    if loop is not None:
+        parts.append(
+            f"RL {loop.steps} steps: agent {loop.agent_reward:.0f}, random "
+            f"{loop.random_reward:.0f}, best arm {loop.best_arm_reward:.1f}, regret "
+            f"{loop.regret:.1f}"
+        )
     up = sum(n.healthy for n in nodes)
     return f"{time.strftime('%H:%M:%S')} " + "; ".join(parts) + f"; nodes {up}/{len(nodes)} ok"

@@ -194,7 +194,7 @@ class FeedModel:
         self._logged = spec.logged
         self._contextual = isinstance(self.state.model, ContextualLinear)
         # the agent checks that all of a policy's feeds carry one round: publish them together
-        self._together = spec.logged is not None or spec.recommend
+        self._together = spec.published_together
         self._recommend = spec.recommend
         self._quantize = quantizer(spec.decimals, spec.rounding)
         self._heartbeat_ms = spec.heartbeat_s * 1000
@@ -497,6 +497,32 @@ class FeedModel:
             any(o.publish for o in arms),
             False,
             tuple(arms),
+        )
+
+    def prior_output(self, observed_at_ms: int) -> StepOutput | None:
+        """The policy before it learned any step, for a policy learning from an agent's
+        steps: every arm's prior score (the contextual policy's predictions, 0 before any
+        fit) and the best of them (the first of equals) recommended; all published. None
+        once a step was learned, or for any other feed.
+
+        The loop's bootstrap: the agent refuses a never-published policy and the policy
+        learns only from the agent's steps, so the committee publishes this first. It is a
+        function of the spec alone (no seeded draw, no state touched), so every member
+        makes the same one, before and after a restart."""
+        if self._logged is None or self.state.seq != 0:
+            return None
+        policy = self.state.model
+        if self._contextual:
+            scores = [policy.score(a, {}) for a in self._arms]
+        else:
+            scores = [self._arm_score(policy, a) for a in self._arms]
+        best = max(range(len(scores)), key=scores.__getitem__)
+        raws = [*scores, float(best)] if self._recommend else list(scores)
+        names = [*self._arms, RECOMMENDED] if self._recommend else list(self._arms)
+        values = [self._quantize(raw) for raw in raws]
+        arms = tuple(ArmOutput(n, r, v, True) for n, r, v in zip(names, raws, values, strict=True))
+        return StepOutput(
+            0, observed_at_ms, scores[best], values[best], self._commit(), True, False, arms
         )
 
     def _reward(self, value: float) -> float:

@@ -172,6 +172,8 @@ class FeedRunner:
         the observations with the source's bookkeeping in one transaction."""
         chain, chain_store = self.chain, self.chain_store
         assert chain is not None and chain_store is not None
+        if self.pipeline.last_output is None and self.pipeline.model.seq == 0:
+            await self._offer_prior(chain)
         batch = await asyncio.to_thread(chain.scan)
         if batch.empty:
             return
@@ -227,6 +229,21 @@ class FeedRunner:
                 confirmations=chain.spec.confirmations,
             )
         chain.advance(batch)
+
+    async def _offer_prior(self, chain: ChainEventSource) -> None:
+        """A policy learning from an agent's steps publishes its prior first (the loop's
+        bootstrap, :meth:`FeedModel.prior_output`), observed at the source's ``from_block``:
+        the same value, time and commitment at every member. Its time must be within the
+        agent's ``maxPolicyAge`` when the agent first acts."""
+        if self.pipeline.model.prior_output(0) is None:
+            return
+        at = await asyncio.to_thread(chain.start_time_ms)
+        if at is None:
+            return
+        prior = self.pipeline.model.prior_output(at)
+        if prior is not None:
+            self.pipeline.last_output = prior
+            self.pipeline.recent_outputs.append(prior)
 
     def latest_updates(self) -> list[FeedUpdate]:
         """The latest output as on-chain feed updates: one per published feed (one per arm

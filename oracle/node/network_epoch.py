@@ -161,6 +161,7 @@ class EpochServing(NetworkState):
                     # two honest members' latest outputs are about a poll interval apart
                     max_skew_s=math.ceil(2 * spec.poll_interval_s) + 2,
                     deviation_abs=spec.deviation_abs,
+                    group=spec.id if spec.published_together else "",
                 )
         return policies
 

@@ -36,6 +36,9 @@ class FeedPolicy:
     # poll interval, and a liar gains no more than this (it goes on-chain as the time).
     max_skew_s: int = 10
     deviation_abs: int = 0  # the deviation's absolute floor, fixed-point units
+    # Feeds of one group (a policy's arms and recommended arm) go into a report all or
+    # none: when one is due, all are; "" for a feed on its own.
+    group: str = ""
 
 
 class OutputSource(Protocol):

@@ -125,18 +125,24 @@ class RoundCore:
             return on.value, on.observed_at
         return None
 
-    def is_due(self, policy: FeedPolicy, update: FeedUpdate) -> bool:
+    def is_newer(self, policy: FeedPolicy, update: FeedUpdate) -> bool:
+        """Whether the contract would take ``update`` (registered, newer than what it
+        holds or what is landing), due or not."""
         on = self._onchain.get(policy.feed_id)
         if on is None or not on.registered:
             # not read from the chain yet, or not registered: the contract would skip it
             # (UpdateSkipped UnregisteredFeed)
             return False
         ref = self._reference(policy.feed_id)
+        return ref is None or update.observed_at > ref[1]  # else skipped as stale
+
+    def is_due(self, policy: FeedPolicy, update: FeedUpdate) -> bool:
+        if not self.is_newer(policy, update):
+            return False
+        ref = self._reference(policy.feed_id)
         if ref is None:
             return True
         value, observed_at = ref
-        if update.observed_at <= observed_at:
-            return False  # the contract would skip it as stale
         # the model runner's rule for its own outputs (oracle.config.publish), on the
         # reference the chain holds (or the report in flight)
         return is_due(

@@ -149,6 +149,7 @@ class Leader(Follower, TransmitRotation):
         skipped: set[bytes] = set()
         while True:
             updates, refused = [], None
+            due_groups: set[str] = set()
             for feed_id in sorted(set(self.policies) - skipped):
                 policy = self.policies[feed_id]
                 values = [
@@ -159,8 +160,10 @@ class Leader(Follower, TransmitRotation):
                 if len(values) < ctx.quorum:
                     continue
                 median = lower_median(values)
-                if not self.is_due(policy, median):
-                    continue
+                if self.is_due(policy, median):
+                    due_groups.add(policy.group)
+                elif not (policy.group and self.is_newer(policy, median)):
+                    continue  # (a group's feed may go with its group's due one)
                 try:
                     self.check_update(policy, median, mine)
                 except Refusal as exc:
@@ -174,7 +177,7 @@ class Leader(Follower, TransmitRotation):
                     break
                 updates.append(median)
             if refused is None:
-                return updates
+                return self._whole_groups(updates, due_groups)
             feed_id, author, why = refused
             self.metrics.dropped_observations.labels(why.reason).inc()
             log.warning(
@@ -184,6 +187,22 @@ class Leader(Follower, TransmitRotation):
                 del collected[author]
             else:
                 skipped.add(feed_id)
+
+    def _whole_groups(self, updates: list[FeedUpdate], due: set[str]) -> list[FeedUpdate]:
+        """The updates without any group that is not due or not whole: a policy's feeds go
+        on-chain together or wait (an agent refuses a torn policy)."""
+        size: dict[str, int] = {}
+        for p in self.policies.values():
+            size[p.group] = size.get(p.group, 0) + 1
+        have: dict[str, int] = {}
+        for u in updates:
+            g = self.policies[u.feed_id].group
+            have[g] = have.get(g, 0) + 1
+        return [
+            u
+            for u in updates
+            if (g := self.policies[u.feed_id].group) == "" or (g in due and have[g] == size[g])
+        ]
 
     async def lead(self, r: int) -> Report | None:
         """Run round ``r`` as its leader; return the aggregated report, if any."""

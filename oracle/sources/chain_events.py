@@ -162,6 +162,14 @@ class ChainEventSource:
 
     # -- RPC (no storage): safe to run in a worker thread -------------------------------------
 
+    def start_time_ms(self) -> int | None:
+        """The time of ``from_block`` (ms) once it is confirmed, else None: a moment every
+        member reads the same (a policy's prior is published as observed then)."""
+        eth = self.w3.eth
+        if int(eth.block_number) - self.spec.confirmations < self.spec.from_block:
+            return None
+        return int(eth.get_block(self.spec.from_block)["timestamp"]) * 1000
+
     def scan(self) -> ScanBatch:
         """Check for a reorg below the confirmation depth, then read the next confirmed
         ranges (at most ``max_ranges_per_poll`` of ``max_block_range`` blocks)."""

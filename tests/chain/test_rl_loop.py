@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 from web3 import Web3
+from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from oracle.chain.anvil import Anvil
@@ -51,6 +52,7 @@ contract = "GreedyPolicyAgent"
 event = "Step"
 scale_decimals = 8
 confirmations = 1
+from_block = {from_block}
 
 [sources.fields]
 arm = "arm"
@@ -134,8 +136,8 @@ async def test_the_agent_learns_the_best_arm_through_the_oracle(
     committee = Committee(w3, oracle)
     arm_ids = [feed_id_bytes32(arm_feed_id("RL/market", a)) for a in ARMS]
     rec_id = feed_id_bytes32(recommended_feed_id("RL/market"))
-    # history depth 2: MiraOracle.latestRound scans a feed's ring (~2,100 gas a slot, cold),
-    # and an agent reads K + 1 feeds every step
+    # history depth 2: MiraOracle.latestRound searches a feed's ring (1 + log2(depth) cold
+    # reads), and an agent reads K + 1 feeds every step
     for fid in [*arm_ids, rec_id]:
         committee.wait(oracle.functions.registerFeed(fid, 8, "RL/market", 2).transact())
     market = deploy(w3, "DriftingBandit", RATES_PPM, 0)
@@ -145,7 +147,9 @@ async def test_the_agent_learns_the_best_arm_through_the_oracle(
     committee.wait(market.functions.setAgent(agent.address).transact())
 
     path = tmp_path / "rl_market.toml"
-    path.write_text(SPEC.replace("{url}", anvil.url).replace("{address}", agent.address))
+    deployed = int(w3.eth.block_number)
+    text = SPEC.replace("{url}", anvil.url).replace("{address}", agent.address)
+    path.write_text(text.replace("{from_block}", str(deployed)))
     spec = load_feed_spec(path)
     assert [o.id_bytes32 for o in spec.outputs] == [*arm_ids, rec_id]
     engine = make_engine(f"sqlite:///{tmp_path / 'node.sqlite'}")
@@ -153,9 +157,23 @@ async def test_the_agent_learns_the_best_arm_through_the_oracle(
     runner = FeedRunner(spec, Store(engine), FeedMetrics(CollectorRegistry()))
     runner.restore()
 
-    # the prior: every arm scores 0, arm a recommended (the committee's first report)
-    now = int(w3.eth.get_block("latest")["timestamp"])
-    prior = [wire.FeedUpdate(f, 0, now, b"\x00" * 32) for f in [*arm_ids, rec_id]]
+    # the bootstrap: the agent refuses a never-published policy ...
+    never = Web3.keccak(text="FeedNeverUpdated(bytes32)")[:4].hex()  # the error's selector
+    with pytest.raises(ContractLogicError, match=never):
+        agent.functions.step().call()
+    # ... so before any step the runner's output is the prior, observed at from_block once
+    # it is confirmed: every arm's prior score (0), arm a recommended
+    await runner.poll()
+    assert runner.pipeline.last_output is None  # from_block not confirmed yet
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    await runner.poll()
+    assert runner.last_poll_error is None, runner.last_poll_error
+    prior = runner.latest_updates()
+    at = int(w3.eth.get_block(deployed)["timestamp"])
+    assert [(u.feed_id, u.value, u.observed_at) for u in prior] == [
+        (f, 0, at) for f in [*arm_ids, rec_id]
+    ]
+    assert runner.pipeline.model.seq == 0
     committee.transmit(prior)
 
     choices: list[int] = []

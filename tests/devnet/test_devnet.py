@@ -115,8 +115,11 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
         assert manifest.model_registry
         oracle = at(watcher.w3, "MiraOracle", manifest.oracle)
         assert oracle.functions.feedRegistrar().call() == manifest.model_registry
-        feeds = list(manifest.feeds)
+        # the four demo feeds, and the RL loop's policy: five arms and the recommended arm
+        feeds = [f for f in manifest.feeds if not f.startswith("RL/")]
         assert len(feeds) == 4
+        assert len(manifest.feeds) == 4 + 6
+        assert manifest.extra["rl"]["feed"] == "RL/bandit"
 
         # what the nodes' APIs report, keyed by observation second (= on-chain updatedAt)
         reported: dict[str, dict[int, list[int]]] = {f: {} for f in feeds}
@@ -159,6 +162,14 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
         # the on-chain value read through the proxy, scaled by the feed's decimals
         chain = watcher.onchain(feeds[0])
         assert chain is not None and isinstance(chain[1], Decimal)
+        # the RL loop runs by default: the agent acts every block on the committee's
+        # policy (the prior, then what the nodes learned from its steps), beside a random
+        # agent; the view's scoreboard reads both
+        loop = watcher.rl()
+        assert loop is not None and loop.steps > 0 and loop.random_steps > 0, loop
+        policy = watcher.onchain("RL/bandit#arm")
+        assert policy is not None and policy[0] & 0xFFFFFFFFFFFFFFFF >= 2, policy  # learned
+        assert loop.best_arm_reward >= loop.regret
     finally:
         down = mira("devnet", "down", "--dir", str(directory))
         try:

@@ -182,3 +182,33 @@ def test_a_replayed_policy_may_recommend_its_best_arm_too(tmp_path: Path) -> Non
         scores = [a.raw_value for a in out.arms[:-1]]
         best = max(range(len(scores)), key=scores.__getitem__)
         assert out.arms[-1].value == best * 10**spec.decimals
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_the_prior_is_the_same_at_every_member_and_changes_nothing(
+    tmp_path: Path, model: str
+) -> None:
+    """The loop's bootstrap: before any step, the policy's prior (every arm's prior score,
+    the best recommended) is published; a function of the spec, drawing nothing, so two
+    members make the same and the model learns afterwards as if it had not been made."""
+    spec = load_feed_spec(rl_spec(tmp_path, model))
+    one, two, untouched = FeedModel(spec), FeedModel(spec), FeedModel(spec)
+    prior = one.prior_output(1_000)
+    assert prior is not None
+    assert prior == two.prior_output(1_000)
+    assert one.prior_output(1_000) == prior  # asking again draws nothing
+    assert prior.seq == 0 and prior.publish
+    assert [a.arm for a in prior.arms] == ["a", "b", "c", RECOMMENDED]
+    assert all(a.publish for a in prior.arms)
+    scores = [a.raw_value for a in prior.arms[:3]]
+    assert prior.arms[3].raw_value == float(scores.index(max(scores)))
+    assert prior.commitment == untouched.commitment()
+    step = {"arm": 1.0, "reward": 1.0, "ctx": 0.5}
+    assert one.step(step, 2_000) == untouched.step(step, 2_000)
+    assert one.prior_output(3_000) is None  # a step was learned: no prior any more
+
+
+def test_a_feed_not_learning_from_steps_has_no_prior(tmp_path: Path) -> None:
+    from tests.models.policy_specs import EXAMPLE
+
+    assert FeedModel(load_feed_spec(EXAMPLE)).prior_output(1_000) is None

@@ -6,6 +6,7 @@ would skip it (stale, or a feed the oracle does not register)."""
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import coincurve
@@ -95,3 +96,38 @@ def test_never_due_when_the_contract_would_skip_it(tmp_path: Path) -> None:
     # nothing on-chain yet (round 0): the first value is due
     protocol._onchain[FEED] = OnChainValue(0, 0, 0)
     assert protocol.is_due(policy, FeedUpdate(FEED, 0, 1_700_000_000, COMMITMENT))
+
+
+def test_a_policys_feeds_go_into_a_report_all_or_none(tmp_path: Path) -> None:
+    """One arm of a policy due is every arm due (an agent refuses a torn policy); an arm
+    the contract would skip as stale holds the whole policy back; a feed of no group is
+    decided on its own."""
+    from oracle.reporting.context import Collected
+    from oracle.reporting.messages import Observation
+
+    protocol = _protocol(tmp_path)
+    a, b, solo = b"\xa1" * 32, b"\xa2" * 32, b"\x50" * 32
+    protocol.policies = {
+        a: FeedPolicy(a, "P#a", 100, HEARTBEAT_S, 100, COMMITMENT, group="P"),
+        b: FeedPolicy(b, "P#b", 100, HEARTBEAT_S, 100, COMMITMENT, group="P"),
+        solo: FeedPolicy(solo, "S", 100, HEARTBEAT_S, 100, COMMITMENT),
+    }
+    at = int(time.time()) - 10
+    for feed, value in ((a, 1000), (b, 2000), (solo, 500)):
+        protocol._onchain[feed] = OnChainValue(5, value, at)
+
+    def report(updates: list[FeedUpdate]) -> set[bytes]:
+        obs = Observation(tuple(updates), None)
+        collected = {0: Collected(b"", obs, {u.feed_id: u for u in updates})}
+        return {u.feed_id for u in protocol._due_medians(7, collected)}
+
+    moved_a = FeedUpdate(a, 1100, at + 1, COMMITMENT)  # 10 %: due
+    same_b = FeedUpdate(b, 2000, at + 1, COMMITMENT)  # unchanged: not due alone
+    same_solo = FeedUpdate(solo, 500, at + 1, COMMITMENT)
+    assert report([moved_a, same_b, same_solo]) == {a, b}
+    assert report([FeedUpdate(a, 1000, at + 1, COMMITMENT), same_b, same_solo]) == set()
+    stale_b = FeedUpdate(b, 2000, at, COMMITMENT)  # the contract would skip it
+    assert report([moved_a, stale_b, same_solo]) == set()
+    assert report([moved_a, same_solo]) == set()  # an arm missing: no torn policy either
+    moved_solo = FeedUpdate(solo, 600, at + 1, COMMITMENT)
+    assert report([moved_a, stale_b, moved_solo]) == {solo}
