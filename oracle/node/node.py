@@ -21,6 +21,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Gauge
 
+from oracle.api.pull import PullApi
 from oracle.api.server import ApiService, NodeView
 from oracle.api.stream import ReportStream
 from oracle.config.feeds import FeedSpec
@@ -215,6 +216,11 @@ class Node:
             reports=self.reports,
             store=self.storage.store,
             chain=None if self.chain is None else self.chain.read,
+            pull=(
+                PullApi(self.network.pull_roots, self._feed_id)
+                if self.network is not None and self.network.config.pull_verifier is not None
+                else None
+            ),
         )
         self.api = ApiService(config.api, view)
         self.services = ServiceGroup(config.name, [*services, self.api])
