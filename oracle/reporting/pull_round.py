@@ -116,7 +116,10 @@ class PullRounds(Leader):
 
     def __init__(self, *args: Any, pull_roots: PullRoots | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pull_roots = pull_roots or PullRoots(self.config.pull_retention)
+        # `is None`, not `or`: an empty PullRoots is falsy (len 0) and is still the node's
+        self.pull_roots = (
+            PullRoots(self.config.pull_retention) if pull_roots is None else pull_roots
+        )
         self._pull_signed: dict[int, bytes] = {}  # round → the root this node signed
         self._pull_led: set[int] = set()
         self.pull_roots_led = 0
