@@ -37,6 +37,7 @@ log = structlog.get_logger(__name__)
 MAX_PULL_FEEDS = 64
 _BYTES32 = re.compile(r"0x[0-9a-fA-F]{64}")
 _QUERY_MAX = 64 * 80
+_ROUND = re.compile(r"[0-9]{1,20}")  # ASCII only: str.isdigit would pass "²" to int()
 
 
 def root_json(root: SignedRoot) -> dict[str, Any]:
@@ -115,7 +116,7 @@ class PullApi:
         ids = [f for _, f in feeds]
         round_arg = request.query.get("round")
         if round_arg is not None:
-            if not round_arg.isdigit() or len(round_arg) > 20:
+            if not _ROUND.fullmatch(round_arg):
                 raise web.HTTPBadRequest(reason="round: expected a round number (unix ms)")
             root = self.roots.get(int(round_arg))
             if root is None:

@@ -128,7 +128,7 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         tx_rpc_health_interval_s=t.number("tx_rpc_health_interval_s", 2.0, low=0.1, high=3600.0),
         peer_urls=peer_urls,
         pull_verifier=pull_verifier,
-        pull_retention=t.integer("pull_retention", 64, low=1, high=4096),
+        pull_retention=t.integer("pull_retention", 64, low=1, high=1024),
     )
     # Reports always go through the transaction manager (oracle.transmission: durable
     # queue, nonces, fee bumps, reorgs, RPC failover); the "direct" sender was removed.

@@ -101,6 +101,7 @@ async def test_bad_queries_get_json_errors() -> None:
             "?feeds=NOPE/USD": 404,
             "?feeds=0x" + "ab" * 32: 503,  # a well-formed id no kept root carries
             "?feeds=F1/USD&round=abc": 400,
+            "?feeds=F1/USD&round=%C2%B2": 400,  # a digit to str.isdigit, not to int()
             "?feeds=F1/USD&round=5": 404,
             "?feeds=F9/USD&round=1000": 404,  # the round does not carry it
             "?feeds=" + ",".join(["F1/USD"] * (MAX_PULL_FEEDS + 1)): 400,
