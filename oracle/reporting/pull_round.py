@@ -214,6 +214,9 @@ class PullRounds(Leader):
                 round=r,
                 leaves=tree.leaf_count,
                 ms=round((time.perf_counter() - started) * 1000, 1),
+                # the round's start is when its observations were asked for: what
+                # `mira bench pull` reports as observation → signed root
+                since_round_ms=round(time.time() * 1000 - r, 1),
             )
             payload = encode_root(leaves, encoded)
             for p in ctx.peers:
