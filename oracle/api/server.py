@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from oracle.api import history
 from oracle.api.history import HistoryStore
+from oracle.api.pull import PullApi
 from oracle.api.stream import ReportStream
 from oracle.api.ui import add_ui_routes
 from oracle.config.feeds import FeedSpec
@@ -69,6 +70,8 @@ class NodeView:
     store: HistoryStore | None = None
     # what the node reads of the chain: block, balances, each feed's on-chain round
     chain: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    # the signed pull roots this node keeps (oracle.api.pull), where it signs them
+    pull: PullApi | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -248,6 +251,15 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
     app.router.add_get("/v1/reports", landed)
     app.router.add_get("/v1/transmissions", transmissions)
     app.router.add_get("/v1/chain", chain)
+    if node.pull is not None:
+        node.pull.add_routes(app)
+    else:
+
+        async def no_pull(_: web.Request) -> web.Response:
+            return _error(404, "this node signs no pull roots ([network] pull_verifier)")
+
+        app.router.add_get("/v1/pull", no_pull)
+        app.router.add_get("/v1/pull/stream", no_pull)
     add_ui_routes(app, [{"name": node.name, "base": ""}])
     if node.reports is not None:
         stream = node.reports

@@ -18,6 +18,7 @@ import click
 
 from oracle.bench.e2e import e2e
 from oracle.bench.pipeline import pipeline
+from oracle.bench.pull import pull
 from oracle.bench.rl import rl_command
 from oracle.cli.evaluate import models_command
 from oracle.crypto.dkg import run_dkg_in_one_process
@@ -40,6 +41,7 @@ def bench() -> None:
 
 bench.add_command(pipeline)
 bench.add_command(e2e)
+bench.add_command(pull)
 bench.add_command(rl_command)
 bench.add_command(models_command)
 

@@ -59,6 +59,10 @@ class NetworkConfig:
     # operator address (lower case) → p2p URL used instead of the one registered on-chain
     # (a member reached over a private network, a tunnel, a test proxy)
     peer_urls: dict[str, str] = field(default_factory=dict)
+    # pull mode (docs/pull.md): the MiraPullVerifier each round's root is signed for (None:
+    # no roots), and how many signed roots (each with its whole tree) the node keeps
+    pull_verifier: str | None = None
+    pull_retention: int = 64
 
     def peer_url(self, operator: str, registered: str) -> str:
         """Where to reach the member with this operator: local config first, then chain."""
@@ -87,6 +91,9 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
             t.fail("backup_rpc_urls", url, "expected http(s) JSON-RPC URLs")
     if rpc in backups:
         t.fail("backup_rpc_urls", rpc, "expected URLs other than rpc_url")
+    pull_verifier = t.string("pull_verifier", None, max_len=42)
+    if pull_verifier is not None and not _ADDRESS.fullmatch(pull_verifier):
+        t.fail("pull_verifier", pull_verifier, "expected a 0x-prefixed 20-byte contract address")
     peer_urls: dict[str, str] = {}
     peers = t.table("peer_urls", required=False)
     if peers is not None:
@@ -120,6 +127,8 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         tx_rpc_demote_s=t.number("tx_rpc_demote_s", 5.0, low=0.1, high=3600.0),
         tx_rpc_health_interval_s=t.number("tx_rpc_health_interval_s", 2.0, low=0.1, high=3600.0),
         peer_urls=peer_urls,
+        pull_verifier=pull_verifier,
+        pull_retention=t.integer("pull_retention", 64, low=1, high=1024),
     )
     # Reports always go through the transaction manager (oracle.transmission: durable
     # queue, nonces, fee bumps, reorgs, RPC failover); the "direct" sender was removed.

@@ -124,10 +124,13 @@ class EpochServing(NetworkState):
 
     def _round_protocol(self, ctx: EpochContext) -> RoundProtocol:
         """The epoch's round protocol over this node's feed outputs."""
+        verifier = self.config.pull_verifier
         cfg = ProtocolConfig(
             round_period_s=self.config.round_period_s,
             observe_timeout_s=self.config.observe_timeout_s,
             transmit_timeout_s=self.config.transmit_timeout_s,
+            pull_verifier=None if verifier is None else bytes.fromhex(verifier[2:]),
+            pull_retention=self.config.pull_retention,
         )
         assert self.transport is not None
         return RoundProtocol(
@@ -139,6 +142,7 @@ class EpochServing(NetworkState):
             RoundStore(self.engine),
             self.round_metrics,
             cfg,
+            pull_roots=self.pull_roots,
         )
 
     def _feed_policies(self) -> dict[bytes, FeedPolicy]:

@@ -23,6 +23,7 @@ from oracle.reporting.protocol import (
     RoundMetrics,
     RoundProtocol,
 )
+from oracle.reporting.pull_store import PullRoots
 from oracle.reporting.transmit import ManagedTransmitter
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class NetworkState:
             registry=setup.registry,
         )
         self.protocol: RoundProtocol | None = None
+        # signed pull roots outlive an epoch's protocol: served until retention drops them
+        self.pull_roots = PullRoots(self.config.pull_retention)
         self.transport: Transport | None = None
         self.auth: Authenticator | None = None
         self._task: asyncio.Task[None] | None = None

@@ -23,6 +23,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry, Gauge
 
+from oracle.api.pull import PullApi
 from oracle.api.server import ApiService, NodeView
 from oracle.api.stream import ReportStream
 from oracle.config.feeds import FeedSpec
@@ -254,6 +255,11 @@ class Node:
             chain=None if self.chain is None else self.chain.read,
             registered=None if self.registered is None else self.registered.status,
             registered_outputs=None if self.registered is None else self.registered.outputs,
+            pull=(
+                PullApi(self.network.pull_roots, self._feed_id)
+                if self.network is not None and self.network.config.pull_verifier is not None
+                else None
+            ),
         )
         self.api = ApiService(config.api, view)
         self.services = ServiceGroup(config.name, [*services, self.api])

@@ -261,6 +261,13 @@ class P2PMetrics:
         self.sent = Counter(
             "mira_p2p_sent_messages", "p2p messages sent, by type", ["type"], registry=registry
         )
+        # requests sent and replies returned, sealed (what `mira bench pull` counts per node)
+        self.sent_bytes = Counter(
+            "mira_p2p_sent_bytes",
+            "p2p bytes sent (requests and replies), by message type",
+            ["type"],
+            registry=registry,
+        )
         self.send_failures = Counter(
             "mira_p2p_send_failures",
             "p2p sends that got no valid answer",

@@ -128,6 +128,7 @@ class Transport:
             return web.Response(status=500, text="internal error")
         if reply is None:
             return web.Response(status=204)
+        self.auth.metrics.sent_bytes.labels(f"reply_to_{env.header.type.name}").inc(len(reply))
         return web.Response(status=200, body=reply, content_type="application/octet-stream")
 
     # -- client ---------------------------------------------------------------------------
@@ -153,6 +154,7 @@ class Transport:
             raise PeerUnavailable("transport is not started")
         data = self.seal(header, payload)
         self.auth.metrics.sent.labels(header.type.name).inc()
+        self.auth.metrics.sent_bytes.labels(header.type.name).inc(len(data))
         try:
             async with self._session.post(
                 peer.url + MESSAGE_PATH,

@@ -70,6 +70,9 @@ class MsgType(IntEnum):
     ACK = 13  # reply: received, nothing to say
     DKG_JUSTIFY = 14  # broadcast by an accused dealer: the accusers' shares in clear
     DKG_RELAY = 15  # echo: another member's signed DKG broadcast message, forwarded whole
+    PULL_NONCE_REQUEST = 16  # leader → signer: a nonce commitment for the round's pull root
+    PULL_PROPOSE = 17  # leader → signer: the pull root's leaves and the signing set
+    PULL_ROOT = 18  # leader → all: the signed pull root and its leaves (to keep and serve)
 
 
 #: Types a node accepts as an unsolicited request; the others only as replies.
@@ -79,6 +82,9 @@ REQUEST_TYPES = frozenset(
         MsgType.PROPOSE,
         MsgType.NONCE_REQUEST,
         MsgType.REPORT,
+        MsgType.PULL_NONCE_REQUEST,
+        MsgType.PULL_PROPOSE,
+        MsgType.PULL_ROOT,
         MsgType.DKG_ROUND1,
         MsgType.DKG_SHARE,
         MsgType.DKG_COMPLAINTS,

@@ -95,6 +95,10 @@ class ProtocolConfig:
     report_max_age_s: float = 60.0
     chain_poll_s: float = 0.5
     suspect_s: float = 60.0
+    # pull mode (oracle.reporting.pull_round): the MiraPullVerifier the roots are signed
+    # for (None: no pull roots), and how many signed roots a node keeps to serve
+    pull_verifier: bytes | None = None
+    pull_retention: int = 64
 
 
 class RoundMetrics:

@@ -57,6 +57,7 @@ class Leader(Follower, TransmitRotation):
             self.metrics.rounds.labels("no_quorum").inc()
             log.info("round.no_quorum", round=r, observations=len(collected), need=ctx.quorum)
             return None
+        self._observed(r, collected)
         updates = self._due_medians(r, collected)
         if not updates:
             self.metrics.rounds.labels("nothing_due").inc()
@@ -109,6 +110,9 @@ class Leader(Follower, TransmitRotation):
         for c in collected.values():
             c.by_feed = {u.feed_id: u for u in c.observation.outputs}
         return collected
+
+    def _observed(self, r: int, collected: dict[int, Collected]) -> None:
+        """A quorum's observations of round ``r`` are in (the pull round starts here)."""
 
     def _candidates(self, collected: dict[int, Collected], updates: list[FeedUpdate]) -> list[int]:
         """The members that sent a nonce and whose own values agree with every median

@@ -66,12 +66,12 @@ from oracle.reporting.context import (
     RoundMetrics,
     lower_median,
 )
-from oracle.reporting.leader import Leader
+from oracle.reporting.pull_round import PullRounds
 
 log = structlog.get_logger(__name__)
 
 
-class RoundProtocol(Leader):
+class RoundProtocol(PullRounds):
     """One member's round protocol for one epoch: a follower in every round, the leader in
     its own, and a transmitter in the rotation of every signed report."""
 
@@ -115,6 +115,8 @@ class RoundProtocol(Leader):
             "round": self.now_round(),
             "last_report_round": self.last_report_round,
             "reports_led": self.reports_led,
+            "pull_roots_led": self.pull_roots_led,
+            "pull_roots_kept": len(self.pull_roots),
             # every member named for an offence, with counts by kind
             "bad_signers": {
                 str(i): {**counts, "operator": self.ctx.operators[i]}

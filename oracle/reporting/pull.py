@@ -133,6 +133,9 @@ class PullTree:
     def leaf_count(self) -> int:
         return len(self.updates)
 
+    def carries(self, feed_id: bytes) -> bool:
+        return feed_id in self._index
+
     def multiproof(self, feed_ids: Iterable[bytes]) -> Multiproof:
         """The multiproof of ``feed_ids`` (OpenZeppelin's ``getMultiProof``)."""
         positions: set[int] = set()

@@ -151,3 +151,28 @@ def test_models_section_problems_are_named(tmp_path: Path) -> None:
     text = str(info.value)
     for key in ("models.registry", "models.classes", "models.spec_dir", "models.max_spec_bytes"):
         assert key in text, text
+
+
+def test_pull_verifier_and_retention(tmp_path: Path) -> None:
+    network = load_node_config(make_node(tmp_path, NETWORK)).network
+    assert network is not None and network.pull_verifier is None
+    assert network.pull_retention == 64
+    extra = NETWORK + f'pull_verifier = "{OPERATOR}"\npull_retention = 8\n'
+    network = load_node_config(make_node(tmp_path, extra)).network
+    assert network is not None
+    assert (network.pull_verifier, network.pull_retention) == (OPERATOR, 8)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('pull_verifier = "0x1234"', "expected a 0x-prefixed 20-byte contract address"),
+        ('pull_verifier = "5FbDB2315678afecb367f032d93F642f64180aa3"', "20-byte contract address"),
+        ("pull_retention = 0", "pull_retention"),
+        ("pull_retention = 100000", "pull_retention"),
+    ],
+)
+def test_bad_pull_settings_are_named(tmp_path: Path, line: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_node_config(make_node(tmp_path, NETWORK + line + "\n"))
+    assert expected in str(info.value)

@@ -6,7 +6,7 @@ part of the test: pytest runs a module's tests in the order they are written, an
 are numbered in that order. Each scenario restores what it broke (a restarted or killed
 node, a faulty process, a paused RPC), and the ``restored`` fixture checks that before
 the next one starts, so a scenario that fails to restore fails there, not in the next.
-The rotation (test_10) changes the committee for good: it is last.
+The rotation (test_11) changes the committee for good: it is last.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ SCALE = 10**8
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HarnessNet]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
         root: Path = tmp_path_factory.mktemp("localnet")
-        network = HarnessNet(root, anvil.url, anvil.private_keys, N, transmit_timeout_s=2.0)
+        network = HarnessNet(
+            root, anvil.url, anvil.private_keys, N, transmit_timeout_s=2.0, pull=True
+        )
         try:
             network.setup()
             network.start()
@@ -458,7 +460,54 @@ def test_9_subscribed_consumers_are_called_back_and_hostile_ones_cost_only_thems
     assert int(oracle.functions.reimbursementOf(sender).call()) == 0
 
 
-def test_10_live_rotation_to_a_smaller_committee_by_network_dkg(net: HarnessNet) -> None:
+def _pull(net: HarnessNet, i: int) -> dict[str, Any]:
+    """Member ``i``'s pull payload of the feed (any status: errors are JSON too)."""
+    base = f"http://127.0.0.1:{net.nodes[i].api_port}"
+    return asyncio.run(_json(f"{base}/v1/pull?feeds=0x{net.feed_id.hex()}"))
+
+
+def _verify(net: HarnessNet, body: dict[str, Any], max_age: int) -> Any:
+    assert net.pull_verifier is not None
+    payload = bytes.fromhex(body["payload"][2:])
+    return net.pull_verifier.functions.verify(payload, max_age).call()
+
+
+def _refused(net: HarnessNet, body: dict[str, Any], max_age: int, error: str) -> None:
+    from eth_utils.crypto import keccak
+    from web3.exceptions import ContractCustomError
+
+    with pytest.raises(ContractCustomError) as exc:
+        _verify(net, body, max_age)
+    assert str(exc.value.data)[2:10] == keccak(text=error)[:4].hex(), exc.value
+
+
+_EPOCH_1_PAYLOAD: dict[str, Any] = {}
+
+
+def test_10_pull_payloads_from_any_member_verify_on_chain(net: HarnessNet) -> None:
+    """Every member signs a root each round and serves it; what a member's API hands out is
+    accepted by MiraPullVerifier with the value the sources give, and refused once stale."""
+    _price(net, 3120.0)
+    for i in (0, 2):
+        net.until(
+            lambda i=i: _pull(net, i).get("values", [{}])[0].get("value") == str(3120 * SCALE),  # type: ignore[misc]
+            15,
+            f"member {i} serving a root of 3120",
+        )
+        body = _pull(net, i)
+        assert body["epoch"] == 1 and body["verifier"].lower() == net.pull_verifier.address.lower()  # type: ignore[union-attr]
+        values = _verify(net, body, 60)
+        assert [(v[0], v[1]) for v in values] == [(net.feed_id, 3120 * SCALE)]
+    # roots are led in turn: the members kept roots of more than one leader
+    led = [(net.status(i) or {}).get("pull_roots_led", 0) for i in range(N)]
+    assert sum(1 for n in led if n > 0) >= 2, led
+    # a root older than the consumer's maxAge (1 s blocks: two blocks later)
+    time.sleep(2.5)
+    _refused(net, body, 0, "StaleRoot(uint64,uint256)")
+    _EPOCH_1_PAYLOAD.update(body)
+
+
+def test_11_live_rotation_to_a_smaller_committee_by_network_dkg(net: HarnessNet) -> None:
     """The owner proposes epoch 2 without node 3. Nodes 0–2 run the DKG over p2p while
     they keep serving epoch 1, propose the key; once it is activated they switch to
     epoch 2 without a restart, and node 3 stops signing. (Last: it changes the network.)"""
@@ -489,3 +538,13 @@ def test_10_live_rotation_to_a_smaller_committee_by_network_dkg(net: HarnessNet)
     assert all(e["sender"] != net.nodes[3].operator for e in events)
     status = net.status(0) or {}
     assert (status["n"], status["threshold"]) == (3, 2)
+
+    # pull: epoch 2's roots verify; epoch 1's are refused once its grace period is over
+    # (the harness's MiraOracle keeps a retired key 3600 s: the chain's clock jumps; last)
+    net.until(lambda: _pull(net, 0).get("epoch") == 2, 15, "a root of epoch 2")
+    assert _EPOCH_1_PAYLOAD, "test_10 kept no epoch-1 payload"
+    _verify(net, _EPOCH_1_PAYLOAD, 10**9)  # within the grace period
+    net.w3.provider.make_request("evm_increaseTime", [3601])  # type: ignore[arg-type]
+    net.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    _refused(net, _EPOCH_1_PAYLOAD, 10**9, "EpochRetired(uint64,uint64)")
+    _verify(net, _pull(net, 0), 10**9)

@@ -128,12 +128,13 @@ async def _network(
     chain: FakeChain | None = None,
     dkg: DKGResult | None = None,
     transmitters: Sequence[ReportTransmitter] | None = None,
+    config_kw: dict[str, Any] | None = None,
 ) -> AsyncIterator[Net]:
     """``values``: each node's output of FEED; or ``sources`` (one per node, any
     OutputSource) with their ``policies``. ``protocols``: a RoundProtocol subclass for some
     nodes (a member that misbehaves); ``auth_kw``: every node's Authenticator limits.
     ``chain``/``dkg``: carry a chain and committee over from an earlier network (a restart);
-    ``transmitters``: one per node, e.g. to anvil."""
+    ``transmitters``: one per node, e.g. to anvil; ``config_kw``: ProtocolConfig fields."""
     n = len(values) if sources is None else len(sources)
     dkg = dkg or run_dkg_in_one_process(MIRA_EVM, default_threshold(n), n)
     chain = chain or FakeChain(dkg.public.group_key)
@@ -169,6 +170,7 @@ async def _network(
         cfg = ProtocolConfig(
             round_period_s=period_ms / 1000,
             transmit_timeout_s=0.5,
+            **(config_kw or {}),
         )
         node = (protocols or {}).get(i, RoundProtocol)(
             ctx,

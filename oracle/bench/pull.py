@@ -1,0 +1,241 @@
+"""Pull mode under load: how many feed outputs a committee attests per second.
+
+Four ``mira node run`` processes (oracle.devnet.localnet) on anvil with 1 s blocks, each
+running ``feeds`` feeds (one HTTP source the harness serves, no model: the lightest feed)
+and signing a pull root over all of them every round (``round_period_s``, default 1 s) for
+``duration_s``. Measured, from the nodes' logs and metrics over the window:
+
+* attested outputs per second: Σ leaves of the roots signed / window;
+* observation → signed root, p50 / p99: the round's start (when the leader asks for the
+  observations) to the aggregated signature, as each leader logs it (``pull.signed``);
+* p2p bytes sent per node per round (requests and replies, ``mira_p2p_sent_bytes``);
+* CPU per node (user + system seconds of the node process / window);
+* the push cost per feed: median gas of the push reports of the run (the one registered
+  feed, ETH/USD, one feed a report; the others are pull-only).
+
+The gas of verifying pulled values is ``mira bench pull-gas`` (a separate run, anvil
+Prague); ``--with-gas`` runs it too and adds its cases. A root is bounded by the p2p
+message size (docs/pull.md): about 740 feeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from oracle.chain.anvil import Anvil, AnvilConfig
+from oracle.chain.deploy import deploy
+from oracle.devnet.localnet import DECIMALS, FEED_SPEC, LocalNet
+from oracle.devnet.processes import NodeProc
+from oracle.progress import Progress, no_progress, stderr_progress
+
+N = 4
+BAR_OUTPUTS_PER_S = 10_000
+MAX_FEEDS = 740  # 88 bytes a leaf under the 64 KiB p2p message limit
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+class _PullNet(LocalNet):
+    """The local committee with ``feeds`` feeds per node, signing roots for a verifier."""
+
+    def __init__(self, *args: Any, feeds: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_feeds = feeds - 1
+        self.verifier_address: str | None = None
+
+    def write_config(self, node: NodeProc, **kwargs: Any) -> None:
+        super().write_config(node, **kwargs)
+        if self.verifier_address is None:
+            assert self.oracle is not None
+            self.verifier_address = deploy(
+                self.w3, "MiraPullVerifier", self.oracle.address, 300
+            ).address
+        url = self.feeds.url("honest")
+        for i in range(self.extra_feeds):
+            spec = FEED_SPEC.format(feed=f"PULL-{i}/USD", decimals=DECIMALS, url=url, **self.params)
+            (node.dir / "feeds" / f"pull_{i}.toml").write_text(spec)
+        path = node.dir / "node.toml"
+        text = path.read_text()
+        line = f'pull_verifier = "{self.verifier_address}"\n'
+        path.write_text(text.replace("\n[network]\n", "\n[network]\n" + line, 1))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sent_bytes(metrics: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("mira_p2p_sent_bytes_total")
+    )
+
+
+def _signed(log: Path, since: float) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if '"pull.signed"' not in line:
+            continue
+        event = json.loads(line)
+        stamp = time.mktime(time.strptime(event["timestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
+        if stamp - time.timezone >= since:
+            out.append(event)
+    return out
+
+
+def measure(
+    feeds: int, duration_s: float, round_period_s: float, root: Path, progress: Progress
+) -> dict[str, Any]:
+    with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
+        net = _PullNet(
+            root,
+            anvil.url,
+            anvil.private_keys,
+            N,
+            feeds=feeds,
+            poll_s=1.0,
+            round_period_s=round_period_s,
+            observe_timeout_s=0.5,
+            transmit_timeout_s=2.0,
+        )
+        try:
+            progress(f"{feeds} feeds: deploying, starting {N} node processes, DKG over p2p")
+            net.setup()
+            net.start()
+            net.wait_ready(timeout=180)
+            time.sleep(5 + 2 * round_period_s)  # every feed polled, roots under way
+            pids = [node.proc.pid for node in net.nodes if node.proc is not None]
+            cpu0 = [_cpu_seconds(p) for p in pids]
+            bytes0 = [_sent_bytes(net.metrics(i)) for i in range(N)]
+            started = time.time()
+            while time.time() - started < duration_s:
+                progress(f"{feeds} feeds: rounds", int(time.time() - started), int(duration_s))
+                time.sleep(min(5.0, duration_s))
+            window = time.time() - started
+            cpu = [_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
+            sent = [_sent_bytes(net.metrics(i)) - b for i, b in enumerate(bytes0)]
+            events = [e for node in net.nodes for e in _signed(node.dir / "node.log", started)]
+            pushes = net.transmissions(0)  # ETH/USD, pushed once it is read (heartbeat 1 h)
+        finally:
+            net.stop()
+    rounds = window / round_period_s
+    latencies = [e["since_round_ms"] for e in events]
+    leaves = [e["leaves"] for e in events]
+    gas = [e["gas"] for e in pushes]
+    return {
+        "feeds": feeds,
+        "window_s": round(window, 1),
+        "rounds": int(rounds),
+        "roots_signed": len(events),
+        "roots_per_round": round(len(events) / rounds, 3),
+        "leaves_per_root_median": int(statistics.median(leaves)) if leaves else 0,
+        "attested_outputs_per_s": round(sum(leaves) / window, 1),
+        "observation_to_signed_root_ms_p50": round(_percentile(latencies, 0.5), 1)
+        if latencies
+        else None,
+        "observation_to_signed_root_ms_p99": round(_percentile(latencies, 0.99), 1)
+        if latencies
+        else None,
+        "p2p_bytes_sent_per_node_per_round": [int(b / rounds) for b in sent],
+        "cpu_per_node": [round(c / window, 3) for c in cpu],
+        "push_reports": len(pushes),
+        "push_gas_per_feed_median": int(statistics.median(gas)) if gas else None,
+    }
+
+
+def run(
+    feeds: list[int],
+    duration_s: float,
+    round_period_s: float,
+    with_gas: bool,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="mira-pull-") as tmp:
+        for count in feeds:
+            try:
+                results[str(count)] = measure(
+                    count, duration_s, round_period_s, Path(tmp) / f"f{count}", progress
+                )
+            except (RuntimeError, AssertionError, click.ClickException) as exc:
+                # a count the machine does not sustain (nodes never ready, a wait timed out)
+                # is a result too: recorded, and the other counts still run
+                results[str(count)] = {"feeds": count, "error": str(exc).splitlines()[0][:300]}
+    measured = [r["attested_outputs_per_s"] for r in results.values() if "error" not in r]
+    best = max(measured, default=0.0)
+    out: dict[str, Any] = {
+        "benchmark": "pull",
+        "n": N,
+        "round_period_s": round_period_s,
+        "cpu_count": os.cpu_count(),
+        "setup": "each node a separate process on anvil (1 s blocks); every feed one HTTP "
+        "source polled each second, no model; one pull root per round over every feed",
+        "results": results,
+        "bars": {
+            "attested_outputs_per_s_min": BAR_OUTPUTS_PER_S,
+            "attested_outputs_per_s_best": best,
+            "pass": best >= BAR_OUTPUTS_PER_S,
+        },
+    }
+    if with_gas:
+        from oracle.bench.pull_gas import run as run_gas
+
+        out["pull_gas"] = run_gas(progress)
+    return out
+
+
+@click.command("pull")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option(
+    "--feeds",
+    default="100",
+    show_default=True,
+    help=f"Feed counts to run, comma-separated (each at most {MAX_FEEDS}).",
+)
+@click.option("--duration", default=60.0, show_default=True, help="Seconds measured per count.")
+@click.option("--round-period", default=1.0, show_default=True, help="Round period, seconds.")
+@click.option("--with-gas", is_flag=True, help="Also run `mira bench pull-gas`.")
+def pull(as_json: bool, feeds: str, duration: float, round_period: float, with_gas: bool) -> None:
+    """Attested outputs per second, root latency, bytes and CPU: 4 node processes."""
+    if not re.fullmatch(r"[0-9]+(,[0-9]+)*", feeds):
+        raise click.UsageError(f"--feeds {feeds!r}: expected counts like 100,400")
+    counts = [int(c) for c in feeds.split(",")]
+    if any(not 1 <= c <= MAX_FEEDS for c in counts):
+        raise click.UsageError(f"--feeds: each count from 1 to {MAX_FEEDS}")
+    if not 10 <= duration <= 3600 or not 0.1 <= round_period <= 60:
+        raise click.UsageError("--duration 10..3600 s, --round-period 0.1..60 s")
+    with stderr_progress("mira bench pull") as progress:
+        result = run(counts, duration, round_period, with_gas, progress)
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+        return
+    for count, r in result["results"].items():
+        if "error" in r:
+            click.echo(f"{count} feeds: not sustained: {r['error']}")
+            continue
+        click.echo(
+            f"{count} feeds: {r['attested_outputs_per_s']} outputs/s, "
+            f"{r['roots_per_round']} roots/round, p50 {r['observation_to_signed_root_ms_p50']} "
+            f"ms, p99 {r['observation_to_signed_root_ms_p99']} ms, CPU/node {r['cpu_per_node']}"
+        )
+    b = result["bars"]
+    click.echo(
+        f"bar ≥ {b['attested_outputs_per_s_min']} outputs/s: "
+        f"{'PASS' if b['pass'] else 'FAIL'} (best {b['attested_outputs_per_s_best']})"
+    )
