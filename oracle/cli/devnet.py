@@ -159,7 +159,12 @@ def _view(net: Devnet, stop: threading.Event) -> None:
         with Live(render([], []), refresh_per_second=2, screen=False) as live:
             while not stop.is_set():
                 live.update(
-                    render(watcher.feeds(), watcher.node_rows(), watcher.rl_row(), dashboard)
+                    render(
+                        watcher.feeds(),
+                        watcher.node_rows(),
+                        loop=watcher.rl_row(),
+                        dashboard=dashboard,
+                    )
                 )
                 stop.wait(1.0)
     else:

@@ -189,6 +189,7 @@ def _fmt(x: Any, spec: str = "") -> str:
 def render(
     feeds: list[FeedRow],
     nodes: list[NodeRow],
+    *,
     loop: RLRow | None = None,
     dashboard: str | None = None,
 ) -> Table:

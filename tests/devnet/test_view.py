@@ -26,5 +26,5 @@ def test_the_live_view_shows_each_feeds_skill() -> None:
 
 def test_the_live_view_names_the_dashboard() -> None:
     console = Console(width=160, record=True)
-    console.print(render([], [], "http://127.0.0.1:7708/ui/"))
+    console.print(render([], [], dashboard="http://127.0.0.1:7708/ui/"))
     assert "dashboard: http://127.0.0.1:7708/ui/" in console.export_text()
