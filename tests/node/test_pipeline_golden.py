@@ -12,6 +12,7 @@ one that ran. Any change to what a node stores, commits to or publishes fails he
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,18 @@ def _spec(name: str, tmp_path: Path) -> FeedSpec:
     return load_feed_spec(REPO / "feeds" / f"{name}.toml")
 
 
+def _plain(value: object) -> object:
+    """A column value as SQLite's driver returns it, whatever the database: PostgreSQL's
+    gives booleans for booleans, memoryview for bytes, Decimal for numerics."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
 def _stored(engine: Engine) -> bytes:
     """Every row the pipeline wrote, in a fixed order, as bytes (wall-clock times and
     pickled checkpoint bytes left out: they are not part of what nodes agree on)."""
@@ -66,7 +79,7 @@ def _stored(engine: Engine) -> bytes:
         for q in queries:
             h.update(q.encode() + b"\x00")
             for row in conn.execute(text(q)):
-                h.update(repr(tuple(row)).encode() + b"\n")
+                h.update(repr(tuple(_plain(v) for v in row)).encode() + b"\n")
     return h.digest()
 
 
