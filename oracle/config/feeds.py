@@ -184,6 +184,14 @@ class ReplaySourceSpec:
 
 SourceSpec = HttpSourceSpec | ChainEventSourceSpec | ReplaySourceSpec
 
+# the spec reader's finding for a model fed by HTTP sources (see parse_feed_spec); the
+# registry's verifier maps it to its own rejection reason
+MODEL_NEEDS_DETERMINISTIC_SOURCES = (
+    "expected replay or chain_events sources for a model: HTTP readings differ between "
+    "members, so the members' models could never agree (publish HTTP values as a value "
+    "feed, the median, without a model)"
+)
+
 
 TARGET_STATS = ("mean", "mean_abs")
 
@@ -480,6 +488,12 @@ def parse_feed_spec(
 
     model_table = top.table("model", required=kind in ("forecast", "anomaly", "policy"))
     model = None
+    if model_table is not None and any(isinstance(s, HttpSourceSpec) for s in sources):
+        # every member polls an HTTP source at its own moment and reads its own values, so a
+        # model learning from them would hold a different state, and commitment, at each
+        # member: followers would refuse every report (model_commitment). One rule for local
+        # and registered specs alike.
+        top.fail("sources", names, MODEL_NEEDS_DETERMINISTIC_SOURCES)
     if model_table is not None:
         if kind == "value":
             top.fail(
@@ -1073,6 +1087,7 @@ def _read_model(t: Table, kind: str, features: FeaturesSpec | None) -> ModelSpec
 
 
 __all__ = [
+    "MODEL_NEEDS_DETERMINISTIC_SOURCES",
     "ChainEventSourceSpec",
     "ConfigError",
     "EvalSpec",

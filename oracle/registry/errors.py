@@ -18,6 +18,7 @@ REASONS = (
     "unknown_class",  # a class not in the allowlist
     "import_path",  # a dotted import path instead of an allowlisted class
     "invalid_parameter",  # a model parameter out of its bounds, or unknown
+    "nondeterministic_source",  # a model learning from HTTP readings: members never agree
     "local_policy",  # refused by this node's [models] policy (class, count, dataset)
     "feeds_mismatch",  # the spec's output feeds are not the ones declared on-chain
     "unsupported",  # the spec needs a newer node (min_node_version)

@@ -17,6 +17,7 @@ from pathlib import Path
 from oracle import __version__
 from oracle.config.allowlist import ComponentSpec
 from oracle.config.feeds import (
+    MODEL_NEEDS_DETERMINISTIC_SOURCES,
     FeedSpec,
     ReplaySourceSpec,
     parse_feed_spec,
@@ -105,6 +106,8 @@ def _reason(problem: Problem | None) -> str:
     """The reason of the spec reader's first finding."""
     if problem is None:
         return "invalid_spec"
+    if problem.expected == MODEL_NEEDS_DETERMINISTIC_SOURCES:
+        return "nondeterministic_source"
     if problem.key.endswith("class") and "allowlisted class" in problem.expected:
         return "import_path" if "import paths" in problem.expected else "unknown_class"
     if problem.key.startswith("model."):

@@ -31,7 +31,7 @@ from oracle.devnet.processes import NodeProc, free_port
 from oracle.registry.state import switch_at_ms
 from oracle.reporting.rounds import period_ms
 from tests.harness.localnet import HarnessNet
-from tests.registry.specs import data_uri, digest, spec_text
+from tests.registry.specs import data_uri, digest, http_spec_text, spec_text
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(420)]
 N = 4
@@ -229,6 +229,7 @@ def test_2_hostile_specs_are_refused_by_every_member(net: RegistryNet) -> None:
         "oversized": (spec_text(feed="REG/h5"), f"http://127.0.0.1:{server.port}/huge.toml"),
         "unreachable": (spec_text(feed="REG/h6"), "http://127.0.0.1:9/spec.toml"),
         "path_escape": (spec_text(feed="REG/h7"), "file://../node.toml"),
+        "nondeterministic_source": (http_spec_text(feed="REG/h8"), None),
     }
     ids: dict[str, int] = {}
     for reason, (text, uri) in hostile.items():

@@ -84,3 +84,37 @@ def data_uri(text: str) -> str:
 
 def feed_ids(feed: str = FEED) -> tuple[bytes, ...]:
     return (feed_id_bytes32(feed),)
+
+
+HTTP_SPEC = """id = "{feed}"
+version = 1
+description = "a forecast learning from an HTTP price (refused: members read different values)"
+decimals = 8
+
+[[sources]]
+name = "alpha"
+kind = "http"
+url = "http://127.0.0.1:9101/price"
+path = "data.price"
+
+[features]
+lags = 3
+
+[[model.steps]]
+class = "linear_model.LinearRegression"
+
+[output]
+kind = "forecast"
+horizon = 1
+
+[quantize]
+rounding = "ROUND_HALF_EVEN"
+
+[publish]
+deviation_bps = 1
+heartbeat_s = 3600
+"""
+
+
+def http_spec_text(feed: str = FEED) -> str:
+    return HTTP_SPEC.format(feed=feed)

@@ -18,7 +18,7 @@ from oracle.config.node import ModelsConfig, default_models
 from oracle.registry.errors import SpecRejected
 from oracle.registry.fetch import fetch_spec
 from oracle.registry.verify import verify_spec
-from tests.registry.specs import FEED, data_uri, digest, feed_ids, spec_text
+from tests.registry.specs import FEED, data_uri, digest, feed_ids, http_spec_text, spec_text
 
 
 def _verify(text: str, policy: ModelsConfig | None = None, **kw: Any) -> Any:
@@ -58,6 +58,13 @@ def test_a_dotted_import_path_is_refused() -> None:
 def test_a_parameter_out_of_bounds_is_refused() -> None:
     err = _refused("invalid_parameter", spec_text(intercept_lr=1e9))
     assert "intercept_lr" in err.detail
+
+
+def test_a_model_learning_from_http_readings_is_refused() -> None:
+    # accepted, it would run on every member and never be reported: each member polls at its
+    # own moment, so the models' states and commitments differ and followers refuse
+    err = _refused("nondeterministic_source", http_spec_text())
+    assert "HTTP readings differ between members" in err.detail
 
 
 def test_a_hash_mismatch_is_refused() -> None:
