@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3Exception
@@ -37,9 +36,14 @@ from web3.logs import DISCARD
 
 from oracle import artifacts
 from oracle.chain.system import Manifest, Sender
-from oracle.cli.options import ADDRESS, RPC_URL, emit, json_option, passphrase_file_option
+from oracle.cli.options import (
+    ADDRESS,
+    chain_target_options,
+    emit,
+    operator_sender,
+    signer_options,
+)
 from oracle.config.feeds import feed_id_bytes32
-from oracle.crypto.keystore import KEYS_DIR_ENV, KeyStore, read_passphrase
 from oracle.errors import ChainError
 from oracle.transmission.revert import RevertDecoder
 
@@ -118,37 +122,11 @@ def _target(manifest: Path | None, rpc_url: str | None, oracle: str | None) -> T
     return Target(w3, contract, names)
 
 
-def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--oracle", type=ADDRESS, default=None, help="MiraOracle address (else the manifest's)."
-    )(f)
-    f = click.option(
-        "--rpc-url", type=RPC_URL, default=None, help="JSON-RPC URL (else the manifest's)."
-    )(f)
-    f = click.option(
-        "--manifest",
-        type=click.Path(dir_okay=False, exists=True, path_type=Path),
-        default=None,
-        help="Deployment manifest (mira deploy, mira devnet up): RPC URL, oracle, feed names.",
-    )(f)
-    return json_option(f)
-
-
-def _signer_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = passphrase_file_option(f)
-    return click.option(
-        "--keys-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=KEYS_DIR_ENV,
-        default=Path("~/.mira/keys").expanduser(),
-        show_default=True,
-        help=f"Key directory whose operator key signs (mira keys new; or ${KEYS_DIR_ENV}).",
-    )(f)
-
-
-def _sender(target: Target, keys_dir: Path, passphrase_file: Path | None) -> Sender:
-    operator = KeyStore(keys_dir).load_operator(read_passphrase(passphrase_file))
-    return Sender(target.w3, Account.from_key(operator.secret_bytes()))
+_target_options = chain_target_options(
+    "--oracle",
+    "MiraOracle address (else the manifest's).",
+    "Deployment manifest (mira deploy, mira devnet up): RPC URL, oracle, feed names.",
+)
 
 
 # -- the contract's refusals, as what to change ------------------------------------------
@@ -356,7 +334,7 @@ def _feeds(target: Target, given: Sequence[str]) -> list[bytes]:
 )
 @click.option("--gas-limit", type=int, required=True, help="Gas each callback gets.")
 @click.option("--deposit", default="0", show_default=True, help="ETH to add to the deposit.")
-@_signer_options
+@signer_options
 @_target_options
 def subscribe(
     feeds: tuple[str, ...],
@@ -376,7 +354,7 @@ def subscribe(
     value = _wei(deposit, "--deposit", allow_zero=True)
     target = _target(manifest, rpc_url, oracle)
     ids = _feeds(target, feeds)
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     call = target.oracle.functions.subscribe(consumer, ids, gas_limit)
     result = _tx(_transact(target, sender, call, "subscribe", value=value))
     sub = _subscription(target, consumer)
@@ -386,7 +364,7 @@ def subscribe(
 @feed.command("unsubscribe")
 @click.option("--feed", "feeds", multiple=True, required=True, help="A feed (repeatable).")
 @click.option("--consumer", type=ADDRESS, required=True, help="The consumer contract.")
-@_signer_options
+@signer_options
 @_target_options
 def unsubscribe(
     feeds: tuple[str, ...],
@@ -401,7 +379,7 @@ def unsubscribe(
     """Stop calling CONSUMER back on the feeds (its deposit stays; withdraw it)."""
     target = _target(manifest, rpc_url, oracle)
     ids = _feeds(target, feeds)
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     call = target.oracle.functions.unsubscribe(consumer, ids)
     result = _tx(_transact(target, sender, call, "unsubscribe"))
     sub = _subscription(target, consumer)
@@ -411,7 +389,7 @@ def unsubscribe(
 @feed.command("deposit")
 @click.option("--consumer", type=ADDRESS, required=True, help="The consumer contract.")
 @click.option("--amount", required=True, help="ETH to add.")
-@_signer_options
+@signer_options
 @_target_options
 def deposit_(
     consumer: str,
@@ -426,7 +404,7 @@ def deposit_(
     """Top up CONSUMER's deposit (anyone may)."""
     value = _wei(amount, "--amount")
     target = _target(manifest, rpc_url, oracle)
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     call = target.oracle.functions.deposit(consumer)
     result = _tx(_transact(target, sender, call, "deposit", value=value))
     sub = _subscription(target, consumer)
@@ -437,7 +415,7 @@ def deposit_(
 @click.option("--consumer", type=ADDRESS, required=True, help="The consumer contract.")
 @click.option("--amount", required=True, help="ETH to withdraw from its deposit.")
 @click.option("--to", "to", type=ADDRESS, default=None, help="Recipient (default: the signer).")
-@_signer_options
+@signer_options
 @_target_options
 def withdraw(
     consumer: str,
@@ -454,7 +432,7 @@ def withdraw(
     value = _wei(amount, "--amount")
     recipient = to
     target = _target(manifest, rpc_url, oracle)
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     recipient = recipient or sender.account.address
     call = target.oracle.functions.withdraw(consumer, recipient, value)
     result = _tx(_transact(target, sender, call, "withdraw"))
@@ -477,7 +455,7 @@ def withdraw(
 @click.option(
     "--to", "to", type=ADDRESS, default=None, help="Recipient of --withdraw (default: the signer)."
 )
-@_signer_options
+@signer_options
 @_target_options
 def reimbursement(
     transmitter: str | None,
@@ -500,7 +478,7 @@ def reimbursement(
         result = {"transmitter": who, "reimbursement_wei": owed, "reimbursement_eth": _eth(owed)}
         emit(result, as_json, [f"{who} can withdraw {_eth(owed)} ETH"])
         return
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     who = sender.account.address
     owed = int(target.oracle.functions.reimbursementOf(who).call())
     if not take:

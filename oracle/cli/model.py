@@ -23,8 +23,12 @@ from urllib.parse import urlsplit
 
 import click
 
-from oracle.cli.options import ADDRESS, RPC_URL, emit, json_option, passphrase_file_option
-from oracle.crypto.keystore import KEYS_DIR_ENV
+from oracle.cli.options import (
+    chain_target_options,
+    emit,
+    operator_sender,
+    signer_options,
+)
 from oracle.errors import ChainError
 
 if TYPE_CHECKING:
@@ -32,7 +36,6 @@ if TYPE_CHECKING:
     from web3.contract import Contract
 
     from oracle.chain.registry import FeedDeclaration, RegistryRefusal
-    from oracle.chain.system import Sender
     from oracle.config.feeds import FeedSpec
 
 URI_SCHEMES = ("file", "http", "https", "data")
@@ -95,45 +98,11 @@ def _target(manifest: Path | None, rpc_url: str | None, registry: str | None) ->
     return Target(w3, contract, oracle, names)
 
 
-def _target_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--registry",
-        type=ADDRESS,
-        default=None,
-        help="ModelRegistry address (else the manifest's).",
-    )(f)
-    f = click.option(
-        "--rpc-url", type=RPC_URL, default=None, help="JSON-RPC URL (else the manifest's)."
-    )(f)
-    f = click.option(
-        "--manifest",
-        type=click.Path(dir_okay=False, exists=True, path_type=Path),
-        default=None,
-        help="Deployment manifest (mira deploy, mira devnet up): RPC URL, registry, feed names.",
-    )(f)
-    return json_option(f)
-
-
-def _signer_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = passphrase_file_option(f)
-    return click.option(
-        "--keys-dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        envvar=KEYS_DIR_ENV,
-        default=Path("~/.mira/keys").expanduser(),
-        show_default=True,
-        help=f"Key directory whose operator key signs (mira keys new; or ${KEYS_DIR_ENV}).",
-    )(f)
-
-
-def _sender(target: Target, keys_dir: Path, passphrase_file: Path | None) -> Sender:
-    from eth_account import Account
-
-    from oracle.chain.system import Sender
-    from oracle.crypto.keystore import KeyStore, read_passphrase
-
-    operator = KeyStore(keys_dir).load_operator(read_passphrase(passphrase_file))
-    return Sender(target.w3, Account.from_key(operator.secret_bytes()))
+_target_options = chain_target_options(
+    "--registry",
+    "ModelRegistry address (else the manifest's).",
+    "Deployment manifest (mira deploy, mira devnet up): RPC URL, registry, feed names.",
+)
 
 
 def _refused(target: Target, refusal: RegistryRefusal) -> ChainError:
@@ -268,7 +237,7 @@ def _declared(decls: list[FeedDeclaration]) -> list[dict[str, Any]]:
 @_embed_option
 @click.option("--dry-run", is_flag=True, help="Validate and hash only; send nothing.")
 @_target_options
-@_signer_options
+@signer_options
 def register(
     spec_path: Path,
     uri: str | None,
@@ -319,7 +288,7 @@ def register(
 
     decls = reg.declarations(spec)
     target = _target(manifest, rpc_url, registry)
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     try:
         proposal = reg.propose(sender, target.registry, spec.digest, uri, decls)
     except reg.RegistryRefusal as refusal:
@@ -355,7 +324,7 @@ def register(
     help="Version to approve (default: the latest proposed).",
 )
 @_target_options
-@_signer_options
+@signer_options
 def approve(
     model_id: int,
     number: int | None,
@@ -371,7 +340,7 @@ def approve(
     from oracle.chain import registry as reg
 
     target = _target(manifest, rpc_url, registry)
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     try:
         if number is None:
             number = reg.model(target.registry, model_id).version_count
@@ -412,7 +381,7 @@ def approve(
 @click.option("--uri", default=None, help="Where nodes fetch the spec: file://, http(s)://, data:.")
 @_embed_option
 @_target_options
-@_signer_options
+@signer_options
 def publish(
     model_id: int,
     spec_path: Path,
@@ -445,7 +414,7 @@ def publish(
             f"the spec [{has}]; a new version keeps the model's feeds (propose a new model "
             "with mira model register for others)"
         )
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     try:
         event = reg.publish(sender, target.registry, model_id, spec.digest, uri)
     except reg.RegistryRefusal as refusal:
@@ -472,7 +441,7 @@ def publish(
 @model.command("deactivate")
 @click.argument("model_id", type=click.IntRange(min=1))
 @_target_options
-@_signer_options
+@signer_options
 def deactivate(
     model_id: int,
     as_json: bool,
@@ -487,7 +456,7 @@ def deactivate(
     from oracle.chain import registry as reg
 
     target = _target(manifest, rpc_url, registry)
-    sender = _sender(target, keys_dir, passphrase_file)
+    sender = operator_sender(target.w3, keys_dir, passphrase_file)
     try:
         event = reg.deactivate(sender, target.registry, model_id)
     except reg.RegistryRefusal as refusal:

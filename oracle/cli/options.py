@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
 from web3 import Web3
 
 from oracle.crypto.keystore import KEYS_DIR_ENV
+
+if TYPE_CHECKING:
+    from oracle.chain.system import Sender
 
 owner_keys_dir_option = click.option(
     "--keys-dir",
@@ -86,3 +90,51 @@ def emit(data: dict[str, Any], as_json: bool, lines: list[str]) -> None:
         return
     for line in lines:
         click.echo(line)
+
+
+def chain_target_options(
+    contract: str, contract_help: str, manifest_help: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--manifest``, ``--rpc-url`` and the contract's address option (``contract``, e.g.
+    ``--oracle``), each falling back to the manifest's, plus ``--json``: the options of a
+    command that reads or writes one deployed contract."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        f = click.option(contract, type=ADDRESS, default=None, help=contract_help)(f)
+        f = click.option(
+            "--rpc-url", type=RPC_URL, default=None, help="JSON-RPC URL (else the manifest's)."
+        )(f)
+        f = click.option(
+            "--manifest",
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            default=None,
+            help=manifest_help,
+        )(f)
+        return json_option(f)
+
+    return decorate
+
+
+def signer_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--keys-dir`` and ``--passphrase-file``: whose operator key signs a transaction
+    (read by :func:`operator_sender`)."""
+    f = passphrase_file_option(f)
+    return click.option(
+        "--keys-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=KEYS_DIR_ENV,
+        default=Path("~/.mira/keys").expanduser(),
+        show_default=True,
+        help=f"Key directory whose operator key signs (mira keys new; or ${KEYS_DIR_ENV}).",
+    )(f)
+
+
+def operator_sender(w3: Web3, keys_dir: Path, passphrase_file: Path | None) -> Sender:
+    """A transaction sender signing with the operator key of ``keys_dir``."""
+    from eth_account import Account
+
+    from oracle.chain.system import Sender
+    from oracle.crypto.keystore import KeyStore, read_passphrase
+
+    operator = KeyStore(keys_dir).load_operator(read_passphrase(passphrase_file))
+    return Sender(w3, Account.from_key(operator.secret_bytes()))
