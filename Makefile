@@ -56,8 +56,9 @@ test-contracts: contracts
 gas-snapshot: contracts
 	cd contracts && $(FORGE) snapshot --match-contract GasTest
 
+# On every core: the live suites one after another on one worker (tests/conftest.py).
 test-python: contracts browser
-	$(BIN)/pytest --durations=20
+	$(BIN)/pytest --durations=20 -n auto --dist loadgroup
 
 # The dashboard's browser tests (tests/dashboard) drive Debian's chromium through Playwright;
 # Playwright's own browser download is never used. Installed with apt-get when missing (as

@@ -279,6 +279,14 @@ class FeedModel:
         """The target of a validated record, as the model sees it (nan for a policy)."""
         return self.features(record)[1]
 
+    def prime(self, record: dict[str, float]) -> None:
+        """Take a validated record's target into the lag features without learning from it
+        or producing an output. A registered version's lags are filled from the rows just
+        before its start point (every member reads the same rows), so its first output is
+        for the first row it learns from instead of ``lags`` rows later."""
+        if self._lags:
+            self.state.last_targets.append(self.target(record))
+
     def step(self, record: dict[str, float], observed_at_ms: int) -> StepOutput | None:
         """Consume one validated observation. Returns the output, or None while the
         model warms up (lags not yet filled, a forecaster not initialised, warm start)."""

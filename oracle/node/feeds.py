@@ -101,6 +101,12 @@ class FeedRunner:
         ]
 
     def restore(self) -> None:
+        if self.replay is not None and self.start is not None and self.spec.features.lags:
+            # a registered version's lags, from the rows before its start point (a checkpoint
+            # restored next carries its own)
+            first = max(0, self.start_position - self.spec.features.lags)
+            for obs in self.replay.read(first, self.start_position - first):
+                self.pipeline.prime(obs)
         self.pipeline.restore()
         key = self.pipeline.last_dedup_key
         if self.replay is not None and key and key.startswith("row:"):

@@ -156,6 +156,16 @@ class FeedPipeline:
 
     # -- ingest ------------------------------------------------------------------------------
 
+    def prime(self, obs: RawObservation) -> None:
+        """Fill the model's lag features from ``obs`` (a row before a registered version's
+        start point; see FeedModel.prime): nothing is learned, output or stored. A row the
+        feed would reject is skipped, so the model then warms up on later rows instead."""
+        try:
+            record = {name: self._field(obs.raw, name) for name in self._fields}
+            self.model.prime(record)
+        except Rejected as exc:
+            log.info("prime.skipped", feed=self.storage_id, reason=exc.reason)
+
     def ingest(self, obs: RawObservation) -> StepOutput | None:
         """Validate and consume one raw observation; buffer what must be stored."""
         raw = obs.raw

@@ -105,3 +105,42 @@ async def test_a_restarted_member_resumes_from_its_checkpoint(tmp_path: Path) ->
     ours, theirs = _outputs(second), _outputs(steady)
     assert ours and ours == {s: v for s, v in theirs.items() if s in ours}
     assert set(ours) == set(theirs)
+
+
+async def test_the_first_output_is_for_the_first_row_learned_from(tmp_path: Path) -> None:
+    """The spec's two lags are filled from the two rows before the start point (read, not
+    learned): the version's first observation already has an output, so the committee can
+    publish it in the round after the approval instead of two rows later."""
+    text = spec_text()  # lags = 2
+    approval = StartPoint(block=7, time_ms=1_700_000_000_000 + 300_000)
+    runner = _runner(_engine(tmp_path / "a.sqlite"), text, approval, batch=1)
+    assert runner.start_position == 301
+    # the lags are the targets of rows 299 and 300, which the model does not learn from
+    model = runner.pipeline.model
+    rows = list(runner.replay.read(299, 2))  # type: ignore[union-attr]
+    assert list(model.state.last_targets) == [model.target(dict(r.raw)) for r in rows]
+    assert model.state.seq == 0
+    await runner.poll()
+    out = runner.pipeline.last_output
+    assert out is not None and out.seq == 1
+
+
+async def test_a_member_restarted_before_its_first_checkpoint_primes_again(
+    tmp_path: Path,
+) -> None:
+    """No checkpoint yet: the restarted runner fills its lags again from the same rows and
+    replays its stored observations to the same outputs and commitments (restore checks
+    them against what it stored, and would raise on a difference)."""
+    text = spec_text()
+    approval = StartPoint(block=7, time_ms=1_700_000_000_000 + 300_000)
+    steady = _runner(_engine(tmp_path / "steady.sqlite"), text, approval, batch=20)
+    engine = _engine(tmp_path / "restarted.sqlite")
+    first = _runner(engine, text, approval, batch=20)
+    await first.poll()
+    await steady.poll()
+    assert min(_outputs(first)) == 1
+    second = _runner(engine, text, approval, batch=20)  # first is gone: a restart
+    assert second.pipeline.model.commitment() == steady.pipeline.model.commitment()
+    await second.poll()
+    await steady.poll()
+    assert _outputs(second) == _outputs(steady)
