@@ -29,9 +29,9 @@ from typing import Any
 import aiohttp
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound
-from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle import artifacts
+from oracle.chain.rpc import async_web3
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.group import Point
 from oracle.crypto.suites import MIRA_EVM
@@ -158,7 +158,7 @@ class ReportStreamClient:
     ) -> None:
         self.url = node_url.rstrip("/") + "/v1/reports/stream"
         self.feeds = list(feeds)
-        w3 = AsyncWeb3(AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout_s}))
+        w3 = async_web3(rpc_url, timeout_s=rpc_timeout_s, retries=True)
         self.verifier = ReportVerifier(w3, oracle)
 
     async def reports(self) -> AsyncIterator[LandedReport]:

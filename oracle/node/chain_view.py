@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 from web3 import AsyncWeb3
-from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle import artifacts
+from oracle.chain.rpc import async_web3
 
 log = structlog.get_logger(__name__)
 
@@ -45,13 +45,7 @@ class ChainView:
         rpc_timeout_s: float,
         min_interval_s: float = 1.0,
     ) -> None:
-        self.w3 = AsyncWeb3(
-            AsyncHTTPProvider(
-                rpc_url,
-                request_kwargs={"timeout": rpc_timeout_s},
-                exception_retry_configuration=None,
-            )
-        )
+        self.w3 = async_web3(rpc_url, timeout_s=rpc_timeout_s)
         self.oracle_address = AsyncWeb3.to_checksum_address(oracle)
         self.oracle = self.w3.eth.contract(
             address=self.oracle_address, abi=artifacts.load("MiraOracle").abi

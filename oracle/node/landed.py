@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from web3 import AsyncWeb3
-from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle.api.stream import ReportStream
+from oracle.chain.rpc import async_web3
 from oracle.node.transmission import STARTUP_BACKOFF
 from oracle.reporting.landed import LandedScanner
 from oracle.retry import wait_after_failure
@@ -35,13 +34,7 @@ class LandedReportService:
         poll_s: float,
         rpc_timeout_s: float,
     ) -> None:
-        w3 = AsyncWeb3(
-            AsyncHTTPProvider(
-                rpc_url,
-                request_kwargs={"timeout": rpc_timeout_s},
-                exception_retry_configuration=None,
-            )
-        )
+        w3 = async_web3(rpc_url, timeout_s=rpc_timeout_s)
         self.scanner = LandedScanner(w3, oracle)
         self.stream = stream
         self.poll_s = poll_s

@@ -20,10 +20,10 @@ import structlog
 from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
-from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle import artifacts
 from oracle.chain.oracle_calls import SignatureStruct
+from oracle.chain.rpc import async_web3
 from oracle.reporting.report import decode
 from oracle.reporting.store import report_hash
 from oracle.transmission import (
@@ -121,13 +121,7 @@ class ChainReader:
     def __init__(self, rpc_url: str, oracle: str, *, rpc_timeout: float = 3.0) -> None:
         # No hidden retries inside web3: a call fails after rpc_timeout, and the protocol's
         # own loops retry, count and log, so an outage is visible and bounded.
-        self.w3 = AsyncWeb3(
-            AsyncHTTPProvider(
-                rpc_url,
-                request_kwargs={"timeout": rpc_timeout},
-                exception_retry_configuration=None,
-            )
-        )
+        self.w3 = async_web3(rpc_url, timeout_s=rpc_timeout)
         self.contract = self.w3.eth.contract(
             address=AsyncWeb3.to_checksum_address(oracle), abi=artifacts.load("MiraOracle").abi
         )
