@@ -149,14 +149,21 @@ abstract contract MiraPolicyAgent is IMiraPolicyAgent {
         }
     }
 
-    /// @dev The previous epoch once it expired (its validUntil): values observed up to
-    ///      validUntil + maxFutureDrift may be its own. (0, 0) while there is none to fear.
+    /// @dev The newest expired epoch: values observed up to its validUntil + maxFutureDrift
+    ///      may be its own (or an older epoch's: see below). (0, 0) while none has expired.
+    ///      Epochs still in their grace period are passed over, so a second rotation within
+    ///      one grace period (a change delay shorter than the grace period) cannot hide the
+    ///      epoch before it; the walk stops at the first expired one, usually the previous
+    ///      epoch (one call, as before), and covers older ones because an epoch's validUntil
+    ///      is set when its successor starts, so older epochs' are earlier (unless the owner
+    ///      shortened the grace period in between: docs/contracts.md).
     function _retiredEpoch() private view returns (uint64 epoch, uint64 validUntil) {
-        uint64 current = oracle.currentEpoch();
-        if (current < 2) return (0, 0);
-        ICommittee.EpochKey memory prev = oracle.epochKey(current - 1);
-        if (prev.validUntil >= block.timestamp) return (0, 0); // still in its grace period
-        return (current - 1, prev.validUntil);
+        for (uint64 e = oracle.currentEpoch(); e > 1;) {
+            --e;
+            ICommittee.EpochKey memory key = oracle.epochKey(e);
+            if (key.validUntil < block.timestamp) return (e, key.validUntil);
+        }
+        return (0, 0);
     }
 
     function _fresh(bytes32 id, uint64 retiredEpoch, uint64 retiredUntil)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {MiraOracle} from "../../src/MiraOracle.sol";
 import {IMiraEnvironment} from "../../src/interfaces/IMiraEnvironment.sol";
 import {IMiraPolicyAgent} from "../../src/interfaces/IMiraPolicyAgent.sol";
 import {DriftingBandit} from "../../src/rl/DriftingBandit.sol";
@@ -32,7 +33,13 @@ contract PolicyAgentTest is OracleFixture {
 
     function setUp() public {
         _deploy();
-        t = 1_700_000_000;
+        _wire();
+    }
+
+    /// @dev The feeds on `oracle`, the bandit and an agent reading them.
+    function _wire() internal {
+        t = block.timestamp;
+        delete arms;
         vm.startPrank(owner);
         for (uint256 i; i < K; ++i) {
             arms.push(keccak256(abi.encodePacked("policy/arm", i)));
@@ -172,6 +179,27 @@ contract PolicyAgentTest is OracleFixture {
         _warp(uint256(validUntil) + MAX_FUTURE + 1);
         _publish(2, [int128(1), 2, 3], 2, 0);
         vm.assertEq(agent.step(), 2, "acts on the new epoch's policy");
+    }
+
+    function test_refusesAnEpochHiddenBySecondRotationInItsGracePeriod() public {
+        // a change delay (1 h) shorter than the grace period (1 day): two rotations can come
+        // within one grace period, and the previous epoch is then still valid while the one
+        // before it has expired
+        oracle = new MiraOracle(owner, 1 days, 1 hours, MAX_AGE, MAX_FUTURE);
+        _startEpoch(0xB0B5EC12E7, 3, 4);
+        _wire();
+        uint64 at = _publish(1, [int128(1), 2, 3], 1, 0) / 1000;
+        _startEpoch(0xC0FFEE, 3, 4); // epoch 2, an hour later
+        _startEpoch(0xDEC0DE, 3, 4); // epoch 3, an hour after that
+        uint64 validUntil1 = oracle.epochKey(1).validUntil;
+        _warp(uint256(validUntil1) + 1);
+        vm.assertGe(oracle.epochKey(2).validUntil, block.timestamp, "epoch 2 in its grace period");
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IMiraPolicyAgent.RetiredEpochFeed.selector, arms[0], at, uint64(1), validUntil1
+            )
+        );
+        agent.step();
     }
 
     function test_refusesATornPolicy() public {
