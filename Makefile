@@ -56,9 +56,12 @@ test-contracts: contracts
 gas-snapshot: contracts
 	cd contracts && $(FORGE) snapshot --match-contract GasTest
 
-# On every core: the live suites one after another on one worker (tests/conftest.py).
+# Two passes: every test but the live suites on every core (pytest-xdist), then the live
+# suites (marked slow: committees of node processes, devnets, a browser) one after another
+# on their own: beside other work on a 2-core machine they would starve each other's rounds.
 test-python: contracts browser
-	$(BIN)/pytest --durations=20 -n auto --dist loadgroup
+	$(BIN)/pytest --durations=20 -n auto -m "not slow"
+	$(BIN)/pytest --durations=20 -m slow
 
 # The dashboard's browser tests (tests/dashboard) drive Debian's chromium through Playwright;
 # Playwright's own browser download is never used. Installed with apt-get when missing (as

@@ -14,18 +14,6 @@ from oracle.chain.anvil import Anvil
 pytest_plugins = ["tests.fixtures.db"]
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs pytest on every core (pytest-xdist, ``--dist loadgroup``): the live
-    suites (marked ``slow``: committees of node processes, devnets, a browser) go to one
-    worker, one after another, while the other workers take the rest. Two committees at
-    once on a 2-core machine would starve each other's rounds. (tryfirst: before xdist
-    reads the groups.)"""
-    for item in items:
-        if item.get_closest_marker("slow") is not None:
-            item.add_marker(pytest.mark.xdist_group("live"))
-
-
 @pytest.fixture
 def anvil() -> Iterator[Anvil]:
     """A real anvil from the pinned toolchain on a kernel-chosen port; always stopped."""
