@@ -20,9 +20,8 @@ import pytest
 from aiohttp import web
 from eth_utils.crypto import keccak
 from prometheus_client import CollectorRegistry
-from web3 import AsyncWeb3, Web3
+from web3 import Web3
 from web3.contract import Contract
-from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle.api.server import ApiService, NodeView
 from oracle.api.stream import ReportStream
@@ -35,6 +34,7 @@ from oracle.api.stream_client import (
 from oracle.bench.gas import Committee, start_committee
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import deploy
+from oracle.chain.rpc import async_web3
 from oracle.config.node import ApiConfig
 from oracle.node.landed import LandedReportService
 from oracle.reporting.landed import LandedReport, to_json
@@ -230,7 +230,7 @@ async def test_forged_and_tampered_reports_are_refused(
         _transmit(w3, oracle, committee, 1, {FEED_A: 500, FEED_B: 600})
         await asyncio.wait_for(task, 20)
     genuine = to_json(got[0])
-    reader = AsyncWeb3(AsyncHTTPProvider(anvil.url))
+    reader = async_web3(anvil.url, timeout_s=10, retries=True)
     verifier = ReportVerifier(reader, oracle.address)
     assert (await verifier.verify(copy.deepcopy(genuine))).decoded == got[0].decoded
 
