@@ -22,7 +22,7 @@ while it has at most 15 significant digits (below 10^7 with 8 decimals) and to t
 integer at every member beyond that.
 
 A return of -100 % or less would take the price to zero or below, and an index that rounds
-to zero could never move again: both stop the load with :class:`SourceError` naming the row
+to zero could never move again: both stop the load with :class:`TransformError` naming the row
 and column, as does a missing or non-numeric value (a replay cannot skip a day of a price).
 """
 
