@@ -76,14 +76,6 @@ class StockNet(LocalNet):
         (feeds / "rl_stocks.toml").write_text(policy)
 
 
-def realised(entry: int, exit_: int) -> int:
-    """StockMarket's reward for holding from ``entry`` to ``exit_``: (exit − entry) · 10^8 /
-    entry, Solidity's division (rounding toward zero)."""
-    num = (exit_ - entry) * rl.E8
-    q = abs(num) // entry
-    return q if num >= 0 else -q
-
-
 def measure_stocks(steps: int, root: Path, progress: Progress = no_progress) -> dict[str, Any]:
     """One run of ``steps`` agent steps (and as many random ones), one each per block."""
     started = time.monotonic()
@@ -175,7 +167,7 @@ def measure_stocks(steps: int, root: Path, progress: Progress = no_progress) -> 
     # each ticker's realised return over each of the agent's holdings (step i → step i + 1)
     fixed = [
         sum(
-            realised(at_block[step_blocks[i]][t], at_block[step_blocks[i + 1]][t])
+            rl.realised(at_block[step_blocks[i]][t], at_block[step_blocks[i + 1]][t])
             for i in range(len(holdings))
         )
         for t in range(k)

@@ -265,6 +265,14 @@ def stock_spec_text(rpc_url: str, agent: str, from_block: int, **kwargs: Any) ->
     return spec_text(rpc_url, agent, from_block, **kwargs)
 
 
+def realised(entry: int, exit_: int) -> int:
+    """StockMarket's reward for holding from ``entry`` to ``exit_`` (fixed point, 8
+    decimals): (exit − entry) · 10^8 / entry, Solidity's division (rounding toward zero)."""
+    num = (exit_ - entry) * E8
+    q = abs(num) // entry
+    return q if num >= 0 else -q
+
+
 def deploy_stock_market(
     w3: Web3,
     oracle: str,

@@ -163,13 +163,6 @@ async def test_the_agent_learns_the_best_arm_through_the_oracle(
     assert int(market.functions.balanceOf(agent.address).call()) > 0
 
 
-def _realised(entry: int, exit_: int) -> int:
-    """StockMarket's reward: (exit − entry) · 10^8 / entry, Solidity's division (toward 0)."""
-    num = (exit_ - entry) * E8
-    q = abs(num) // entry
-    return q if num >= 0 else -q
-
-
 async def test_the_stock_market_pays_realised_returns_of_the_attested_prices(
     tmp_path: Path, anvil: Anvil, w3: Web3
 ) -> None:
@@ -245,7 +238,7 @@ async def test_the_stock_market_pays_realised_returns_of_the_attested_prices(
                 exit_,
             )
             reward = int(step["args"]["reward"])
-            assert reward == int(paid["args"]["reward"]) == _realised(entry, exit_)
+            assert reward == int(paid["args"]["reward"]) == rl.realised(entry, exit_)
             # ... which is the stock's return that day in the dataset, to the index's rounding
             assert abs(reward - round(returns[i][ticker] * 10**6)) <= 1, (i, ticker, reward)
         await runner.poll()

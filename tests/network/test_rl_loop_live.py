@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from oracle.bench.rl import measure
-from oracle.bench.rl_stocks import measure_stocks, realised
+from oracle.bench.rl_stocks import measure_stocks
 from oracle.config import load_feed_spec
 from oracle.devnet import rl
 from oracle.models.quantize import quantizer
@@ -54,7 +54,7 @@ def test_the_stock_market_loop_on_a_live_committee(tmp_path: Path) -> None:
         ticker = rl.TICKERS[arm]
         assert entry in days[ticker] and exit_ in days[ticker], (ticker, entry, exit_)
         assert days[ticker][exit_] >= days[ticker][entry]  # held forward in time
-        assert reward == realised(entry, exit_)
+        assert reward == rl.realised(entry, exit_)
     # a trading day a second and a step a block: most holdings saw the price move
     moved = sum(entry != exit_ for _, entry, exit_, _ in result["holdings"])
     assert moved >= (steps - 1) // 2, result["holdings"]
