@@ -5,14 +5,16 @@ two specs: the ten SP500Stocks price feeds (``feeds/rl/sp500_prices.toml``: each
 close rebased to 100, replayed in real time, one trading day per second from the set-up)
 and the policy ``RL/stocks``, learned from the Step events of a GreedyPolicyAgent that
 holds one stock per step in a StockMarket, paid the realised return between the two
-attested prices. A RandomAgent holds stocks in a twin market on the same prices. Both act
-once a block, on whatever is on-chain then.
+attested prices. It acts once a block, on whatever is on-chain then.
 
 Regret here is realised, not pseudo: a stock's return over a step is only known once it is
-over. The best fixed stock in hindsight is the one whose price rose most over the agent's
-holdings, each ticker's price read at the end of each step's block (a price update landing
-in a step's block after the step moves that holding's price by one update; the result
-counts the agent's holdings where that happened, ``holdings_off_block_end``).
+over. Each ticker's return over each of the agent's holdings is computed from its price at
+the end of each step's block (a price update landing in a step's block after the step moves
+that holding's price by one update; the result counts the agent's holdings where that
+happened, ``holdings_off_block_end``). The best fixed stock in hindsight is the one whose
+returns sum highest; uniformly random play's is the expected one, the mean over the tickers
+each holding (a RandomAgent serves immediate environments only, and a StockMarket pays a
+step late; the expectation is also free of one sample's luck).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ class StockNet(LocalNet):
 
 
 def measure_stocks(steps: int, root: Path, progress: Progress = no_progress) -> dict[str, Any]:
-    """One run of ``steps`` agent steps (and as many random ones), one each per block."""
+    """One run of ``steps`` agent steps, one a block."""
     started = time.monotonic()
     with Anvil(AnvilConfig(block_time=BLOCK_TIME_S, accounts=NODES + 2)) as anvil:
         net = StockNet(
@@ -103,24 +105,21 @@ def measure_stocks(steps: int, root: Path, progress: Progress = no_progress) -> 
             hashes: list[HexBytes] = []
             last_block = int(w3.eth.block_number)
             deadline = time.monotonic() + steps * BLOCK_TIME_S * 3 + 120
-            while len(hashes) < 2 * steps:
+            while len(hashes) < steps:
                 if time.monotonic() > deadline:
                     raise click.ClickException(
-                        f"the loop stalled after {len(hashes) // 2} steps; node 0's log ends:\n"
+                        f"the loop stalled after {len(hashes)} steps; node 0's log ends:\n"
                         + net.log_tail(0)
                     )
                 block = int(w3.eth.block_number)
                 if block > last_block:
                     last_block = block
-                    hashes += actor.act(1)  # the agent's step, then the random agent's
-                    progress(
-                        "agents holding stocks on the on-chain policy", len(hashes) // 2, steps
-                    )
+                    hashes += actor.act(1)
+                    progress("the agent holding stocks on the on-chain policy", len(hashes), steps)
                 time.sleep(POLL_S)
             receipts = [w3.eth.wait_for_transaction_receipt(h, timeout=60) for h in hashes]
             reverted = sum(int(r["status"]) != 1 for r in receipts)
-            agent_receipts = receipts[0::2]
-            step_blocks = [int(r["blockNumber"]) for r in agent_receipts]
+            step_blocks = [int(r["blockNumber"]) for r in receipts]
             last_ts = int(w3.eth.get_block(step_blocks[-1])["timestamp"])
             rec_id = rl.policy_feeds(rl.STOCK_FEED, rl.TICKERS)[-1][1]
             latest = oracle.functions.latestRound
@@ -146,14 +145,13 @@ def measure_stocks(steps: int, root: Path, progress: Progress = no_progress) -> 
             prices_status = net.loop.run(
                 net._get(f"{net.nodes[0].api}/v1/feeds/{rl.PRICE_FEED}"), timeout=10
             )
-            random_steps = rl.steps(stocks.random_agent, stocks.from_block)
             paid = stocks.market.events.ReturnRealised().get_logs(from_block=stocks.from_block)
             price_ids = [f for _, f in rl.price_feeds(stocks.tickers)]
             at_block = {
                 b: [int(latest(f).call(block_identifier=b)[1]) for f in price_ids]
                 for b in sorted(set(step_blocks))
             }
-            gas = [int(r["gasUsed"]) for r in agent_receipts]
+            gas = [int(r["gasUsed"]) for r in receipts]
         finally:
             net.stop()
     paid_by_pull = {int(e["args"]["pull"]): e["args"] for e in paid}
@@ -165,26 +163,26 @@ def measure_stocks(steps: int, root: Path, progress: Progress = no_progress) -> 
         holdings.append((int(args["arm"]), entry, exit_, int(args["reward"])))
     k = len(stocks.tickers)
     # each ticker's realised return over each of the agent's holdings (step i → step i + 1)
-    fixed = [
-        sum(
+    returns = [
+        [
             rl.realised(at_block[step_blocks[i]][t], at_block[step_blocks[i + 1]][t])
-            for i in range(len(holdings))
-        )
-        for t in range(k)
+            for t in range(k)
+        ]
+        for i in range(len(holdings))
     ]
+    fixed = [sum(r[t] for r in returns) for t in range(k)]
     off = sum(
         (entry, exit_) != (at_block[step_blocks[i]][arm], at_block[step_blocks[i + 1]][arm])
         for i, (arm, entry, exit_, _) in enumerate(holdings)
     )
     best = max(range(k), key=fixed.__getitem__)
     agent_total = sum(h[3] for h in holdings)
-    random_total = sum(int(e["args"]["reward"]) for e in random_steps)
+    random_total = sum(sum(r) for r in returns) / k  # uniform play's expected return
     regret_agent = (fixed[best] - agent_total) / rl.E8
     regret_random = (fixed[best] - random_total) / rl.E8
     return {
         "steps": steps,
         "paid_steps": len(holdings),
-        "random_paid_steps": len(random_steps),
         "reverted": reverted,
         "tickers": list(stocks.tickers),
         "holdings": holdings,

@@ -391,7 +391,7 @@ class Devnet:
             say(
                 f"RL stocks    agent {self.stocks.agent.address} in a StockMarket on "
                 f"{len(rl.TICKERS)} SP500Stocks price feeds (closes rebased to 100, a trading "
-                f"day a second); random agent {self.stocks.random_agent.address}"
+                "day a second)"
             )
 
         self._check_stop()
@@ -498,8 +498,6 @@ class Devnet:
             "tickers": list(stocks.tickers),
             "agent": stocks.agent.address,
             "market": stocks.market.address,
-            "random_agent": stocks.random_agent.address,
-            "random_market": stocks.random_market.address,
         }
         return stocks
 

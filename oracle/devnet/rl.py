@@ -166,27 +166,24 @@ class Market:
     from_block: int  # the block the agents were deployed in
 
 
-def _deploy_agents(
+def _deploy_agent(
     deploy: Callable[..., Contract],
     send: Callable[[Any, str], Any],
     oracle: str,
     environment: Contract,
-    twin: Contract,
     feeds: Sequence[bytes],
     min_score: int,
     max_score: int,
-) -> tuple[Contract, Contract]:
+) -> Contract:
     """A GreedyPolicyAgent acting in ``environment`` on the policy ``feeds`` (every arm's,
-    then the recommended arm's; they must be registered: the agent reads their decimals)
-    and a RandomAgent in ``twin``, each bound to its environment."""
+    then the recommended arm's; they must be registered: the agent reads their decimals),
+    bound to its environment."""
     agent = deploy(
         "GreedyPolicyAgent", oracle, environment.address, list(feeds[:-1]), feeds[-1], [],
         MAX_POLICY_AGE_S, min_score, max_score,
     )  # fmt: skip
     send(environment.functions.setAgent(agent.address), "binding the environment to its agent")
-    random_agent = deploy("RandomAgent", twin.address)
-    send(twin.functions.setAgent(random_agent.address), "binding the twin to the random agent")
-    return agent, random_agent
+    return agent
 
 
 def deploy_market(
@@ -205,8 +202,10 @@ def deploy_market(
     feeds = [b for _, b in policy_feeds(feed, arms)]
     rates = list(rates_ppm)
     bandit = deploy("DriftingBandit", rates, drift_every)
+    agent = _deploy_agent(deploy, send, oracle, bandit, feeds, 0, E8)
     twin = deploy("DriftingBandit", rates, drift_every)
-    agent, random_agent = _deploy_agents(deploy, send, oracle, bandit, twin, feeds, 0, E8)
+    random_agent = deploy("RandomAgent", twin.address)
+    send(twin.functions.setAgent(random_agent.address), "binding the twin to the random agent")
     return Market(
         agent, bandit, random_agent, twin, tuple(rates), drift_every, int(w3.eth.block_number)
     )
@@ -214,13 +213,12 @@ def deploy_market(
 
 @dataclass
 class StockLoop:
-    """The deployed real-data market: the policy agent's StockMarket and the random agent's
-    twin (the same price feeds)."""
+    """The deployed real-data market: the policy agent's StockMarket. No RandomAgent: it
+    serves immediate environments only, and a StockMarket pays a step late; uniformly
+    random play's expected return is computed from the prices instead (oracle.bench)."""
 
     agent: Contract
     market: Contract
-    random_agent: Contract
-    random_market: Contract
     tickers: tuple[str, ...]
     from_block: int  # the block the agents were deployed in
 
@@ -282,24 +280,24 @@ def deploy_stock_market(
     feed: str = STOCK_FEED,
     tickers: Sequence[str] = TICKERS,
 ) -> StockLoop:
-    """Deploy the StockMarket on the tickers' price feeds, its twin, and both agents (the
-    price and policy feeds must be registered). Scores are mean returns: within ±1.0."""
+    """Deploy the StockMarket on the tickers' price feeds and its agent (the price and
+    policy feeds must be registered). Scores are mean returns: within ±1.0."""
     prices = [b for _, b in price_feeds(tickers)]
     market = deploy("StockMarket", oracle, prices, MAX_PRICE_AGE_S)
-    twin = deploy("StockMarket", oracle, prices, MAX_PRICE_AGE_S)
     feeds = [b for _, b in policy_feeds(feed, tickers)]
-    agent, random_agent = _deploy_agents(deploy, send, oracle, market, twin, feeds, -E8, E8)
-    return StockLoop(agent, market, random_agent, twin, tuple(tickers), int(w3.eth.block_number))
+    agent = _deploy_agent(deploy, send, oracle, market, feeds, -E8, E8)
+    return StockLoop(agent, market, tuple(tickers), int(w3.eth.block_number))
 
 
 class Actor:
-    """Makes both agents act: ``act`` sends ``steps`` step transactions of each (from an
-    unlocked anvil account, fixed gas, no waiting) and returns their hashes."""
+    """Makes the agents act (a bandit's policy agent and random agent; a StockMarket's
+    agent): ``act`` sends ``steps`` step transactions of each (from an unlocked anvil
+    account, fixed gas, no waiting) and returns their hashes, agent by agent."""
 
     def __init__(self, w3: Web3, market: Market | StockLoop, sender: str) -> None:
         self.w3, self.market, self.sender = w3, market, sender
-        self._agent_call = market.agent.functions.step()._encode_transaction_data()
-        self._random_call = market.random_agent.functions.step()._encode_transaction_data()
+        agents = [market.agent] + ([market.random_agent] if isinstance(market, Market) else [])
+        self._calls = [(a.address, a.functions.step()._encode_transaction_data()) for a in agents]
 
     def ready(self) -> bool:
         """Whether the agent would act now: its policy is published and fresh, and so is
@@ -312,10 +310,7 @@ class Actor:
 
     def act(self, steps: int = 1) -> list[HexBytes]:
         hashes = []
-        for to, data in (
-            (self.market.agent.address, self._agent_call),
-            (self.market.random_agent.address, self._random_call),
-        ):
+        for to, data in self._calls:
             for _ in range(steps):
                 tx = {"from": self.sender, "to": to, "data": data, "gas": STEP_GAS}
                 hashes.append(self.w3.eth.send_transaction(tx))  # type: ignore[arg-type]
