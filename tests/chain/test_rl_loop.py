@@ -222,7 +222,7 @@ async def test_the_stock_market_pays_realised_returns_of_the_attested_prices(
         events = agent.events.Step().process_receipt(receipt, errors=DISCARD)
         realised = market.events.ReturnRealised().process_receipt(receipt, errors=DISCARD)
         if i == 0:  # a holding is paid when it closes, at the next step
-            assert events == [] and realised == []
+            assert len(events) == len(realised) == 0
         else:
             [step], [paid] = events, realised
             arm = int(step["args"]["arm"])
