@@ -210,12 +210,14 @@ class FeedModel:
 
     def features(self, record: dict[str, float]) -> tuple[dict[str, float], float]:
         """Validate ``record`` and return (features in sorted key order, target). A policy
-        feed has no target (its rewards are features): the target is then nan."""
+        feed (its rewards are features) and a values feed (its fields are its outputs) have
+        no target: the target is then nan."""
         if self._target is None:
             rewards: dict[str, float] = {}
             for name in self._fields:
                 if name not in record:
-                    raise Rejected("missing_field", f"the record has no reward field {name!r}")
+                    what = "field" if self._kind == "values" else "reward field"
+                    raise Rejected("missing_field", f"the record has no {what} {name!r}")
                 rewards[name] = record[name]
             if self._logged is not None:
                 self._check_step(rewards)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from fractions import Fraction
+from math import nan
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from oracle.config.feeds import ReplaySourceSpec, arm_feed_id
 from oracle.node.feeds import FeedRunner
 from oracle.node.pipeline import FeedMetrics
 from oracle.sources.rebase import TransformError
-from oracle.sources.replay import ReplaySource, load_rows
+from oracle.sources.replay import RawObservation, ReplaySource, load_rows
 from oracle.storage import Store, make_engine, upgrade
 
 REPO = Path(__file__).resolve().parents[2]
@@ -286,3 +287,21 @@ def test_a_values_feed_needs_a_source_of_records(tmp_path: Path) -> None:
         in p
         for p in problems_of(path)
     )
+
+
+def test_a_values_record_with_a_missing_or_bad_field_is_rejected_not_published(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path)
+    spec = load_feed_spec(path)
+    store = Store(_engine(tmp_path))
+    runner = FeedRunner(spec, store, FeedMetrics(CollectorRegistry()))
+    pipeline = runner.pipeline
+    assert pipeline.ingest(RawObservation("r", 1_000, "x:0", {"a": 101.0})) is None
+    assert pipeline.ingest(RawObservation("r", 2_000, "x:1", {"a": nan, "b": 99.0})) is None
+    assert pipeline.ingest(RawObservation("r", 3_000, "x:2", {"a": "1e999", "b": 9.0})) is None
+    assert pipeline.last_output is None and runner.latest_updates() == []
+    pipeline.flush()
+    assert store.rejection_counts(spec.id) == {"missing_field": 1, "nan": 1, "infinite": 1}
+    out = pipeline.ingest(RawObservation("r", 4_000, "x:3", {"a": 101.0, "b": 99.0}))
+    assert out is not None and [a.value for a in out.arms] == [101 * 10**8, 99 * 10**8]
