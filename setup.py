@@ -6,7 +6,7 @@ Everything else is declared in pyproject.toml. ``build_py`` copies into the whee
 * ``contracts/``: the forge artifacts of the contracts in ``contracts/src`` (ABI and
   bytecode only), from ``contracts/out``, the one build of the contracts. A node needs the
   MiraOracle ABI; ``mira deploy`` and the devnet need the bytecode.
-* ``feeds/``: the demo feed specs of ``feeds/``.
+* ``feeds/``: the demo feed specs of ``feeds/`` (and ``feeds/rl/``, the RL loop's).
 
 The copies are made from the checkout at build time and never committed, so the repository
 keeps one source of each. Building a wheel without ``contracts/out`` fails, naming the step
@@ -71,8 +71,11 @@ class BuildWithBundle(build_py):
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_text(slim(path))
         (bundle / "feeds").mkdir(parents=True)
-        for spec in sorted(FEEDS.glob("*.toml")):
-            shutil.copyfile(spec, bundle / "feeds" / spec.name)
+        # feeds/*.toml are the devnet's demo feeds; feeds/rl/ the RL loop's real-data market
+        for spec in sorted([*FEEDS.glob("*.toml"), *FEEDS.glob("rl/*.toml")]):
+            dest = bundle / "feeds" / spec.relative_to(FEEDS)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(spec, dest)
 
 
 setup(cmdclass={"build_py": BuildWithBundle})

@@ -22,6 +22,7 @@ import click
 from hexbytes import HexBytes
 
 from oracle.bench.e2e import _percentile
+from oracle.bench.rl_stocks import measure_stocks
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
 from oracle.devnet import rl
@@ -230,9 +231,16 @@ def measure(
     }
 
 
-def run(steps: int, steps_per_block: int, progress: Progress = no_progress) -> dict[str, Any]:
+def run(
+    steps: int, steps_per_block: int, progress: Progress = no_progress, *, stock_steps: int = 0
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mira-rl-") as tmp:
         result = measure(steps, steps_per_block, Path(tmp), progress)
+    stocks = None
+    if stock_steps:
+        with tempfile.TemporaryDirectory(prefix="mira-rl-stocks-") as tmp:
+            stocks = measure_stocks(stock_steps, Path(tmp), progress)
+        del stocks["holdings"]  # every step's prices: the test's, too long to print
     return {
         "benchmark": "rl",
         "block_time_s": BLOCK_TIME_S,
@@ -241,8 +249,9 @@ def run(steps: int, steps_per_block: int, progress: Progress = no_progress) -> d
         "setup": "each node a separate process; a GreedyPolicyAgent in a DriftingBandit acts "
         "on the committee's policy (epsilon-greedy on an EWMean, learned from its Step events); "
         "a RandomAgent in a twin bandit; regret is pseudo-regret (rates, not the paid draws); "
-        "the real-data (SP500) market is not part of it",
+        "the real-data (SP500) market runs with --stock-steps (oracle/bench/rl_stocks.py)",
         "results": result,
+        **({} if stocks is None else {"stocks": stocks}),
     }
 
 
@@ -252,14 +261,23 @@ def run(steps: int, steps_per_block: int, progress: Progress = no_progress) -> d
 @click.option(
     "--steps-per-block", default=4, show_default=True, help="Steps of each agent per block."
 )
-def rl_command(as_json: bool, steps: int, steps_per_block: int) -> None:
+@click.option(
+    "--stock-steps",
+    default=0,
+    show_default=True,
+    help="Then the real-data market (SP500Stocks price feeds, a StockMarket) for this many "
+    "steps, one a block: realised regret against the best fixed stock in hindsight.",
+)
+def rl_command(as_json: bool, steps: int, steps_per_block: int, stock_steps: int) -> None:
     """The RL loop on a 4-node committee: regret, recovery, loop latency, gas."""
     import json
 
     if steps < 2 or steps_per_block < 1:
         raise click.UsageError("--steps must be at least 2 and --steps-per-block at least 1")
+    if stock_steps and not 3 <= stock_steps <= 1200:
+        raise click.UsageError("--stock-steps must be 0 or in [3, 1200] (1,257 trading days)")
     with stderr_progress("mira bench rl") as progress:
-        result = run(steps, steps_per_block, progress)
+        result = run(steps, steps_per_block, progress, stock_steps=stock_steps)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
@@ -282,3 +300,12 @@ def rl_command(as_json: bool, steps: int, steps_per_block: int) -> None:
         f"{'PASS' if b['latency_pass'] else 'FAIL'}; wall ≤ {b['wall_max_s']} s "
         f"{'PASS' if b['wall_pass'] else 'FAIL'}"
     )
+    if "stocks" in result:
+        s = result["stocks"]
+        click.echo(
+            f"stocks: {s['paid_steps']} holdings paid; realised return agent "
+            f"{s['agent_return']:.4f}, random {s['random_return']:.4f}, best fixed stock "
+            f"{s['best_fixed_stock']} {s['best_fixed_return']:.4f}; regret agent "
+            f"{s['regret_agent']}, random {s['regret_random']} "
+            f"({s['regret_fraction_of_random']} of random's); {s['wall_s']} s"
+        )

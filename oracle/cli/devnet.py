@@ -67,6 +67,13 @@ PORT = click.IntRange(1, 65535)
     help="The web dashboard's port (every member's view, at /ui/). "
     "[default: BASE+2*NODES, the port after the nodes']",
 )
+@click.option(
+    "--stocks",
+    is_flag=True,
+    help="Also run the RL loop's real-data market: SP500Stocks replayed as ten price feeds "
+    "(closes rebased to 100), a StockMarket agent and its policy RL/stocks (~30 s more to "
+    "start).",
+)
 @click.option("--no-view", is_flag=True, help="No live view; wait quietly for Ctrl-C.")
 @click.option(
     "--json",
@@ -82,12 +89,19 @@ def up(
     base_port: int,
     price_port: int,
     dashboard_port: int | None,
+    stocks: bool,
     no_view: bool,
     as_json: bool,
 ) -> None:
     """Start anvil, deploy, run the DKG, start the nodes and price sources, show the feeds."""
     opts = DevnetOptions(
-        directory, nodes, anvil_port, base_port, price_port, dashboard_port=dashboard_port
+        directory,
+        nodes,
+        anvil_port,
+        base_port,
+        price_port,
+        dashboard_port=dashboard_port,
+        stocks=stocks,
     )
     say = _say_on_stderr if as_json else _say
     for note in preflight(opts):

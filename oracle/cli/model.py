@@ -266,9 +266,10 @@ def register(
         "output": spec.output_kind,
         **(
             {}
-            if spec.output_kind != "policy"
+            if spec.output_kind not in ("policy", "values")
             else {
-                "arm_feeds": {
+                # a policy's arms, or a values feed's fields: one on-chain feed each
+                "arm_feeds" if spec.output_kind == "policy" else "field_feeds": {
                     o.arm: {"feed": o.id, "feed_id_bytes32": _hex(o.id_bytes32)}
                     for o in spec.outputs
                 }

@@ -70,6 +70,7 @@ from oracle.config.allowlist import (
 from oracle.config.allowlist import read_component as _read_component
 from oracle.config.events import EventSpecError, resolve_event, resolve_event_fields
 from oracle.config.reader import ConfigError, Problems, Table
+from oracle.config.transform import ReturnsToIndex, read_transform
 
 FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -83,7 +84,7 @@ ROUNDING_MODES = (
     "ROUND_CEILING",
 )
 RIVER_DATASETS = ("SP500Stocks", "WaterFlow", "AirlinePassengers", "TrumpApproval")
-OUTPUT_KINDS = ("value", "forecast", "anomaly", "policy")
+OUTPUT_KINDS = ("value", "values", "forecast", "anomaly", "policy")
 REWARD_TRANSFORMS = ("identity", "negative_abs")
 ARM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 MAX_ARMS = 32
@@ -97,9 +98,9 @@ def feed_id_bytes32(feed_id: str) -> bytes:
 
 
 def arm_feed_id(feed_id: str, arm: str) -> str:
-    """The string id of one arm's score of a policy feed: ``"<feed id>/<arm>"``. Its
-    on-chain id is :func:`feed_id_bytes32` of it, like any feed's. This is the only place
-    the rule is written down."""
+    """The string id of one arm's score of a policy feed, or of one field of a ``values``
+    feed: ``"<feed id>/<arm or field>"``. Its on-chain id is :func:`feed_id_bytes32` of it,
+    like any feed's. This is the only place the rule is written down."""
     return f"{feed_id}/{arm}"
 
 
@@ -180,6 +181,8 @@ class ReplaySourceSpec:
     step_ms: int
     passes: int
     realtime: bool = False  # release each row only once the wall clock reaches its time
+    # ``[sources.transform]``: columns derived from the dataset's (oracle.config.transform)
+    transform: ReturnsToIndex | None = None
 
 
 SourceSpec = HttpSourceSpec | ChainEventSourceSpec | ReplaySourceSpec
@@ -309,8 +312,14 @@ class FeedSpec:
 
     @property
     def outputs(self) -> tuple[OutputFeed, ...]:
-        """The on-chain feeds this spec publishes, in order: one per arm for a policy feed
-        (see :func:`arm_feed_id`), else the feed itself."""
+        """The on-chain feeds this spec publishes, in order: one per arm for a policy feed,
+        one per field (sorted) for a ``values`` feed (see :func:`arm_feed_id`), else the
+        feed itself."""
+        if self.output_kind == "values":
+            return tuple(
+                OutputFeed(arm_feed_id(self.id, f), f"{self.description} [{f}]", f)
+                for f in self.features.fields
+            )
         if self.output_kind != "policy":
             return (OutputFeed(self.id, self.description),)
         arms = tuple(
@@ -357,7 +366,11 @@ def load_feed_specs(paths: list[Path]) -> list[FeedSpec]:
             if other is not None and (out.arm is not None or other[1]):
                 problems.add(
                     spec.file,
-                    "id" if out.arm is None else "output.arms",
+                    "id"
+                    if out.arm is None
+                    else "output.arms"
+                    if spec.output_kind == "policy"
+                    else "features.fields",
                     spec.id if out.arm is None else out.arm,
                     f"expected a unique published feed id: {out.id!r} is also published by "
                     f"{other[0]}",
@@ -446,7 +459,10 @@ def parse_feed_spec(
     # a chain source with [sources.fields] gives a record of several fields, like a replay
     records = [s for s in sources if isinstance(s, ChainEventSourceSpec) and s.fields]
     features = _read_features(
-        top.table("features"), single_value=not (replay or records), policy=kind == "policy"
+        top.table("features"),
+        single_value=not (replay or records),
+        policy=kind == "policy",
+        values=kind == "values",
     )
     if features is not None and records:
         have = {name for name, _ in records[0].fields}
@@ -479,6 +495,19 @@ def parse_feed_spec(
             "of a record (or an agent's logged steps: [output] arm_field and reward_field "
             "with a chain source's [fields])",
         )
+    if kind == "values" and sources and not (replay or records):
+        top.fail(
+            "sources",
+            names,
+            "expected a replay source or a chain_events source with [fields] for output kind "
+            "'values': each published feed is a named field of a record",
+        )
+    if kind == "values" and features is not None and len(features.fields) > MAX_ARMS:
+        top.fail(
+            "features.fields",
+            len(features.fields),
+            f"expected at most {MAX_ARMS} fields for output kind 'values' (one feed each)",
+        )
     if logged is not None and sources and not (replay or records):
         top.fail(
             "sources",
@@ -495,11 +524,11 @@ def parse_feed_spec(
         # and registered specs alike.
         top.fail("sources", names, MODEL_NEEDS_DETERMINISTIC_SOURCES)
     if model_table is not None:
-        if kind == "value":
+        if kind in ("value", "values"):
             top.fail(
                 "model",
                 "...",
-                "expected no model for output kind 'value' (the value itself is published)",
+                f"expected no model for output kind {kind!r} (the values themselves are published)",
             )
         model = _read_model(model_table, kind, features)
         if model is not None and kind == "policy" and reward_transform != "identity":
@@ -681,7 +710,7 @@ def _read_eval(t: Table, kind: str, model: ModelSpec | None) -> EvalSpec | None:
     elif raw is not None:
         t.fail("anomalies", raw, f"expected no anomaly labels for output kind {kind!r}")
     t.finish()
-    if model is None and kind != "value":
+    if model is None and kind not in ("value", "values"):
         return None
     if len(t.problems.items) != before:
         return None
@@ -816,6 +845,11 @@ def _read_source(t: Table, base_dir: Path) -> SourceSpec | None:
                         dataset,
                         f"expected river:<name> or an existing .csv file (looked at {csv_path})",
                     )
+        passes = t.integer("passes", 1, low=1, high=10_000)
+        transform = None
+        transform_table = t.table("transform", required=False)
+        if transform_table is not None:
+            transform = read_transform(transform_table, passes=passes, field_name=FIELD_NAME)
         spec = ReplaySourceSpec(
             name=name,
             dataset=dataset,
@@ -823,8 +857,9 @@ def _read_source(t: Table, base_dir: Path) -> SourceSpec | None:
             time_field=t.string("time_field", None, max_len=64),
             start_ms=t.integer("start_ms", 1_700_000_000_000, low=0, high=2**63 - 1),
             step_ms=t.integer("step_ms", 1000, low=1, high=86_400_000),
-            passes=t.integer("passes", 1, low=1, high=10_000),
+            passes=passes,
             realtime=t.boolean("realtime", False),
+            transform=transform,
         )
     t.finish()
     return spec if len(t.problems.items) == before else None
@@ -951,7 +986,7 @@ def _parse_path(t: Table, path: str) -> tuple[str | int, ...]:
 
 
 def _read_features(
-    t: Table | None, *, single_value: bool, policy: bool = False
+    t: Table | None, *, single_value: bool, policy: bool = False, values: bool = False
 ) -> FeaturesSpec | None:
     if t is None:
         return None
@@ -977,6 +1012,19 @@ def _read_features(
             t.fail("lags", lags, "expected no lags for a policy feed")
         if not fields and not single_value:
             t.fail("fields", fields, "expected the fields that hold the arms' rewards")
+    elif values:
+        # every field is published as it is, each as its own feed: nothing is a target
+        target = None
+        for name in ("target", "lags", "current", "target_stat"):
+            if t.has(name):
+                t.fail(
+                    name,
+                    t.data[name],
+                    "expected only fields for output kind 'values' (each field is published "
+                    "as its own feed, as it is)",
+                )
+        if not fields and not single_value:
+            t.fail("fields", fields, "expected the fields to publish, each as its own feed")
     elif single_value:
         target = t.string("target", "value", max_len=64)
     else:

@@ -96,6 +96,8 @@ class DevnetOptions:
     feeds_dir: Path = field(default_factory=lambda: bundle.locate(bundle.DEMO_FEEDS))
     round_period_s: float = 1.0
     dashboard_port: int | None = None  # None: the port after the nodes' block
+    # the RL loop's real-data market too (21 more feeds: ~30 s more to start)
+    stocks: bool = False
 
     @property
     def dashboard(self) -> int:
@@ -321,6 +323,7 @@ class Devnet:
     manifest: Manifest | None = None
     specs: list[FeedSpec] = field(default_factory=list)
     market: rl.Market | None = None
+    stocks: rl.StockLoop | None = None
     _stop_event: threading.Event | None = None
     _actor: threading.Thread | None = None
     _actor_stop: threading.Event = field(default_factory=threading.Event)
@@ -382,6 +385,14 @@ class Devnet:
             f"(drifts every {RL_DRIFT_EVERY} steps); random agent "
             f"{self.market.random_agent.address}"
         )
+        if opts.stocks:
+            self._check_stop()
+            self.stocks = self._deploy_stocks(w3, Sender(w3, deployer), manifest, rpc, spec_dir)
+            say(
+                f"RL stocks    agent {self.stocks.agent.address} in a StockMarket on "
+                f"{len(rl.TICKERS)} SP500Stocks price feeds (closes rebased to 100, a trading "
+                "day a second)"
+            )
 
         self._check_stop()
         committee = provision_committee(
@@ -447,10 +458,7 @@ class Devnet:
     ) -> rl.Market:
         """The RL loop's contracts, its policy feeds (a small history: the agent reads
         every arm each step) and its spec, whose source is the agent's Step events."""
-        oracle = at(w3, "MiraOracle", manifest.oracle)
-        for fid, fid32 in rl.policy_feeds():
-            reg = FeedRegistration(fid, fid32, 8, fid, rl.HISTORY_DEPTH)
-            register_feed(sender, oracle, reg, manifest)
+        _register_small(sender, manifest, rl.policy_feeds())
         market = rl.deploy_market(
             w3, manifest.oracle, sender.deploy, sender.send, drift_every=RL_DRIFT_EVERY
         )
@@ -468,20 +476,49 @@ class Devnet:
         }
         return market
 
+    def _deploy_stocks(
+        self, w3: Web3, sender: Sender, manifest: Manifest, rpc: str, spec_dir: Path
+    ) -> rl.StockLoop:
+        """The real-data market: the ten price feeds (the SP500Stocks replay, a trading day
+        a second from now, the same clock at every member), the stock policy's feeds, the
+        StockMarket and its agents, and both specs."""
+        policy = rl.policy_feeds(rl.STOCK_FEED, rl.TICKERS)
+        _register_small(sender, manifest, [*rl.price_feeds(), *policy])
+        stocks = rl.deploy_stock_market(w3, manifest.oracle, sender.deploy, sender.send)
+        start_ms = int(time.time() * 1000)
+        (spec_dir / "sp500_prices.toml").write_text(rl.price_spec_text(start_ms, realtime=True))
+        text = rl.stock_spec_text(
+            rpc, stocks.agent.address, stocks.from_block, heartbeat_s=HEARTBEAT_S
+        )
+        (spec_dir / "rl_stocks.toml").write_text(text)
+        self.specs = load_feed_specs(sorted(spec_dir.glob("*.toml")))
+        manifest.extra["rl_stocks"] = {
+            "feed": rl.STOCK_FEED,
+            "prices": rl.PRICE_FEED,
+            "tickers": list(stocks.tickers),
+            "agent": stocks.agent.address,
+            "market": stocks.market.address,
+        }
+        return stocks
+
     def _start_actor(self, w3: Web3, account: str) -> None:
         """Make both agents act once a block, on whatever policy is on-chain: the agent
         does not wait for the loop (a refused step, e.g. before the prior, is retried at
         the next block)."""
         assert self.market is not None
-        actor = rl.Actor(w3, self.market, account)
+        actors = [rl.Actor(w3, self.market, account)]
+        if self.stocks is not None:
+            actors.append(rl.Actor(w3, self.stocks, account))
 
         def run() -> None:
             last = -1
             while not self._actor_stop.wait(0.2):
                 with contextlib.suppress(Exception):  # anvil going away at stop
                     block = int(w3.eth.block_number)
-                    if block > last and actor.ready():
-                        actor.act(1)
+                    if block > last:
+                        for actor in actors:
+                            if actor.ready():
+                                actor.act(1)
                         last = block
 
         self._actor = threading.Thread(target=run, name="rl-actor", daemon=True)
@@ -619,3 +656,13 @@ def down(directory: Path, timeout: float = 60.0) -> dict[str, Any]:
         "leftovers": [str(p) for p in leftovers],
         "message": message,
     }
+
+
+def _register_small(sender: Sender, manifest: Manifest, feeds: list[tuple[str, bytes]]) -> None:
+    """Register the RL loop's feeds, (id, bytes32) each, with a small history: an agent or
+    a market reads every one of them each step (rl.HISTORY_DEPTH)."""
+    oracle = at(sender.w3, "MiraOracle", manifest.oracle)
+    for fid, fid32 in feeds:
+        register_feed(
+            sender, oracle, FeedRegistration(fid, fid32, 8, fid, rl.HISTORY_DEPTH), manifest
+        )

@@ -14,6 +14,8 @@ Order of work per observation, by output kind:
 * ``forecast`` with a time-series forecaster: learn the target, then forecast h ahead.
 * ``anomaly``: score the features, then learn them.
 * ``value``: the target itself, no model.
+* ``values``: every field itself, no model, each quantized, published and decided on
+  (deviation, heartbeat) as its own feed (``arms`` holds them, in the fields' order).
 * ``policy``: the bandit pulls one arm (seeded; the arms in the spec's fixed order),
   learns that arm's reward from the record (bandit feedback: the other arms' rewards in
   the record are not shown to it), and outputs every arm's score, i.e. the policy's
@@ -121,7 +123,8 @@ class _State:
     drifts: int = 0
     last_drift_seq: int | None = None
     outputs: int = 0
-    # policy feeds: the arm pulled last, and per arm (last published value, at ms)
+    # policy feeds: the arm pulled last; policy and values feeds: per published feed (its
+    # last published value, at ms)
     last_pulled: str | None = None
     arms_published: tuple[tuple[int | None, int], ...] = ()
     # forecasts: the naive baseline's rolling error over the same targets, its pending
@@ -207,12 +210,14 @@ class FeedModel:
 
     def features(self, record: dict[str, float]) -> tuple[dict[str, float], float]:
         """Validate ``record`` and return (features in sorted key order, target). A policy
-        feed has no target (its rewards are features): the target is then nan."""
+        feed (its rewards are features) and a values feed (its fields are its outputs) have
+        no target: the target is then nan."""
         if self._target is None:
             rewards: dict[str, float] = {}
             for name in self._fields:
                 if name not in record:
-                    raise Rejected("missing_field", f"the record has no reward field {name!r}")
+                    what = "field" if self._kind == "values" else "reward field"
+                    raise Rejected("missing_field", f"the record has no {what} {name!r}")
                 rewards[name] = record[name]
             if self._logged is not None:
                 self._check_step(rewards)
@@ -307,6 +312,8 @@ class FeedModel:
             return None
         if self._final == POLICY:
             return self._policy_step(x, observed_at_ms)
+        if self._kind == "values":
+            return self._values_step(x, observed_at_ms)
         raw, state_commitment, drifted = self._advance(x, y)
         if raw is None:
             return None
@@ -450,29 +457,38 @@ class FeedModel:
             recommended = self._arms.index(policy.pull(self._arms))
         return self._policy_output(scores, recommended, observed_at_ms)
 
-    def _policy_output(
-        self, scores: list[float], recommended: int, observed_at_ms: int
-    ) -> StepOutput:
+    def _values_step(self, x: dict[str, float], observed_at_ms: int) -> StepOutput:
+        """Every field as its own feed; ``raw_value``/``value`` are the first field's."""
         st = self.state
-        for a, raw in zip(self._arms, scores, strict=True):
-            if not math.isfinite(raw):
-                raise ModelError(f"feed {self.spec.id}: arm {a!r} scored {raw!r}")
-        # every score quantizes before any publish decision is taken: all or nothing
-        values = [self._quantize(raw) for raw in scores]
-        names = list(self._arms)
-        raws = list(scores)
-        if self._recommend:
-            # the recommended arm's index, in the feed's fixed point like every output
-            names.append(RECOMMENDED)
-            raws.append(float(recommended))
-            values.append(self._quantize(float(recommended)))
+        names = list(x)  # the spec's fields, sorted (see features)
+        raws = [x[n] for n in names]
+        values = [self._quantize(raw) for raw in raws]  # all quantize before any decision
+        due = self._due(values, observed_at_ms, index_last=False)
+        st.outputs += 1
+        outs = tuple(ArmOutput(*o) for o in zip(names, raws, values, due, strict=True))
+        return StepOutput(
+            st.seq,
+            observed_at_ms,
+            raws[0],
+            values[0],
+            self._static_commitment,
+            any(due),
+            False,
+            outs,
+        )
+
+    def _due(self, values: list[int], observed_at_ms: int, *, index_last: bool) -> list[bool]:
+        """Which of several feeds' ``values`` are due (each by the spec's [publish] rules
+        against its own last published value; the last one, a recommended arm's index when
+        ``index_last``, on any change), recorded as published."""
+        st = self.state
         published = list(st.arms_published)
         if len(published) != len(values):
             published = [(None, -1)] * len(values)
         due = []
         for i, value in enumerate(values):
             last, last_at_ms = published[i]
-            if self._recommend and i == len(self._arms):
+            if index_last and i == len(values) - 1:
                 # an index has no size: any change is due (and the heartbeat)
                 due.append(last != value or observed_at_ms - last_at_ms >= self._heartbeat_ms)
                 continue
@@ -492,8 +508,27 @@ class FeedModel:
         for i, d in enumerate(due):
             if d:
                 published[i] = (values[i], observed_at_ms)
-        arms = [ArmOutput(n, r, v, d) for n, r, v, d in zip(names, raws, values, due, strict=True)]
         st.arms_published = tuple(published)
+        return due
+
+    def _policy_output(
+        self, scores: list[float], recommended: int, observed_at_ms: int
+    ) -> StepOutput:
+        st = self.state
+        for a, raw in zip(self._arms, scores, strict=True):
+            if not math.isfinite(raw):
+                raise ModelError(f"feed {self.spec.id}: arm {a!r} scored {raw!r}")
+        # every score quantizes before any publish decision is taken: all or nothing
+        values = [self._quantize(raw) for raw in scores]
+        names = list(self._arms)
+        raws = list(scores)
+        if self._recommend:
+            # the recommended arm's index, in the feed's fixed point like every output
+            names.append(RECOMMENDED)
+            raws.append(float(recommended))
+            values.append(self._quantize(float(recommended)))
+        due = self._due(values, observed_at_ms, index_last=self._recommend)
+        arms = [ArmOutput(n, r, v, d) for n, r, v, d in zip(names, raws, values, due, strict=True)]
         st.outputs += 1
         best = max(range(len(scores)), key=scores.__getitem__)
         return StepOutput(

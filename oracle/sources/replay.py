@@ -2,8 +2,10 @@
 AirlinePassengers, TrumpApproval; nothing is downloaded) or a CSV file.
 
 Each row becomes a raw record: the numeric columns by name, plus ``y`` (river datasets)
-for the target. Timestamps come from ``time_field`` (unix seconds) when the spec names
-one, else from a synthetic clock ``start_ms + i * step_ms`` so replays are exact.
+for the target; a ``[sources.transform]`` replaces columns by values derived from them
+(oracle.sources.rebase: returns in percent as a price index), once, when the rows load.
+Timestamps come from ``time_field`` (unix seconds) when the spec names one, else from a
+synthetic clock ``start_ms + i * step_ms`` so replays are exact.
 Position ``i`` (over all passes) is the row's dedup key: a restarted node resumes after
 the last row it stored.
 """
@@ -20,6 +22,7 @@ from river import datasets
 
 from oracle.config.feeds import ReplaySourceSpec
 from oracle.errors import MiraError
+from oracle.sources.rebase import returns_to_index
 
 _RIVER: dict[str, Any] = {
     "SP500Stocks": datasets.SP500Stocks,
@@ -42,7 +45,15 @@ class RawObservation:
 
 
 def load_rows(spec: ReplaySourceSpec) -> list[dict[str, Any]]:
-    """Every row of the dataset, in order (read once, kept in memory)."""
+    """Every row of the dataset, in order (read once, kept in memory), transformed as the
+    spec says."""
+    rows = _read_rows(spec)
+    if spec.transform is not None:
+        returns_to_index(rows, spec.transform, f"source {spec.name} ({spec.dataset})")
+    return rows
+
+
+def _read_rows(spec: ReplaySourceSpec) -> list[dict[str, Any]]:
     if spec.dataset.startswith("river:"):
         name = spec.dataset.removeprefix("river:")
         rows = []

@@ -50,6 +50,21 @@ def test_a_hostile_spec_is_refused_with_the_file_and_key(tmp_path: Path) -> None
     assert "import paths are not accepted" in result.output
 
 
+def test_a_values_spec_lists_its_field_feeds() -> None:
+    from eth_hash.auto import keccak
+
+    path = REPO / "feeds" / "rl" / "sp500_prices.toml"
+    result = CliRunner().invoke(cli, ["model", "register", str(path), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["output"] == "values" and out["model"] is None and "arm_feeds" not in out
+    assert len(out["field_feeds"]) == 10
+    assert out["field_feeds"]["KO"] == {
+        "feed": "SP500/price/KO",
+        "feed_id_bytes32": "0x" + keccak(b"SP500/price/KO").hex(),
+    }
+
+
 def test_a_policy_spec_lists_its_arm_feeds() -> None:
     from eth_hash.auto import keccak
 

@@ -21,7 +21,7 @@ import pytest
 
 from oracle.chain.deploy import at
 from oracle.chain.system import Manifest
-from oracle.devnet import STATEFILE, pid_alive, port_free
+from oracle.devnet import STATEFILE, pid_alive, port_free, rl
 from oracle.devnet.view import Watcher, get_json
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -85,6 +85,17 @@ def wait_manifest(proc: subprocess.Popen[str], directory: Path, timeout: float) 
         assert time.monotonic() < deadline, "no manifest in time"
         time.sleep(0.5)
     return Manifest.read(path)
+
+
+def down_and_wait(proc: subprocess.Popen[str], directory: Path) -> subprocess.CompletedProcess[str]:
+    """``mira devnet down``, then the launcher's exit (killed if it takes over 30 s)."""
+    down = mira("devnet", "down", "--dir", str(directory))
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return down
 
 
 def node_log_tails(directory: Path) -> str:
@@ -171,12 +182,7 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
         assert policy is not None and policy[0] & 0xFFFFFFFFFFFFFFFF >= 2, policy  # learned
         assert loop.best_arm_reward >= loop.regret
     finally:
-        down = mira("devnet", "down", "--dir", str(directory))
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        down = down_and_wait(proc, directory)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "no process left behind" in down.stdout
     assert proc.returncode == 0
@@ -185,6 +191,51 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
     assert not (directory / "devnet.pid").exists()
     again = mira("devnet", "down", "--dir", str(directory))
     assert again.returncode == 0 and "no devnet is running" in again.stdout
+
+
+@pytest.mark.timeout(400)
+def test_devnet_up_with_stocks_runs_the_real_data_market(tmp_path: Path) -> None:
+    """``--stocks``: the ten SP500Stocks price feeds land, the StockMarket agent holds stocks
+    on the committee's policy and is paid realised returns of attested prices, the nodes
+    learn its steps; the drifting bandit's loop runs beside it."""
+    directory = tmp_path / "devnet"
+    proc = start_up(directory, "--nodes", "4", "--stocks", *ports(4), view="--json")
+    try:
+        manifest = wait_manifest(proc, directory, timeout=200)
+        info = manifest.extra["rl_stocks"]
+        assert (info["feed"], info["prices"], info["tickers"]) == (
+            rl.STOCK_FEED,
+            rl.PRICE_FEED,
+            list(rl.TICKERS),
+        )
+        for fid, _ in [*rl.price_feeds(), *rl.policy_feeds(rl.STOCK_FEED, rl.TICKERS)]:
+            assert fid in manifest.feeds
+        watcher = Watcher(manifest)
+        market = at(watcher.w3, "StockMarket", info["market"])
+        api = manifest.extra["nodes"][0]["api"]
+        deadline = time.monotonic() + 150
+        while True:
+            paid = market.events.ReturnRealised().get_logs(from_block=0)
+            status = get_json(f"{api}/v1/feeds/{rl.STOCK_FEED}") or {}
+            pulls = sum((status.get("metrics") or {}).get("pulls", {}).values())
+            if len(paid) >= 10 and pulls >= 5:
+                break
+            assert proc.poll() is None, "devnet up exited early"
+            assert time.monotonic() < deadline, (
+                f"{len(paid)} holdings paid, {pulls} steps learned\n" + node_log_tails(directory)
+            )
+            time.sleep(1)
+        for e in paid:
+            entry, exit_ = int(e["args"]["entry"]), int(e["args"]["exit"])
+            assert entry > 0 and int(e["args"]["reward"]) == rl.realised(entry, exit_)
+        # the prices moved as trading days do (a day a second, a step a block)
+        assert any(e["args"]["entry"] != e["args"]["exit"] for e in paid)
+        assert status["rejections"] == {}
+        loop = watcher.rl()  # and the drifting bandit's loop runs as without --stocks
+        assert loop is not None and loop.steps > 0 and loop.random_steps > 0, loop
+    finally:
+        down = down_and_wait(proc, directory)
+    assert down.returncode == 0, down.stdout + down.stderr
 
 
 def test_second_up_in_the_same_dir_is_refused(tmp_path: Path) -> None:

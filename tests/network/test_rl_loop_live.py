@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 from oracle.bench.rl import measure
+from oracle.bench.rl_stocks import measure_stocks
+from oracle.config import load_feed_spec
 from oracle.devnet import rl
+from oracle.models.quantize import quantizer
+from oracle.sources.replay import load_rows
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(280)]
 
@@ -31,3 +35,34 @@ def test_100_steps_shift_the_agent_toward_the_best_arm(tmp_path: Path) -> None:
     assert result["loop_latency_samples"] > 0  # policies that learned the steps landed
     assert result["gas_per_agent_step_median"] > 0
     assert result["recovery_steps"] is None  # no drift here
+
+
+def test_the_stock_market_loop_on_a_live_committee(tmp_path: Path) -> None:
+    """The real-data market: the committee replays SP500Stocks as ten rebased price feeds
+    and publishes the stock policy; the agent holds a stock a block and is paid its
+    realised return between two attested prices; every member learns every step."""
+    steps = 40
+    result = measure_stocks(steps, tmp_path)
+    assert result["reverted"] == 0  # no step refused (stale prices, a torn policy, …)
+    assert result["paid_steps"] == steps - 1
+    # every price the market traded at is a day's rebased close as the replay computes it
+    spec = load_feed_spec(rl.price_spec_path())
+    rows = load_rows(spec.sources[0])  # type: ignore[arg-type]
+    q = quantizer(spec.decimals, spec.rounding)
+    days = {t: {q(row[t]): i for i, row in enumerate(rows)} for t in rl.TICKERS}
+    for arm, entry, exit_, reward in result["holdings"]:
+        ticker = rl.TICKERS[arm]
+        assert entry in days[ticker] and exit_ in days[ticker], (ticker, entry, exit_)
+        assert days[ticker][exit_] >= days[ticker][entry]  # held forward in time
+        assert reward == rl.realised(entry, exit_)
+    # the prices advanced through the run (how often a holding sees a new trading day
+    # depends on how fast the committee reports: the bench measures that, not this test)
+    assert any(entry != exit_ for _, entry, exit_, _ in result["holdings"])
+    # every member learned every paid step, the same counts per arm, nothing rejected
+    learned = result["learned"]
+    assert all(counts == learned[0] for counts in learned)
+    taken = [rl.TICKERS[h[0]] for h in result["holdings"]]
+    assert learned[0] == {t: taken.count(t) for t in rl.TICKERS}
+    assert result["rejections"] == [{}] * 4
+    assert result["price_rejections"] == {}
+    assert result["best_fixed_stock"] in rl.TICKERS
