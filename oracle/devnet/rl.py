@@ -3,9 +3,9 @@ GreedyPolicyAgent acting on the committee's policy, a twin bandit with a RandomA
 the baseline, the policy feed's spec (its source: the agent's Step events), the actor
 that makes both agents act, and the regret of what they did.
 
-Regret here is pseudo-regret: per step, the best arm's rate minus the taken arm's rate
-(rates in ppm, the bandit's schedule reconstructed from its pull count), so the numbers
-measure the choices, not the coin flips that paid them.
+The bandit's rate schedule and the regret of a sequence of pulls are
+oracle.chain.bandit's (:attr:`Market.schedule`): one computation for the bench, the node's
+learning-loop view and the dashboard.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
 
+from oracle.chain.bandit import Schedule
 from oracle.config.feeds import arm_feed_id, feed_id_bytes32, recommended_feed_id
 
 FEED = "RL/bandit"
@@ -28,7 +29,6 @@ RATES_PPM = (100_000, 200_000, 300_000, 500_000, 900_000)
 HISTORY_DEPTH = 2  # the agent reads K + 1 feeds a step; MiraOracle.latestRound scans the ring
 MAX_POLICY_AGE_S = 3600
 STEP_GAS = 1_000_000  # a fixed limit: no estimateGas round trip per step
-PPM = 1_000_000
 
 SPEC = """id = "{feed}"
 version = 1
@@ -85,6 +85,12 @@ rounding = "ROUND_HALF_EVEN"
 [publish]
 deviation_bps = 1
 heartbeat_s = {heartbeat_s}
+{baseline}"""
+
+# the on-chain baseline a node's learning-loop view shows beside the agent (GET /v1/loop)
+BASELINE = """
+[eval]
+random_agent = "{random_agent}"
 """
 
 
@@ -100,9 +106,11 @@ def spec_text(
     epsilon: float = 0.05,
     fading: float = 0.1,
     heartbeat_s: int = 3600,
+    random_agent: str | None = None,
 ) -> str:
     """The policy feed's spec: its source is ``agent``'s Step events from ``from_block``
-    (the agent's deployment: the prior is published as observed then)."""
+    (the agent's deployment: the prior is published as observed then); ``random_agent``:
+    the uniform-random baseline acting in a twin bandit (``[eval] random_agent``)."""
     return SPEC.format(
         feed=feed,
         k=len(arms),
@@ -115,6 +123,7 @@ def spec_text(
         fading=fading,
         arms=", ".join(f'"{a}"' for a in arms),
         heartbeat_s=heartbeat_s,
+        baseline="" if random_agent is None else BASELINE.format(random_agent=random_agent),
     )
 
 
@@ -135,6 +144,10 @@ class Market:
     rates_ppm: tuple[int, ...]
     drift_every: int
     from_block: int  # the block the agents were deployed in
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.rates_ppm, self.drift_every)
 
 
 def deploy_market(
@@ -195,38 +208,8 @@ class Actor:
         return hashes
 
 
-def rate(market: Market, pull: int, arm: int) -> int:
-    """The rate (ppm) ``arm`` paid at ``pull`` (1-based): DriftingBandit rotates its rates
-    by one before pull driftEvery + 1, 2·driftEvery + 1, …"""
-    k = len(market.rates_ppm)
-    shift = (pull - 1) // market.drift_every if market.drift_every else 0
-    return market.rates_ppm[(arm + shift) % k]
-
-
-def best_arm(market: Market, pull: int) -> int:
-    k = len(market.rates_ppm)
-    rates = [rate(market, pull, a) for a in range(k)]
-    return rates.index(max(rates))
-
-
 def steps(agent: Contract, from_block: int, to_block: int | str = "latest") -> list[Any]:
     """The agent's Step events in order (each its pull in its own bandit: the agent is the
     bandit's only caller and acts once a step)."""
     logs = agent.events.Step().get_logs(from_block=from_block, to_block=to_block)
     return sorted(logs, key=lambda e: int(e["args"]["step"]))
-
-
-def regret(market: Market, arms: Sequence[int]) -> float:
-    """Cumulative pseudo-regret (in rewards of 1.0) of taking ``arms`` at pulls 1, 2, …"""
-    total = 0
-    for pull, arm in enumerate(arms, start=1):
-        total += rate(market, pull, best_arm(market, pull)) - rate(market, pull, arm)
-    return total / PPM
-
-
-def best_fixed_regret(market: Market, n: int) -> tuple[int, float]:
-    """The best single arm in hindsight over ``n`` pulls, and its regret."""
-    k = len(market.rates_ppm)
-    regrets = [regret(market, [a] * n) for a in range(k)]
-    best = regrets.index(min(regrets))
-    return best, regrets[best]

@@ -1,5 +1,8 @@
 """What the API shows of the chain (``GET /v1/chain``): the chain id and block, this node's
-transmitter balance, and per feed it publishes its proxy and the round it has on-chain.
+transmitter balance, per feed it publishes (its own specs' and those of the models
+registered on-chain that it runs now: ``feeds()`` is read at each read) its proxy and the
+round it has on-chain, and the subscriptions to those feeds with their callbacks delivered,
+failed and skipped (oracle.node.callbacks).
 
 The API is open to anyone, so a read is shared: at most one set of RPC calls per
 ``min_interval_s`` however many clients ask (the others get the last answer), and a
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +22,38 @@ from web3 import AsyncWeb3
 from web3.providers.rpc import AsyncHTTPProvider
 
 from oracle import artifacts
+from oracle.node.callbacks import MAX_CONSUMERS, CallbackLedger
 
 log = structlog.get_logger(__name__)
 
 _ZERO = "0x" + "00" * 20
-MAX_CONSUMERS = 200  # listed per read; a feed's subscribers are capped on-chain too
-LOG_SPAN = 2000  # blocks of callback events read per read: bounded work per request
+MAX_FEEDS = 1000  # feeds listed per read (a node's own and registered models')
+
+
+class SharedRead:
+    """One read shared by every caller within ``min_interval_s`` (the API is open to
+    anyone: clients cannot multiply the RPC calls); a failure is an ``error`` field."""
+
+    def __init__(
+        self, read: Callable[[], Awaitable[dict[str, Any]]], min_interval_s: float
+    ) -> None:
+        self._read = read
+        self.min_interval_s = min_interval_s
+        self._last: dict[str, Any] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def read(self) -> dict[str, Any]:
+        async with self._lock:
+            if self._last is not None and time.monotonic() - self._at < self.min_interval_s:
+                return self._last
+            try:
+                out = await self._read()
+            except Exception as exc:  # the RPC is down or the contract is not there
+                log.debug("chain_view.unread", error=str(exc)[:200])
+                out = {"error": f"reading the chain: {type(exc).__name__}: {exc}"[:300]}
+            self._last, self._at = out, time.monotonic()
+            return out
 
 
 @dataclass(frozen=True)
@@ -39,7 +68,7 @@ class ChainView:
         self,
         rpc_url: str,
         oracle: str,
-        feeds: Sequence[ChainFeed],
+        feeds: Callable[[], Sequence[ChainFeed]],
         transmitter: Callable[[], str | None],
         *,
         rpc_timeout_s: float,
@@ -56,31 +85,22 @@ class ChainView:
         self.oracle = self.w3.eth.contract(
             address=self.oracle_address, abi=artifacts.load("MiraOracle").abi
         )
-        self.feeds = list(feeds)
+        self.feeds = feeds
         self.transmitter = transmitter
-        self.min_interval_s = min_interval_s
         self._proxies: dict[str, str] = {}
-        # callback failures and skips per consumer, from the oracle's events, counted from
-        # block ``_scan_from`` (LOG_SPAN before the first read) up to ``_scanned``
-        self._scan_from: int | None = None
-        self._scanned = -1
-        self._callbacks: dict[str, dict[str, int]] = {}
-        self._last: dict[str, Any] | None = None
-        self._at = 0.0
-        self._lock = asyncio.Lock()
+        self.callbacks = CallbackLedger(self.w3, self.oracle)
+        self._shared = SharedRead(self._read, min_interval_s)
 
     async def read(self) -> dict[str, Any]:
-        async with self._lock:
-            if self._last is not None and time.monotonic() - self._at < self.min_interval_s:
-                return self._last
-            try:
-                out = await self._read()
-            except Exception as exc:  # the RPC is down or the oracle is not there
-                log.debug("chain_view.unread", error=str(exc)[:200])
-                out = {"error": f"reading the chain: {type(exc).__name__}: {exc}"[:300]}
-            out["oracle"] = self.oracle_address
-            self._last, self._at = out, time.monotonic()
-            return out
+        return {**await self._shared.read(), "oracle": self.oracle_address}
+
+    def current_feeds(self) -> list[ChainFeed]:
+        """The feeds the node publishes now, each once, at most MAX_FEEDS."""
+        seen: dict[str, ChainFeed] = {}
+        for feed in self.feeds():
+            if feed.id not in seen and len(seen) < MAX_FEEDS:
+                seen[feed.id] = feed
+        return list(seen.values())
 
     async def _read(self) -> dict[str, Any]:
         eth = self.w3.eth
@@ -95,7 +115,11 @@ class ChainView:
             balance = await eth.get_balance(AsyncWeb3.to_checksum_address(sender))
             out["transmitter"] = {"address": sender, "balance_wei": str(balance)}
         feeds = []
-        for feed in self.feeds:
+        current = self.current_feeds()
+        # proxies of feeds no longer run (a registered model deactivated) are forgotten
+        ids = {f.id for f in current}
+        self._proxies = {k: v for k, v in self._proxies.items() if k in ids}
+        for feed in current:
             entry: dict[str, Any] = {
                 "id": feed.id,
                 "feed_id_bytes32": "0x" + feed.id_bytes32.hex(),
@@ -122,36 +146,24 @@ class ChainView:
             feeds.append(entry)
         out["feeds"] = feeds
         try:
-            out["subscriptions"] = await self._subscriptions(feeds, int(block["number"]))
+            out["subscriptions"] = await self._subscriptions(current, feeds, int(block["number"]))
         except Exception as exc:  # an oracle without subscriptions, or the RPC failed
             out["subscriptions"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
         return out
 
-    async def _subscriptions(self, feeds: list[dict[str, Any]], tip: int) -> dict[str, Any]:
-        """Consumers of this node's feeds with their deposits, and the callbacks the oracle
-        reported failed or skipped (it emits no event for a delivered one)."""
+    async def _subscriptions(
+        self, current: list[ChainFeed], feeds: list[dict[str, Any]], tip: int
+    ) -> dict[str, Any]:
+        """Consumers of this node's feeds with their deposits, and their callbacks delivered,
+        failed and skipped over the blocks scanned (oracle.node.callbacks)."""
         fns = self.oracle.functions
         consumers: list[str] = []
-        for feed, entry in zip(self.feeds, feeds, strict=True):
+        for feed, entry in zip(current, feeds, strict=True):
             subs = [str(a) for a in await fns.subscribersOf(feed.id_bytes32).call()]
             entry["subscribers"] = len(subs)
             consumers += [a for a in subs if a not in consumers]
-        if self._scan_from is None:
-            self._scan_from = max(0, tip - LOG_SPAN)
-            self._scanned = self._scan_from - 1
-        end = min(tip, self._scanned + LOG_SPAN)
-        if end > self._scanned:
-            for kind, event in (
-                ("failed", self.oracle.events.CallbackFailed),
-                ("skipped", self.oracle.events.CallbackSkipped),
-            ):
-                for log_ in await event.get_logs(from_block=self._scanned + 1, to_block=end):
-                    who = str(log_["args"]["consumer"])
-                    if who in self._callbacks or len(self._callbacks) < MAX_CONSUMERS:
-                        counts = self._callbacks.setdefault(who, {"failed": 0, "skipped": 0})
-                        counts[kind] += 1
-            self._scanned = end
-        names = {f.id_bytes32: f.id for f in self.feeds}
+        await self.callbacks.advance(tip, consumers[:MAX_CONSUMERS])
+        names = {f.id_bytes32: f.id for f in current}
         listed = []
         for consumer in consumers[:MAX_CONSUMERS]:
             owner, gas_limit, balance, feed_ids = await fns.subscriptionOf(consumer).call()
@@ -162,12 +174,13 @@ class ChainView:
                     "gas_limit": int(gas_limit),
                     "balance_wei": str(int(balance)),
                     "feeds": [names.get(bytes(f), "0x" + bytes(f).hex()) for f in feed_ids],
-                    "callbacks": self._callbacks.get(consumer, {"failed": 0, "skipped": 0}),
+                    "callbacks": self.callbacks.counts(consumer),
                 }
             )
         return {
             "consumers": listed,
             "more": len(consumers) > MAX_CONSUMERS,
-            "callbacks_counted_from_block": self._scan_from,
-            "callbacks_counted_to_block": self._scanned,
+            "callbacks_counted_from_block": self.callbacks.scan_from,
+            "callbacks_counted_to_block": self.callbacks.scanned,
+            "unreadable_reports": self.callbacks.unreadable_reports,
         }
