@@ -27,7 +27,7 @@ from oracle.node.callbacks import MAX_CONSUMERS, CallbackLedger
 log = structlog.get_logger(__name__)
 
 _ZERO = "0x" + "00" * 20
-MAX_FEEDS = 1000  # feeds listed per read (a node's own and registered models')
+MAX_FEEDS = 256  # feeds read per read (a node's own and registered models'): bounded work
 
 
 class SharedRead:
@@ -145,6 +145,7 @@ class ChainView:
                     entry["updated_at"] = int(updated)
             feeds.append(entry)
         out["feeds"] = feeds
+        out["feeds_more"] = len({f.id for f in self.feeds()}) > len(current)
         try:
             out["subscriptions"] = await self._subscriptions(current, feeds, int(block["number"]))
         except Exception as exc:  # an oracle without subscriptions, or the RPC failed

@@ -355,7 +355,8 @@ async function modelsPage() {
       String(v.version),
       v.feed ? feedLink(v.feed) : (v.feed_ids ?? []).map((f) => short(f)).join(", ") || "-",
       h("code", { title: v.spec_hash ?? "" }, short(v.spec_hash)),
-      h("span", { class: "desc" }, String(v.spec_uri ?? "-")),
+      // a data: URI carries the whole spec: its start, the whole in the title
+      h("span", { class: "desc", title: String(v.spec_uri ?? "") }, short(v.spec_uri, 60)),
       v.approved_block == null ? "not approved" : String(v.approved_block),
       h("code", { title: v.commitment ?? "" }, short(v.commitment)),
       names.map((n, i) => {
