@@ -29,9 +29,11 @@ class Chain:
     def __init__(self, w3: Web3, oracle: Contract, committee: Committee) -> None:
         self.w3, self.oracle, self.committee = w3, oracle, committee
         self.round = 0
+        self.base_price = 2 * int(w3.eth.get_block("latest")["baseFeePerGas"])
 
-    def send(self, call: Any, value: int = 0) -> None:
-        tx = call.transact({"value": value, "gas": 3_000_000})
+    def send(self, call: Any, value: int = 0, gas_price: int | None = None) -> None:
+        price = gas_price or 20 * self.base_price  # reports: 20 times what "poor" paid for
+        tx = call.transact({"value": value, "gas": 3_000_000, "gasPrice": price})
         assert self.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
 
     def report(self, *feeds: bytes) -> None:
@@ -82,7 +84,10 @@ async def test_delivered_is_derived_per_report_while_subscribed(
     poor = deploy(w3, "RecordingConsumer", oracle.address)
     chain.send(fns.subscribe(recorder.address, [A], 300_000), 10**18)
     chain.send(fns.subscribe(reverting.address, [A, B], 100_000), 10**18)
-    chain.send(fns.subscribe(poor.address, [B], 300_000))  # no deposit: skipped
+    # the least deposit at a low gas price: every callback at the reports' price is skipped
+    low = chain.base_price
+    least = int(fns.callbackCost(300_000, low).call())
+    chain.send(fns.subscribe(poor.address, [B], 300_000), least, gas_price=low)
     chain.report(A)  # recorder delivered, reverting failed
     chain.report(B)  # recorder not called; reverting failed; poor skipped
     chain.report(A, B)  # recorder delivered once; reverting failed once; poor skipped

@@ -35,7 +35,8 @@ def test_the_loop_is_the_policy_specs_agent_and_random_agent(tmp_path: Path) -> 
     ("random_agent", "says"),
     [
         ("0x1234", "expected a 0x-prefixed 20-byte hex address"),
-        ("<img src=x onerror=alert(1)>", "expected at most 42 characters"),
+        ("<img src=x onerror=alert(1)>", "expected a 0x-prefixed 20-byte hex address"),
+        ("0x" + "<script>" * 6, "expected at most 42 characters"),
     ],
 )
 def test_a_bad_random_agent_is_refused(tmp_path: Path, random_agent: str, says: str) -> None:
