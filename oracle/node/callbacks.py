@@ -28,6 +28,7 @@ transactions read per call (a longer history is caught up over later calls), at 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,8 @@ from oracle.reporting.report import decode
 
 MAX_CONSUMERS = 200
 LOG_SPAN = 2000  # blocks of logs read per call
-MAX_REPORTS = 200  # report transactions read back per call
+MAX_REPORTS = 100  # report transactions read back per call
+CONCURRENT = 16  # of them read at once
 EVENTS = (
     "ReportTransmitted",
     "UpdateSkipped",
@@ -132,9 +134,11 @@ class CallbackLedger:
         applied: dict[bytes, set[bytes] | None] = {}
         if self.consumers:
             kept = {bytes(e["transactionHash"]) for e in mine}
-            for tx in reports:
-                if tx in kept:  # a report of the block cut off is read next time
-                    applied[tx] = await self._applied(tx, mine)
+            wanted = [tx for tx in reports if tx in kept]  # a cut-off block's: next time
+            for i in range(0, len(wanted), CONCURRENT):
+                chunk = wanted[i : i + CONCURRENT]
+                found = await asyncio.gather(*(self._applied(tx, mine) for tx in chunk))
+                applied.update(zip(chunk, found, strict=True))
         self._fold(mine, applied)
         self.scanned = end
 

@@ -44,6 +44,8 @@ class SharedRead:
         self._lock = asyncio.Lock()
 
     async def read(self) -> dict[str, Any]:
+        if self._lock.locked() and self._last is not None:
+            return self._last  # a read is under way: the last answer, without waiting for it
         async with self._lock:
             if self._last is not None and time.monotonic() - self._at < self.min_interval_s:
                 return self._last

@@ -196,6 +196,8 @@ def page(browser: Any) -> Iterator[Page]:
     errors: list[str] = []
     p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     p.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    # which request failed (the console's message does not name it)
+    p.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else 0)
     p.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
     try:
         yield Page(p, errors)
