@@ -12,6 +12,7 @@ failing RPC is an ``error`` field, never an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,17 @@ from oracle.node.callbacks import MAX_CONSUMERS, CallbackLedger
 log = structlog.get_logger(__name__)
 
 _ZERO = "0x" + "00" * 20
+COUNT_WAIT_S = 1.0  # a read waits this long for the callback counts to advance
+CONCURRENT = 16  # RPC calls of one read at once
 MAX_FEEDS = 256  # feeds read per read (a node's own and registered models'): bounded work
+
+
+async def _bounded(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Run ``calls`` CONCURRENT at a time; their results in order."""
+    out: list[Any] = []
+    for i in range(0, len(calls), CONCURRENT):
+        out += await asyncio.gather(*(c() for c in calls[i : i + CONCURRENT]))
+    return out
 
 
 class SharedRead:
@@ -91,6 +102,8 @@ class ChainView:
         self.transmitter = transmitter
         self._proxies: dict[str, str] = {}
         self.callbacks = CallbackLedger(self.w3, self.oracle)
+        self.callbacks_error: str | None = None  # the last count's failure, if it failed
+        self._counting: asyncio.Task[None] | None = None
         self._shared = SharedRead(self._read, min_interval_s)
 
     async def read(self) -> dict[str, Any]:
@@ -116,43 +129,69 @@ class ChainView:
         if sender:
             balance = await eth.get_balance(AsyncWeb3.to_checksum_address(sender))
             out["transmitter"] = {"address": sender, "balance_wei": str(balance)}
-        feeds = []
         current = self.current_feeds()
         # proxies of feeds no longer run (a registered model deactivated) are forgotten
         ids = {f.id for f in current}
         self._proxies = {k: v for k, v in self._proxies.items() if k in ids}
-        for feed in current:
-            entry: dict[str, Any] = {
-                "id": feed.id,
-                "feed_id_bytes32": "0x" + feed.id_bytes32.hex(),
-                "decimals": feed.decimals,
-            }
-            proxy = self._proxies.get(feed.id)
-            if proxy is None:
-                proxy = str(await self.oracle.functions.proxyOf(feed.id_bytes32).call())
-                if proxy.lower() != _ZERO:
-                    self._proxies[feed.id] = proxy
-            entry["proxy"] = None if proxy.lower() == _ZERO else proxy
-            if entry["proxy"] is not None:
-                try:
-                    rid, answer, _, updated, _ = await self.oracle.functions.latestRoundData(
-                        feed.id_bytes32
-                    ).call()
-                except Exception:  # registered, no round yet: some oracles revert
-                    rid, answer, updated = 0, 0, 0
-                if int(updated) != 0:
-                    entry["round_id"] = str(int(rid))  # phase << 64 | count: > 2^53
-                    entry["round"] = int(rid) & (2**64 - 1)
-                    entry["value"] = str(int(answer))
-                    entry["updated_at"] = int(updated)
-            feeds.append(entry)
+        feeds = await _bounded(
+            [lambda f=f: self._feed(f) for f in current]  # type: ignore[misc]
+        )
         out["feeds"] = feeds
         out["feeds_more"] = len({f.id for f in self.feeds()}) > len(current)
         try:
             out["subscriptions"] = await self._subscriptions(current, feeds, int(block["number"]))
         except Exception as exc:  # an oracle without subscriptions, or the RPC failed
             out["subscriptions"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        for entry in feeds:
+            entry.pop("_consumers", None)
         return out
+
+    async def _count_callbacks(self, tip: int, consumers: list[str]) -> None:
+        """Advance the callback counts towards ``tip``, waiting for that at most
+        ``COUNT_WAIT_S``: a long catch-up goes on in the background (one at a time) and the
+        answer says how far the counts go, so no client waits for it."""
+        if self._counting is None or self._counting.done():
+            self._counting = asyncio.create_task(self.callbacks.advance(tip, consumers))
+        task = self._counting
+        # a count that fails (the RPC) is said in callbacks_error; the next read tries again
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), COUNT_WAIT_S)
+        if task.done() and not task.cancelled():
+            err = task.exception()
+            self.callbacks_error = None if err is None else f"{type(err).__name__}: {err}"[:300]
+
+    def close(self) -> None:
+        """Stop a background count (the node is stopping)."""
+        if self._counting is not None:
+            self._counting.cancel()
+
+    async def _feed(self, feed: ChainFeed) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": feed.id,
+            "feed_id_bytes32": "0x" + feed.id_bytes32.hex(),
+            "decimals": feed.decimals,
+        }
+        fns = self.oracle.functions
+        proxy = self._proxies.get(feed.id)
+        if proxy is None:
+            proxy = str(await fns.proxyOf(feed.id_bytes32).call())
+            if proxy.lower() != _ZERO:
+                self._proxies[feed.id] = proxy
+        entry["proxy"] = None if proxy.lower() == _ZERO else proxy
+        if entry["proxy"] is not None:
+            try:
+                rid, answer, _, updated, _ = await fns.latestRoundData(feed.id_bytes32).call()
+            except Exception:  # registered, no round yet: some oracles revert
+                rid, answer, updated = 0, 0, 0
+            if int(updated) != 0:
+                entry["round_id"] = str(int(rid))  # phase << 64 | count: > 2^53
+                entry["round"] = int(rid) & (2**64 - 1)
+                entry["value"] = str(int(answer))
+                entry["updated_at"] = int(updated)
+        subs = [str(a) for a in await fns.subscribersOf(feed.id_bytes32).call()]
+        entry["subscribers"] = len(subs)
+        entry["_consumers"] = subs
+        return entry
 
     async def _subscriptions(
         self, current: list[ChainFeed], feeds: list[dict[str, Any]], tip: int
@@ -161,29 +200,33 @@ class ChainView:
         failed and skipped over the blocks scanned (oracle.node.callbacks)."""
         fns = self.oracle.functions
         consumers: list[str] = []
-        for feed, entry in zip(current, feeds, strict=True):
-            subs = [str(a) for a in await fns.subscribersOf(feed.id_bytes32).call()]
-            entry["subscribers"] = len(subs)
-            consumers += [a for a in subs if a not in consumers]
-        await self.callbacks.advance(tip, consumers[:MAX_CONSUMERS])
+        for entry in feeds:
+            consumers += [a for a in entry.pop("_consumers") if a not in consumers]
+        consumers = consumers[:MAX_CONSUMERS]
+        await self._count_callbacks(tip, consumers)
+        # the counts and how far they go, as one snapshot (a background count goes on)
+        led = self.callbacks
+        counts = {c: led.counts(c) for c in consumers}
+        scan = (led.scan_from, led.scanned, led.unreadable_reports)
         names = {f.id_bytes32: f.id for f in current}
-        listed = []
-        for consumer in consumers[:MAX_CONSUMERS]:
+
+        async def one(consumer: str) -> dict[str, Any]:
             owner, gas_limit, balance, feed_ids = await fns.subscriptionOf(consumer).call()
-            listed.append(
-                {
-                    "consumer": consumer,
-                    "owner": str(owner),
-                    "gas_limit": int(gas_limit),
-                    "balance_wei": str(int(balance)),
-                    "feeds": [names.get(bytes(f), "0x" + bytes(f).hex()) for f in feed_ids],
-                    "callbacks": self.callbacks.counts(consumer),
-                }
-            )
+            return {
+                "consumer": consumer,
+                "owner": str(owner),
+                "gas_limit": int(gas_limit),
+                "balance_wei": str(int(balance)),
+                "feeds": [names.get(bytes(f), "0x" + bytes(f).hex()) for f in feed_ids],
+                "callbacks": counts[consumer],
+            }
+
+        listed = await _bounded([lambda c=c: one(c) for c in consumers])  # type: ignore[misc]
         return {
             "consumers": listed,
             "more": len(consumers) > MAX_CONSUMERS,
-            "callbacks_counted_from_block": self.callbacks.scan_from,
-            "callbacks_counted_to_block": self.callbacks.scanned,
-            "unreadable_reports": self.callbacks.unreadable_reports,
+            "callbacks_counted_from_block": scan[0],
+            "callbacks_counted_to_block": scan[1],
+            "unreadable_reports": scan[2],
+            "callbacks_error": self.callbacks_error,
         }

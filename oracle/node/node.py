@@ -277,6 +277,8 @@ class Node:
 
     async def stop(self) -> None:
         await self.services.stop()
+        if self.chain is not None:
+            self.chain.close()
 
     def _chain_feeds(self) -> list[ChainFeed]:
         """The on-chain feeds of every spec the node runs now: its own and the registered
