@@ -305,7 +305,8 @@ def test_a_node_alone_serves_its_own_view_and_the_chain(devnet: Net, page: Page)
 
 
 def api_json(url: str) -> Any:
-    status, _, body = http(url)
+    with urllib.request.urlopen(url, timeout=30) as r:  # a node's read of the chain
+        status, body = r.status, r.read()
     assert status == 200, (url, body[:300])
     return json.loads(body)
 
@@ -338,7 +339,8 @@ def test_learning_loop_page_shows_the_agent_against_random_and_the_best_arm(
     legend = p.eval_on_selector_all(
         "#loop-RL-bandit-rewards .legend li", "ls => ls.map(l => l.textContent)"
     )
-    assert [x.split(" (")[0] for x in legend] == ["agent", "random agent", "best arm (expected)"]
+    names = [x.rsplit(" (", 1)[0] for x in legend]
+    assert names == ["agent", "random agent", "best arm (expected)"]
     assert all(not x.endswith("(0)") for x in legend), legend
     assert int(p.get_attribute("#loop-RL-bandit-regret-chart figure", "data-points") or 0) > 0
     assert int(p.get_attribute("#loop-RL-bandit-choices figure", "data-points") or 0) > 0
