@@ -42,8 +42,12 @@ async def _bounded(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
 
 
 class SharedRead:
-    """One read shared by every caller within ``min_interval_s`` (the API is open to
-    anyone: clients cannot multiply the RPC calls); a failure is an ``error`` field."""
+    """One read shared by every caller (the API is open to anyone: clients cannot multiply
+    the RPC calls), and no caller waits for the RPC once there is an answer: an answer older
+    than ``min_interval_s`` is served while one background read (at a time) replaces it, so
+    a slow RPC makes the answer older (its ``block`` says how old), never the API slow.
+    Only the first read is waited for (:meth:`warm` starts it early). A failure is an
+    ``error`` field."""
 
     def __init__(
         self, read: Callable[[], Awaitable[dict[str, Any]]], min_interval_s: float
@@ -52,21 +56,33 @@ class SharedRead:
         self.min_interval_s = min_interval_s
         self._last: dict[str, Any] | None = None
         self._at = 0.0
-        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[dict[str, Any]] | None = None
 
     async def read(self) -> dict[str, Any]:
-        if self._lock.locked() and self._last is not None:
-            return self._last  # a read is under way: the last answer, without waiting for it
-        async with self._lock:
-            if self._last is not None and time.monotonic() - self._at < self.min_interval_s:
-                return self._last
-            try:
-                out = await self._read()
-            except Exception as exc:  # the RPC is down or the contract is not there
-                log.debug("chain_view.unread", error=str(exc)[:200])
-                out = {"error": f"reading the chain: {type(exc).__name__}: {exc}"[:300]}
-            self._last, self._at = out, time.monotonic()
-            return out
+        if self._last is not None:
+            if time.monotonic() - self._at >= self.min_interval_s:
+                self.warm()
+            return self._last
+        return await asyncio.shield(self.warm())
+
+    def warm(self) -> asyncio.Task[dict[str, Any]]:
+        """Start a read unless one is under way; the task that reads."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._refresh())
+        return self._task
+
+    async def _refresh(self) -> dict[str, Any]:
+        try:
+            out = await self._read()
+        except Exception as exc:  # the RPC is down or the contract is not there
+            log.debug("chain_view.unread", error=str(exc)[:200])
+            out = {"error": f"reading the chain: {type(exc).__name__}: {exc}"[:300]}
+        self._last, self._at = out, time.monotonic()
+        return out
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,9 @@ class ChainView:
 
     async def read(self) -> dict[str, Any]:
         return {**await self._shared.read(), "oracle": self.oracle_address}
+
+    def warm(self) -> None:
+        self._shared.warm()
 
     def current_feeds(self) -> list[ChainFeed]:
         """The feeds the node publishes now, each once, at most MAX_FEEDS."""
@@ -161,7 +180,8 @@ class ChainView:
             self.callbacks_error = None if err is None else f"{type(err).__name__}: {err}"[:300]
 
     def close(self) -> None:
-        """Stop a background count (the node is stopping)."""
+        """Stop a background read or count (the node is stopping)."""
+        self._shared.close()
         if self._counting is not None:
             self._counting.cancel()
 

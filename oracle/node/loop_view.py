@@ -210,6 +210,9 @@ class LoopView:
     async def read(self) -> dict[str, Any]:
         return await self._shared.read()
 
+    def close(self) -> None:
+        self._shared.close()
+
     def _web3(self, url: str) -> AsyncWeb3[Any]:
         if url not in self._w3:
             self._w3[url] = AsyncWeb3(

@@ -266,6 +266,8 @@ class Node:
 
     async def start(self) -> None:
         await self.services.start()
+        if self.chain is not None:  # its first read, before a client waits for it
+            self.chain.warm()
 
     def _feed_id(self, name: str) -> bytes | None:
         """The on-chain id of a feed this node publishes (one per arm of a policy feed)."""
@@ -277,6 +279,7 @@ class Node:
 
     async def stop(self) -> None:
         await self.services.stop()
+        self.loop.close()
         if self.chain is not None:
             self.chain.close()
 
