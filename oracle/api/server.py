@@ -72,6 +72,8 @@ class NodeView:
     chain: Callable[[], Awaitable[dict[str, Any]]] | None = None
     # the signed pull roots this node keeps (oracle.api.pull), where it signs them
     pull: PullApi | None = None
+    # the RL loops of its policy feeds: rewards, regret, arm choices (oracle.node.loop_view)
+    loop: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -180,6 +182,11 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
             return _error(404, "this node runs no [network]: it reads no chain")
         return web.json_response(await node.chain())
 
+    async def loop(_: web.Request) -> web.Response:
+        if node.loop is None:
+            return _error(404, "this node shows no learning loop")
+        return web.json_response(await node.loop())
+
     async def models(_: web.Request) -> web.Response:
         out: list[dict[str, Any]] = []
         for runner in node.feeds.values():
@@ -251,6 +258,7 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
     app.router.add_get("/v1/reports", landed)
     app.router.add_get("/v1/transmissions", transmissions)
     app.router.add_get("/v1/chain", chain)
+    app.router.add_get("/v1/loop", loop)
     if node.pull is not None:
         node.pull.add_routes(app)
     else:

@@ -186,10 +186,11 @@ def measure(
     arms = [int(e["args"]["arm"]) for e in agent_steps]
     random_arms = [int(e["args"]["arm"]) for e in random_steps]
     n = len(arms)
-    agent_regret = rl.regret(market, arms)
-    random_regret = rl.regret(market, random_arms)
-    fixed_arm, fixed_regret = rl.best_fixed_regret(market, n)
-    new_best = rl.best_arm(market, change + 1)
+    schedule = market.schedule
+    agent_regret = schedule.regret(arms)
+    random_regret = schedule.regret(random_arms)
+    fixed_arm, fixed_regret = schedule.best_fixed_regret(n)
+    new_best = schedule.best_arm(change + 1)
     rec = recovery(arms, change, new_best) if drift else None
     fraction = agent_regret / random_regret if random_regret else None
     p50 = statistics.median(latencies) if latencies else None

@@ -235,7 +235,7 @@ EVAL_METRICS = {
 @dataclass(frozen=True)
 class EvalSpec:
     """``[eval]``: how ``mira eval`` measures the feed against naive baselines (nothing a
-    node runs)."""
+    node runs; a node's learning-loop view shows the on-chain ``random_agent``)."""
 
     baselines: tuple[str, ...]  # in the spec's order; see BASELINES for each output kind
     metric: str  # forecasts: "mae" or "rmse"; anomaly: "average_precision" or "roc_auc"
@@ -245,6 +245,10 @@ class EvalSpec:
     # anomaly labels: inclusive ranges of dataset row positions (0-based) that are anomalous
     anomalies: tuple[tuple[int, int], ...]
     random_runs: int  # seeded uniform-random policy runs averaged
+    # a policy's uniform-random baseline on-chain: a RandomAgent acting in a twin of the
+    # agent's environment (checksummed), whose rewards the learning-loop view shows beside
+    # the agent's (oracle.node.loop_view); None: no on-chain baseline
+    random_agent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -688,6 +692,11 @@ def _read_eval(t: Table, kind: str, model: ModelSpec | None) -> EvalSpec | None:
     lags = t.integer("lags", 5, low=1, high=64)
     window = t.integer("zscore_window", 100, low=2, high=100_000)
     runs = t.integer("random_runs", 1000, low=1, high=10_000)
+    random_agent = t.string("random_agent", None, max_len=42)
+    if random_agent is not None and kind != "policy":
+        t.fail("random_agent", random_agent, f"expected no random agent for output kind {kind!r}")
+    elif isinstance(random_agent, str) and not re.fullmatch(r"0x[0-9a-fA-F]{40}", random_agent):
+        t.fail("random_agent", random_agent, "expected a 0x-prefixed 20-byte hex address")
     anomalies: list[tuple[int, int]] = []
     raw = t.raw("anomalies", None)
     if kind == "anomaly":
@@ -714,7 +723,8 @@ def _read_eval(t: Table, kind: str, model: ModelSpec | None) -> EvalSpec | None:
         return None
     if len(t.problems.items) != before:
         return None
-    return EvalSpec(baselines, metric, season, lags, window, tuple(anomalies), runs)
+    agent = Web3.to_checksum_address(random_agent) if isinstance(random_agent, str) else None
+    return EvalSpec(baselines, metric, season, lags, window, tuple(anomalies), runs, agent)
 
 
 def _read_logged_steps(t: Table, features: FeaturesSpec | None) -> LoggedSteps | None:

@@ -462,7 +462,13 @@ class Devnet:
         market = rl.deploy_market(
             w3, manifest.oracle, sender.deploy, sender.send, drift_every=RL_DRIFT_EVERY
         )
-        text = rl.spec_text(rpc, market.agent.address, market.from_block, heartbeat_s=HEARTBEAT_S)
+        text = rl.spec_text(
+            rpc,
+            market.agent.address,
+            market.from_block,
+            heartbeat_s=HEARTBEAT_S,
+            random_agent=market.random_agent.address,
+        )
         (spec_dir / "rl_bandit.toml").write_text(text)
         self.specs = load_feed_specs(sorted(spec_dir.glob("*.toml")))
         manifest.extra["rl"] = {

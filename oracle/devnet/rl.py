@@ -8,9 +8,9 @@ published as Mira price feeds (``feeds/rl/sp500_prices.toml``: each stock's clos
 to 100, replayed a trading day per row), and holding a stock for one step pays its realised
 return, computed on-chain from the two feed values (``deploy_stock_market``).
 
-Regret here is pseudo-regret: per step, the best arm's rate minus the taken arm's rate
-(rates in ppm, the bandit's schedule reconstructed from its pull count), so the numbers
-measure the choices, not the coin flips that paid them.
+The bandit's rate schedule and the regret of a sequence of pulls are
+oracle.chain.bandit's (:attr:`Market.schedule`): one computation for the bench, the node's
+learning-loop view and the dashboard.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from oracle import bundle
+from oracle.chain.bandit import Schedule
 from oracle.config.feeds import arm_feed_id, feed_id_bytes32, recommended_feed_id
 
 FEED = "RL/bandit"
@@ -36,7 +37,6 @@ RATES_PPM = (100_000, 200_000, 300_000, 500_000, 900_000)
 HISTORY_DEPTH = 2  # the agent reads K + 1 feeds a step; MiraOracle.latestRound scans the ring
 MAX_POLICY_AGE_S = 3600
 STEP_GAS = 1_000_000  # a fixed limit: no estimateGas round trip per step
-PPM = 1_000_000
 E8 = 10**8  # one in the arm feeds' and the rewards' fixed point (8 decimals)
 
 # The real-data market: the price feeds' spec (its id "SP500/price"), its tickers, the policy
@@ -102,6 +102,12 @@ rounding = "ROUND_HALF_EVEN"
 [publish]
 deviation_bps = 1
 heartbeat_s = {heartbeat_s}
+{baseline}"""
+
+# the on-chain baseline a node's learning-loop view shows beside the agent (GET /v1/loop)
+BASELINE = """
+[eval]
+random_agent = "{random_agent}"
 """
 
 
@@ -120,9 +126,11 @@ def spec_text(
     heartbeat_s: int = 3600,
     reward_limits: tuple[float, float] = (0.0, 1.0),
     description: str | None = None,
+    random_agent: str | None = None,
 ) -> str:
     """The policy feed's spec: its source is ``agent``'s Step events from ``from_block``
-    (the agent's deployment: the prior is published as observed then)."""
+    (the agent's deployment: the prior is published as observed then); ``random_agent``:
+    the uniform-random baseline acting in a twin bandit (``[eval] random_agent``)."""
     reward_obj = (
         'class = "stats.Mean"'
         if fading is None
@@ -144,6 +152,7 @@ def spec_text(
         reward_high=float(reward_limits[1]),
         arms=", ".join(f'"{a}"' for a in arms),
         heartbeat_s=heartbeat_s,
+        baseline="" if random_agent is None else BASELINE.format(random_agent=random_agent),
     )
 
 
@@ -164,6 +173,10 @@ class Market:
     rates_ppm: tuple[int, ...]
     drift_every: int
     from_block: int  # the block the agents were deployed in
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.rates_ppm, self.drift_every)
 
 
 def _deploy_agent(
@@ -317,38 +330,8 @@ class Actor:
         return hashes
 
 
-def rate(market: Market, pull: int, arm: int) -> int:
-    """The rate (ppm) ``arm`` paid at ``pull`` (1-based): DriftingBandit rotates its rates
-    by one before pull driftEvery + 1, 2·driftEvery + 1, …"""
-    k = len(market.rates_ppm)
-    shift = (pull - 1) // market.drift_every if market.drift_every else 0
-    return market.rates_ppm[(arm + shift) % k]
-
-
-def best_arm(market: Market, pull: int) -> int:
-    k = len(market.rates_ppm)
-    rates = [rate(market, pull, a) for a in range(k)]
-    return rates.index(max(rates))
-
-
 def steps(agent: Contract, from_block: int, to_block: int | str = "latest") -> list[Any]:
     """The agent's Step events in order (each its pull in its own bandit: the agent is the
     bandit's only caller and acts once a step)."""
     logs = agent.events.Step().get_logs(from_block=from_block, to_block=to_block)
     return sorted(logs, key=lambda e: int(e["args"]["step"]))
-
-
-def regret(market: Market, arms: Sequence[int]) -> float:
-    """Cumulative pseudo-regret (in rewards of 1.0) of taking ``arms`` at pulls 1, 2, …"""
-    total = 0
-    for pull, arm in enumerate(arms, start=1):
-        total += rate(market, pull, best_arm(market, pull)) - rate(market, pull, arm)
-    return total / PPM
-
-
-def best_fixed_regret(market: Market, n: int) -> tuple[int, float]:
-    """The best single arm in hindsight over ``n`` pulls, and its regret."""
-    k = len(market.rates_ppm)
-    regrets = [regret(market, [a] * n) for a in range(k)]
-    best = regrets.index(min(regrets))
-    return best, regrets[best]

@@ -17,7 +17,6 @@ from web3 import Web3
 
 from oracle.chain.deploy import at
 from oracle.chain.system import Manifest
-from oracle.devnet import rl
 
 
 def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -42,15 +41,16 @@ class FeedRow:
 
 @dataclass
 class RLRow:
-    """The RL loop's scoreboard: cumulative rewards (in rewards of 1.0) after ``steps``."""
+    """The RL loop's scoreboard: cumulative rewards (in rewards of 1.0) after ``steps``, as
+    a node serves it (GET /v1/loop)."""
 
     steps: int
     agent_reward: float
     random_steps: int
     random_reward: float
-    best_arm_reward: float  # expected: the best arm's rate at each of the agent's steps
-    regret: float  # best_arm_reward - agent_reward
-    best_arm: int
+    best_arm_reward: float | None  # expected: the best arm's rate at each of the agent's steps
+    regret: float | None  # pseudo-regret: Σ best arm's rate - the taken arm's rate
+    best_arm: int | None
     last_arm: int | None
 
 
@@ -78,49 +78,36 @@ class Watcher:
         self._best_sum: tuple[int, int] = (0, 0)  # (steps, Σ best rate ppm) so far
 
     def rl_row(self) -> RLRow | None:
-        """:meth:`rl`, or None while the chain cannot be read."""
+        """:meth:`rl`, or None while no node answers."""
         try:
             return self.rl()
-        except Exception:  # anvil busy or stopping: the next refresh tries again
+        except (KeyError, TypeError, ValueError):  # a node still starting: next refresh
             return None
 
     def rl(self) -> RLRow | None:
-        """The RL loop's rewards so far, read from the agents' bandits; None without one."""
+        """The RL loop's scoreboard as the first node that answers shows it (GET /v1/loop:
+        computed there, oracle.chain.bandit, never here); None without a loop."""
         info = self.rl_info
         if info is None:
             return None
-        w3 = self.w3
-        agent, bandit = (
-            at(w3, "GreedyPolicyAgent", info["agent"]),
-            at(w3, "DriftingBandit", info["bandit"]),
-        )
-        rand = at(w3, "RandomAgent", info["random_agent"])
-        twin = at(w3, "DriftingBandit", info["random_bandit"])
-        steps = int(agent.functions.steps().call())
-        market = rl.Market(
-            agent, bandit, rand, twin, tuple(info["rates_ppm"]), int(info["drift_every"]), 0
-        )
-        done, total = self._best_sum
-        for pull in range(done + 1, steps + 1):
-            total += rl.rate(market, pull, rl.best_arm(market, pull))
-        self._best_sum = (steps, total)
-        one = 10**8
-        agent_reward = int(bandit.functions.balanceOf(agent.address).call()) / one
-        best = total / rl.PPM
-        last = None
-        if steps:
-            logs = rl.steps(agent, max(0, int(w3.eth.block_number) - 5))
-            last = int(logs[-1]["args"]["arm"]) if logs else None
-        return RLRow(
-            steps,
-            agent_reward,
-            int(rand.functions.steps().call()),
-            int(twin.functions.balanceOf(rand.address).call()) / one,
-            best,
-            best - agent_reward,
-            int(bandit.functions.bestArm().call()),
-            last,
-        )
+        for n in self.nodes:
+            loops = (get_json(n["api"] + "/v1/loop") or {}).get("loops", [])
+            loop: dict[str, Any] = next((x for x in loops if x["feed"] == info["feed"]), {})
+            agent = loop.get("agent") or {}
+            if "steps" not in agent:
+                continue
+            rand = loop.get("random") or {}
+            return RLRow(
+                agent["steps"],
+                agent["reward"],
+                rand.get("steps", 0),
+                rand.get("reward", 0.0),
+                agent.get("best_arm_reward"),
+                agent.get("regret"),
+                agent.get("best_arm_now"),
+                agent.get("last_arm"),
+            )
+        return None
 
     def onchain(self, feed: str) -> tuple[int, Decimal, int] | None:
         """(roundId, value, updatedAt) through the feed's proxy; None before the first round.
@@ -228,9 +215,9 @@ def render(
             str(loop.steps),
             f"{loop.agent_reward:.0f}",
             f"{loop.random_reward:.0f} ({loop.random_steps} steps)",
-            f"{loop.best_arm_reward:.1f}",
-            f"{loop.regret:.1f}",
-            str(loop.best_arm),
+            _fmt(loop.best_arm_reward, ".1f"),
+            _fmt(loop.regret, ".1f"),
+            _fmt(loop.best_arm),
             _fmt(loop.last_arm),
         )
         outer.add_row(rt)
@@ -246,8 +233,8 @@ def compact(feeds: list[FeedRow], nodes: list[NodeRow], loop: RLRow | None = Non
     if loop is not None:
         parts.append(
             f"RL {loop.steps} steps: agent {loop.agent_reward:.0f}, random "
-            f"{loop.random_reward:.0f}, best arm {loop.best_arm_reward:.1f}, regret "
-            f"{loop.regret:.1f}"
+            f"{loop.random_reward:.0f}, best arm {_fmt(loop.best_arm_reward, '.1f')}, regret "
+            f"{_fmt(loop.regret, '.1f')}"
         )
     up = sum(n.healthy for n in nodes)
     return f"{time.strftime('%H:%M:%S')} " + "; ".join(parts) + f"; nodes {up}/{len(nodes)} ok"

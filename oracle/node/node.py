@@ -33,6 +33,7 @@ from oracle.node.chain_view import ChainFeed, ChainView
 from oracle.node.feeds import FeedRunner
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
+from oracle.node.loop_view import LoopView, loop_sources
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics
 from oracle.node.registered import RegisteredModels
@@ -216,11 +217,7 @@ class Node:
             self.chain = ChainView(
                 net.rpc_url,
                 net.oracle,
-                [
-                    ChainFeed(o.id, o.id_bytes32, spec.decimals)
-                    for spec in feeds
-                    for o in spec.outputs
-                ],
+                self._chain_feeds,
                 lambda: network.transmitter.sender,
                 rpc_timeout_s=net.rpc_timeout_s,
             )
@@ -244,6 +241,8 @@ class Node:
                 rpc_timeout_s=net_cfg.rpc_timeout_s,
             )
             services.append(self.registered)
+        # the RL loops of the policy feeds it runs (its own and registered), from their specs
+        self.loop = LoopView(lambda: loop_sources([r.spec for r in list(self.runners.values())]))
         view = NodeView(
             name=config.name,
             health=self.health,
@@ -253,6 +252,7 @@ class Node:
             reports=self.reports,
             store=self.storage.store,
             chain=None if self.chain is None else self.chain.read,
+            loop=self.loop.read,
             registered=None if self.registered is None else self.registered.status,
             registered_outputs=None if self.registered is None else self.registered.outputs,
             pull=(
@@ -266,6 +266,8 @@ class Node:
 
     async def start(self) -> None:
         await self.services.start()
+        if self.chain is not None:  # its first read, before a client waits for it
+            self.chain.warm()
 
     def _feed_id(self, name: str) -> bytes | None:
         """The on-chain id of a feed this node publishes (one per arm of a policy feed)."""
@@ -277,6 +279,18 @@ class Node:
 
     async def stop(self) -> None:
         await self.services.stop()
+        self.loop.close()
+        if self.chain is not None:
+            self.chain.close()
+
+    def _chain_feeds(self) -> list[ChainFeed]:
+        """The on-chain feeds of every spec the node runs now: its own and the registered
+        models' (they join and leave ``runners`` while the node runs)."""
+        return [
+            ChainFeed(o.id, o.id_bytes32, runner.spec.decimals)
+            for runner in list(self.runners.values())
+            for o in runner.spec.outputs
+        ]
 
     def _add_runner(self, key: str, runner: FeedRunner) -> None:
         self.runners[key] = runner

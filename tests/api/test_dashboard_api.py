@@ -109,6 +109,9 @@ async def test_unknown_feeds_and_missing_parts_are_404_json(api: Any) -> None:
     long = "x" * 5000
     status, _, body = await get(api, f"/v1/feeds/{long}")
     assert status == 404 and len(body["error"]["message"]) < 400
+    # a node whose feeds learn from no on-chain agent shows no loop (and reads no chain)
+    status, _, body = await get(api, "/v1/loop?feed=%3Cscript%3E&limit=-1")
+    assert status == 200 and body == {"loops": [], "more": False}
     # a node that has sent nothing lists no transmissions
     status, _, body = await get(api, "/v1/transmissions")
     assert status == 200 and body == {"transmissions": [], "next_before": None}

@@ -12,18 +12,23 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from eth_account import Account
 from web3 import Web3
 
 from oracle import bundle
 from oracle.chain.deploy import at, deploy
 from oracle.config import feed_id_bytes32
 from oracle.devnet import Devnet, DevnetOptions, preflight
+from oracle.devnet.processes import node_config_toml, provision_committee, spawn_node, stop_node
+from oracle.storage import make_engine, upgrade
 from tests.devnet.test_devnet import free_block
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,12 +80,19 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     try:
         net.start(say=say, stop=threading.Event())
         consumers = subscribe_consumers(net)
+        assert net.manifest is not None and net.market is not None
         yield Net(
             f"http://127.0.0.1:{opts.dashboard}/ui/",
             lines,
             [n.api for n in net.nodes],
             opts.directory,
-            {"consumers": consumers},
+            {
+                "consumers": consumers,
+                "rpc": net.manifest.rpc_url,
+                "oracle": net.manifest.oracle,
+                "manifest": net.manifest_path,
+                "market": net.market,
+            },
         )
     finally:
         net.stop()
@@ -104,6 +116,53 @@ def subscribe_consumers(net: Devnet) -> dict[str, str]:
         assert w3.eth.wait_for_transaction_receipt(tx, timeout=30)["status"] == 1
         out[name] = consumer.address
     return out
+
+
+@pytest.fixture(scope="module")
+def standalone(devnet: Net) -> Iterator[str]:
+    """One more node, alone: ``mira node run`` with its own API (no devnet dashboard in
+    front), following the devnet's chain with a fresh operator key (not a member: it signs
+    nothing) and two of the devnet's specs: ETH/USD (hostile description included) and the
+    RL loop's policy feed, whose chain source names the agent it shows. Its API URL."""
+    base = free_block(2)
+    d = devnet.directory / "standalone"
+    (d / "feeds").mkdir(parents=True)
+    for name in ("eth_usd_median.toml", "rl_bandit.toml"):
+        shutil.copy(devnet.directory / "feeds" / name, d / "feeds" / name)
+    committee = provision_committee([d], [Account.create().key.hex()], [(base, base + 1)])
+    node = committee.nodes[0]
+    node.index = 9  # named node-9 in its node.toml
+    upgrade(make_engine(f"sqlite:///{d / 'node.sqlite'}"))
+    (d / "node.toml").write_text(
+        node_config_toml(
+            node,
+            database="node.sqlite",
+            rpc_url=devnet.extra["rpc"],
+            oracle=devnet.extra["oracle"],
+            round_period=1.0,
+            observe_timeout=0.5,
+            transmit_timeout=5.0,
+            rpc_timeout=3.0,
+        )
+    )
+    spawn_node(node)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{node.api}/healthz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert node.proc is not None and node.proc.poll() is None, (d / "node.log").read_text()[
+                -3000:
+            ]
+            assert time.monotonic() < deadline, "the standalone node did not serve its API"
+            time.sleep(0.5)
+        yield node.api
+    finally:
+        stop_node(node, 20)
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +196,8 @@ def page(browser: Any) -> Iterator[Page]:
     errors: list[str] = []
     p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     p.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    # which request failed (the console's message does not name it)
+    p.on("response", lambda r: errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else 0)
     p.on("dialog", lambda d: (errors.append(f"dialog: {d.message}"), d.dismiss()))
     try:
         yield Page(p, errors)

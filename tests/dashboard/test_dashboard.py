@@ -11,11 +11,16 @@ import re
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from web3 import Web3
 
-from tests.dashboard.conftest import HOSTILE, Net, Page, screenshot
+from oracle.chain.deploy import at
+from oracle.cli.main import cli
+from tests.dashboard.conftest import HOSTILE, REPO, Net, Page, screenshot
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -271,9 +276,9 @@ def test_subscriptions_page_shows_consumers_deposits_and_callbacks(devnet: Net, 
     assert recording[3] == "500000" and reverting[4].endswith(" ETH")
     # the reverting consumer's callbacks fail, round after round, shown live
     bad = consumers["reverting"]
-    first = int(until(rows, lambda t: int(t[bad][5]) > 0, "a failed callback")[bad][5])
-    until(rows, lambda t: int(t[bad][5]) > first, "another failed callback", 60)
-    assert rows()[consumers["recording"]][5] == "0"
+    first = int(until(rows, lambda t: int(t[bad][6]) > 0, "a failed callback")[bad][6])
+    until(rows, lambda t: int(t[bad][6]) > first, "another failed callback", 60)
+    assert rows()[consumers["recording"]][6] == "0"
     screenshot(p, "subscriptions")
     p = show(page, devnet, "/feeds")
     row = p.locator("#feeds-table tr", has_text="onerror")
@@ -296,4 +301,222 @@ def test_a_node_alone_serves_its_own_view_and_the_chain(devnet: Net, page: Page)
         "#feeds-table tbody tr td:last-child", "c => c.map(x => x.textContent)"
     )
     assert members and all(m.endswith("/ 1") for m in members)
+    assert page.errors == []
+
+
+def api_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as r:  # a node's read of the chain
+        status, body = r.status, r.read()
+    assert status == 200, (url, body[:300])
+    return json.loads(body)
+
+
+def test_learning_loop_page_shows_the_agent_against_random_and_the_best_arm(
+    devnet: Net, page: Page
+) -> None:
+    p = show(page, devnet, "/learning")
+    ids = {k: f"#loop-RL-bandit-{k}-reward" for k in ("agent", "random", "best")}
+
+    def numbers() -> dict[str, str]:
+        return {k: p.text_content(sel) or "" for k, sel in ids.items()}
+
+    def numeric(v: dict[str, str]) -> bool:
+        return all(re.fullmatch(r"\d+\.\d", x) for x in v.values())
+
+    first = until(numbers, numeric, "the three cumulative rewards", 60)
+    # the three move as the agents act, block after block, without reloading
+    until(
+        numbers,
+        lambda v: (
+            numeric(v)
+            and all(float(v[k]) > float(first[k]) for k in ("agent", "best"))
+            and float(v["random"]) >= float(first["random"])
+        ),
+        "the cumulative rewards to grow",
+        60,
+    )
+    # charts with data: the three cumulative rewards, the regret, the arm choices
+    legend = p.eval_on_selector_all(
+        "#loop-RL-bandit-rewards .legend li", "ls => ls.map(l => l.textContent)"
+    )
+    names = [x.rsplit(" (", 1)[0] for x in legend]
+    assert names == ["agent", "random agent", "best arm (expected)"]
+    assert all(not x.endswith("(0)") for x in legend), legend
+    assert int(p.get_attribute("#loop-RL-bandit-regret-chart figure", "data-points") or 0) > 0
+    assert int(p.get_attribute("#loop-RL-bandit-choices figure", "data-points") or 0) > 0
+    pulls = p.eval_on_selector_all(
+        "#loop-RL-bandit-pulls tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert [r[0] for r in pulls] == ["a (0)", "b (1)", "c (2)", "d (3)", "e (4)"]
+    screenshot(p, "learning")
+    # the numbers are the chain's: the agent's reward is its balance in its bandit at the
+    # block the node scanned to, and the best arm's is the schedule's over its pulls
+    loop = next(
+        x
+        for x in api_json(devnet.url.replace("/ui/", "/m/1/v1/loop"))["loops"]
+        if x["feed"] == "RL/bandit"
+    )
+    market = devnet.extra["market"]
+    agent, rand = loop["agent"], loop["random"]
+    assert agent["address"] == market.agent.address
+    assert agent["environment"] == market.bandit.address
+    assert rand["address"] == market.random_agent.address
+    assert rand["environment"] == market.random_bandit.address
+    at_block = {"block_identifier": agent["scanned_to_block"]}
+    balance = market.bandit.functions.balanceOf(market.agent.address).call(**at_block)
+    assert agent["reward"] == balance / 10**8
+    assert agent["steps"] == market.bandit.functions.pulls().call(**at_block)
+    assert agent["first_pull"] == 1 and agent["ignored"] == 0
+    schedule = market.schedule
+    best = sum(schedule.rate(n, schedule.best_arm(n)) for n in range(1, agent["steps"] + 1))
+    assert agent["best_arm_reward"] == best / 10**6
+    assert sum(agent["pulls"]) == agent["steps"] and agent["regret"] >= 0
+    assert page.errors == []
+
+
+def test_subscriptions_page_counts_delivered_callbacks(devnet: Net, page: Page) -> None:
+    consumers = devnet.extra["consumers"]
+    good, bad = consumers["recording"], consumers["reverting"]
+    p = show(page, devnet, "/subscriptions")
+
+    def delivered() -> dict[str, str]:
+        cells = p.eval_on_selector_all(
+            "#subscriptions-table tbody tr",
+            "rs => rs.map(r => [...r.cells].map(c => c.textContent))",
+        )
+        return {r[0]: r[5] for r in cells}
+
+    first = until(
+        delivered, lambda t: t.get(good, "-").isdigit() and int(t[good]) > 0, "a delivery"
+    )
+    until(delivered, lambda t: int(t[good]) > int(first[good]), "another delivery", 60)
+    assert delivered()[bad] == "0"  # every callback of the reverting consumer fails
+    assert "no event for a delivered callback" in (p.text_content("#delivered-meaning") or "")
+    screenshot(p, "subscriptions-delivered")
+    # the derived count is the consumer's own: RecordingConsumer counts its calls
+    chain = api_json(devnet.url.replace("/ui/", "/m/2/v1/chain"))
+    subs = chain["subscriptions"]
+    assert subs["callbacks_counted_from_block"] == 0  # a young chain: counted from genesis
+    by = {c["consumer"]: c["callbacks"] for c in subs["consumers"]}
+    w3 = Web3(Web3.HTTPProvider(devnet.extra["rpc"]))
+    recording = at(w3, "RecordingConsumer", good)
+    calls = recording.functions.calls().call(block_identifier=subs["callbacks_counted_to_block"])
+    assert calls > 0 and by[good] == {
+        "delivered": calls,
+        "failed": 0,
+        "skipped": 0,
+        "unexplained": 0,
+    }
+    assert by[bad]["delivered"] == 0 and by[bad]["failed"] > 0 and by[bad]["unexplained"] == 0
+    assert subs["unreadable_reports"] == 0
+    assert page.errors == []
+
+
+def test_models_page_shows_a_registered_model_and_each_members_acceptance(
+    devnet: Net, page: Page, tmp_path: Path
+) -> None:
+    spec = (REPO / "docs" / "examples" / "trump_approval.toml").read_text()
+    spec = re.sub(r"(?m)^start_ms = \d+$", f"start_ms = {int(time.time()) * 1000}", spec)
+    spec = re.sub(r'(?m)^description = ".*"$', f"description = '{HOSTILE}'", spec)
+    (tmp_path / "trump.toml").write_text(spec)
+    owner = devnet.directory / "owner"
+    keys = ["--manifest", str(devnet.extra["manifest"]), "--keys-dir", str(owner),
+            "--passphrase-file", str(owner / "passphrase"), "--json"]  # fmt: skip
+    runner = CliRunner()
+    done = runner.invoke(cli, ["model", "register", str(tmp_path / "trump.toml"), "--embed", *keys])
+    assert done.exit_code == 0, done.output
+    model_id = json.loads(done.output)["model_id"]
+    done = runner.invoke(cli, ["model", "approve", str(model_id), *keys])
+    assert done.exit_code == 0, done.output
+    p = show(page, devnet, "/models")
+
+    def registry() -> list[list[str]]:
+        return p.eval_on_selector_all(
+            "#registry-table tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+        )
+
+    rows = until(
+        registry,
+        lambda rs: any(
+            r[0] == str(model_id) and all(f"node-{i}: running" in r[7] for i in range(3))
+            for r in rs
+        ),
+        "every member running the registered model",
+        90,
+    )
+    row = next(r for r in rows if r[0] == str(model_id))
+    assert row[1] == "1" and row[2] == "TRUMP/approval" and row[5].isdigit()  # approved block
+    assert re.fullmatch(r"0x[0-9a-f]{8}…[0-9a-f]{4}", row[6])  # its model commitment
+    screenshot(p, "models-registered")
+    # the node lists the registered model's feed on-chain without a restart (GET /v1/chain)
+    chain_url = devnet.url.replace("/ui/", "/m/0/v1/chain")
+    feeds = until(
+        lambda: {f["id"]: f for f in api_json(chain_url)["feeds"]},
+        lambda fs: "TRUMP/approval" in fs and "round" in fs["TRUMP/approval"],
+        "the registered feed's first round on-chain",
+        90,
+    )
+    assert re.fullmatch(r"0x[0-9a-fA-F]{40}", feeds["TRUMP/approval"]["proxy"])
+    # its description, HTML from the spec, is text on its page
+    p = show(page, devnet, "/feed/TRUMP%2Fapproval")
+    assert p.text_content("#feed-description") == HOSTILE
+    p.wait_for_timeout(1000)
+    assert p.evaluate("window.__pwned") is None
+    # deactivated: the feed leaves the chain view as it leaves the node, no restart either
+    done = runner.invoke(cli, ["model", "deactivate", str(model_id), *keys])
+    assert done.exit_code == 0, done.output
+    until(
+        lambda: {f["id"] for f in api_json(chain_url)["feeds"]},
+        lambda ids: "TRUMP/approval" not in ids,
+        "the deactivated feed to leave the chain view",
+        60,
+    )
+    assert page.errors == []
+
+
+def test_a_standalone_node_serves_every_page(devnet: Net, standalone: str, page: Page) -> None:
+    p = page.page
+    for route, title in PAGES.items():
+        p.goto(f"{standalone}/ui/#/{route}")
+        p.wait_for_selector('#content[aria-busy="false"]', timeout=WAIT_MS)
+        assert p.text_content("h1") == title
+        screenshot(p, f"standalone-{route}")
+    # values shown: its feeds with their outputs and the chain's rounds
+    p.goto(f"{standalone}/ui/#/feeds")
+    p.wait_for_selector('#content[aria-busy="false"]', timeout=WAIT_MS)
+    rows = until(
+        lambda: p.eval_on_selector_all(
+            "#feeds-table tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+        ),
+        lambda rs: (
+            len(rs) == 2 and all(r[-1] == "1 / 1" for r in rs) and any(r[3].isdigit() for r in rs)
+        ),
+        "its two feeds with outputs and an on-chain round",
+        60,
+    )
+    assert {r[0] for r in rows} == {"ETH/USD", "RL/bandit"}
+    assert p.locator("main img, main script, main b").count() == 0
+    # the committee page: this node alone, not a member of the devnet's committee
+    p.goto(f"{standalone}/ui/#/committee")
+    p.wait_for_selector('#content[aria-busy="false"]', timeout=WAIT_MS)
+    member = p.eval_on_selector_all(
+        "#members-table tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert [r[0] for r in member] == ["node-9"] and "not a member" in member[0][2]
+    # the learning loop: found from its policy feed's chain source alone, moving
+    p.goto(f"{standalone}/ui/#/learning")
+    first = until(
+        lambda: p.text_content("#loop-RL-bandit-agent-reward") or "",
+        lambda t: re.fullmatch(r"\d+\.\d", t) is not None,
+        "the agent's reward",
+        60,
+    )
+    until(
+        lambda: p.text_content("#loop-RL-bandit-steps") or "",
+        lambda t: t.split(" / ")[0].isdigit() and int(t.split(" / ")[0]) > 0,
+        "the agent's steps",
+    )
+    assert re.fullmatch(r"\d+\.\d", p.text_content("#loop-RL-bandit-random-reward") or "")
+    assert re.fullmatch(r"\d+\.\d", first)
+    screenshot(p, "standalone-learning")
     assert page.errors == []

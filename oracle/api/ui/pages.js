@@ -355,7 +355,8 @@ async function modelsPage() {
       String(v.version),
       v.feed ? feedLink(v.feed) : (v.feed_ids ?? []).map((f) => short(f)).join(", ") || "-",
       h("code", { title: v.spec_hash ?? "" }, short(v.spec_hash)),
-      h("span", { class: "desc" }, String(v.spec_uri ?? "-")),
+      // a data: URI carries the whole spec: its start, the whole in the title
+      h("span", { class: "desc", title: String(v.spec_uri ?? "") }, short(v.spec_uri, 60)),
       v.approved_block == null ? "not approved" : String(v.approved_block),
       h("code", { title: v.commitment ?? "" }, short(v.commitment)),
       names.map((n, i) => {
@@ -406,20 +407,31 @@ async function subscriptionsPage() {
   } else if (subs.consumers.length === 0) {
     consumers = h("p", { class: "notice", id: "no-subscriptions" }, "No consumer subscribes to these feeds yet (mira feed subscribe adds one).");
   } else {
-    consumers = table(
-      `Consumers (callbacks failed and skipped counted from block ${subs.callbacks_counted_from_block} to ${subs.callbacks_counted_to_block}; the oracle emits no event for a delivered callback)`,
-      ["Consumer", "Owner", "Feeds", "Callback gas limit", "Deposit", "Callbacks failed", "Callbacks skipped (deposit too low)"],
-      subs.consumers.map((c) => [
-        h("code", {}, c.consumer),
-        h("code", { title: c.owner }, short(c.owner)),
-        c.feeds.map((f, i) => [i ? ", " : "", feedLink(f)]),
-        String(c.gas_limit),
-        eth(c.balance_wei),
-        String(c.callbacks.failed),
-        String(c.callbacks.skipped),
-      ]),
-      { id: "subscriptions-table" },
-    );
+    const count = (x) => (x === null || x === undefined ? "-" : String(x));
+    consumers = [
+      table(
+        `Consumers: callbacks counted from block ${subs.callbacks_counted_from_block} to ${subs.callbacks_counted_to_block}`,
+        ["Consumer", "Owner", "Feeds", "Callback gas limit", "Deposit", "Callbacks delivered", "Callbacks failed", "Callbacks skipped (deposit too low)"],
+        subs.consumers.map((c) => [
+          h("code", {}, c.consumer),
+          h("code", { title: c.owner }, short(c.owner)),
+          c.feeds.map((f, i) => [i ? ", " : "", feedLink(f)]),
+          String(c.gas_limit),
+          eth(c.balance_wei),
+          count(c.callbacks.delivered),
+          count(c.callbacks.failed),
+          count(c.callbacks.skipped),
+        ]),
+        { id: "subscriptions-table" },
+      ),
+      h("p", { class: "summary", id: "delivered-meaning" },
+        "Delivered is derived, not logged: the oracle emits CallbackFailed and CallbackSkipped but no event for a delivered callback. ",
+        `Over the blocks counted, it is the number of reports that applied an update of a feed the consumer was subscribed to at that point of the chain (each calls it once), minus those whose callback failed or was skipped. `,
+        "Reports sent through another contract cannot be read back and are not attributed",
+        subs.unreadable_reports ? ` (${subs.unreadable_reports} so far)` : "",
+        "; \"-\": not known for this consumer (its subscription could not be read where the count starts). See docs/dashboard.md.",
+      ),
+    ];
   }
   return h(
     "div",
@@ -431,26 +443,82 @@ async function subscriptionsPage() {
 
 // -- Learning loop ------------------------------------------------------------------------
 
-async function learningPage() {
-  const feeds = (await fromAny("/v1/feeds"))?.feeds ?? [];
-  const policies = feeds.filter((f) => f.output_kind === "policy");
-  if (policies.length === 0) {
-    return h("p", { class: "notice", id: "no-learning" }, "Not available yet: this network runs no policy feed, so there is no agent, reward or regret to show.");
-  }
+/** An id fragment for a feed id ("RL/bandit" → "RL-bandit"). */
+function slug(id) {
+  return id.replace(/[^A-Za-z0-9_-]/g, "-");
+}
+
+function rewards(x) {
+  return x === null || x === undefined ? "-" : Number(x).toFixed(1);
+}
+
+/** One RL loop (GET /v1/loop, oracle/node/loop_view.py): the agent against random and the best arm. */
+function loopSection(loop) {
+  const id = slug(loop.feed);
+  const a = loop.agent ?? {};
+  const r = loop.random ?? null;
+  const arm = (i) => (i === null || i === undefined ? "-" : `${loop.arms?.[i] ?? "?"} (${i})`);
+  const errors = [a.error ? `agent: ${a.error}` : null, r?.error ? `random agent: ${r.error}` : null].filter(Boolean);
+  const known = a.schedule != null;
+  const facts = dl([
+    ["Agent", h("code", {}, a.address ?? "-")],
+    ["Environment", h("code", {}, a.environment ?? "-")],
+    ["Random agent (baseline)", r ? h("code", {}, r.address) : "none named (the spec's [eval] random_agent)"],
+    ["Steps (agent / random)", h("span", { id: `loop-${id}-steps` }, `${a.steps ?? "-"} / ${r?.steps ?? "-"}`)],
+    ["Agent's cumulative reward", h("span", { id: `loop-${id}-agent-reward` }, rewards(a.reward))],
+    ["Random agent's cumulative reward", h("span", { id: `loop-${id}-random-reward` }, r ? rewards(r.reward) : "-")],
+    ["Best arm's cumulative reward (expected)", h("span", { id: `loop-${id}-best-reward` }, known ? rewards(a.best_arm_reward) : "unknown: the environment exposes no rates")],
+    ["Regret (pseudo-regret)", h("span", { id: `loop-${id}-regret` }, known ? rewards(a.regret) : "-")],
+    ["Best single arm in hindsight", known ? `${arm(a.best_fixed_arm)}: ${rewards(a.best_fixed_arm_reward)} expected` : "-"],
+    ["Best arm now / agent's last arm", `${arm(a.best_arm_now)} / ${arm(a.last_arm)}`],
+    ["Scanned", `blocks ${loop.from_block} to ${a.scanned_to_block ?? "-"} (chain at ${loop.block ?? "-"})`],
+  ]);
+  const series = [{ name: "agent", points: (a.series ?? []).map((p) => [p.step, p.reward]) }];
+  if (r && !r.error) series.push({ name: "random agent", points: (r.series ?? []).map((p) => [p.step, p.reward]) });
+  if (known) series.push({ name: "best arm (expected)", points: (a.series ?? []).map((p) => [p.step, p.best_arm_reward]) });
+  const regret = [{ name: "agent", points: (a.series ?? []).filter((p) => p.regret !== undefined).map((p) => [p.step, p.regret]) }];
+  if (r?.schedule) regret.push({ name: "random agent", points: (r.series ?? []).filter((p) => p.regret !== undefined).map((p) => [p.step, p.regret]) });
+  const choices = [{ name: "agent's arm", kind: "dots", points: (a.recent_arms ?? []).map(([step, i]) => [step, i]) }];
+  const pulls = (loop.arms ?? []).map((name, i) => [`${name} (${i})`, String(a.pulls?.[i] ?? 0), r ? String(r.pulls?.[i] ?? 0) : "-"]);
   return h(
-    "div",
-    {},
-    h("p", { class: "notice" }, "Partial: the arm choices and rolling regret below are the models' own; cumulative reward against random and the best arm over time come with the learning-loop history."),
-    policies.map((f) => h("section", {},
-      h("h2", {}, feedLink(f.id)),
+    "section",
+    { "aria-labelledby": `loop-${id}-h`, id: `loop-${id}` },
+    h("h2", { id: `loop-${id}-h` }, "Loop of ", feedLink(loop.feed)),
+    loop.error || errors.length ? h("p", { class: "error", role: "alert" }, loop.error ?? errors.join("; ")) : null,
+    facts,
+    h("div", { id: `loop-${id}-rewards` }, lineChart(series, { caption: "Cumulative reward by step: the agent and the random agent as paid on-chain; the best arm as expected (each step's best arm's rate)", label: "cumulative rewards chart", empty: "No step yet." })),
+    h("div", { id: `loop-${id}-regret-chart` }, lineChart(regret, { caption: "Regret by step: Σ (the best arm's rate − the taken arm's rate)", label: "regret chart", empty: known ? "No step yet." : "Unknown: the environment exposes no rates." })),
+    h("div", { id: `loop-${id}-choices` }, lineChart(choices, { caption: `The agent's arm choices, its last ${(a.recent_arms ?? []).length} steps (y: arm index)`, label: "arm choices chart", empty: "No step yet." })),
+    table("Arm choices: pulls per arm", ["Arm", "Agent", "Random agent"], pulls, { id: `loop-${id}-pulls` }),
+  );
+}
+
+async function learningPage() {
+  const [feedList, loopList] = await Promise.all([fromAny("/v1/feeds"), fromAny("/v1/loop")]);
+  const policies = (feedList?.feeds ?? []).filter((f) => f.output_kind === "policy");
+  const loops = loopList?.loops ?? [];
+  const parts = [];
+  if (loops.length === 0) {
+    parts.push(h("p", { class: "notice", id: "no-loop" }, "No on-chain learning loop: no policy feed here learns from an agent's Step events (a policy spec whose source is chain_events of an agent's Step; see docs/dashboard.md)."));
+  } else {
+    parts.push(h("p", { class: "summary" }, "Read from the chain by the node (GET /v1/loop): the environments' RewardPaid events, folded by oracle/chain/bandit.py. Rewards and regret in units of one reward (1.0); the best arm's and the regret use the environment's rates, not the coin flips."));
+    parts.push(loops.map(loopSection));
+  }
+  if (policies.length) {
+    parts.push(h("h2", {}, "Each policy model's own view (rolling, from the members' APIs)"));
+    parts.push(policies.map((f) => h("section", {},
+      h("h3", {}, feedLink(f.id)),
       dl([
         ["Rolling regret", num(f.metrics?.regret)],
         ["Baseline regret", num(f.metrics?.baseline_regret)],
         ["Last arm pulled", String(f.metrics?.last_pulled ?? "-")],
       ]),
-      table("Arm choices", ["Arm", "Pulls"], Object.entries(f.metrics?.pulls ?? {}).map(([a, n]) => [a, String(n)]), { id: `arms-${f.id.replace(/[^A-Za-z0-9_-]/g, "-")}` }),
-    )),
-  );
+      table("Arm choices the model counted", ["Arm", "Pulls"], Object.entries(f.metrics?.pulls ?? {}).map(([a, n]) => [a, String(n)]), { id: `arms-${slug(f.id)}` }),
+    )));
+  } else if (loops.length === 0) {
+    parts.push(h("p", { class: "notice", id: "no-learning" }, "Not available: this network runs no policy feed, so there is no agent, reward or regret to show."));
+  }
+  return h("div", {}, parts);
 }
 
 export const PAGES = {
