@@ -1,9 +1,14 @@
 """Pull mode under load: how many feed outputs a committee attests per second.
 
 Four ``mira node run`` processes (oracle.devnet.localnet) on anvil with 1 s blocks, each
-running ``feeds`` feeds (one HTTP source the harness serves, no model: the lightest feed)
-and signing a pull root over all of them every round (``round_period_s``, default 1 s) for
-``duration_s``. Measured, from the nodes' logs and metrics over the window:
+running ``feeds`` feeds and signing a pull root over all of them every round
+(``round_period_s``, default 1 s) for ``duration_s``. The feeds: ETH/USD (registered
+on-chain, so the push path is on for it) reads its own price; every other feed is
+pull-only, of output kind ``value`` (no model: the output is the observed value, quantized,
+the lightest feed there is) and reads its own key of one ticker answer the harness serves
+(GET /prices, every value moving each second), polled every second — the node polls HTTP
+feeds of one interval together, one request per distinct URL (oracle.node.feeds). Measured,
+from the nodes' logs and metrics over the window:
 
 * attested outputs per second: Σ leaves of the roots signed / window;
 * observation → signed root, p50 / p99: the round's start (when the leader asks for the
@@ -14,17 +19,19 @@ and signing a pull root over all of them every round (``round_period_s``, defaul
   feed, ETH/USD, one feed a report; the others are pull-only).
 
 The gas of verifying pulled values is ``mira bench pull-gas`` (a separate run, anvil
-Prague); ``--with-gas`` runs it too and adds its cases. A root is bounded by the p2p
-message size (docs/pull.md): about 740 feeds.
+Prague); ``--with-gas`` runs it too and adds its cases. A root carries at most
+``MAX_TOTAL`` leaves (its leaves travel in at most 32 parts, docs/pull.md).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,10 +43,37 @@ from oracle.chain.deploy import deploy
 from oracle.devnet.localnet import DECIMALS, FEED_SPEC, LocalNet
 from oracle.devnet.processes import NodeProc
 from oracle.progress import Progress, no_progress, stderr_progress
+from oracle.reporting.pull_parts import MAX_TOTAL
 
 N = 4
 BAR_OUTPUTS_PER_S = 10_000
-MAX_FEEDS = 740  # 88 bytes a leaf under the 64 KiB p2p message limit
+MAX_FEEDS = MAX_TOTAL  # leaves a root carries: 32 parts of 720
+
+
+_MAX_BODY = 4 * 1024 * 1024
+
+
+def _ticker(count: int, t: int) -> dict[str, float]:
+    """The ticker answer at second ``t``: feed i around 100 + i mod 997, moving by at most
+    0.05 % a second (well within the feeds' 1 % tolerance between two members' polls)."""
+    return {
+        f"p{i}": round((100 + i % 997) * (1 + 0.0005 * math.sin(t / 7 + i)), 6)
+        for i in range(count)
+    }
+
+
+class _TickerThread(threading.Thread):
+    """Moves every ticker value once a second while the bench runs."""
+
+    def __init__(self, net: LocalNet, count: int) -> None:
+        super().__init__(daemon=True, name="ticker")
+        self.net, self.count = net, count
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.net.feeds.set_many(_ticker(self.count, int(time.time())))
+            self.stopped.wait(1.0 - time.time() % 1.0)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -64,10 +98,12 @@ class _PullNet(LocalNet):
             self.verifier_address = deploy(
                 self.w3, "MiraPullVerifier", self.oracle.address, 300
             ).address
-        url = self.feeds.url("honest")
+        url = self.feeds.many_url()
         for i in range(self.extra_feeds):
             spec = FEED_SPEC.format(feed=f"PULL-{i}/USD", decimals=DECIMALS, url=url, **self.params)
-            (node.dir / "feeds" / f"pull_{i}.toml").write_text(spec)
+            # its own key of the ticker answer, which for 10,000 feeds is ~250 KB
+            own = f'path = "p{i}"\nmax_body_bytes = {_MAX_BODY}'
+            (node.dir / "feeds" / f"pull_{i}.toml").write_text(spec.replace('path = "price"', own))
         path = node.dir / "node.toml"
         text = path.read_text()
         line = f'pull_verifier = "{self.verifier_address}"\n'
@@ -114,8 +150,11 @@ def measure(
             observe_timeout_s=0.5,
             transmit_timeout_s=2.0,
         )
+        ticker = _TickerThread(net, feeds - 1)
         try:
             progress(f"{feeds} feeds: deploying, starting {N} node processes, DKG over p2p")
+            net.feeds.set_many(_ticker(feeds - 1, int(time.time())))
+            ticker.start()
             net.setup()
             net.start()
             net.wait_ready(timeout=180)
@@ -133,6 +172,7 @@ def measure(
             events = [e for node in net.nodes for e in _signed(node.dir / "node.log", started)]
             pushes = net.transmissions(0)  # ETH/USD, pushed once it is read (heartbeat 1 h)
         finally:
+            ticker.stopped.set()
             net.stop()
     rounds = window / round_period_s
     latencies = [e["since_round_ms"] for e in events]
@@ -184,8 +224,10 @@ def run(
         "n": N,
         "round_period_s": round_period_s,
         "cpu_count": os.cpu_count(),
-        "setup": "each node a separate process on anvil (1 s blocks); every feed one HTTP "
-        "source polled each second, no model; one pull root per round over every feed",
+        "setup": "each node a separate process on anvil (1 s blocks); ETH/USD registered "
+        "on-chain (push on for it), every other feed pull-only, output kind value (no model), "
+        "its own key of one ticker answer (HTTP, values moving each second) polled each "
+        "second; one pull root per round over every feed",
         "results": results,
         "bars": {
             "attested_outputs_per_s_min": BAR_OUTPUTS_PER_S,

@@ -10,6 +10,7 @@ from aiohttp import web
 from oracle.config.feeds import HttpSourceSpec
 from oracle.errors import Rejected
 from oracle.sources.http import HttpSource
+from tests.harness.http_server import local_server
 
 
 class Upstream:
@@ -33,17 +34,8 @@ class Upstream:
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[Upstream, str]]:
     up = Upstream()
-    app = web.Application()
-    app.router.add_get("/p", up.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield up, f"http://127.0.0.1:{port}/p"
-    finally:
-        await runner.cleanup()
+    async with local_server({"/p": up.handle}) as base:
+        yield up, f"{base}/p"
 
 
 def spec(url: str, **kw: object) -> HttpSourceSpec:
