@@ -305,9 +305,15 @@ class LocalNet:
     def status(self, index: int) -> dict[str, Any] | None:
         return self.loop.run(self._get(self.nodes[index].api + "/v1/network"), timeout=10)
 
-    def metrics(self, index: int) -> str:
+    def metrics(self, index: int, names: tuple[str, ...] = ()) -> str:
+        """A node's /metrics (only the series ``names``, if given)."""
+
         async def get() -> str:
-            async with aiohttp.ClientSession() as s, s.get(self.nodes[index].api + "/metrics") as r:
+            params = [("name[]", n) for n in names]
+            async with (
+                aiohttp.ClientSession() as s,
+                s.get(self.nodes[index].api + "/metrics", params=params) as r,
+            ):
                 return await r.text()
 
         return self.loop.run(get(), timeout=10)

@@ -173,7 +173,9 @@ class RoundCore:
 
     def _refuse(self, request: Envelope, refusal: Refusal) -> bytes:
         self.metrics.refusals.labels(refusal.reason).inc()
-        log.warning(
+        # a part past a member's outputs is routine (the leader asks as many parts as its
+        # own feeds fill): counted, not a warning per part per round
+        (log.debug if refusal.reason == "no_such_part" else log.warning)(
             "round.refused",
             reason=refusal.reason,
             detail=refusal.detail,

@@ -55,7 +55,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from eth_utils.crypto import keccak
+from eth_hash.auto import keccak
 
 from oracle.reporting.errors import PullFormatError
 from oracle.reporting.report import (

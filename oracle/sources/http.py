@@ -14,6 +14,7 @@ import aiohttp
 
 from oracle.config.feeds import HttpSourceSpec
 from oracle.errors import Rejected
+from oracle.http_body import read_body
 from oracle.retry import Backoff, retry
 from oracle.sources.validate import to_number
 
@@ -82,7 +83,7 @@ class HttpSource:
                         "oversized",
                         f"body of {resp.content_length} bytes exceeds {spec.max_body_bytes}",
                     )
-                body = await resp.content.read(spec.max_body_bytes + 1)
+                body = await read_body(resp.content, spec.max_body_bytes)
                 if len(body) > spec.max_body_bytes:
                     raise Rejected("oversized", f"body exceeds {spec.max_body_bytes} bytes")
         except TimeoutError as exc:
