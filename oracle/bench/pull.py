@@ -141,7 +141,12 @@ def _signed(log: Path, since: float) -> list[dict[str, Any]]:
 
 
 def measure(
-    feeds: int, duration_s: float, round_period_s: float, root: Path, progress: Progress
+    feeds: int,
+    duration_s: float,
+    round_period_s: float,
+    root: Path,
+    progress: Progress,
+    poll_s: float = 1.0,
 ) -> dict[str, Any]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
         net = _PullNet(
@@ -150,7 +155,7 @@ def measure(
             anvil.private_keys,
             N,
             feeds=feeds,
-            poll_s=1.0,
+            poll_s=poll_s,
             round_period_s=round_period_s,
             observe_timeout_s=0.5,
             transmit_timeout_s=2.0,
@@ -210,13 +215,14 @@ def run(
     round_period_s: float,
     with_gas: bool,
     progress: Progress = no_progress,
+    poll_s: float = 1.0,
 ) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="mira-pull-") as tmp:
         for count in feeds:
             try:
                 results[str(count)] = measure(
-                    count, duration_s, round_period_s, Path(tmp) / f"f{count}", progress
+                    count, duration_s, round_period_s, Path(tmp) / f"f{count}", progress, poll_s
                 )
             except (RuntimeError, AssertionError, TimeoutError, click.ClickException) as exc:
                 # a count the machine does not sustain (nodes never ready, a wait timed out)
@@ -228,11 +234,12 @@ def run(
         "benchmark": "pull",
         "n": N,
         "round_period_s": round_period_s,
+        "poll_s": poll_s,
         "cpu_count": os.cpu_count(),
         "setup": "each node a separate process on anvil (1 s blocks); ETH/USD registered "
         "on-chain (push on for it), every other feed pull-only, output kind value (no model), "
-        "its own key of one ticker answer (HTTP, values moving each second) polled each "
-        "second; one pull root per round over every feed",
+        "its own key of one ticker answer (HTTP, values moving each second) polled every "
+        f"{poll_s:g} s; one pull root per round over every feed",
         "results": results,
         "bars": {
             "attested_outputs_per_s_min": BAR_OUTPUTS_PER_S,
@@ -257,18 +264,28 @@ def run(
 )
 @click.option("--duration", default=60.0, show_default=True, help="Seconds measured per count.")
 @click.option("--round-period", default=1.0, show_default=True, help="Round period, seconds.")
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    help="Seconds between two polls of a feed (each poll is a fresh observation per feed).",
+)
 @click.option("--with-gas", is_flag=True, help="Also run `mira bench pull-gas`.")
-def pull(as_json: bool, feeds: str, duration: float, round_period: float, with_gas: bool) -> None:
+def pull(
+    as_json: bool, feeds: str, duration: float, round_period: float, poll: float, with_gas: bool
+) -> None:
     """Attested outputs per second, root latency, bytes and CPU: 4 node processes."""
     if not re.fullmatch(r"[0-9]+(,[0-9]+)*", feeds):
         raise click.UsageError(f"--feeds {feeds!r}: expected counts like 100,400")
     counts = [int(c) for c in feeds.split(",")]
     if any(not 1 <= c <= MAX_FEEDS for c in counts):
         raise click.UsageError(f"--feeds: each count from 1 to {MAX_FEEDS}")
+    if not 0.2 <= poll <= 60:
+        raise click.UsageError("--poll 0.2..60 s")
     if not 10 <= duration <= 3600 or not 0.1 <= round_period <= 60:
         raise click.UsageError("--duration 10..3600 s, --round-period 0.1..60 s")
     with stderr_progress("mira bench pull") as progress:
-        result = run(counts, duration, round_period, with_gas, progress)
+        result = run(counts, duration, round_period, with_gas, progress, poll)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return
