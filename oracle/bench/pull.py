@@ -42,6 +42,7 @@ from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
 from oracle.devnet.localnet import DECIMALS, FEED_SPEC, LocalNet
 from oracle.devnet.processes import NodeProc
+from oracle.errors import MiraError
 from oracle.progress import Progress, no_progress, stderr_progress
 from oracle.reporting.pull_parts import MAX_TOTAL
 
@@ -90,6 +91,9 @@ class _PullNet(LocalNet):
     def __init__(self, *args: Any, feeds: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.extra_feeds = feeds - 1
+        # each wave of a round's parts: a member answers 14 parts at 10,000 feeds, on a
+        # machine its three peers and anvil share
+        self.transfer_timeout_s = max(1.0, feeds / 4000)
         self.verifier_address: str | None = None
 
     def write_config(self, node: NodeProc, **kwargs: Any) -> None:
@@ -108,6 +112,7 @@ class _PullNet(LocalNet):
         path = node.dir / "node.toml"
         text = path.read_text()
         line = f'pull_verifier = "{self.verifier_address}"\n'
+        line += f"pull_transfer_timeout_s = {self.transfer_timeout_s}\n"
         text = text.replace("\n[network]\n", "\n[network]\n" + line, 1)
         # the node's default checkpoint period, not the devnet's 5 s (quick restarts in
         # tests): every model pickled every 5 s is not what a node carrying 10,000 runs
@@ -167,7 +172,8 @@ def measure(
             ticker.start()
             net.setup()
             net.start()
-            net.wait_ready(timeout=180)
+            # a node restores every feed before it serves: ~10 ms a feed on a loaded machine
+            net.wait_ready(timeout=180 + 0.04 * feeds)
             time.sleep(5 + 2 * round_period_s)  # every feed polled, roots under way
             pids = [node.proc.pid for node in net.nodes if node.proc is not None]
             cpu0 = [_cpu_seconds(p) for p in pids]
@@ -224,7 +230,13 @@ def run(
                 results[str(count)] = measure(
                     count, duration_s, round_period_s, Path(tmp) / f"f{count}", progress, poll_s
                 )
-            except (RuntimeError, AssertionError, TimeoutError, click.ClickException) as exc:
+            except (
+                RuntimeError,
+                AssertionError,
+                TimeoutError,
+                MiraError,
+                click.ClickException,
+            ) as exc:
                 # a count the machine does not sustain (nodes never ready, a wait timed out)
                 # is a result too: recorded, and the other counts still run
                 results[str(count)] = {"feeds": count, "error": str(exc).splitlines()[0][:300]}

@@ -143,6 +143,7 @@ class EpochServing(NetworkState):
             transmit_timeout_s=self.config.transmit_timeout_s,
             pull_verifier=None if verifier is None else bytes.fromhex(verifier[2:]),
             pull_retention=self.config.pull_retention,
+            pull_transfer_timeout_s=self.config.pull_transfer_timeout_s,
         )
         assert self.transport is not None
         return RoundProtocol(
