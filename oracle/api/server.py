@@ -30,6 +30,7 @@ from oracle.models import FeedModel
 from oracle.service import Health
 
 log = structlog.get_logger(__name__)
+MAX_METRIC_NAMES = 32  # `name[]` filters in one /metrics request
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -231,8 +232,14 @@ def make_app(node: NodeView, *, max_body_bytes: int = 64 * 1024) -> web.Applicat
             return _error(404, f"model {model_id} version {version} never ran on this node")
         return web.json_response(found)
 
-    async def metrics(_: web.Request) -> web.Response:
-        body = generate_latest(node.registry)
+    async def metrics(request: web.Request) -> web.Response:
+        # `?name[]=…` (Prometheus' own exposition filter): only those series, so a reader
+        # of one counter does not make a node carrying 10,000 feeds render all of them
+        names = request.query.getall("name[]", [])
+        if len(names) > MAX_METRIC_NAMES:
+            return _error(400, f"{len(names)} metric names, at most {MAX_METRIC_NAMES}")
+        registry = node.registry.restricted_registry(names) if names else node.registry
+        body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)

@@ -1,9 +1,14 @@
 """Pull mode under load: how many feed outputs a committee attests per second.
 
 Four ``mira node run`` processes (oracle.devnet.localnet) on anvil with 1 s blocks, each
-running ``feeds`` feeds (one HTTP source the harness serves, no model: the lightest feed)
-and signing a pull root over all of them every round (``round_period_s``, default 1 s) for
-``duration_s``. Measured, from the nodes' logs and metrics over the window:
+running ``feeds`` feeds and signing a pull root over all of them every round
+(``round_period_s``, default 1 s) for ``duration_s``. The feeds: ETH/USD (registered
+on-chain, so the push path is on for it) reads its own price; every other feed is
+pull-only, of output kind ``value`` (no model: the output is the observed value, quantized,
+the lightest feed there is) and reads its own key of one ticker answer the harness serves
+(GET /prices, every value moving each second), polled every second — the node polls HTTP
+feeds of one interval together, one request per distinct URL (oracle.node.feeds). Measured,
+from the nodes' logs and metrics over the window:
 
 * attested outputs per second: Σ leaves of the roots signed / window;
 * observation → signed root, p50 / p99: the round's start (when the leader asks for the
@@ -14,17 +19,19 @@ and signing a pull root over all of them every round (``round_period_s``, defaul
   feed, ETH/USD, one feed a report; the others are pull-only).
 
 The gas of verifying pulled values is ``mira bench pull-gas`` (a separate run, anvil
-Prague); ``--with-gas`` runs it too and adds its cases. A root is bounded by the p2p
-message size (docs/pull.md): about 740 feeds.
+Prague); ``--with-gas`` runs it too and adds its cases. A root carries at most
+``MAX_TOTAL`` leaves (its leaves travel in at most 32 parts, docs/pull.md).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,11 +42,40 @@ from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
 from oracle.devnet.localnet import DECIMALS, FEED_SPEC, LocalNet
 from oracle.devnet.processes import NodeProc
+from oracle.errors import MiraError
 from oracle.progress import Progress, no_progress, stderr_progress
+from oracle.reporting.pull_parts import MAX_TOTAL
 
 N = 4
 BAR_OUTPUTS_PER_S = 10_000
-MAX_FEEDS = 740  # 88 bytes a leaf under the 64 KiB p2p message limit
+MAX_FEEDS = MAX_TOTAL  # leaves a root carries: 32 parts of 720
+
+
+_MAX_BODY = 4 * 1024 * 1024
+_SENT = ("mira_p2p_sent_bytes_total",)  # the one series read (a node renders only that)
+
+
+def _ticker(count: int, t: int) -> dict[str, float]:
+    """The ticker answer at second ``t``: feed i around 100 + i mod 997, moving by at most
+    0.05 % a second (well within the feeds' 1 % tolerance between two members' polls)."""
+    return {
+        f"p{i}": round((100 + i % 997) * (1 + 0.0005 * math.sin(t / 7 + i)), 6)
+        for i in range(count)
+    }
+
+
+class _TickerThread(threading.Thread):
+    """Moves every ticker value once a second while the bench runs."""
+
+    def __init__(self, net: LocalNet, count: int) -> None:
+        super().__init__(daemon=True, name="ticker")
+        self.net, self.count = net, count
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.net.feeds.set_many(_ticker(self.count, int(time.time())))
+            self.stopped.wait(1.0 - time.time() % 1.0)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -55,6 +91,9 @@ class _PullNet(LocalNet):
     def __init__(self, *args: Any, feeds: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.extra_feeds = feeds - 1
+        # each wave of a round's parts: a member answers 14 parts at 10,000 feeds, on a
+        # machine its three peers and anvil share
+        self.transfer_timeout_s = max(1.0, feeds / 4000)
         self.verifier_address: str | None = None
 
     def write_config(self, node: NodeProc, **kwargs: Any) -> None:
@@ -64,14 +103,21 @@ class _PullNet(LocalNet):
             self.verifier_address = deploy(
                 self.w3, "MiraPullVerifier", self.oracle.address, 300
             ).address
-        url = self.feeds.url("honest")
+        url = self.feeds.many_url()
         for i in range(self.extra_feeds):
             spec = FEED_SPEC.format(feed=f"PULL-{i}/USD", decimals=DECIMALS, url=url, **self.params)
-            (node.dir / "feeds" / f"pull_{i}.toml").write_text(spec)
+            # its own key of the ticker answer, which for 10,000 feeds is ~250 KB
+            own = f'path = "p{i}"\nmax_body_bytes = {_MAX_BODY}'
+            (node.dir / "feeds" / f"pull_{i}.toml").write_text(spec.replace('path = "price"', own))
         path = node.dir / "node.toml"
         text = path.read_text()
         line = f'pull_verifier = "{self.verifier_address}"\n'
-        path.write_text(text.replace("\n[network]\n", "\n[network]\n" + line, 1))
+        line += f"pull_transfer_timeout_s = {self.transfer_timeout_s}\n"
+        text = text.replace("\n[network]\n", "\n[network]\n" + line, 1)
+        # the node's default checkpoint period, not the devnet's 5 s (quick restarts in
+        # tests): every model pickled every 5 s is not what a node carrying 10,000 runs
+        assert "checkpoint_every_s = 5\n" in text
+        path.write_text(text.replace("checkpoint_every_s = 5\n", "checkpoint_every_s = 60\n"))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -100,7 +146,12 @@ def _signed(log: Path, since: float) -> list[dict[str, Any]]:
 
 
 def measure(
-    feeds: int, duration_s: float, round_period_s: float, root: Path, progress: Progress
+    feeds: int,
+    duration_s: float,
+    round_period_s: float,
+    root: Path,
+    progress: Progress,
+    poll_s: float = 1.0,
 ) -> dict[str, Any]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
         net = _PullNet(
@@ -109,30 +160,35 @@ def measure(
             anvil.private_keys,
             N,
             feeds=feeds,
-            poll_s=1.0,
+            poll_s=poll_s,
             round_period_s=round_period_s,
             observe_timeout_s=0.5,
             transmit_timeout_s=2.0,
         )
+        ticker = _TickerThread(net, feeds - 1)
         try:
             progress(f"{feeds} feeds: deploying, starting {N} node processes, DKG over p2p")
+            net.feeds.set_many(_ticker(feeds - 1, int(time.time())))
+            ticker.start()
             net.setup()
             net.start()
-            net.wait_ready(timeout=180)
+            # a node restores every feed before it serves: ~10 ms a feed on a loaded machine
+            net.wait_ready(timeout=180 + 0.04 * feeds)
             time.sleep(5 + 2 * round_period_s)  # every feed polled, roots under way
             pids = [node.proc.pid for node in net.nodes if node.proc is not None]
             cpu0 = [_cpu_seconds(p) for p in pids]
-            bytes0 = [_sent_bytes(net.metrics(i)) for i in range(N)]
+            bytes0 = [_sent_bytes(net.metrics(i, _SENT)) for i in range(N)]
             started = time.time()
             while time.time() - started < duration_s:
                 progress(f"{feeds} feeds: rounds", int(time.time() - started), int(duration_s))
                 time.sleep(min(5.0, duration_s))
             window = time.time() - started
             cpu = [_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
-            sent = [_sent_bytes(net.metrics(i)) - b for i, b in enumerate(bytes0)]
+            sent = [_sent_bytes(net.metrics(i, _SENT)) - b for i, b in enumerate(bytes0)]
             events = [e for node in net.nodes for e in _signed(node.dir / "node.log", started)]
             pushes = net.transmissions(0)  # ETH/USD, pushed once it is read (heartbeat 1 h)
         finally:
+            ticker.stopped.set()
             net.stop()
     rounds = window / round_period_s
     latencies = [e["since_round_ms"] for e in events]
@@ -165,15 +221,22 @@ def run(
     round_period_s: float,
     with_gas: bool,
     progress: Progress = no_progress,
+    poll_s: float = 1.0,
 ) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="mira-pull-") as tmp:
         for count in feeds:
             try:
                 results[str(count)] = measure(
-                    count, duration_s, round_period_s, Path(tmp) / f"f{count}", progress
+                    count, duration_s, round_period_s, Path(tmp) / f"f{count}", progress, poll_s
                 )
-            except (RuntimeError, AssertionError, click.ClickException) as exc:
+            except (
+                RuntimeError,
+                AssertionError,
+                TimeoutError,
+                MiraError,
+                click.ClickException,
+            ) as exc:
                 # a count the machine does not sustain (nodes never ready, a wait timed out)
                 # is a result too: recorded, and the other counts still run
                 results[str(count)] = {"feeds": count, "error": str(exc).splitlines()[0][:300]}
@@ -183,9 +246,12 @@ def run(
         "benchmark": "pull",
         "n": N,
         "round_period_s": round_period_s,
+        "poll_s": poll_s,
         "cpu_count": os.cpu_count(),
-        "setup": "each node a separate process on anvil (1 s blocks); every feed one HTTP "
-        "source polled each second, no model; one pull root per round over every feed",
+        "setup": "each node a separate process on anvil (1 s blocks); ETH/USD registered "
+        "on-chain (push on for it), every other feed pull-only, output kind value (no model), "
+        "its own key of one ticker answer (HTTP, values moving each second) polled every "
+        f"{poll_s:g} s; one pull root per round over every feed",
         "results": results,
         "bars": {
             "attested_outputs_per_s_min": BAR_OUTPUTS_PER_S,
@@ -210,18 +276,28 @@ def run(
 )
 @click.option("--duration", default=60.0, show_default=True, help="Seconds measured per count.")
 @click.option("--round-period", default=1.0, show_default=True, help="Round period, seconds.")
+@click.option(
+    "--poll",
+    default=1.0,
+    show_default=True,
+    help="Seconds between two polls of a feed (each poll is a fresh observation per feed).",
+)
 @click.option("--with-gas", is_flag=True, help="Also run `mira bench pull-gas`.")
-def pull(as_json: bool, feeds: str, duration: float, round_period: float, with_gas: bool) -> None:
+def pull(
+    as_json: bool, feeds: str, duration: float, round_period: float, poll: float, with_gas: bool
+) -> None:
     """Attested outputs per second, root latency, bytes and CPU: 4 node processes."""
     if not re.fullmatch(r"[0-9]+(,[0-9]+)*", feeds):
         raise click.UsageError(f"--feeds {feeds!r}: expected counts like 100,400")
     counts = [int(c) for c in feeds.split(",")]
     if any(not 1 <= c <= MAX_FEEDS for c in counts):
         raise click.UsageError(f"--feeds: each count from 1 to {MAX_FEEDS}")
+    if not 0.2 <= poll <= 60:
+        raise click.UsageError("--poll 0.2..60 s")
     if not 10 <= duration <= 3600 or not 0.1 <= round_period <= 60:
         raise click.UsageError("--duration 10..3600 s, --round-period 0.1..60 s")
     with stderr_progress("mira bench pull") as progress:
-        result = run(counts, duration, round_period, with_gas, progress)
+        result = run(counts, duration, round_period, with_gas, progress, poll)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return

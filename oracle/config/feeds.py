@@ -46,11 +46,12 @@ volatility instead.)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,15 @@ class OutputFeed:
     id: str
     description: str
     arm: str | None = None
+    # hashed once: the rounds ask for it per feed, several times a round
+    _id_bytes32: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_id_bytes32", feed_id_bytes32(self.id))
 
     @property
     def id_bytes32(self) -> bytes:
-        return feed_id_bytes32(self.id)
+        return self._id_bytes32
 
 
 @dataclass(frozen=True)
@@ -314,11 +320,11 @@ class FeedSpec:
         agent's steps, or one recommending an arm): the agent checks they share a round."""
         return self.logged is not None or self.recommend
 
-    @property
+    @functools.cached_property
     def outputs(self) -> tuple[OutputFeed, ...]:
         """The on-chain feeds this spec publishes, in order: one per arm for a policy feed,
         one per field (sorted) for a ``values`` feed (see :func:`arm_feed_id`), else the
-        feed itself."""
+        feed itself. (Made once: the rounds ask for them per feed, several times a round.)"""
         if self.output_kind == "values":
             return tuple(
                 OutputFeed(arm_feed_id(self.id, f), f"{self.description} [{f}]", f)

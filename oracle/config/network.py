@@ -63,6 +63,9 @@ class NetworkConfig:
     # no roots), and how many signed roots (each with its whole tree) the node keeps
     pull_verifier: str | None = None
     pull_retention: int = 64
+    # each wave of a pull round's parts (every member's outputs, the leaves to every
+    # member): ~14 parts each at 10,000 feeds
+    pull_transfer_timeout_s: float = 1.0
 
     def peer_url(self, operator: str, registered: str) -> str:
         """Where to reach the member with this operator: local config first, then chain."""
@@ -129,6 +132,7 @@ def read_network(t: Table, base: Path) -> NetworkConfig:
         peer_urls=peer_urls,
         pull_verifier=pull_verifier,
         pull_retention=t.integer("pull_retention", 64, low=1, high=1024),
+        pull_transfer_timeout_s=t.number("pull_transfer_timeout_s", 1.0, low=0.05, high=60.0),
     )
     # Reports always go through the transaction manager (oracle.transmission: durable
     # queue, nonces, fee bumps, reorgs, RPC failover); the "direct" sender was removed.

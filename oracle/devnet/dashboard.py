@@ -16,6 +16,7 @@ from aiohttp import web
 
 from oracle.api.server import json_errors
 from oracle.api.ui import add_ui_routes
+from oracle.http_body import read_body
 
 MAX_QUERY = 2000
 MAX_RESPONSE = 4 * 1024 * 1024
@@ -50,7 +51,7 @@ def make_dashboard_app(apis: list[tuple[str, str]]) -> web.Application:
         url = f"{apis[index][1]}/{path}"
         try:
             async with session["http"].get(url, params=request.rel_url.query) as upstream:
-                body = await upstream.content.read(MAX_RESPONSE + 1)
+                body = await read_body(upstream.content, MAX_RESPONSE)
                 if len(body) > MAX_RESPONSE:
                     raise web.HTTPBadGateway(reason=f"{apis[index][0]} answered too much")
                 return web.Response(

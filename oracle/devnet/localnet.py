@@ -45,13 +45,26 @@ DECIMALS = 8
 
 
 class FeedServer:
-    """GET /price/{name} → {"price": value}; values set by the launcher."""
+    """GET /price/{name} → {"price": value}; GET /prices → {name: value, …} (many feeds
+    reading one answer, each its own key, as an exchange's ticker list); values set by the
+    launcher."""
 
     def __init__(self, loop: BackgroundLoop) -> None:
         self.loop = loop
         self.values: dict[str, float] = {}
         self.port = free_port()
         self.changed_at: dict[str, float] = {}
+        self._many = b"{}"
+
+    async def _prices(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._many, content_type="application/json")
+
+    def set_many(self, values: dict[str, float]) -> None:
+        """What GET /prices answers from now on (serialized once here, not per request)."""
+        self._many = json.dumps(values, separators=(",", ":")).encode()
+
+    def many_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/prices"
 
     async def _price(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -62,6 +75,7 @@ class FeedServer:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_get("/price/{name}", self._price)
+        app.router.add_get("/prices", self._prices)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -291,9 +305,15 @@ class LocalNet:
     def status(self, index: int) -> dict[str, Any] | None:
         return self.loop.run(self._get(self.nodes[index].api + "/v1/network"), timeout=10)
 
-    def metrics(self, index: int) -> str:
+    def metrics(self, index: int, names: tuple[str, ...] = ()) -> str:
+        """A node's /metrics (only the series ``names``, if given)."""
+
         async def get() -> str:
-            async with aiohttp.ClientSession() as s, s.get(self.nodes[index].api + "/metrics") as r:
+            params = [("name[]", n) for n in names]
+            async with (
+                aiohttp.ClientSession() as s,
+                s.get(self.nodes[index].api + "/metrics", params=params) as r,
+            ):
                 return await r.text()
 
         return self.loop.run(get(), timeout=10)

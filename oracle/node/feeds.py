@@ -6,6 +6,7 @@ import asyncio
 import math
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +16,7 @@ import structlog
 from oracle.config.feeds import ChainEventSourceSpec, FeedSpec, HttpSourceSpec, ReplaySourceSpec
 from oracle.errors import MiraError, Rejected
 from oracle.models import StepOutput
-from oracle.node.pipeline import FeedMetrics, FeedPipeline
+from oracle.node.pipeline import FeedMetrics, FeedPipeline, flush_together
 from oracle.registry.state import StartPoint
 from oracle.reporting.report import FeedUpdate
 from oracle.service import Health
@@ -26,6 +27,7 @@ from oracle.storage import Store
 from oracle.storage.chain_scan import ChainScanStore
 
 log = structlog.get_logger(__name__)
+_INGEST_SLICE = 500  # feeds ingested between two yields to the event loop in a group poll
 
 
 class FeedRunner:
@@ -61,6 +63,7 @@ class FeedRunner:
         self.start_position = 0  # the first replay row a registered version learns from
         self.restored = False
         self.last_poll_error: str | None = None
+        self._latest: tuple[StepOutput, list[FeedUpdate]] | None = None
         for source in spec.sources:
             if isinstance(source, ReplaySourceSpec):
                 self.replay = ReplaySource(source)
@@ -148,8 +151,32 @@ class FeedRunner:
             self.last_poll_error = f"{type(exc).__name__}: {exc}"
             log.error("feed.poll_failed", feed=self.spec.id, error=self.last_poll_error)
 
+    @property
+    def http_only(self) -> bool:
+        """Whether every source is HTTP: such feeds of one poll interval are polled
+        together (:func:`poll_http_feeds`)."""
+        return self.replay is None and self.chain is None and bool(self.spec.sources)
+
     async def _poll_http(self) -> None:
         results = await asyncio.gather(*(s.fetch() for s in self.http), return_exceptions=True)
+        self._ingest_http(results)
+
+    def ingest_answers(self, answers: Mapping[object, Any]) -> None:
+        """Ingest this feed's reading from answers fetched for many feeds at once (by
+        request, :attr:`HttpSource.request`; an exception where the request failed)."""
+        results: list[float | BaseException] = []
+        for source in self.http:
+            answer = answers[source.request]
+            if isinstance(answer, BaseException):
+                results.append(answer)
+                continue
+            try:
+                results.append(source.value_of(answer))
+            except Rejected as exc:
+                results.append(exc)
+        self._ingest_http(results)
+
+    def _ingest_http(self, results: Sequence[float | BaseException]) -> None:
         values: list[float] = []
         for source, result in zip(self.http, results, strict=True):
             if isinstance(result, Rejected):
@@ -170,7 +197,8 @@ class FeedRunner:
                 f"{len(values)} valid answers, the feed needs {self.spec.min_sources}",
             )
             return
-        value = statistics.median(values)
+        # one answer (the common case) is its own median: no statistics call per feed a poll
+        value = values[0] if len(values) == 1 else statistics.median(values)
         self.pipeline.ingest(RawObservation("median", now_ms, None, {"value": value}))
 
     async def _poll_chain(self) -> None:
@@ -255,13 +283,24 @@ class FeedRunner:
         """The latest output as on-chain feed updates: one per published feed (one per arm
         of a policy feed, in :attr:`FeedSpec.outputs` order), none before the first."""
         last = self.pipeline.last_output
-        return [] if last is None else self._updates(last)
+        if last is None:
+            return []
+        # built once per output: the rounds ask for every feed's latest several times a round
+        cached = self._latest
+        if cached is None or cached[0] is not last:
+            cached = self._latest = (last, self._updates(last))
+        return cached[1]
 
     def updates_at(self, observed_at: int) -> list[FeedUpdate]:
         """The updates of the newest recent output observed at that second (unix), if any."""
         for out in reversed(self.pipeline.recent_outputs):
             if out.observed_at_ms // 1000 == observed_at:
-                return self._updates(out)
+                # the latest one's updates are built once (a follower asks per leaf)
+                return (
+                    self.latest_updates()
+                    if out is self.pipeline.last_output
+                    else self._updates(out)
+                )
         return []
 
     def _updates(self, out: StepOutput) -> list[FeedUpdate]:
@@ -347,3 +386,39 @@ class FeedRunner:
         if self.last_poll_error:
             return Health(False, self.last_poll_error)
         return Health(True)
+
+
+async def poll_http_feeds(runners: Sequence[FeedRunner]) -> None:
+    """Poll HTTP feeds together: each distinct request once (every feed reading the same
+    answer gets its own path's value from it), then every feed's rows stored in one
+    transaction before the poll ends — what :meth:`FeedRunner.poll` does for one feed (a
+    live reading cannot be read again), at the cost of one request per distinct URL and
+    one write, not one of each per feed."""
+    fetchers: dict[object, HttpSource] = {}
+    for r in runners:
+        for source in r.http:
+            fetchers.setdefault(source.request, source)
+    keys = list(fetchers)
+    got = await asyncio.gather(*(fetchers[k].fetch_body() for k in keys), return_exceptions=True)
+    answers = dict(zip(keys, got, strict=True))
+    polled = []
+    for i, r in enumerate(runners):
+        if i and i % _INGEST_SLICE == 0:
+            # let the rounds' messages in between slices: 10,000 feeds ingested in one go
+            # hold the event loop for longer than a round's timeouts
+            await asyncio.sleep(0)
+        try:
+            r.ingest_answers(answers)
+            polled.append(r)
+            r.last_poll_error = None
+        except Exception as exc:  # a feed's failure must not stop the others
+            r.last_poll_error = f"{type(exc).__name__}: {exc}"
+            log.error("feed.poll_failed", feed=r.spec.id, error=r.last_poll_error)
+    try:
+        flush_together(r.pipeline for r in polled)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("feed.poll_failed", feeds=len(polled), error=error)
+        for r in polled:
+            r.pipeline.reload()  # a model must not keep what was not stored
+            r.last_poll_error = error

@@ -27,6 +27,7 @@ from oracle.storage import SqlUsedNonceLog
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
 from oracle.node.network_state import NetworkState
+from oracle.node.pipeline import flush_together
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,8 @@ class NodeOutputs:
 
     def __init__(self, runners: Mapping[str, FeedRunner]) -> None:
         self._runners = runners
+        # feed id → its runner: a follower looks one up per leaf of a 10,000-leaf root
+        self._by_feed: dict[bytes, tuple[str, FeedRunner]] = {}
 
     @property
     def runners(self) -> list[FeedRunner]:
@@ -50,11 +53,21 @@ class NodeOutputs:
                 out[update.feed_id] = update
         return out
 
+    def _runner_of(self, feed_id: bytes) -> FeedRunner | None:
+        hit = self._by_feed.get(feed_id)
+        if hit is None or self._runners.get(hit[0]) is not hit[1] or not hit[1].reporting:
+            # a miss, or the mapping changed under the index: rebuild it once
+            self._by_feed = {
+                o.id_bytes32: (key, r)
+                for key, r in self._runners.items()
+                if r.reporting
+                for o in r.spec.outputs
+            }
+            hit = self._by_feed.get(feed_id)
+        return None if hit is None else hit[1]
+
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
-        runner = next(
-            (r for r in self.runners if any(o.id_bytes32 == feed_id for o in r.spec.outputs)),
-            None,
-        )
+        runner = self._runner_of(feed_id)
         if runner is None:
             return None
         for update in runner.updates_at(observed_at):
@@ -63,8 +76,7 @@ class NodeOutputs:
         return None
 
     def make_durable(self) -> None:
-        for r in self.runners:
-            r.pipeline.flush()
+        flush_together(r.pipeline for r in self.runners)
 
 
 class EpochServing(NetworkState):
@@ -131,6 +143,7 @@ class EpochServing(NetworkState):
             transmit_timeout_s=self.config.transmit_timeout_s,
             pull_verifier=None if verifier is None else bytes.fromhex(verifier[2:]),
             pull_retention=self.config.pull_retention,
+            pull_transfer_timeout_s=self.config.pull_transfer_timeout_s,
         )
         assert self.transport is not None
         return RoundProtocol(

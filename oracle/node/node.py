@@ -30,12 +30,12 @@ from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.errors import MiraError
 from oracle.node.chain_view import ChainFeed, ChainView
-from oracle.node.feeds import FeedRunner
+from oracle.node.feeds import FeedRunner, poll_http_feeds
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.loop_view import LoopView, loop_sources
 from oracle.node.network import NetworkService
-from oracle.node.pipeline import FeedMetrics
+from oracle.node.pipeline import FeedMetrics, checkpoint_together, flush_together
 from oracle.node.registered import RegisteredModels
 from oracle.node.transmission import TransmissionService
 from oracle.reporting import rounds
@@ -81,11 +81,15 @@ class FeedsService:
         gc.freeze()  # the start-up heap (datasets, modules) is not rescanned by the GC
 
     async def stop(self) -> None:
-        for runner in self.runners.values():
-            try:
-                runner.pipeline.checkpoint()  # flushes first
-            except Exception as exc:
-                log.error("feed.checkpoint_failed", feed=runner.spec.id, error=str(exc))
+        try:  # every feed in one write (flushes first)
+            checkpoint_together([r.pipeline for r in self.runners.values()])
+        except Exception as exc:
+            log.error("feed.checkpoint_failed", feeds=len(self.runners), error=str(exc))
+            for runner in self.runners.values():  # one by one: a bad feed costs only itself
+                try:
+                    runner.pipeline.checkpoint()
+                except Exception as exc:
+                    log.error("feed.checkpoint_failed", feed=runner.spec.id, error=str(exc))
         if self.session is not None:
             await self.session.close()
 
@@ -120,7 +124,26 @@ class SchedulerService:
         self.scheduler = AsyncIOScheduler()
 
     def add_runner(self, key: str, runner: FeedRunner) -> None:
-        """Poll ``runner`` from now on (at start, or a model registered on-chain)."""
+        """Poll ``runner`` from now on (at start, or a model registered on-chain).
+
+        Feeds with only HTTP sources are polled together, one job per poll interval
+        (oracle.node.feeds.poll_http_feeds: one request per distinct URL, one write): a
+        job per feed costs the scheduler more than the feed itself once a node carries
+        thousands. The others (replay, chain events) keep a job each."""
+        if runner.http_only:
+            interval = runner.spec.poll_interval_s
+            job_id = f"poll-http:{interval}"
+            if self.scheduler.get_job(job_id) is None:
+                self.scheduler.add_job(
+                    self._poll_http,
+                    "interval",
+                    seconds=interval,
+                    args=[interval],
+                    id=job_id,
+                    max_instances=1,
+                    coalesce=True,
+                )
+            return
         self.scheduler.add_job(
             runner.poll,
             "interval",
@@ -130,7 +153,14 @@ class SchedulerService:
             coalesce=True,
         )
 
+    async def _poll_http(self, interval: float) -> None:
+        # the live mapping: a runner added or removed since the last poll is (not) polled
+        await poll_http_feeds(
+            [r for r in self.runners.values() if r.http_only and r.spec.poll_interval_s == interval]
+        )
+
     def remove_runner(self, key: str) -> None:
+        # an HTTP feed leaves its group's poll with the live mapping (the caller drops it)
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(f"poll:{key}")
 
@@ -308,12 +338,10 @@ class Node:
         return self.services.health()
 
     async def flush(self) -> None:
-        for runner in self.runners.values():
-            runner.pipeline.flush()
+        flush_together(runner.pipeline for runner in self.runners.values())
 
     async def checkpoint(self) -> None:
-        for runner in self.runners.values():
-            runner.pipeline.checkpoint()
+        checkpoint_together([runner.pipeline for runner in self.runners.values()])
 
     async def check_heartbeats(self) -> None:
         now = time.time_ns() // 1_000_000

@@ -40,7 +40,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from oracle.p2p.errors import MessageRejected
-from oracle.p2p.wire import Envelope, Header, MsgType, peek_header, unseal
+from oracle.p2p.wire import MAX_PARTS, Envelope, Header, MsgType, peek_header, unseal
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +50,11 @@ _DKG_TYPES = frozenset(
 )
 #: Not replay-recorded: one relayer forwards many messages under one (round, type, attempt),
 #: and its handler (oracle.node.keygen.DKGInbox) is idempotent — a repeat stores nothing new.
-_UNRECORDED_TYPES = frozenset({MsgType.DKG_RELAY})
+#: ACK and REFUSE are replies only (never accepted as a request) that commit the sender to
+#: nothing: a replayed one gains nothing a dropped reply would not. And a member answers
+#: several requests of one round with them under one (round, attempt): the REPORT, the
+#: PULL_ROOT, the first PULL_LEAVES part, the PULL_PROPOSE and PROPOSE of attempt 0.
+_UNRECORDED_TYPES = frozenset({MsgType.DKG_RELAY, MsgType.ACK, MsgType.REFUSE})
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,9 @@ class _SenderWindow:
 
 
 #: Distinct (type, attempt) messages an honest sender sends one peer per round, with room:
-#: a leader sends OBSERVE, a few NONCE_REQUESTs and PROPOSEs and a REPORT; a follower
-#: answers each once.
-MAX_MESSAGES_PER_ROUND = 16
+#: a leader sends OBSERVE, a few NONCE_REQUESTs and PROPOSEs and a REPORT, and for a pull
+#: root up to MAX_PARTS PULL_OBSERVEs and MAX_PARTS PULL_LEAVES; a follower answers each once.
+MAX_MESSAGES_PER_ROUND = 16 + 2 * MAX_PARTS
 
 
 class ReplayGuard:

@@ -17,6 +17,7 @@ import coincurve
 import structlog
 from aiohttp import web
 
+from oracle.http_body import read_body
 from oracle.p2p.auth import Authenticator
 from oracle.p2p.errors import MessageRejected, PeerUnavailable
 from oracle.p2p.wire import REQUEST_TYPES, Envelope, Header, MsgType, seal
@@ -100,7 +101,7 @@ class Transport:
     async def _handle(self, request: web.Request) -> web.Response:
         remote = request.remote or "?"
         try:
-            data = await request.content.read(self.auth.max_bytes + 1)
+            data = await read_body(request.content, self.auth.max_bytes)
         except (TimeoutError, aiohttp.ClientError):
             return web.Response(status=400, text="unreadable body")
         try:
@@ -162,7 +163,7 @@ class Transport:
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 headers={"Content-Type": "application/octet-stream"},
             ) as resp:
-                body = await resp.content.read(self.auth.max_bytes + 1)
+                body = await read_body(resp.content, self.auth.max_bytes)
                 status = resp.status
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             self.auth.metrics.send_failures.labels(str(peer.index)).inc()

@@ -48,6 +48,9 @@ _HEADER = struct.Struct(">2sBBQ20sQQBBI")
 HEADER_LEN = _HEADER.size  # 54
 SIGNATURE_LEN = 65
 MAX_MESSAGE_BYTES = 64 * 1024
+#: A list too long for one message (a pull round's leaves or outputs) travels in at most
+#: this many, the part index in ``attempt`` (oracle.reporting.pull_parts).
+MAX_PARTS = 32
 _HALF_N = N // 2
 _T = TypeVar("_T")
 
@@ -72,7 +75,10 @@ class MsgType(IntEnum):
     DKG_RELAY = 15  # echo: another member's signed DKG broadcast message, forwarded whole
     PULL_NONCE_REQUEST = 16  # leader → signer: a nonce commitment for the round's pull root
     PULL_PROPOSE = 17  # leader → signer: the pull root's leaves and the signing set
-    PULL_ROOT = 18  # leader → all: the signed pull root and its leaves (to keep and serve)
+    PULL_ROOT = 18  # leader → all: the signed pull root (its leaves came as PULL_LEAVES)
+    PULL_OBSERVE = 19  # leader → member: one part of your outputs (attempt = part index)
+    PULL_OBSERVATION = 20  # member → leader (reply): that part of its outputs
+    PULL_LEAVES = 21  # leader → member: one part of the round's pull leaves (attempt = index)
 
 
 #: Types a node accepts as an unsolicited request; the others only as replies.
@@ -85,6 +91,8 @@ REQUEST_TYPES = frozenset(
         MsgType.PULL_NONCE_REQUEST,
         MsgType.PULL_PROPOSE,
         MsgType.PULL_ROOT,
+        MsgType.PULL_OBSERVE,
+        MsgType.PULL_LEAVES,
         MsgType.DKG_ROUND1,
         MsgType.DKG_SHARE,
         MsgType.DKG_COMPLAINTS,
@@ -248,6 +256,7 @@ def guarded(
 __all__ = [
     "HEADER_LEN",
     "MAX_MESSAGE_BYTES",
+    "MAX_PARTS",
     "REQUEST_TYPES",
     "SIGNATURE_LEN",
     "Envelope",

@@ -99,6 +99,9 @@ class ProtocolConfig:
     # for (None: no pull roots), and how many signed roots a node keeps to serve
     pull_verifier: bytes | None = None
     pull_retention: int = 64
+    # a pull round's bulk transfers (each member's outputs, the leaves to every member:
+    # ~14 parts each at 10,000 feeds), per wave of parts
+    pull_transfer_timeout_s: float = 1.0
 
 
 class RoundMetrics:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Coroutine, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -37,6 +37,7 @@ from oracle.reporting.store import RoundStore
 from oracle.reporting.transmit import OnChainValue, ReportTransmitter
 
 log = structlog.get_logger(__name__)
+_K = TypeVar("_K")
 
 
 class RoundCore:
@@ -172,7 +173,9 @@ class RoundCore:
 
     def _refuse(self, request: Envelope, refusal: Refusal) -> bytes:
         self.metrics.refusals.labels(refusal.reason).inc()
-        log.warning(
+        # a part past a member's outputs is routine (the leader asks as many parts as its
+        # own feeds fill): counted, not a warning per part per round
+        (log.debug if refusal.reason == "no_such_part" else log.warning)(
             "round.refused",
             reason=refusal.reason,
             detail=refusal.detail,
@@ -206,7 +209,16 @@ class RoundCore:
     def _observation(self, round_: int, attempt: int) -> Observation:
         self.outputs.make_durable()  # never send what a crash could take back
         outs = self.outputs.latest_outputs()
-        updates = tuple(outs[f] for f in sorted(outs) if f in self.policies)
+        # Only what a push report can carry: the feeds the oracle has registered (as this
+        # node last read it). A pull root's outputs travel in their own observation, in
+        # parts (oracle.reporting.pull_round), so thousands of pull-only feeds cost the
+        # push round nothing.
+        onchain = self._onchain
+        updates = tuple(
+            outs[f]
+            for f in sorted(outs)
+            if f in self.policies and (on := onchain.get(f)) is not None and on.registered
+        )
         return Observation(updates, self._issue_nonce(round_, attempt))
 
     async def _ask(
@@ -232,8 +244,8 @@ class RoundCore:
             return None
 
     async def _gather(
-        self, asks: dict[int, asyncio.Task[Envelope | None]], timeout: float
-    ) -> dict[int, Envelope]:
+        self, asks: dict[_K, asyncio.Task[Envelope | None]], timeout: float
+    ) -> dict[_K, Envelope]:
         if not asks:
             return {}
         done, pending = await asyncio.wait(asks.values(), timeout=timeout)

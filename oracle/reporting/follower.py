@@ -40,7 +40,10 @@ class Follower(RoundCore):
         self.transport.on(MsgType.PROPOSE, self._on_propose)
         self.transport.on(MsgType.NONCE_REQUEST, self._on_nonce_request)
 
-    def _check_leader(self, env: Envelope) -> None:
+    def _check_leader(self, env: Envelope, max_attempt: int | None = None) -> None:
+        """The request comes from the round's leader, for a recent round, with an attempt
+        number an honest leader uses (``max_attempt``: where the attempt byte is a part
+        index, oracle.reporting.pull_parts)."""
         h = env.header
         if h.epoch != self.ctx.epoch:
             raise Refusal("wrong_epoch", f"epoch {h.epoch}, active epoch is {self.ctx.epoch}")
@@ -49,8 +52,9 @@ class Follower(RoundCore):
         # An honest leader's attempts are 0 (1 when it observes again) up to max_attempts
         # (see lead): more would only let a leader make this node issue nonces and check
         # proposals for attempts no round uses.
-        if h.attempt > self.config.max_attempts:
-            raise Refusal("attempt", f"attempt {h.attempt} > {self.config.max_attempts}")
+        most = self.config.max_attempts if max_attempt is None else max_attempt
+        if h.attempt > most:
+            raise Refusal("attempt", f"attempt {h.attempt} > {most}")
         now, period = self.now_round(), self.period_ms
         if not now - 8 * period <= h.round <= now + 2 * period:
             raise Refusal("stale_round", f"round {h.round}, current round is {now}")

@@ -57,7 +57,6 @@ class Leader(Follower, TransmitRotation):
             self.metrics.rounds.labels("no_quorum").inc()
             log.info("round.no_quorum", round=r, observations=len(collected), need=ctx.quorum)
             return None
-        self._observed(r, collected)
         updates = self._due_medians(r, collected)
         if not updates:
             self.metrics.rounds.labels("nothing_due").inc()
@@ -111,9 +110,6 @@ class Leader(Follower, TransmitRotation):
             c.by_feed = {u.feed_id: u for u in c.observation.outputs}
         return collected
 
-    def _observed(self, r: int, collected: dict[int, Collected]) -> None:
-        """A quorum's observations of round ``r`` are in (the pull round starts here)."""
-
     def _candidates(self, collected: dict[int, Collected], updates: list[FeedUpdate]) -> list[int]:
         """The members that sent a nonce and whose own values agree with every median
         within the feed's tolerance: the ones that will sign it."""
@@ -154,7 +150,10 @@ class Leader(Follower, TransmitRotation):
         while True:
             updates, refused = [], None
             due_groups: set[str] = set()
-            for feed_id in sorted(set(self.policies) - skipped):
+            # the feeds some member observed (push observations carry registered feeds
+            # only: a committee's pull-only feeds cost this loop nothing)
+            observed = set().union(*(c.by_feed for c in collected.values()))
+            for feed_id in sorted((observed & self.policies.keys()) - skipped):
                 policy = self.policies[feed_id]
                 values = [
                     (c.by_feed[feed_id].value, who, c.by_feed[feed_id])

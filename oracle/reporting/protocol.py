@@ -98,6 +98,8 @@ class RoundProtocol(PullRounds):
             next_round = max(r + period, self.now_round() + period)
             if self.leader_of(r) == self.ctx.self_index:
                 self._spawn(self._lead_safely(r), f"lead-{r}")
+                if self.config.pull_verifier is not None:
+                    self._spawn(self.lead_pull_safely(r), f"pull-{r}")
 
     async def _lead_safely(self, r: int) -> None:
         try:

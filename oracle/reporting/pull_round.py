@@ -1,24 +1,35 @@
 """Pull roots: each round, the committee also signs one Merkle root over the current output
 of every feed it carries (oracle.reporting.pull), one FROST signature whatever the number
-of feeds. A separate signing round kind on the same protocol, beside the push round:
+of feeds. A separate signing round kind on the same protocol, beside the push round, with
+its own observations: a root over 10,000 feeds moves 10,000 outputs per member and 10,000
+leaves per follower, far more than one p2p message holds, so both travel in parts
+(oracle.reporting.pull_parts: at most 720 a message, the part index in the header's
+attempt byte, every part signed by its sender).
 
-1. The leader's push round collects the observations (step 1 of
-   oracle.reporting.protocol); the pull round reuses them, no second OBSERVE. Each feed
-   with observations from a quorum gets its lower median as its leaf, unless the leader's
-   own check (the followers' check, below) refuses it: that feed is left out of the root.
-2. The leader picks ``threshold`` members whose observations agree with every leaf within
-   tolerance (the push round's candidate rule), asks each for a nonce commitment
-   (PULL_NONCE_REQUEST: the observation's nonce belongs to the push round) and sends them
-   PULL_PROPOSE: the leaves and the signing set.
-3. A follower signs only if (cheapest first): the request comes from the round's leader
-   for a recent round; its nonce for this (round, attempt) is in the signing set; the
-   leaves are at most as many as the feeds it carries, in strictly ascending feed id (no
-   duplicate), each a feed it carries, and each passes ``check_update`` — the very rule
-   a push report's updates pass (value within the feed's tolerance of its own output,
-   observation time, model commitment); and it has signed no other root this round.
-4. The leader aggregates, keeps the root, and sends it (PULL_ROOT: leaves + signature) to
-   every member, which checks the signature against the group key before keeping it, so
-   any member serves any root.
+1. The leader of round r asks every member for its outputs (PULL_OBSERVE, one request a
+   part; a member answers every part from one snapshot of its outputs, taken at the
+   round's first request, stored before it leaves the node). Each feed observed by a
+   quorum gets its lower median as its leaf, unless the leader's own check (the
+   followers' check, below) refuses it: that feed is left out of the root.
+2. The leader sends the leaves, in parts (PULL_LEAVES), to every member; a member files
+   them per round (any order, each part once, no more leaves than feeds it carries, a
+   bounded number of rounds per leader) and acknowledges each.
+3. The leader picks ``threshold`` members that hold every part and whose outputs agree
+   with every leaf within tolerance (the push round's candidate rule), asks each for a
+   nonce commitment (PULL_NONCE_REQUEST) and sends them PULL_PROPOSE: the root, the leaf
+   count and the signing set.
+4. A follower signs only if (cheapest first): the request comes from the round's leader
+   for a recent round; its nonce for this (round, attempt) is in the signing set; every
+   part of the round's leaves is in; the leaves are at most as many as the feeds it
+   carries, in strictly ascending feed id (no duplicate), each a feed it carries, and each
+   passes ``check_update`` — the very rule a push report's updates pass (value within the
+   feed's tolerance of its own output, observation time, model commitment); the tree it
+   builds from them has the proposed root and leaf count; and it has signed no other root
+   this round.
+5. The leader aggregates, keeps the root, and sends it (PULL_ROOT: root, leaf count,
+   signature) to every member holding the leaves, which rebuilds the tree from its parts
+   and checks the signature against the group key before keeping it, so any member serves
+   any root.
 
 Nothing here touches the push round's report, its nonces or its durable records: pull
 nonces live under attempt numbers from ``PULL_ATTEMPT_BASE`` (a header's attempt is one
@@ -34,20 +45,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Mapping
 from itertools import pairwise
 from typing import Any
 
 import structlog
 
+from oracle.config.publish import within_bps
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.frost import SignatureShare, SigningRound, aggregate, verify_signature_share
 from oracle.crypto.nonces import SigningCommitment
 from oracle.crypto.suites import MIRA_EVM
 from oracle.p2p.errors import MessageRejected
-from oracle.p2p.wire import Envelope, MsgType, Reader
+from oracle.p2p.transport import Peer
+from oracle.p2p.wire import MAX_PARTS, Envelope, MsgType, Reader
 from oracle.reporting import pull
-from oracle.reporting.context import Collected, Refusal, lower_median
-from oracle.reporting.errors import PullFormatError, ReportFormatError
+from oracle.reporting.context import Refusal, lower_median
+from oracle.reporting.errors import PullFormatError
 from oracle.reporting.leader import Leader
 from oracle.reporting.messages import (
     COMMITMENT_LEN,
@@ -58,57 +72,57 @@ from oracle.reporting.messages import (
     encode_commitment,
     encode_share,
 )
+from oracle.reporting.pull_parts import (
+    MAX_TOTAL,
+    Assemblies,
+    PartAssembly,
+    decode_part,
+    encode_parts,
+    part_count,
+)
 from oracle.reporting.pull_store import PullRoots, SignedRoot
-from oracle.reporting.report import UPDATE_SIZE, FeedUpdate, decode_update, encode_update
+from oracle.reporting.report import FeedUpdate
 
 log = structlog.get_logger(__name__)
 
 #: Pull nonces are kept under (round, PULL_ATTEMPT_BASE + attempt) beside the push round's.
 PULL_ATTEMPT_BASE = 256
+#: Rounds whose output snapshot a member keeps to answer the parts of (the current one,
+#: and a few a Byzantine leader may ask about ahead of time).
+SNAPSHOTS_KEPT = 4
 
-
-def encode_leaves(leaves: tuple[FeedUpdate, ...]) -> bytes:
-    return len(leaves).to_bytes(2, "big") + b"".join(encode_update(u) for u in leaves)
-
-
-def _decode_leaves(r: Reader) -> tuple[FeedUpdate, ...]:
-    out = []
-    for _ in range(r.u16()):
-        try:
-            out.append(decode_update(r.take(UPDATE_SIZE)))
-        except ReportFormatError as exc:
-            raise MessageRejected("malformed", f"pull leaf: {exc}") from None
-    return tuple(out)
+_ByFeed = Mapping[bytes, FeedUpdate]
 
 
 def encode_proposal(
-    leaves: tuple[FeedUpdate, ...], commitments: tuple[SigningCommitment, ...]
+    root: bytes, leaf_count: int, commitments: tuple[SigningCommitment, ...]
 ) -> bytes:
     return (
-        encode_leaves(leaves)
+        root
+        + leaf_count.to_bytes(4, "big")
         + len(commitments).to_bytes(1, "big")
         + b"".join(c.to_bytes() for c in commitments)
     )
 
 
-def decode_proposal(data: bytes) -> tuple[tuple[FeedUpdate, ...], tuple[SigningCommitment, ...]]:
+def decode_proposal(data: bytes) -> tuple[bytes, int, tuple[SigningCommitment, ...]]:
     r = Reader(data, "pull proposal")
-    leaves = _decode_leaves(r)
+    root, leaf_count = r.take(32), r.u32()
     commitments = tuple(decode_commitment(r.take(COMMITMENT_LEN)) for _ in range(r.u8()))
     r.done()
-    return leaves, commitments
+    return root, leaf_count, commitments
 
 
-def encode_root(leaves: tuple[FeedUpdate, ...], signature: bytes) -> bytes:
-    return encode_leaves(leaves) + signature
+def encode_root(root: bytes, leaf_count: int, signature: bytes) -> bytes:
+    return root + leaf_count.to_bytes(4, "big") + signature
 
 
-def decode_root(data: bytes) -> tuple[tuple[FeedUpdate, ...], bytes]:
+def decode_root(data: bytes) -> tuple[bytes, int, bytes]:
     r = Reader(data, "pull root")
-    leaves = _decode_leaves(r)
+    root, leaf_count = r.take(32), r.u32()
     signature = r.take(EVM_SIGNATURE_LEN)
     r.done()
-    return leaves, signature
+    return root, leaf_count, signature
 
 
 class PullRounds(Leader):
@@ -121,44 +135,101 @@ class PullRounds(Leader):
             PullRoots(self.config.pull_retention) if pull_roots is None else pull_roots
         )
         self._pull_signed: dict[int, bytes] = {}  # round → the root this node signed
-        self._pull_led: set[int] = set()
+        # round → this node's outputs for it, in parts and as updates
+        self._pull_snapshots: dict[int, tuple[list[bytes], tuple[FeedUpdate, ...]]] = {}
+        self._assemblies = Assemblies()
         self.pull_roots_led = 0
 
     def _register_handlers(self) -> None:
         super()._register_handlers()
+        self.transport.on(MsgType.PULL_OBSERVE, self._on_pull_observe)
+        self.transport.on(MsgType.PULL_LEAVES, self._on_pull_leaves)
         self.transport.on(MsgType.PULL_NONCE_REQUEST, self._on_pull_nonce_request)
         self.transport.on(MsgType.PULL_PROPOSE, self._on_pull_propose)
         self.transport.on(MsgType.PULL_ROOT, self._on_pull_root)
 
     # -- leader --------------------------------------------------------------------------
 
-    def _observed(self, r: int, collected: dict[int, Collected]) -> None:
-        if self.config.pull_verifier is None or r in self._pull_led:
-            return
-        self._pull_led.add(r)
-        while len(self._pull_led) > 64:
-            self._pull_led.discard(min(self._pull_led))
-        self._spawn(self._lead_pull_safely(r, dict(collected)), f"pull-{r}")
-
-    async def _lead_pull_safely(self, r: int, collected: dict[int, Collected]) -> None:
+    async def lead_pull_safely(self, r: int) -> None:
         try:
-            await self.lead_pull(r, collected)
+            await self.lead_pull(r)
         except Exception as exc:
             self.metrics.rounds.labels("pull_error").inc()
             log.exception("pull.failed", round=r, error=str(exc))
 
-    def pull_leaves(self, collected: dict[int, Collected]) -> tuple[FeedUpdate, ...]:
+    async def _collect_pull_observations(self, r: int) -> dict[int, dict[bytes, FeedUpdate]]:
+        """Every member's outputs that arrive in time, by feed (this node's own first)."""
+        me = self.ctx.self_index
+        own = self._pull_snapshot(r)[1]
+        collected: dict[int, dict[bytes, FeedUpdate]] = {me: {u.feed_id: u for u in own}}
+        want = part_count(len(self.policies))
+        others = [p for p in self.ctx.peers if p.index != me]
+        results = await asyncio.gather(*(self._outputs_of(p, r, want) for p in others))
+        for p, outputs in zip(others, results, strict=True):
+            if outputs is not None:
+                collected[p.index] = outputs
+        return collected
+
+    async def _outputs_of(self, peer: Peer, r: int, want: int) -> dict[bytes, FeedUpdate] | None:
+        """One member's outputs, asked part by part: the ``want`` parts this node's own feeds
+        fill, then any more the member says it has. None if a part is missing or bad (the
+        member's observation is left out, as a push observation that does not arrive)."""
+        timeout = self.config.pull_transfer_timeout_s
+        outputs: dict[bytes, FeedUpdate] = {}
+        parts: int | None = None
+        asked = 0
+        while asked < (want if parts is None else parts):
+            indices = range(asked, want if parts is None else parts)
+            asks = {
+                i: asyncio.create_task(
+                    self._ask(
+                        peer,
+                        MsgType.PULL_OBSERVE,
+                        r,
+                        i,
+                        b"",
+                        frozenset({MsgType.PULL_OBSERVATION, MsgType.REFUSE}),
+                        timeout,
+                    )
+                )
+                for i in indices
+            }
+            asked = indices.stop
+            got = await self._gather(asks, timeout)
+            for i in indices:
+                env = got.get(i)
+                if env is None or env.header.type != MsgType.PULL_OBSERVATION:
+                    if parts is not None and i >= parts:
+                        continue  # past the member's last part: nothing to have
+                    return None
+                try:
+                    part = decode_part(env.payload, index=i)
+                    if parts is not None and part.parts != parts:
+                        raise MessageRejected(
+                            "malformed", f"part {i}: {part.parts} parts, not {parts}"
+                        )
+                    parts = part.parts
+                    for u in part.updates():
+                        if u.feed_id in outputs:
+                            raise MessageRejected("malformed", f"part {i}: a feed twice")
+                        outputs[u.feed_id] = u
+                except MessageRejected as exc:
+                    self.auth.reject(exc, f"member {peer.index}")
+                    return None
+        return outputs
+
+    def pull_leaves(self, collected: Mapping[int, _ByFeed]) -> tuple[FeedUpdate, ...]:
         """Each carried feed's lower median, where a quorum observed it and this node's
         own check passes (a leaf the followers would refuse would sink the whole root)."""
         mine = self.outputs.latest_outputs()
+        quorum = self.ctx.quorum
+        members = list(collected.items())
         leaves = []
         for feed_id in sorted(self.policies):
             values = [
-                (c.by_feed[feed_id].value, who, c.by_feed[feed_id])
-                for who, c in collected.items()
-                if feed_id in c.by_feed
+                (obs[feed_id].value, who, obs[feed_id]) for who, obs in members if feed_id in obs
             ]
-            if len(values) < self.ctx.quorum:
+            if len(values) < quorum:
                 continue
             median = lower_median(values)
             try:
@@ -166,20 +237,84 @@ class PullRounds(Leader):
             except Refusal:
                 continue
             leaves.append(median)
-        return tuple(leaves)
+        return tuple(leaves[:MAX_TOTAL])
 
-    async def lead_pull(self, r: int, collected: dict[int, Collected]) -> SignedRoot | None:
-        """Have the round's pull root signed; keep it and send it to every member."""
+    def _pull_candidates(
+        self, collected: Mapping[int, _ByFeed], leaves: tuple[FeedUpdate, ...], holding: set[int]
+    ) -> list[int]:
+        """The members that hold every part of the leaves and whose own outputs agree with
+        every leaf within its feed's tolerance: the ones that will sign it."""
+        tolerance = {f: p.tolerance_bps for f, p in self.policies.items()}
+
+        def agrees(obs: _ByFeed) -> bool:
+            for u in leaves:
+                own = obs.get(u.feed_id)
+                if own is None or not within_bps(u.value, own.value, tolerance[u.feed_id]):
+                    return False
+            return True
+
+        agreeing = [w for w, obs in collected.items() if w in holding and agrees(obs)]
+        now = time.monotonic()
+        trusted = [w for w in agreeing if self._suspects.get(w, 0.0) < now]
+        return trusted if len(trusted) >= self.ctx.threshold else agreeing
+
+    async def _send_leaves(self, r: int, parts: list[bytes]) -> set[int]:
+        """Send every part of the leaves to every other member; the members (this node
+        included) that hold them all."""
+        me = self.ctx.self_index
+        timeout = self.config.pull_transfer_timeout_s
+        asks = {
+            (p.index, i): asyncio.create_task(
+                self._ask(
+                    p,
+                    MsgType.PULL_LEAVES,
+                    r,
+                    i,
+                    part,
+                    frozenset({MsgType.ACK, MsgType.REFUSE}),
+                    timeout,
+                )
+            )
+            for p in self.ctx.peers
+            if p.index != me
+            for i, part in enumerate(parts)
+        }
+        got = await self._gather(asks, timeout)
+        refused: set[int] = set()
+        for (who, _), env in got.items():
+            if env.header.type == MsgType.REFUSE:
+                refused.add(who)
+                log.warning(
+                    "pull.parts_refused", round=r, member=who, reason=decode_refusal(env.payload)
+                )
+        holding = {me}
+        for p in self.ctx.peers:
+            if (
+                p.index != me
+                and p.index not in refused
+                and all((p.index, i) in got for i in range(len(parts)))
+            ):
+                holding.add(p.index)
+        return holding
+
+    async def lead_pull(self, r: int) -> SignedRoot | None:
+        """Have round ``r``'s pull root signed; keep it and send it to every member."""
         verifier = self.config.pull_verifier
         assert verifier is not None
         ctx = self.ctx
+        collected = await self._collect_pull_observations(r)
+        if len(collected) < ctx.quorum:
+            self.metrics.rounds.labels("pull_no_quorum").inc()
+            log.info("pull.no_quorum", round=r, observations=len(collected), need=ctx.quorum)
+            return None
         leaves = self.pull_leaves(collected)
         if not leaves:
             return None
         started = time.perf_counter()
         tree = pull.PullTree.build(r, leaves)
         message = pull.digest(ctx.chain_id, verifier, ctx.epoch, r, tree.root, tree.leaf_count)
-        candidates = self._candidates(collected, list(leaves))
+        holding = await self._send_leaves(r, encode_parts(leaves))
+        candidates = self._pull_candidates(collected, leaves, holding)
         excluded: set[int] = set()
         for attempt in range(self.config.max_attempts):
             pool = [w for w in candidates if w not in excluded]
@@ -192,7 +327,7 @@ class PullRounds(Leader):
             round_ = SigningRound.build(
                 MIRA_EVM, ctx.public, message, [commitments[w] for w in chosen]
             )
-            proposal = encode_proposal(leaves, round_.commitments)
+            proposal = encode_proposal(tree.root, tree.leaf_count, round_.commitments)
             shares = await self._pull_shares(r, attempt, round_, chosen, proposal)
             bad = [
                 w
@@ -218,21 +353,20 @@ class PullRounds(Leader):
                 # `mira bench pull` reports as observation → signed root
                 since_round_ms=round(time.time() * 1000 - r, 1),
             )
-            payload = encode_root(leaves, encoded)
-            for p in ctx.peers:
-                if p.index != ctx.self_index:
-                    self._spawn(
-                        self._ask(
-                            p,
-                            MsgType.PULL_ROOT,
-                            r,
-                            0,
-                            payload,
-                            frozenset({MsgType.ACK}),
-                            self.config.sign_timeout_s,
-                        ),
-                        f"pull-root-{r}-{p.index}",
-                    )
+            payload = encode_root(tree.root, tree.leaf_count, encoded)
+            for w in sorted(holding - {ctx.self_index}):
+                self._spawn(
+                    self._ask(
+                        ctx.peers[w],
+                        MsgType.PULL_ROOT,
+                        r,
+                        0,
+                        payload,
+                        frozenset({MsgType.ACK}),
+                        self.config.sign_timeout_s,
+                    ),
+                    f"pull-root-{r}-{w}",
+                )
             return signed
         return None
 
@@ -331,12 +465,54 @@ class PullRounds(Leader):
 
     # -- follower ------------------------------------------------------------------------
 
-    def _check_pull_request(self, env: Envelope) -> bytes:
+    def _check_pull_request(self, env: Envelope, max_attempt: int | None = None) -> bytes:
         """The pull verifier, once the request is one this node answers at all."""
         if self.config.pull_verifier is None:
             raise Refusal("pull_disabled", "this node signs no pull roots")
-        self._check_leader(env)
+        self._check_leader(env, max_attempt)
         return self.config.pull_verifier
+
+    def _pull_snapshot(self, r: int) -> tuple[list[bytes], tuple[FeedUpdate, ...]]:
+        """This node's outputs for round ``r``'s pull root, in parts: one snapshot per
+        round, so every part of it comes from the same outputs (stored first: never send
+        what a crash could take back)."""
+        kept = self._pull_snapshots.get(r)
+        if kept is not None:
+            return kept
+        self.outputs.make_durable()
+        outs = self.outputs.latest_outputs()
+        policies = self.policies
+        updates = tuple(outs[f] for f in sorted(outs) if f in policies)[:MAX_TOTAL]
+        kept = self._pull_snapshots[r] = (encode_parts(updates), updates)
+        while len(self._pull_snapshots) > SNAPSHOTS_KEPT:
+            del self._pull_snapshots[min(self._pull_snapshots)]
+        return kept
+
+    async def _on_pull_observe(self, env: Envelope) -> bytes:
+        try:
+            self._check_pull_request(env, MAX_PARTS - 1)
+            h = env.header
+            parts = self._pull_snapshot(h.round)[0]
+            if h.attempt >= len(parts):
+                raise Refusal(
+                    "no_such_part", f"part {h.attempt}: this node's outputs fill {len(parts)}"
+                )
+        except Refusal as refusal:
+            return self._refuse(env, refusal)
+        return self._reply(env, MsgType.PULL_OBSERVATION, parts[h.attempt])
+
+    async def _on_pull_leaves(self, env: Envelope) -> bytes:
+        try:
+            self._check_pull_request(env, MAX_PARTS - 1)
+            h = env.header
+            try:
+                part = decode_part(env.payload, index=h.attempt)
+            except MessageRejected as exc:
+                raise Refusal("malformed", exc.detail) from None
+            self._assemblies.add(h.round, h.sender, part, max_leaves=len(self.policies))
+        except Refusal as refusal:
+            return self._refuse(env, refusal)
+        return self._reply(env, MsgType.ACK, b"")
 
     async def _on_pull_nonce_request(self, env: Envelope) -> bytes:
         try:
@@ -358,9 +534,10 @@ class PullRounds(Leader):
         """Would this node sign a root over ``leaves``? Refusal saying why not."""
         if not leaves:
             raise Refusal("no_leaves", "a pull root has at least one leaf")
-        if len(leaves) > len(self.policies):
+        policies = self.policies
+        if len(leaves) > len(policies):
             raise Refusal(
-                "too_many_leaves", f"{len(leaves)} leaves, this node carries {len(self.policies)}"
+                "too_many_leaves", f"{len(leaves)} leaves, this node carries {len(policies)}"
             )
         for prev, cur in pairwise(leaves):
             if prev.feed_id == cur.feed_id:
@@ -368,17 +545,43 @@ class PullRounds(Leader):
             if prev.feed_id > cur.feed_id:
                 raise Refusal("unsorted_leaves", "leaves are not in ascending feed id order")
         for leaf in leaves:
-            if leaf.feed_id not in self.policies:
+            if leaf.feed_id not in policies:
                 raise Refusal("unknown_feed", f"feed 0x{leaf.feed_id.hex()} is not served here")
         mine = self.outputs.latest_outputs()
         for leaf in leaves:
-            self.check_update(self.policies[leaf.feed_id], leaf, mine)
+            self.check_update(policies[leaf.feed_id], leaf, mine)
+
+    def _assembled_tree(
+        self, r: int, root: bytes, leaf_count: int, *, check: bool
+    ) -> tuple[PartAssembly, pull.PullTree]:
+        """Round ``r``'s tree, from the parts its leader sent, which must lead to ``root``
+        over ``leaf_count`` leaves (``check``: and pass :meth:`check_pull_leaves`)."""
+        assembly = self._assemblies.get(r)
+        if assembly is None:
+            raise Refusal("missing_parts", f"no part of round {r}'s leaves received")
+        leaves = assembly.leaves()
+        if len(leaves) != leaf_count:
+            raise Refusal("leaf_count", f"{leaf_count} leaves proposed, {len(leaves)} received")
+        if check:
+            self.check_pull_leaves(leaves)
+        tree = assembly.cache.get("tree")
+        if not isinstance(tree, pull.PullTree):
+            try:
+                tree = pull.PullTree.build(r, leaves)
+            except PullFormatError as exc:
+                raise Refusal("malformed", str(exc)) from None
+            assembly.cache["tree"] = tree
+        if tree.root != root:
+            raise Refusal(
+                "root_mismatch", f"the leaves received lead to another root than {root.hex()[:16]}…"
+            )
+        return assembly, tree
 
     def _check_and_sign_pull(self, env: Envelope) -> int:
         verifier = self._check_pull_request(env)
         h, ctx = env.header, self.ctx
         try:
-            leaves, commitments = decode_proposal(env.payload)
+            root, leaf_count, commitments = decode_proposal(env.payload)
         except MessageRejected as exc:
             raise Refusal("malformed", exc.detail) from None
         key = (h.round, PULL_ATTEMPT_BASE + h.attempt)
@@ -386,14 +589,10 @@ class PullRounds(Leader):
         mine = [c for c in commitments if c.identifier == ctx.self_index + 1]
         if issued is None or mine != [issued]:
             raise Refusal("nonce", f"no pull commitment issued by this node for {h.round}")
-        self.check_pull_leaves(leaves)
-        try:
-            tree = pull.PullTree.build(h.round, leaves)
-            message = pull.digest(
-                ctx.chain_id, verifier, ctx.epoch, h.round, tree.root, tree.leaf_count
-            )
-        except PullFormatError as exc:
-            raise Refusal("malformed", str(exc)) from None
+        _, tree = self._assembled_tree(h.round, root, leaf_count, check=True)
+        message = pull.digest(
+            ctx.chain_id, verifier, ctx.epoch, h.round, tree.root, tree.leaf_count
+        )
         try:
             round_ = SigningRound.build(MIRA_EVM, ctx.public, message, commitments)
         except CryptoError as exc:
@@ -420,20 +619,16 @@ class PullRounds(Leader):
         try:
             verifier = self._check_pull_request(env)
             try:
-                leaves, encoded = decode_root(env.payload)
-                tree = pull.PullTree.build(env.header.round, leaves)
-                message = pull.digest(
-                    self.ctx.chain_id,
-                    verifier,
-                    self.ctx.epoch,
-                    tree.round,
-                    tree.root,
-                    tree.leaf_count,
-                )
-            except (MessageRejected, PullFormatError) as exc:
-                raise Refusal("malformed", str(exc)) from None
+                root, leaf_count, encoded = decode_root(env.payload)
+            except MessageRejected as exc:
+                raise Refusal("malformed", exc.detail) from None
+            r = env.header.round
+            _, tree = self._assembled_tree(r, root, leaf_count, check=False)
+            message = pull.digest(
+                self.ctx.chain_id, verifier, self.ctx.epoch, r, tree.root, tree.leaf_count
+            )
             if not MIRA_EVM.verify(self.ctx.public.group_key, message, encoded):
-                raise Refusal("bad_signature", f"pull root of {tree.round} is not the group's")
+                raise Refusal("bad_signature", f"pull root of {r} is not the group's")
         except Refusal as refusal:
             return self._refuse(env, refusal)
         self._keep_root(tree, message, encoded)

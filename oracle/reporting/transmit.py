@@ -115,6 +115,9 @@ class ReportTransmitter(Protocol):
     async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]: ...
 
 
+_FEED_LIST_BATCH = 256  # feedIdAt calls in flight at once while catching up
+
+
 class ChainReader:
     """Reads of the MiraOracle contract over JSON-RPC (what every transmitter shares)."""
 
@@ -127,6 +130,8 @@ class ChainReader:
         )
         self._chain_id: int | None = None
         self._unregistered: set[bytes] = set()  # logged once each, until registered
+        self._feed_list: list[bytes] = []  # the oracle's feedIdAt(0…), as far as read
+        self._feed_set: set[bytes] = set()
 
     async def chain_id(self) -> int:
         if self._chain_id is None:
@@ -179,23 +184,48 @@ class ChainReader:
 
     async def latest(self, feed_ids: Sequence[bytes]) -> dict[bytes, OnChainValue]:
         """Each feed's latest on-chain value; NOT_REGISTERED for a feed the oracle does not
-        know (its call reverts FeedNotRegistered), so one such feed cannot fail the others.
-        Any other failure (RPC down, timeout) still raises: the caller retries and counts."""
-        calls = [self.contract.functions.latestRound(f).call() for f in feed_ids]
+        know, so one such feed cannot fail the others. Any other failure (RPC down,
+        timeout) still raises: the caller retries and counts.
+
+        Only registered feeds cost a call each: the oracle's feed list is append-only
+        (``feedCount``, ``feedIdAt``), so it is followed with one call a read plus one per
+        newly registered feed, and a node carrying 10,000 pull-only feeds reads two values
+        a poll instead of 10,000 reverting calls."""
+        registered = await self._registered()
+        known = [f for f in feed_ids if f in registered]
+        calls = [self.contract.functions.latestRound(f).call() for f in known]
         results = await asyncio.gather(*calls, return_exceptions=True)
         out: dict[bytes, OnChainValue] = {}
-        for f, r in zip(feed_ids, results, strict=True):
+        unknown = [f for f in feed_ids if f not in registered]
+        for f, r in zip(known, results, strict=True):
             if isinstance(r, BaseException):
                 if not _is_not_registered(r):
                     raise r
-                if f not in self._unregistered:
-                    self._unregistered.add(f)
-                    log.warning("chain.feed_not_registered", feed=f.hex())
-                out[f] = NOT_REGISTERED
+                unknown.append(f)
             else:
                 self._unregistered.discard(f)
                 out[f] = OnChainValue(int(r[0]), int(r[1]), int(r[2]))
+        for f in unknown:
+            out[f] = NOT_REGISTERED
+        new = [f for f in unknown if f not in self._unregistered]
+        if new:  # logged once each, until registered (one line for 10,000 pull-only feeds)
+            self._unregistered.update(new)
+            log.warning("chain.feeds_not_registered", count=len(new), first=new[0].hex())
         return out
+
+    async def _registered(self) -> set[bytes]:
+        """The oracle's registered feed ids, followed incrementally (a batch at a time)."""
+        fns = self.contract.functions
+        count = int(await fns.feedCount().call())
+        if count < len(self._feed_list):  # a reorg dropped a registration: read it anew
+            self._feed_list, self._feed_set = [], set()
+        while len(self._feed_list) < count:
+            start = len(self._feed_list)
+            batch = range(start, min(count, start + _FEED_LIST_BATCH))
+            ids = await asyncio.gather(*(fns.feedIdAt(i).call() for i in batch))
+            self._feed_list.extend(bytes(i) for i in ids)
+            self._feed_set.update(bytes(i) for i in ids)
+        return self._feed_set
 
 
 def _reverted_with(error: str | None, name: str) -> bool:

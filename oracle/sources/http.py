@@ -14,6 +14,7 @@ import aiohttp
 
 from oracle.config.feeds import HttpSourceSpec
 from oracle.errors import Rejected
+from oracle.http_body import read_body
 from oracle.retry import Backoff, retry
 from oracle.sources.validate import to_number
 
@@ -42,9 +43,21 @@ class HttpSource:
         self.spec = spec
         self.session = session
 
+    @property
+    def request(self) -> tuple[str, float, int, float, int]:
+        """What the request is, without the path read from its answer: feeds asking the
+        same request in the same poll share one answer (oracle.node.feeds)."""
+        spec = self.spec
+        return (spec.url, spec.timeout_s, spec.retries, spec.backoff_s, spec.max_body_bytes)
+
     async def fetch(self) -> float:
         """One value, or Rejected with the reason of the last attempt. Only what may pass
         (a timeout, a 5xx, a refused connection) is retried."""
+        return self.value_of(await self.fetch_body())
+
+    async def fetch_body(self) -> Any:
+        """The parsed JSON answer, or Rejected with the reason of the last attempt (only a
+        timeout, a 5xx or a refused connection is retried)."""
         return await retry(
             self._once,
             backoff=Backoff(self.spec.backoff_s, 2.0),
@@ -52,7 +65,11 @@ class HttpSource:
             retryable=_transient,
         )
 
-    async def _once(self) -> float:
+    def value_of(self, data: Any) -> float:
+        """The value at the spec's path in a parsed answer; Rejected if it is not one."""
+        return to_number(follow(data, self.spec.path), what=".".join(map(str, self.spec.path)))
+
+    async def _once(self) -> Any:
         spec = self.spec
         timeout = aiohttp.ClientTimeout(total=spec.timeout_s)
         try:
@@ -66,7 +83,7 @@ class HttpSource:
                         "oversized",
                         f"body of {resp.content_length} bytes exceeds {spec.max_body_bytes}",
                     )
-                body = await resp.content.read(spec.max_body_bytes + 1)
+                body = await read_body(resp.content, spec.max_body_bytes)
                 if len(body) > spec.max_body_bytes:
                     raise Rejected("oversized", f"body exceeds {spec.max_body_bytes} bytes")
         except TimeoutError as exc:
@@ -79,4 +96,4 @@ class HttpSource:
             data = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise Rejected("bad_json", f"{spec.url} returned invalid JSON: {exc}") from exc
-        return to_number(follow(data, spec.path), what=".".join(map(str, spec.path)))
+        return data

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import structlog
 
+from oracle.http_body import read_body
 from oracle.transmission.errors import BadRpcResponse, JsonRpcError, RpcUnavailable
 from oracle.transmission.metrics import TxMetrics
 
@@ -256,7 +257,7 @@ class RpcPool:
         payload = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
         try:
             async with self._session.post(endpoint.url, data=json.dumps(payload)) as resp:
-                body = await resp.content.read(_MAX_BODY + 1)
+                body = await read_body(resp.content, _MAX_BODY)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = f"{method}: {type(exc).__name__}: {exc}"

@@ -84,6 +84,15 @@ async def test_node_serves_feeds_and_resumes_after_restart(
                 skill = f'mira_model_skill{{feed="SP500/forecast-1"}} {metrics["skill"]!r}'
                 assert skill in text
                 assert 'mira_baseline_rolling_mae{baseline="last",feed="SP500/forecast-1"}' in text
+            # Prometheus' own filter: only the series named
+            only = [("name[]", "mira_observations_total")]
+            async with http.get(f"{base}/metrics", params=only) as r:
+                text = await r.text()
+                assert 'mira_observations_total{feed="SP500/forecast-1"} 1257.0' in text
+                assert "mira_model_skill" not in text
+            too_many = [("name[]", f"m{i}") for i in range(33)]
+            async with http.get(f"{base}/metrics", params=too_many) as r:
+                assert r.status == 400
         commitment = runner.pipeline.model.commitment()
     finally:
         await node.stop()

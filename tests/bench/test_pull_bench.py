@@ -14,10 +14,11 @@ from oracle.cli.main import cli
     [
         (["--feeds", "ten"], "expected counts like 100,400"),
         (["--feeds", "100,"], "expected counts like 100,400"),
-        (["--feeds", "0"], "each count from 1 to 740"),
-        (["--feeds", "741"], "each count from 1 to 740"),
+        (["--feeds", "0"], "each count from 1 to 23040"),
+        (["--feeds", "23041"], "each count from 1 to 23040"),
         (["--duration", "5"], "--duration 10..3600 s"),
         (["--round-period", "0.01"], "--round-period 0.1..60 s"),
+        (["--poll", "0.1"], "--poll 0.2..60 s"),
     ],
 )
 def test_bad_arguments_are_usage_errors(args: list[str], expected: str) -> None:

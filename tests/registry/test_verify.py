@@ -18,6 +18,7 @@ from oracle.config.node import ModelsConfig, default_models
 from oracle.registry.errors import SpecRejected
 from oracle.registry.fetch import fetch_spec
 from oracle.registry.verify import verify_spec
+from tests.harness.http_server import local_server
 from tests.registry.specs import FEED, data_uri, digest, feed_ids, http_spec_text, spec_text
 
 
@@ -203,20 +204,14 @@ class SpecServer:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, SpecServer]]:
     spec_server = SpecServer()
-    app = web.Application()
-    app.router.add_get("/good", spec_server.good)
-    app.router.add_get("/huge", spec_server.huge)
-    app.router.add_get("/redirect", spec_server.redirect)
-    app.router.add_get("/slow", spec_server.slow)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}", spec_server
-    finally:
-        await runner.cleanup()
+    routes = {
+        "/good": spec_server.good,
+        "/huge": spec_server.huge,
+        "/redirect": spec_server.redirect,
+        "/slow": spec_server.slow,
+    }
+    async with local_server(routes) as base:
+        yield base, spec_server
 
 
 async def _afetch(uri: str, policy: ModelsConfig | None = None) -> bytes:

@@ -5,15 +5,33 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from oracle.crypto.dkg import default_threshold, run_dkg_in_one_process
 from oracle.crypto.suites import MIRA_EVM
 from oracle.reporting import pull
-from oracle.reporting.protocol import FeedPolicy, Refusal
-from oracle.reporting.pull_round import decode_proposal, encode_proposal
+from oracle.reporting.protocol import FeedPolicy, Refusal, RoundProtocol
+from oracle.reporting.pull_parts import LEAVES_PER_PART, encode_parts
+from oracle.reporting.pull_round import (
+    PULL_ATTEMPT_BASE,
+    decode_proposal,
+    decode_root,
+    encode_proposal,
+    encode_root,
+)
 from oracle.reporting.report import FeedUpdate
-from tests.reporting.test_round_protocol import CHAIN_ID, COMMITMENT, EPOCH, _network, _until
+from oracle.reporting.transmit import NOT_REGISTERED, OnChainValue
+from tests.reporting.test_round_protocol import (
+    CHAIN_ID,
+    COMMITMENT,
+    EPOCH,
+    ChainTransmitter,
+    FakeChain,
+    _network,
+    _until,
+)
 
 VERIFIER = bytes.fromhex("e7f1725e7734ce288f8367e1bb143e90bb3f0512")
 FEEDS = [bytes([i]) * 32 for i in (0x21, 0x22, 0x23)]
@@ -22,12 +40,13 @@ FEEDS = [bytes([i]) * 32 for i in (0x21, 0x22, 0x23)]
 class Outputs:
     """One output per feed: ``value + i`` for the i-th feed."""
 
-    def __init__(self, value: int) -> None:
+    def __init__(self, value: int, feeds: list[bytes] = FEEDS) -> None:
         self.value = value
+        self.feeds = feeds
 
     def latest_outputs(self) -> dict[bytes, FeedUpdate]:
         now = int(time.time())
-        return {f: FeedUpdate(f, self.value + i, now, COMMITMENT) for i, f in enumerate(FEEDS)}
+        return {f: FeedUpdate(f, self.value + i, now, COMMITMENT) for i, f in enumerate(self.feeds)}
 
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         return None
@@ -36,8 +55,32 @@ class Outputs:
         pass
 
 
-POLICIES = {f: FeedPolicy(f, f"F{i}/USD", 50, 3600, 100, COMMITMENT) for i, f in enumerate(FEEDS)}
+def _policies(feeds: list[bytes]) -> dict[bytes, FeedPolicy]:
+    return {f: FeedPolicy(f, f"F{i}/USD", 50, 3600, 100, COMMITMENT) for i, f in enumerate(feeds)}
+
+
+POLICIES = _policies(FEEDS)
 PULL = {"pull_verifier": VERIFIER}
+#: more feeds than one message holds: the leaves and outputs travel in 3 parts
+MANY = [(0x100 + i).to_bytes(32, "big") for i in range(2 * LEAVES_PER_PART + 60)]
+
+
+class _PullOnly(ChainTransmitter):
+    """A chain on which no feed is registered: the feeds are pull-only (the push round
+    observes none of them)."""
+
+    async def latest(self, feed_ids: Any) -> dict[bytes, OnChainValue]:
+        return dict.fromkeys(feed_ids, NOT_REGISTERED)
+
+
+def _pull_only(n: int = 4) -> dict[str, Any]:
+    dkg = run_dkg_in_one_process(MIRA_EVM, default_threshold(n), n)
+    chain = FakeChain(dkg.public.group_key)
+    return {
+        "dkg": dkg,
+        "chain": chain,
+        "transmitters": [_PullOnly(chain, f"op{i}") for i in range(n)],
+    }
 
 
 async def test_every_member_keeps_the_signed_root_of_every_feed(tmp_path: Path) -> None:
@@ -99,56 +142,192 @@ async def test_a_follower_refuses_what_a_byzantine_leader_proposes(tmp_path: Pat
         assert refused([wrong_model]) == "model_commitment"
 
 
+async def test_a_root_over_more_feeds_than_a_message_holds(tmp_path: Path) -> None:
+    """1,500 feeds: outputs and leaves travel in 3 parts each; every member keeps a root
+    carrying every feed, and a payload from it verifies."""
+    sources = [Outputs(v, MANY) for v in (1000, 1002, 1001, 1003)]
+    async with _network(
+        tmp_path,
+        [],
+        sources=sources,
+        policies=_policies(MANY),
+        config_kw={**PULL, "observe_timeout_s": 1.0, "sign_timeout_s": 2.0},
+        period_ms=1000,
+        **_pull_only(),
+    ) as net:
+        await _until(lambda: all(len(n.pull_roots) >= 1 for n in net.nodes), timeout=20)
+        for node in net.nodes:
+            root = node.pull_roots.latest(MANY)
+            assert root is not None and root.tree.leaf_count == len(MANY)
+            assert [u.value for u in root.tree.updates] == [1001 + i for i in range(len(MANY))]
+            payload = root.payload([MANY[0], MANY[LEAVES_PER_PART], MANY[-1]])
+            leaves = [pull.leaf_hash(u, payload.round) for u in payload.proof.updates]
+            assert pull.process_multiproof(leaves, payload.proof.proof, payload.proof.flags) == (
+                root.tree.root
+            )
+
+
+class _Wire:
+    """A round nobody has touched yet, its leader and one follower, to send the leader's
+    messages by hand (a Byzantine leader)."""
+
+    def __init__(self, net: Any) -> None:
+        from oracle.p2p.wire import MsgType
+
+        self.MsgType = MsgType
+        # two periods ahead: within the rounds a follower admits, not yet run by anyone
+        node0 = net.nodes[0]
+        self.round = node0.now_round() + 2 * node0.period_ms
+        self.leader = net.nodes[node0.leader_of(self.round)]
+        self.follower = next(n for n in net.nodes if n is not self.leader)
+        self.other = next(n for n in net.nodes if n not in (self.leader, self.follower))
+        self.peer = self.leader.ctx.peers[self.follower.ctx.self_index]
+
+    async def send(
+        self, msg_type: Any, attempt: int, payload: bytes, *, sender: Any = None, to: Any = None
+    ) -> Any:
+        m = self.MsgType
+        expect = {
+            m.PULL_LEAVES: {m.ACK, m.REFUSE},
+            m.PULL_NONCE_REQUEST: {m.NONCE, m.REFUSE},
+            m.PULL_PROPOSE: {m.SHARE, m.REFUSE},
+            m.PULL_ROOT: {m.ACK, m.REFUSE},
+        }[msg_type]
+        node = self.leader if sender is None else sender
+        peer = node.ctx.peers[(self.follower if to is None else to).ctx.self_index]
+        return await node._ask(peer, msg_type, self.round, attempt, payload, frozenset(expect), 2.0)
+
+    async def parts(self, leaves: list[FeedUpdate], order: list[int] | None = None) -> list[Any]:
+        raws = encode_parts(leaves)
+        idx = list(range(len(raws))) if order is None else order
+        return [await self.send(self.MsgType.PULL_LEAVES, i, raws[i]) for i in idx]
+
+    async def nonce(self, attempt: int, to: Any = None) -> Any:
+        from oracle.reporting.messages import decode_commitment
+
+        reply = await self.send(self.MsgType.PULL_NONCE_REQUEST, attempt, b"", to=to)
+        assert reply is not None and reply.header.type == self.MsgType.NONCE
+        return decode_commitment(reply.payload)
+
+
+def _reason(reply: Any) -> str:
+    from oracle.p2p.wire import MsgType
+
+    assert reply is not None and reply.header.type == MsgType.REFUSE, reply
+    return bytes(reply.payload).decode()
+
+
 async def test_a_proposal_through_the_wire_is_refused_and_signs_nothing(tmp_path: Path) -> None:
     """The PULL_PROPOSE handler: a Byzantine leader's out-of-tolerance root gets REFUSE,
     and the follower's nonce for it is not spent on a share."""
-    from oracle.p2p.wire import MsgType
-    from oracle.reporting.pull_round import PULL_ATTEMPT_BASE
-
     sources = [Outputs(1000) for _ in range(4)]
     async with _network(
         tmp_path, [], sources=sources, policies=POLICIES, config_kw=PULL, period_ms=2000
     ) as net:
-        r = net.nodes[0].now_round()
-        leader = net.nodes[net.nodes[0].leader_of(r)]
-        follower = next(n for n in net.nodes if n is not leader)
-        peer = leader.ctx.peers[follower.ctx.self_index]
-        # A round for which nobody has issued pull nonces yet: 2 s periods, a high attempt
+        w = _Wire(net)
         attempt = 2
-        nonce = await leader._ask(
-            peer,
-            MsgType.PULL_NONCE_REQUEST,
-            r,
-            attempt,
-            b"",
-            frozenset({MsgType.NONCE, MsgType.REFUSE}),
-            1.0,
-        )
-        assert nonce is not None and nonce.header.type == MsgType.NONCE
-        from oracle.reporting.messages import decode_commitment
-
-        com = decode_commitment(nonce.payload)
+        com = await w.nonce(attempt)
         now = int(time.time())
-        bad = (FeedUpdate(FEEDS[0], 5000, now, COMMITMENT),)
-        reply = await leader._ask(
-            peer,
-            MsgType.PULL_PROPOSE,
-            r,
-            attempt,
-            encode_proposal(bad, (com,)),
-            frozenset({MsgType.SHARE, MsgType.REFUSE}),
-            1.0,
+        bad = [FeedUpdate(FEEDS[0], 5000, now, COMMITMENT)]
+        assert all(r.header.type == w.MsgType.ACK for r in await w.parts(bad))
+        tree = pull.PullTree.build(w.round, bad)
+        reply = await w.send(w.MsgType.PULL_PROPOSE, attempt, encode_proposal(tree.root, 1, (com,)))
+        assert "disagrees_with_own_output" in _reason(reply)
+        assert (w.round, PULL_ATTEMPT_BASE + attempt) in w.follower._nonces  # not consumed
+        assert w.round not in w.follower._pull_signed
+
+
+class _LeadsNoPullRound(RoundProtocol):
+    """A member that never leads a pull round itself: the test sends its leader's
+    messages by hand, on rounds no real leader touches."""
+
+    async def lead_pull(self, r: int) -> None:
+        return None
+
+
+async def test_chunked_leaves_a_byzantine_leader_sends_are_refused(tmp_path: Path) -> None:
+    """Parts over the wire (3 parts of 1,500 leaves): out of order is fine; a part from a
+    member that does not lead the round, a part under another part's header, an index past
+    the bound, more leaves than the follower carries, a part of another list, a proposal
+    before every part is in or naming another root or leaf count: each refused with its
+    reason, and no nonce is spent until a proposal passes."""
+    sources = [Outputs(1000, MANY) for _ in range(4)]
+    async with _network(
+        tmp_path,
+        [],
+        sources=sources,
+        policies=_policies(MANY),
+        config_kw=PULL,
+        period_ms=3000,
+        protocols=dict.fromkeys(range(4), _LeadsNoPullRound),
+        **_pull_only(),
+    ) as net:
+        w = _Wire(net)
+        good_round = w.round
+        now = int(time.time())
+        leaves = [FeedUpdate(f, 1000 + i, now, COMMITMENT) for i, f in enumerate(MANY)]
+        raws = encode_parts(leaves)
+        assert len(raws) == 3
+        # the bad parts go to the leader's earlier rounds (a round's part index is used once)
+        period = net.nodes[0].period_ms
+        w.round = good_round - 8 * period
+        reply = await w.send(w.MsgType.PULL_LEAVES, 0, raws[0], sender=w.other)
+        assert "not_leader" in _reason(reply)
+        assert "malformed" in _reason(await w.send(w.MsgType.PULL_LEAVES, 0, raws[1]))
+        assert "attempt" in _reason(await w.send(w.MsgType.PULL_LEAVES, 40, raws[0]))
+        w.round = good_round - 4 * period
+        extra = [*leaves, FeedUpdate(b"\xff" * 32, 1, now, COMMITMENT)]
+        over = encode_parts(extra)[2]
+        assert "too_many_leaves" in _reason(await w.send(w.MsgType.PULL_LEAVES, 2, over))
+        assert w.follower._assemblies.get(w.round) is None  # nothing kept of any of it
+        short = encode_parts(leaves[:-1])
+        assert (await w.send(w.MsgType.PULL_LEAVES, 1, short[1])).header.type == w.MsgType.ACK
+        mismatch = await w.send(w.MsgType.PULL_LEAVES, 0, raws[0])  # another list's part
+        assert "part_mismatch" in _reason(mismatch)
+        # the good round: parts 2, then 1 (out of order); a proposal before part 0 is refused
+        w.round = good_round
+        await w.parts(leaves, order=[2, 1])
+        com = await w.nonce(0)
+        tree = pull.PullTree.build(w.round, leaves)
+        good = encode_proposal(tree.root, len(leaves), (com,))
+        assert "missing_parts" in _reason(await w.send(w.MsgType.PULL_PROPOSE, 0, good))
+        await w.parts(leaves, order=[0])
+        com1 = await w.nonce(1)
+        wrong_root = encode_proposal(b"\x01" * 32, len(leaves), (com1,))
+        assert "root_mismatch" in _reason(await w.send(w.MsgType.PULL_PROPOSE, 1, wrong_root))
+        com2 = await w.nonce(2)
+        wrong_count = encode_proposal(tree.root, len(leaves) - 1, (com2,))
+        assert "leaf_count" in _reason(await w.send(w.MsgType.PULL_PROPOSE, 2, wrong_count))
+        assert w.round not in w.follower._pull_signed
+        for a in (0, 1, 2):
+            assert (w.round, PULL_ATTEMPT_BASE + a) in w.follower._nonces  # none spent
+        # every part in, the right root: the follower signs (its share is for this root)
+        # (a signing set of `threshold` commitments: the follower's, the leader's, the other's)
+        coms = [
+            await w.nonce(3),
+            w.leader._issue_nonce(w.round, PULL_ATTEMPT_BASE + 3),
+            await w.nonce(3, to=w.other),
+        ]
+        coms.sort(key=lambda c: c.identifier)
+        share = await w.send(
+            w.MsgType.PULL_PROPOSE, 3, encode_proposal(tree.root, len(leaves), tuple(coms))
         )
-        assert reply is not None and reply.header.type == MsgType.REFUSE
-        assert b"disagrees_with_own_output" in reply.payload
-        assert (r, PULL_ATTEMPT_BASE + attempt) in follower._nonces  # not consumed
-        assert r not in follower._pull_signed
+        assert share is not None and share.header.type == w.MsgType.SHARE
+        assert w.follower._pull_signed[w.round] == tree.root
+        # a root whose signature is not the group's is not kept
+        fake = encode_root(tree.root, len(leaves), b"\x02" * 52)
+        assert "bad_signature" in _reason(await w.send(w.MsgType.PULL_ROOT, 0, fake))
+        assert w.follower.pull_roots.get(w.round) is None
 
 
-def test_proposal_codec_round_trips_and_refuses_trailing_bytes() -> None:
+def test_proposal_and_root_codecs_round_trip_and_refuse_trailing_bytes() -> None:
     from oracle.p2p.errors import MessageRejected
 
-    leaves = tuple(FeedUpdate(f, 7, 1_700_000_000, COMMITMENT) for f in FEEDS)
-    assert decode_proposal(encode_proposal(leaves, ())) == (leaves, ())
+    root = b"\x05" * 32
+    assert decode_proposal(encode_proposal(root, 9, ())) == (root, 9, ())
     with pytest.raises(MessageRejected):
-        decode_proposal(encode_proposal(leaves, ()) + b"\x00")
+        decode_proposal(encode_proposal(root, 9, ()) + b"\x00")
+    sig = b"\x06" * 52
+    assert decode_root(encode_root(root, 9, sig)) == (root, 9, sig)
+    with pytest.raises(MessageRejected):
+        decode_root(encode_root(root, 9, sig)[:-1])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -10,6 +11,7 @@ from aiohttp import web
 from oracle.config.feeds import HttpSourceSpec
 from oracle.errors import Rejected
 from oracle.sources.http import HttpSource
+from tests.harness.http_server import local_server
 
 
 class Upstream:
@@ -33,17 +35,8 @@ class Upstream:
 @pytest.fixture
 async def upstream() -> AsyncIterator[tuple[Upstream, str]]:
     up = Upstream()
-    app = web.Application()
-    app.router.add_get("/p", up.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield up, f"http://127.0.0.1:{port}/p"
-    finally:
-        await runner.cleanup()
+    async with local_server({"/p": up.handle}) as base:
+        yield up, f"{base}/p"
 
 
 def spec(url: str, **kw: object) -> HttpSourceSpec:
@@ -120,3 +113,24 @@ async def test_connection_refused() -> None:
     with pytest.raises(Rejected) as info:
         await fetch("http://127.0.0.1:9/p", retries=1)
     assert info.value.reason == "connection"
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole() -> None:
+    """A 200 KB answer sent in pieces: read to its end (a single read returned only what
+    had arrived, and the feed saw truncated JSON)."""
+    doc = json.dumps({"pad": "x" * 200_000, "data": [{"price": 42.5}]}).encode()
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for at in range(0, len(doc), 50_000):
+            await resp.write(doc[at : at + 50_000])
+            await asyncio.sleep(0.02)
+        await resp.write_eof()
+        return resp
+
+    async with local_server({"/p": slow}) as base:
+        assert await fetch(f"{base}/p", max_body_bytes=300_000) == 42.5
+        with pytest.raises(Rejected) as exc:
+            await fetch(f"{base}/p", max_body_bytes=100_000)
+        assert exc.value.reason == "oversized"

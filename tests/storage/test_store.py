@@ -76,3 +76,28 @@ def test_checkpoints_latest_per_spec_and_pruned(engine: Engine) -> None:
     # keep=3 over the feed: only 40, 50 (spec a) and 60 (spec b) survive
     b = store.latest_checkpoint("f", spec_b)
     assert b is not None and b.seq == 60
+
+
+def test_checkpoints_of_many_feeds_in_one_write_pruned_per_feed(engine: Engine) -> None:
+    store = Store(engine)
+    spec = b"a" * 32
+    feeds = [f"f{i}" for i in range(1200)]  # more than one prune statement's batch
+    for seq in (1, 2, 3, 4):
+        store.save_checkpoints(
+            [CheckpointRow(f, seq, spec, b"c" * 32, bytes([seq]), seq) for f in feeds], keep=2
+        )
+    # one feed checkpointed alone: the others' are untouched by its pruning
+    store.save_checkpoints([CheckpointRow("f7", 5, spec, b"c" * 32, b"\x05", 5)], keep=2)
+    for f in feeds:
+        latest = store.latest_checkpoint(f, spec)
+        assert latest is not None and latest.seq == (5 if f == "f7" else 4)
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        rows = conn.execute(
+            text("SELECT feed_id, seq FROM model_checkpoints WHERE feed_id IN ('f0', 'f7')")
+        ).all()
+    assert sorted(rows) == [("f0", 3), ("f0", 4), ("f7", 4), ("f7", 5)]
+    with pytest.raises(ValueError, match="keep"):
+        store.save_checkpoints([], keep=0)
+    store.save_checkpoints([], keep=2)  # nothing to do

@@ -1,0 +1,152 @@
+"""HTTP feeds polled together (oracle.node.feeds.poll_http_feeds): one request per distinct
+URL whatever the number of feeds reading it, each feed its own path's value, one write; a
+feed whose path is missing is rejected alone; a failed write stores nothing and leaves no
+model ahead of storage. And the rounds' per-feed look-ups (oracle.node.network_epoch)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from sqlalchemy import Engine
+
+from oracle.config import load_feed_spec
+from oracle.devnet.localnet import FEED_SPEC
+from oracle.node.feeds import FeedRunner, poll_http_feeds
+from oracle.node.network_epoch import NodeOutputs
+from oracle.storage import Store
+from tests.harness.http_server import local_server
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.prices: dict[str, Any] = {"a": 1.5, "b": 2.5, "c": 3.5}
+
+    async def _prices(self, request: web.Request) -> web.Response:
+        self.hits[request.path] += 1
+        return web.json_response(self.prices)
+
+    async def _other(self, request: web.Request) -> web.Response:
+        self.hits[request.path] += 1
+        return web.json_response({"price": 9.25})
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[_Server, str]]:
+    s = _Server()
+    async with local_server({"/prices": s._prices, "/other": s._other}) as base:
+        yield s, base
+
+
+def _runner(tmp_path: Path, store: Store, name: str, url: str, path: str) -> FeedRunner:
+    spec = FEED_SPEC.format(
+        feed=name, decimals=8, url=url, poll=1.0, deviation_bps=10, tolerance_bps=100
+    ).replace('path = "price"', f'path = "{path}"')
+    file = tmp_path / f"{name.replace('/', '_')}.toml"
+    file.write_text(spec)
+    runner = FeedRunner(load_feed_spec(file), store, None)  # type: ignore[arg-type]
+    runner.restore()
+    return runner
+
+
+def _tickers(tmp_path: Path, store: Store, base: str, keys: str) -> list[FeedRunner]:
+    """A feed per key of the /prices answer."""
+    return [_runner(tmp_path, store, f"{k.upper()}/USD", f"{base}/prices", k) for k in keys]
+
+
+def _attach(runners: list[FeedRunner], session: aiohttp.ClientSession) -> None:
+    for r in runners:
+        r.attach_http(session)
+        assert r.http_only
+
+
+async def test_one_request_per_url_each_feed_its_own_value(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    srv, base = server
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, base, "abc")
+    runners.append(_runner(tmp_path, store, "O/USD", f"{base}/other", "price"))
+    runners.append(_runner(tmp_path, store, "MISSING/USD", f"{base}/prices", "zz"))
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        await poll_http_feeds(runners)
+        assert srv.hits == {"/prices": 1, "/other": 1}
+        values = [r.pipeline.last_output.value if r.pipeline.last_output else None for r in runners]
+        assert values[:4] == [150_000_000, 250_000_000, 350_000_000, 925_000_000]
+        assert values[4] is None  # its path is missing: rejected, the others unaffected
+        assert runners[4].pipeline.last_error is not None
+        assert "too_few_sources" in runners[4].pipeline.last_error
+        # stored before the poll ended: every feed's observation, the missing one's rejection
+        assert all(r.pipeline.pending == 0 for r in runners)
+        for r in runners[:4]:
+            last = store.last_observation(r.pipeline.storage_id)
+            assert last is not None and last.seq == 1
+        rejected = store.rejection_counts(runners[4].pipeline.storage_id)
+        assert rejected == {"missing_field": 1, "too_few_sources": 1}
+        # a second poll: again one request per URL, a second observation each
+        await asyncio.sleep(0.01)  # observation times strictly increase (ms)
+        srv.prices = {**srv.prices, "zz": 7.0}
+        await poll_http_feeds(runners)
+        assert srv.hits == {"/prices": 2, "/other": 2}
+        assert runners[4].pipeline.last_output is not None
+        assert runners[4].pipeline.last_output.value == 700_000_000
+
+
+async def test_a_failed_write_stores_nothing_and_rewinds_every_model(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "ab")
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        store.write_batch = broken  # type: ignore[method-assign]
+        await poll_http_feeds(runners)
+    for r in runners:
+        assert r.last_poll_error is not None and "disk full" in r.last_poll_error
+        assert r.pipeline.model.seq == 0 and r.pipeline.last_output is None  # reloaded
+        assert store.last_observation(r.pipeline.storage_id) is None
+
+
+async def test_output_look_ups_follow_the_live_mapping(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """output_at finds a feed's runner through an index that follows runners coming and
+    going (a model registered or retired on-chain)."""
+    _, base = server
+    store = Store(engine)
+    a = _runner(tmp_path, store, "A/USD", f"{base}/prices", "a")
+    b = _runner(tmp_path, store, "B/USD", f"{base}/prices", "b")
+    live: dict[str, FeedRunner] = {"a": a}
+    outputs = NodeOutputs(live)
+    async with aiohttp.ClientSession() as session:
+        _attach([a, b], session)
+        await poll_http_feeds([a, b])
+    fa, fb = a.spec.id_bytes32, b.spec.id_bytes32
+    out_a = a.pipeline.last_output
+    assert out_a is not None
+    got = outputs.output_at(fa, out_a.observed_at_ms // 1000)
+    assert got is not None and got.value == 150_000_000
+    assert outputs.output_at(fb, 0) is None  # not in the mapping
+    live["b"] = b
+    out_b = b.pipeline.last_output
+    assert out_b is not None
+    got_b = outputs.output_at(fb, out_b.observed_at_ms // 1000)
+    assert got_b is not None and got_b.value == 250_000_000
+    del live["a"]
+    assert outputs.output_at(fa, out_a.observed_at_ms // 1000) is None  # gone
+    a.reporting = False
+    live["a"] = a
+    assert outputs.output_at(fa, out_a.observed_at_ms // 1000) is None  # not reporting
+    assert set(outputs.latest_outputs()) == {fb}
