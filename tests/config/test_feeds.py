@@ -8,6 +8,7 @@ from eth_hash.auto import keccak
 from oracle.config import ConfigError, feed_id_bytes32, load_feed_spec, load_feed_specs
 from oracle.config.allowlist import ComponentSpec
 from oracle.config.feeds import MODEL_NEEDS_DETERMINISTIC_SOURCES, arm_feed_id
+from tests.registry.specs import http_spec_text
 
 REPO = Path(__file__).resolve().parents[2]
 FEEDS = REPO / "feeds"
@@ -461,45 +462,15 @@ def test_arm_feed_ids_must_not_clash_with_other_feeds(tmp_path: Path) -> None:
     assert len(load_feed_specs([policy, write(tmp_path, VALID, "other.toml")])) == 2
 
 
-HTTP_FORECAST = """
-id = "T/http-forecast"
-version = 1
-description = "a forecast learning from an HTTP price"
-decimals = 8
-
-[[sources]]
-name = "alpha"
-kind = "http"
-url = "http://127.0.0.1:9101/price"
-path = "data.price"
-
-[features]
-lags = 3
-
-[[model.steps]]
-class = "linear_model.LinearRegression"
-
-[output]
-kind = "forecast"
-horizon = 1
-
-[quantize]
-rounding = "ROUND_HALF_EVEN"
-
-[publish]
-deviation_bps = 50
-heartbeat_s = 60
-"""
-
-
 def test_a_model_fed_by_http_sources_is_refused(tmp_path: Path) -> None:
     # each member reads its own HTTP values: the members' models (and commitments) would
     # differ, and followers would refuse every report of the feed
-    problems = problems_of(write(tmp_path, HTTP_FORECAST))
+    text = http_spec_text(feed="T/http-forecast")
+    problems = problems_of(write(tmp_path, text))
     assert any(MODEL_NEEDS_DETERMINISTIC_SOURCES in p for p in problems), problems
     # the same source as a value feed (the median, no model) is accepted
     value_feed = (
-        HTTP_FORECAST.replace("lags = 3", 'target = "value"')
+        text.replace("lags = 3", 'target = "value"')
         .replace('[[model.steps]]\nclass = "linear_model.LinearRegression"\n', "")
         .replace('kind = "forecast"\nhorizon = 1', 'kind = "value"')
     )
