@@ -44,9 +44,12 @@ POLL_S = 0.02
 class RLNet(LocalNet):
     """The localnet serving the RL policy feed instead of the launcher's price feed."""
 
-    def __init__(self, *args: Any, drift_every: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, drift_every: int, policy: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.drift_every = drift_every
+        self.policy = policy or {}  # rl.spec_text's policy options (epsilon, fading, burn_in)
         self.market: rl.Market | None = None
 
     def setup(self) -> None:
@@ -74,6 +77,7 @@ class RLNet(LocalNet):
             self.market.from_block,
             confirmations=CONFIRMATIONS,
             poll_s=0.1,
+            **self.policy,
         )
         (feeds / "rl_bandit.toml").write_text(text)
 
@@ -95,9 +99,11 @@ def measure(
     progress: Progress = no_progress,
     *,
     drift: bool = True,
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One run; ``drift=False``: the best arm never changes (the results then also hold
-    ``agent_arms``, every arm the agent took)."""
+    ``agent_arms``, every arm the agent took); ``policy``: the policy spec's options
+    (rl.spec_text) instead of the bench's."""
     change = steps // 2 if drift else 0
     started_wall = time.monotonic()
     with Anvil(AnvilConfig(block_time=BLOCK_TIME_S, accounts=NODES + 2)) as anvil:
@@ -111,6 +117,7 @@ def measure(
             observe_timeout_s=0.2,
             transmit_timeout_s=2.0,
             drift_every=change,
+            policy=policy,
         )
         try:
             progress(f"deploying, starting {NODES} node processes, DKG over p2p")

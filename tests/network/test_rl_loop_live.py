@@ -21,7 +21,12 @@ pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(280)]
 
 
 def test_100_steps_shift_the_agent_toward_the_best_arm(tmp_path: Path) -> None:
-    result = measure(100, 4, tmp_path, drift=False)
+    # A stationary bandit, so the policy learns on the plain mean, two burn-in rounds of each
+    # arm (8 draws). The bench's drift-following EWMean (fading 0.1) takes an arm's first
+    # reward as its whole estimate: when the best arm's first draw is a 0 (1 time in 10) it
+    # scores below the 0.5 arm, and 100 steps of epsilon 0.05 rarely undo that (the bench's
+    # 2,000 steps do). That chance, not the loop, failed this test now and then.
+    result = measure(100, 4, tmp_path, drift=False, policy={"fading": None, "burn_in": 2})
     arms = result["agent_arms"]
     best = rl.RATES_PPM.index(max(rl.RATES_PPM))
     assert result["steps"] == result["random_steps"] == 100  # no step refused or lost
