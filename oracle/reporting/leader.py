@@ -326,21 +326,32 @@ class Leader(Follower, TransmitRotation):
         return chosen[: ctx.threshold]
 
     async def _shares(
-        self, r: int, attempt: int, round_: SigningRound, chosen: list[int], proposal: bytes
+        self,
+        r: int,
+        attempt: int,
+        round_: SigningRound,
+        chosen: list[int],
+        proposal: bytes,
+        *,
+        request: MsgType = MsgType.PROPOSE,
+        nonce_attempt: int | None = None,
+        refused: str = "round.follower_refused",
     ) -> dict[int, int]:
-        """Propose to the chosen signers and collect their shares (unverified); this
-        node's own share is computed here when it signs."""
+        """Send ``proposal`` (a ``request``: the report's PROPOSE, or a pull root's) to the
+        chosen signers and collect their shares (unverified); this node's own share is
+        computed here when it signs, spending its nonce of ``nonce_attempt`` (``attempt``
+        unless the round keeps its nonces under another key)."""
         ctx, cfg = self.ctx, self.config
         me = ctx.self_index
         shares: dict[int, int] = {}
         if me in chosen:
             shares[me] = ctx.signer.sign(round_).z
-            self._nonces.pop((r, attempt), None)
+            self._nonces.pop((r, attempt if nonce_attempt is None else nonce_attempt), None)
         asks = {
             w: asyncio.create_task(
                 self._ask(
                     ctx.peers[w],
-                    MsgType.PROPOSE,
+                    request,
                     r,
                     attempt,
                     proposal,
@@ -353,12 +364,7 @@ class Leader(Follower, TransmitRotation):
         }
         for who, env in (await self._gather(asks, cfg.sign_timeout_s)).items():
             if env.header.type == MsgType.REFUSE:
-                log.warning(
-                    "round.follower_refused",
-                    round=r,
-                    member=who,
-                    reason=decode_refusal(env.payload),
-                )
+                log.warning(refused, round=r, member=who, reason=decode_refusal(env.payload))
                 continue
             try:
                 shares[who] = decode_share(env.payload)

@@ -68,7 +68,6 @@ from oracle.reporting.messages import (
     EVM_SIGNATURE_LEN,
     decode_commitment,
     decode_refusal,
-    decode_share,
     encode_commitment,
     encode_share,
 )
@@ -328,7 +327,16 @@ class PullRounds(Leader):
                 MIRA_EVM, ctx.public, message, [commitments[w] for w in chosen]
             )
             proposal = encode_proposal(tree.root, tree.leaf_count, round_.commitments)
-            shares = await self._pull_shares(r, attempt, round_, chosen, proposal)
+            shares = await self._shares(
+                r,
+                attempt,
+                round_,
+                chosen,
+                proposal,
+                request=MsgType.PULL_PROPOSE,
+                nonce_attempt=PULL_ATTEMPT_BASE + attempt,
+                refused="pull.follower_refused",
+            )
             bad = [
                 w
                 for w, z in shares.items()
@@ -423,45 +431,6 @@ class PullRounds(Leader):
             else:
                 self._name_offender(r, attempt, who, "forged_nonce")
         return out
-
-    async def _pull_shares(
-        self, r: int, attempt: int, round_: SigningRound, chosen: list[int], proposal: bytes
-    ) -> dict[int, int]:
-        me = self.ctx.self_index
-        shares: dict[int, int] = {}
-        if me in chosen:
-            shares[me] = self.ctx.signer.sign(round_).z
-            self._nonces.pop((r, PULL_ATTEMPT_BASE + attempt), None)
-        timeout = self.config.sign_timeout_s
-        asks = {
-            w: asyncio.create_task(
-                self._ask(
-                    self.ctx.peers[w],
-                    MsgType.PULL_PROPOSE,
-                    r,
-                    attempt,
-                    proposal,
-                    frozenset({MsgType.SHARE, MsgType.REFUSE}),
-                    timeout,
-                )
-            )
-            for w in chosen
-            if w != me
-        }
-        for who, env in (await self._gather(asks, timeout)).items():
-            if env.header.type == MsgType.REFUSE:
-                log.warning(
-                    "pull.follower_refused",
-                    round=r,
-                    member=who,
-                    reason=decode_refusal(env.payload),
-                )
-                continue
-            try:
-                shares[who] = decode_share(env.payload)
-            except MessageRejected as exc:
-                self.auth.reject(exc, f"member {who}")
-        return shares
 
     # -- follower ------------------------------------------------------------------------
 
