@@ -22,6 +22,7 @@ import click
 from hexbytes import HexBytes
 
 from oracle.bench.e2e import _percentile
+from oracle.bench.rl_committee import BLOCK_TIME_S, CONFIRMATIONS, NODES, SETTINGS, start
 from oracle.bench.rl_stocks import measure_stocks
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
@@ -30,9 +31,6 @@ from oracle.devnet.localnet import LocalNet
 from oracle.devnet.processes import NodeProc
 from oracle.progress import Progress, no_progress, stderr_progress
 
-BLOCK_TIME_S = 1.0
-CONFIRMATIONS = 1
-NODES = 4
 WINDOW = 50  # recovery: the new best arm taken in more than half of the last WINDOW steps
 BAR_REGRET_FRACTION = 0.15
 BAR_RECOVERY_STEPS = 150
@@ -112,18 +110,12 @@ def measure(
             anvil.url,
             anvil.private_keys,
             NODES,
-            poll_s=0.1,
-            round_period_s=0.25,
-            observe_timeout_s=0.2,
-            transmit_timeout_s=2.0,
+            **SETTINGS,
             drift_every=change,
             policy=policy,
         )
         try:
-            progress(f"deploying, starting {NODES} node processes, DKG over p2p")
-            net.setup()
-            net.start()
-            net.wait_ready(timeout=180)
+            start(net, progress)
             market = net.market
             assert market is not None and net.oracle is not None
             w3 = net.w3

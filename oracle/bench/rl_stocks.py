@@ -27,6 +27,7 @@ from typing import Any
 import click
 from hexbytes import HexBytes
 
+from oracle.bench.rl_committee import BLOCK_TIME_S, CONFIRMATIONS, NODES, SETTINGS, start
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
 from oracle.devnet import rl
@@ -34,9 +35,6 @@ from oracle.devnet.localnet import LocalNet
 from oracle.devnet.processes import NodeProc
 from oracle.progress import Progress, no_progress
 
-BLOCK_TIME_S = 1.0
-CONFIRMATIONS = 1
-NODES = 4
 POLL_S = 0.05
 
 
@@ -82,21 +80,9 @@ def measure_stocks(steps: int, root: Path, progress: Progress = no_progress) -> 
     """One run of ``steps`` agent steps, one a block."""
     started = time.monotonic()
     with Anvil(AnvilConfig(block_time=BLOCK_TIME_S, accounts=NODES + 2)) as anvil:
-        net = StockNet(
-            root,
-            anvil.url,
-            anvil.private_keys,
-            NODES,
-            poll_s=0.1,
-            round_period_s=0.25,
-            observe_timeout_s=0.2,
-            transmit_timeout_s=2.0,
-        )
+        net = StockNet(root, anvil.url, anvil.private_keys, NODES, **SETTINGS)
         try:
-            progress(f"deploying, starting {NODES} node processes, DKG over p2p")
-            net.setup()
-            net.start()
-            net.wait_ready(timeout=180)
+            start(net, progress)
             stocks, oracle, w3 = net.stocks, net.oracle, net.w3
             assert stocks is not None and oracle is not None
             actor = rl.Actor(w3, stocks, w3.eth.accounts[NODES + 1])
