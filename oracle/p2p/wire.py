@@ -35,10 +35,10 @@ from enum import IntEnum
 from typing import Any, TypeVar
 
 import coincurve
-from eth_utils.crypto import keccak
 
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.group import N
+from oracle.crypto.keccak import keccak
 from oracle.p2p.errors import MessageRejected
 
 MAGIC = b"MP"

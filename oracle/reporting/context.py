@@ -5,7 +5,7 @@ follower, the leader and the transmission rotation share (oracle.reporting.proto
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -182,8 +182,12 @@ AUTHOR_CHOICES = frozenset(
 )
 
 
-def lower_median(values: list[tuple[int, int, FeedUpdate]]) -> FeedUpdate:
-    """The lower median of (value, member index, update), ties broken by member index."""
+_T = TypeVar("_T")
+
+
+def lower_median(values: list[tuple[int, int, _T]]) -> _T:
+    """The lower median of (value, member index, update), ties broken by member index (the
+    update as the caller holds it: decoded, or encoded by a pull round)."""
     ordered = sorted(values, key=lambda v: (v[0], v[1]))
     return ordered[(len(ordered) - 1) // 2][2]
 

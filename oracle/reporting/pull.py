@@ -55,8 +55,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from sha3 import keccak_256
-
+from oracle.crypto.keccak import keccak
 from oracle.reporting.errors import PullFormatError
 from oracle.reporting.report import (
     MAX_ROUND,
@@ -74,22 +73,16 @@ FIXED_SIZE = 8 + 20 + 8 + 8 + 4 + 32 + 32 + 1 + 20 + 32 + 2 + 2  # 169: everythi
 _U64 = (1 << 64) - 1
 
 
-def keccak(data: bytes) -> bytes:
-    """keccak256, straight into C (safe-pysha3): a tree over 10,000 leaves is ~20,000 of
-    them, where eth-hash's Python layers cost ~4x the hash itself."""
-    return keccak_256(data).digest()  # type: ignore[no-any-return]
-
-
 def leaf_hash(update: FeedUpdate, round_: int) -> bytes:
     """The leaf of ``update`` in round ``round_``."""
     _check_int("round", round_, 1, MAX_ROUND)
-    return _leaf(update, round_.to_bytes(8, "big"))
+    return _leaf(encode_update(update), round_.to_bytes(8, "big"))
 
 
-def _leaf(update: FeedUpdate, round_bytes: bytes) -> bytes:
-    """The leaf, the round already checked and encoded (a tree hashes thousands)."""
-    raw = encode_update(update)
-    return keccak(raw[:56] + round_bytes + raw[56:])
+def _leaf(record: bytes, round_bytes: bytes) -> bytes:
+    """The leaf of an encoded update (the 88-byte layout), the round already checked and
+    encoded (a tree hashes thousands): the round goes in before the commitment."""
+    return keccak(record[:56] + round_bytes + record[56:])
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
@@ -108,33 +101,56 @@ class Multiproof:
 
 @dataclass(frozen=True, slots=True)
 class PullTree:
-    """One round's outputs under one root. Build it with :meth:`build`."""
+    """One round's outputs under one root. Build it with :meth:`build` or
+    :meth:`from_records`.
+
+    The leaves are kept as their 88-byte encoded updates (``records``, the push update's
+    layout, what the payload carries): a round moves, checks and hashes 10,000 of them, and
+    only the few a consumer asks for are ever decoded."""
 
     round: int
-    updates: tuple[FeedUpdate, ...]  # ascending feed id
+    records: tuple[bytes, ...]  # encoded updates, ascending feed id
     nodes: tuple[bytes, ...]  # the array form: nodes[0] is the root
     _index: dict[bytes, int] = field(repr=False, compare=False)  # feed id → leaf position
 
     @classmethod
     def build(cls, round_: int, updates: Iterable[FeedUpdate]) -> PullTree:
         """The tree over ``updates`` (any order; sorted here by feed id, which must be unique)."""
+        return cls.from_records(round_, [encode_update(u) for u in updates])
+
+    @classmethod
+    def from_records(cls, round_: int, records: Iterable[bytes]) -> PullTree:
+        """The tree over encoded updates (any order; sorted here by feed id, which must be
+        unique and not zero)."""
         _check_int("round", round_, 1, MAX_ROUND)
-        ordered = sorted(updates, key=lambda u: u.feed_id)
+        # a record starts with its feed id: sorting records sorts by feed id, and equal ids
+        # end up side by side for the duplicate check
+        ordered = sorted(records)
         if not ordered:
             raise PullFormatError("updates: a tree has at least one leaf")
         if len(ordered) > MAX_LEAVES:
             raise PullFormatError(f"updates: {len(ordered)} leaves, at most {MAX_LEAVES}")
+        for record in ordered:
+            if type(record) is not bytes or len(record) != LEAF_SIZE:
+                raise PullFormatError(f"updates: a leaf is {LEAF_SIZE} bytes of an encoded update")
+        if ordered[0][:32] == bytes(32):
+            raise PullFormatError("updates: the zero feed id is reserved")
         for prev, cur in pairwise(ordered):
-            if prev.feed_id == cur.feed_id:
-                raise PullFormatError(f"updates: feed 0x{cur.feed_id.hex()} appears twice")
+            if prev[:32] == cur[:32]:
+                raise PullFormatError(f"updates: feed 0x{cur[:32].hex()} appears twice")
         n = len(ordered)
         round_bytes = round_.to_bytes(8, "big")
         # leaf j at 2n − 2 − j: the leaves reversed fill the array's tail
-        nodes: list[bytes] = [b""] * (n - 1) + [_leaf(u, round_bytes) for u in reversed(ordered)]
+        nodes: list[bytes] = [b""] * (n - 1) + [_leaf(r, round_bytes) for r in reversed(ordered)]
         for i in range(n - 2, -1, -1):
             nodes[i] = hash_pair(nodes[2 * i + 1], nodes[2 * i + 2])
-        index = {u.feed_id: j for j, u in enumerate(ordered)}
+        index = {r[:32]: j for j, r in enumerate(ordered)}
         return cls(round_, tuple(ordered), tuple(nodes), index)
+
+    @property
+    def updates(self) -> tuple[FeedUpdate, ...]:
+        """Every leaf, decoded (ascending feed id)."""
+        return tuple(map(decode_update, self.records))
 
     @property
     def root(self) -> bytes:
@@ -142,7 +158,7 @@ class PullTree:
 
     @property
     def leaf_count(self) -> int:
-        return len(self.updates)
+        return len(self.records)
 
     def carries(self, feed_id: bytes) -> bool:
         return feed_id in self._index
@@ -175,7 +191,7 @@ class PullTree:
                 proof.append(self.nodes[sibling])
             stack.append((i - 1) // 2)
         return Multiproof(
-            updates=tuple(self.updates[j] for j in sorted(positions)),
+            updates=tuple(decode_update(self.records[j]) for j in sorted(positions)),
             proof=tuple(proof),
             flags=tuple(flags),
         )

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from oracle.p2p.errors import MessageRejected
 from oracle.p2p.wire import HEADER_LEN, MAX_MESSAGE_BYTES, MAX_PARTS, SIGNATURE_LEN, Reader
 from oracle.reporting.context import Refusal
-from oracle.reporting.errors import ReportFormatError
-from oracle.reporting.report import UPDATE_SIZE, FeedUpdate, decode_update, encode_update
+from oracle.reporting.report import UPDATE_SIZE
 
 PART_HEADER = 8
 LEAVES_PER_PART = 720
 MAX_TOTAL = LEAVES_PER_PART * MAX_PARTS  # 23,040 updates
 MAX_ASSEMBLIES = 2  # per sender
+_ZERO_ID = bytes(32)
 assert PART_HEADER + LEAVES_PER_PART * UPDATE_SIZE <= MAX_MESSAGE_BYTES - HEADER_LEN - SIGNATURE_LEN
 
 
@@ -52,17 +52,17 @@ def _part_size(index: int, total: int) -> int:
     return max(0, min(LEAVES_PER_PART, total - index * LEAVES_PER_PART))
 
 
-def encode_parts(updates: Sequence[FeedUpdate]) -> list[bytes]:
-    """``updates`` (already sorted) as their parts, in index order."""
-    total = len(updates)
+def encode_parts(records: Sequence[bytes]) -> list[bytes]:
+    """``records`` (encoded updates, already sorted) as their parts, in index order."""
+    total = len(records)
     if total > MAX_TOTAL:
         raise ValueError(f"{total} updates, at most {MAX_TOTAL} travel in parts")
     parts = part_count(total)
     out = []
     for i in range(parts):
-        chunk = updates[i * LEAVES_PER_PART : (i + 1) * LEAVES_PER_PART]
+        chunk = records[i * LEAVES_PER_PART : (i + 1) * LEAVES_PER_PART]
         head = i.to_bytes(2, "big") + parts.to_bytes(2, "big") + total.to_bytes(4, "big")
-        out.append(head + b"".join(map(encode_update, chunk)))
+        out.append(head + b"".join(chunk))
     return out
 
 
@@ -73,21 +73,23 @@ class Part:
     total: int
     raw: bytes  # the part's updates, 88 bytes each
 
-    def updates(self) -> tuple[FeedUpdate, ...]:
-        """The part's updates, strictly ascending by feed id; MessageRejected if not."""
-        out = []
+    def records(self) -> tuple[bytes, ...]:
+        """The part's updates, encoded (88 bytes each), strictly ascending by feed id and
+        none the zero id; MessageRejected if not. Every other field of an encoded update is
+        in range by construction (report.decode_update), so nothing else is decoded here."""
         raw = self.raw
-        try:
-            for at in range(0, len(raw), UPDATE_SIZE):
-                out.append(decode_update(raw[at : at + UPDATE_SIZE]))
-        except ReportFormatError as exc:
-            raise MessageRejected("malformed", f"part {self.index}: {exc}") from None
-        for i in range(1, len(out)):
-            if not out[i - 1].feed_id < out[i].feed_id:
+        out = tuple(raw[at : at + UPDATE_SIZE] for at in range(0, len(raw), UPDATE_SIZE))
+        prev = _ZERO_ID
+        for record in out:
+            feed_id = record[:32]
+            if not prev < feed_id:
+                if feed_id == _ZERO_ID:
+                    raise MessageRejected("malformed", f"part {self.index}: the zero feed id")
                 raise MessageRejected(
                     "malformed", f"part {self.index}: updates not in strictly ascending feed id"
                 )
-        return tuple(out)
+            prev = feed_id
+        return out
 
 
 def decode_part(data: bytes, *, index: int) -> Part:
@@ -115,7 +117,7 @@ class PartAssembly:
     parts: int
     total: int
     received: dict[int, bytes] = field(default_factory=dict)
-    _leaves: tuple[FeedUpdate, ...] | None = None
+    _leaves: tuple[bytes, ...] | None = None
     cache: dict[str, object] = field(default_factory=dict)  # e.g. the tree, once built
 
     @property
@@ -133,17 +135,17 @@ class PartAssembly:
             raise Refusal("duplicate_part", f"part {part.index} arrived twice")
         self.received[part.index] = part.raw
 
-    def leaves(self) -> tuple[FeedUpdate, ...]:
-        """Every part's leaves in index order; Refusal while a part is missing or if a
-        part does not decode."""
+    def leaves(self) -> tuple[bytes, ...]:
+        """Every part's leaves (encoded updates) in index order; Refusal while a part is
+        missing or if a part does not decode."""
         if self._leaves is None:
             if not self.complete:
                 missing = sorted(set(range(self.parts)) - set(self.received))
                 raise Refusal("missing_parts", f"parts {missing[:8]} of {self.parts} not received")
-            out: list[FeedUpdate] = []
+            out: list[bytes] = []
             for i in range(self.parts):
                 try:
-                    out.extend(Part(i, self.parts, self.total, self.received[i]).updates())
+                    out.extend(Part(i, self.parts, self.total, self.received[i]).records())
                 except MessageRejected as exc:
                     raise Refusal("malformed", exc.detail) from None
             self._leaves = tuple(out)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import pairwise
 from typing import Any
 
@@ -80,7 +80,7 @@ from oracle.reporting.pull_parts import (
     part_count,
 )
 from oracle.reporting.pull_store import PullRoots, SignedRoot
-from oracle.reporting.report import FeedUpdate
+from oracle.reporting.report import FeedUpdate, decode_update, encode_update, record_value
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +90,10 @@ PULL_ATTEMPT_BASE = 256
 #: and a few a Byzantine leader may ask about ahead of time).
 SNAPSHOTS_KEPT = 4
 
-_ByFeed = Mapping[bytes, FeedUpdate]
+#: a member's outputs: feed id → its encoded update (report.encode_update's 88 bytes). A
+#: round carries 10,000 of them from each member: they stay encoded, compared as bytes, and
+#: only a value or an update that needs checking is decoded.
+_ByFeed = Mapping[bytes, bytes]
 
 
 def encode_proposal(
@@ -134,8 +137,10 @@ class PullRounds(Leader):
             PullRoots(self.config.pull_retention) if pull_roots is None else pull_roots
         )
         self._pull_signed: dict[int, bytes] = {}  # round → the root this node signed
-        # round → this node's outputs for it, in parts and as updates
-        self._pull_snapshots: dict[int, tuple[list[bytes], tuple[FeedUpdate, ...]]] = {}
+        # round → this node's outputs for it, in parts and by feed (encoded)
+        self._pull_snapshots: dict[int, tuple[list[bytes], dict[bytes, bytes]]] = {}
+        # feed id → (its latest output, encoded): each output encoded once, not every round
+        self._encoded: dict[bytes, tuple[FeedUpdate, bytes]] = {}
         self._assemblies = Assemblies()
         self.pull_roots_led = 0
 
@@ -156,11 +161,10 @@ class PullRounds(Leader):
             self.metrics.rounds.labels("pull_error").inc()
             log.exception("pull.failed", round=r, error=str(exc))
 
-    async def _collect_pull_observations(self, r: int) -> dict[int, dict[bytes, FeedUpdate]]:
+    async def _collect_pull_observations(self, r: int) -> dict[int, dict[bytes, bytes]]:
         """Every member's outputs that arrive in time, by feed (this node's own first)."""
         me = self.ctx.self_index
-        own = self._pull_snapshot(r)[1]
-        collected: dict[int, dict[bytes, FeedUpdate]] = {me: {u.feed_id: u for u in own}}
+        collected: dict[int, dict[bytes, bytes]] = {me: self._pull_snapshot(r)[1]}
         want = part_count(len(self.policies))
         others = [p for p in self.ctx.peers if p.index != me]
         results = await asyncio.gather(*(self._outputs_of(p, r, want) for p in others))
@@ -169,12 +173,12 @@ class PullRounds(Leader):
                 collected[p.index] = outputs
         return collected
 
-    async def _outputs_of(self, peer: Peer, r: int, want: int) -> dict[bytes, FeedUpdate] | None:
+    async def _outputs_of(self, peer: Peer, r: int, want: int) -> dict[bytes, bytes] | None:
         """One member's outputs, asked part by part: the ``want`` parts this node's own feeds
         fill, then any more the member says it has. None if a part is missing or bad (the
         member's observation is left out, as a push observation that does not arrive)."""
         timeout = self.config.pull_transfer_timeout_s
-        outputs: dict[bytes, FeedUpdate] = {}
+        outputs: dict[bytes, bytes] = {}
         parts: int | None = None
         asked = 0
         while asked < (want if parts is None else parts):
@@ -208,47 +212,57 @@ class PullRounds(Leader):
                             "malformed", f"part {i}: {part.parts} parts, not {parts}"
                         )
                     parts = part.parts
-                    for u in part.updates():
-                        if u.feed_id in outputs:
+                    for record in part.records():
+                        feed_id = record[:32]
+                        if feed_id in outputs:
                             raise MessageRejected("malformed", f"part {i}: a feed twice")
-                        outputs[u.feed_id] = u
+                        outputs[feed_id] = record
                 except MessageRejected as exc:
                     self.auth.reject(exc, f"member {peer.index}")
                     return None
         return outputs
 
-    def pull_leaves(self, collected: Mapping[int, _ByFeed]) -> tuple[FeedUpdate, ...]:
-        """Each carried feed's lower median, where a quorum observed it and this node's
-        own check passes (a leaf the followers would refuse would sink the whole root)."""
-        mine = self.outputs.latest_outputs()
+    def pull_leaves(self, collected: Mapping[int, _ByFeed]) -> tuple[bytes, ...]:
+        """Each carried feed's lower median (encoded), where a quorum observed it and this
+        node's own check passes (a leaf the followers would refuse would sink the whole
+        root)."""
         quorum = self.ctx.quorum
-        members = list(collected.items())
+        members = sorted(collected.items())
+        own = collected.get(self.ctx.self_index, {})
+        check = self._leaf_checker()
         leaves = []
         for feed_id in sorted(self.policies):
             values = [
-                (obs[feed_id].value, who, obs[feed_id]) for who, obs in members if feed_id in obs
+                (record_value(obs[feed_id]), who, obs[feed_id])
+                for who, obs in members
+                if feed_id in obs
             ]
             if len(values) < quorum:
                 continue
             median = lower_median(values)
-            try:
-                self.check_update(self.policies[feed_id], median, mine)
-            except Refusal:
+            if median != own.get(feed_id) and not check(feed_id, median):
                 continue
             leaves.append(median)
         return tuple(leaves[:MAX_TOTAL])
 
     def _pull_candidates(
-        self, collected: Mapping[int, _ByFeed], leaves: tuple[FeedUpdate, ...], holding: set[int]
+        self, collected: Mapping[int, _ByFeed], leaves: tuple[bytes, ...], holding: set[int]
     ) -> list[int]:
         """The members that hold every part of the leaves and whose own outputs agree with
         every leaf within its feed's tolerance: the ones that will sign it."""
-        tolerance = {f: p.tolerance_bps for f, p in self.policies.items()}
+        policies = self.policies
+        # (feed id, leaf, value, tolerance) once, not once per member
+        table = [
+            (leaf[:32], leaf, record_value(leaf), policies[leaf[:32]].tolerance_bps)
+            for leaf in leaves
+        ]
 
         def agrees(obs: _ByFeed) -> bool:
-            for u in leaves:
-                own = obs.get(u.feed_id)
-                if own is None or not within_bps(u.value, own.value, tolerance[u.feed_id]):
+            for feed_id, leaf, value, tolerance in table:
+                own = obs.get(feed_id)
+                if own is None:
+                    return False
+                if own != leaf and not within_bps(value, record_value(own), tolerance):
                     return False
             return True
 
@@ -310,7 +324,7 @@ class PullRounds(Leader):
         if not leaves:
             return None
         started = time.perf_counter()
-        tree = pull.PullTree.build(r, leaves)
+        tree = pull.PullTree.from_records(r, leaves)
         message = pull.digest(ctx.chain_id, verifier, ctx.epoch, r, tree.root, tree.leaf_count)
         holding = await self._send_leaves(r, encode_parts(leaves))
         candidates = self._pull_candidates(collected, leaves, holding)
@@ -441,21 +455,50 @@ class PullRounds(Leader):
         self._check_leader(env, max_attempt)
         return self.config.pull_verifier
 
-    def _pull_snapshot(self, r: int) -> tuple[list[bytes], tuple[FeedUpdate, ...]]:
-        """This node's outputs for round ``r``'s pull root, in parts: one snapshot per
-        round, so every part of it comes from the same outputs (stored first: never send
-        what a crash could take back)."""
+    def _pull_snapshot(self, r: int) -> tuple[list[bytes], dict[bytes, bytes]]:
+        """This node's outputs for round ``r``'s pull root, in parts and by feed: one
+        snapshot per round, so every part of it comes from the same outputs (stored first:
+        never send what a crash could take back)."""
         kept = self._pull_snapshots.get(r)
         if kept is not None:
             return kept
         self.outputs.make_durable()
         outs = self.outputs.latest_outputs()
         policies = self.policies
-        updates = tuple(outs[f] for f in sorted(outs) if f in policies)[:MAX_TOTAL]
-        kept = self._pull_snapshots[r] = (encode_parts(updates), updates)
+        records = [self._record(outs[f]) for f in sorted(outs) if f in policies][:MAX_TOTAL]
+        kept = self._pull_snapshots[r] = (encode_parts(records), {r[:32]: r for r in records})
         while len(self._pull_snapshots) > SNAPSHOTS_KEPT:
             del self._pull_snapshots[min(self._pull_snapshots)]
         return kept
+
+    def _record(self, update: FeedUpdate) -> bytes:
+        """``update`` encoded, once per output (a runner hands out the same object until
+        its next output)."""
+        hit = self._encoded.get(update.feed_id)
+        if hit is not None and hit[0] is update:
+            return hit[1]
+        record = encode_update(update)
+        self._encoded[update.feed_id] = (update, record)
+        return record
+
+    def _leaf_checker(self) -> Callable[[bytes, bytes], bool]:
+        """``check(feed id, leaf)``: would this node sign ``leaf`` as that feed's value
+        (``check_update``, the push round's rule)? A leaf byte-identical to this node's own
+        latest output passes without decoding it; any other is decoded and checked."""
+        policies = self.policies
+        mine = self.outputs.latest_outputs()
+
+        def check(feed_id: bytes, leaf: bytes) -> bool:
+            own = mine.get(feed_id)
+            if own is not None and leaf == self._record(own):
+                return True
+            try:
+                self.check_update(policies[feed_id], decode_update(leaf), mine)
+            except Refusal:
+                return False
+            return True
+
+        return check
 
     async def _on_pull_observe(self, env: Envelope) -> bytes:
         try:
@@ -499,8 +542,9 @@ class PullRounds(Leader):
             return self._refuse(env, refusal)
         return self._reply(env, MsgType.SHARE, encode_share(share))
 
-    def check_pull_leaves(self, leaves: tuple[FeedUpdate, ...]) -> None:
-        """Would this node sign a root over ``leaves``? Refusal saying why not."""
+    def check_pull_leaves(self, leaves: tuple[bytes, ...]) -> None:
+        """Would this node sign a root over ``leaves`` (encoded updates)? Refusal saying
+        why not."""
         if not leaves:
             raise Refusal("no_leaves", "a pull root has at least one leaf")
         policies = self.policies
@@ -508,17 +552,20 @@ class PullRounds(Leader):
             raise Refusal(
                 "too_many_leaves", f"{len(leaves)} leaves, this node carries {len(policies)}"
             )
-        for prev, cur in pairwise(leaves):
-            if prev.feed_id == cur.feed_id:
-                raise Refusal("duplicate_feed", f"feed 0x{cur.feed_id.hex()} appears twice")
-            if prev.feed_id > cur.feed_id:
+        ids = [leaf[:32] for leaf in leaves]
+        for prev, cur in pairwise(ids):
+            if prev == cur:
+                raise Refusal("duplicate_feed", f"feed 0x{cur.hex()} appears twice")
+            if prev > cur:
                 raise Refusal("unsorted_leaves", "leaves are not in ascending feed id order")
-        for leaf in leaves:
-            if leaf.feed_id not in policies:
-                raise Refusal("unknown_feed", f"feed 0x{leaf.feed_id.hex()} is not served here")
+        for feed_id in ids:
+            if feed_id not in policies:
+                raise Refusal("unknown_feed", f"feed 0x{feed_id.hex()} is not served here")
         mine = self.outputs.latest_outputs()
-        for leaf in leaves:
-            self.check_update(policies[leaf.feed_id], leaf, mine)
+        for feed_id, leaf in zip(ids, leaves, strict=True):
+            own = mine.get(feed_id)
+            if own is None or leaf != self._record(own):  # identical to its own: passes
+                self.check_update(policies[feed_id], decode_update(leaf), mine)
 
     def _assembled_tree(
         self, r: int, root: bytes, leaf_count: int, *, check: bool
@@ -536,7 +583,7 @@ class PullRounds(Leader):
         tree = assembly.cache.get("tree")
         if not isinstance(tree, pull.PullTree):
             try:
-                tree = pull.PullTree.build(r, leaves)
+                tree = pull.PullTree.from_records(r, leaves)
             except PullFormatError as exc:
                 raise Refusal("malformed", str(exc)) from None
             assembly.cache["tree"] = tree

@@ -231,7 +231,20 @@ def test_bad_trees_and_requests() -> None:
         PullTree.build(1, [u, u])
     with pytest.raises(PullFormatError, match="round: 0 is out of range"):
         PullTree.build(0, [u])
+    # encoded leaves: exactly one encoded update each, unique non-zero feed ids
+    raw = encode_update(u)
+    for bad, message in [
+        ([raw[:-1]], "88 bytes"),
+        ([raw + b"\x00"], "88 bytes"),
+        ([bytearray(raw)], "88 bytes"),
+        ([bytes(32) + raw[32:]], "zero feed id"),
+        ([raw, raw[:40] + b"\x09" + raw[41:]], "appears twice"),  # same id, another value
+    ]:
+        with pytest.raises(PullFormatError, match=message):
+            PullTree.from_records(1, bad)
+    assert PullTree.from_records(1, [raw]) == PullTree.build(1, [u])
     tree = PullTree.build(1, [u])
+    assert tree.updates == (u,) and tree.records == (raw,)
     with pytest.raises(PullFormatError, match="not in this tree"):
         tree.multiproof([b"\x09" * 32])
     with pytest.raises(PullFormatError, match="at least one leaf"):

@@ -19,7 +19,7 @@ from oracle.reporting.pull_parts import (
     encode_parts,
     part_count,
 )
-from oracle.reporting.report import FeedUpdate
+from oracle.reporting.report import FeedUpdate, encode_update
 
 COMMITMENT = b"\x07" * 32
 
@@ -28,22 +28,26 @@ def _updates(n: int) -> list[FeedUpdate]:
     return [FeedUpdate((i + 1).to_bytes(32, "big"), i, 1_700_000_000, COMMITMENT) for i in range(n)]
 
 
+def _records(updates: list[FeedUpdate]) -> list[bytes]:
+    return [encode_update(u) for u in updates]
+
+
 def _parts(updates: list[FeedUpdate]) -> list[Part]:
-    return [decode_part(raw, index=i) for i, raw in enumerate(encode_parts(updates))]
+    return [decode_part(raw, index=i) for i, raw in enumerate(encode_parts(_records(updates)))]
 
 
 @pytest.mark.parametrize("n", [0, 1, LEAVES_PER_PART, LEAVES_PER_PART + 1, 1500, 10_000])
 def test_parts_round_trip_and_fit_a_message(n: int) -> None:
     updates = _updates(n)
-    raws = encode_parts(updates)
+    raws = encode_parts(_records(updates))
     assert len(raws) == part_count(n) == max(1, -(-n // LEAVES_PER_PART))
     assert all(len(r) <= MAX_MESSAGE_BYTES - HEADER_LEN - SIGNATURE_LEN for r in raws)
-    back = [u for p in _parts(updates) for u in p.updates()]
-    assert back == updates
+    back = [r for p in _parts(updates) for r in p.records()]
+    assert back == _records(updates)
 
 
 def test_a_part_that_is_not_exactly_what_its_header_says_is_malformed() -> None:
-    raws = encode_parts(_updates(1500))  # 3 parts
+    raws = encode_parts(_records(_updates(1500)))  # 3 parts
     with pytest.raises(MessageRejected, match="in the message of part"):
         decode_part(raws[1], index=0)  # part 1 sent under part 0's header
     with pytest.raises(MessageRejected, match="trailing"):
@@ -63,21 +67,21 @@ def test_a_part_that_is_not_exactly_what_its_header_says_is_malformed() -> None:
         decode_part(head + raws[0][8:], index=0)
     assert part_count(MAX_TOTAL) == MAX_PARTS
     with pytest.raises(ValueError, match="at most"):
-        encode_parts(_updates(MAX_TOTAL + 1))
+        encode_parts(_records(_updates(MAX_TOTAL + 1)))
 
 
 def test_unsorted_or_undecodable_updates_in_a_part_are_refused() -> None:
     ups = _updates(3)
-    swapped = encode_parts([ups[1], ups[0], ups[2]])[0]
+    swapped = encode_parts(_records([ups[1], ups[0], ups[2]]))[0]
     with pytest.raises(MessageRejected, match="strictly ascending"):
-        decode_part(swapped, index=0).updates()
-    twice = encode_parts([ups[0], ups[0], ups[2]])[0]
+        decode_part(swapped, index=0).records()
+    twice = encode_parts(_records([ups[0], ups[0], ups[2]]))[0]
     with pytest.raises(MessageRejected, match="strictly ascending"):
-        decode_part(twice, index=0).updates()
-    zero_id = bytearray(encode_parts(ups)[0])
+        decode_part(twice, index=0).records()
+    zero_id = bytearray(encode_parts(_records(ups))[0])
     zero_id[8:40] = bytes(32)  # the reserved zero feed id
-    with pytest.raises(MessageRejected, match="zero id"):
-        decode_part(bytes(zero_id), index=0).updates()
+    with pytest.raises(MessageRejected, match="zero feed id"):
+        decode_part(bytes(zero_id), index=0).records()
 
 
 def test_parts_assemble_in_any_order() -> None:
@@ -88,7 +92,7 @@ def test_parts_assemble_in_any_order() -> None:
         assert not assembly.complete
         assembly.add(p)
     assert assembly.complete
-    assert list(assembly.leaves()) == updates
+    assert list(assembly.leaves()) == _records(updates)
 
 
 def test_a_missing_duplicated_or_disagreeing_part_is_refused() -> None:
@@ -111,7 +115,7 @@ def test_a_missing_duplicated_or_disagreeing_part_is_refused() -> None:
 
 
 def test_a_part_with_an_undecodable_leaf_sinks_the_assembly_not_the_node() -> None:
-    raws = encode_parts(_updates(3))
+    raws = encode_parts(_records(_updates(3)))
     bad = raws[0][:8] + bytes(32) + raws[0][40:]  # zero feed id in the first leaf
     assembly = PartAssembly(1, 3)
     assembly.add(decode_part(bad, index=0))

@@ -21,7 +21,7 @@ from oracle.reporting.pull_round import (
     encode_proposal,
     encode_root,
 )
-from oracle.reporting.report import FeedUpdate
+from oracle.reporting.report import FeedUpdate, encode_update
 from oracle.reporting.transmit import NOT_REGISTERED, OnChainValue
 from tests.reporting.test_round_protocol import (
     CHAIN_ID,
@@ -53,6 +53,10 @@ class Outputs:
 
     def make_durable(self) -> None:
         pass
+
+
+def _records(updates: list[FeedUpdate]) -> tuple[bytes, ...]:
+    return tuple(encode_update(u) for u in updates)
 
 
 def _policies(feeds: list[bytes]) -> dict[bytes, FeedPolicy]:
@@ -121,12 +125,12 @@ async def test_a_follower_refuses_what_a_byzantine_leader_proposes(tmp_path: Pat
         follower = net.nodes[1]
         now = int(time.time())
         good = [FeedUpdate(f, 1000 + i, now, COMMITMENT) for i, f in enumerate(FEEDS)]
-        follower.check_pull_leaves(tuple(good))  # honest leaves pass
-        follower.check_pull_leaves(tuple(good[:2]))  # a feed left out: still signed
+        follower.check_pull_leaves(_records(good))  # honest leaves pass
+        follower.check_pull_leaves(_records(good[:2]))  # a feed left out: still signed
 
         def refused(leaves: list[FeedUpdate]) -> str:
             with pytest.raises(Refusal) as exc:
-                follower.check_pull_leaves(tuple(leaves))
+                follower.check_pull_leaves(_records(leaves))
             return exc.value.reason
 
         # 2 % off the follower's own output, tolerance 1 %
@@ -198,7 +202,7 @@ class _Wire:
         return await node._ask(peer, msg_type, self.round, attempt, payload, frozenset(expect), 2.0)
 
     async def parts(self, leaves: list[FeedUpdate], order: list[int] | None = None) -> list[Any]:
-        raws = encode_parts(leaves)
+        raws = encode_parts(_records(leaves))
         idx = list(range(len(raws))) if order is None else order
         return [await self.send(self.MsgType.PULL_LEAVES, i, raws[i]) for i in idx]
 
@@ -266,7 +270,7 @@ async def test_chunked_leaves_a_byzantine_leader_sends_are_refused(tmp_path: Pat
         good_round = w.round
         now = int(time.time())
         leaves = [FeedUpdate(f, 1000 + i, now, COMMITMENT) for i, f in enumerate(MANY)]
-        raws = encode_parts(leaves)
+        raws = encode_parts(_records(leaves))
         assert len(raws) == 3
         # the bad parts go to the leader's earlier rounds (a round's part index is used once)
         period = net.nodes[0].period_ms
@@ -277,10 +281,10 @@ async def test_chunked_leaves_a_byzantine_leader_sends_are_refused(tmp_path: Pat
         assert "attempt" in _reason(await w.send(w.MsgType.PULL_LEAVES, 40, raws[0]))
         w.round = good_round - 4 * period
         extra = [*leaves, FeedUpdate(b"\xff" * 32, 1, now, COMMITMENT)]
-        over = encode_parts(extra)[2]
+        over = encode_parts(_records(extra))[2]
         assert "too_many_leaves" in _reason(await w.send(w.MsgType.PULL_LEAVES, 2, over))
         assert w.follower._assemblies.get(w.round) is None  # nothing kept of any of it
-        short = encode_parts(leaves[:-1])
+        short = encode_parts(_records(leaves[:-1]))
         assert (await w.send(w.MsgType.PULL_LEAVES, 1, short[1])).header.type == w.MsgType.ACK
         mismatch = await w.send(w.MsgType.PULL_LEAVES, 0, raws[0])  # another list's part
         assert "part_mismatch" in _reason(mismatch)

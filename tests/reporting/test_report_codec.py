@@ -14,8 +14,11 @@ from oracle.reporting.report import (
     FeedUpdate,
     Report,
     decode,
+    decode_update,
     digest,
     encode,
+    encode_update,
+    record_value,
 )
 
 bytes32 = st.binary(min_size=32, max_size=32)
@@ -37,6 +40,34 @@ reports = st.builds(
 @given(reports)
 def test_encode_decode_round_trip(report: Report) -> None:
     assert decode(encode(report)) == report
+
+
+@given(
+    raw=st.binary(min_size=88, max_size=88), kind=st.sampled_from([bytes, bytearray, memoryview])
+)
+def test_decode_update_equals_the_checked_constructor(raw: bytes, kind: type) -> None:
+    """decode_update skips FeedUpdate's field checks (every fixed-size slice is in range):
+    what it builds is what the checked constructor builds from the same fields, always of
+    type bytes (hashable), and it refuses what the constructor refuses: the zero id."""
+    fields = {
+        "feed_id": raw[:32],
+        "value": int.from_bytes(raw[32:48], "big", signed=True),
+        "observed_at": int.from_bytes(raw[48:56], "big"),
+        "model_commitment": raw[56:],
+    }
+    if raw[:32] == bytes(32):
+        with pytest.raises(ReportFormatError, match="the zero id is reserved"):
+            decode_update(kind(raw))
+        return
+    u = decode_update(kind(raw))
+    assert u == FeedUpdate(**fields)  # type: ignore[arg-type]
+    assert type(u.feed_id) is bytes and type(u.model_commitment) is bytes
+    assert encode_update(u) == raw and record_value(raw) == u.value
+    zero = bytes(32) + raw[32:]
+    with pytest.raises(ReportFormatError, match="the zero id is reserved"):
+        decode_update(zero)
+    with pytest.raises(ReportFormatError, match="87 bytes, expected 88"):
+        decode_update(raw[:87])
 
 
 @settings(
