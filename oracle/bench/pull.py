@@ -48,6 +48,7 @@ from oracle.reporting.pull_parts import MAX_TOTAL
 
 N = 4
 BAR_OUTPUTS_PER_S = 10_000
+BAR_P50_MS = 1_500
 MAX_FEEDS = MAX_TOTAL  # leaves a root carries: 32 parts of 720
 
 
@@ -202,6 +203,9 @@ def measure(
         "roots_per_round": round(len(events) / rounds, 3),
         "leaves_per_root_median": int(statistics.median(leaves)) if leaves else 0,
         "attested_outputs_per_s": round(sum(leaves) / window, 1),
+        # how many of them are new: each feed is observed once a poll (the rest of a root's
+        # leaves are the feeds' current outputs again, signed for this round)
+        "observations_per_s_per_node": round((feeds - 1) / poll_s + 1, 1),
         "observation_to_signed_root_ms_p50": round(_percentile(latencies, 0.5), 1)
         if latencies
         else None,
@@ -212,6 +216,22 @@ def measure(
         "cpu_per_node": [round(c / window, 3) for c in cpu],
         "push_reports": len(pushes),
         "push_gas_per_feed_median": int(statistics.median(gas)) if gas else None,
+    }
+
+
+def bars(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's bars, on the run with the most attested outputs a second: at least
+    ``BAR_OUTPUTS_PER_S`` of them, and observation → signed root p50 ≤ ``BAR_P50_MS``."""
+    measured = [r for r in results.values() if "error" not in r]
+    best_run = max(measured, key=lambda r: r["attested_outputs_per_s"], default=None)
+    best = 0.0 if best_run is None else best_run["attested_outputs_per_s"]
+    p50 = None if best_run is None else best_run["observation_to_signed_root_ms_p50"]
+    return {
+        "attested_outputs_per_s_min": BAR_OUTPUTS_PER_S,
+        "attested_outputs_per_s_best": best,
+        "observation_to_signed_root_ms_p50_max": BAR_P50_MS,
+        "observation_to_signed_root_ms_p50_at_best": p50,
+        "pass": best >= BAR_OUTPUTS_PER_S and p50 is not None and p50 <= BAR_P50_MS,
     }
 
 
@@ -240,8 +260,6 @@ def run(
                 # a count the machine does not sustain (nodes never ready, a wait timed out)
                 # is a result too: recorded, and the other counts still run
                 results[str(count)] = {"feeds": count, "error": str(exc).splitlines()[0][:300]}
-    measured = [r["attested_outputs_per_s"] for r in results.values() if "error" not in r]
-    best = max(measured, default=0.0)
     out: dict[str, Any] = {
         "benchmark": "pull",
         "n": N,
@@ -253,11 +271,7 @@ def run(
         "its own key of one ticker answer (HTTP, values moving each second) polled every "
         f"{poll_s:g} s; one pull root per round over every feed",
         "results": results,
-        "bars": {
-            "attested_outputs_per_s_min": BAR_OUTPUTS_PER_S,
-            "attested_outputs_per_s_best": best,
-            "pass": best >= BAR_OUTPUTS_PER_S,
-        },
+        "bars": bars(results),
     }
     if with_gas:
         from oracle.bench.pull_gas import run as run_gas

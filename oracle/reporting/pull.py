@@ -55,7 +55,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from oracle.crypto.keccak import keccak
+from oracle.crypto.keccak import keccak, keccak_256
 from oracle.reporting.errors import PullFormatError
 from oracle.reporting.report import (
     MAX_ROUND,
@@ -82,12 +82,12 @@ def leaf_hash(update: FeedUpdate, round_: int) -> bytes:
 def _leaf(record: bytes, round_bytes: bytes) -> bytes:
     """The leaf of an encoded update (the 88-byte layout), the round already checked and
     encoded (a tree hashes thousands): the round goes in before the commitment."""
-    return keccak(record[:56] + round_bytes + record[56:])
+    return keccak_256(record[:56] + round_bytes + record[56:]).digest()  # type: ignore[no-any-return]
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
     """An inner node: the commutative hash of its children (OpenZeppelin's)."""
-    return keccak(a + b if a < b else b + a)
+    return keccak_256(a + b if a < b else b + a).digest()  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

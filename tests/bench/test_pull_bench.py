@@ -1,11 +1,12 @@
-"""`mira bench pull`: its usage errors (the run itself is a benchmark, four node processes
-for a minute or more: run it by hand, `mira bench pull --json`)."""
+"""`mira bench pull`: its usage errors and its verdict (the run itself is a benchmark, four
+node processes for a minute or more: run it by hand, `mira bench pull --json`)."""
 
 from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
 
+from oracle.bench.pull import bars
 from oracle.cli.main import cli
 
 
@@ -24,3 +25,25 @@ from oracle.cli.main import cli
 def test_bad_arguments_are_usage_errors(args: list[str], expected: str) -> None:
     result = CliRunner().invoke(cli, ["bench", "pull", *args])
     assert result.exit_code == 2 and expected in result.output
+
+
+def _run(outputs: float, p50: float | None) -> dict[str, object]:
+    return {"attested_outputs_per_s": outputs, "observation_to_signed_root_ms_p50": p50}
+
+
+@pytest.mark.parametrize(
+    ("results", "passed"),
+    [
+        ({"10000": _run(10_000.0, 1_200.0)}, True),
+        ({"10000": _run(10_000.0, 1_600.0)}, False),  # every root, but too late
+        ({"10000": _run(9_999.9, 300.0)}, False),  # in time, a root missed
+        ({"1000": _run(1_000.0, 300.0), "10000": _run(0.0, None)}, False),
+        ({"10000": {"feeds": 10_000, "error": "nodes never ready"}}, False),
+        # the verdict is on the run with the most outputs, not the fastest one
+        ({"1000": _run(1_000.0, 200.0), "10000": _run(10_000.0, 1_400.0)}, True),
+    ],
+)
+def test_the_verdict_needs_both_bars_on_the_best_run(
+    results: dict[str, dict[str, object]], passed: bool
+) -> None:
+    assert bars(results)["pass"] is passed  # type: ignore[arg-type]
