@@ -113,6 +113,50 @@ async def test_every_member_keeps_the_signed_root_of_every_feed(tmp_path: Path) 
         await _until(lambda: all(f in net.chain.values for f in FEEDS))
 
 
+class StableOutputs(Outputs):
+    """Outputs that stay the same objects until they move (a real runner's latest)."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self._latest = super().latest_outputs()
+
+    def latest_outputs(self) -> dict[bytes, FeedUpdate]:
+        return self._latest
+
+    def move(self, value: int) -> None:
+        self.value = value
+        self._latest = super().latest_outputs()
+
+
+async def test_a_leaf_that_passed_is_checked_again_once_the_own_output_moves(
+    tmp_path: Path,
+) -> None:
+    """A follower remembers the leaves it passed (a leaf repeats for as long as its feed is
+    not polled again): the memory holds only while its own output and the feed's policy
+    are the same; after either changes, the very same bytes are checked again."""
+    sources = [StableOutputs(1000) for _ in range(4)]
+    async with _network(tmp_path, [], sources=sources, policies=POLICIES, config_kw=PULL) as net:
+        follower = net.nodes[1]
+        now = int(time.time())
+        leaves = _records([FeedUpdate(f, 1005 + i, now, COMMITMENT) for i, f in enumerate(FEEDS)])
+        follower.check_pull_leaves(leaves)
+        follower.check_pull_leaves(leaves)  # remembered
+        sources[1].move(1100)  # 10 % away: the same leaves now disagree
+        with pytest.raises(Refusal) as moved:
+            follower.check_pull_leaves(leaves)
+        assert moved.value.reason == "disagrees_with_own_output"
+        sources[1].move(1000)
+        follower.check_pull_leaves(leaves)
+        # a stricter policy for the feed (a new object): checked again, refused
+        follower.policies = {
+            **follower.policies,
+            FEEDS[0]: FeedPolicy(FEEDS[0], "F0/USD", 50, 3600, 1, COMMITMENT),
+        }
+        with pytest.raises(Refusal) as stricter:
+            follower.check_pull_leaves(leaves)
+        assert stricter.value.reason == "disagrees_with_own_output"
+
+
 async def test_no_pull_verifier_no_roots(tmp_path: Path) -> None:
     async with _network(tmp_path, [1000, 1000, 1000, 1000]) as net:
         await _until(lambda: len(net.chain.landed) >= 1)
