@@ -483,6 +483,8 @@ class PullRounds(Leader):
         if hit is not None and hit[0] is update:
             return hit[1]
         record = encode_update(update)
+        if len(self._encoded) > 2 * len(self.policies):
+            self._encoded.clear()  # feeds come and go: never more than twice the carried
         self._encoded[update.feed_id] = (update, record)
         return record
 
