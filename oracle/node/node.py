@@ -30,7 +30,7 @@ from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.errors import MiraError
 from oracle.node.chain_view import ChainFeed, ChainView
-from oracle.node.feeds import FeedRunner, poll_http_feeds
+from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.loop_view import LoopView, loop_sources
@@ -341,7 +341,7 @@ class Node:
         flush_together(runner.pipeline for runner in self.runners.values())
 
     async def checkpoint(self) -> None:
-        checkpoint_together([runner.pipeline for runner in self.runners.values()])
+        await checkpoint_in_slices([runner.pipeline for runner in self.runners.values()])
 
     async def check_heartbeats(self) -> None:
         now = time.time_ns() // 1_000_000

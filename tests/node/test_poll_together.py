@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 
 from oracle.config import load_feed_spec
 from oracle.devnet.localnet import FEED_SPEC
-from oracle.node.feeds import FeedRunner, poll_http_feeds
+from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds
 from oracle.node.network_epoch import NodeOutputs
 from oracle.storage import Store
 from tests.harness.http_server import local_server
@@ -98,6 +98,36 @@ async def test_one_request_per_url_each_feed_its_own_value(
         assert srv.hits == {"/prices": 2, "/other": 2}
         assert runners[4].pipeline.last_output is not None
         assert runners[4].pipeline.last_output.value == 700_000_000
+
+
+async def test_checkpoints_in_slices_let_the_event_loop_in_between(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """The node's periodic checkpoint of many feeds yields to the event loop between
+    slices (a round's messages get in), and still checkpoints every feed."""
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "abc")
+    turns = 0
+
+    async def count() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        await poll_http_feeds(runners)
+        counter = asyncio.create_task(count())
+        await asyncio.sleep(0)
+        before = turns
+        await checkpoint_in_slices([r.pipeline for r in runners], size=1)
+        during = turns - before
+        counter.cancel()
+    assert during >= 2  # the loop ran between the three slices
+    for r in runners:
+        ckpt = store.latest_checkpoint(r.pipeline.storage_id, r.spec.digest)
+        assert ckpt is not None and ckpt.seq == 1
 
 
 async def test_a_failed_write_stores_nothing_and_rewinds_every_model(
