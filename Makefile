@@ -73,7 +73,8 @@ gas-snapshot: contracts
 
 # Two passes: every test but the live suites on every core (pytest-xdist), then the live
 # suites (marked slow: committees of node processes, devnets, a browser) one after another
-# on their own: beside other work on a 2-core machine they would starve each other's rounds.
+# without other work at normal priority: beside it on a 2-core machine they would starve
+# each other's rounds (`make test` runs only niced work beside them).
 test-python:
 	$(MAKE) --no-print-directory test-python-fast
 	$(MAKE) --no-print-directory test-python-live
