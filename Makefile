@@ -12,7 +12,7 @@ FORGE := bin/foundry forge
 FOUNDRY_PROFILE ?= $(if $(filter true,$(CI)),ci,default)
 export FOUNDRY_PROFILE
 
-.PHONY: all setup contracts run test test-contracts test-python test-docker test-wheel lint fmt lock clean gas-snapshot browser
+.PHONY: all setup contracts run test test-contracts test-python test-python-fast test-python-live test-docker test-wheel lint fmt lock clean gas-snapshot browser
 
 all: test
 
@@ -32,13 +32,27 @@ contracts/node_modules/.installed: contracts/package.json contracts/package-lock
 	contracts/bin/fetch-chainlink
 	touch $@
 
-contracts: setup
+# The compiler needs the npm toolchain only: it starts without waiting for the venv.
+contracts: contracts/node_modules/.installed
 	cd contracts && $(FORGE) build
 
-run: contracts
+run: setup contracts
 	$(BIN)/mira devnet up
 
-test: lint test-contracts test-python test-docker test-wheel
+# Everything below, in three phases shaped for a 2-core machine (CI), each phase a make -j
+# whose output is grouped per target:
+# 1. set-up side by side (the venv, the npm toolchain then solc, chromium), lint and the
+#    compose check beside the compiler (solc is one single-threaded process, ~5 min), then
+#    the wheel's smoke test (it needs the contracts);
+# 2. pytest's first pass on every core;
+# 3. the live suites at normal priority, and beside them at the lowest CPU priority
+#    (BESIDE: nice 19) forge's fuzz and invariant campaign, which has no clock to miss: it
+#    takes only what the live suites leave, so their rounds are not starved. (The wheel's
+#    smoke test, waiting 60 s for its node, failed niced there: it starved.)
+test:
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint contracts browser test-docker test-wheel
+	$(MAKE) --no-print-directory test-python-fast
+	$(MAKE) --no-print-directory -j2 --output-sync=target BESIDE="nice -n 19" test-python-live test-contracts
 
 lint: setup
 	$(BIN)/ruff check oracle tests
@@ -49,18 +63,27 @@ lint: setup
 
 # The gas snapshot pins the transmit hot path: a change shows up as a diff to review and
 # re-record with `make gas-snapshot`.
+# BESIDE: a command prefix (`make test` sets `nice -n 19`) for work run beside the live suites.
+BESIDE ?=
 test-contracts: contracts
-	cd contracts && $(FORGE) test
-	cd contracts && $(FORGE) snapshot --match-contract GasTest --check
+	cd contracts && $(BESIDE) $(FORGE) test
+	cd contracts && $(BESIDE) $(FORGE) snapshot --match-contract GasTest --check
 
 gas-snapshot: contracts
 	cd contracts && $(FORGE) snapshot --match-contract GasTest
 
 # Two passes: every test but the live suites on every core (pytest-xdist), then the live
 # suites (marked slow: committees of node processes, devnets, a browser) one after another
-# on their own: beside other work on a 2-core machine they would starve each other's rounds.
-test-python: contracts browser
+# without other work at normal priority: beside it on a 2-core machine they would starve
+# each other's rounds (`make test` runs only niced work beside them).
+test-python:
+	$(MAKE) --no-print-directory test-python-fast
+	$(MAKE) --no-print-directory test-python-live
+
+test-python-fast: setup contracts browser
 	$(BIN)/pytest --durations=20 -n auto -m "not slow"
+
+test-python-live: setup contracts browser
 	$(BIN)/pytest --durations=20 -m slow
 
 # The dashboard's browser tests (tests/dashboard) drive Debian's chromium through Playwright;
@@ -92,7 +115,7 @@ test-docker:
 # against constraints.txt; then, from an empty temporary directory, `mira --help`,
 # `mira db upgrade` on a new SQLite file and a short `mira node run` ended by SIGTERM.
 # About 40 s; uses the package index only (pip's own).
-test-wheel: contracts
+test-wheel: setup contracts
 	$(BIN)/python tests/wheel/smoke.py
 
 fmt: setup
