@@ -40,7 +40,8 @@ run: setup contracts
 	$(BIN)/mira devnet up
 
 # Everything below, in three phases shaped for a 2-core machine (CI), each phase a make -j
-# whose output is grouped per target:
+# (the first one's output grouped per target; the third's line by line, so that the ~18 min
+# of live suites show their progress as they go):
 # 1. set-up side by side (the venv, the npm toolchain then solc, chromium), lint and the
 #    compose check beside the compiler (solc is one single-threaded process, ~5 min), then
 #    the wheel's smoke test (it needs the contracts);
@@ -52,7 +53,7 @@ run: setup contracts
 test:
 	$(MAKE) --no-print-directory -j4 --output-sync=target lint contracts browser test-docker test-wheel
 	$(MAKE) --no-print-directory test-python-fast
-	$(MAKE) --no-print-directory -j2 --output-sync=target BESIDE="nice -n 19" test-python-live test-contracts
+	$(MAKE) --no-print-directory -j2 --output-sync=line BESIDE="nice -n 19" test-python-live test-contracts
 
 lint: setup
 	$(BIN)/ruff check oracle tests
