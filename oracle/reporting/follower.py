@@ -40,10 +40,12 @@ class Follower(RoundCore):
         self.transport.on(MsgType.PROPOSE, self._on_propose)
         self.transport.on(MsgType.NONCE_REQUEST, self._on_nonce_request)
 
-    def _check_leader(self, env: Envelope, max_attempt: int | None = None) -> None:
-        """The request comes from the round's leader, for a recent round, with an attempt
-        number an honest leader uses (``max_attempt``: where the attempt byte is a part
-        index, oracle.reporting.pull_parts)."""
+    def _check_leader(
+        self, env: Envelope, max_attempt: int | None = None, max_age_periods: int = 8
+    ) -> None:
+        """The request comes from the round's leader, for a recent round (at most
+        ``max_age_periods`` back), with an attempt number an honest leader uses
+        (``max_attempt``: where the attempt byte is a part index, oracle.reporting.pull_parts)."""
         h = env.header
         if h.epoch != self.ctx.epoch:
             raise Refusal("wrong_epoch", f"epoch {h.epoch}, active epoch is {self.ctx.epoch}")
@@ -56,7 +58,7 @@ class Follower(RoundCore):
         if h.attempt > most:
             raise Refusal("attempt", f"attempt {h.attempt} > {most}")
         now, period = self.now_round(), self.period_ms
-        if not now - 8 * period <= h.round <= now + 2 * period:
+        if not now - max_age_periods * period <= h.round <= now + 2 * period:
             raise Refusal("stale_round", f"round {h.round}, current round is {now}")
 
     async def _on_observe(self, env: Envelope) -> bytes:

@@ -86,6 +86,13 @@ log = structlog.get_logger(__name__)
 
 #: Pull nonces are kept under (round, PULL_ATTEMPT_BASE + attempt) beside the push round's.
 PULL_ATTEMPT_BASE = 256
+#: A pull round older than this many periods is dropped: by the leader, between its steps,
+#: and by a member asked to work for it (its outputs, leaves, a nonce, a share). Each round
+#: signs every feed's current output, so a late root is superseded before it is made; on a
+#: loaded node, finishing it anyway costs every member the CPU the current round needs,
+#: and the rounds fall further and further behind (seen at 10,000 feeds: parts arriving
+#: 9 s after their round). A signed root is still taken from the leader up to 8 periods late.
+PULL_MAX_AGE_PERIODS = 3
 #: Rounds whose output snapshot a member keeps to answer the parts of (the current one,
 #: and a few a Byzantine leader may ask about ahead of time).
 SNAPSHOTS_KEPT = 4
@@ -145,6 +152,7 @@ class PullRounds(Leader):
         self._passed: dict[bytes, tuple[bytes, FeedUpdate, FeedPolicy]] = {}
         self._assemblies = Assemblies()
         self.pull_roots_led = 0
+        self._pull_leading: int | None = None  # the pull round this node leads right now
 
     def _register_handlers(self) -> None:
         super()._register_handlers()
@@ -157,11 +165,28 @@ class PullRounds(Leader):
     # -- leader --------------------------------------------------------------------------
 
     async def lead_pull_safely(self, r: int) -> None:
+        if self._pull_leading is not None:
+            # one pull round led at a time: the one still running is not dropped yet, and a
+            # second would take the CPU both need
+            self.metrics.rounds.labels("pull_busy").inc()
+            log.info("pull.busy", round=r, leading=self._pull_leading)
+            return
+        self._pull_leading = r
         try:
             await self.lead_pull(r)
         except Exception as exc:
             self.metrics.rounds.labels("pull_error").inc()
             log.exception("pull.failed", round=r, error=str(exc))
+        finally:
+            self._pull_leading = None
+
+    def _pull_too_late(self, r: int, step: str) -> bool:
+        """Whether round ``r`` is older than a pull round may get (then say so: dropped)."""
+        late = self.now_round() - r > PULL_MAX_AGE_PERIODS * self.period_ms
+        if late:
+            self.metrics.rounds.labels("pull_late").inc()
+            log.info("pull.dropped_late", round=r, step=step)
+        return late
 
     async def _collect_pull_observations(self, r: int) -> dict[int, dict[bytes, bytes]]:
         """Every member's outputs that arrive in time, by feed (this node's own first)."""
@@ -321,6 +346,8 @@ class PullRounds(Leader):
         assert verifier is not None
         ctx = self.ctx
         collected = await self._collect_pull_observations(r)
+        if self._pull_too_late(r, "observations"):
+            return None
         if len(collected) < ctx.quorum:
             self.metrics.rounds.labels("pull_no_quorum").inc()
             log.info("pull.no_quorum", round=r, observations=len(collected), need=ctx.quorum)
@@ -332,11 +359,15 @@ class PullRounds(Leader):
         tree = pull.PullTree.from_records(r, leaves)
         message = pull.digest(ctx.chain_id, verifier, ctx.epoch, r, tree.root, tree.leaf_count)
         holding = await self._send_leaves(r, encode_parts(leaves))
+        if self._pull_too_late(r, "leaves"):
+            return None
         candidates = self._pull_candidates(collected, leaves, holding)
         excluded: set[int] = set()
         for attempt in range(self.config.max_attempts):
             pool = [w for w in candidates if w not in excluded]
             commitments = await self._pull_nonces(r, attempt, pool)
+            if self._pull_too_late(r, "nonces"):
+                return None
             ready = [w for w in pool if w in commitments]
             if len(ready) < ctx.threshold:
                 log.warning("pull.too_few_signers", round=r, attempt=attempt, ready=len(ready))
@@ -453,11 +484,16 @@ class PullRounds(Leader):
 
     # -- follower ------------------------------------------------------------------------
 
-    def _check_pull_request(self, env: Envelope, max_attempt: int | None = None) -> bytes:
-        """The pull verifier, once the request is one this node answers at all."""
+    def _check_pull_request(
+        self, env: Envelope, max_attempt: int | None = None, *, work: bool = True
+    ) -> bytes:
+        """The pull verifier, once the request is one this node answers at all: from the
+        round's leader, for a round at most ``PULL_MAX_AGE_PERIODS`` old if it asks for
+        ``work`` (a snapshot of the outputs, a nonce, checking the leaves), else at most 8
+        (filing a part of the leaves, taking a signed root)."""
         if self.config.pull_verifier is None:
             raise Refusal("pull_disabled", "this node signs no pull roots")
-        self._check_leader(env, max_attempt)
+        self._check_leader(env, max_attempt, PULL_MAX_AGE_PERIODS if work else 8)
         return self.config.pull_verifier
 
     def _pull_snapshot(self, r: int) -> tuple[list[bytes], dict[bytes, bytes]]:
@@ -533,7 +569,7 @@ class PullRounds(Leader):
 
     async def _on_pull_leaves(self, env: Envelope) -> bytes:
         try:
-            self._check_pull_request(env, MAX_PARTS - 1)
+            self._check_pull_request(env, MAX_PARTS - 1, work=False)
             h = env.header
             try:
                 part = decode_part(env.payload, index=h.attempt)
@@ -649,7 +685,7 @@ class PullRounds(Leader):
 
     async def _on_pull_root(self, env: Envelope) -> bytes:
         try:
-            verifier = self._check_pull_request(env)
+            verifier = self._check_pull_request(env, work=False)
             try:
                 root, leaf_count, encoded = decode_root(env.payload)
             except MessageRejected as exc:

@@ -3,6 +3,7 @@ sockets, a real DKG and FROST shares; and what a follower refuses of a Byzantine
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from oracle.reporting.protocol import FeedPolicy, Refusal, RoundProtocol
 from oracle.reporting.pull_parts import LEAVES_PER_PART, encode_parts
 from oracle.reporting.pull_round import (
     PULL_ATTEMPT_BASE,
+    PULL_MAX_AGE_PERIODS,
+    PullRounds,
     decode_proposal,
     decode_root,
     encode_proposal,
@@ -236,6 +239,7 @@ class _Wire:
     ) -> Any:
         m = self.MsgType
         expect = {
+            m.PULL_OBSERVE: {m.PULL_OBSERVATION, m.REFUSE},
             m.PULL_LEAVES: {m.ACK, m.REFUSE},
             m.PULL_NONCE_REQUEST: {m.NONCE, m.REFUSE},
             m.PULL_PROPOSE: {m.SHARE, m.REFUSE},
@@ -379,3 +383,52 @@ def test_proposal_and_root_codecs_round_trip_and_refuse_trailing_bytes() -> None
     assert decode_root(encode_root(root, 9, sig)) == (root, 9, sig)
     with pytest.raises(MessageRejected):
         decode_root(encode_root(root, 9, sig)[:-1])
+
+
+async def test_late_pull_rounds_are_dropped_and_led_one_at_a_time(tmp_path: Path) -> None:
+    """A pull round signs every feed's current output, so a late one is superseded before
+    it is made: a member refuses work for a round more than PULL_MAX_AGE_PERIODS old (its
+    outputs, a nonce; it still files leaves and takes a signed root up to 8 periods late),
+    the leader drops its own round once it is that late, and it leads one pull round at a
+    time (on a loaded node the rounds piled up behind each other, every one late)."""
+    sources = [Outputs(1000) for _ in range(4)]
+    async with _network(
+        tmp_path,
+        [],
+        sources=sources,
+        policies=POLICIES,
+        config_kw=PULL,
+        period_ms=2000,
+        protocols=dict.fromkeys(range(4), _LeadsNoPullRound),
+    ) as net:
+        w = _Wire(net)
+        period = net.nodes[0].period_ms
+        w.round -= 8 * period  # the same leader, 6 periods ago
+        for msg in (w.MsgType.PULL_OBSERVE, w.MsgType.PULL_NONCE_REQUEST):
+            assert "stale_round" in _reason(await w.send(msg, 0, b""))
+        leaves = [FeedUpdate(f, 1000, int(time.time()), COMMITMENT) for f in FEEDS]
+        part = encode_parts(_records(leaves))[0]
+        assert (await w.send(w.MsgType.PULL_LEAVES, 0, part)).header.type == w.MsgType.ACK
+        assert not any(isinstance(k, tuple) and k[0] == w.round for k in w.follower._nonces)
+
+        leader = net.nodes[0]
+        late = leader.now_round() - (PULL_MAX_AGE_PERIODS + 1) * period
+        dropped = leader.metrics.rounds.labels("pull_late")
+        before = dropped._value.get()
+        assert await PullRounds.lead_pull(leader, late) is None  # dropped after observing
+        assert dropped._value.get() == before + 1
+
+        gate = asyncio.Event()
+
+        async def slow(r: int) -> None:
+            await gate.wait()
+
+        leader.lead_pull = slow  # type: ignore[method-assign]
+        busy = leader.metrics.rounds.labels("pull_busy")
+        first = asyncio.create_task(leader.lead_pull_safely(leader.now_round()))
+        await asyncio.sleep(0)
+        await leader.lead_pull_safely(leader.now_round() + period)  # returns at once
+        assert busy._value.get() == 1 and not first.done()
+        gate.set()
+        await first
+        assert leader._pull_leading is None
