@@ -86,8 +86,8 @@ def _scaler_regression_committer(
     """For ``StandardScaler | LinearRegression`` (the common linear feed): the bytes
     :func:`_fast_standard_scaler` followed by :func:`_fast_linear_regression` give, made
     with one ``struct`` pack and one bytes format per call instead of two encoders' key
-    lookups, packs and joins (about half the cost; the commitment is computed for every
-    output). Whenever the state is not what both fast paths cover (no weights before the
+    lookups, packs and joins (~1 µs of ~5 less here; the commitment is computed for
+    every output). Whenever the state is not what both fast paths cover (no weights before the
     first learn, the weights' keys not the scaler's, a rolling scaler, another optimizer
     or schedule, a value ``struct`` refuses) it defers to ``generic``, the step-by-step
     encoding, so the bytes are always theirs."""

@@ -144,8 +144,8 @@ class FeedPipeline:
         self._m_obs = metrics.observations.labels(spec.id) if metrics else None
         self._m_out = metrics.outputs.labels(spec.id) if metrics else None
         # outputs made since the last write: the counters move once per write, by the
-        # rows it stored (a Prometheus inc() takes a lock: per observation it cost about
-        # as much as a value feed's whole model step)
+        # rows it stored (a Prometheus inc() takes a lock: two per observation cost a
+        # value feed ~2.5 µs of its ~27)
         self._outputs_pending = 0
         self._obs: list[ObservationRow] = []
         self._out: list[OutputRow] = []
