@@ -63,12 +63,85 @@ def committer(spec_digest: bytes, model: Any) -> Callable[[], bytes]:
     prefix.update(spec_digest)
     steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
     encoders = [(_FAST.get(type(step)), step) for step in steps]
+    generic = _step_by_step(prefix, encoders)
+    return _scaler_regression_committer(prefix, steps, generic) or generic
 
+
+def _step_by_step(
+    prefix: Any, encoders: list[tuple[Callable[[Any], bytes | None] | None, Any]]
+) -> Callable[[], bytes]:
     def commit() -> bytes:
         h = prefix.copy()
         for fast, step in encoders:
             h.update((fast and fast(step)) or canonical_state(step))
-        return h.digest()
+        digest: bytes = h.digest()
+        return digest
+
+    return commit
+
+
+def _scaler_regression_committer(
+    prefix: Any, steps: list[Any], generic: Callable[[], bytes]
+) -> Callable[[], bytes] | None:
+    """For ``StandardScaler | LinearRegression`` (the common linear feed): the bytes
+    :func:`_fast_standard_scaler` followed by :func:`_fast_linear_regression` give, made
+    with one ``struct`` pack and one bytes format per call instead of two encoders' key
+    lookups, packs and joins (~1 µs of ~5 less here; the commitment is computed for
+    every output). Whenever the state is not what both fast paths cover (no weights before the
+    first learn, the weights' keys not the scaler's, a rolling scaler, another optimizer
+    or schedule, a value ``struct`` refuses) it defers to ``generic``, the step-by-step
+    encoding, so the bytes are always theirs."""
+    if len(steps) != 2:
+        return None
+    scaler, reg = steps
+    if type(scaler) is not preprocessing.StandardScaler:
+        return None
+    if type(reg) is not linear_model.LinearRegression:
+        return None
+    SGD, Constant = optim.SGD, optim.schedulers.Constant
+    # per key set: (keys, the bytes format, the packer); a feed's keys never change
+    made: list[tuple[frozenset[str], bytes, Callable[..., bytes], bytes, Any]] = []
+
+    def build(lay: _Layout) -> tuple[frozenset[str], bytes, Callable[..., bytes], bytes, Any]:
+        n = len(lay.keys)
+        flr = b"FLR" + lay.names
+        # b"FSS" names counts | means vars "FLR" names weights intercept | n_iterations
+        template = b"FSS" + lay.names.replace(b"%", b"%%") + lay.counts + b"%b%d"
+        pack = struct.Struct(f">{2 * n}d{len(flr)}s{n + 1}d").pack
+        return lay.keyset, template, pack, flr, lay.get
+
+    def commit() -> bytes:
+        opt = reg.optimizer
+        if (
+            scaler.window_size is not None
+            or type(opt) is not SGD
+            or type(opt.lr) is not Constant
+            or type(reg.intercept_lr) is not Constant
+        ):
+            return generic()
+        counts, means, variances = scaler.counts, scaler.means, scaler.vars
+        weights = reg._weights.to_dict()
+        if made and counts.keys() == made[0][0]:
+            keys, template, pack, flr, get = made[0]
+        else:
+            if not counts:
+                return generic()
+            made[:] = [build(_layout(counts))]
+            keys, template, pack, flr, get = made[0]
+        if means.keys() != keys or variances.keys() != keys or weights.keys() != keys:
+            return generic()
+        try:
+            state = template % (
+                *get(counts),
+                pack(*get(means), *get(variances), flr, *get(weights), reg.intercept),
+                opt.n_iterations,
+            )
+        except (struct.error, TypeError):
+            return generic()
+        h = prefix.copy()
+        h.update(state)
+        digest: bytes = h.digest()
+        return digest
 
     return commit
 

@@ -143,6 +143,10 @@ class FeedPipeline:
         self._feed_id = self.storage_id
         self._m_obs = metrics.observations.labels(spec.id) if metrics else None
         self._m_out = metrics.outputs.labels(spec.id) if metrics else None
+        # outputs made since the last write: the counters move once per write, by the
+        # rows it stored (a Prometheus inc() takes a lock: two per observation cost a
+        # value feed ~2.5 µs of its ~27)
+        self._outputs_pending = 0
         self._obs: list[ObservationRow] = []
         self._out: list[OutputRow] = []
         self._rej: list[RejectionRow] = []
@@ -181,7 +185,8 @@ class FeedPipeline:
             except Rejected as exc:
                 self.reject(obs.source, exc.reason, exc.detail, raw)
                 return None
-        record = dict(zip(self._fields, values, strict=True))
+        # as many values as fields by construction (zip's strict=True costs ~0.5 µs here)
+        record = dict(zip(self._fields, values))  # noqa: B905
         try:
             out = self.model.step(record, obs.observed_at_ms)
         except Rejected as exc:
@@ -209,8 +214,6 @@ class FeedPipeline:
             )
         )
         self.last_dedup_key = obs.dedup_key
-        if self._m_obs is not None:
-            self._m_obs.inc()
         if out is not None:
             if out.arms:
                 self._out.extend(
@@ -242,8 +245,7 @@ class FeedPipeline:
                 )
             self.last_output = out
             self.recent_outputs.append(out)
-            if self._m_out is not None:
-                self._m_out.inc()
+            self._outputs_pending += 1
             if out.drift:
                 if self.metrics:
                     self.metrics.drifts.labels(self._feed_id).inc()
@@ -286,12 +288,23 @@ class FeedPipeline:
         if not self.pending and also is None:
             return
         self.store.write_batch(self._obs, self._out, self._rej, also=also)
+        self._stored()
+
+    def _stored(self) -> None:
+        """The buffered rows were written: count them, clear the buffers, export the
+        skill gauges."""
+        if self._m_obs is not None and self._obs:
+            self._m_obs.inc(len(self._obs))  # one row per accepted observation
+        if self._m_out is not None and self._outputs_pending:
+            self._m_out.inc(self._outputs_pending)
         self._obs, self._out, self._rej = [], [], []
+        self._outputs_pending = 0
         self._export_skill()
 
     def _export_skill(self) -> None:
-        """Set the error and skill gauges (once per write, off the per-observation path)."""
-        if self.metrics is None:
+        """Set the error and skill gauges (once per write, off the per-observation path).
+        A feed without a model has neither."""
+        if self.metrics is None or self.spec.model is None:
             return
         m = self.model.metrics()
         if m["mae"] is not None:
@@ -327,6 +340,7 @@ class FeedPipeline:
         """Drop what is buffered and rebuild the model from storage alone: after a failed
         write the model is ahead of what is stored, and must not stay so."""
         self._obs, self._out, self._rej = [], [], []
+        self._outputs_pending = 0
         self.model = FeedModel(self.spec)
         self._checkpoint_seq = 0
         self.last_output = None
@@ -395,8 +409,7 @@ def flush_together(pipelines: Iterable[FeedPipeline]) -> None:
             rej += p._rej
         group[0].store.write_batch(obs, out, rej)
         for p in group:
-            p._obs, p._out, p._rej = [], [], []
-            p._export_skill()
+            p._stored()
 
 
 def checkpoint_together(pipelines: Sequence[FeedPipeline]) -> None:

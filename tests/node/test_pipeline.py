@@ -108,3 +108,37 @@ def test_missing_field_and_out_of_order(engine: Engine) -> None:
     pipe.flush()
     assert store.rejection_counts(SP500.id) == {"missing_field": 1, "out_of_order": 1}
     assert store.count_observations(SP500.id) == 5
+
+
+def test_counters_count_the_rows_each_write_stored(engine: Engine) -> None:
+    """The observation and output counters move once per write, by what it stored; rows
+    dropped after a failed write (reload) are never counted."""
+    from prometheus_client import CollectorRegistry
+
+    from oracle.node.pipeline import FeedMetrics, flush_together
+
+    registry = CollectorRegistry()
+    pipe = FeedPipeline(SP500, Store(engine), FeedMetrics(registry))
+
+    def counted() -> tuple[float | None, float | None]:
+        labels = {"feed": SP500.id}
+        return (
+            registry.get_sample_value("mira_observations_total", labels),
+            registry.get_sample_value("mira_outputs_total", labels),
+        )
+
+    rows = list(ReplaySource(SP500.sources[0]).read(0, 40))  # type: ignore[arg-type]
+    for obs in rows[:30]:
+        pipe.ingest(obs)
+    assert counted() == (0.0, 0.0)  # nothing stored yet
+    outputs = sum(1 for _ in pipe._out)
+    pipe.flush()
+    assert counted() == (30.0, float(outputs)) and outputs > 0
+    for obs in rows[30:35]:
+        pipe.ingest(obs)
+    pipe.reload()  # as after a failed write: the buffered rows are gone
+    assert counted() == (30.0, float(outputs))
+    for obs in rows[35:]:
+        pipe.ingest(obs)
+    flush_together([pipe])
+    assert counted() == (35.0, float(outputs + 5))
