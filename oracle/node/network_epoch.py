@@ -27,7 +27,7 @@ from oracle.storage import SqlUsedNonceLog
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
 from oracle.node.network_state import NetworkState
-from oracle.node.pipeline import flush_together
+from oracle.node.pipeline import FeedPipeline, flush_together
 
 log = structlog.get_logger(__name__)
 
@@ -41,16 +41,28 @@ class NodeOutputs:
         self._runners = runners
         # feed id → its runner: a follower looks one up per leaf of a 10,000-leaf root
         self._by_feed: dict[bytes, tuple[str, FeedRunner]] = {}
+        # the last answer of latest_outputs, and what it was made from (every output and
+        # the runners then): a round asks for it several times, mostly unchanged
+        self._latest: tuple[int, list[FeedRunner], dict[bytes, FeedUpdate]] | None = None
 
     @property
     def runners(self) -> list[FeedRunner]:
         return [r for r in self._runners.values() if r.reporting]
 
     def latest_outputs(self) -> dict[bytes, FeedUpdate]:
+        """Every reporting feed's latest output (one per arm for a policy feed). The same
+        answer while no output changed anywhere and the reporting runners are the same
+        ones (a registered model comes or goes, a version retires): a read-only dict."""
+        runners = self.runners
+        changed = FeedPipeline.outputs_changed
+        cached = self._latest
+        if cached is not None and cached[0] == changed and cached[1] == runners:
+            return cached[2]
         out = {}
-        for r in self.runners:
-            for update in r.latest_updates():  # one per arm for a policy feed
+        for r in runners:
+            for update in r.latest_updates():
                 out[update.feed_id] = update
+        self._latest = (changed, runners, out)
         return out
 
     def _runner_of(self, feed_id: bytes) -> FeedRunner | None:

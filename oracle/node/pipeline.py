@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -113,6 +113,11 @@ class FeedPipeline:
     new version starts from nothing and the old version's rows and checkpoint stay for
     audit, both publishing the same feed ids."""
 
+    #: Bumped whenever any pipeline's latest output changes: a view of every feed's latest
+    #: output keys its cache on it (oracle.node.network_epoch.NodeOutputs, asked for
+    #: 10,000 feeds' outputs several times a round).
+    outputs_changed: ClassVar[int] = 0
+
     def __init__(
         self,
         spec: FeedSpec,
@@ -150,7 +155,7 @@ class FeedPipeline:
         self._obs: list[ObservationRow] = []
         self._out: list[OutputRow] = []
         self._rej: list[RejectionRow] = []
-        self.last_output: StepOutput | None = None
+        self._last_output: StepOutput | None = None
         # The last few outputs: a follower checks a proposed value against its own output
         # for the same observation time (oracle.reporting.protocol).
         self.recent_outputs: deque[StepOutput] = deque(maxlen=RECENT_OUTPUTS)
@@ -279,6 +284,15 @@ class FeedPipeline:
     # -- persistence -------------------------------------------------------------------------
 
     @property
+    def last_output(self) -> StepOutput | None:
+        return self._last_output
+
+    @last_output.setter
+    def last_output(self, out: StepOutput | None) -> None:
+        self._last_output = out
+        FeedPipeline.outputs_changed += 1
+
+    @property
     def pending(self) -> int:
         return len(self._obs) + len(self._rej)
 
@@ -397,7 +411,7 @@ def flush_together(pipelines: Iterable[FeedPipeline]) -> None:
     store's pipelines is stored and their buffers are kept."""
     by_store: dict[int, list[FeedPipeline]] = {}
     for p in pipelines:
-        if p.pending:
+        if p._obs or p._rej:  # p.pending, without a call: a node asks 10,000 feeds a flush
             by_store.setdefault(id(p.store), []).append(p)
     for group in by_store.values():
         obs: list[ObservationRow] = []

@@ -44,7 +44,10 @@ class FeedPolicy:
 class OutputSource(Protocol):
     """A node's own latest outputs (observed_at in unix seconds)."""
 
-    def latest_outputs(self) -> dict[bytes, FeedUpdate]: ...
+    def latest_outputs(self) -> dict[bytes, FeedUpdate]:
+        """Every feed's latest output, by feed id: read it, never change it (a node hands
+        out the same dict until an output changes)."""
+        ...
 
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         """This node's own recent output of ``feed_id`` observed at that second, if any."""

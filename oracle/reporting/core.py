@@ -214,11 +214,12 @@ class RoundCore:
         # parts (oracle.reporting.pull_round), so thousands of pull-only feeds cost the
         # push round nothing.
         onchain = self._onchain
-        updates = tuple(
-            outs[f]
-            for f in sorted(outs)
+        registered = [
+            f
+            for f in outs
             if f in self.policies and (on := onchain.get(f)) is not None and on.registered
-        )
+        ]
+        updates = tuple(outs[f] for f in sorted(registered))
         return Observation(updates, self._issue_nonce(round_, attempt))
 
     async def _ask(

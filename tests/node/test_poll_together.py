@@ -180,3 +180,36 @@ async def test_output_look_ups_follow_the_live_mapping(
     live["a"] = a
     assert outputs.output_at(fa, out_a.observed_at_ms // 1000) is None  # not reporting
     assert set(outputs.latest_outputs()) == {fb}
+
+
+async def test_latest_outputs_change_with_any_output_and_with_the_runners(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """A node's view of every feed's latest output is handed out again while nothing
+    changed (a round asks several times), and is new after any output, a runner coming or
+    going, or a runner leaving the rounds."""
+    srv, base = server
+    store = Store(engine)
+    a = _runner(tmp_path, store, "A/USD", f"{base}/prices", "a")
+    b = _runner(tmp_path, store, "B/USD", f"{base}/prices", "b")
+    live: dict[str, FeedRunner] = {"a": a, "b": b}
+    outputs = NodeOutputs(live)
+    fa, fb = a.spec.id_bytes32, b.spec.id_bytes32
+    assert outputs.latest_outputs() == {}
+    async with aiohttp.ClientSession() as session:
+        _attach([a, b], session)
+        await poll_http_feeds([a, b])
+        first = outputs.latest_outputs()
+        assert {f: u.value for f, u in first.items()} == {fa: 150_000_000, fb: 250_000_000}
+        assert outputs.latest_outputs() is first  # nothing changed: the same answer
+        await asyncio.sleep(0.01)
+        srv.prices = {**srv.prices, "a": 1.75}
+        await poll_http_feeds([a])  # one feed's new output
+    second = outputs.latest_outputs()
+    assert second[fa].value == 175_000_000 and second[fb] is first[fb]
+    del live["b"]
+    assert set(outputs.latest_outputs()) == {fa}
+    live["b"] = b
+    assert set(outputs.latest_outputs()) == {fa, fb}
+    a.reporting = False
+    assert set(outputs.latest_outputs()) == {fb}
