@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import structlog
+from sqlalchemy import Engine
 
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.crypto.frost import Signer
@@ -27,7 +28,7 @@ from oracle.storage import SqlUsedNonceLog
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
 from oracle.node.network_state import NetworkState
-from oracle.node.pipeline import FeedPipeline, flush_together
+from oracle.node.pipeline import FeedPipeline, flush_unstored
 
 log = structlog.get_logger(__name__)
 
@@ -37,8 +38,9 @@ class NodeOutputs:
     live mapping (models registered on-chain come and go while the node runs,
     oracle.node.registered)."""
 
-    def __init__(self, runners: Mapping[str, FeedRunner]) -> None:
+    def __init__(self, runners: Mapping[str, FeedRunner], engine: Engine) -> None:
         self._runners = runners
+        self._engine = engine  # the node's database: its feeds' rows go there
         # feed id → its runner: a follower looks one up per leaf of a 10,000-leaf root
         self._by_feed: dict[bytes, tuple[str, FeedRunner]] = {}
         # the last answer of latest_outputs, and what it was made from (every output and
@@ -88,7 +90,7 @@ class NodeOutputs:
         return None
 
     def make_durable(self) -> None:
-        flush_together(r.pipeline for r in self.runners)
+        flush_unstored(self._engine)
 
 
 class EpochServing(NetworkState):
@@ -161,7 +163,7 @@ class EpochServing(NetworkState):
         return RoundProtocol(
             ctx,
             self.transport,
-            NodeOutputs(self.runners),
+            NodeOutputs(self.runners, self.engine),
             self._feed_policies(),
             self.transmitter,
             RoundStore(self.engine),

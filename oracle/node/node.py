@@ -35,7 +35,7 @@ from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.loop_view import LoopView, loop_sources
 from oracle.node.network import NetworkService
-from oracle.node.pipeline import FeedMetrics, checkpoint_together, flush_together
+from oracle.node.pipeline import FeedMetrics, checkpoint_together, flush_unstored
 from oracle.node.registered import RegisteredModels
 from oracle.node.transmission import TransmissionService
 from oracle.reporting import rounds
@@ -338,7 +338,7 @@ class Node:
         return self.services.health()
 
     async def flush(self) -> None:
-        flush_together(runner.pipeline for runner in self.runners.values())
+        flush_unstored(self.storage.engine)
 
     async def checkpoint(self) -> None:
         await checkpoint_in_slices([runner.pipeline for runner in self.runners.values()])

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from oracle.config.feeds import FeedSpec
 from oracle.models import FeedModel, ModelError, QuantizationError, Rejected, StepOutput
@@ -117,6 +117,10 @@ class FeedPipeline:
     #: output keys its cache on it (oracle.node.network_epoch.NodeOutputs, asked for
     #: 10,000 feeds' outputs several times a round).
     outputs_changed: ClassVar[int] = 0
+    #: The pipelines holding rows not stored yet (an insertion-ordered set): what the
+    #: periodic flush and a round's make_durable store (:func:`flush_unstored`) without
+    #: asking 10,000 clean feeds twice a second.
+    _unstored: ClassVar[dict[FeedPipeline, None]] = {}
 
     def __init__(
         self,
@@ -205,6 +209,7 @@ class FeedPipeline:
         # canonical JSON of the record, as json.dumps(sort_keys=True) writes it: the keys
         # are sorted identifiers, the values finite floats (float.__repr__ is JSON's)
         text = self._json_format % values
+        FeedPipeline._unstored[self] = None
         self._obs.append(
             _row(
                 ObservationRow,
@@ -275,6 +280,7 @@ class FeedPipeline:
                 text = json.dumps(raw, sort_keys=True, default=str)[:2000]
             except (TypeError, ValueError):
                 text = repr(raw)[:2000]
+        FeedPipeline._unstored[self] = None
         self._rej.append(
             RejectionRow(self.storage_id, source, time.time_ns() // 1_000_000, reason, detail, text)
         )
@@ -312,6 +318,7 @@ class FeedPipeline:
         if self._m_out is not None and self._outputs_pending:
             self._m_out.inc(self._outputs_pending)
         self._obs, self._out, self._rej = [], [], []
+        FeedPipeline._unstored.pop(self, None)
         self._outputs_pending = 0
         self._export_skill()
 
@@ -354,6 +361,7 @@ class FeedPipeline:
         """Drop what is buffered and rebuild the model from storage alone: after a failed
         write the model is ahead of what is stored, and must not stay so."""
         self._obs, self._out, self._rej = [], [], []
+        FeedPipeline._unstored.pop(self, None)
         self._outputs_pending = 0
         self.model = FeedModel(self.spec)
         self._checkpoint_seq = 0
@@ -424,6 +432,13 @@ def flush_together(pipelines: Iterable[FeedPipeline]) -> None:
         group[0].store.write_batch(obs, out, rej)
         for p in group:
             p._stored()
+
+
+def flush_unstored(engine: Engine) -> None:
+    """:func:`flush_together` of the pipelines storing into ``engine``'s database that
+    hold rows not stored yet, found without asking the others (a node carrying 10,000
+    feeds flushes twice a second and before each observation it sends)."""
+    flush_together([p for p in FeedPipeline._unstored if p.store.engine is engine])
 
 
 def checkpoint_together(pipelines: Sequence[FeedPipeline]) -> None:

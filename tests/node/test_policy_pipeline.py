@@ -123,7 +123,7 @@ def test_bad_reward_is_rejected_stored_and_the_feed_continues(
 def test_the_rounds_see_one_update_per_arm(engine: Engine) -> None:
     runner = FeedRunner(SPEC, Store(engine), FeedMetrics(CollectorRegistry()))
     assert runner.latest_updates() == []
-    assert NodeOutputs({SPEC.id: runner}).latest_outputs() == {}
+    assert NodeOutputs({SPEC.id: runner}, runner.pipeline.store.engine).latest_outputs() == {}
     run(runner.pipeline, 0, 50)
     last = runner.pipeline.last_output
     assert last is not None and len(last.arms) == 5
@@ -132,7 +132,7 @@ def test_the_rounds_see_one_update_per_arm(engine: Engine) -> None:
     assert [u.value for u in updates] == [a.value for a in last.arms]
     assert {u.model_commitment for u in updates} == {last.commitment}
     assert {u.observed_at for u in updates} == {last.observed_at_ms // 1000}
-    outputs = NodeOutputs({SPEC.id: runner}).latest_outputs()
+    outputs = NodeOutputs({SPEC.id: runner}, runner.pipeline.store.engine).latest_outputs()
     assert outputs == {u.feed_id: u for u in updates}
     assert SPEC.id_bytes32 not in outputs  # the policy feed itself is not published
 
@@ -155,7 +155,7 @@ def test_the_rounds_find_an_earlier_output_by_its_observation_time(engine: Engin
         runner.pipeline.ingest(obs)
         seen.append(runner.latest_updates())
     runner.pipeline.flush()
-    outputs = NodeOutputs({SPEC.id: runner})
+    outputs = NodeOutputs({SPEC.id: runner}, runner.pipeline.store.engine)
     arm = feed_id_bytes32(ARM_IDS[2])
     earlier = seen[-10][2]  # ten rows back: the latest output has moved on
     assert earlier.feed_id == arm and earlier != outputs.latest_outputs()[arm]
@@ -167,5 +167,5 @@ def test_the_rounds_find_an_earlier_output_by_its_observation_time(engine: Engin
 
     restarted = FeedRunner(SPEC, Store(engine), FeedMetrics(CollectorRegistry()))
     restarted.pipeline.restore()
-    again = NodeOutputs({SPEC.id: restarted})
+    again = NodeOutputs({SPEC.id: restarted}, restarted.pipeline.store.engine)
     assert again.output_at(arm, earlier.observed_at) == earlier

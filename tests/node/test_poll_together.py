@@ -20,6 +20,8 @@ from oracle.config import load_feed_spec
 from oracle.devnet.localnet import FEED_SPEC
 from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds
 from oracle.node.network_epoch import NodeOutputs
+from oracle.node.pipeline import FeedPipeline, flush_unstored
+from oracle.sources.replay import RawObservation
 from oracle.storage import Store
 from tests.harness.http_server import local_server
 
@@ -130,6 +132,39 @@ async def test_checkpoints_in_slices_let_the_event_loop_in_between(
         assert ckpt is not None and ckpt.seq == 1
 
 
+def test_the_flush_stores_the_feeds_holding_rows_and_asks_no_other(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """A node's periodic flush (and a round's make_durable) stores the pipelines holding
+    rows, known as they buffer them, without asking every feed; a failed write keeps them
+    to store; a pipeline rebuilt from storage (reload) holds nothing any more."""
+    store = Store(engine)
+    a, b, c = _tickers(tmp_path, store, "http://127.0.0.1:9", "abc")
+    a.pipeline.ingest(RawObservation("median", 1_000, None, {"value": 1.5}))
+    b.pipeline.reject("launcher", "timeout", "no answer")
+    assert {a.pipeline, b.pipeline} <= set(FeedPipeline._unstored)
+    assert c.pipeline not in FeedPipeline._unstored
+
+    write = store.write_batch
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk full")
+
+    store.write_batch = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="disk full"):
+        flush_unstored(engine)
+    assert {a.pipeline, b.pipeline} <= set(FeedPipeline._unstored)  # still to store
+    store.write_batch = write  # type: ignore[method-assign]
+    flush_unstored(engine)
+    assert not {a.pipeline, b.pipeline} & set(FeedPipeline._unstored)
+    last = store.last_observation(a.pipeline.storage_id)
+    assert last is not None and last.seq == 1
+    assert store.rejection_counts(b.pipeline.storage_id) == {"timeout": 1}
+    c.pipeline.reject("launcher", "timeout", "no answer")
+    c.pipeline.reload()  # buffers dropped: nothing to store
+    assert c.pipeline not in FeedPipeline._unstored
+
+
 async def test_a_failed_write_stores_nothing_and_rewinds_every_model(
     tmp_path: Path, engine: Engine, server: tuple[_Server, str]
 ) -> None:
@@ -159,7 +194,7 @@ async def test_output_look_ups_follow_the_live_mapping(
     a = _runner(tmp_path, store, "A/USD", f"{base}/prices", "a")
     b = _runner(tmp_path, store, "B/USD", f"{base}/prices", "b")
     live: dict[str, FeedRunner] = {"a": a}
-    outputs = NodeOutputs(live)
+    outputs = NodeOutputs(live, engine)
     async with aiohttp.ClientSession() as session:
         _attach([a, b], session)
         await poll_http_feeds([a, b])
@@ -193,7 +228,7 @@ async def test_latest_outputs_change_with_any_output_and_with_the_runners(
     a = _runner(tmp_path, store, "A/USD", f"{base}/prices", "a")
     b = _runner(tmp_path, store, "B/USD", f"{base}/prices", "b")
     live: dict[str, FeedRunner] = {"a": a, "b": b}
-    outputs = NodeOutputs(live)
+    outputs = NodeOutputs(live, engine)
     fa, fb = a.spec.id_bytes32, b.spec.id_bytes32
     assert outputs.latest_outputs() == {}
     async with aiohttp.ClientSession() as session:

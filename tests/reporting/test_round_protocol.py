@@ -349,7 +349,7 @@ async def test_a_policy_feeds_arms_land_as_separate_feeds(tmp_path: Path) -> Non
         runner = FeedRunner(spec, Store(engine), FeedMetrics(CollectorRegistry()))
         runner.replay_batch = 200
         await runner.poll()
-        sources.append(NodeOutputs({spec.id: runner}))
+        sources.append(NodeOutputs({spec.id: runner}, engine))
     policies = {
         o.id_bytes32: FeedPolicy(o.id_bytes32, o.id, 50, 3600, 100, None) for o in spec.outputs
     }
