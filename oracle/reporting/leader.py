@@ -336,12 +336,15 @@ class Leader(Follower, TransmitRotation):
         request: MsgType = MsgType.PROPOSE,
         nonce_attempt: int | None = None,
         refused: str = "round.follower_refused",
+        timeout_s: float | None = None,
     ) -> dict[int, int]:
         """Send ``proposal`` (a ``request``: the report's PROPOSE, or a pull root's) to the
-        chosen signers and collect their shares (unverified); this node's own share is
-        computed here when it signs, spending its nonce of ``nonce_attempt`` (``attempt``
-        unless the round keeps its nonces under another key)."""
+        chosen signers and collect their shares (unverified) within ``timeout_s`` (default
+        ``sign_timeout_s``); this node's own share is computed here when it signs, spending
+        its nonce of ``nonce_attempt`` (``attempt`` unless the round keeps its nonces under
+        another key)."""
         ctx, cfg = self.ctx, self.config
+        timeout = cfg.sign_timeout_s if timeout_s is None else timeout_s
         me = ctx.self_index
         shares: dict[int, int] = {}
         if me in chosen:
@@ -356,13 +359,13 @@ class Leader(Follower, TransmitRotation):
                     attempt,
                     proposal,
                     frozenset({MsgType.SHARE, MsgType.REFUSE}),
-                    cfg.sign_timeout_s,
+                    timeout,
                 )
             )
             for w in chosen
             if w != me
         }
-        for who, env in (await self._gather(asks, cfg.sign_timeout_s)).items():
+        for who, env in (await self._gather(asks, timeout)).items():
             if env.header.type == MsgType.REFUSE:
                 log.warning(refused, round=r, member=who, reason=decode_refusal(env.payload))
                 continue

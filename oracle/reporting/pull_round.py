@@ -386,6 +386,9 @@ class PullRounds(Leader):
                 request=MsgType.PULL_PROPOSE,
                 nonce_attempt=PULL_ATTEMPT_BASE + attempt,
                 refused="pull.follower_refused",
+                # a signer checks every leaf and builds the whole tree before it answers:
+                # work that grows with the feeds, as a wave of parts does
+                timeout_s=self.config.pull_transfer_timeout_s,
             )
             bad = [
                 w
@@ -452,7 +455,9 @@ class PullRounds(Leader):
         if me in pool:
             with contextlib.suppress(Refusal):
                 out[me] = self._issue_nonce(r, PULL_ATTEMPT_BASE + attempt)
-        timeout = self.config.observe_timeout_s
+        # the members are busy with the round's parts (and their feeds' polls): the wave's
+        # timeout, not a push observation's
+        timeout = self.config.pull_transfer_timeout_s
         asks = {
             w: asyncio.create_task(
                 self._ask(
