@@ -45,6 +45,7 @@ from oracle.devnet.processes import NodeProc
 from oracle.errors import MiraError
 from oracle.progress import Progress, no_progress, stderr_progress
 from oracle.reporting.pull_parts import MAX_TOTAL
+from oracle.reporting.pull_round import PULL_MAX_AGE_PERIODS
 
 N = 4
 BAR_OUTPUTS_PER_S = 10_000
@@ -134,16 +135,25 @@ def _sent_bytes(metrics: str) -> float:
     )
 
 
-def _signed(log: Path, since: float) -> list[dict[str, Any]]:
+def _signed(log: Path, rounds: range) -> list[dict[str, Any]]:
+    """The roots a node led for ``rounds`` (round ids: their start, unix ms), from its log."""
     out = []
     for line in log.read_text(errors="replace").splitlines():
         if '"pull.signed"' not in line:
             continue
         event = json.loads(line)
-        stamp = time.mktime(time.strptime(event["timestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
-        if stamp - time.timezone >= since:
+        if event["round"] in rounds:
             out.append(event)
     return out
+
+
+def window_rounds(started_s: float, duration_s: float, period_s: float) -> range:
+    """The rounds that start within ``duration_s`` from ``started_s``: what the throughput
+    is measured over (a whole number of rounds, each root counted in its own round, however
+    late it is signed)."""
+    period = round(period_s * 1000)
+    first = -(-round(started_s * 1000) // period) * period
+    return range(first, round(started_s * 1000 + duration_s * 1000), period)
 
 
 def measure(
@@ -183,15 +193,19 @@ def measure(
             while time.time() - started < duration_s:
                 progress(f"{feeds} feeds: rounds", int(time.time() - started), int(duration_s))
                 time.sleep(min(5.0, duration_s))
-            window = time.time() - started
+            wall = time.time() - started
             cpu = [_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
             sent = [_sent_bytes(net.metrics(i, _SENT)) - b for i, b in enumerate(bytes0)]
-            events = [e for node in net.nodes for e in _signed(node.dir / "node.log", started)]
+            measured = window_rounds(started, duration_s, round_period_s)
+            # a round's root may be signed up to PULL_MAX_AGE_PERIODS after it starts
+            time.sleep((PULL_MAX_AGE_PERIODS + 1) * round_period_s)
+            events = [e for node in net.nodes for e in _signed(node.dir / "node.log", measured)]
             pushes = net.transmissions(0)  # ETH/USD, pushed once it is read (heartbeat 1 h)
         finally:
             ticker.stopped.set()
             net.stop()
-    rounds = window / round_period_s
+    rounds = len(measured)
+    window = rounds * round_period_s  # the rounds' time: every root in it counted once
     latencies = [e["since_round_ms"] for e in events]
     leaves = [e["leaves"] for e in events]
     gas = [e["gas"] for e in pushes]
@@ -213,7 +227,7 @@ def measure(
         if latencies
         else None,
         "p2p_bytes_sent_per_node_per_round": [int(b / rounds) for b in sent],
-        "cpu_per_node": [round(c / window, 3) for c in cpu],
+        "cpu_per_node": [round(c / wall, 3) for c in cpu],
         "push_reports": len(pushes),
         "push_gas_per_feed_median": int(statistics.median(gas)) if gas else None,
     }

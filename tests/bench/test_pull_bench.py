@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from oracle.bench.pull import bars
+from oracle.bench.pull import bars, window_rounds
 from oracle.cli.main import cli
 
 
@@ -47,3 +47,12 @@ def test_the_verdict_needs_both_bars_on_the_best_run(
     results: dict[str, dict[str, object]], passed: bool
 ) -> None:
     assert bars(results)["pass"] is passed  # type: ignore[arg-type]
+
+
+def test_the_window_is_a_whole_number_of_rounds() -> None:
+    """Throughput is counted over the rounds that start in the window, each root in its
+    own round: 60 s of 1 s rounds are 60 rounds, wherever the window starts."""
+    assert window_rounds(1_000.0, 60.0, 1.0) == range(1_000_000, 1_060_000, 1_000)
+    assert len(window_rounds(1_000.4, 60.0, 1.0)) == 60  # from the first whole round
+    assert window_rounds(1_000.4, 60.0, 1.0)[0] == 1_001_000
+    assert len(window_rounds(1_000.0, 60.0, 2.5)) == 24
