@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -130,3 +131,51 @@ def test_rows_of_the_removed_direct_transmitter_become_manager_states(
         ("failed", None),
     ]
     assert [bytes(r[2]) for r in rows] == [bytes([i + 9]) * 32 for i in range(4)]  # kept
+
+
+def test_0006_keeps_every_observation_and_the_exactly_once_rule(empty_engine: Engine) -> None:
+    """0006 turns the (feed_id, dedup_key) unique constraint into a partial unique index:
+    the rows stored before it are kept as they were, a repeated key of a feed is still
+    refused, rows without a key are still allowed side by side (SQL never compared NULLs)
+    and get no index entry, and the downgrade restores the constraint."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    def insert(conn: Any, feed: str, seq: int, key: str | None) -> None:
+        conn.execute(
+            text(
+                "INSERT INTO observations (feed_id, seq, source, observed_at_ms, dedup_key, "
+                "record) VALUES (:f, :s, 'src', :s, :k, '{}')"
+            ),
+            {"f": feed, "s": seq, "k": key},
+        )
+
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        insert(conn, "a", 1, "row:0")
+        insert(conn, "a", 2, None)
+        insert(conn, "a", 3, None)
+        insert(conn, "b", 1, "row:0")  # the same key, another feed
+    upgrade(empty_engine, "0006")
+    select_all = text("SELECT feed_id, seq, dedup_key FROM observations ORDER BY id")
+    with empty_engine.connect() as conn:
+        before = conn.execute(select_all).all()
+    assert [tuple(r) for r in before] == [
+        ("a", 1, "row:0"), ("a", 2, None), ("a", 3, None), ("b", 1, "row:0"),
+    ]  # fmt: skip
+    index = {i["name"]: i for i in inspect(empty_engine).get_indexes("observations")}
+    partial = index["uq_observations_feed_id_dedup_key"]
+    assert partial["unique"]
+    where = partial["dialect_options"][f"{empty_engine.dialect.name}_where"]
+    assert "dedup_key IS NOT NULL" in str(where)
+    with empty_engine.begin() as conn:
+        insert(conn, "a", 4, None)  # a third row without a key
+    with pytest.raises(IntegrityError), empty_engine.begin() as conn:
+        insert(conn, "a", 5, "row:0")  # the feed's key again
+    with empty_engine.connect() as conn:
+        assert len(conn.execute(select_all).all()) == 5  # the refused row left nothing
+    downgrade(empty_engine, "0005")
+    with pytest.raises(IntegrityError), empty_engine.begin() as conn:
+        insert(conn, "b", 2, "row:0")
+    with empty_engine.connect() as conn:
+        assert len(conn.execute(select_all).all()) == 5
