@@ -80,6 +80,15 @@ class NodeOutputs:
             hit = self._by_feed.get(feed_id)
         return None if hit is None else hit[1]
 
+    def latest_output(self, feed_id: bytes) -> FeedUpdate | None:
+        runner = self._runner_of(feed_id)
+        if runner is None:
+            return None
+        for update in runner.latest_updates():
+            if update.feed_id == feed_id:
+                return update
+        return None
+
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         runner = self._runner_of(feed_id)
         if runner is None:

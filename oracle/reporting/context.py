@@ -49,6 +49,12 @@ class OutputSource(Protocol):
         out the same dict until an output changes)."""
         ...
 
+    def latest_output(self, feed_id: bytes) -> FeedUpdate | None:
+        """``latest_outputs().get(feed_id)``, without making every feed's: a push round
+        asks for the few registered feeds of a node that may carry 10,000 pull-only ones,
+        each with a new output every poll."""
+        ...
+
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         """This node's own recent output of ``feed_id`` observed at that second, if any."""
         ...

@@ -208,18 +208,13 @@ class RoundCore:
 
     def _observation(self, round_: int, attempt: int) -> Observation:
         self.outputs.make_durable()  # never send what a crash could take back
-        outs = self.outputs.latest_outputs()
         # Only what a push report can carry: the feeds the oracle has registered (as this
-        # node last read it). A pull root's outputs travel in their own observation, in
-        # parts (oracle.reporting.pull_round), so thousands of pull-only feeds cost the
-        # push round nothing.
-        onchain = self._onchain
-        registered = [
-            f
-            for f in outs
-            if f in self.policies and (on := onchain.get(f)) is not None and on.registered
-        ]
-        updates = tuple(outs[f] for f in sorted(registered))
+        # node last read it), each asked for alone. A pull root's outputs travel in their
+        # own observation, in parts (oracle.reporting.pull_round), so thousands of
+        # pull-only feeds cost the push round nothing, not even their latest updates.
+        policies, latest = self.policies, self.outputs.latest_output
+        registered = sorted(f for f, on in self._onchain.items() if on.registered and f in policies)
+        updates = tuple(u for f in registered if (u := latest(f)) is not None)
         return Observation(updates, self._issue_nonce(round_, attempt))
 
     async def _ask(

@@ -197,7 +197,8 @@ class Follower(RoundCore):
         """Everything a follower checks about the report (see the module docstring)."""
         report = self._decode_report(round_, proposal)
         collected = self._embedded_observations(round_, proposal)
-        mine = self.outputs.latest_outputs()
+        latest = self.outputs.latest_output  # the report's feeds only (see latest_output)
+        mine = {u.feed_id: m for u in report.updates if (m := latest(u.feed_id)) is not None}
         for update in report.updates:
             policy = self.policies.get(update.feed_id)
             if policy is None:

@@ -145,7 +145,11 @@ class Leader(Follower, TransmitRotation):
         n + feeds passes. (A leader whose own feed is stale by more than ``max_skew_s``
         thus reports nothing for it: the other leaders' rounds do.)"""
         ctx = self.ctx
-        mine = self.outputs.latest_outputs()
+        # this node's own outputs of the feeds observed (registered ones: never every feed's,
+        # which a node carrying 10,000 pull-only feeds remakes after each poll)
+        latest = self.outputs.latest_output
+        carried = set().union(*(c.by_feed for c in collected.values())) & self.policies.keys()
+        mine = {f: u for f in carried if (u := latest(f)) is not None}
         skipped: set[bytes] = set()
         while True:
             updates, refused = [], None

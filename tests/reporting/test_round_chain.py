@@ -101,6 +101,9 @@ class TwoFeeds:
         now = int(time.time())
         return {f: FeedUpdate(f, self.value, now, COMMITMENT) for f in (REGISTERED, UNREGISTERED)}
 
+    def latest_output(self, feed_id: bytes) -> FeedUpdate | None:
+        return self.latest_outputs().get(feed_id)  # whatever a subclass makes up
+
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         return None
 

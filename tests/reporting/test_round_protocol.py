@@ -99,6 +99,9 @@ class Outputs:
     def latest_outputs(self) -> dict[bytes, FeedUpdate]:
         return {FEED: FeedUpdate(FEED, self.value, int(time.time()), COMMITMENT)}
 
+    def latest_output(self, feed_id: bytes) -> FeedUpdate | None:
+        return self.latest_outputs().get(feed_id)  # whatever a subclass makes up
+
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         return None  # no history: followers compare with their latest output
 
@@ -218,6 +221,24 @@ async def test_all_honest_report_lands_with_the_median(tmp_path: Path) -> None:
         await _until(lambda: net.chain.values[FEED].value == 1011)
         sender, round_ = net.chain.landed[-1]
         assert sender == f"op{(slot_of(round_, PERIOD_MS) + 1) % 4}"
+
+
+class EveryFeedIsTooMany(Outputs):
+    """A node carrying thousands of pull-only feeds besides the registered one: making every
+    feed's latest update is what a push round must not do (each poll changes them all)."""
+
+    def latest_outputs(self) -> dict[bytes, FeedUpdate]:
+        raise AssertionError("a push round asked for every feed's latest output")
+
+    def latest_output(self, feed_id: bytes) -> FeedUpdate | None:
+        return super().latest_outputs().get(feed_id)
+
+
+async def test_a_push_round_asks_only_for_the_registered_feeds_outputs(tmp_path: Path) -> None:
+    sources = [EveryFeedIsTooMany(v) for v in (1000, 1002, 1001, 1003)]
+    async with _network(tmp_path, [], sources=sources, policies=None) as net:
+        await _until(lambda: FEED in net.chain.values)
+        assert net.chain.values[FEED].value == 1001
 
 
 async def test_a_lying_node_cannot_move_the_value(tmp_path: Path) -> None:
