@@ -30,7 +30,7 @@ from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.errors import MiraError
 from oracle.node.chain_view import ChainFeed, ChainView
-from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds
+from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds, restore_runners
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.loop_view import LoopView, loop_sources
@@ -76,7 +76,7 @@ class FeedsService:
         self.session = aiohttp.ClientSession()
         for runner in self.runners.values():
             runner.attach_http(self.session)
-            runner.restore()
+        restore_runners(list(self.runners.values()))  # a few queries per few hundred feeds
         gc.collect()
         gc.freeze()  # the start-up heap (datasets, modules) is not rescanned by the GC
 
