@@ -292,7 +292,9 @@ class Store:
                     "AND n.spec_digest = c.spec_digest)"
                 )
                 params = tuple(v for pair in chunk for v in pair)
-                for f, seq, digest, commitment, state, created in conn.exec_driver_sql(sql, params):
+                for f, seq, digest, commitment, state, created in conn.exec_driver_sql(
+                    sql, params
+                ).all():
                     found[f] = CheckpointRow(
                         f, seq, bytes(digest), bytes(commitment), bytes(state), created
                     )
@@ -308,7 +310,7 @@ class Store:
                 sql = f"SELECT {cols} FROM {_OUT.name} WHERE {where} ORDER BY feed_id, seq"  # noqa: S608
                 out += [
                     OutputRow(f, seq, t, int(v), r, bytes(c), bool(p))
-                    for f, seq, t, v, r, c, p in conn.exec_driver_sql(sql, params)
+                    for f, seq, t, v, r, c, p in conn.exec_driver_sql(sql, params).all()
                 ]
         return out
 
@@ -327,7 +329,7 @@ class Store:
                     f"SELECT {cols} FROM {_OBS.name} WHERE {where} "  # noqa: S608
                     f"ORDER BY feed_id, seq LIMIT {int(page)}"
                 )
-                rows = [ObservationRow(*r) for r in conn.exec_driver_sql(sql, params)]
+                rows = [ObservationRow(*r) for r in conn.exec_driver_sql(sql, params).all()]
             yield from rows
             if len(rows) < page:
                 for feed_id in ids:
@@ -355,7 +357,7 @@ class Store:
                     f"WHERE o.feed_id IN ({', '.join([mark] * len(chunk))}) AND o.seq = "
                     f"(SELECT max(n.seq) FROM {_OBS.name} n WHERE n.feed_id = o.feed_id)"
                 )
-                keys.update((f, k) for f, k in conn.exec_driver_sql(sql, tuple(chunk)))
+                keys.update((f, k) for f, k in conn.exec_driver_sql(sql, tuple(chunk)).all())
         return keys
 
 
