@@ -366,11 +366,12 @@ def _marker(conn: Connection) -> str:
 
 
 def _after_terms(
-    after: Mapping[str, int], mark: str, limit: int = _PRUNE_BATCH
+    after: Mapping[str, int], mark: str
 ) -> Iterator[tuple[str, tuple[Any, ...], list[str]]]:
-    """``after`` (feed id → sequence number) as WHERE clauses of at most ``limit``
+    """``after`` (feed id → sequence number) as WHERE clauses of at most ``_PRUNE_BATCH``
     parameters each: ``(feed_id IN (...) AND seq > ?) OR ...``, the feeds after the same
     number in one term (a node's feeds often are). Yields (clause, parameters, feed ids)."""
+    limit = _PRUNE_BATCH
     groups: dict[int, list[str]] = {}
     for feed_id, seq in after.items():
         groups.setdefault(seq, []).append(feed_id)
