@@ -41,7 +41,7 @@ from sqlalchemy import Engine, event, text
 from oracle.config import load_node
 from oracle.devnet.localnet import DECIMALS, FEED_SPEC
 from oracle.node.logs import configure_logging
-from oracle.node.node import Node
+from oracle.node.node import Node, gc_paused
 from oracle.node.pipeline import flush_together
 from oracle.service import Service
 from oracle.sources.replay import RawObservation
@@ -92,10 +92,11 @@ async def start(config_path: Path) -> tuple[Node, dict[str, Any]]:
     gc.collect()
     times: dict[str, Any] = {}
     t0 = time.perf_counter()
-    config, specs = load_node(config_path)
-    t1 = time.perf_counter()
-    node = Node(config, specs)
-    t2 = time.perf_counter()
+    with gc_paused():  # as mira node run loads and builds
+        config, specs = load_node(config_path)
+        t1 = time.perf_counter()
+        node = Node(config, specs)
+        t2 = time.perf_counter()
     queries = _Queries(node.storage.engine)
     await _service(node, "storage").start()
     t3 = time.perf_counter()
