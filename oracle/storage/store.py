@@ -281,23 +281,25 @@ class Store:
             mark = _marker(conn)
             for at in range(0, len(items), step):
                 chunk = items[at : at + step]
-                terms = " OR ".join(
-                    [f"(c.feed_id = {mark} AND c.spec_digest = {mark})"] * len(chunk)
-                )
-                # identifiers from the schema, values always bound: no injection
+                marks = ", ".join([mark] * len(chunk))
+                # the newest of each (feed, spec) among these feeds and these specs (the
+                # feed's own spec is picked below), joined back for its row: PostgreSQL
+                # runs a correlated max() per row, or an OR of (feed, spec) pairs, ~10x
+                # slower
                 sql = (
                     "SELECT c.feed_id, c.seq, c.spec_digest, c.commitment, c.state, "  # noqa: S608
-                    f"c.created_at_ms FROM {_CKPT.name} c WHERE ({terms}) AND c.seq = "
-                    f"(SELECT max(n.seq) FROM {_CKPT.name} n WHERE n.feed_id = c.feed_id "
-                    "AND n.spec_digest = c.spec_digest)"
+                    f"c.created_at_ms FROM {_CKPT.name} c JOIN (SELECT feed_id, max(seq) "
+                    f"AS seq FROM {_CKPT.name} WHERE feed_id IN ({marks}) AND spec_digest "
+                    f"IN ({marks}) GROUP BY feed_id, spec_digest) n "
+                    "ON c.feed_id = n.feed_id AND c.seq = n.seq"
                 )
-                params = tuple(v for pair in chunk for v in pair)
-                for f, seq, digest, commitment, state, created in conn.exec_driver_sql(
-                    sql, params
-                ).all():
-                    found[f] = CheckpointRow(
-                        f, seq, bytes(digest), bytes(commitment), bytes(state), created
-                    )
+                params = (*(f for f, _ in chunk), *(d for _, d in chunk))
+                rows = conn.exec_driver_sql(sql, params).all()
+                for f, seq, digest, commitment, state, created in rows:
+                    if bytes(digest) == wanted[f]:
+                        found[f] = CheckpointRow(
+                            f, seq, bytes(digest), bytes(commitment), bytes(state), created
+                        )
         return found
 
     def outputs_after_many(self, after: Mapping[str, int]) -> list[OutputRow]:
