@@ -51,8 +51,7 @@ def gc_paused() -> Iterator[None]:
     long-lived heap at start-up (10,000 feed specs, their runners, their restored models:
     millions of objects, none of them garbage), its full passes over that growing heap
     free nothing (10,000 runners built in 0.8 s with them, 0.25 s without). The feeds
-    service then collects once
-    and freezes that heap (:meth:`FeedsService.start`)."""
+    service then collects once and freezes that heap (:meth:`FeedsService.start`)."""
     was = gc.isenabled()
     gc.disable()
     try:
