@@ -20,6 +20,7 @@ from oracle.bench.e2e import e2e
 from oracle.bench.pipeline import pipeline
 from oracle.bench.pull import pull
 from oracle.bench.rl import rl_command
+from oracle.bench.startup import startup
 from oracle.cli.evaluate import models_command
 from oracle.crypto.dkg import run_dkg_in_one_process
 from oracle.crypto.frost import SigningRound, aggregate, make_signers
@@ -44,6 +45,7 @@ bench.add_command(e2e)
 bench.add_command(pull)
 bench.add_command(rl_command)
 bench.add_command(models_command)
+bench.add_command(startup)
 
 
 def _dkg_and_signing(suite: Ciphersuite, t: int, n: int, rounds: int) -> dict[str, Any]:

@@ -52,11 +52,13 @@ def run(config_path: Path) -> None:
     """
     from oracle.config import load_node
     from oracle.node.logs import configure_logging
-    from oracle.node.node import Node
+    from oracle.node.node import Node, gc_paused
 
-    config, feeds = load_node(config_path)  # ConfigError lists every problem, nothing starts
-    configure_logging(config.log.level, config.log.format)
-    serve(Node(config, feeds))
+    with gc_paused():  # the start-up heap: every feed spec and runner
+        config, feeds = load_node(config_path)  # ConfigError lists every problem, nothing starts
+        configure_logging(config.log.level, config.log.format)
+        node_ = Node(config, feeds)
+    serve(node_)
 
 
 def serve(node_: Any) -> None:

@@ -56,7 +56,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from eth_hash.auto import keccak
 from web3 import Web3
 
 from oracle.config.allowlist import (
@@ -72,6 +71,7 @@ from oracle.config.allowlist import read_component as _read_component
 from oracle.config.events import EventSpecError, resolve_event, resolve_event_fields
 from oracle.config.reader import ConfigError, Problems, Table
 from oracle.config.transform import ReturnsToIndex, read_transform
+from oracle.crypto.keccak import keccak_256
 
 FEED_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}$")
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -94,8 +94,9 @@ VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,3}$")
 
 
 def feed_id_bytes32(feed_id: str) -> bytes:
-    """The on-chain ``bytes32`` id of a feed: ``keccak256`` of its UTF-8 string id."""
-    return bytes(keccak(feed_id.encode("utf-8")))
+    """The on-chain ``bytes32`` id of a feed: ``keccak256`` of its UTF-8 string id (straight
+    into C: a node loading 10,000 specs hashes each one's feeds)."""
+    return keccak_256(feed_id.encode("utf-8")).digest()  # type: ignore[no-any-return]
 
 
 def arm_feed_id(feed_id: str, arm: str) -> str:

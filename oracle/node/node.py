@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 
 import aiohttp
 import structlog
@@ -30,7 +30,7 @@ from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.errors import MiraError
 from oracle.node.chain_view import ChainFeed, ChainView
-from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds
+from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds, restore_runners
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.loop_view import LoopView, loop_sources
@@ -43,6 +43,22 @@ from oracle.service import Health, Service, ServiceGroup
 from oracle.storage import Store, make_engine, require_current
 
 log = structlog.get_logger(__name__)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused (then as it was): while a node builds its
+    long-lived heap at start-up (10,000 feed specs, their runners, their restored models:
+    millions of objects, none of them garbage), its full passes over that growing heap
+    free nothing (10,000 runners built in 0.8 s with them, 0.25 s without). The feeds
+    service then collects once and freezes that heap (:meth:`FeedsService.start`)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class StorageService:
@@ -76,7 +92,8 @@ class FeedsService:
         self.session = aiohttp.ClientSession()
         for runner in self.runners.values():
             runner.attach_http(self.session)
-            runner.restore()
+        with gc_paused():
+            restore_runners(list(self.runners.values()))  # a few queries per few hundred feeds
         gc.collect()
         gc.freeze()  # the start-up heap (datasets, modules) is not rescanned by the GC
 

@@ -101,3 +101,46 @@ def test_checkpoints_of_many_feeds_in_one_write_pruned_per_feed(engine: Engine) 
     with pytest.raises(ValueError, match="keep"):
         store.save_checkpoints([], keep=0)
     store.save_checkpoints([], keep=2)  # nothing to do
+
+
+@pytest.mark.parametrize("batch", [3, 500])  # parameters a statement: several, and one
+def test_reads_of_many_feeds_equal_the_reads_of_each(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """latest_checkpoints, outputs_after_many, observations_after_many (paged) and
+    last_dedup_keys give what latest_checkpoint, outputs, observations_after and
+    last_observation give feed by feed, whatever the statements are cut into."""
+    monkeypatch.setattr("oracle.storage.store._PRUNE_BATCH", batch)
+    store = Store(engine)
+    feeds = [f"feed/{i}" for i in range(7)]
+    counts = [0, 1, 2, 5, 9, 9, 13]  # observations (and outputs) per feed
+    for feed, n in zip(feeds, counts, strict=True):
+        store.write_batch(
+            [obs(s, feed, dedup=f"k{s}" if s % 2 else None) for s in range(1, n + 1)],
+            [out(s, s * 10, feed) for s in range(1, n + 1) if s % 3],
+        )
+    digest, other = b"d" * 32, b"o" * 32
+    for feed, n in zip(feeds[2:], counts[2:], strict=True):
+        for seq in range(1, n, 2):  # checkpoints at odd seqs, the newest kept
+            store.save_checkpoint(CheckpointRow(feed, seq, digest, b"c" * 32, b"s%d" % seq, seq))
+    # a newer checkpoint of another spec: not this spec's
+    store.save_checkpoint(CheckpointRow(feeds[3], 4, other, b"c" * 32, b"x", 4), keep=5)
+    wanted = {f: digest for f in [*feeds, "absent"]}
+    newest = {f: max(range(1, n, 2)) for f, n in zip(feeds[2:], counts[2:], strict=True)}
+    assert {f: c.seq for f, c in store.latest_checkpoints(wanted).items()} == newest
+    assert store.latest_checkpoints(wanted) == {
+        f: c for f in wanted if (c := store.latest_checkpoint(f, digest)) is not None
+    }
+    assert store.latest_checkpoints({feeds[3]: other})[feeds[3]].seq == 4
+    after = {f: (i * 3) % 5 for i, f in enumerate([*feeds, "absent"])}
+    assert sorted(store.outputs_after_many(after)) == sorted(
+        o for f, a in after.items() for o in store.outputs(f, after_seq=a, limit=10**6)
+    )
+    for page in (1, 2, 3, 5000):
+        got = list(store.observations_after_many(after, page=page))
+        for f, a in after.items():
+            assert [o for o in got if o.feed_id == f] == list(store.observations_after(f, a))
+        assert len(got) == sum(len(list(store.observations_after(f, a))) for f, a in after.items())
+    assert store.last_dedup_keys([*feeds, "absent"]) == {
+        f: last.dedup_key for f in feeds if (last := store.last_observation(f)) is not None
+    }
