@@ -373,7 +373,10 @@ class FeedRunner:
                 "last_drift_seq": self.pipeline.model.state.last_drift_seq,
             },
             "last_error": self.last_poll_error or self.pipeline.last_error,
+            # the stored rows by reason, and the repeats of a source's failure within a
+            # minute of a stored one, counted but not stored (FeedPipeline.reject)
             "rejections": self.pipeline.store.rejection_counts(self.pipeline.storage_id),
+            "failures_not_stored": self.pipeline.failures_not_stored,
             **({} if self.chain is None else {"chain": self.chain_status()}),
         }
 

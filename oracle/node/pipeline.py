@@ -30,6 +30,8 @@ from oracle.storage import CheckpointRow, ObservationRow, OutputRow, RejectionRo
 log = structlog.get_logger(__name__)
 _ABSENT = object()
 RECENT_OUTPUTS = 32  # outputs kept in memory per feed (a few seconds of a fast feed)
+FAILURE_ROW_EVERY_MS = 60_000  # a repeating source failure: one row a minute (reject)
+_FAILURE_KEYS = 64
 _RECORD_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 # rows built as tuple.__new__(Row, values): the same NamedTuple without the Python-level
 # __new__ that a NamedTuple call runs (about half the cost of one row, twice per observation)
@@ -166,6 +168,9 @@ class FeedPipeline:
         self.last_error: str | None = None
         self.last_dedup_key: str | None = None
         self._checkpoint_seq = 0
+        # (source, reason) → when a failure of that kind was last stored as a row (reject)
+        self._failure_rows: dict[tuple[str, str], int] = {}
+        self.failures_not_stored = 0  # since start: repeats counted but not stored
 
     # -- ingest ------------------------------------------------------------------------------
 
@@ -273,7 +278,26 @@ class FeedPipeline:
         return to_number(value, what=f"field {name!r}")
 
     def reject(self, source: str, reason: str, detail: str, raw: Any = None) -> None:
+        """Refuse an observation (``raw``: what was refused) or record a source's failure
+        (no ``raw``: a timeout, an error status, an answer without the value): counted
+        every time (``mira_rejected_observations``), stored as a row unless it is a failure
+        that repeats one already stored for the same source and reason less than
+        ``FAILURE_ROW_EVERY_MS`` ago. A refused observation is always stored, each one
+        its own datum; an upstream down for an hour under 10,000 feeds polled every second
+        would otherwise store 72 million rows saying the same thing."""
         self.last_error = f"{reason}: {detail}"
+        if self.metrics:
+            self.metrics.rejections.labels(self.spec.id, reason).inc()
+        now_ms = time.time_ns() // 1_000_000
+        if raw is None:
+            key = (source, reason)
+            stored_at = self._failure_rows.get(key)
+            if stored_at is not None and 0 <= now_ms - stored_at < FAILURE_ROW_EVERY_MS:
+                self.failures_not_stored += 1
+                return
+            if len(self._failure_rows) >= _FAILURE_KEYS:  # bounded: a source's reasons are few
+                self._failure_rows.clear()
+            self._failure_rows[key] = now_ms
         text = None
         if raw is not None:
             try:
@@ -281,11 +305,7 @@ class FeedPipeline:
             except (TypeError, ValueError):
                 text = repr(raw)[:2000]
         FeedPipeline._unstored[self] = None
-        self._rej.append(
-            RejectionRow(self.storage_id, source, time.time_ns() // 1_000_000, reason, detail, text)
-        )
-        if self.metrics:
-            self.metrics.rejections.labels(self.spec.id, reason).inc()
+        self._rej.append(RejectionRow(self.storage_id, source, now_ms, reason, detail, text))
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -361,6 +381,7 @@ class FeedPipeline:
         """Drop what is buffered and rebuild the model from storage alone: after a failed
         write the model is ahead of what is stored, and must not stay so."""
         self._obs, self._out, self._rej = [], [], []
+        self._failure_rows.clear()  # the dropped rows may have been the ones stored
         FeedPipeline._unstored.pop(self, None)
         self._outputs_pending = 0
         self.model = FeedModel(self.spec)

@@ -248,3 +248,51 @@ async def test_latest_outputs_change_with_any_output_and_with_the_runners(
     assert set(outputs.latest_outputs()) == {fa, fb}
     a.reporting = False
     assert set(outputs.latest_outputs()) == {fb}
+
+
+async def test_an_upstream_down_stores_one_row_a_minute_per_failure_and_counts_them_all(
+    tmp_path: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polls of a source that does not answer: every failure is counted (the metric, the
+    status) but stored as a row once a minute per (source, reason), so an hour of an
+    upstream down under 10,000 feeds is not 72 million rows; the rows stored before stay.
+    A refused observation (a datum, with what was refused) is stored every time."""
+    from prometheus_client import CollectorRegistry
+
+    from oracle.node import pipeline as pipeline_module
+    from oracle.node.pipeline import FeedMetrics
+
+    clock = [1_000_000_000]
+    monkeypatch.setattr(pipeline_module.time, "time_ns", lambda: clock[0] * 1_000_000)
+    store = Store(engine)
+    metrics = FeedMetrics(CollectorRegistry())
+    spec = FEED_SPEC.format(
+        feed="DOWN/USD", decimals=8, url="http://127.0.0.1:9/prices", poll=1.0,
+        deviation_bps=10, tolerance_bps=100,
+    )  # fmt: skip
+    (tmp_path / "down.toml").write_text(spec)
+    runner = FeedRunner(load_feed_spec(tmp_path / "down.toml"), store, metrics)
+    runner.restore()
+    async with aiohttp.ClientSession() as session:
+        runner.attach_http(session)
+        for second in range(150):  # port 9 refuses: a connection error and too few sources
+            clock[0] = 1_000_000_000 + second * 1000
+            await poll_http_feeds([runner])
+    stored = store.rejection_counts(runner.pipeline.storage_id)
+    assert stored == {"connection": 3, "too_few_sources": 3}  # at 0 s, 60 s and 120 s
+    assert runner.pipeline.failures_not_stored == 2 * 150 - 6
+    assert runner.status()["failures_not_stored"] == 294
+    counted = {
+        reason: metrics.registry.get_sample_value(
+            "mira_rejected_observations_total", {"feed": "DOWN/USD", "reason": reason}
+        )
+        for reason in ("connection", "too_few_sources")
+    }
+    assert counted == {"connection": 150, "too_few_sources": 150}
+    times = sorted(r.received_at_ms for r in store.rejections(runner.pipeline.storage_id))
+    assert times == [1_000_000_000 + s * 1000 for s in (0, 0, 60, 60, 120, 120)]
+    # refused data: each its own row, however often the same reason repeats
+    for i in range(5):
+        runner.pipeline.ingest(RawObservation("median", 2_000 + i, None, {"value": float("nan")}))
+    runner.pipeline.flush()
+    assert store.rejection_counts(runner.pipeline.storage_id)["nan"] == 5
