@@ -21,6 +21,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=5000")
+    # 64 MiB of page cache (SQLite's default is 2 MiB), taken only as pages are read: a
+    # node polling 10,000 feeds inserts each poll's rows into every per-feed index at
+    # 10,000 places, and with the default cache it reads most of those pages back from
+    # the OS every poll (a 10,000-row write after 100 s: ~20 % less CPU, raw SQLite)
+    cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
 
