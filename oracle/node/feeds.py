@@ -415,12 +415,34 @@ def restore_runners(runners: Sequence[FeedRunner]) -> None:
         runner._resume()
 
 
+# The pipelines a group poll is ingesting into (poll_http_feeds): it stores their rows in
+# one write when it ends, so the node's periodic flush leaves them alone (Node.flush). A
+# flush in the middle of a poll of 10,000 feeds writes part of its rows and dirties most
+# of every per-feed index's pages for them, then the poll's own write dirties them again.
+_POLLING: set[FeedPipeline] = set()
+
+
+def polling_pipelines() -> frozenset[FeedPipeline]:
+    """The pipelines of the group polls in progress (their rows: the poll's own write)."""
+    return frozenset(_POLLING)
+
+
 async def poll_http_feeds(runners: Sequence[FeedRunner]) -> None:
     """Poll HTTP feeds together: each distinct request once (every feed reading the same
     answer gets its own path's value from it), then every feed's rows stored in one
     transaction before the poll ends — what :meth:`FeedRunner.poll` does for one feed (a
     live reading cannot be read again), at the cost of one request per distinct URL and
-    one write, not one of each per feed."""
+    one write, not one of each per feed. (A round's observation still stores what it
+    sends first, mid-poll or not: ``make_durable`` skips nothing.)"""
+    pipelines = {r.pipeline for r in runners}
+    _POLLING.update(pipelines)
+    try:
+        await _poll_http_feeds(runners)
+    finally:
+        _POLLING.difference_update(pipelines)
+
+
+async def _poll_http_feeds(runners: Sequence[FeedRunner]) -> None:
     fetchers: dict[object, HttpSource] = {}
     for r in runners:
         for source in r.http:

@@ -30,7 +30,13 @@ from oracle.config.feeds import FeedSpec
 from oracle.config.node import NodeConfig, SchedulerConfig
 from oracle.errors import MiraError
 from oracle.node.chain_view import ChainFeed, ChainView
-from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds, restore_runners
+from oracle.node.feeds import (
+    FeedRunner,
+    checkpoint_in_slices,
+    poll_http_feeds,
+    polling_pipelines,
+    restore_runners,
+)
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.loop_view import LoopView, loop_sources
@@ -355,7 +361,8 @@ class Node:
         return self.services.health()
 
     async def flush(self) -> None:
-        flush_unstored(self.storage.engine)
+        # a group poll in progress stores its own rows when it ends (poll_http_feeds)
+        flush_unstored(self.storage.engine, skip=polling_pipelines())
 
     async def checkpoint(self) -> None:
         await checkpoint_in_slices([runner.pipeline for runner in self.runners.values()])

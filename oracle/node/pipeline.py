@@ -13,7 +13,7 @@ import json
 import operator
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -504,11 +504,14 @@ def flush_together(pipelines: Iterable[FeedPipeline]) -> None:
             p._stored()
 
 
-def flush_unstored(engine: Engine) -> None:
+def flush_unstored(engine: Engine, *, skip: Container[FeedPipeline] = frozenset()) -> None:
     """:func:`flush_together` of the pipelines storing into ``engine``'s database that
     hold rows not stored yet, found without asking the others (a node carrying 10,000
-    feeds flushes twice a second and before each observation it sends)."""
-    flush_together([p for p in FeedPipeline._unstored if p.store.engine is engine])
+    feeds flushes twice a second and before each observation it sends), but those in
+    ``skip`` (a periodic flush leaves a group poll's pipelines to the poll's own write)."""
+    flush_together(
+        [p for p in FeedPipeline._unstored if p.store.engine is engine and p not in skip]
+    )
 
 
 def checkpoint_together(pipelines: Sequence[FeedPipeline]) -> None:

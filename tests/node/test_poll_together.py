@@ -296,3 +296,54 @@ async def test_an_upstream_down_stores_one_row_a_minute_per_failure_and_counts_t
         runner.pipeline.ingest(RawObservation("median", 2_000 + i, None, {"value": float("nan")}))
     runner.pipeline.flush()
     assert store.rejection_counts(runner.pipeline.storage_id)["nan"] == 5
+
+
+async def test_the_periodic_flush_leaves_a_group_poll_to_its_own_write(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the slices of a group poll (the event loop runs the rounds and the periodic
+    flush there) the periodic flush skips the poll's pipelines: their rows go in the poll's
+    one write. A round's observation (make_durable) still stores what it is based on."""
+    from oracle.node import feeds as feeds_module
+    from oracle.node.feeds import polling_pipelines
+
+    monkeypatch.setattr(feeds_module, "_INGEST_SLICE", 1)  # a yield after every feed
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "abc")
+    writes: list[int] = []
+    write = store.write_batch
+
+    def counted(obs: Any = (), *args: Any, **kwargs: Any) -> None:
+        writes.append(len(obs))
+        write(obs, *args, **kwargs)
+
+    store.write_batch = counted  # type: ignore[method-assign]
+
+    async def periodic_flush() -> None:  # what Node.flush does, as often as it can
+        while True:
+            flush_unstored(engine, skip=polling_pipelines())
+            await asyncio.sleep(0)
+
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        flusher = asyncio.create_task(periodic_flush())
+        await poll_http_feeds(runners)
+        assert writes == [3]  # the poll's own write, every feed's row in it
+        assert not polling_pipelines()  # the poll is over: the periodic flush takes all again
+
+        writes.clear()
+        flusher.cancel()
+        await asyncio.sleep(0.01)  # the next readings a millisecond later at least
+
+        async def durable_at_each_yield() -> None:  # a round's observation mid-poll
+            while True:
+                flush_unstored(engine)
+                await asyncio.sleep(0)
+
+        durable = asyncio.create_task(durable_at_each_yield())
+        await poll_http_feeds(runners)
+        durable.cancel()
+    assert sum(writes) == 3 and len(writes) > 1  # stored as they were ingested
+    for r in runners:
+        last = store.last_observation(r.pipeline.storage_id)
+        assert last is not None and last.seq == 2
