@@ -524,9 +524,7 @@ class PullRounds(Leader):
         if hit is not None and hit[0] is update:
             return hit[1]
         record = encode_update(update)
-        if len(self._encoded) > 2 * len(self.policies):
-            self._encoded.clear()  # feeds come and go: never more than twice the carried
-        self._encoded[update.feed_id] = (update, record)
+        self._per_feed_put(self._encoded, update.feed_id, (update, record))
         return record
 
     def _check_leaf(self, feed_id: bytes, leaf: bytes, mine: Mapping[bytes, FeedUpdate]) -> None:
@@ -555,9 +553,14 @@ class PullRounds(Leader):
                 return
         self.check_update(policy, decode_update(leaf), mine)
         if own is not None:
-            if len(self._passed) > 2 * len(self.policies):
-                self._passed.clear()  # feeds come and go: never more than twice the carried
-            self._passed[feed_id] = (leaf, own, policy)
+            self._per_feed_put(self._passed, feed_id, (leaf, own, policy))
+
+    def _per_feed_put(self, memo: dict[bytes, Any], feed_id: bytes, entry: Any) -> None:
+        """``memo[feed_id] = entry`` in a memory kept per carried feed: feeds come and go
+        (registered models), so it is emptied when it holds twice as many as are carried."""
+        if len(memo) > 2 * len(self.policies):
+            memo.clear()
+        memo[feed_id] = entry
 
     async def _on_pull_observe(self, env: Envelope) -> bytes:
         try:
