@@ -30,10 +30,24 @@ MIRA = [sys.executable, "-c", "from oracle.cli.main import main; main()"]
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999  # Linux's default
+    return low, high
+
+
 def free_block(n: int) -> int:
-    """The first of ``n`` consecutive free ports."""
+    """The first of ``n`` consecutive free ports, below the ephemeral range where it can:
+    a port in that range that is free when checked can be taken by any outgoing connection
+    (an RPC call, a member's p2p request) before the node that is to listen there binds it,
+    and that node then fails to start."""
+    low, _ = _ephemeral_ports()
+    top = low - n if low - n > 20_000 + 1_000 else 60_000
     for _ in range(200):
-        base = random.randrange(20_000, 60_000)
+        base = random.randrange(20_000, top)
         if all(port_free(p) for p in range(base, base + n)):
             return base
     raise RuntimeError("no block of free ports")
