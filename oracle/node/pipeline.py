@@ -336,6 +336,11 @@ class FeedPipeline:
     # -- persistence -------------------------------------------------------------------------
 
     @property
+    def output_ids(self) -> tuple[str, ...]:
+        """The ids its outputs are stored under (one per arm of a policy feed)."""
+        return tuple(self._output_ids)
+
+    @property
     def last_output(self) -> StepOutput | None:
         return self._last_output
 
