@@ -346,6 +346,8 @@ class Node:
         return None
 
     async def stop(self) -> None:
+        if self.retention is not None:  # a pass in flight ends now, not when it is done
+            self.retention.stop()
         await self.services.stop()
         self.loop.close()
         if self.chain is not None:

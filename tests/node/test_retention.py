@@ -20,7 +20,7 @@ from oracle.node.node import Node
 from oracle.node.pipeline import FeedPipeline, restore_together
 from oracle.node.retention import Retention
 from oracle.registry.state import storage_id
-from oracle.storage import Pruned, Store
+from oracle.storage import CheckpointRow, ObservationRow, Pruned, Store
 from oracle.storage.schema import ModelCheckpoint, Observation, Output
 from tests.api.test_node_api import node_config, wait_for
 from tests.fixtures.db import Backend
@@ -219,3 +219,27 @@ async def test_a_node_prunes_as_it_runs_and_restarts_where_it_was(
     assert restarted.pipeline.model.commitment() == commitment
     newest = store.latest_output(runner.spec.id)  # the node serves it: never pruned
     assert last is not None and newest is not None and newest.seq == last.seq
+
+
+def test_stopping_ends_the_pass_in_flight_after_its_statement(engine: Engine) -> None:
+    store = Store(engine)
+    store.write_batch([ObservationRow("f", s, "src", s, None, "{}") for s in range(1, 101)])
+    store.save_checkpoint(CheckpointRow("f", 100, b"s" * 32, b"c" * 32, b"", 0))
+    retention = Retention(store, 3600, CollectorRegistry(), lambda: [])
+    real = store.prune
+
+    def one_row_a_statement(**kwargs: Any) -> Pruned:
+        progress = kwargs.pop("progress")
+
+        def stop_after_first(table: str, n: int) -> None:
+            retention.stop()  # as Node.stop does, from another thread
+            progress(table, n)
+
+        return real(**kwargs, rows=1, progress=stop_after_first)
+
+    store.prune = one_row_a_statement  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        assert retention.prune({"f": ("f",)}, now_ms=FAR_FUTURE_MS) is None
+        assert retention.prune({"f": ("f",)}, now_ms=FAR_FUTURE_MS) is None  # none after
+    assert [e["event"] for e in logs] == ["storage.prune_stopped"]
+    assert store.count_observations("f") == 99  # the one statement it ran is kept
