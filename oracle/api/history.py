@@ -4,7 +4,10 @@
   newest first, ``limit`` of each (1..``MAX_PAGE``; of a policy feed, ``limit`` outputs per
   arm, each naming its arm's ``feed``); ``next_before`` pages further back.
   Also the model's recent per-step absolute errors, as the model itself computed them for
-  its rolling MAE (oldest first; the window is ``metrics.mae_window``).
+  its rolling MAE (oldest first; the window is ``metrics.mae_window``). A node with a
+  retention window (``[database] retain_s``, oracle.node.retention) has deleted the rows
+  older than it: a page reaching back there returns the rows left (fewer, or none, and
+  ``next_before`` null once nothing older is left), never an error.
 - ``GET /v1/reports?limit=N&feed=ID``: the newest landed reports the node has seen on
   chain (every member's, not only its own), newest first, from a bounded in-memory window.
 - ``GET /v1/transmissions?limit=N&before=ID``: this node's own transactions: hash, status,

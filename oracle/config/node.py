@@ -9,6 +9,9 @@ Example::
 
     [database]
     url = "sqlite:///mira.sqlite"  # relative SQLite paths are relative to this file
+    retain_s = 86400               # delete observations, outputs and rejections older
+                                   # than this (absent: keep everything); what a restore
+                                   # needs is always kept
 
     [api]
     host = "127.0.0.1"
@@ -20,6 +23,7 @@ Example::
     [scheduler]
     checkpoint_every_s = 60
     heartbeat_check_every_s = 5
+    prune_every_s = 60             # how often rows past [database] retain_s are deleted
 
     [log]
     level = "info"
@@ -43,6 +47,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -58,10 +63,17 @@ from oracle.config.network import NetworkConfig, read_network
 from oracle.config.reader import Problems, Table
 from oracle.storage.db import DEFAULT_URL
 
+# [database] retain_s: shorter than a minute is below any checkpoint period (what a restore
+# needs is kept anyway, so it would only churn); longer than ten years is a typo.
+RETAIN_S_MIN = 60.0
+RETAIN_S_MAX = 10 * 365 * 86_400.0
+
 
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str
+    # seconds of observations, outputs and rejections kept; None: keep everything
+    retain_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class SchedulerConfig:
     checkpoint_every_s: float
     heartbeat_check_every_s: float
     flush_every_s: float
+    prune_every_s: float = 60.0  # the retention pass's period (with [database] retain_s)
 
 
 @dataclass(frozen=True)
@@ -175,6 +188,7 @@ def load_node_config(path: Path) -> NodeConfig:
         {}, file=file, prefix="database", problems=problems
     )
     url = dbt.string("url", DEFAULT_URL, max_len=2000)
+    retain_s = _read_retain_s(dbt)
     dbt.finish()
     url = _resolve_sqlite(url, base, dbt)
 
@@ -196,6 +210,7 @@ def load_node_config(path: Path) -> NodeConfig:
         checkpoint_every_s=st.number("checkpoint_every_s", 60.0, low=0.1, high=86_400.0),
         heartbeat_check_every_s=st.number("heartbeat_check_every_s", 5.0, low=0.1, high=3600.0),
         flush_every_s=st.number("flush_every_s", 0.5, low=0.01, high=60.0),
+        prune_every_s=st.number("prune_every_s", 60.0, low=1.0, high=86_400.0),
     )
     st.finish()
 
@@ -216,13 +231,29 @@ def load_node_config(path: Path) -> NodeConfig:
         file=path,
         feeds_dir=feeds_dir,
         feed_files=tuple(feed_files),
-        database=DatabaseConfig(url),
+        database=DatabaseConfig(url, retain_s),
         api=api,
         scheduler=scheduler,
         log=log,
         network=network,
         models=models,
     )
+
+
+def _read_retain_s(t: Table) -> float | None:
+    """``[database] retain_s``: absent keeps every row (no deletion a node did not ask for)."""
+    value: float | None = t.number("retain_s", None)
+    if value is not None and not math.isfinite(value):
+        return None  # named already (Table.number)
+    if value is not None and not RETAIN_S_MIN <= value <= RETAIN_S_MAX:
+        t.fail(
+            "retain_s",
+            value,
+            f"expected the seconds of rows to keep, from {RETAIN_S_MIN:.0f} (a minute) to "
+            f"{RETAIN_S_MAX:.0f} (ten years); leave it out to keep every row",
+        )
+        return None
+    return value
 
 
 def _read_models(t: Table, base: Path) -> ModelsConfig:

@@ -21,6 +21,7 @@ from oracle.node.pipeline import (
     FeedPipeline,
     checkpoint_together,
     flush_together,
+    reload_together,
     restore_together,
 )
 from oracle.registry.state import StartPoint
@@ -469,8 +470,10 @@ async def _poll_http_feeds(runners: Sequence[FeedRunner]) -> None:
         error = f"{type(exc).__name__}: {exc}"
         log.error("feed.poll_failed", feeds=len(polled), error=error)
         for r in polled:
-            r.pipeline.reload()  # a model must not keep what was not stored
             r.last_poll_error = error
+        # a model must not keep what was not stored: every polled feed rebuilt from
+        # storage, together (10,000 feeds one at a time were 40,000 statements)
+        reload_together([r.pipeline for r in polled])
 
 
 async def checkpoint_in_slices(

@@ -43,6 +43,7 @@ from oracle.node.loop_view import LoopView, loop_sources
 from oracle.node.network import NetworkService
 from oracle.node.pipeline import FeedMetrics, checkpoint_together, flush_unstored
 from oracle.node.registered import RegisteredModels
+from oracle.node.retention import Retention
 from oracle.node.transmission import TransmissionService
 from oracle.reporting import rounds
 from oracle.service import Health, Service, ServiceGroup
@@ -128,7 +129,7 @@ _Job = Callable[[], Awaitable[None]]
 
 class SchedulerService:
     """Polls every feed, and runs the node's periodic flush, checkpoint and heartbeat
-    check."""
+    check, and with a retention window its pruning."""
 
     name = "scheduler"
 
@@ -140,10 +141,13 @@ class SchedulerService:
         flush: _Job,
         checkpoint: _Job,
         check_heartbeats: _Job,
+        prune: _Job | None = None,
     ) -> None:
         self.config = config
         self.runners = runners
         self.jobs = {"flush": flush, "checkpoint": checkpoint, "heartbeat": check_heartbeats}
+        if prune is not None:
+            self.jobs["prune"] = prune
         self.scheduler = AsyncIOScheduler()
 
     def add_runner(self, key: str, runner: FeedRunner) -> None:
@@ -195,6 +199,7 @@ class SchedulerService:
             "flush": cfg.flush_every_s,
             "checkpoint": cfg.checkpoint_every_s,
             "heartbeat": cfg.heartbeat_check_every_s,
+            "prune": cfg.prune_every_s,
         }
         for job_id, job in self.jobs.items():
             self.scheduler.add_job(
@@ -226,12 +231,22 @@ class Node:
             spec.id: FeedRunner(spec, self.storage.store, self.metrics) for spec in feeds
         }
         feeds_service = FeedsService(self.runners)
+        # [database] retain_s: rows past the window are deleted periodically (absent: none)
+        self.retention: Retention | None = None
+        if config.database.retain_s is not None:
+            self.retention = Retention(
+                self.storage.store,
+                config.database.retain_s,
+                self.registry,
+                lambda: [r.pipeline for r in list(self.runners.values())],
+            )
         scheduler = SchedulerService(
             config.scheduler,
             self.runners,
             flush=self.flush,
             checkpoint=self.checkpoint,
             check_heartbeats=self.check_heartbeats,
+            prune=None if self.retention is None else self.retention.run,
         )
         self.scheduler = scheduler
         services: list[Service] = [self.storage, feeds_service, scheduler]
@@ -331,6 +346,8 @@ class Node:
         return None
 
     async def stop(self) -> None:
+        if self.retention is not None:  # a pass in flight ends now, not when it is done
+            self.retention.stop()
         await self.services.stop()
         self.loop.close()
         if self.chain is not None:

@@ -4,7 +4,14 @@ from oracle.storage.db import DEFAULT_URL, make_engine
 from oracle.storage.errors import DatabaseNotMigrated, StorageError
 from oracle.storage.migrate import current_revision, head_revision, require_current, upgrade
 from oracle.storage.nonces import SqlUsedNonceLog
-from oracle.storage.store import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
+from oracle.storage.store import (
+    CheckpointRow,
+    ObservationRow,
+    OutputRow,
+    Pruned,
+    RejectionRow,
+    Store,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -12,6 +19,7 @@ __all__ = [
     "DatabaseNotMigrated",
     "ObservationRow",
     "OutputRow",
+    "Pruned",
     "RejectionRow",
     "SqlUsedNonceLog",
     "StorageError",

@@ -12,7 +12,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Engine, Table, delete, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+)
 
 from oracle.storage.schema import (
     ModelCheckpoint,
@@ -28,6 +40,17 @@ _OUT = cast(Table, Output.__table__)
 _CKPT = cast(Table, ModelCheckpoint.__table__)
 _TX = cast(Table, Transmission.__table__)
 _PRUNE_BATCH = 500  # feed ids per prune statement (SQLite's bound on parameters)
+PRUNE_ROWS = 5000  # rows (by id) one retention statement looks at: one short transaction
+# A retention pass's per-feed floor (:meth:`Store.prune`): the oldest checkpoint's seq of
+# the storage id a row is stored under. A temporary table (one per connection, never in
+# the migrations), so that the delete statements join it whatever the number of feeds.
+_FLOORS = Table(
+    "mira_prune_floors",
+    MetaData(),
+    Column("feed_id", String(128), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 
 
 class ObservationRow(NamedTuple):
@@ -56,6 +79,19 @@ class RejectionRow(NamedTuple):
     reason: str
     detail: str
     raw: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """Rows one retention pass deleted (:meth:`Store.prune`)."""
+
+    observations: int = 0
+    outputs: int = 0
+    rejections: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.observations + self.outputs + self.rejections
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +168,66 @@ class Store:
                     .where(_CKPT.c.feed_id.in_(feeds[at : at + _PRUNE_BATCH]))
                     .where(_CKPT.c.seq < kth_newest)
                 )
+
+    # -- retention ------------------------------------------------------------------------
+    #
+    # Rows older than the node's retention window are deleted, but never one a restore
+    # reads (oracle.node.pipeline.restore_together): the observations and outputs after
+    # the newest checkpoint under the feed's spec, which may be any checkpoint still kept,
+    # so everything from the OLDEST one kept on (a feed without a checkpoint replays every
+    # row: nothing of it goes), and the feed's newest observation (its dedup key). Each
+    # output id's newest row stays too (served by the history and registry endpoints).
+    #
+    # The tables are walked by id, PRUNE_ROWS rows a statement: ids are given in insertion
+    # order, which is time order for every live reading, so the old rows are at the low
+    # ids and the primary key finds them without a new index (an index on the age column
+    # would be one more entry to write per row). The age and floor conditions are checked
+    # on every row, so a row whose time is not in id order (a replayed dataset's) is never
+    # deleted early: it may only wait for a later pass.
+
+    def prune(
+        self,
+        *,
+        before_ms: int,
+        output_ids: Mapping[str, Sequence[str]],
+        rows: int = PRUNE_ROWS,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> Pruned:
+        """Delete the observations and outputs observed before ``before_ms`` and the
+        rejections received before it, keeping what a restore needs (above).
+
+        ``output_ids``: storage id → the ids its outputs are stored under (a policy's
+        arms, a registered version's ``<storage id>:<feed>``); the rows of storage ids
+        not in it are kept whole. Each statement looks at ``rows`` rows at most and
+        commits on its own; ``progress(table, deleted)`` runs after each (a caller counts
+        or pauses there), so a failure keeps what the statements before it deleted."""
+        if rows < 1:
+            raise ValueError(f"rows {rows}: a statement must look at one row at least")
+        done = progress or (lambda _table, _n: None)
+        with self.engine.connect() as conn:
+            _FLOORS.create(conn, checkfirst=True)
+            try:
+                _fill_floors(conn, output_ids)
+                newer = _OUT.alias("newer")
+                newest = select(func.max(newer.c.seq)).where(newer.c.feed_id == _OUT.c.feed_id)
+                obs = _prune_by_id(
+                    conn, _OBS, _OBS.c.observed_at_ms < before_ms, rows, done, _below_floor(_OBS)
+                )
+                out = _prune_by_id(
+                    conn,
+                    _OUT,
+                    _OUT.c.observed_at_ms < before_ms,
+                    rows,
+                    done,
+                    _below_floor(_OUT),
+                    _OUT.c.seq < newest.scalar_subquery(),
+                )
+                rej = _prune_by_id(conn, _REJ, _REJ.c.received_at_ms < before_ms, rows, done)
+            finally:
+                conn.rollback()  # a failed statement's transaction, before the drop
+                _FLOORS.drop(conn, checkfirst=True)
+                conn.commit()
+        return Pruned(obs, out, rej)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -361,6 +457,84 @@ class Store:
                 )
                 keys.update((f, k) for f, k in conn.exec_driver_sql(sql, tuple(chunk)).all())
         return keys
+
+
+def _fill_floors(conn: Connection, output_ids: Mapping[str, Sequence[str]]) -> None:
+    """The floor of each storage id with a checkpoint, and of each of its output ids: the
+    seq of its oldest checkpoint kept (rows from it on stay). Read at the pass's start: a
+    checkpoint saved during the pass only raises a feed's floor."""
+    conn.execute(delete(_FLOORS))
+    oldest: dict[str, int] = {
+        feed_id: seq
+        for feed_id, seq in conn.execute(
+            select(_CKPT.c.feed_id, func.min(_CKPT.c.seq)).group_by(_CKPT.c.feed_id)
+        )
+    }
+    floors: dict[str, int] = {}
+    for sid, outputs in output_ids.items():
+        seq = oldest.get(sid)
+        if seq is None:  # no checkpoint: a restore replays every row of it
+            continue
+        for key in (sid, *outputs):
+            # one id in two roles (an output stored under its feed's own id) gets the
+            # lower floor, which keeps more
+            floors[key] = min(seq, floors.get(key, seq))
+    if floors:
+        conn.execute(insert(_FLOORS), [{"feed_id": k, "seq": s} for k, s in floors.items()])
+        if conn.dialect.name == "postgresql":
+            # a temporary table has no statistics: the planner must know it is small
+            conn.exec_driver_sql(f"ANALYZE {_FLOORS.name}")
+    conn.commit()
+
+
+def _below_floor(table: Table) -> Any:
+    """A row's seq is below its feed's floor (NULL, so the row is kept, for a feed
+    without one)."""
+    floor = select(_FLOORS.c.seq).where(_FLOORS.c.feed_id == table.c.feed_id)
+    return table.c.seq < floor.scalar_subquery()
+
+
+def _prune_by_id(
+    conn: Connection,
+    table: Table,
+    old: Any,
+    rows: int,
+    progress: Callable[[str, int], None],
+    *unneeded: Any,
+) -> int:
+    """Delete the rows of ``table`` matching ``old`` and every condition of ``unneeded``
+    (a row no restore or reader needs), walking the table by id ``rows`` rows a statement
+    (each its own transaction). The walk ends at the first window whose newest row is not
+    old (the rows after it are younger, bar those a later pass meets) or at the newest row
+    when the pass began. Returns the rows deleted."""
+    # two statements: SQLite reads min() or max() off the key only when it is alone
+    low = conn.execute(select(func.min(table.c.id))).scalar()
+    top = conn.execute(select(func.max(table.c.id))).scalar()
+    conn.commit()
+    if low is None or top is None:
+        return 0
+    deleted = 0
+    after = low - 1
+    while after < top:
+        edge = conn.execute(
+            select(table.c.id, old)
+            .where(table.c.id > after, table.c.id <= top)
+            .order_by(table.c.id)
+            .offset(rows - 1)
+            .limit(1)
+        ).first()
+        # the window's newest row, and whether it is old (``old`` as a selected boolean)
+        upto, young_edge = (top, False) if edge is None else (edge[0], not edge[1])
+        result = conn.execute(
+            delete(table).where(table.c.id > after, table.c.id <= upto, old, *unneeded)
+        )
+        conn.commit()
+        deleted += result.rowcount
+        progress(table.name, result.rowcount)
+        after = upto
+        if young_edge:
+            break
+    return deleted
 
 
 def _marker(conn: Connection) -> str:

@@ -176,3 +176,44 @@ def test_bad_pull_settings_are_named(tmp_path: Path, line: str, expected: str) -
     with pytest.raises(ConfigError) as info:
         load_node_config(make_node(tmp_path, NETWORK + line + "\n"))
     assert expected in str(info.value)
+
+
+def test_retain_s_is_off_unless_set(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    config = load_node_config(make_node(tmp_path / "a"))
+    assert config.database.retain_s is None  # no deletion a node did not ask for
+    assert config.scheduler.prune_every_s == 60.0
+    extra = "retain_s = 86400\n\n[scheduler]\nprune_every_s = 30\n"
+    config = load_node_config(make_node(tmp_path, extra))
+    assert (config.database.retain_s, config.scheduler.prune_every_s) == (86_400.0, 30.0)
+
+
+_RETAIN = (
+    "expected the seconds of rows to keep, from 60 (a minute) to 315360000 (ten years); "
+    "leave it out to keep every row"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("-3600", f"database.retain_s = -3600.0: {_RETAIN}"),
+        ("0", f"database.retain_s = 0.0: {_RETAIN}"),
+        ("59.5", f"database.retain_s = 59.5: {_RETAIN}"),
+        ("1e12", f"database.retain_s = 1000000000000.0: {_RETAIN}"),
+        ('"1d"', "database.retain_s = '1d': expected a number, got string"),
+        ("true", "database.retain_s = True: expected a number, got boolean"),
+        ("inf", "database.retain_s = inf: expected a finite number"),
+        ("nan", "database.retain_s = nan: expected a finite number"),
+    ],
+)
+def test_bad_retain_s_is_named_once(tmp_path: Path, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_node_config(make_node(tmp_path, f"retain_s = {value}\n"))
+    assert str(info.value) == f"invalid configuration: {tmp_path / 'node.toml'}: {expected}"
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "100000", '"60"'])
+def test_bad_prune_every_s_is_named(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"scheduler\.prune_every_s = "):
+        load_node_config(make_node(tmp_path, f"\n[scheduler]\nprune_every_s = {value}\n"))

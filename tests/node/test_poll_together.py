@@ -14,13 +14,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from oracle.config import load_feed_spec
 from oracle.devnet.localnet import FEED_SPEC
 from oracle.node.feeds import FeedRunner, checkpoint_in_slices, poll_http_feeds
 from oracle.node.network_epoch import NodeOutputs
-from oracle.node.pipeline import FeedPipeline, flush_unstored
+from oracle.node.pipeline import FeedPipeline, checkpoint_together, flush_unstored
 from oracle.sources.replay import RawObservation
 from oracle.storage import Store
 from tests.harness.http_server import local_server
@@ -347,3 +347,65 @@ async def test_the_periodic_flush_leaves_a_group_poll_to_its_own_write(
     for r in runners:
         last = store.last_observation(r.pipeline.storage_id)
         assert last is not None and last.seq == 2
+
+
+async def test_a_failed_write_reloads_the_polled_feeds_together_to_where_they_were(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """After a group poll's failed write, each feed is back where it was before that poll
+    (model, checkpoint, dedup key; outputs as a restore from storage gives them), from a
+    few statements for all of them, not four a feed."""
+    srv, base = server
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, base, "abcd")
+    a, b, c, d = runners
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        # every state a reload meets: a checkpoint and rows after it (a), rows and no
+        # checkpoint (b), a checkpoint and nothing after it (c), nothing stored (d: its
+        # path is missing until the last poll)
+        for k in range(3):
+            if k == 2:
+                checkpoint_together([a.pipeline, c.pipeline])
+            srv.prices = {"a": 1.5 + k, "b": 2.5 + k, "c": 3.5 + k}
+            await asyncio.sleep(0.01)  # observation times strictly increase (ms)
+            await poll_http_feeds([a, b] if k == 2 else runners)
+        before = [_kept(r.pipeline) for r in runners]
+        assert [(k[0], k[2]) for k in before] == [(3, 2), (3, 0), (2, 2), (0, 0)]  # seq, ckpt
+        srv.prices = {"a": 9.0, "b": 9.0, "c": 9.0, "d": 9.0}
+        await asyncio.sleep(0.01)
+        real = store.write_batch
+        statements: list[str] = []
+
+        def broken(*args: Any, **kwargs: Any) -> None:
+            event.listen(engine, "before_cursor_execute", count)  # what the reload runs
+            raise RuntimeError("disk full")
+
+        def count(*args: Any) -> None:
+            statements.append(args[2])
+
+        store.write_batch = broken  # type: ignore[method-assign]
+        try:
+            await poll_http_feeds(runners)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+            store.write_batch = real  # type: ignore[method-assign]
+    assert [_kept(r.pipeline) for r in runners] == before
+    assert all(r.last_poll_error == "RuntimeError: disk full" for r in runners)
+    assert all(r.pipeline.pending == 0 for r in runners)
+    assert len(statements) <= 4  # checkpoints, outputs, observations, last dedup keys
+    # the full state (recent outputs too) is what restoring each feed alone gives
+    for r in runners:
+        alone = FeedPipeline(r.spec, store)
+        alone.restore()
+        assert _state(r.pipeline) == _state(alone)
+    assert d.pipeline.model.seq == 0 and d.pipeline.last_output is None
+
+
+def _kept(p: FeedPipeline) -> tuple[Any, ...]:
+    """What a reload must give back exactly as it was before the failed poll."""
+    return (p.model.seq, p.model.commitment(), p._checkpoint_seq, p.last_dedup_key)
+
+
+def _state(p: FeedPipeline) -> tuple[Any, ...]:
+    return (*_kept(p), p.last_output, list(p.recent_outputs))
