@@ -28,7 +28,7 @@ from oracle.storage import SqlUsedNonceLog
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
 from oracle.node.network_state import NetworkState
-from oracle.node.pipeline import FeedPipeline, flush_unstored
+from oracle.node.pipeline import FeedPipeline, flush_unstored, wait_off_loop_write
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,11 @@ class NodeOutputs:
                 return update
         return None
 
-    def make_durable(self) -> None:
+    async def make_durable(self) -> None:
+        # the outputs a group poll's write in flight holds are sent too: once it has
+        # landed (awaited: the loop serves the round's other messages meanwhile), and
+        # then everything else buffered, in the same step as the caller's read of them
+        await wait_off_loop_write()
         flush_unstored(self._engine)
 
 

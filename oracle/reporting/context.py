@@ -59,7 +59,7 @@ class OutputSource(Protocol):
         """This node's own recent output of ``feed_id`` observed at that second, if any."""
         ...
 
-    def make_durable(self) -> None:
+    async def make_durable(self) -> None:
         """Store everything an observation sent to a peer is based on."""
         ...
 

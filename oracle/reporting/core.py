@@ -206,8 +206,8 @@ class RoundCore:
         self._nonces[(round_, attempt)] = com
         return com
 
-    def _observation(self, round_: int, attempt: int) -> Observation:
-        self.outputs.make_durable()  # never send what a crash could take back
+    async def _observation(self, round_: int, attempt: int) -> Observation:
+        await self.outputs.make_durable()  # never send what a crash could take back
         # Only what a push report can carry: the feeds the oracle has registered (as this
         # node last read it), each asked for alone. A pull root's outputs travel in their
         # own observation, in parts (oracle.reporting.pull_round), so thousands of

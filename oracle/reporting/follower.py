@@ -64,7 +64,7 @@ class Follower(RoundCore):
     async def _on_observe(self, env: Envelope) -> bytes:
         try:
             self._check_leader(env)
-            obs = self._observation(env.header.round, env.header.attempt)
+            obs = await self._observation(env.header.round, env.header.attempt)
         except Refusal as refusal:
             return self._refuse(env, refusal)
         return self._reply(env, MsgType.OBSERVATION, obs.encode())

@@ -68,7 +68,7 @@ class Leader(Follower, TransmitRotation):
         indexed by feed; an undecodable one is refused, a forged nonce's author named."""
         ctx, cfg = self.ctx, self.config
         me = ctx.self_index
-        own = self._observation(r, attempt)
+        own = await self._observation(r, attempt)
         collected: dict[int, Collected] = {
             me: Collected(
                 self.transport.seal(self._header(MsgType.OBSERVATION, r, attempt), own.encode()),

@@ -191,7 +191,7 @@ class PullRounds(Leader):
     async def _collect_pull_observations(self, r: int) -> dict[int, dict[bytes, bytes]]:
         """Every member's outputs that arrive in time, by feed (this node's own first)."""
         me = self.ctx.self_index
-        collected: dict[int, dict[bytes, bytes]] = {me: self._pull_snapshot(r)[1]}
+        collected: dict[int, dict[bytes, bytes]] = {me: (await self._pull_snapshot(r))[1]}
         want = part_count(len(self.policies))
         others = [p for p in self.ctx.peers if p.index != me]
         results = await asyncio.gather(*(self._outputs_of(p, r, want) for p in others))
@@ -501,14 +501,17 @@ class PullRounds(Leader):
         self._check_leader(env, max_attempt, PULL_MAX_AGE_PERIODS if work else 8)
         return self.config.pull_verifier
 
-    def _pull_snapshot(self, r: int) -> tuple[list[bytes], dict[bytes, bytes]]:
+    async def _pull_snapshot(self, r: int) -> tuple[list[bytes], dict[bytes, bytes]]:
         """This node's outputs for round ``r``'s pull root, in parts and by feed: one
         snapshot per round, so every part of it comes from the same outputs (stored first:
         never send what a crash could take back)."""
         kept = self._pull_snapshots.get(r)
         if kept is not None:
             return kept
-        self.outputs.make_durable()
+        await self.outputs.make_durable()
+        kept = self._pull_snapshots.get(r)  # made by another request while this one waited
+        if kept is not None:
+            return kept
         outs = self.outputs.latest_outputs()
         policies = self.policies
         records = [self._record(outs[f]) for f in sorted(outs) if f in policies][:MAX_TOTAL]
@@ -566,7 +569,7 @@ class PullRounds(Leader):
         try:
             self._check_pull_request(env, MAX_PARTS - 1)
             h = env.header
-            parts = self._pull_snapshot(h.round)[0]
+            parts = (await self._pull_snapshot(h.round))[0]
             if h.attempt >= len(parts):
                 raise Refusal(
                     "no_such_part", f"part {h.attempt}: this node's outputs fill {len(parts)}"

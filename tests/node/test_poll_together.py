@@ -6,6 +6,7 @@ model ahead of storage. And the rounds' per-feed look-ups (oracle.node.network_e
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -409,3 +410,153 @@ def _kept(p: FeedPipeline) -> tuple[Any, ...]:
 
 def _state(p: FeedPipeline) -> tuple[Any, ...]:
     return (*_kept(p), p.last_output, list(p.recent_outputs))
+
+
+# -- the group poll's write, off the event loop ------------------------------------------------
+
+
+class _HeldWrite:
+    """Store.write_batch held in its thread until released: the write in flight that a
+    test looks at from the event loop. Optionally fails once released."""
+
+    def __init__(self, store: Store, *, fail: bool = False) -> None:
+        self.write = store.write_batch
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.threads: list[str] = []
+        self.fail = fail
+        store.write_batch = self  # type: ignore[method-assign]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+        self.started.set()
+        assert self.release.wait(10), "the test never released the write"
+        if self.fail:
+            raise RuntimeError("disk full")
+        self.write(*args, **kwargs)
+
+    async def in_flight(self) -> None:
+        """Until the write has started in its thread (the loop keeps running meanwhile)."""
+        for _ in range(1000):
+            if self.started.is_set():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the write never started")
+
+
+async def test_a_group_poll_writes_off_the_event_loop_and_rounds_run_meanwhile(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """A group poll's write runs in a worker thread: while it is held there the event
+    loop runs other tasks (a round's messages) — a write on the loop would let none in
+    until it ended. Once released, every row is stored and counted."""
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "abc")
+    held = _HeldWrite(store)
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        poll = asyncio.create_task(poll_http_feeds(runners))
+        await held.in_flight()  # the loop runs this task while the write is held
+        assert not poll.done()
+        assert all(r.pipeline.pending == 0 for r in runners)  # taken by the write
+        held.release.set()
+        await poll
+    assert held.threads and held.threads[0] != threading.current_thread().name
+    for r in runners:
+        assert r.last_poll_error is None
+        last = store.last_observation(r.pipeline.storage_id)
+        assert last is not None and last.seq == 1
+
+
+async def test_a_round_sends_outputs_only_once_the_write_holding_them_has_landed(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """make_durable (before a round sends outputs) waits for the group poll's write in
+    flight, without holding the event loop: when it returns, the outputs it is about to
+    send are stored."""
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "ab")
+    outputs = NodeOutputs({r.spec.id: r for r in runners}, engine)
+    held = _HeldWrite(store)
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        poll = asyncio.create_task(poll_http_feeds(runners))
+        await held.in_flight()
+        assert outputs.latest_outputs()  # in memory: what a round would send
+        assert store.last_observation(runners[0].pipeline.storage_id) is None
+        durable = asyncio.create_task(outputs.make_durable())
+        await asyncio.sleep(0.05)
+        assert not durable.done()  # waiting for the write, the loop running meanwhile
+        held.release.set()
+        await durable
+        for r in runners:
+            assert store.last_observation(r.pipeline.storage_id) is not None
+            assert store.latest_output(r.pipeline.storage_id) is not None
+        await poll
+    assert all(r.last_poll_error is None for r in runners)
+
+
+async def test_a_failed_write_in_flight_rewinds_its_feeds_before_anything_newer_is_stored(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline's rows reach storage in order: a write of a feed whose group write is in
+    flight waits for it, and if that write failed, the feed is rewound to what is stored
+    (once, together) and the newer rows it buffered meanwhile are dropped with it — never
+    stored after a gap. The poll still reports the failure on every feed."""
+    from oracle.node import pipeline as pipeline_module
+
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "ab")
+    reloads: list[int] = []
+    reload_together = pipeline_module.reload_together
+
+    def counted(pipelines: Any) -> list[int]:
+        reloads.append(len(pipelines))
+        return reload_together(pipelines)
+
+    monkeypatch.setattr(pipeline_module, "reload_together", counted)
+    held = _HeldWrite(store, fail=True)
+    a = runners[0].pipeline
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        poll = asyncio.create_task(poll_http_feeds(runners))
+        await held.in_flight()
+        assert a.model.seq == 1
+        later = a.model.state.last_observed_at_ms + 1
+        a.ingest(RawObservation("median", later, None, {"value": 4.0}))
+        assert a.model.seq == 2 and a.pending == 1
+        threading.Timer(0.2, held.release.set).start()
+        pipeline_module.flush_together([a])  # waits for the failed write: a rewound first
+        await poll
+    assert reloads == [2]  # both feeds of the failed write, together, once
+    assert a.model.seq == 0 and a.pending == 0  # the newer row went with the rewind
+    for r in runners:
+        assert r.last_poll_error is not None and "disk full" in r.last_poll_error
+        assert store.last_observation(r.pipeline.storage_id) is None
+
+
+async def test_a_cancelled_poll_still_stores_what_its_write_took(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """Rows taken from the buffers are stored (or their feeds rewound) whatever happens to
+    the poll: cancelling it mid-write (a node stopping) loses nothing, and the node's next
+    checkpoint accounts for the write first."""
+    from oracle.node.pipeline import checkpoint_together
+
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "ab")
+    held = _HeldWrite(store)
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        poll = asyncio.create_task(poll_http_feeds(runners))
+        await held.in_flight()
+        poll.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await poll
+    threading.Timer(0.2, held.release.set).start()
+    checkpoint_together([r.pipeline for r in runners])  # what a stopping node does
+    for r in runners:
+        last = store.last_observation(r.pipeline.storage_id)
+        assert last is not None and last.seq == 1
+        checkpoint = store.latest_checkpoint(r.pipeline.storage_id, r.spec.digest)
+        assert checkpoint is not None and checkpoint.seq == 1

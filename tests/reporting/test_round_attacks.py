@@ -71,8 +71,8 @@ async def _move_until(net: Net, done, timeout: float = 15.0) -> None:  # type: i
 class ForgesLeaderNonce(RoundProtocol):
     """Puts the round leader's identifier into its observation's nonce commitment."""
 
-    def _observation(self, round_: int, attempt: int) -> Observation:
-        obs = super()._observation(round_, attempt)
+    async def _observation(self, round_: int, attempt: int) -> Observation:
+        obs = await super()._observation(round_, attempt)
         assert obs.nonce is not None
         forged = SigningCommitment(self.leader_of(round_) + 1, obs.nonce.hiding, obs.nonce.binding)
         return Observation(obs.outputs, forged)

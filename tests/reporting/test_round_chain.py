@@ -107,7 +107,7 @@ class TwoFeeds:
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         return None
 
-    def make_durable(self) -> None:
+    async def make_durable(self) -> None:
         pass
 
 

@@ -105,7 +105,7 @@ class Outputs:
     def output_at(self, feed_id: bytes, observed_at: int) -> FeedUpdate | None:
         return None  # no history: followers compare with their latest output
 
-    def make_durable(self) -> None:
+    async def make_durable(self) -> None:
         pass
 
 
