@@ -288,19 +288,28 @@ class LocalNet:
         deadline = time.monotonic() + timeout
         assert self.oracle is not None
         if int(self.oracle.functions.currentEpoch().call()) == 0:
-            activate_when_proposed(self.oracle, self._send, timeout=timeout)
+            # a node that exits during the DKG ends the wait at once, saying why (else the
+            # wait for its proposal runs to the timeout: minutes at 10,000 feeds)
+            activate_when_proposed(
+                self.oracle, self._send, timeout=timeout, progress=lambda _: self._all_alive()
+            )
         for node in [self.nodes[i] for i in (indices or range(self.n))]:
             while True:
                 status = self.status(node.index)
                 if status is not None and status.get("state") == "active":
                     break
-                if node.proc is not None and node.proc.poll() is not None:
-                    raise RuntimeError(f"node {node.index} exited:\n{self.log_tail(node.index)}")
+                self._all_alive([node.index])
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         f"node {node.index} not active: {status}\n{self.log_tail(node.index)}"
                     )
                 time.sleep(0.1)
+
+    def _all_alive(self, indices: list[int] | None = None) -> None:
+        """Raise, with its log's tail, if a started node process has exited."""
+        for node in [self.nodes[i] for i in (indices or range(self.n))]:
+            if node.proc is not None and node.proc.poll() is not None:
+                raise RuntimeError(f"node {node.index} exited:\n{self.log_tail(node.index)}")
 
     def status(self, index: int) -> dict[str, Any] | None:
         return self.loop.run(self._get(self.nodes[index].api + "/v1/network"), timeout=10)
