@@ -369,15 +369,20 @@ class FeedPipeline:
     def _stored(self) -> None:
         """The buffered rows were written: count them, clear the buffers, export the
         skill gauges."""
-        observations, outputs = len(self._obs), self._outputs_pending
-        # emptied in place, not replaced: three new lists per feed per write are 30,000
-        # objects the cyclic GC tracks after each poll of 10,000 feeds
+        self._count_stored(*self._empty_buffers())
+
+    def _empty_buffers(self) -> tuple[int, int]:
+        """Empty the row buffers (their rows stored, or taken by a write); return the
+        observations and outputs they held. Emptied in place, not replaced: three new
+        lists per feed per write are 30,000 objects the cyclic GC tracks after each poll
+        of 10,000 feeds."""
+        held = len(self._obs), self._outputs_pending
         self._obs.clear()
         self._out.clear()
         self._rej.clear()
         FeedPipeline._unstored.pop(self, None)
         self._outputs_pending = 0
-        self._count_stored(observations, outputs)
+        return held
 
     def _count_stored(self, observations: int, outputs: int) -> None:
         """``observations`` rows and ``outputs`` outputs of this feed were stored."""
@@ -583,12 +588,7 @@ class _Taken:
             self.outputs += p._out
             self.rejections += p._rej
             if clear:
-                self.given.append((p, len(p._obs), p._outputs_pending))
-                p._obs.clear()
-                p._out.clear()
-                p._rej.clear()
-                p._outputs_pending = 0
-                FeedPipeline._unstored.pop(p, None)
+                self.given.append((p, *p._empty_buffers()))
 
 
 # -- a group poll's write off the event loop -------------------------------------------------
