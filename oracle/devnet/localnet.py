@@ -38,6 +38,7 @@ from oracle.devnet.processes import (
     provision_committee,
     spawn_node,
 )
+from oracle.errors import ChainError
 from oracle.storage import make_engine, upgrade
 
 FEED = "ETH/USD"
@@ -290,9 +291,12 @@ class LocalNet:
         if int(self.oracle.functions.currentEpoch().call()) == 0:
             # a node that exits during the DKG ends the wait at once, saying why (else the
             # wait for its proposal runs to the timeout: minutes at 10,000 feeds)
-            activate_when_proposed(
-                self.oracle, self._send, timeout=timeout, progress=lambda _: self._all_alive()
-            )
+            try:
+                activate_when_proposed(
+                    self.oracle, self._send, timeout=timeout, progress=lambda _: self._all_alive()
+                )
+            except ChainError as exc:  # what each member says it waits for
+                raise ChainError(f"{exc}\n{self._keygen_states()}") from exc
         for node in [self.nodes[i] for i in (indices or range(self.n))]:
             while True:
                 status = self.status(node.index)
@@ -304,6 +308,21 @@ class LocalNet:
                         f"node {node.index} not active: {status}\n{self.log_tail(node.index)}"
                     )
                 time.sleep(0.1)
+
+    def _keygen_states(self) -> str:
+        lines = []
+        for node in self.nodes:
+            try:
+                status = self.status(node.index)
+                said = (
+                    "its API does not answer"
+                    if status is None
+                    else f"{status.get('state')}; keygen: {status.get('keygen')}"
+                )
+            except Exception as exc:  # its API is down too: that says something as well
+                said = f"API unreachable ({type(exc).__name__})"
+            lines.append(f"node {node.index}: {said}")
+        return "\n".join(lines)
 
     def _all_alive(self, indices: list[int] | None = None) -> None:
         """Raise, with its log's tail, if a started node process has exited."""

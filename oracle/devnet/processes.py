@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,9 +32,51 @@ PASSPHRASE = b"localnet-passphrase"  # the key files of a local committee (not s
 NODE_MAIN: tuple[str, ...] = (sys.executable, "-c", "from oracle.cli.main import main; main()")
 
 
+_LOWEST_PORT = 10_000  # below: well-known services' ports (PostgreSQL 5432, Redis 6379, ...)
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    """The lowest port of the kernel's ephemeral range (Linux; 32768 elsewhere)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on, for a process started later to bind.
+
+    Not a port the kernel would hand out itself: ``bind(("127.0.0.1", 0))`` and every
+    outgoing connection (the harness's and the nodes' RPC calls) take ports of the
+    ephemeral range, so a port picked there can be taken by someone else between now and
+    the child's bind, seconds later. A node whose p2p port was taken that way stopped
+    every member's DKG (they wait for all t + f). Ports below the range are only taken by a
+    bind that names them; random, so two harnesses rarely pick alike; never the same one
+    twice in a process."""
+    low = _ephemeral_low()
+    with _handed_out_lock:
+        for _ in range(1_000):
+            # an unusual range leaves no room below it: then the kernel's own pick
+            roomy = low - _LOWEST_PORT >= 1_000
+            wanted = random.randrange(_LOWEST_PORT, low) if roomy else 0  # noqa: S311 (not a secret)
+            if wanted in _handed_out:
+                continue
+            with contextlib.suppress(OSError):
+                port = _bound_port(wanted)
+                if port not in _handed_out:
+                    _handed_out.add(port)
+                    return port
+    raise RuntimeError(f"no free port below {low} on 127.0.0.1 after 1,000 tries")
+
+
+def _bound_port(port: int) -> int:
+    """Bind ``port`` (0: the kernel picks) as a server would, release it, return it."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
         return int(s.getsockname()[1])
 
 

@@ -20,7 +20,7 @@ from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import KeyPackage, PublicKeyPackage
 from oracle.node.transmission import STARTUP_BACKOFF
 from oracle.p2p.auth import Authenticator
-from oracle.p2p.transport import Transport
+from oracle.p2p.transport import Transport, listen_socket
 from oracle.p2p.wire import MAX_MESSAGE_BYTES
 from oracle.reporting import rounds
 from oracle.retry import wait_after_failure
@@ -55,6 +55,9 @@ class NetworkService(CommitteeKeygen, EpochServing):
     async def start(self) -> None:
         cfg = self.config
         self.identity: IdentityKey = self.keys.identity()
+        # the p2p port is taken now, before anything waits on the chain: a port in use
+        # stops the node here (ListenError) rather than leaving it up and deaf
+        self._listener = listen_socket(cfg.listen_host, cfg.listen_port)
         manager = self.transmission
         self.transmitter = ManagedTransmitter(
             cfg.rpc_url,
@@ -135,6 +138,7 @@ class NetworkService(CommitteeKeygen, EpochServing):
             self.auth,
             host=self.config.listen_host,
             port=self.config.listen_port,
+            sock=self._listener,
         )
         self.inbox.attach(transport)
         await transport.start()
@@ -148,6 +152,8 @@ class NetworkService(CommitteeKeygen, EpochServing):
         await self._leave_epoch()
         if self.transport is not None:
             await self.transport.stop()
+        elif self._listener is not None:  # stopped before the chain was ever read
+            self._listener.close()
 
     def health(self) -> Health:
         return Health(self._state == "active", "" if self._state == "active" else self._state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ class NetworkState:
         # signed pull roots outlive an epoch's protocol: served until retention drops them
         self.pull_roots = PullRoots(self.config.pull_retention)
         self.transport: Transport | None = None
+        self._listener: socket.socket | None = None  # the p2p port, bound at start
         self.auth: Authenticator | None = None
         self._task: asyncio.Task[None] | None = None
         self._state = "not started"

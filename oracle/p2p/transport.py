@@ -9,6 +9,8 @@ same epoch, round and attempt. ``GET /p2p/v1/health`` says who this node is (liv
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from aiohttp import web
 
 from oracle.http_body import read_body
 from oracle.p2p.auth import Authenticator
-from oracle.p2p.errors import MessageRejected, PeerUnavailable
+from oracle.p2p.errors import MessageRejected, P2PError, PeerUnavailable
 from oracle.p2p.wire import REQUEST_TYPES, Envelope, Header, MsgType, seal
 
 log = structlog.get_logger(__name__)
@@ -28,6 +30,24 @@ MESSAGE_PATH = "/p2p/v1/message"
 HEALTH_PATH = "/p2p/v1/health"
 
 Handler = Callable[[Envelope], Awaitable[bytes | None]]
+
+
+class ListenError(P2PError):
+    """This node cannot listen for p2p messages where its config says."""
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """Bind and listen on ``host:port`` now, at the node's start, so a port that is taken
+    stops the node with this error instead of leaving it alive and deaf: its peers would
+    wait for its DKG messages until their own timeouts (every member's, when t + f is the
+    whole committee), with nothing on-chain saying why."""
+    try:
+        return socket.create_server((host, port), backlog=128)
+    except OSError as exc:
+        raise ListenError(
+            f"cannot listen for p2p on {host}:{port} ([network] listen_host, listen_port): "
+            f"{os.strerror(exc.errno) if exc.errno else exc}"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -47,11 +67,13 @@ class Transport:
         *,
         host: str,
         port: int,
+        sock: socket.socket | None = None,
     ) -> None:
         self._key = coincurve.PrivateKey(identity_secret)
         self.identity_key = bytes(self._key.public_key.format(compressed=True))
         self.auth = auth
         self.host, self.port = host, port
+        self._sock = sock  # already listening (listen_socket), or None: bind at start
         self.handlers: dict[MsgType, Handler] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -69,7 +91,11 @@ class Transport:
         app.router.add_get(HEALTH_PATH, self._health)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(self._runner, self._sock)
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from oracle import artifacts
 from oracle.chain import toolchain
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.config import load_feed_specs
+from oracle.devnet.processes import free_port
 from tests.docker.test_docker import COMPOSE, ROOT, _anchors, _service_blocks
 from tests.fixtures.db import PG_URL_ENV
 
@@ -102,20 +102,6 @@ def _anvil_option(block: str, option: str) -> str:
 
 
 # -- processes --------------------------------------------------------------------------------
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct ports the kernel says are free on 127.0.0.1 right now."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class Service:
@@ -262,7 +248,7 @@ def test_compose_flow_on_the_host(tmp_path: Path, database_urls: dict[str, str])
         assert deployer_env["MIRA_FUNDER_ADDRESS"] == w3.eth.accounts[0]
         assert deployer_env["MIRA_COMMITTEE_SIZE"] == "4" and deployer_env["MIRA_THRESHOLD"] == "3"
 
-        ports = _free_ports(2 * len(NODES))
+        ports = [free_port() for _ in range(2 * len(NODES))]
         node_envs = {}
         for i, name in enumerate(NODES):
             declared = _mapping(services[name], "environment", anchors)

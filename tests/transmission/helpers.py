@@ -5,7 +5,6 @@ JSON-RPC proxy that corrupts chosen answers."""
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from web3.contract import Contract
 from oracle import artifacts
 from oracle.chain.anvil import Anvil
 from oracle.chain.deploy import deploy
+from oracle.devnet.processes import free_port
 from oracle.transmission import State, TransmissionManager, TxManagerConfig
 
 
@@ -114,10 +114,7 @@ async def drive(
 
 def dead_url() -> str:
     """A 127.0.0.1 URL on which nothing listens (the port was free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 Corruption = Callable[[dict[str, Any], dict[str, Any]], bytes | dict[str, Any] | None]
