@@ -40,6 +40,7 @@ import click
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import deploy
+from oracle.config.node import RETAIN_S_MAX, RETAIN_S_MIN
 from oracle.devnet.localnet import DECIMALS, FEED_SPEC, LocalNet
 from oracle.devnet.processes import NodeProc
 from oracle.errors import MiraError
@@ -163,6 +164,7 @@ def measure(
     root: Path,
     progress: Progress,
     poll_s: float = 1.0,
+    retain_s: float | None = None,
 ) -> dict[str, Any]:
     with Anvil(AnvilConfig(block_time=1.0, accounts=N + 2)) as anvil:
         net = _PullNet(
@@ -171,6 +173,7 @@ def measure(
             anvil.private_keys,
             N,
             feeds=feeds,
+            retain_s=retain_s,
             poll_s=poll_s,
             round_period_s=round_period_s,
             observe_timeout_s=0.5,
@@ -256,13 +259,20 @@ def run(
     with_gas: bool,
     progress: Progress = no_progress,
     poll_s: float = 1.0,
+    retain_s: float | None = None,
 ) -> dict[str, Any]:
     results = {}
     with tempfile.TemporaryDirectory(prefix="mira-pull-") as tmp:
         for count in feeds:
             try:
                 results[str(count)] = measure(
-                    count, duration_s, round_period_s, Path(tmp) / f"f{count}", progress, poll_s
+                    count,
+                    duration_s,
+                    round_period_s,
+                    Path(tmp) / f"f{count}",
+                    progress,
+                    poll_s,
+                    retain_s,
                 )
             except (
                 RuntimeError,
@@ -279,6 +289,7 @@ def run(
         "n": N,
         "round_period_s": round_period_s,
         "poll_s": poll_s,
+        "retain_s": retain_s,
         "cpu_count": os.cpu_count(),
         "setup": "each node a separate process on anvil (1 s blocks); ETH/USD registered "
         "on-chain (push on for it), every other feed pull-only, output kind value (no model), "
@@ -310,9 +321,21 @@ def run(
     show_default=True,
     help="Seconds between two polls of a feed (each poll is a fresh observation per feed).",
 )
+@click.option(
+    "--retain",
+    type=float,
+    default=None,
+    help="The nodes' [database] retain_s (default: keep every row, as a node does).",
+)
 @click.option("--with-gas", is_flag=True, help="Also run `mira bench pull-gas`.")
 def pull(
-    as_json: bool, feeds: str, duration: float, round_period: float, poll: float, with_gas: bool
+    as_json: bool,
+    feeds: str,
+    duration: float,
+    round_period: float,
+    poll: float,
+    retain: float | None,
+    with_gas: bool,
 ) -> None:
     """Attested outputs per second, root latency, bytes and CPU: 4 node processes."""
     if not re.fullmatch(r"[0-9]+(,[0-9]+)*", feeds):
@@ -322,10 +345,12 @@ def pull(
         raise click.UsageError(f"--feeds: each count from 1 to {MAX_FEEDS}")
     if not 0.2 <= poll <= 60:
         raise click.UsageError("--poll 0.2..60 s")
+    if retain is not None and not RETAIN_S_MIN <= retain <= RETAIN_S_MAX:
+        raise click.UsageError(f"--retain {RETAIN_S_MIN:g}..{RETAIN_S_MAX:,.0f} s (as retain_s)")
     if not 10 <= duration <= 3600 or not 0.1 <= round_period <= 60:
         raise click.UsageError("--duration 10..3600 s, --round-period 0.1..60 s")
     with stderr_progress("mira bench pull") as progress:
-        result = run(counts, duration, round_period, with_gas, progress, poll)
+        result = run(counts, duration, round_period, with_gas, progress, poll, retain)
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
         return

@@ -146,8 +146,10 @@ class LocalNet:
         deviation_bps: int = 10,
         tolerance_bps: int = 100,
         dkg_phase_timeout_s: float = 30.0,
+        retain_s: float | None = None,
     ) -> None:
         self.root, self.n = root, n
+        self.retain_s = retain_s  # the nodes' [database] retain_s (None: keep every row)
         self.dkg_phase_timeout_s = dkg_phase_timeout_s
         self.anvil_url = anvil_url
         self.rpc_url = anvil_url  # what the nodes' node.toml points at
@@ -251,6 +253,7 @@ class LocalNet:
                 checkpoint_every_s=5,
                 peer_urls=peer_urls,
                 dkg_phase_timeout=self.dkg_phase_timeout_s,
+                retain_s=self.retain_s,
             )
         )
 

@@ -207,7 +207,7 @@ feeds_dir = "feeds"
 
 [database]
 url = "sqlite:///{database}"
-
+{retain}
 [api]
 host = "127.0.0.1"
 port = {api_port}
@@ -247,12 +247,14 @@ def node_config_toml(
     dkg_phase_timeout: float = 30.0,
     model_registry: str | None = None,
     models: dict[str, Any] | None = None,
+    retain_s: float | None = None,
 ) -> str:
     """The node.toml of one local member (the devnet, ``mira bench e2e`` and the tests write
     the same file; only the timing knobs differ). Keys, passphrase and key shares live in ./keys.
     ``peer_urls``: operator address → p2p URL overriding the registered one.
     ``model_registry``: the ModelRegistry the node follows (``[models]``, with ``models``'
-    other keys, e.g. confirmations)."""
+    other keys, e.g. confirmations). ``retain_s``: [database] retain_s (None: keep every
+    row, the default)."""
     scheduler = ""
     if flush_every_s is not None or checkpoint_every_s is not None:
         scheduler = "\n[scheduler]\n"
@@ -264,6 +266,7 @@ def node_config_toml(
         _NODE_TOML.format(
             index=node.index,
             database=database,
+            retain="" if retain_s is None else f"retain_s = {retain_s}\n",
             api_port=node.api_port,
             p2p_port=node.p2p_port,
             scheduler=scheduler,

@@ -20,6 +20,8 @@ from oracle.cli.main import cli
         (["--duration", "5"], "--duration 10..3600 s"),
         (["--round-period", "0.01"], "--round-period 0.1..60 s"),
         (["--poll", "0.1"], "--poll 0.2..60 s"),
+        (["--retain", "59"], "--retain 60..315,360,000 s"),
+        (["--retain", "ten"], "'ten' is not a valid float"),
     ],
 )
 def test_bad_arguments_are_usage_errors(args: list[str], expected: str) -> None:
