@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import os
 import random
 import re
 import shutil
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,6 +54,7 @@ from oracle.devnet.processes import (
     BackgroundLoop,
     NodeProc,
     node_config_toml,
+    port_free,
     provision_committee,
     spawn_node,
     stop_node,
@@ -173,19 +172,6 @@ def reclaim(directory: Path) -> str | None:
         f"the previous devnet in {directory} was not stopped (its launcher is gone): "
         f"stopped {', '.join(map(str, stopped))}"
     )
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        # as the servers themselves bind: a port in TIME_WAIT is free to them
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise
-    return True
 
 
 def preflight(opts: DevnetOptions) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
 import signal
@@ -37,8 +38,22 @@ _handed_out: set[int] = set()
 _handed_out_lock = threading.Lock()
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens on ``host:port`` (checked by binding it as the servers do: a port in
+    TIME_WAIT is free to them)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise
+    return True
+
+
 def _ephemeral_low() -> int:
-    """The lowest port of the kernel's ephemeral range (Linux; 32768 elsewhere)."""
+    """The lowest port of the kernel's ephemeral range (Linux; its default elsewhere)."""
     try:
         text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
         return int(text.split()[0])
@@ -46,38 +61,32 @@ def _ephemeral_low() -> int:
         return 32_768
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on, for a process started later to bind.
+def free_block(n: int) -> int:
+    """The first of ``n`` consecutive ports on 127.0.0.1 that nothing listens on, for
+    processes started later to bind (a devnet's ``--base-port`` layout takes a block).
 
-    Not a port the kernel would hand out itself: ``bind(("127.0.0.1", 0))`` and every
-    outgoing connection (the harness's and the nodes' RPC calls) take ports of the
-    ephemeral range, so a port picked there can be taken by someone else between now and
-    the child's bind, seconds later. A node whose p2p port was taken that way stopped
-    every member's DKG (they wait for all t + f). Ports below the range are only taken by a
-    bind that names them; random, so two harnesses rarely pick alike; never the same one
-    twice in a process."""
+    Below the kernel's ephemeral range: ``bind(("127.0.0.1", 0))`` and every outgoing
+    connection (the harness's and the nodes' RPC calls, the members' p2p requests) take
+    ports of that range, so a port found free there can be taken in the seconds before
+    the child binds it — a node whose p2p port went that way stopped every member's DKG.
+    Below the range a port is only taken by a bind that names it. Random, so two harnesses
+    rarely pick alike; no port is handed out twice in a process."""
     low = _ephemeral_low()
+    # an unusual range that leaves no room below it: anywhere above the well-known ports
+    top = low - n if low - n - _LOWEST_PORT >= 1_000 else 65_536 - n
     with _handed_out_lock:
         for _ in range(1_000):
-            # an unusual range leaves no room below it: then the kernel's own pick
-            roomy = low - _LOWEST_PORT >= 1_000
-            wanted = random.randrange(_LOWEST_PORT, low) if roomy else 0  # noqa: S311 (not a secret)
-            if wanted in _handed_out:
-                continue
-            with contextlib.suppress(OSError):
-                port = _bound_port(wanted)
-                if port not in _handed_out:
-                    _handed_out.add(port)
-                    return port
-    raise RuntimeError(f"no free port below {low} on 127.0.0.1 after 1,000 tries")
+            base = random.randrange(_LOWEST_PORT, top)  # noqa: S311 (not a secret)
+            block = range(base, base + n)
+            if _handed_out.isdisjoint(block) and all(port_free(p) for p in block):
+                _handed_out.update(block)
+                return base
+    raise RuntimeError(f"no {n} free consecutive ports on 127.0.0.1 after 1,000 tries")
 
 
-def _bound_port(port: int) -> int:
-    """Bind ``port`` (0: the kernel picks) as a server would, release it, return it."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", port))
-        return int(s.getsockname()[1])
+def free_port() -> int:
+    """One port as :func:`free_block` hands them out."""
+    return free_block(1)
 
 
 class BackgroundLoop:

@@ -27,9 +27,14 @@ from oracle import bundle
 from oracle.chain.deploy import at, deploy
 from oracle.config import feed_id_bytes32
 from oracle.devnet import Devnet, DevnetOptions, preflight
-from oracle.devnet.processes import node_config_toml, provision_committee, spawn_node, stop_node
+from oracle.devnet.processes import (
+    free_block,
+    node_config_toml,
+    provision_committee,
+    spawn_node,
+    stop_node,
+)
 from oracle.storage import make_engine, upgrade
-from tests.devnet.test_devnet import free_block
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")

@@ -6,7 +6,6 @@ Plus the preflight errors: a second `up`, a port in use, an unwritable directory
 from __future__ import annotations
 
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -21,36 +20,14 @@ import pytest
 
 from oracle.chain.deploy import at
 from oracle.chain.system import Manifest
-from oracle.devnet import STATEFILE, pid_alive, port_free, rl
+from oracle.devnet import STATEFILE, pid_alive, rl
+from oracle.devnet.processes import free_block
 from oracle.devnet.view import Watcher, get_json
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(240)]
 
 MIRA = [sys.executable, "-c", "from oracle.cli.main import main; main()"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _ephemeral_ports() -> tuple[int, int]:
-    """The kernel's range for the local ports of outgoing connections."""
-    try:
-        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        low, high = 32_768, 60_999  # Linux's default
-    return low, high
-
-
-def free_block(n: int) -> int:
-    """The first of ``n`` consecutive free ports, below the ephemeral range where it can:
-    a port in that range that is free when checked can be taken by any outgoing connection
-    (an RPC call, a member's p2p request) before the node that is to listen there binds it,
-    and that node then fails to start."""
-    low, _ = _ephemeral_ports()
-    top = low - n if low - n > 20_000 + 1_000 else 60_000
-    for _ in range(200):
-        base = random.randrange(20_000, top)
-        if all(port_free(p) for p in range(base, base + n)):
-            return base
-    raise RuntimeError("no block of free ports")
 
 
 def ports(n_nodes: int) -> list[str]:
