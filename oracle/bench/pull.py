@@ -25,6 +25,7 @@ Prague); ``--with-gas`` runs it too and adds its cases. A root carries at most
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
@@ -192,6 +193,7 @@ def measure(
             pids = [node.proc.pid for node in net.nodes if node.proc is not None]
             cpu0 = [_cpu_seconds(p) for p in pids]
             bytes0 = [_sent_bytes(net.metrics(i, _SENT)) for i in range(N)]
+            rpc0 = len(anvil.rpc_methods())  # the harness reads nothing from anvil meanwhile
             started = time.time()
             while time.time() - started < duration_s:
                 progress(f"{feeds} feeds: rounds", int(time.time() - started), int(duration_s))
@@ -199,6 +201,7 @@ def measure(
             wall = time.time() - started
             cpu = [_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
             sent = [_sent_bytes(net.metrics(i, _SENT)) - b for i, b in enumerate(bytes0)]
+            rpc = collections.Counter(anvil.rpc_methods()[rpc0:])
             measured = window_rounds(started, duration_s, round_period_s)
             # a round's root may be signed up to PULL_MAX_AGE_PERIODS after it starts
             time.sleep((PULL_MAX_AGE_PERIODS + 1) * round_period_s)
@@ -231,6 +234,11 @@ def measure(
         else None,
         "p2p_bytes_sent_per_node_per_round": [int(b / rounds) for b in sent],
         "cpu_per_node": [round(c / wall, 3) for c in cpu],
+        # what the committee costs an RPC provider: JSON-RPC requests a node a second
+        "rpc_requests_per_node_per_s": round(rpc.total() / wall / N, 2),
+        "rpc_requests_per_node_per_s_by_method": {
+            m: round(k / wall / N, 2) for m, k in rpc.most_common()
+        },
         "push_reports": len(pushes),
         "push_gas_per_feed_median": int(statistics.median(gas)) if gas else None,
     }

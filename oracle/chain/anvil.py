@@ -24,6 +24,7 @@ from oracle.children import die_with_parent
 from oracle.errors import ChainError
 
 _LISTENING = re.compile(rb"Listening on ([0-9.]+):(\d+)")
+_RPC_METHOD = re.compile(rb"([a-z0-9]+_[A-Za-z0-9]+)\n")  # anvil logs each request's method
 
 
 @dataclass
@@ -50,6 +51,11 @@ class Anvil:
         self._output: list[bytes] = []
         self.port: int | None = None
         self.private_keys: list[str] = []
+
+    def rpc_methods(self) -> list[str]:
+        """The JSON-RPC method of every request anvil has served so far, in order (read
+        off its log: what the clients cost an RPC provider, counted)."""
+        return [m.group(1).decode() for line in self._output if (m := _RPC_METHOD.fullmatch(line))]
 
     @property
     def url(self) -> str:

@@ -25,6 +25,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 from web3 import Web3
 
+from oracle.chain.rpc import sync_web3
 from oracle.config.feeds import FeedSpec
 from oracle.config.node import ModelsConfig
 from oracle.node.feeds import FeedRunner
@@ -112,13 +113,7 @@ class RegisteredModels:
         self.db = RegistryStore(store.engine, config.registry)
         self.metrics = RegistryMetrics(feed_metrics.registry)
         # no hidden retries inside web3: the follower's own loop retries, counts and logs
-        self.w3 = w3 or Web3(
-            Web3.HTTPProvider(
-                rpc_url,
-                request_kwargs={"timeout": rpc_timeout_s},
-                exception_retry_configuration=None,
-            )
-        )
+        self.w3 = w3 or sync_web3(rpc_url, timeout_s=rpc_timeout_s)
         self.follower = RegistryFollower(
             self.w3,
             config.registry,

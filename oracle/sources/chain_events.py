@@ -46,6 +46,7 @@ from typing import Any
 import structlog
 from web3 import Web3
 
+from oracle.chain.rpc import sync_web3
 from oracle.config.feeds import ChainEventSourceSpec
 from oracle.errors import Rejected
 from oracle.sources.validate import to_number
@@ -127,7 +128,7 @@ class ChainEventSource:
 
     def __init__(self, spec: ChainEventSourceSpec, w3: Web3 | None = None) -> None:
         self.spec = spec
-        self.w3 = w3 or Web3(Web3.HTTPProvider(spec.rpc_url, request_kwargs={"timeout": 10}))
+        self.w3 = w3 or sync_web3(spec.rpc_url, timeout_s=10, retries=True)
         abi = json.loads(spec.event_abi)
         self._event = self.w3.eth.contract(abi=[abi]).events[spec.event]()
         self._path = self._index_path(abi, spec.field) if spec.field else ()

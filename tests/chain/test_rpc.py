@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 
 import pytest
 from web3._utils.http_session_manager import HTTPSessionManager
 
 from oracle.chain.anvil import Anvil
-from oracle.chain.rpc import async_web3
+from oracle.chain.rpc import async_web3, sync_web3
 
 pytestmark = pytest.mark.anvil
 
@@ -55,3 +56,39 @@ async def test_cancelled_requests_leave_the_client_working(anvil: Anvil) -> None
     assert not HTTPSessionManager._lock.locked()
     assert await asyncio.wait_for(w3.eth.chain_id, 10) == 31337
     await w3.provider.disconnect()
+
+
+def _methods_after(anvil: Anvil, start: int, want: str, count: int) -> list[str]:
+    """The methods anvil logged after the first ``start``, once ``count`` of ``want`` are in
+    (its log reaches us through a pipe a moment after the answer)."""
+    for _ in range(100):
+        methods = anvil.rpc_methods()[start:]
+        if methods.count(want) >= count:
+            return methods
+        time.sleep(0.05)
+    raise AssertionError(f"anvil logged {anvil.rpc_methods()[start:]}")
+
+
+async def test_the_async_client_asks_the_chain_id_once_not_before_every_call(
+    anvil: Anvil,
+) -> None:
+    # web3's validation middleware reads the chain id before each eth_call and
+    # eth_estimateGas: half of a node's RPC requests, before
+    start = len(anvil.rpc_methods())
+    w3 = async_web3(anvil.url, timeout_s=5)
+    for _ in range(20):
+        await w3.eth.call({"to": "0x" + "11" * 20, "data": "0x"})
+    assert await w3.eth.chain_id == 31337
+    await w3.provider.disconnect()
+    methods = _methods_after(anvil, start, "eth_call", 20)
+    assert methods.count("eth_call") == 20
+    assert methods.count("eth_chainId") <= 2, methods  # web3 asks twice as it fills its cache
+
+
+def test_the_blocking_client_asks_the_chain_id_once_too(anvil: Anvil) -> None:
+    start = len(anvil.rpc_methods())
+    w3 = sync_web3(anvil.url, timeout_s=5)
+    for _ in range(20):
+        w3.eth.call({"to": "0x" + "11" * 20, "data": "0x"})
+    methods = _methods_after(anvil, start, "eth_call", 20)
+    assert methods.count("eth_chainId") <= 2, methods
