@@ -400,25 +400,40 @@ class Leader(Follower, TransmitRotation):
         self, r: int, attempt: int, pool: list[int]
     ) -> dict[int, SigningCommitment | None]:
         out: dict[int, SigningCommitment | None] = {}
+        if self.ctx.self_index in pool:
+            out[self.ctx.self_index] = self._issue_nonce(r, attempt)
+        out.update(
+            await self._ask_nonces(
+                r, attempt, pool, MsgType.NONCE_REQUEST, self.config.observe_timeout_s
+            )
+        )
+        return out
+
+    async def _ask_nonces(
+        self, r: int, attempt: int, pool: list[int], request: MsgType, timeout: float
+    ) -> dict[int, SigningCommitment]:
+        """Ask every member of ``pool`` but this one for a fresh nonce commitment
+        (``request``: a push or a pull round's); the commitments that came back, each for
+        the member that sent it. A commitment naming another identifier is a forgery: its
+        sender is named an offender, and it is left out."""
         me = self.ctx.self_index
-        if me in pool:
-            out[me] = self._issue_nonce(r, attempt)
         asks = {
             w: asyncio.create_task(
                 self._ask(
                     self.ctx.peers[w],
-                    MsgType.NONCE_REQUEST,
+                    request,
                     r,
                     attempt,
                     b"",
                     frozenset({MsgType.NONCE, MsgType.REFUSE}),
-                    self.config.observe_timeout_s,
+                    timeout,
                 )
             )
             for w in pool
             if w != me
         }
-        for who, env in (await self._gather(asks, self.config.observe_timeout_s)).items():
+        out: dict[int, SigningCommitment] = {}
+        for who, env in (await self._gather(asks, timeout)).items():
             if env.header.type != MsgType.NONCE:
                 continue
             try:

@@ -450,41 +450,14 @@ class PullRounds(Leader):
     async def _pull_nonces(
         self, r: int, attempt: int, pool: list[int]
     ) -> dict[int, SigningCommitment]:
-        me = self.ctx.self_index
         out: dict[int, SigningCommitment] = {}
-        if me in pool:
+        if self.ctx.self_index in pool:
             with contextlib.suppress(Refusal):
-                out[me] = self._issue_nonce(r, PULL_ATTEMPT_BASE + attempt)
+                out[self.ctx.self_index] = self._issue_nonce(r, PULL_ATTEMPT_BASE + attempt)
         # the members are busy with the round's parts (and their feeds' polls): the wave's
         # timeout, not a push observation's
         timeout = self.config.pull_transfer_timeout_s
-        asks = {
-            w: asyncio.create_task(
-                self._ask(
-                    self.ctx.peers[w],
-                    MsgType.PULL_NONCE_REQUEST,
-                    r,
-                    attempt,
-                    b"",
-                    frozenset({MsgType.NONCE, MsgType.REFUSE}),
-                    timeout,
-                )
-            )
-            for w in pool
-            if w != me
-        }
-        for who, env in (await self._gather(asks, timeout)).items():
-            if env.header.type != MsgType.NONCE:
-                continue
-            try:
-                com = decode_commitment(env.payload)
-            except MessageRejected as exc:
-                self.auth.reject(exc, f"member {who}")
-                continue
-            if com.identifier == who + 1:
-                out[who] = com
-            else:
-                self._name_offender(r, attempt, who, "forged_nonce")
+        out.update(await self._ask_nonces(r, attempt, pool, MsgType.PULL_NONCE_REQUEST, timeout))
         return out
 
     # -- follower ------------------------------------------------------------------------

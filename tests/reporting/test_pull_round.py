@@ -11,8 +11,11 @@ from typing import Any
 import pytest
 
 from oracle.crypto.dkg import default_threshold, run_dkg_in_one_process
+from oracle.crypto.nonces import SigningCommitment
 from oracle.crypto.suites import MIRA_EVM
+from oracle.p2p.wire import Envelope, MsgType
 from oracle.reporting import pull
+from oracle.reporting.messages import encode_commitment
 from oracle.reporting.protocol import FeedPolicy, Refusal, RoundProtocol
 from oracle.reporting.pull_parts import LEAVES_PER_PART, encode_parts
 from oracle.reporting.pull_round import (
@@ -435,3 +438,41 @@ async def test_late_pull_rounds_are_dropped_and_led_one_at_a_time(tmp_path: Path
         gate.set()
         await first
         assert leader._pull_leading is None
+
+
+class _ForgesPullNonce(RoundProtocol):
+    """Answers a pull round's nonce request with a commitment under the leader's
+    identifier (a FROST signing set would then hold the leader twice)."""
+
+    async def _on_pull_nonce_request(self, env: Envelope) -> bytes:
+        h = env.header
+        com = self._issue_nonce(h.round, PULL_ATTEMPT_BASE + h.attempt)
+        forged = SigningCommitment(self.leader_of(h.round) + 1, com.hiding, com.binding)
+        return self._reply(env, MsgType.NONCE, encode_commitment(forged))
+
+
+async def test_a_forged_pull_nonce_is_named_and_the_roots_still_get_signed(
+    tmp_path: Path,
+) -> None:
+    # the push round's rule, in the pull round's own nonce request (one place for both)
+    sources = [Outputs(v) for v in (1000, 1002, 1001, 1003)]
+    async with _network(
+        tmp_path,
+        [],
+        sources=sources,
+        policies=POLICIES,
+        config_kw=PULL,
+        protocols={3: _ForgesPullNonce},
+        **_pull_only(),
+    ) as net:
+        honest = net.nodes[:3]
+        await _until(
+            lambda: (
+                all(n.pull_roots_led >= 1 for n in honest)
+                and all(3 in n.offences for n in honest if n.pull_roots_led)
+            ),
+            timeout=30,
+        )
+        assert {who for n in honest for who in n.offences} == {3}
+        named = [n.status()["bad_signers"]["3"] for n in honest if 3 in n.offences]
+        assert all(s["forged_nonce"] >= 1 for s in named)  # type: ignore[index]
