@@ -40,13 +40,17 @@ def listen_socket(host: str, port: int) -> socket.socket:
     """Bind and listen on ``host:port`` now, at the node's start, so a port that is taken
     stops the node with this error instead of leaving it alive and deaf: its peers would
     wait for its DKG messages until their own timeouts (every member's, when t + f is the
-    whole committee), with nothing on-chain saying why."""
+    whole committee), with nothing on-chain saying why. ``host`` is an IPv4 or IPv6 address
+    or a name, bound in the family it resolves to first (as a server on it would)."""
     try:
-        return socket.create_server((host, port), backlog=128)
-    except OSError as exc:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        return socket.create_server((host, port), family=found[0][0], backlog=128)
+    except OSError as exc:  # socket.gaierror included: a name that does not resolve
+        # the bare reason: create_server's own message repeats the address
+        code = exc.errno if isinstance(exc.errno, int) else 0  # a resolver's codes are < 0
+        reason = os.strerror(code) if code > 0 else (exc.strerror or str(exc))
         raise ListenError(
-            f"cannot listen for p2p on {host}:{port} ([network] listen_host, listen_port): "
-            f"{os.strerror(exc.errno) if exc.errno else exc}"
+            f"cannot listen for p2p on {host}:{port} ([network] listen_host, listen_port): {reason}"
         ) from exc
 
 
