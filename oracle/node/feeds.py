@@ -72,6 +72,7 @@ class FeedRunner:
         self.restored = False
         self.last_poll_error: str | None = None
         self._latest: tuple[StepOutput, list[FeedUpdate]] | None = None
+        self._older: tuple[StepOutput, list[FeedUpdate]] | None = None  # see updates_at
         for source in spec.sources:
             if isinstance(source, ReplaySourceSpec):
                 self.replay = ReplaySource(source)
@@ -307,15 +308,26 @@ class FeedRunner:
         return cached[1]
 
     def updates_at(self, observed_at: int) -> list[FeedUpdate]:
-        """The updates of the newest recent output observed at that second (unix), if any."""
+        """The updates of the newest recent output observed at that second (unix), if any.
+
+        A follower asks for every leaf of a pull root whose value is not its own latest
+        (10,000 a round at 10,000 feeds). The recent outputs are in time order (a model
+        refuses an observation not after the last), so the walk back stops at the first
+        one older than that second; and the updates of the output asked for are built once
+        (the latest's by :meth:`latest_updates`, an older one's kept until another is
+        asked for)."""
+        low = observed_at * 1000
         for out in reversed(self.pipeline.recent_outputs):
-            if out.observed_at_ms // 1000 == observed_at:
-                # the latest one's updates are built once (a follower asks per leaf)
-                return (
-                    self.latest_updates()
-                    if out is self.pipeline.last_output
-                    else self._updates(out)
-                )
+            at = out.observed_at_ms
+            if at < low:
+                break
+            if at < low + 1000:
+                if out is self.pipeline.last_output:
+                    return self.latest_updates()
+                older = self._older
+                if older is None or older[0] is not out:
+                    older = self._older = (out, self._updates(out))
+                return older[1]
         return []
 
     def _updates(self, out: StepOutput) -> list[FeedUpdate]:

@@ -560,3 +560,27 @@ async def test_a_cancelled_poll_still_stores_what_its_write_took(
         assert last is not None and last.seq == 1
         checkpoint = store.latest_checkpoint(r.pipeline.storage_id, r.spec.digest)
         assert checkpoint is not None and checkpoint.seq == 1
+
+
+def test_updates_at_gives_the_newest_output_of_that_second(tmp_path: Path, engine: Engine) -> None:
+    """A follower's look-up of its own output at a leaf's second: the newest recent output
+    observed in that second, or none; the same as walking every recent output."""
+    runner = _runner(tmp_path, Store(engine), "A/USD", "http://127.0.0.1:9/prices", "a")
+    times = [1_000_100, 1_000_900, 1_002_000, 1_002_999, 1_004_500, 1_007_000, 1_007_001]
+    for i, at in enumerate(times):
+        out = runner.pipeline.ingest(RawObservation("median", at, None, {"value": 1.0 + i}))
+        assert out is not None
+
+    def walked(second: int) -> list[Any]:  # every recent output, newest first
+        for out in reversed(runner.pipeline.recent_outputs):
+            if out.observed_at_ms // 1000 == second:
+                return runner._updates(out)
+        return []
+
+    for second in range(995, 1012):
+        assert runner.updates_at(second) == walked(second), second
+    assert [u.value for u in runner.updates_at(1000)] == [200_000_000]  # 1_000_900's
+    assert runner.updates_at(1007) is runner.latest_updates()  # built once
+    older = runner.updates_at(1002)
+    assert runner.updates_at(1002) is older  # built once while it is the one asked for
+    assert runner.updates_at(1000) is not older
