@@ -45,6 +45,7 @@ from oracle.config.node import RETAIN_S_MAX, RETAIN_S_MIN
 from oracle.devnet.localnet import DECIMALS, FEED_SPEC, LocalNet
 from oracle.devnet.processes import NodeProc
 from oracle.errors import MiraError
+from oracle.node.gc_watch import METRIC as GC_METRIC
 from oracle.progress import Progress, no_progress, stderr_progress
 from oracle.reporting.pull_parts import MAX_TOTAL
 from oracle.reporting.pull_round import PULL_MAX_AGE_PERIODS
@@ -137,6 +138,24 @@ def _sent_bytes(metrics: str) -> float:
     )
 
 
+_GC = (f"{GC_METRIC}_bucket", f"{GC_METRIC}_sum")
+_LONG_PAUSE_S = "0.1"  # the bucket bound above which a pause counts as long
+
+
+def _gc_pauses(metrics: str) -> tuple[float, float]:
+    """A node's GC pauses since it started: (seconds in every pass, passes over 100 ms)."""
+    seconds = over = 0.0
+    for line in metrics.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name.startswith(_GC[1]):
+            seconds += float(value)
+        elif name.startswith(_GC[0]) and 'le="+Inf"' in name:
+            over += float(value)
+        elif name.startswith(_GC[0]) and f'le="{_LONG_PAUSE_S}"' in name:
+            over -= float(value)
+    return seconds, over
+
+
 def _signed(log: Path, rounds: range) -> list[dict[str, Any]]:
     """The roots a node led for ``rounds`` (round ids: their start, unix ms), from its log."""
     out = []
@@ -193,6 +212,7 @@ def measure(
             pids = [node.proc.pid for node in net.nodes if node.proc is not None]
             cpu0 = [_cpu_seconds(p) for p in pids]
             bytes0 = [_sent_bytes(net.metrics(i, _SENT)) for i in range(N)]
+            gc0 = [_gc_pauses(net.metrics(i, _GC)) for i in range(N)]
             rpc0 = len(anvil.rpc_methods())  # the harness reads nothing from anvil meanwhile
             started = time.time()
             while time.time() - started < duration_s:
@@ -201,6 +221,7 @@ def measure(
             wall = time.time() - started
             cpu = [_cpu_seconds(p) - c for p, c in zip(pids, cpu0, strict=True)]
             sent = [_sent_bytes(net.metrics(i, _SENT)) - b for i, b in enumerate(bytes0)]
+            gc1 = [_gc_pauses(net.metrics(i, _GC)) for i in range(N)]
             rpc = collections.Counter(anvil.rpc_methods()[rpc0:])
             measured = window_rounds(started, duration_s, round_period_s)
             # a round's root may be signed up to PULL_MAX_AGE_PERIODS after it starts
@@ -234,6 +255,11 @@ def measure(
         else None,
         "p2p_bytes_sent_per_node_per_round": [int(b / rounds) for b in sent],
         "cpu_per_node": [round(c / wall, 3) for c in cpu],
+        # the event loop held by the cyclic GC: its share of the time, and the long holds
+        "gc_pause_share_per_node": [
+            round((b[0] - a[0]) / wall, 4) for a, b in zip(gc0, gc1, strict=True)
+        ],
+        "gc_pauses_over_100ms_per_node": [int(b[1] - a[1]) for a, b in zip(gc0, gc1, strict=True)],
         # what the committee costs an RPC provider: JSON-RPC requests a node a second
         "rpc_requests_per_node_per_s": round(rpc.total() / wall / N, 2),
         "rpc_requests_per_node_per_s_by_method": {

@@ -37,6 +37,7 @@ from oracle.node.feeds import (
     polling_pipelines,
     restore_runners,
 )
+from oracle.node.gc_watch import GcWatch
 from oracle.node.keys import NetworkSetup, NodeKeys
 from oracle.node.landed import LandedReportService
 from oracle.node.loop_view import LoopView, loop_sources
@@ -225,6 +226,7 @@ class Node:
             "mira_feed_stale", "1 if a feed missed its heartbeat", ["feed"], registry=self.registry
         )
         self._stale_shown: dict[str, int] = {}  # feed → the value mira_feed_stale shows
+        self.gc_watch = GcWatch(self.registry)  # full GC passes made rare while it runs
         self.storage = StorageService(config.database.url)
         # the live mapping of every runner: models registered on-chain join and leave it
         # while the node runs (oracle.node.registered)
@@ -335,6 +337,7 @@ class Node:
 
     async def start(self) -> None:
         await self.services.start()
+        self.gc_watch.start()  # once the start-up heap is built and frozen (FeedsService)
         if self.chain is not None:  # its first read, before a client waits for it
             self.chain.warm()
 
@@ -350,6 +353,7 @@ class Node:
         if self.retention is not None:  # a pass in flight ends now, not when it is done
             self.retention.stop()
         await self.services.stop()
+        self.gc_watch.stop()
         self.loop.close()
         if self.chain is not None:
             self.chain.close()

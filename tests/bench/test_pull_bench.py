@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client import CollectorRegistry, generate_latest
 
-from oracle.bench.pull import bars, window_rounds
+from oracle.bench.pull import _GC, _gc_pauses, bars, window_rounds
 from oracle.cli.main import cli
+from oracle.node.gc_watch import BUCKETS, GcWatch
 
 
 @pytest.mark.parametrize(
@@ -58,3 +60,20 @@ def test_the_window_is_a_whole_number_of_rounds() -> None:
     assert len(window_rounds(1_000.4, 60.0, 1.0)) == 60  # from the first whole round
     assert window_rounds(1_000.4, 60.0, 1.0)[0] == 1_001_000
     assert len(window_rounds(1_000.0, 60.0, 2.5)) == 24
+
+
+def test_gc_pauses_are_read_off_a_nodes_metrics() -> None:
+    """The bench's reading of ``mira_gc_pause_seconds`` as a node renders it (only the
+    series it asks for): seconds in every pass, and the passes over 100 ms."""
+    registry = CollectorRegistry()
+    watch = GcWatch(registry)
+    long_bucket = BUCKETS.index(0.25)
+    watch._counts[0][0] = 40  # young passes, under 1 ms
+    watch._counts[1][BUCKETS.index(0.1)] = 2  # exactly 100 ms: not over
+    watch._counts[2][long_bucket] = 3
+    watch._counts[2][-1] = 1  # over every bound
+    watch._sums[:] = [0.02, 0.2, 4.5]
+    text = generate_latest(registry.restricted_registry(list(_GC))).decode()
+    seconds, over = _gc_pauses(text)
+    assert seconds == pytest.approx(4.72) and over == 4
+    assert _gc_pauses("") == (0.0, 0.0)  # a node without the metric: nothing
