@@ -1,5 +1,5 @@
-"""The node's asynchronous JSON-RPC clients: web3's AsyncHTTPProvider without its
-process-wide session lock.
+"""The node's JSON-RPC clients: web3's HTTP providers, asking the chain id once, and on the
+async side without web3's process-wide session lock and with connections kept alive.
 
 web3 (8.0.0, pinned) looks up the aiohttp session of every async request under
 ``HTTPSessionManager._lock``, a ``threading.Lock`` shared by every provider in the
@@ -13,16 +13,41 @@ transmitting, reading the chain and following the registry until restarted.
 :class:`_LoopSession` keeps one session per provider and event loop without any thread
 lock: the async path runs on one event loop, where nothing else can interleave between
 checking the session and replacing it.
+
+Connections are kept alive and reused. web3's own async session closes each one after its
+request (``force_close``): a TCP connect per request, a TLS handshake per request on an
+``https://`` provider, and a socket left in TIME_WAIT for a minute each (four devnet nodes
+opened ~115 connections a second). A kept-alive connection the server closes just as it is
+reused fails the request although the server never answered it: that request, and only
+it, is sent once more on a fresh connection (:meth:`_LoopSession.async_make_post_request`).
+
+The blocking client (:func:`sync_web3`) keeps its connections alive already: web3 caches
+one ``requests.Session`` per thread and endpoint, whose urllib3 pool reuses connections
+and drops one found closed before reusing it. A connection closed as it is reused fails
+that call there (requests retries nothing); its callers' loops retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, TCPConnector
+from aiohttp import (
+    ClientConnectionResetError,
+    ClientConnectorError,
+    ClientOSError,
+    ClientSession,
+    ClientTimeout,
+    ServerDisconnectedError,
+    TCPConnector,
+    TraceConfig,
+    TraceConnectionCreateEndParams,
+    TraceConnectionReuseconnParams,
+)
 from eth_typing import URI
 from web3 import AsyncHTTPProvider, AsyncWeb3, HTTPProvider, Web3
+from web3._utils.http import DEFAULT_HTTP_TIMEOUT
 from web3._utils.http_session_manager import HTTPSessionManager
 from web3.types import RPCEndpoint
 
@@ -32,10 +57,88 @@ from web3.types import RPCEndpoint
 # chain does not change; the transaction manager checks each endpoint's chain itself.
 _CACHED = {RPCEndpoint("eth_chainId")}
 
+# An idle connection is not reused after this long (aiohttp closes it): well under the
+# idle timeouts servers close on (nginx's keepalive_timeout is 75 s, many RPC providers'
+# 60 s or less), so the client nearly always gives up an idle connection before the server
+# does, and the race below stays rare. A node calls every second or so: its connections
+# seldom idle that long.
+_IDLE_S = 15.0
+# Connections open at once to one endpoint (aiohttp's default: 100 in all, none per host).
+# A node makes a few calls at a time; its widest fan-outs are 16 (the chain view's reads,
+# the callback ledger) and the feed list's catch-up (256), whose calls beyond this wait for
+# a connection within their timeout rather than open 256 connections to a provider.
+_CONNECTIONS_PER_HOST = 32
+
+# How a request fails when the server closed its kept-alive connection just as the client
+# reused it (the server never saw the request, or dropped it unanswered): aiohttp's own
+# rule for resending an idempotent request on a persistent connection (RFC 9112 §9.3.1,
+# aiohttp/client.py), and a write to a connection already closing. A connector error is a
+# fresh connection's (refused, unreachable): never resent.
+_FOUND_CLOSED = (ServerDisconnectedError, ClientOSError, ClientConnectionResetError)
+
+
+class _Attempt:
+    """One request's trace context: whether it went out on a pooled connection."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+async def _on_reuse(
+    _session: ClientSession, ctx: SimpleNamespace, _params: TraceConnectionReuseconnParams
+) -> None:
+    if isinstance(ctx.trace_request_ctx, _Attempt):
+        ctx.trace_request_ctx.reused = True
+
+
+async def _on_create(
+    _session: ClientSession, ctx: SimpleNamespace, _params: TraceConnectionCreateEndParams
+) -> None:
+    if isinstance(ctx.trace_request_ctx, _Attempt):  # a redirect's new connection
+        ctx.trace_request_ctx.reused = False
+
+
+def _reuse_trace() -> TraceConfig:
+    trace = TraceConfig()
+    trace.on_connection_reuseconn.append(_on_reuse)
+    trace.on_connection_create_end.append(_on_create)
+    return trace
+
+
+def _less(timeout: float | ClientTimeout, spent: float) -> float | ClientTimeout | None:
+    """``timeout`` less ``spent`` seconds of its total; None once nothing is left."""
+    if not isinstance(timeout, ClientTimeout):
+        return timeout - spent if timeout - spent > 0 else None
+    if timeout.total is None:
+        return timeout
+    if timeout.total - spent <= 0:
+        return None
+    return ClientTimeout(
+        total=timeout.total - spent,
+        connect=timeout.connect,
+        sock_read=timeout.sock_read,
+        sock_connect=timeout.sock_connect,
+        ceil_threshold=timeout.ceil_threshold,
+    )
+
+
+async def _post(
+    session: ClientSession,
+    url: URI,
+    data: bytes | dict[str, Any],
+    kwargs: dict[str, Any],
+    attempt: _Attempt | None = None,
+) -> bytes:
+    async with session.post(url, data=data, trace_request_ctx=attempt, **kwargs) as response:
+        return await response.read()
+
 
 class _LoopSession(HTTPSessionManager):
     """One aiohttp session for one provider's endpoint, made again when the event loop it
-    belongs to is closed or another loop asks (what web3's cache keys on), lock-free."""
+    belongs to is closed or another loop asks (what web3's cache keys on), lock-free; its
+    connections kept alive."""
 
     def __init__(self) -> None:
         super().__init__(cache_size=1)
@@ -52,14 +155,50 @@ class _LoopSession(HTTPSessionManager):
         if current is None or current.closed or current._loop is not loop:
             current = session or ClientSession(
                 raise_for_status=True,
-                # as web3's own: no connection kept between requests
-                connector=TCPConnector(force_close=True, enable_cleanup_closed=True),
+                connector=TCPConnector(
+                    keepalive_timeout=_IDLE_S,
+                    limit_per_host=_CONNECTIONS_PER_HOST,
+                    # as web3's: TLS transports the server never closes cleanly are aborted
+                    enable_cleanup_closed=True,
+                ),
+                trace_configs=[_reuse_trace()],
             )
             self._session = current
             # where the provider's disconnect() finds the sessions to close
             self.session_cache.clear()
             self.session_cache.cache(f"{id(loop)}:{endpoint_uri}", current)
         return current
+
+    async def async_make_post_request(
+        self, endpoint_uri: URI, data: bytes | dict[str, Any], **kwargs: Any
+    ) -> bytes:
+        """POST ``data``, resending it once on a fresh connection when the pooled
+        connection it went out on was found closed.
+
+        aiohttp resends such a request only for idempotent HTTP methods, never a POST (and
+        web3's retries are off): without this, every server-side idle close that raced a
+        reuse would fail one call. Resending is safe for what the node sends: reads, and
+        eth_sendRawTransaction, whose signed transaction is the same one by hash however
+        often it arrives (a second copy is refused as known or already mined)."""
+        kwargs.setdefault("timeout", ClientTimeout(DEFAULT_HTTP_TIMEOUT))
+        session = await self.async_cache_and_return_session(endpoint_uri)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempt = _Attempt()
+        try:
+            return await _post(session, endpoint_uri, data, kwargs, attempt)
+        except ClientConnectorError:
+            raise
+        except _FOUND_CLOSED:
+            # within the call's timeout, whatever the first attempt took
+            left = _less(kwargs["timeout"], loop.time() - started)
+            if not attempt.reused or left is None:
+                raise
+        # another pooled connection, as old, may be closed too: a connection of its own
+        async with ClientSession(
+            raise_for_status=True, connector=TCPConnector(force_close=True)
+        ) as fresh:
+            return await _post(fresh, endpoint_uri, data, {**kwargs, "timeout": left})
 
 
 def async_web3(rpc_url: str, *, timeout_s: float, retries: bool = False) -> AsyncWeb3[Any]:
