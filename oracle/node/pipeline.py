@@ -604,8 +604,9 @@ class _Taken:
 # order and nothing newer of a pipeline is stored after an older write of it failed (its
 # model is rewound first); a checkpoint waits for it (a model's state is saved only with
 # every row before it stored); and so does a round before it sends outputs
-# (make_durable: never send what a crash could take back). The node's periodic flush
-# writes other pipelines' rows meanwhile, without waiting.
+# (make_durable: never send what a crash could take back), which writes what else is
+# buffered off the loop as well. The node's periodic flush writes other pipelines' rows
+# meanwhile, without waiting.
 
 _WRITER: ThreadPoolExecutor | None = None
 
@@ -648,11 +649,20 @@ def _settle(flight: _InFlight) -> None:
 
 async def wait_off_loop_write() -> None:
     """:func:`settle_off_loop_write` without holding the event loop: awaits the write in
-    flight (if any) to end, then accounts for it. Its failure is the poll's to report."""
+    flight (if any) to end, then accounts for it. Its failure is its writer's to report."""
     while _IN_FLIGHT:
+        flight = _IN_FLIGHT[0]
         with contextlib.suppress(Exception):
-            await asyncio.shield(asyncio.wrap_future(_IN_FLIGHT[0].future))
-        settle_off_loop_write()  # it has ended: accounts for it, waits for nothing
+            await asyncio.shield(asyncio.wrap_future(flight.future))
+        # this one has ended: accounted for, waiting for nothing (another coroutine that
+        # was waiting too may have started the next write meanwhile: that one is awaited)
+        _forget(flight)
+        _settle(flight)
+
+
+def _forget(flight: _InFlight) -> None:
+    if flight in _IN_FLIGHT:
+        _IN_FLIGHT.remove(flight)
 
 
 async def flush_off_loop(pipelines: Iterable[FeedPipeline]) -> None:
@@ -672,11 +682,24 @@ async def flush_off_loop(pipelines: Iterable[FeedPipeline]) -> None:
         _IN_FLIGHT.append(flight)
         with contextlib.suppress(Exception):
             await asyncio.shield(asyncio.wrap_future(future))
-        if _IN_FLIGHT and _IN_FLIGHT[-1] is flight:
-            _IN_FLIGHT.pop()
+        _forget(flight)
         _settle(flight)  # unless a write on the loop settled it meanwhile
         if flight.error is not None:
             raise flight.error
+
+
+async def make_durable(engine: Engine) -> None:
+    """Store every row buffered for ``engine``'s database before a round sends outputs
+    (never send what a crash could take back), without holding the event loop for the
+    write: a group poll's write in flight is awaited, then the pipelines holding rows are
+    written in the worker thread (:func:`flush_off_loop`: the loop serves the rounds'
+    other messages meanwhile; mid-poll that is up to 10,000 feeds' rows), then what they
+    buffered during that write is stored on the loop, in the same step as the caller's
+    read of the outputs. Raises a write's error (its pipelines rewound: nothing they
+    held is sent)."""
+    await wait_off_loop_write()
+    await flush_off_loop([p for p in FeedPipeline._unstored if p.store.engine is engine])
+    flush_unstored(engine)
 
 
 def flush_unstored(engine: Engine, *, skip: Container[FeedPipeline] = frozenset()) -> None:
