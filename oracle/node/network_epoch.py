@@ -28,7 +28,7 @@ from oracle.storage import SqlUsedNonceLog
 if TYPE_CHECKING:
     from oracle.node.feeds import FeedRunner
 from oracle.node.network_state import NetworkState
-from oracle.node.pipeline import FeedPipeline, make_durable
+from oracle.node.pipeline import FeedPipeline, flush_unstored, wait_off_loop_write
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +99,11 @@ class NodeOutputs:
         return None
 
     async def make_durable(self) -> None:
-        await make_durable(self._engine)
+        # the outputs a group poll's write in flight holds are sent too: once it has
+        # landed (awaited: the loop serves the round's other messages meanwhile), and
+        # then everything else buffered, in the same step as the caller's read of them
+        await wait_off_loop_write()
+        flush_unstored(self._engine)
 
 
 class EpochServing(NetworkState):

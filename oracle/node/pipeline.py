@@ -604,9 +604,8 @@ class _Taken:
 # order and nothing newer of a pipeline is stored after an older write of it failed (its
 # model is rewound first); a checkpoint waits for it (a model's state is saved only with
 # every row before it stored); and so does a round before it sends outputs
-# (make_durable: never send what a crash could take back), which writes what else is
-# buffered off the loop as well. The node's periodic flush writes other pipelines' rows
-# meanwhile, without waiting.
+# (make_durable: never send what a crash could take back). The node's periodic flush
+# writes other pipelines' rows meanwhile, without waiting.
 
 _WRITER: ThreadPoolExecutor | None = None
 
@@ -686,20 +685,6 @@ async def flush_off_loop(pipelines: Iterable[FeedPipeline]) -> None:
         _settle(flight)  # unless a write on the loop settled it meanwhile
         if flight.error is not None:
             raise flight.error
-
-
-async def make_durable(engine: Engine) -> None:
-    """Store every row buffered for ``engine``'s database before a round sends outputs
-    (never send what a crash could take back), without holding the event loop for the
-    write: a group poll's write in flight is awaited, then the pipelines holding rows are
-    written in the worker thread (:func:`flush_off_loop`: the loop serves the rounds'
-    other messages meanwhile; mid-poll that is up to 10,000 feeds' rows), then what they
-    buffered during that write is stored on the loop, in the same step as the caller's
-    read of the outputs. Raises a write's error (its pipelines rewound: nothing they
-    held is sent)."""
-    await wait_off_loop_write()
-    await flush_off_loop([p for p in FeedPipeline._unstored if p.store.engine is engine])
-    flush_unstored(engine)
 
 
 def flush_unstored(engine: Engine, *, skip: Container[FeedPipeline] = frozenset()) -> None:

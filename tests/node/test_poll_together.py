@@ -586,60 +586,13 @@ def test_updates_at_gives_the_newest_output_of_that_second(tmp_path: Path, engin
     assert runner.updates_at(1000) is not older
 
 
-async def test_a_rounds_make_durable_writes_off_the_event_loop(
+async def test_a_round_waiting_with_a_poll_on_a_write_does_not_hold_the_loop_for_the_next(
     tmp_path: Path, engine: Engine
 ) -> None:
-    """What a round is about to send and is not stored yet (a group poll's feeds mid-poll)
-    is written in the worker thread while the loop serves other messages; what the feeds
-    buffered during that write is stored too before make_durable returns."""
-    store = Store(engine)
-    runners = _tickers(tmp_path, store, "http://127.0.0.1:9", "ab")
-    a, b = (r.pipeline for r in runners)
-    outputs = NodeOutputs({r.spec.id: r for r in runners}, engine)
-    a.ingest(RawObservation("median", 1_000, None, {"value": 1.5}))
-    b.ingest(RawObservation("median", 1_000, None, {"value": 2.5}))
-    held = _HeldWrite(store)
-    durable = asyncio.create_task(outputs.make_durable())
-    await held.in_flight()
-    assert held.threads == ["mira-store-write_0"]  # not the event loop's thread
-    ticks = 0
-    for _ in range(5):  # the loop runs meanwhile
-        await asyncio.sleep(0.01)
-        ticks += 1
-    assert ticks == 5 and not durable.done()
-    a.ingest(RawObservation("median", 2_000, None, {"value": 1.75}))  # during the write
-    held.release.set()
-    await durable
-    assert held.threads[1:] == [threading.current_thread().name]  # the rest, on the loop
-    for p, seq in ((a, 2), (b, 1)):
-        last = store.last_observation(p.storage_id)
-        assert last is not None and last.seq == seq
-        newest = store.latest_output(p.storage_id)
-        assert newest is not None and newest.seq == seq
-    assert not (set(FeedPipeline._unstored) & {a, b})
-
-
-async def test_a_failed_make_durable_rewinds_what_it_took(tmp_path: Path, engine: Engine) -> None:
-    """The round fails, and the feeds whose rows the failed write held are back to what
-    is stored: nothing of them is sent later as if it had been stored."""
-    store = Store(engine)
-    (runner,) = _tickers(tmp_path, store, "http://127.0.0.1:9", "a")
-    outputs = NodeOutputs({runner.spec.id: runner}, engine)
-    runner.pipeline.ingest(RawObservation("median", 1_000, None, {"value": 1.5}))
-    held = _HeldWrite(store, fail=True)
-    held.release.set()
-    with pytest.raises(RuntimeError, match="disk full"):
-        await outputs.make_durable()
-    assert runner.pipeline.model.seq == 0 and runner.pipeline.last_output is None
-    assert outputs.latest_outputs() == {}
-
-
-async def test_rounds_waiting_together_on_a_write_do_not_hold_the_loop_for_the_next(
-    tmp_path: Path, engine: Engine
-) -> None:
-    """Two rounds wait for the same write in flight; when it lands the first starts the
-    next write (its own rows): the second then awaits that one too, it does not block the
-    event loop on it."""
+    """A round (make_durable) and another group poll wait for the same write in flight;
+    when it lands the poll starts its own write: the round then awaits that one too, it
+    does not block the event loop on it (it did, settling the newest write in flight
+    after awaiting the first)."""
     from oracle.node.pipeline import flush_off_loop
 
     store = Store(engine)
@@ -662,7 +615,8 @@ async def test_rounds_waiting_together_on_a_write_do_not_hold_the_loop_for_the_n
     while not started[0].is_set():
         await asyncio.sleep(0.01)
     b.ingest(RawObservation("median", 1_000, None, {"value": 2.5}))
-    rounds = [asyncio.create_task(outputs.make_durable()) for _ in range(2)]
+    # woken in this order: the poll starts the next write before the round looks
+    rounds = [asyncio.create_task(flush_off_loop([b])), asyncio.create_task(outputs.make_durable())]
     await asyncio.sleep(0.05)
     go[0].set()
     while not started[1].is_set():  # the next write (b's rows) is under way, held
