@@ -35,6 +35,12 @@ FULL_PASS_AFTER = 1000  # second-generation passes before a full one is consider
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+# The watches started in this process (several nodes run in one process in tests): the
+# thresholds are set by the first to start and put back by the last to stop.
+_STARTED: list[GcWatch] = []
+_SAVED: list[tuple[int, int, int]] = []
+
+
 class GcWatch:
     """``start`` sets the thresholds and times every pass; ``stop`` puts both back."""
 
@@ -43,24 +49,26 @@ class GcWatch:
         self._counts = [[0] * (len(BUCKETS) + 1) for _ in range(3)]
         self._sums = [0.0, 0.0, 0.0]
         self._began = 0.0
-        self._saved: tuple[int, int, int] | None = None
         registry.register(self)
 
     def start(self) -> None:
-        if self._saved is not None:
+        if self in _STARTED:
             return
-        first, second, third = gc.get_threshold()
-        self._saved = (first, second, third)
-        gc.set_threshold(first, second, max(third, FULL_PASS_AFTER))
+        if not _STARTED:
+            first, second, third = gc.get_threshold()
+            _SAVED[:] = [(first, second, third)]
+            gc.set_threshold(first, second, max(third, FULL_PASS_AFTER))
+        _STARTED.append(self)
         gc.callbacks.append(self._callback)
 
     def stop(self) -> None:
-        if self._saved is None:
+        if self not in _STARTED:
             return
+        _STARTED.remove(self)
         if self._callback in gc.callbacks:
             gc.callbacks.remove(self._callback)
-        gc.set_threshold(*self._saved)
-        self._saved = None
+        if not _STARTED:
+            gc.set_threshold(*_SAVED.pop())
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":

@@ -47,6 +47,23 @@ def test_start_makes_full_passes_rare_and_stop_puts_the_thresholds_back(
     assert gc.get_threshold() == thresholds
 
 
+def test_two_in_one_process_put_the_thresholds_back_when_the_last_stops(
+    thresholds: tuple[int, int, int],
+) -> None:
+    first, second = GcWatch(CollectorRegistry()), GcWatch(CollectorRegistry())
+    first.start()
+    second.start()
+    first.stop()  # stopped in either order: the other still runs
+    assert gc.get_threshold()[2] == max(thresholds[2], FULL_PASS_AFTER)
+    second.stop()
+    assert gc.get_threshold() == thresholds
+    second.start()
+    first.start()
+    second.stop()
+    first.stop()
+    assert gc.get_threshold() == thresholds
+
+
 def test_every_pass_is_timed_while_started(thresholds: tuple[int, int, int]) -> None:
     registry = CollectorRegistry()
     watch = GcWatch(registry)
