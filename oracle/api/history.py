@@ -19,14 +19,13 @@ so no request reads more than ``MAX_PAGE`` rows of a table.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from oracle.api.stream import ReportStream
 from oracle.reporting.landed import to_json
-from oracle.storage.store import ObservationRow, OutputRow
+from oracle.storage import ObservationRow, OutputRow, decode_record
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -88,8 +87,8 @@ def output_json(row: OutputRow) -> dict[str, Any]:
 
 
 def observation_json(row: ObservationRow, target: str | None) -> dict[str, Any]:
-    record = json.loads(row.record)
-    value = record.get(target) if target is not None and isinstance(record, dict) else None
+    record = decode_record(row.record)
+    value = record.get(target) if target is not None else None
     return {
         "seq": row.seq,
         "source": row.source,

@@ -22,7 +22,6 @@ beside the naive rules but not the bar.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from oracle.errors import MiraError
 from oracle.models import FeedModel
 from oracle.node.pipeline import FeedPipeline
 from oracle.sources.replay import ReplaySource
-from oracle.storage import Store, make_engine, upgrade
+from oracle.storage import Store, decode_record, make_engine, upgrade
 
 BAR = 0.10  # every demo model feed beats its best naive baseline by this much
 # reported beside the naive baselines, not the bar: a learned model, the level that
@@ -146,7 +145,7 @@ def _run(spec: FeedSpec, source_spec: ReplaySourceSpec) -> dict[str, Any]:
 
 
 def _record(text: str) -> dict[str, float]:
-    return {k: float(v) for k, v in json.loads(text).items()}
+    return {k: float(v) for k, v in decode_record(text).items()}
 
 
 def _targets(spec: FeedSpec, records: list[dict[str, float]]) -> list[float]:

@@ -22,7 +22,7 @@ from oracle.node.logs import configure_logging
 from oracle.node.pipeline import FeedPipeline
 from oracle.progress import stderr_progress
 from oracle.sources.replay import ReplaySource
-from oracle.storage import ObservationRow, OutputRow, Store, make_engine, upgrade
+from oracle.storage import ObservationRow, OutputRow, Store, encode_record, make_engine, upgrade
 
 SPEC = """
 id = "BENCH/{n}"
@@ -102,10 +102,9 @@ def _stored_minimum(
     feed = spec.id + "/stored-minimum"
     fields = spec.features.record_fields  # sorted, the target among them
     target = spec.features.target
-    text = "{" + ",".join(json.dumps(k) + ":%r" for k in fields) + "}"
-    # each record's values in the stored order, ready (the pipeline reads them off the
-    # raw observation while it validates them: not part of this minimum)
-    values = [tuple({**x, str(target): y}[k] for k in fields) for x, y in records]
+    # each record in the stored order, ready (the pipeline builds it off the raw
+    # observation while it validates it: not part of this minimum)
+    stored = [{k: {**x, str(target): y}[k] for k in fields} for x, y in records]
     scale = 10**spec.decimals
     obs: list[ObservationRow] = []
     out: list[OutputRow] = []
@@ -115,7 +114,7 @@ def _stored_minimum(
         if previous is not None:
             learn(previous, y)
         raw = predict(x)
-        obs.append(ObservationRow(feed, i, "bench", i, str(i), text % values[i - 1]))
+        obs.append(ObservationRow(feed, i, "bench", i, str(i), encode_record(stored[i - 1])))
         out.append(OutputRow(feed, i, i, round(raw * scale), raw, commit(), False))
         previous = x
         if i % batch == 0:

@@ -29,14 +29,21 @@ from oracle.config.feeds import FeedSpec
 from oracle.models import FeedModel, ModelError, QuantizationError, Rejected, StepOutput
 from oracle.sources.replay import RawObservation
 from oracle.sources.validate import MAX_ABS, to_number
-from oracle.storage import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
+from oracle.storage import (
+    CheckpointRow,
+    ObservationRow,
+    OutputRow,
+    RejectionRow,
+    Store,
+    decode_record,
+    encode_record,
+)
 
 log = structlog.get_logger(__name__)
 _ABSENT = object()
 RECENT_OUTPUTS = 32  # outputs kept in memory per feed (a few seconds of a fast feed)
 FAILURE_ROW_EVERY_MS = 60_000  # a repeating source failure: one row a minute (reject)
 _FAILURE_KEYS = 64
-_RECORD_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 # rows built as tuple.__new__(Row, values): the same NamedTuple without the Python-level
 # __new__ that a NamedTuple call runs (about half the cost of one row, twice per observation)
 _row = tuple.__new__
@@ -177,10 +184,6 @@ class FeedPipeline:
         self._output_ids = [
             o.id if storage_id is None else f"{storage_id}:{o.id}" for o in spec.outputs
         ]
-        # '{"a":%r,"b":%r}': %r of a float is float.__repr__, which is what JSON writes
-        self._json_format = (
-            "{" + ",".join(_RECORD_JSON.encode(name) + ":%r" for name in self._fields) + "}"
-        )
         self._feed_id = self.storage_id
         # [observations, outputs] stored, shared by the feed's pipelines (FeedMetrics.stored)
         self._stored_counts = metrics.stored.setdefault(spec.id, [0, 0]) if metrics else None
@@ -240,9 +243,7 @@ class FeedPipeline:
             self.last_error = str(exc)
             self.reject(obs.source, "unquantizable_output", str(exc), raw)
             out = None
-        # canonical JSON of the record, as json.dumps(sort_keys=True) writes it: the keys
-        # are sorted identifiers, the values finite floats (float.__repr__ is JSON's)
-        text = self._json_format % values
+        text = encode_record(record)  # finite floats, keys sorted (the spec's fields)
         FeedPipeline._unstored[self] = None
         self._obs.append(
             _row(
@@ -452,7 +453,7 @@ class FeedPipeline:
     def _replay(self, row: ObservationRow, expected: dict[tuple[str, int], OutputRow]) -> None:
         """Run a stored observation through the model again; its stored outputs (in
         ``expected``) must come out identical."""
-        record = json.loads(row.record)
+        record = decode_record(row.record)
         try:
             out = self.model.step(record, row.observed_at_ms)
         except QuantizationError:

@@ -4,6 +4,7 @@ from oracle.storage.db import DEFAULT_URL, make_engine
 from oracle.storage.errors import DatabaseNotMigrated, StorageError
 from oracle.storage.migrate import current_revision, head_revision, require_current, upgrade
 from oracle.storage.nonces import SqlUsedNonceLog
+from oracle.storage.records import decode_record, encode_record
 from oracle.storage.store import (
     CheckpointRow,
     ObservationRow,
@@ -25,6 +26,8 @@ __all__ = [
     "StorageError",
     "Store",
     "current_revision",
+    "decode_record",
+    "encode_record",
     "head_revision",
     "make_engine",
     "require_current",

@@ -12,6 +12,7 @@ one that ran. Any change to what a node stores, commits to or publishes fails he
 from __future__ import annotations
 
 import hashlib
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -63,9 +64,20 @@ def _plain(value: object) -> object:
     return value
 
 
+def _record_values(text: str) -> str:
+    """A stored record by its values: the keys in their stored order and every float
+    exactly, in the spelling the pinned digests were made with (``json.dumps`` of the
+    parsed record, i.e. ``float.__repr__``). A record is JSON read back into floats
+    (oracle.storage.records); how a float is spelled there (``1e-05`` or ``0.00001``) is
+    not what nodes store and agree on, its value is. That the stored text is compact
+    and canonical is tests/storage/test_records.py's."""
+    return json.dumps(json.loads(text), separators=(",", ":"))
+
+
 def _stored(engine: Engine) -> bytes:
     """Every row the pipeline wrote, in a fixed order, as bytes (wall-clock times and
-    pickled checkpoint bytes left out: they are not part of what nodes agree on)."""
+    pickled checkpoint bytes left out: they are not part of what nodes agree on; a
+    record by its values, see :func:`_record_values`)."""
     queries = [
         "SELECT feed_id, seq, source, observed_at_ms, dedup_key, record FROM observations"
         " ORDER BY feed_id, seq",
@@ -79,7 +91,10 @@ def _stored(engine: Engine) -> bytes:
         for q in queries:
             h.update(q.encode() + b"\x00")
             for row in conn.execute(text(q)):
-                h.update(repr(tuple(_plain(v) for v in row)).encode() + b"\n")
+                values = [_plain(v) for v in row]
+                if " FROM observations " in q:
+                    values[-1] = _record_values(values[-1])
+                h.update(repr(tuple(values)).encode() + b"\n")
     return h.digest()
 
 
