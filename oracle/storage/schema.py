@@ -74,7 +74,7 @@ class Observation(Base):
     observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     # exactly-once key from the source, e.g. "<block hash>:<log index>" for chain events
     dedup_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    # canonical JSON of the record the model saw (features and target)
+    # canonical JSON of the record the model saw (features and target): oracle.storage.records
     record: Mapped[str] = mapped_column(Text, nullable=False)
 
 
