@@ -233,6 +233,8 @@ class FeedPipeline:
                 return None
         # as many values as fields by construction (zip's strict=True costs ~0.5 µs here)
         record = dict(zip(self._fields, values))  # noqa: B905
+        # encoded before the model consumes it: nothing can fail between the two
+        text = encode_record(record)  # finite floats, keys sorted (the spec's fields)
         try:
             out = self.model.step(record, obs.observed_at_ms)
         except Rejected as exc:
@@ -243,7 +245,6 @@ class FeedPipeline:
             self.last_error = str(exc)
             self.reject(obs.source, "unquantizable_output", str(exc), raw)
             out = None
-        text = encode_record(record)  # finite floats, keys sorted (the spec's fields)
         FeedPipeline._unstored[self] = None
         self._obs.append(
             _row(

@@ -22,7 +22,9 @@ def to_number(value: Any, *, what: str = "value") -> float:
             raise Rejected("out_of_range", f"{what} {value} exceeds ±{MAX_ABS:g}")
         return float(value)
     if isinstance(value, float):
-        number = value
+        # a float subclass (numpy.float64, say) as the float it is: what the model learns
+        # from and the stored record holds is a plain float (oracle.storage.records)
+        number = value if type(value) is float else float(value)
     elif isinstance(value, str):
         text = value.strip()
         if len(text) > 64 or not _DECIMAL.match(text):

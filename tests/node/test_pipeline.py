@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 
@@ -94,6 +97,39 @@ def test_bad_observation_is_rejected_stored_and_the_feed_continues(
     assert store.outputs(SP500.id) == before  # nothing stored was touched
     run(pipe, 20, 30)  # the feed continues with the next good rows
     assert len(store.outputs(SP500.id)) == len(before) + 10
+
+
+class _Price(float):
+    """A float subclass, as a source's library may hand over."""
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [np.float64, _Price, lambda v: int(v * 1e6)],
+    ids=["numpy.float64", "float subclass", "int"],
+)
+def test_numbers_that_are_not_plain_floats_are_learned_and_stored_as_floats(
+    engine: Engine, convert: Callable[[float], object]
+) -> None:
+    """What the model learns and the stored record holds is a plain float: the row is
+    JSON (a numpy.float64 was once written as ``np.float64(0.01)``, and a record that
+    cannot be written must never be one the model has already learned), and a restart
+    re-runs it to the same state."""
+    store = Store(engine)
+    pipe = FeedPipeline(SP500, store)
+    run(pipe, 0, 20)
+    good = next(ReplaySource(SP500.sources[0]).read(20, 1))  # type: ignore[arg-type]
+    odd = {k: convert(v) if k == "AAPL" else v for k, v in good.raw.items()}
+    out = pipe.ingest(RawObservation("sp500", good.observed_at_ms, "odd", odd))
+    assert out is not None
+    pipe.flush()
+    stored = store.last_observation(SP500.id)
+    assert stored is not None and stored.seq == 21
+    record = json.loads(stored.record)
+    assert type(record["AAPL"]) is float and record["AAPL"] == float(odd["AAPL"])  # type: ignore[arg-type]
+    again = FeedPipeline(SP500, Store(engine))
+    assert again.restore() == 21
+    assert again.model.commitment() == pipe.model.commitment()
 
 
 def test_missing_field_and_out_of_order(engine: Engine) -> None:
