@@ -19,7 +19,8 @@ request (``force_close``): a TCP connect per request, a TLS handshake per reques
 ``https://`` provider, and a socket left in TIME_WAIT for a minute each (four devnet nodes
 opened ~115 connections a second). A kept-alive connection the server closes just as it is
 reused fails the request although the server never answered it: that request, and only
-it, is sent once more on a fresh connection (:meth:`_LoopSession.async_make_post_request`).
+it, is sent once more on a fresh connection (oracle.http_keepalive, the rule the
+transaction manager's pool follows too).
 
 The blocking client (:func:`sync_web3`) keeps its connections alive already: web3 caches
 one ``requests.Session`` per thread and endpoint, whose urllib3 pool reuses connections
@@ -30,26 +31,16 @@ that call there (requests retries nothing); its callers' loops retry.
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
-from aiohttp import (
-    ClientConnectionResetError,
-    ClientConnectorError,
-    ClientOSError,
-    ClientSession,
-    ClientTimeout,
-    ServerDisconnectedError,
-    TCPConnector,
-    TraceConfig,
-    TraceConnectionCreateEndParams,
-    TraceConnectionReuseconnParams,
-)
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
 from eth_typing import URI
 from web3 import AsyncHTTPProvider, AsyncWeb3, HTTPProvider, Web3
 from web3._utils.http import DEFAULT_HTTP_TIMEOUT
 from web3._utils.http_session_manager import HTTPSessionManager
 from web3.types import RPCEndpoint
+
+from oracle.http_keepalive import Attempt, fresh_session, resend_if_found_closed, reuse_trace
 
 # web3's request cache, for the chain id alone: web3 asks for it before every eth_call and
 # eth_estimateGas (its validation middleware checks a call's chainId against the node's),
@@ -69,67 +60,13 @@ _IDLE_S = 15.0
 # a connection within their timeout rather than open 256 connections to a provider.
 _CONNECTIONS_PER_HOST = 32
 
-# How a request fails when the server closed its kept-alive connection just as the client
-# reused it (the server never saw the request, or dropped it unanswered): aiohttp's own
-# rule for resending an idempotent request on a persistent connection (RFC 9112 §9.3.1,
-# aiohttp/client.py), and a write to a connection already closing. A connector error is a
-# fresh connection's (refused, unreachable): never resent.
-_FOUND_CLOSED = (ServerDisconnectedError, ClientOSError, ClientConnectionResetError)
-
-
-class _Attempt:
-    """One request's trace context: whether it went out on a pooled connection."""
-
-    __slots__ = ("reused",)
-
-    def __init__(self) -> None:
-        self.reused = False
-
-
-async def _on_reuse(
-    _session: ClientSession, ctx: SimpleNamespace, _params: TraceConnectionReuseconnParams
-) -> None:
-    if isinstance(ctx.trace_request_ctx, _Attempt):
-        ctx.trace_request_ctx.reused = True
-
-
-async def _on_create(
-    _session: ClientSession, ctx: SimpleNamespace, _params: TraceConnectionCreateEndParams
-) -> None:
-    if isinstance(ctx.trace_request_ctx, _Attempt):  # a redirect's new connection
-        ctx.trace_request_ctx.reused = False
-
-
-def _reuse_trace() -> TraceConfig:
-    trace = TraceConfig()
-    trace.on_connection_reuseconn.append(_on_reuse)
-    trace.on_connection_create_end.append(_on_create)
-    return trace
-
-
-def _less(timeout: float | ClientTimeout, spent: float) -> float | ClientTimeout | None:
-    """``timeout`` less ``spent`` seconds of its total; None once nothing is left."""
-    if not isinstance(timeout, ClientTimeout):
-        return timeout - spent if timeout - spent > 0 else None
-    if timeout.total is None:
-        return timeout
-    if timeout.total - spent <= 0:
-        return None
-    return ClientTimeout(
-        total=timeout.total - spent,
-        connect=timeout.connect,
-        sock_read=timeout.sock_read,
-        sock_connect=timeout.sock_connect,
-        ceil_threshold=timeout.ceil_threshold,
-    )
-
 
 async def _post(
     session: ClientSession,
     url: URI,
     data: bytes | dict[str, Any],
     kwargs: dict[str, Any],
-    attempt: _Attempt | None = None,
+    attempt: Attempt | None = None,
 ) -> bytes:
     async with session.post(url, data=data, trace_request_ctx=attempt, **kwargs) as response:
         return await response.read()
@@ -161,7 +98,7 @@ class _LoopSession(HTTPSessionManager):
                     # as web3's: TLS transports the server never closes cleanly are aborted
                     enable_cleanup_closed=True,
                 ),
-                trace_configs=[_reuse_trace()],
+                trace_configs=[reuse_trace()],
             )
             self._session = current
             # where the provider's disconnect() finds the sessions to close
@@ -180,25 +117,20 @@ class _LoopSession(HTTPSessionManager):
         reuse would fail one call. Resending is safe for what the node sends: reads, and
         eth_sendRawTransaction, whose signed transaction is the same one by hash however
         often it arrives (a second copy is refused as known or already mined)."""
-        kwargs.setdefault("timeout", ClientTimeout(DEFAULT_HTTP_TIMEOUT))
+        timeout = kwargs.get("timeout", DEFAULT_HTTP_TIMEOUT)  # web3 passes the provider's
+        if not isinstance(timeout, ClientTimeout):
+            timeout = kwargs["timeout"] = ClientTimeout(total=timeout)
         session = await self.async_cache_and_return_session(endpoint_uri)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        attempt = _Attempt()
-        try:
-            return await _post(session, endpoint_uri, data, kwargs, attempt)
-        except ClientConnectorError:
-            raise
-        except _FOUND_CLOSED:
-            # within the call's timeout, whatever the first attempt took
-            left = _less(kwargs["timeout"], loop.time() - started)
-            if not attempt.reused or left is None:
-                raise
-        # another pooled connection, as old, may be closed too: a connection of its own
-        async with ClientSession(
-            raise_for_status=True, connector=TCPConnector(force_close=True)
-        ) as fresh:
-            return await _post(fresh, endpoint_uri, data, {**kwargs, "timeout": left})
+
+        async def resend(left: ClientTimeout) -> bytes:
+            async with fresh_session(raise_for_status=True) as fresh:
+                return await _post(fresh, endpoint_uri, data, {**kwargs, "timeout": left})
+
+        return await resend_if_found_closed(
+            lambda attempt: _post(session, endpoint_uri, data, kwargs, attempt),
+            resend,
+            timeout,
+        )
 
 
 def async_web3(rpc_url: str, *, timeout_s: float, retries: bool = False) -> AsyncWeb3[Any]:

@@ -24,6 +24,7 @@ import aiohttp
 import structlog
 
 from oracle.http_body import read_body
+from oracle.http_keepalive import Attempt, fresh_session, resend_if_found_closed, reuse_trace
 from oracle.transmission.errors import BadRpcResponse, JsonRpcError, RpcUnavailable
 from oracle.transmission.metrics import TxMetrics
 
@@ -31,6 +32,7 @@ T = TypeVar("T")
 log = structlog.get_logger("mira.transmission.rpc")
 
 _MAX_BODY = 8 * 1024 * 1024
+_HEADERS = {"Content-Type": "application/json"}
 
 
 class Invalid(Exception):
@@ -120,7 +122,10 @@ class RpcPool:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"Content-Type": "application/json"},
+                headers=_HEADERS,
+                # kept-alive connections: a request the server's idle close raced is sent
+                # once more instead of demoting a healthy endpoint (oracle.http_keepalive)
+                trace_configs=[reuse_trace()],
             )
         await self.check_health()
 
@@ -255,10 +260,26 @@ class RpcPool:
             raise RpcUnavailable("the RPC pool is not started")
         request_id = next(self._ids)
         payload = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        data = json.dumps(payload)
+        session = self._session
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+
+        async def send(
+            on: aiohttp.ClientSession, attempt: Attempt | None, within: aiohttp.ClientTimeout
+        ) -> tuple[int, bytes]:
+            async with on.post(
+                endpoint.url, data=data, trace_request_ctx=attempt, timeout=within
+            ) as resp:
+                return resp.status, await read_body(resp.content, _MAX_BODY)
+
+        async def resend(left: aiohttp.ClientTimeout) -> tuple[int, bytes]:
+            async with fresh_session(headers=_HEADERS) as fresh:
+                return await send(fresh, None, left)
+
         try:
-            async with self._session.post(endpoint.url, data=json.dumps(payload)) as resp:
-                body = await read_body(resp.content, _MAX_BODY)
-                status = resp.status
+            status, body = await resend_if_found_closed(
+                lambda attempt: send(session, attempt, timeout), resend, timeout
+            )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = f"{method}: {type(exc).__name__}: {exc}"
             raise BadRpcResponse(endpoint.name, "unreachable", detail) from None

@@ -8,11 +8,8 @@ sent once more on a fresh one, and nothing else is."""
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import threading
 import time
-from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -21,6 +18,7 @@ from web3._utils.http_session_manager import HTTPSessionManager
 from oracle.chain.anvil import Anvil
 from oracle.chain.rpc import async_web3, sync_web3
 from oracle.devnet.processes import free_port
+from tests.harness.rpc_server import RpcServer
 
 
 def _hold_web3_lock() -> threading.Event:
@@ -143,93 +141,8 @@ async def test_sequential_calls_to_anvil_reuse_one_connection(anvil: Anvil) -> N
     assert 1 <= len(forwarding) <= 2, len(forwarding)
 
 
-class _RpcServer:
-    """A JSON-RPC server on 127.0.0.1 speaking just enough HTTP/1.1 (keep-alive,
-    Content-Length bodies) that answers eth_blockNumber, recording the connection (the
-    client's address) of every request it answers or drops.
-
-    ``drop(n)``: whether a connection's request, after ``n`` answered on it, is dropped
-    unanswered and the connection closed, as by a server closing a kept-alive connection
-    just as the client reuses it; ``stall(n)``: whether it is left unanswered until the
-    client gives up; ``status``: the HTTP status answered; ``idle_s``: a
-    connection idle this long is closed."""
-
-    def __init__(
-        self,
-        drop: Callable[[int], bool] = lambda n: False,
-        stall: Callable[[int], bool] = lambda n: False,
-        *,
-        status: int = 200,
-        idle_s: float | None = None,
-    ) -> None:
-        self.drop, self.stall, self.status, self.idle_s = drop, stall, status, idle_s
-        self.seen: list[tuple[tuple[str, int], bool]] = []  # (connection, answered)
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._serving: set[asyncio.Task[None]] = set()
-
-    @property
-    def answered(self) -> list[tuple[str, int]]:
-        return [peer for peer, answered in self.seen if answered]
-
-    @property
-    def dropped(self) -> list[tuple[str, int]]:
-        return [peer for peer, answered in self.seen if not answered]
-
-    @property
-    def connections(self) -> int:
-        return len({peer for peer, _ in self.seen})
-
-    async def __aenter__(self) -> _RpcServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await asyncio.wait_for(asyncio.gather(*self._serving), 10)
-        await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
-        task = asyncio.current_task()
-        assert task is not None
-        self._serving.add(task)
-        peer = writer.get_extra_info("peername")
-        served = 0
-        try:
-            while True:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.idle_s)
-                length = re.search(rb"(?i)content-length: *(\d+)", head)
-                assert length is not None
-                request = json.loads(await reader.readexactly(int(length[1])))
-                if self.drop(served) or self.stall(served):
-                    self.seen.append((peer, False))
-                    if self.stall(served):
-                        await reader.read()  # until the client closes the connection
-                    return
-                served += 1
-                self.seen.append((peer, True))
-                body = json.dumps(
-                    {"jsonrpc": "2.0", "id": request["id"], "result": hex(len(self.answered))}
-                ).encode()
-                writer.write(
-                    f"HTTP/1.1 {self.status} X\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n".encode()
-                    + body
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass  # the client closed, or the connection idled out
-        finally:
-            self._writers.discard(writer)
-            self._serving.discard(task)
-            writer.close()
-
-
 async def test_sequential_calls_reuse_one_connection() -> None:
-    async with _RpcServer() as server:
+    async with RpcServer() as server:
         w3 = async_web3(server.url, timeout_s=5)
         for n in range(1, 21):
             assert await asyncio.wait_for(w3.eth.block_number, 10) == n
@@ -239,7 +152,7 @@ async def test_sequential_calls_reuse_one_connection() -> None:
 
 
 async def test_the_blocking_client_reuses_its_connection_too() -> None:
-    async with _RpcServer() as server:
+    async with RpcServer() as server:
         w3 = sync_web3(server.url, timeout_s=5)
         # one thread: web3 keeps a requests session per thread
         numbers = await asyncio.to_thread(lambda: [w3.eth.block_number for _ in range(20)])
@@ -251,7 +164,7 @@ async def test_a_request_on_a_connection_the_server_closed_is_sent_again_on_a_fr
     """The server answers two requests a connection and drops the third unanswered. Four
     concurrent calls leave four pooled connections that age alike: a resend through the
     pool would go out on another one the server closes too; it goes on a new one."""
-    async with _RpcServer(drop=lambda n: n >= 2) as server:
+    async with RpcServer(drop=lambda n: n >= 2) as server:
         w3 = async_web3(server.url, timeout_s=5)
         calls = [w3.eth.block_number for _ in range(4)]
         await asyncio.wait_for(asyncio.gather(*calls), 10)
@@ -271,7 +184,7 @@ async def test_a_request_on_a_connection_the_server_closed_is_sent_again_on_a_fr
 
 
 async def test_connections_the_server_closed_when_idle_are_not_reused() -> None:
-    async with _RpcServer(idle_s=0.1) as server:
+    async with RpcServer(idle_s=0.1) as server:
         w3 = async_web3(server.url, timeout_s=5)
         for _ in range(3):
             await asyncio.wait_for(w3.eth.block_number, 10)
@@ -284,7 +197,7 @@ async def test_a_request_dropped_on_a_fresh_connection_is_not_sent_again() -> No
     """The first request of a connection answered, any other dropped: the second call goes
     out on the kept-alive connection, is dropped, is sent again on a fresh connection, is
     dropped again and fails; the third, on a fresh connection, fails at once."""
-    async with _RpcServer(drop=lambda n: n >= 1 or (n == 0 and server.answered != [])) as server:
+    async with RpcServer(drop=lambda n: n >= 1 or (n == 0 and server.answered != [])) as server:
         w3 = async_web3(server.url, timeout_s=5)
         await asyncio.wait_for(w3.eth.block_number, 10)
         with pytest.raises(aiohttp.ServerDisconnectedError):
@@ -297,7 +210,7 @@ async def test_a_request_dropped_on_a_fresh_connection_is_not_sent_again() -> No
 
 
 async def test_a_timeout_on_a_kept_alive_connection_is_not_sent_again() -> None:
-    async with _RpcServer(stall=lambda n: n >= 1) as server:
+    async with RpcServer(stall=lambda n: n >= 1) as server:
         w3 = async_web3(server.url, timeout_s=0.3)
         await asyncio.wait_for(w3.eth.block_number, 10)
         with pytest.raises(TimeoutError):
@@ -316,7 +229,7 @@ async def test_a_server_down_fails_the_call_once() -> None:
 
 
 async def test_an_http_error_fails_the_call_and_is_not_sent_again() -> None:
-    async with _RpcServer(status=500) as server:
+    async with RpcServer(status=500) as server:
         w3 = async_web3(server.url, timeout_s=5)
         for _ in range(2):  # on a new connection, then on the kept-alive one
             with pytest.raises(aiohttp.ClientResponseError) as failed:
