@@ -352,11 +352,13 @@ class Node:
     async def stop(self) -> None:
         if self.retention is not None:  # a pass in flight ends now, not when it is done
             self.retention.stop()
-        await self.services.stop()
-        self.gc_watch.stop()
-        self.loop.close()
-        if self.chain is not None:
-            self.chain.close()
+        try:
+            await self.services.stop()
+        finally:  # a stop cancelled mid-way (a second Ctrl-C) still puts the process's GC back
+            self.gc_watch.stop()
+            self.loop.close()
+            if self.chain is not None:
+                self.chain.close()
 
     def _chain_feeds(self) -> list[ChainFeed]:
         """The on-chain feeds of every spec the node runs now: its own and the registered

@@ -3,6 +3,7 @@ pass: ``mira_gc_pause_seconds`` by generation."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,3 +102,27 @@ async def test_a_node_sets_them_while_it_runs(
     finally:
         await node.stop()
     assert gc.get_threshold() == thresholds
+
+
+async def test_a_node_whose_stop_is_cancelled_still_puts_them_back(
+    backend: Backend, engine: Engine, tmp_path: Path, thresholds: tuple[int, int, int]
+) -> None:
+    """A second Ctrl-C, say, cancels the stop while a service is still stopping: the
+    process's GC thresholds are the node's to put back all the same."""
+    node = Node(*load_node(node_config(tmp_path, backend.node_url)))
+    await node.start()
+    api_stop = node.api.stop
+    stopping = asyncio.Event()
+
+    async def slow_stop() -> None:
+        stopping.set()
+        await asyncio.sleep(30)
+
+    node.api.stop = slow_stop  # type: ignore[method-assign]
+    stop = asyncio.create_task(node.stop())
+    await asyncio.wait_for(stopping.wait(), 10)
+    stop.cancel()
+    await asyncio.gather(stop, return_exceptions=True)
+    assert gc.get_threshold() == thresholds
+    await api_stop()
+    await node.stop()  # the services the cancelled stop left running
