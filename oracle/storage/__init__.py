@@ -5,14 +5,8 @@ from oracle.storage.errors import DatabaseNotMigrated, StorageError
 from oracle.storage.migrate import current_revision, head_revision, require_current, upgrade
 from oracle.storage.nonces import SqlUsedNonceLog
 from oracle.storage.records import decode_record, encode_record
-from oracle.storage.store import (
-    CheckpointRow,
-    ObservationRow,
-    OutputRow,
-    Pruned,
-    RejectionRow,
-    Store,
-)
+from oracle.storage.runs import ObservationRow, OutputRow, RunOverlap
+from oracle.storage.store import CheckpointRow, Pruned, RejectionRow, Store
 
 __all__ = [
     "DEFAULT_URL",
@@ -22,6 +16,7 @@ __all__ = [
     "OutputRow",
     "Pruned",
     "RejectionRow",
+    "RunOverlap",
     "SqlUsedNonceLog",
     "StorageError",
     "Store",

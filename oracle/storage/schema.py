@@ -15,9 +15,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Float,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -25,7 +23,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,37 +42,31 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Observation(Base):
-    """An accepted observation of a feed, in the order the model consumed it."""
+class ObservationRun(Base):
+    """A run of a feed's accepted observations, in the order the model consumed them: one
+    row a write per feed, the entries in ``body`` (oracle.storage.runs, the format's one
+    place). A feed's runs never overlap: each seq is stored once (checked at the write).
 
-    __tablename__ = "observations"
-    __table_args__ = (
-        UniqueConstraint("feed_id", "seq"),
-        # a source's exactly-once key is unique per feed where there is one (chain events,
-        # replay rows). Partial, so that the rows without one (every HTTP reading) add no
-        # entry: SQL's unique constraints never compared NULLs anyway, so the rule is the
-        # same, and a node polling 10,000 feeds together writes one scattered index entry
-        # fewer per observation (its writes' cost grows with every index whose entries
-        # land on a different page per feed; migration 0006)
-        Index(
-            "uq_observations_feed_id_dedup_key",
-            "feed_id",
-            "dedup_key",
-            unique=True,
-            sqlite_where=text("dedup_key IS NOT NULL"),
-            postgresql_where=text("dedup_key IS NOT NULL"),
-        ),
-    )
+    A source's exactly-once key (``dedup_key``: chain events, replay rows) is stored per
+    entry but no longer indexed (migration 0007): the chain-events source's own table
+    (``chain_logs``, written in the same transaction) rules out a log ingested twice, and a
+    replay resumes from the position in its feed's newest key."""
+
+    __tablename__ = "observation_runs"
+    __table_args__ = (UniqueConstraint("feed_id", "last_seq"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     feed_id: Mapped[str] = mapped_column(String(128), nullable=False)
-    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    source: Mapped[str] = mapped_column(String(128), nullable=False)
-    observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    # exactly-once key from the source, e.g. "<block hash>:<log index>" for chain events
-    dedup_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    # canonical JSON of the record the model saw (features and target): oracle.storage.records
-    record: Mapped[str] = mapped_column(Text, nullable=False)
+    first_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # the newest entry's time (a feed's times increase with its seqs): the retention
+    # pass deletes a run whose every entry is older than the window
+    last_observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)  # entries
+    # {"seq": [...], "source": [...], "observed_at_ms": [...], "dedup_key": [...],
+    #  "record": [canonical JSON of each record the model saw: oracle.storage.records]}
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    commitments: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # empty here
 
 
 class RejectedObservation(Base):
@@ -107,21 +98,23 @@ class ModelCheckpoint(Base):
     created_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
-class Output(Base):
-    """A model output, quantized to the feed's fixed point, with its commitment."""
+class OutputRun(Base):
+    """A run of one output id's model outputs, quantized to the feed's fixed point, with
+    their commitments: one row a write per output id (oracle.storage.runs)."""
 
-    __tablename__ = "outputs"
-    __table_args__ = (UniqueConstraint("feed_id", "seq"),)
+    __tablename__ = "output_runs"
+    __table_args__ = (UniqueConstraint("feed_id", "last_seq"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     feed_id: Mapped[str] = mapped_column(String(128), nullable=False)
-    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    value: Mapped[str] = mapped_column(String(48), nullable=False)  # int128 as decimal text
-    raw_value: Mapped[float] = mapped_column(Float(precision=53), nullable=False)
-    commitment: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
-    # deviation or heartbeat says this output should go on-chain
-    publish: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    first_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)  # entries
+    # {"seq": [...], "observed_at_ms": [...], "value": [int128 as decimal text],
+    #  "raw_value": [...], "publish": [deviation or heartbeat says it goes on-chain]}
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    commitments: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # 32 bytes each
 
 
 class Round(Base):

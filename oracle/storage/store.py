@@ -2,7 +2,9 @@
 model checkpoints.
 
 Writes go in batches, one transaction each, so that an observation and the output it
-produced are stored together or not at all.
+produced are stored together or not at all. A batch stores each feed's observations and
+each output id's outputs as one run (oracle.storage.runs); the reads here give them back
+entry by entry, as the rows they were written as.
 """
 
 from __future__ import annotations
@@ -26,17 +28,27 @@ from sqlalchemy import (
     select,
 )
 
+from oracle.storage.runs import (
+    ObservationRow,
+    OutputRow,
+    Run,
+    RunOverlap,
+    observation_runs,
+    output_runs,
+    read_observations,
+    read_outputs,
+)
 from oracle.storage.schema import (
     ModelCheckpoint,
-    Observation,
-    Output,
+    ObservationRun,
+    OutputRun,
     RejectedObservation,
     Transmission,
 )
 
-_OBS = cast(Table, Observation.__table__)
+_OBS = cast(Table, ObservationRun.__table__)
 _REJ = cast(Table, RejectedObservation.__table__)
-_OUT = cast(Table, Output.__table__)
+_OUT = cast(Table, OutputRun.__table__)
 _CKPT = cast(Table, ModelCheckpoint.__table__)
 _TX = cast(Table, Transmission.__table__)
 _PRUNE_BATCH = 500  # feed ids per prune statement (SQLite's bound on parameters)
@@ -53,23 +65,10 @@ _FLOORS = Table(
 )
 
 
-class ObservationRow(NamedTuple):
-    feed_id: str
-    seq: int
-    source: str
-    observed_at_ms: int
-    dedup_key: str | None
-    record: str
-
-
-class OutputRow(NamedTuple):
-    feed_id: str
-    seq: int
-    observed_at_ms: int
-    value: int
-    raw_value: float
-    commitment: bytes
-    publish: bool
+# what a retention statement deleted, as its progress callback (and the node's
+# mira_pruned_rows_total) names it: the entries, whatever table holds them
+_KINDS = {_OBS.name: "observations", _OUT.name: "outputs"}
+PAGE_RUNS = 625  # runs a paged read takes a statement: at most 80,000 entries (RUN_MAX 128)
 
 
 class RejectionRow(NamedTuple):
@@ -127,16 +126,13 @@ class Store:
         with self.engine.begin() as conn:
             if also is not None:
                 also(conn)
-            # plain executemany of tuples: the rows are already in column order, and the
-            # per-row parameter processing of a compiled insert() costs more than the write
             if observations:
-                conn.exec_driver_sql(_insert_sql(conn, _OBS, ObservationRow), list(observations))
+                _insert_runs(conn, _OBS, observation_runs(observations))
             if outputs:
-                conn.exec_driver_sql(
-                    _insert_sql(conn, _OUT, OutputRow),
-                    [(f, s, t, str(v), r, c, p) for f, s, t, v, r, c, p in outputs],
-                )
+                _insert_runs(conn, _OUT, output_runs(outputs))
             if rejections:
+                # plain executemany of tuples: the rows are already in column order, and the
+                # per-row parameter processing of a compiled insert() costs more than the write
                 conn.exec_driver_sql(_insert_sql(conn, _REJ, RejectionRow), list(rejections))
 
     def save_checkpoint(self, checkpoint: CheckpointRow, *, keep: int = 3) -> None:
@@ -171,12 +167,14 @@ class Store:
 
     # -- retention ------------------------------------------------------------------------
     #
-    # Rows older than the node's retention window are deleted, but never one a restore
+    # Entries older than the node's retention window are deleted, but never one a restore
     # reads (oracle.node.pipeline.restore_together): the observations and outputs after
     # the newest checkpoint under the feed's spec, which may be any checkpoint still kept,
     # so everything from the OLDEST one kept on (a feed without a checkpoint replays every
-    # row: nothing of it goes), and the feed's newest observation (its dedup key). Each
-    # output id's newest row stays too (served by the history and registry endpoints).
+    # entry: nothing of it goes), and the feed's newest observation (its dedup key). Each
+    # output id's newest entry stays too (served by the history and registry endpoints).
+    # Entries go a run at a time: a run goes when its every entry may (its newest is old
+    # and below the floor), so a run straddling either edge waits for a later pass.
     #
     # The tables are walked by id, PRUNE_ROWS rows a statement: ids are given in insertion
     # order, which is time order for every live reading, so the old rows are at the low
@@ -193,14 +191,16 @@ class Store:
         rows: int = PRUNE_ROWS,
         progress: Callable[[str, int], None] | None = None,
     ) -> Pruned:
-        """Delete the observations and outputs observed before ``before_ms`` and the
-        rejections received before it, keeping what a restore needs (above).
+        """Delete the runs of observations and of outputs observed before ``before_ms`` and
+        the rejections received before it, keeping what a restore needs (above).
 
         ``output_ids``: storage id → the ids its outputs are stored under (a policy's
         arms, a registered version's ``<storage id>:<feed>``); the rows of storage ids
-        not in it are kept whole. Each statement looks at ``rows`` rows at most and
-        commits on its own; ``progress(table, deleted)`` runs after each (a caller counts
-        or pauses there), so a failure keeps what the statements before it deleted."""
+        not in it are kept whole. Each statement looks at ``rows`` rows (runs, rejections)
+        at most and commits on its own; ``progress(what, deleted)`` runs after each
+        (``what``: observations, outputs or rejected_observations; ``deleted``: entries; a
+        caller counts or pauses there), so a failure keeps what the statements before it
+        deleted. The counts returned are entries too."""
         if rows < 1:
             raise ValueError(f"rows {rows}: a statement must look at one row at least")
         done = progress or (lambda _table, _n: None)
@@ -209,18 +209,23 @@ class Store:
             try:
                 _fill_floors(conn, output_ids)
                 newer = _OUT.alias("newer")
-                newest = select(func.max(newer.c.seq)).where(newer.c.feed_id == _OUT.c.feed_id)
+                newest = select(func.max(newer.c.last_seq)).where(newer.c.feed_id == _OUT.c.feed_id)
                 obs = _prune_by_id(
-                    conn, _OBS, _OBS.c.observed_at_ms < before_ms, rows, done, _below_floor(_OBS)
+                    conn,
+                    _OBS,
+                    _OBS.c.last_observed_at_ms < before_ms,
+                    rows,
+                    done,
+                    _below_floor(_OBS),
                 )
                 out = _prune_by_id(
                     conn,
                     _OUT,
-                    _OUT.c.observed_at_ms < before_ms,
+                    _OUT.c.last_observed_at_ms < before_ms,
                     rows,
                     done,
                     _below_floor(_OUT),
-                    _OUT.c.seq < newest.scalar_subquery(),
+                    _OUT.c.last_seq < newest.scalar_subquery(),
                 )
                 rej = _prune_by_id(conn, _REJ, _REJ.c.received_at_ms < before_ms, rows, done)
             finally:
@@ -230,64 +235,59 @@ class Store:
         return Pruned(obs, out, rej)
 
     # -- reads ----------------------------------------------------------------------------
+    #
+    # A feed's runs never overlap and its seqs increase with them, so its entries in seq
+    # order are its runs' in ``last_seq`` order (the unique index's), each run's in order.
 
     def last_observation(self, feed_id: str) -> ObservationRow | None:
-        stmt = select(_OBS).where(_OBS.c.feed_id == feed_id).order_by(_OBS.c.seq.desc()).limit(1)
-        with self.engine.connect() as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else _obs_row(row._mapping)
-
-    def has_dedup_key(self, feed_id: str, dedup_key: str) -> bool:
-        stmt = (
-            select(_OBS.c.id).where(_OBS.c.feed_id == feed_id).where(_OBS.c.dedup_key == dedup_key)
-        )
-        with self.engine.connect() as conn:
-            return conn.execute(stmt).first() is not None
+        runs = self._runs(_OBS, feed_id, newest_first=True, limit=1)
+        return runs[0][1][-1] if runs else None
 
     def observations_after(
-        self, feed_id: str, seq: int, *, page: int = 5000
+        self, feed_id: str, seq: int, *, page: int = PAGE_RUNS
     ) -> Iterator[ObservationRow]:
-        """Observations of ``feed_id`` with a sequence number above ``seq``, in order."""
+        """Observations of ``feed_id`` with a sequence number above ``seq``, in order
+        (``page`` runs a statement)."""
         cursor = seq
         while True:
-            stmt = (
-                select(_OBS)
-                .where(_OBS.c.feed_id == feed_id)
-                .where(_OBS.c.seq > cursor)
-                .order_by(_OBS.c.seq)
-                .limit(page)
-            )
-            with self.engine.connect() as conn:
-                rows = [_obs_row(r._mapping) for r in conn.execute(stmt)]
-            yield from rows
-            if len(rows) < page:
+            runs = self._runs(_OBS, feed_id, above=cursor, limit=page)
+            for _, entries in runs:
+                yield from (o for o in entries if o.seq > seq)
+            if len(runs) < page:
                 return
-            cursor = rows[-1].seq
+            cursor = runs[-1][0]
 
     def count_observations(self, feed_id: str) -> int:
-        stmt = select(func.count()).select_from(_OBS).where(_OBS.c.feed_id == feed_id)
+        stmt = select(func.coalesce(func.sum(_OBS.c.size), 0)).where(_OBS.c.feed_id == feed_id)
         with self.engine.connect() as conn:
             return int(conn.execute(stmt).scalar_one())
 
     def latest_output(self, feed_id: str, *, published: bool = False) -> OutputRow | None:
-        stmt = select(_OUT).where(_OUT.c.feed_id == feed_id)
-        if published:
-            stmt = stmt.where(_OUT.c.publish.is_(True))
-        stmt = stmt.order_by(_OUT.c.seq.desc()).limit(1)
-        with self.engine.connect() as conn:
-            row = conn.execute(stmt).first()
-        return None if row is None else _out_row(row._mapping)
+        """The newest output of ``feed_id`` (with ``published``: the newest one the publish
+        rule said goes on-chain)."""
+        below: int | None = None
+        while True:
+            runs = self._runs(_OUT, feed_id, newest_first=True, below=below, limit=PAGE_RUNS)
+            for _, entries in runs:
+                for o in reversed(entries):
+                    if o.publish or not published:
+                        return cast(OutputRow, o)
+            if len(runs) < PAGE_RUNS:
+                return None
+            below = runs[-1][0]
 
     def outputs(self, feed_id: str, *, after_seq: int = -1, limit: int = 1000) -> list[OutputRow]:
-        stmt = (
-            select(_OUT)
-            .where(_OUT.c.feed_id == feed_id)
-            .where(_OUT.c.seq > after_seq)
-            .order_by(_OUT.c.seq)
-            .limit(limit)
-        )
-        with self.engine.connect() as conn:
-            return [_out_row(r._mapping) for r in conn.execute(stmt)]
+        """At most ``limit`` outputs of ``feed_id`` with ``seq > after_seq``, in order."""
+        found: list[OutputRow] = []
+        cursor = after_seq
+        while len(found) < limit:
+            runs = self._runs(_OUT, feed_id, above=cursor, limit=PAGE_RUNS)
+            for _, entries in runs:
+                found += [o for o in entries if o.seq > after_seq]
+            if len(runs) < PAGE_RUNS:
+                break
+            cursor = runs[-1][0]
+        return found[:limit]
 
     # -- history pages (the API's history endpoints; newest first, bounded by ``limit``) ----
 
@@ -296,24 +296,56 @@ class Store:
     ) -> list[OutputRow]:
         """At most ``limit`` outputs of ``feed_id`` with ``seq < before_seq`` (every seq when
         None), newest first."""
-        stmt = select(_OUT).where(_OUT.c.feed_id == feed_id)
-        if before_seq is not None:
-            stmt = stmt.where(_OUT.c.seq < before_seq)
-        stmt = stmt.order_by(_OUT.c.seq.desc()).limit(limit)
-        with self.engine.connect() as conn:
-            return [_out_row(r._mapping) for r in conn.execute(stmt)]
+        return self._before(_OUT, feed_id, before_seq, limit)
 
     def observations_before(
         self, feed_id: str, *, before_seq: int | None, limit: int
     ) -> list[ObservationRow]:
         """At most ``limit`` observations of ``feed_id`` with ``seq < before_seq``, newest
         first."""
-        stmt = select(_OBS).where(_OBS.c.feed_id == feed_id)
+        return self._before(_OBS, feed_id, before_seq, limit)
+
+    def _before(self, table: Table, feed_id: str, before_seq: int | None, limit: int) -> list[Any]:
+        found: list[Any] = []
+        if limit < 1:
+            return found
         if before_seq is not None:
-            stmt = stmt.where(_OBS.c.seq < before_seq)
-        stmt = stmt.order_by(_OBS.c.seq.desc()).limit(limit)
+            # the run holding before_seq, if one does, holds entries below it too
+            for _, entries in self._runs(table, feed_id, above=before_seq - 1, limit=1):
+                found += [e for e in reversed(entries) if e.seq < before_seq]
+        cursor = before_seq
+        while len(found) < limit:
+            runs = self._runs(table, feed_id, newest_first=True, below=cursor, limit=PAGE_RUNS)
+            for _, entries in runs:
+                found += reversed(entries)
+            if len(runs) < PAGE_RUNS:
+                break
+            cursor = runs[-1][0]
+        return found[:limit]
+
+    def _runs(
+        self,
+        table: Table,
+        feed_id: str,
+        *,
+        above: int | None = None,
+        below: int | None = None,
+        newest_first: bool = False,
+        limit: int,
+    ) -> list[tuple[int, list[Any]]]:
+        """At most ``limit`` runs of ``feed_id`` in ``last_seq`` order (``newest_first``:
+        the other way), only those with ``above < last_seq < below``: each as its last
+        seq and its entries (:class:`ObservationRow` or :class:`OutputRow`), in order."""
+        stmt = select(table.c.last_seq, *_run_columns(table)).where(table.c.feed_id == feed_id)
+        if above is not None:
+            stmt = stmt.where(table.c.last_seq > above)
+        if below is not None:
+            stmt = stmt.where(table.c.last_seq < below)
+        order = table.c.last_seq.desc() if newest_first else table.c.last_seq
         with self.engine.connect() as conn:
-            return [_obs_row(r._mapping) for r in conn.execute(stmt)]
+            rows = conn.execute(stmt.order_by(order).limit(limit)).all()
+        read = _reader(table)
+        return [(r[0], read(*r[1:])) for r in rows]
 
     def transmissions_before(self, *, before_id: int | None, limit: int) -> list[dict[str, Any]]:
         """At most ``limit`` of this node's transmissions with ``id < before_id``, newest
@@ -401,45 +433,49 @@ class Store:
     def outputs_after_many(self, after: Mapping[str, int]) -> list[OutputRow]:
         """Every output of each feed id with a sequence number above ``after[feed id]``
         (:meth:`outputs` of many feeds, unbounded), each feed's in order."""
-        cols = "feed_id, seq, observed_at_ms, value, raw_value, commitment, publish"
+        cols = ", ".join(c.name for c in _run_columns(_OUT))
         out: list[OutputRow] = []
         with self.engine.connect() as conn:
             for where, params, _ in _after_terms(after, _marker(conn)):
-                sql = f"SELECT {cols} FROM {_OUT.name} WHERE {where} ORDER BY feed_id, seq"  # noqa: S608
-                out += [
-                    OutputRow(f, seq, t, int(v), r, bytes(c), bool(p))
-                    for f, seq, t, v, r, c, p in conn.exec_driver_sql(sql, params).all()
-                ]
+                sql = (
+                    f"SELECT {cols} FROM {_OUT.name} WHERE {where} "  # noqa: S608
+                    "ORDER BY feed_id, last_seq"
+                )
+                for run in conn.exec_driver_sql(sql, params).all():
+                    floor = after[run[0]]
+                    out += [o for o in read_outputs(*run) if o.seq > floor]
         return out
 
     def observations_after_many(
-        self, after: Mapping[str, int], *, page: int = 5000
+        self, after: Mapping[str, int], *, page: int = PAGE_RUNS
     ) -> Iterator[ObservationRow]:
         """:meth:`observations_after` of many feeds: the observations of each feed id with
         a sequence number above ``after[feed id]``, each feed's in order (one feed's may
-        come between two pages of another's), ``page`` rows a statement."""
-        cols = "feed_id, seq, source, observed_at_ms, dedup_key, record"
+        come between two pages of another's), ``page`` runs a statement."""
+        cols = ", ".join(c.name for c in _run_columns(_OBS))
         pending = dict(after)
         while pending:
             with self.engine.connect() as conn:
                 where, params, ids = next(_after_terms(pending, _marker(conn)))
                 sql = (
-                    f"SELECT {cols} FROM {_OBS.name} WHERE {where} "  # noqa: S608
-                    f"ORDER BY feed_id, seq LIMIT {int(page)}"
+                    f"SELECT last_seq, {cols} FROM {_OBS.name} WHERE {where} "  # noqa: S608
+                    f"ORDER BY feed_id, last_seq LIMIT {int(page)}"
                 )
-                rows = [ObservationRow(*r) for r in conn.exec_driver_sql(sql, params).all()]
-            yield from rows
-            if len(rows) < page:
+                runs = conn.exec_driver_sql(sql, params).all()
+            for _, feed_id, body in runs:
+                floor = after[feed_id]
+                yield from (o for o in read_observations(feed_id, body) if o.seq > floor)
+            if len(runs) < page:
                 for feed_id in ids:
                     del pending[feed_id]
                 continue
-            # a full page: the rows are grouped by feed, so every feed in it but the last
-            # one is complete; the last goes on after its last row, the others not seen
+            # a full page: the runs are grouped by feed, so every feed in it but the last
+            # one is complete; the last goes on after its last run, the others not seen
             # yet are asked again
-            last = rows[-1]
-            for feed_id in {r.feed_id for r in rows} - {last.feed_id}:
+            last_seq, last_feed, _ = runs[-1]
+            for feed_id in {r[1] for r in runs} - {last_feed}:
                 del pending[feed_id]
-            pending[last.feed_id] = last.seq
+            pending[last_feed] = last_seq
 
     def last_dedup_keys(self, feed_ids: Sequence[str]) -> dict[str, str | None]:
         """The dedup key of each feed's newest observation (:meth:`last_observation`'s),
@@ -451,12 +487,48 @@ class Store:
             for at in range(0, len(ids), _PRUNE_BATCH):
                 chunk = ids[at : at + _PRUNE_BATCH]
                 sql = (
-                    f"SELECT o.feed_id, o.dedup_key FROM {_OBS.name} o "  # noqa: S608
-                    f"WHERE o.feed_id IN ({', '.join([mark] * len(chunk))}) AND o.seq = "
-                    f"(SELECT max(n.seq) FROM {_OBS.name} n WHERE n.feed_id = o.feed_id)"
+                    f"SELECT o.feed_id, o.body FROM {_OBS.name} o "  # noqa: S608
+                    f"WHERE o.feed_id IN ({', '.join([mark] * len(chunk))}) AND o.last_seq = "
+                    f"(SELECT max(n.last_seq) FROM {_OBS.name} n WHERE n.feed_id = o.feed_id)"
                 )
-                keys.update((f, k) for f, k in conn.exec_driver_sql(sql, tuple(chunk)).all())
+                for feed_id, body in conn.exec_driver_sql(sql, tuple(chunk)).all():
+                    keys[feed_id] = read_observations(feed_id, body)[-1].dedup_key
         return keys
+
+
+def _run_columns(table: Table) -> list[Any]:
+    """The columns :func:`_reader` reads a run of ``table`` from."""
+    if table is _OUT:
+        return [table.c.feed_id, table.c.body, table.c.commitments]
+    return [table.c.feed_id, table.c.body]
+
+
+def _reader(table: Table) -> Callable[..., list[Any]]:
+    return read_outputs if table is _OUT else read_observations
+
+
+def _insert_runs(conn: Connection, table: Table, runs: list[Run]) -> None:
+    """Insert ``runs``, each only if its feed has nothing stored at or above its first
+    seq (a feed's seqs are stored once, in order); if any is refused, raise
+    :class:`RunOverlap` (the caller's transaction then rolls back). The check is one
+    probe of the ``(feed_id, last_seq)`` index a run, as the old per-entry unique index
+    was a probe an entry."""
+    mark = _marker(conn)
+    cols = ", ".join(Run._fields)
+    values = ", ".join([mark] * len(Run._fields))
+    # identifiers from the schema module only, values always bound: no injection
+    sql = (
+        f"INSERT INTO {table.name} ({cols}) SELECT {values} WHERE NOT EXISTS "  # noqa: S608
+        f"(SELECT 1 FROM {table.name} WHERE feed_id = {mark} AND last_seq >= {mark})"
+    )
+    result = conn.exec_driver_sql(sql, [(*run, run.feed_id, run.first_seq) for run in runs])
+    if result.rowcount != len(runs):
+        feeds = sorted({run.feed_id for run in runs})
+        raise RunOverlap(
+            f"{table.name}: {len(runs) - result.rowcount} of {len(runs)} runs hold seqs "
+            f"already stored for their feed (feeds {', '.join(feeds[:5])}"
+            f"{', …' if len(feeds) > 5 else ''}): nothing of the write was stored"
+        )
 
 
 def _fill_floors(conn: Connection, output_ids: Mapping[str, Sequence[str]]) -> None:
@@ -488,10 +560,10 @@ def _fill_floors(conn: Connection, output_ids: Mapping[str, Sequence[str]]) -> N
 
 
 def _below_floor(table: Table) -> Any:
-    """A row's seq is below its feed's floor (NULL, so the row is kept, for a feed
+    """A run's every seq is below its feed's floor (NULL, so the run is kept, for a feed
     without one)."""
     floor = select(_FLOORS.c.seq).where(_FLOORS.c.feed_id == table.c.feed_id)
-    return table.c.seq < floor.scalar_subquery()
+    return table.c.last_seq < floor.scalar_subquery()
 
 
 def _prune_by_id(
@@ -506,7 +578,8 @@ def _prune_by_id(
     (a row no restore or reader needs), walking the table by id ``rows`` rows a statement
     (each its own transaction). The walk ends at the first window whose newest row is not
     old (the rows after it are younger, bar those a later pass meets) or at the newest row
-    when the pass began. Returns the rows deleted."""
+    when the pass began. Returns the entries deleted: a run's size, a rejection's one.
+    ``progress`` gets each statement's."""
     # two statements: SQLite reads min() or max() off the key only when it is alone
     low = conn.execute(select(func.min(table.c.id))).scalar()
     top = conn.execute(select(func.max(table.c.id))).scalar()
@@ -525,12 +598,14 @@ def _prune_by_id(
         ).first()
         # the window's newest row, and whether it is old (``old`` as a selected boolean)
         upto, young_edge = (top, False) if edge is None else (edge[0], not edge[1])
-        result = conn.execute(
-            delete(table).where(table.c.id > after, table.c.id <= upto, old, *unneeded)
-        )
+        stmt = delete(table).where(table.c.id > after, table.c.id <= upto, old, *unneeded)
+        if "size" in table.c:
+            n = sum(size for (size,) in conn.execute(stmt.returning(table.c.size)))
+        else:
+            n = conn.execute(stmt).rowcount
         conn.commit()
-        deleted += result.rowcount
-        progress(table.name, result.rowcount)
+        deleted += n
+        progress(_KINDS.get(table.name, table.name), n)
         after = upto
         if young_edge:
             break
@@ -545,7 +620,8 @@ def _after_terms(
     after: Mapping[str, int], mark: str
 ) -> Iterator[tuple[str, tuple[Any, ...], list[str]]]:
     """``after`` (feed id → sequence number) as WHERE clauses of at most ``_PRUNE_BATCH``
-    parameters each: ``(feed_id IN (...) AND seq > ?) OR ...``, the feeds after the same
+    parameters each: ``(feed_id IN (...) AND last_seq > ?) OR ...`` (the runs holding an
+    entry above it), the feeds after the same
     number in one term (a node's feeds often are). Yields (clause, parameters, feed ids)."""
     limit = _PRUNE_BATCH
     groups: dict[int, list[str]] = {}
@@ -562,7 +638,7 @@ def _after_terms(
                 terms, params, ids = [], [], []
                 continue
             take, members = members[:room], members[room:]
-            terms.append(f"(feed_id IN ({', '.join([mark] * len(take))}) AND seq > {mark})")
+            terms.append(f"(feed_id IN ({', '.join([mark] * len(take))}) AND last_seq > {mark})")
             params += [*take, seq]
             ids += take
     if terms:
@@ -585,26 +661,3 @@ def _insert_sql(conn: Connection, table: Table, row: type[NamedTuple]) -> str:
         # identifiers from the schema module only, values always bound: no injection
         sql = _SQL[key] = f"INSERT INTO {table.name} ({cols}) VALUES ({marks})"  # noqa: S608
     return sql
-
-
-def _obs_row(m: Any) -> ObservationRow:
-    return ObservationRow(
-        feed_id=m["feed_id"],
-        seq=m["seq"],
-        source=m["source"],
-        observed_at_ms=m["observed_at_ms"],
-        dedup_key=m["dedup_key"],
-        record=m["record"],
-    )
-
-
-def _out_row(m: Any) -> OutputRow:
-    return OutputRow(
-        feed_id=m["feed_id"],
-        seq=m["seq"],
-        observed_at_ms=m["observed_at_ms"],
-        value=int(m["value"]),
-        raw_value=m["raw_value"],
-        commitment=bytes(m["commitment"]),
-        publish=bool(m["publish"]),
-    )

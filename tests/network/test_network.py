@@ -26,6 +26,7 @@ import pytest
 
 from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.reporting.rounds import period_ms, slot_of
+from oracle.storage.runs import read_observations
 from tests.harness.localnet import LIE, HarnessNet
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -250,7 +251,10 @@ def test_6_sigkilled_node_restarts_and_rejoins_without_loss(net: HarnessNet) -> 
             break
     assert rejoined, "the restarted node never transmitted its designated round"
     with sqlite3.connect(db) as conn:
-        seqs = [r[0] for r in conn.execute("SELECT seq FROM observations ORDER BY seq")]
+        runs = conn.execute(
+            "SELECT feed_id, body FROM observation_runs ORDER BY last_seq"
+        ).fetchall()
+        seqs = [o.seq for feed_id, body in runs for o in read_observations(feed_id, body)]
         claimed = conn.execute("SELECT count(*) FROM transmissions").fetchone()[0]
         sent = conn.execute(
             "SELECT count(*) FROM transmissions WHERE tx_hash IS NOT NULL"

@@ -74,27 +74,38 @@ def _record_values(text: str) -> str:
     return json.dumps(json.loads(text), separators=(",", ":"))
 
 
-def _stored(engine: Engine) -> bytes:
-    """Every row the pipeline wrote, in a fixed order, as bytes (wall-clock times and
+def _stored(engine: Engine, feed_ids: list[str]) -> bytes:
+    """Every entry the pipeline wrote, in a fixed order, as bytes (wall-clock times and
     pickled checkpoint bytes left out: they are not part of what nodes agree on; a
-    record by its values, see :func:`_record_values`)."""
-    queries = [
+    record by its values, see :func:`_record_values`). Observations and outputs are read
+    back entry by entry through the store (they are stored in runs: oracle.storage.runs),
+    each as the row of the per-entry tables the digests were first made of; the labels
+    hashed before them are those tables' queries, so that the digests stay comparable."""
+    store = Store(engine)
+    observations = [o for f in feed_ids for o in store.observations_after(f, -1)]
+    outputs = [o for f in feed_ids for o in store.outputs(f, limit=10**9)]
+    entries = {
         "SELECT feed_id, seq, source, observed_at_ms, dedup_key, record FROM observations"
-        " ORDER BY feed_id, seq",
+        " ORDER BY feed_id, seq": sorted((*o[:5], _record_values(o.record)) for o in observations),
         "SELECT feed_id, seq, observed_at_ms, value, raw_value, commitment, publish"
-        " FROM outputs ORDER BY feed_id, seq",
+        " FROM outputs ORDER BY feed_id, seq": sorted(
+            (*o[:3], str(o.value), o.raw_value, o.commitment, int(o.publish)) for o in outputs
+        ),
+    }
+    queries = [
         "SELECT feed_id, source, reason, detail, raw FROM rejected_observations ORDER BY id",
         "SELECT feed_id, seq, spec_digest, commitment FROM model_checkpoints ORDER BY feed_id, seq",
     ]
     h = hashlib.sha256()
+    for label, rows in entries.items():
+        h.update(label.encode() + b"\x00")
+        for row in rows:
+            h.update(repr(tuple(row)).encode() + b"\n")
     with engine.connect() as conn:
         for q in queries:
             h.update(q.encode() + b"\x00")
             for row in conn.execute(text(q)):
-                values = [_plain(v) for v in row]
-                if " FROM observations " in q:
-                    values[-1] = _record_values(values[-1])
-                h.update(repr(tuple(values)).encode() + b"\n")
+                h.update(repr(tuple(_plain(v) for v in row)).encode() + b"\n")
     return h.digest()
 
 
@@ -118,7 +129,7 @@ def test_stored_outputs_and_commitments_are_unchanged(
         if i == n // 2:
             pipe.checkpoint()
     pipe.flush()  # no checkpoint at the end: a restart re-runs the second half
-    digest = _stored(engine).hex()
+    digest = _stored(engine, sorted({pipe.storage_id, *pipe.output_ids})).hex()
 
     # a node restarted from storage holds the state of the one that ran
     restarted = FeedPipeline(spec, Store(engine))

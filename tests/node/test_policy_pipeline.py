@@ -7,7 +7,7 @@ import math
 
 import pytest
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from oracle.config import feed_id_bytes32, load_feed_spec
 from oracle.models import FeedModel, ModelError
@@ -16,8 +16,8 @@ from oracle.node.network import NodeOutputs
 from oracle.node.pipeline import FeedMetrics, FeedPipeline
 from oracle.sources.replay import RawObservation, ReplaySource
 from oracle.storage import Store
-from oracle.storage.schema import Output
 from tests.fixtures.db import Backend
+from tests.harness.stored_runs import change_output
 from tests.models.policy_specs import EXAMPLE
 
 SPEC = load_feed_spec(EXAMPLE)
@@ -76,12 +76,7 @@ def test_each_arm_is_stored_and_a_restart_gives_the_uninterrupted_outputs(
 def test_restore_notices_a_stored_arm_output_that_replays_differently(engine: Engine) -> None:
     first = FeedPipeline(SPEC, Store(engine))
     run(first, 0, 40)
-    with engine.begin() as conn:
-        conn.execute(
-            update(Output)
-            .where(Output.feed_id == ARM_IDS[2], Output.seq == 30)
-            .values(value="12345")
-        )
+    change_output(engine, ARM_IDS[2], 30, value=12345)
     again = FeedPipeline(SPEC, Store(engine))
     with pytest.raises(ModelError, match=r"feed SP500/bandit/JPM: replaying observation 30"):
         again.restore()

@@ -21,7 +21,8 @@ from oracle.node.pipeline import FeedPipeline, restore_together
 from oracle.registry.state import storage_id
 from oracle.sources.replay import RawObservation, ReplaySource
 from oracle.storage import Store
-from oracle.storage.schema import ModelCheckpoint, Output
+from oracle.storage.schema import ModelCheckpoint
+from tests.harness.stored_runs import change_output
 from tests.models.policy_specs import EXAMPLE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,20 +178,14 @@ def test_a_stored_output_that_replays_differently_fails_the_restore_naming_its_f
     engine: Engine, tmp_path: Path
 ) -> None:
     feeds = stored_feeds(engine, tmp_path)
-    with engine.begin() as conn:
-        conn.execute(
-            update(Output).where(Output.feed_id == "PULL-4/USD", Output.seq == 7).values(value="1")
-        )
+    change_output(engine, "PULL-4/USD", 7, value=1)
     store = Store(engine)
     with pytest.raises(ModelError, match=r"^feed PULL-4/USD: replaying observation 7 gave "):
         restore_together([FeedPipeline(spec, store, storage_id=sid) for spec, sid in feeds])
     with pytest.raises(ModelError, match=r"^feed PULL-4/USD: replaying observation 7 gave "):
         FeedPipeline(feeds[4][0], store).restore()
     arm = f"{storage_id(1, 2)}:{POLICY.outputs[1].id}"
-    with engine.begin() as conn:
-        conn.execute(
-            update(Output).where(Output.feed_id == arm, Output.seq == 70).values(value="1")
-        )
+    change_output(engine, arm, 70, value=1)
     with pytest.raises(ModelError, match=rf"^feed {arm}: replaying observation 70 gave "):
         restore_together([FeedPipeline(POLICY, store, storage_id=storage_id(1, 2))])
 

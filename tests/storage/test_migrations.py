@@ -23,10 +23,10 @@ from oracle.storage.schema import Base
 from tests.fixtures.db import Backend
 
 TABLES = {
-    "observations",
+    "observation_runs",
     "rejected_observations",
     "model_checkpoints",
-    "outputs",
+    "output_runs",
     "rounds",
     "reports",
     "transmissions",
@@ -179,3 +179,89 @@ def test_0006_keeps_every_observation_and_the_exactly_once_rule(empty_engine: En
         insert(conn, "b", 2, "row:0")
     with empty_engine.connect() as conn:
         assert len(conn.execute(select_all).all()) == 5
+
+
+def test_0007_moves_every_row_into_runs_and_the_downgrade_moves_them_back(
+    empty_engine: Engine,
+) -> None:
+    """Rows of the per-entry tables (interleaved feeds, as a polling node writes them; a
+    long stretch of one feed; an int128 value; a record in the old json.dumps spelling)
+    read back the same through the store after 0007, in runs whose ids keep the write
+    order; the downgrade gives back the same rows, in the same order."""
+    from sqlalchemy import text
+
+    from oracle.storage import Store
+    from oracle.storage.runs import RUN_MAX
+
+    upgrade(empty_engine, "0006")
+    obs_rows: list[tuple[Any, ...]] = []
+    out_rows: list[tuple[Any, ...]] = []
+    seq = {"a": 0, "b": 0, "c": 0}
+
+    def add(feed: str) -> None:
+        seq[feed] += 1
+        s = seq[feed]
+        record = '{"x": 1e-05, "y": %d}' % s  # noqa: UP031 (json.dumps' spelling)
+        obs_rows.append(
+            (feed, s, "src", 1000 + len(obs_rows), f"row:{s}" if s % 2 else None, record)
+        )
+        value = str(2**127 - s) if feed == "c" else str(s * 10)
+        out_rows.append(
+            (feed, s, 1000 + len(out_rows), value, s / 3, bytes([s % 256]) * 32, s % 5 == 0)
+        )
+
+    for _ in range(7):  # interleaved: runs of one
+        add("a")
+        add("b")
+    for _ in range(RUN_MAX + 5):  # one stretch of c: two runs
+        add("c")
+    add("a")
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO observations (feed_id, seq, source, observed_at_ms, dedup_key, "
+                "record) VALUES (:f, :s, :src, :t, :k, :r)"
+            ),
+            [dict(zip(("f", "s", "src", "t", "k", "r"), r, strict=True)) for r in obs_rows],
+        )
+        conn.execute(
+            text(
+                "INSERT INTO outputs (feed_id, seq, observed_at_ms, value, raw_value, "
+                "commitment, publish) VALUES (:f, :s, :t, :v, :r, :c, :p)"
+            ),
+            [dict(zip(("f", "s", "t", "v", "r", "c", "p"), r, strict=True)) for r in out_rows],
+        )
+    upgrade(empty_engine, "0007")
+    store = Store(empty_engine)
+    for feed in seq:
+        got = [tuple(o) for o in store.observations_after(feed, 0)]
+        assert got == [r for r in obs_rows if r[0] == feed]
+        outs = [(*o[:3], str(o[3]), *o[4:]) for o in store.outputs(feed, limit=10**6)]
+        assert outs == [r for r in out_rows if r[0] == feed]
+    with empty_engine.connect() as conn:
+        runs = conn.execute(text("SELECT feed_id, size FROM observation_runs ORDER BY id")).all()
+    assert [tuple(r) for r in runs] == [("a", 1), ("b", 1)] * 7 + [
+        ("c", RUN_MAX),
+        ("c", 5),
+        ("a", 1),
+    ]
+    assert set(inspect(empty_engine).get_table_names()).isdisjoint({"observations", "outputs"})
+
+    downgrade(empty_engine, "0006")
+    with empty_engine.connect() as conn:
+        back_obs = conn.execute(
+            text(
+                "SELECT feed_id, seq, source, observed_at_ms, dedup_key, record "
+                "FROM observations ORDER BY id"
+            )
+        ).all()
+        back_out = conn.execute(
+            text(
+                "SELECT feed_id, seq, observed_at_ms, value, raw_value, commitment, publish "
+                "FROM outputs ORDER BY id"
+            )
+        ).all()
+    # the same rows; in id order feed by feed within each run, as 0007 grouped them
+    assert sorted(tuple(r) for r in back_obs) == sorted(obs_rows)
+    assert sorted((*r[:5], bytes(r[5]), bool(r[6])) for r in back_out) == sorted(out_rows)
+    assert not {"observation_runs", "output_runs"} & set(inspect(empty_engine).get_table_names())

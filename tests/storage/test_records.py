@@ -20,6 +20,7 @@ from oracle.node.pipeline import FeedPipeline
 from oracle.sources.replay import RawObservation, ReplaySource
 from oracle.sources.validate import MAX_ABS
 from oracle.storage import Store, decode_record, encode_record
+from oracle.storage.runs import observation_runs, read_observations
 
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-MAX_ABS, max_value=MAX_ABS)
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=12)
@@ -97,14 +98,23 @@ def test_rows_written_the_old_way_restore_to_the_same_outputs(
     pipe.flush()
     assert pipe.model.seq == 600
     with engine.begin() as conn:
-        rows = conn.execute(text("SELECT id, record FROM observations")).all()
-        old = {i: json.dumps(json.loads(r), sort_keys=True, separators=(",", ":")) for i, r in rows}
-        assert sum(old[i] != r for i, r in rows) > 100  # spelled differently: the point here
-        for row_id, record in old.items():
+        runs = conn.execute(text("SELECT id, feed_id, body FROM observation_runs")).all()
+        respelled = 0
+        for run_id, feed_id, body in runs:
+            rows = read_observations(feed_id, body)
+            old = [
+                r._replace(
+                    record=json.dumps(json.loads(r.record), sort_keys=True, separators=(",", ":"))
+                )
+                for r in rows
+            ]
+            respelled += sum(o.record != r.record for o, r in zip(old, rows, strict=True))
+            (run,) = observation_runs(old)
             conn.execute(
-                text("UPDATE observations SET record = :r WHERE id = :i"),
-                {"r": record, "i": row_id},
+                text("UPDATE observation_runs SET body = :b WHERE id = :i"),
+                {"b": run.body, "i": run_id},
             )
+        assert respelled > 100  # spelled differently: the point here
     restarted = FeedPipeline(spec, Store(engine))
     assert restarted.restore() == 300
     assert restarted.model.commitment() == pipe.model.commitment()

@@ -1,6 +1,8 @@
-"""The retention window's deletions (Store.prune): old rows go, a statement at a time;
-what a restore reads (the rows from each feed's oldest checkpoint kept on), each output
-id's newest row and every row of a feed without a checkpoint stay."""
+"""The retention window's deletions (Store.prune): old entries go, a statement at a time;
+what a restore reads (the entries from each feed's oldest checkpoint kept on), each output
+id's newest entry and every entry of a feed without a checkpoint stay. Entries are stored
+in runs, one a write per feed (oracle.storage.runs): most writes here store one entry a
+feed, as a node polling does; a run goes whole or not at all."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from oracle.storage import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
-from oracle.storage.schema import Observation, Output, RejectedObservation
+from oracle.storage.schema import RejectedObservation
 
 T0 = 1_700_000_000_000
 
@@ -38,10 +40,15 @@ def write(store: Store, feed: str, seqs: range, outputs: list[str] | None = None
         store.write_batch([obs(feed, seq)], [out(o, seq) for o in (outputs or [feed])])
 
 
-def seqs(engine: Engine, table: type[Observation] | type[Output], feed: str) -> list[int]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(table.seq).where(table.feed_id == feed).order_by(table.seq))
-        return [r[0] for r in rows]
+def seqs(engine: Engine, table: str, feed: str) -> list[int]:
+    """The seqs stored of ``feed``'s observations or outputs (``table``)."""
+    store = Store(engine)
+    if table == "observations":
+        return [o.seq for o in store.observations_after(feed, -1)]
+    return [o.seq for o in store.outputs(feed, limit=10**6)]
+
+
+Observation, Output = "observations", "outputs"
 
 
 def count(engine: Engine, table: type[RejectedObservation]) -> int:
@@ -143,9 +150,7 @@ def test_a_pass_over_more_rows_than_a_statement_deletes_them_all_a_window_at_a_t
 ) -> None:
     store = Store(engine)
     for feed in ("a", "b", "c"):
-        store.write_batch(
-            [obs(feed, s) for s in range(1, 41)], [out(feed, s) for s in range(1, 41)]
-        )
+        write(store, feed, range(1, 41))
     checkpoint(store, "a", 40)
     checkpoint(store, "b", 40)
     checkpoint(store, "c", 40)
@@ -159,7 +164,7 @@ def test_a_pass_over_more_rows_than_a_statement_deletes_them_all_a_window_at_a_t
     assert (pruned.observations, pruned.outputs) == (117, 117)
     by_table = {t: [n for tt, n in statements if tt == t] for t in ("observations", "outputs")}
     for deleted in by_table.values():
-        assert len(deleted) == 18 and max(deleted) <= 7 and sum(deleted) == 117  # 120 rows / 7
+        assert len(deleted) == 18 and max(deleted) <= 7 and sum(deleted) == 117  # 120 runs / 7
     for feed in "abc":
         assert seqs(engine, Observation, feed) == [40]
 
@@ -181,6 +186,27 @@ def test_a_failed_pass_keeps_what_it_deleted_and_the_next_one_finishes(engine: E
     pruned = store.prune(before_ms=T0 + 10**9, output_ids={"f": ["f"]})
     assert (pruned.observations, pruned.outputs) == (29, 39)
     assert seqs(engine, Observation, "f") == [40]
+
+
+def test_a_run_goes_whole_when_every_entry_may_and_the_counts_are_entries(
+    engine: Engine,
+) -> None:
+    """A run holding an entry the restore reads (at or above the floor) or a young one
+    stays whole; one whose every entry may go goes, counted by its entries."""
+    store = Store(engine)
+    store.write_batch([obs("f", s) for s in range(1, 11)], [out("f", s) for s in range(1, 11)])
+    store.write_batch([obs("f", s) for s in range(11, 21)], [out("f", s) for s in range(11, 21)])
+    store.write_batch([obs("f", s) for s in range(21, 31)], [out("f", s) for s in range(21, 31)])
+    checkpoint(store, "f", 15)  # the floor: inside the second run
+    pruned = store.prune(before_ms=T0 + 10**9, output_ids={"f": ["f"]})
+    assert (pruned.observations, pruned.outputs) == (10, 10)
+    assert seqs(engine, Observation, "f") == list(range(11, 31))
+    assert seqs(engine, Output, "f") == list(range(11, 31))
+    # the window inside the last run (its entries 21-24 are old): it stays whole
+    checkpoint(store, "f", 28, 29, 30)  # the floor: 28
+    pruned = store.prune(before_ms=T0 + 25, output_ids={"f": ["f"]})
+    assert (pruned.observations, pruned.outputs) == (10, 10)
+    assert seqs(engine, Observation, "f") == list(range(21, 31))
 
 
 def test_nothing_stored_nothing_pruned(engine: Engine) -> None:

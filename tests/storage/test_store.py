@@ -2,9 +2,16 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
 
-from oracle.storage import CheckpointRow, ObservationRow, OutputRow, RejectionRow, Store
+from oracle.storage import (
+    CheckpointRow,
+    ObservationRow,
+    OutputRow,
+    RejectionRow,
+    RunOverlap,
+    Store,
+)
+from oracle.storage.runs import RUN_MAX
 
 INT128_MAX = 2**127 - 1
 INT128_MIN = -(2**127)
@@ -40,21 +47,79 @@ def test_batch_roundtrip_keeps_int128_and_float_exact(engine: Engine) -> None:
 def test_failed_batch_stores_nothing_and_loses_nothing(engine: Engine) -> None:
     store = Store(engine)
     store.write_batch([obs(1)], [out(1, 10)])
-    with pytest.raises(IntegrityError):
+    with pytest.raises(RunOverlap, match="do not increase"):
         # seq 2 is new but seq 1 repeats: the whole batch must roll back
         store.write_batch([obs(2), obs(1)], [out(2, 20)])
+    with pytest.raises(RunOverlap, match="already stored"):
+        # new observations, but an output seq stored already: nothing of it is stored
+        store.write_batch([obs(2), obs(3)], [out(1, 99)])
     assert [o.seq for o in store.observations_after("f", 0)] == [1]
     assert store.latest_output("f") == out(1, 10)
 
 
-def test_dedup_key_is_unique_per_feed(engine: Engine) -> None:
+@pytest.mark.parametrize("seqs", [[3, 4, 5], [2, 3, 4], [1, 2], [2], [0, 6], [3]])
+def test_a_run_overlapping_what_its_feed_has_stored_is_refused(
+    engine: Engine, seqs: list[int]
+) -> None:
+    """Each seq of a feed is stored once: a write whose run reaches back to a seq at or
+    below the feed's newest stored one is refused whole, whatever the overlap (its
+    first seq, its last or one inside), and what was stored stays; another feed's same
+    seqs are its own."""
     store = Store(engine)
-    store.write_batch([obs(1, dedup="0xabc:0")])
-    assert store.has_dedup_key("f", "0xabc:0")
-    assert not store.has_dedup_key("g", "0xabc:0")
+    store.write_batch([obs(1), obs(2), obs(3)])
+    with pytest.raises(RunOverlap, match="observation_runs: 1 of 2 runs"):
+        store.write_batch([obs(s, feed="g") for s in seqs] + [obs(s) for s in seqs])
+    assert [o.seq for o in store.observations_after("f", 0)] == [1, 2, 3]
+    assert store.last_observation("g") is None
+    store.write_batch([obs(4), obs(5)])
+    assert [o.seq for o in store.observations_after("f", 0)] == [1, 2, 3, 4, 5]
+
+
+def test_each_entry_keeps_its_source_key_and_a_run_is_read_back_entry_by_entry(
+    engine: Engine,
+) -> None:
+    """A source's exactly-once key is stored with its entry (a replay resumes after its
+    feed's newest: Store.last_dedup_keys); it is the sources' own bookkeeping that rules
+    out a key ingested twice (tests/sources/test_chain_events.py), not an index here."""
+    store = Store(engine)
+    store.write_batch([obs(1, dedup="0xabc:0"), obs(2), obs(3, dedup="0xabc:2")])
     store.write_batch([obs(1, feed="g", dedup="0xabc:0")])
-    with pytest.raises(IntegrityError):
-        store.write_batch([obs(2, dedup="0xabc:0")])
+    assert [o.dedup_key for o in store.observations_after("f", 0)] == ["0xabc:0", None, "0xabc:2"]
+    assert store.last_dedup_keys(["f", "g", "h"]) == {"f": "0xabc:2", "g": "0xabc:0"}
+    assert store.last_observation("f") == obs(3, dedup="0xabc:2")
+
+
+def test_reads_cut_across_runs_give_each_entry_once_in_order(engine: Engine) -> None:
+    """Writes of different sizes (runs of 1, 5 and more than RUN_MAX entries, cut into
+    several) read back entry by entry whatever the page, the bound or the direction."""
+    store = Store(engine)
+    sizes = [1, 5, RUN_MAX + 3, 1, 2, 40]
+    seq = 0
+    for n in sizes:
+        store.write_batch(
+            [obs(s) for s in range(seq + 1, seq + n + 1)],
+            [out(s, s * 10, publish=s % 17 == 0) for s in range(seq + 1, seq + n + 1)],
+        )
+        seq += n
+    every = list(range(1, seq + 1))
+    assert store.count_observations("f") == seq
+    for page in (1, 2, 625):
+        assert [o.seq for o in store.observations_after("f", 0, page=page)] == every
+        assert [o.seq for o in store.observations_after("f", 7, page=page)] == every[7:]
+    assert [o.seq for o in store.outputs("f", after_seq=3, limit=4)] == [4, 5, 6, 7]
+    assert [o.seq for o in store.outputs("f", after_seq=-1, limit=10**6)] == every
+    for before in (None, seq + 5, seq, 140, 7, 1):
+        below = [s for s in every if before is None or s < before]
+        for limit in (1, 3, 500):
+            want = below[::-1][:limit]
+            assert [
+                o.seq for o in store.outputs_before("f", before_seq=before, limit=limit)
+            ] == want
+            got = store.observations_before("f", before_seq=before, limit=limit)
+            assert [o.seq for o in got] == want
+    published = store.latest_output("f", published=True)
+    assert published is not None and published.seq == max(s for s in every if s % 17 == 0)
+    assert store.latest_output("f") == out(seq, seq * 10, publish=seq % 17 == 0)
 
 
 def test_observations_after_pages_in_order(engine: Engine) -> None:
