@@ -172,6 +172,19 @@ class FeedModel:
         tracked = m is not None and self._final != POLICY
         self._current = spec.features.current
         self._target_stat = spec.features.target_stat
+        # A record of exactly the spec's record fields in their (sorted) order, as the
+        # pipeline builds it, whose features are those fields but the target in the same
+        # order: its features dict is a copy of it without the target (one C copy), the
+        # same keys in the same order as building it key by key (river's sums follow it).
+        plain = not spec.features.lags and not self._current and self._target_stat is None
+        record_order = spec.features.record_fields
+        self._record_order: tuple[str, ...] | None = (
+            record_order
+            if plain
+            and self._target is not None
+            and [k for k in record_order if k != self._target] == list(self._fields)
+            else None
+        )
         # the naive baseline's season: a seasonal forecaster's own, else 1 (last value)
         self._season = 1
         if m is not None and self._final == FORECASTER:
@@ -232,6 +245,10 @@ class FeedModel:
         y = self._statistic(record) if self._target_stat else record.get(self._target)
         if y is None:
             raise Rejected("missing_field", f"the record has no target field {self._target!r}")
+        if self._record_order is not None and tuple(record) == self._record_order:
+            features = record.copy()
+            del features[self._target]
+            return features, y
         if not self._lags and not self._current and self._target_stat is None:
             try:  # spec fields are sorted already: the dict is built in sorted key order
                 return {name: record[name] for name in self._fields}, y

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import operator
 import time
 from collections import deque
@@ -136,14 +137,16 @@ class FeedMetrics:
         )
 
 
-_FLOAT_ONLY = {float}
+_hypot = math.hypot
 
 
-def _plain_floats(values: tuple[float, ...]) -> bool:
-    if {*map(type, values)} != _FLOAT_ONLY:
-        return False
-    total = sum(values)
-    return total - total == 0.0 and min(values) >= -MAX_ABS and max(values) <= MAX_ABS
+def _plain_floats(values: tuple[float, ...], floats: list[type]) -> bool:
+    """Every value an exact ``float`` (``floats``: ``[float]`` as many times as values)
+    and the lot within what the checked path accepts: each value's magnitude is at most
+    their Euclidean norm, so a norm within ``MAX_ABS`` (nan and ±inf never are) means
+    every value is finite and within it. Two C calls; a record this refuses (several
+    values each near ``MAX_ABS``) takes the checked path, which decides the same."""
+    return [*map(type, values)] == floats and _hypot(*values) <= MAX_ABS
 
 
 class FeedPipeline:
@@ -175,6 +178,7 @@ class FeedPipeline:
         self.metrics = metrics
         self._fields = list(spec.features.record_fields)
         fields = self._fields
+        self._floats: list[type] = [float] * len(fields)
         # the fields' values as a tuple in one C call (itemgetter of one key gives a bare value)
         self._get_fields: Callable[[dict[str, Any]], tuple[Any, ...]] = (
             operator.itemgetter(*fields) if len(fields) > 1 else lambda r: (r[fields[0]],)
@@ -223,9 +227,9 @@ class FeedPipeline:
             values = self._get_fields(raw)
         except KeyError:
             values = None
-        # fast path: every field a float (not an int, a bool or a string), none nan or ±inf
-        # (then s - s is nan), all within ±MAX_ABS; anything else takes the checked path
-        if values is None or not _plain_floats(values):
+        # fast path: every field a float (not an int, a bool or a string), none nan or ±inf,
+        # all within ±MAX_ABS; anything else takes the checked path
+        if values is None or not _plain_floats(values, self._floats):
             try:
                 values = tuple([self._field(raw, name) for name in self._fields])
             except Rejected as exc:

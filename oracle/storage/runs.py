@@ -152,14 +152,26 @@ def _groups(rows: Sequence[Any]) -> Iterator[tuple[str, Sequence[Any]]]:
     :data:`RUN_MAX` a group. A feed whose rows are not consecutive in ``rows`` gets a
     run for each stretch (their seqs must still increase: :func:`_increasing`, and the
     store's check against what is stored)."""
-    for feed_id, members in itertools.groupby(rows, _feed):
-        group = list(members)
+    feeds = [*map(_feed, rows)]
+    if not feeds:
+        return
+    stretches: list[tuple[str, Sequence[Any]]]
+    if feeds.count(feeds[0]) == len(feeds):  # one feed's write (the common case): C calls
+        stretches = [(feeds[0], rows)]
+    else:
+        stretches = [
+            (feed_id, [row for _, row in members])
+            for feed_id, members in itertools.groupby(zip(feeds, rows, strict=True), _feed)
+        ]
+    for feed_id, group in stretches:
         for at in range(0, len(group), RUN_MAX):
             yield feed_id, group[at : at + RUN_MAX]
 
 
-def _increasing(feed_id: str, seqs: Sequence[int]) -> None:
-    if not all(map(operator.lt, seqs, seqs[1:])):
+def _increasing(feed_id: str, seqs: tuple[int, ...]) -> None:
+    # consecutive seqs (the common case) compared in one C call, else pair by pair
+    consecutive = seqs == tuple(range(seqs[0], seqs[0] + len(seqs)))
+    if not consecutive and not all(map(operator.lt, seqs, seqs[1:])):
         raise RunOverlap(f"feed {feed_id}: the seqs of one write do not increase ({seqs[:8]}…)")
 
 

@@ -132,6 +132,41 @@ def test_numbers_that_are_not_plain_floats_are_learned_and_stored_as_floats(
     assert again.model.commitment() == pipe.model.commitment()
 
 
+@pytest.mark.parametrize(
+    ("patch", "accepted"),
+    [
+        ({"AAPL": 1e30}, True),  # MAX_ABS itself
+        ({"AAPL": -1e30}, True),
+        # each within MAX_ABS, their norm beyond it: the checked path decides, and takes them
+        ({k: 9e29 for k in ("AAPL", "AMZN", "IBM")}, True),
+        ({"AAPL": 1.0000000000000001e30 * 1.01}, False),
+        ({"AAPL": 5e-324}, True),  # subnormal
+        ({"AAPL": -0.0}, True),
+        ({"AAPL": math.nan}, False),
+        ({"AAPL": math.inf, "AMZN": math.nan}, False),
+        ({"AAPL": True}, False),
+    ],
+)
+def test_the_fast_check_and_the_checked_path_agree_at_the_edges(
+    engine: Engine, patch: dict[str, object], accepted: bool
+) -> None:
+    """A record is accepted or refused the same whichever path looks at it: the fast
+    path's norm check sends what it cannot vouch for to the checked path."""
+    pipe = FeedPipeline(SP500, Store(engine))
+    run(pipe, 0, 20)
+    good = next(ReplaySource(SP500.sources[0]).read(20, 1))  # type: ignore[arg-type]
+    pipe.ingest(RawObservation("sp500", good.observed_at_ms, "edge", {**good.raw, **patch}))
+    pipe.flush()
+    stored = pipe.store.last_observation(SP500.id)
+    assert stored is not None
+    assert (stored.seq == 21) is accepted
+    if accepted:
+        record = json.loads(stored.record)
+        assert all(record[k] == v and type(record[k]) is float for k, v in patch.items())
+    else:
+        assert sum(pipe.store.rejection_counts(SP500.id).values()) == 1
+
+
 def test_missing_field_and_out_of_order(engine: Engine) -> None:
     store = Store(engine)
     pipe = FeedPipeline(SP500, store)
