@@ -86,11 +86,11 @@ def _scaler_regression_committer(
     """For ``StandardScaler | LinearRegression`` (the common linear feed): the bytes
     :func:`_fast_standard_scaler` followed by :func:`_fast_linear_regression` give, made
     with one ``struct`` pack and one bytes format per call instead of two encoders' key
-    lookups, packs and joins (~1 µs of ~5 less here; the commitment is computed for
-    every output). Whenever the state is not what both fast paths cover (no weights before the
-    first learn, the weights' keys not the scaler's, a rolling scaler, another optimizer
-    or schedule, a value ``struct`` refuses) it defers to ``generic``, the step-by-step
-    encoding, so the bytes are always theirs."""
+    lookups, packs and joins (the commitment is computed for every output). Whenever
+    the state is not what both fast paths cover (no weights before the first learn, the
+    weights' keys not the scaler's, a rolling scaler, another optimizer or schedule, a
+    value ``struct`` refuses, the scaler's state in other mapping types than river's) it
+    defers to ``generic``, the step-by-step encoding, so the bytes are always theirs."""
     if len(steps) != 2:
         return None
     scaler, reg = steps
@@ -99,18 +99,30 @@ def _scaler_regression_committer(
     if type(reg) is not linear_model.LinearRegression:
         return None
     SGD, Constant = optim.SGD, optim.schedulers.Constant
-    # per key set: (keys, the bytes format, the packer); a feed's keys never change
-    made: list[tuple[frozenset[str], bytes, Callable[..., bytes], bytes, Any]] = []
+    Counter, defaultdict = collections.Counter, collections.defaultdict
+    # The encoding of the current key set (a feed's keys never change), built once and
+    # swapped as one tuple so a call never mixes two key sets' parts:
+    # (n, the getter of the values in sorted key order, the hash state after
+    # prefix ‖ b"FSS" ‖ names, the format of counts | floats | n_iterations, the packer,
+    # b"FLR" ‖ names). n = -1 before the first: no dict has -1 keys.
+    Layout = tuple[int, Callable[[Any], tuple[Any, ...]], Any, bytes, Callable[..., bytes], bytes]
+    layout: Layout = (-1, tuple, prefix, b"", _pack_d, b"")
 
-    def build(lay: _Layout) -> tuple[frozenset[str], bytes, Callable[..., bytes], bytes, Any]:
+    def build(counts: dict[Any, Any]) -> Layout:
+        lay = _layout(counts)
         n = len(lay.keys)
+        # The bytes before the counts are the same on every call: hashed once here, each
+        # call goes on from a copy of this state (sha256 of the same byte string).
+        head = prefix.copy()
+        head.update(b"FSS" + lay.names)
         flr = b"FLR" + lay.names
-        # b"FSS" names counts | means vars "FLR" names weights intercept | n_iterations
-        template = b"FSS" + lay.names.replace(b"%", b"%%") + lay.counts + b"%b%d"
+        # counts | means vars "FLR" names weights intercept | n_iterations
+        template = lay.counts + b"%b%d"
         pack = struct.Struct(f">{2 * n}d{len(flr)}s{n + 1}d").pack
-        return lay.keyset, template, pack, flr, lay.get
+        return (n, lay.get, head, template, pack, flr)
 
     def commit() -> bytes:
+        nonlocal layout
         opt = reg.optimizer
         if (
             scaler.window_size is not None
@@ -119,26 +131,44 @@ def _scaler_regression_committer(
             or type(reg.intercept_lr) is not Constant
         ):
             return generic()
-        counts, means, variances = scaler.counts, scaler.means, scaler.vars
+        river_counts, river_means, river_vars = scaler.counts, scaler.means, scaler.vars
         weights = reg._weights.to_dict()
-        if made and counts.keys() == made[0][0]:
-            keys, template, pack, flr, get = made[0]
-        else:
+        if (
+            type(river_counts) is not Counter
+            or type(river_means) is not defaultdict
+            or type(river_vars) is not defaultdict
+            or type(weights) is not dict
+        ):
+            return generic()
+        # Plain-dict copies of the scaler's dicts (the same entries; a C-level copy of a
+        # dict's table): looking a missing key up in one raises KeyError, where the
+        # Counter would answer 0 and the defaultdicts would insert 0.0 into the model.
+        # That makes "n keys (len) and every one of the layout's n keys (the getter does
+        # not raise)" the check of each key set: the same sets `d.keys() == keys`
+        # accepts, for less than the set comparison alone costs (a Counter's own lookups
+        # are also slower: it is a Python subclass of dict).
+        counts, means, variances = {**river_counts}, {**river_means}, {**river_vars}
+        n, get, head, template, pack, flr = layout
+        try:
+            cs = get(counts) if len(counts) == n else None
+        except KeyError:
+            cs = None
+        if cs is None:  # another key set than the layout's: the counts' is the new one
             if not counts:
                 return generic()
-            made[:] = [build(_layout(counts))]
-            keys, template, pack, flr, get = made[0]
-        if means.keys() != keys or variances.keys() != keys or weights.keys() != keys:
+            n, get, head, template, pack, flr = layout = build(counts)
+            cs = get(counts)
+        if len(means) != n or len(variances) != n or len(weights) != n:
             return generic()
         try:
             state = template % (
-                *get(counts),
+                *cs,
                 pack(*get(means), *get(variances), flr, *get(weights), reg.intercept),
                 opt.n_iterations,
             )
-        except (struct.error, TypeError):
-            return generic()
-        h = prefix.copy()
+        except (KeyError, struct.error, TypeError):
+            return generic()  # a key the layout has is missing, or a value struct refuses
+        h = head.copy()
         h.update(state)
         digest: bytes = h.digest()
         return digest

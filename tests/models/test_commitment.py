@@ -1,13 +1,21 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import pickle
 import random
+import sys
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import pytest
-from river import anomaly, linear_model, optim, preprocessing, stats, time_series
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from river import anomaly, compose, linear_model, optim, preprocessing, stats, time_series
 
 from oracle.models import CommitmentError, canonical_state, commitment
+from oracle.models.commitment import committer
 
 SPEC = b"s" * 32
 
@@ -240,3 +248,218 @@ def test_fused_linear_committer_gives_the_step_by_step_bytes_and_falls_back() ->
         hashlib.sha256(), list(model.steps.values()), lambda: calls.append(1) or b""
     )
     assert fused is not None and len(fused()) == 32 and not calls
+
+
+# -- the fused StandardScaler | LinearRegression committer against the generic bytes -------
+#
+# The digests are stored and signed: the fused committer must give the step-by-step
+# encoding's bytes (what commitment() computes) in every state, and hand every state it does
+# not cover back to it. These tests compare the two on random learning and on perturbed
+# states, and check that the fused path itself (not its fallback) made the bytes compared.
+
+_MODULE = sys.modules["oracle.models.commitment"]
+_NAMES = ["a", "b%", "c", "dé", "e_long_feature_name"]
+# every finite double is fair, and these edges often: signed zeros, subnormals, the
+# smallest normal, the largest finite values
+_EDGES = [0.0, -0.0, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308]
+_FLOATS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([*_EDGES, -1.7976931348623157e308]),
+    st.floats(min_value=-1e6, max_value=1e6),
+)
+# features missing from some records: the counts differ; features first seen late: a new
+# key set (a new layout) mid-stream
+_RECORDS = st.lists(
+    st.tuples(st.dictionaries(st.sampled_from(_NAMES), _FLOATS, min_size=1), _FLOATS),
+    max_size=25,
+)
+
+
+def _linear(**kwargs: Any) -> compose.Pipeline:
+    return preprocessing.StandardScaler() | linear_model.LinearRegression(**kwargs)
+
+
+def _fused(model: compose.Pipeline) -> tuple[Callable[[], bytes], list[int]]:
+    """The fused committer with a generic that only records its calls: it gives the
+    fused path's own bytes, and tells when it deferred."""
+    prefix = hashlib.sha256(_MODULE._DOMAIN)
+    prefix.update(SPEC)
+    calls: list[int] = []
+
+    def generic() -> bytes:
+        calls.append(1)
+        return b"fallback"
+
+    fused = _MODULE._scaler_regression_committer(prefix, list(model.steps.values()), generic)
+    assert fused is not None
+    return fused, calls
+
+
+def _outcome(f: Callable[[], bytes]) -> bytes | type[Exception]:
+    """The bytes f returns, or the type of what it raises: a state the generic encoding
+    refuses must not get a digest from the fused path either."""
+    try:
+        return f()
+    except Exception as e:  # compared, not swallowed
+        return type(e)
+
+
+def _check(model: compose.Pipeline, fused: Callable[[], bytes], calls: list[int]) -> bool:
+    """The committer, the fused path and commitment() agree; no call changes the model
+    (its pickle: every key, value bit and insertion order). True when the fused path
+    made the bytes itself (did not defer, did not raise)."""
+    before = pickle.dumps(model)
+    expected = _outcome(lambda: commitment(SPEC, model))
+    assert _outcome(committer(SPEC, model)) == expected
+    deferred = len(calls)
+    got = _outcome(fused)
+    if len(calls) == deferred:  # its own answer: the bytes, or the error the generic raises
+        assert got == expected
+    assert pickle.dumps(model) == before
+    return len(calls) == deferred and type(got) is bytes
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=_RECORDS, lr=st.sampled_from([None, 0.01, 0.5]))
+def test_fused_committer_gives_the_generic_bytes_as_the_model_learns(
+    records: list[tuple[dict[str, float], float]], lr: float | None
+) -> None:
+    model = _linear() if lr is None else _linear(optimizer=optim.SGD(lr), intercept_lr=lr)
+    fused, calls = _fused(model)
+    commit = committer(SPEC, model)
+    _check(model, fused, calls)
+    for x, y in records:
+        model.learn_one(x, y)  # extreme values give inf and nan states: checked too
+        _check(model, fused, calls)
+        assert _outcome(commit) == _outcome(lambda: commitment(SPEC, model))
+
+
+def _learned(features: tuple[str, ...] = ("a", "b%", "c")) -> compose.Pipeline:
+    rng = random.Random(11)
+    model = _linear()
+    for _ in range(12):
+        model.learn_one({k: rng.uniform(-5, 5) for k in features}, rng.uniform(-1, 1))
+    return model
+
+
+def _rename(d: Any, old: str, new: str) -> None:
+    d[new] = d.pop(old)
+
+
+# Each perturbs a learned state into one the fused path must not make bytes for: it hands
+# it back to the generic encoding, or raises what that raises (a count %d refuses). Same
+# length but other keys included: a check of the key count alone would let them through.
+_Perturb = Callable[[Any, Any], object]  # (the scaler, the regression) -> ignored
+_MUST_DEFER: dict[str, _Perturb] = {
+    "weights: same length, another key": lambda s, r: _rename(r._weights, "b%", "zz"),
+    "weights: a key more": lambda s, r: r._weights.__setitem__("zz", 0.5),
+    "weights: a key fewer": lambda s, r: r._weights.pop("a"),
+    "weights: none yet": lambda s, r: r._weights.clear(),
+    "means: same length, another key": lambda s, r: _rename(s.means, "a", "zz"),
+    "means: a key fewer": lambda s, r: s.means.pop("c"),
+    "vars: same length, another key": lambda s, r: _rename(s.vars, "c", "zz"),
+    "vars: a key more": lambda s, r: s.vars.__setitem__("zz", 1.0),
+    "counts: same length, another key": lambda s, r: _rename(s.counts, "a", "zz"),
+    "counts: a key more": lambda s, r: s.counts.__setitem__("zz", 3),
+    "counts: empty": lambda s, r: s.counts.clear(),
+    "a mean struct refuses": lambda s, r: s.means.__setitem__("a", "1.5"),
+    "a huge int variance": lambda s, r: s.vars.__setitem__("b%", 10**400),
+    "no intercept": lambda s, r: setattr(r, "intercept", None),
+    # == the other counts (12) but %d refuses it: formatting "all counts equal" once
+    # would give it a digest the generic encoding does not
+    "a complex count": lambda s, r: s.counts.__setitem__("c", complex(12)),
+    "a NaN count": lambda s, r: s.counts.__setitem__("a", math.nan),
+    "an infinite count": lambda s, r: s.counts.__setitem__("a", math.inf),
+    "a str count": lambda s, r: s.counts.__setitem__("a", "12"),
+    "a rolling scaler": lambda s, r: setattr(s, "window_size", 3),
+    "another optimizer": lambda s, r: setattr(r, "optimizer", optim.Adam()),
+}
+
+
+@pytest.mark.parametrize("perturb", list(_MUST_DEFER.values()), ids=list(_MUST_DEFER))
+def test_fused_committer_defers_every_state_it_does_not_cover(perturb: _Perturb) -> None:
+    model = _learned()
+    fused, calls = _fused(model)
+    assert _check(model, fused, calls)  # the layout of these keys is built and used
+    perturb(*model.steps.values())
+    assert not _check(model, fused, calls)
+
+
+# ... and states it covers, with the bytes of the step-by-step encoding.
+_COVERED: dict[str, _Perturb] = {
+    "unequal counts": lambda s, r: s.counts.__setitem__("a", s.counts["a"] + 7),
+    "a float count": lambda s, r: s.counts.__setitem__("c", 12.5),
+    "a float count equal to the others": lambda s, r: s.counts.__setitem__("c", 12.0),
+    "a bool count": lambda s, r: s.counts.__setitem__("c", True),
+    "a numpy count": lambda s, r: s.counts.__setitem__("c", np.int64(12)),
+    "a huge count": lambda s, r: s.counts.__setitem__("a", 10**40),
+    "an int mean": lambda s, r: s.means.__setitem__("a", 3),
+    "-0.0 and a subnormal": lambda s, r: (
+        s.means.__setitem__("a", -0.0),
+        s.vars.__setitem__("a", 5e-324),
+    ),
+    "inf and nan weights": lambda s, r: (
+        r._weights.__setitem__("a", math.inf),
+        r._weights.__setitem__("c", math.nan),
+    ),
+    "the keys inserted in another order": lambda s, r: [
+        d.__setitem__(k, d.pop(k)) for d in (s.counts, s.means, s.vars) for k in ("b%", "a")
+    ],
+}
+
+
+@pytest.mark.parametrize("perturb", list(_COVERED.values()), ids=list(_COVERED))
+def test_fused_committer_covers_odd_values_with_the_generic_bytes(perturb: _Perturb) -> None:
+    model = _learned()
+    fused, calls = _fused(model)
+    assert _check(model, fused, calls)
+    perturb(*model.steps.values())
+    assert _check(model, fused, calls)
+
+
+class _Halving(dict[str, float]):
+    """A mapping whose lookups are not its stored values."""
+
+    def __getitem__(self, key: str) -> float:
+        return super().__getitem__(key) / 2
+
+
+# ... and, deferred or not, other mapping types than river's, with the generic bytes.
+_OTHER_MAPPINGS: dict[str, _Perturb] = {
+    "counts: a plain dict": lambda s, r: setattr(s, "counts", dict(s.counts)),
+    "means: a plain dict": lambda s, r: setattr(s, "means", dict(s.means)),
+    "vars: a dict whose lookups differ": lambda s, r: setattr(s, "vars", _Halving(s.vars)),
+}
+
+
+@pytest.mark.parametrize("perturb", list(_OTHER_MAPPINGS.values()), ids=list(_OTHER_MAPPINGS))
+def test_fused_committer_gives_the_generic_bytes_for_other_mappings(perturb: _Perturb) -> None:
+    model = _learned()
+    fused, calls = _fused(model)
+    assert _check(model, fused, calls)
+    perturb(*model.steps.values())
+    _check(model, fused, calls)
+
+
+def test_fused_committer_follows_a_new_key_set_and_back() -> None:
+    """A feature appears (the scaler knows it before the weights: deferred), then the
+    weights learn it (the new layout is used), and a model with the old keys again."""
+    model = _learned()
+    fused, calls = _fused(model)
+    assert _check(model, fused, calls)
+    scaler, reg = model.steps.values()
+    scaler.learn_one({"a": 1.0, "b%": 2.0, "c": 3.0, "new": 4.0})
+    assert not _check(model, fused, calls)
+    model.learn_one({"a": 1.0, "b%": 2.0, "c": 3.0, "new": 4.0}, 0.5)
+    assert _check(model, fused, calls)
+    for d in (scaler.counts, scaler.means, scaler.vars, reg._weights):
+        d.pop("new")
+    assert _check(model, fused, calls)
+
+
+def test_empty_model_is_deferred() -> None:
+    model = _linear()
+    fused, calls = _fused(model)
+    assert not _check(model, fused, calls)
+    model["StandardScaler"].learn_one({"a": 1.0})  # scaled but no weights yet
+    assert not _check(model, fused, calls)
