@@ -45,7 +45,8 @@ class Base(DeclarativeBase):
 class ObservationRun(Base):
     """A run of a feed's accepted observations, in the order the model consumed them: one
     row a write per feed, the entries in ``body`` (oracle.storage.runs, the format's one
-    place). A feed's runs never overlap: each seq is stored once (checked at the write).
+    place). A feed's runs never overlap: each seq is stored once (checked at the write:
+    oracle.storage.store).
 
     A source's exactly-once key (``dedup_key``: chain events, replay rows) is stored per
     entry but no longer indexed (migration 0007): the chain-events source's own table
@@ -63,8 +64,8 @@ class ObservationRun(Base):
     # pass deletes a run whose every entry is older than the window
     last_observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     size: Mapped[int] = mapped_column(Integer, nullable=False)  # entries
-    # {"seq": [...], "source": [...], "observed_at_ms": [...], "dedup_key": [...],
-    #  "record": [canonical JSON of each record the model saw: oracle.storage.records]}
+    # [[seq, source, observed_at_ms, dedup_key, record], ...]: the record is the
+    # canonical JSON of what the model saw (oracle.storage.records), as a string
     body: Mapped[str] = mapped_column(Text, nullable=False)
     commitments: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # empty here
 
@@ -111,8 +112,8 @@ class OutputRun(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     last_observed_at_ms: Mapped[int] = mapped_column(BigInteger, nullable=False)
     size: Mapped[int] = mapped_column(Integer, nullable=False)  # entries
-    # {"seq": [...], "observed_at_ms": [...], "value": [int128 as decimal text],
-    #  "raw_value": [...], "publish": [deviation or heartbeat says it goes on-chain]}
+    # [[seq, observed_at_ms, value (int128 as decimal text), raw_value, publish (the
+    #   deviation or heartbeat rule says it goes on-chain)], ...]
     body: Mapped[str] = mapped_column(Text, nullable=False)
     commitments: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # 32 bytes each
 

@@ -68,6 +68,7 @@ _FLOORS = Table(
 # what a retention statement deleted, as its progress callback (and the node's
 # mira_pruned_rows_total) names it: the entries, whatever table holds them
 _KINDS = {_OBS.name: "observations", _OUT.name: "outputs"}
+_NOTHING = -(2**63)  # below every seq: a feed with nothing stored
 PAGE_RUNS = 625  # runs a paged read takes a statement: at most 80,000 entries (RUN_MAX 128)
 
 
@@ -108,6 +109,11 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # table name → feed id → the newest seq stored (what a write must be above),
+        # learned from the database the first time a feed is written and kept up to date
+        # by every write that commits: the overlap check costs a dict lookup a run, not
+        # an index probe (~2.7 µs a feed, a fifth of a 10,000-feed poll's write)
+        self._newest: dict[str, dict[str, int]] = {_OBS.name: {}, _OUT.name: {}}
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -123,17 +129,24 @@ class Store:
         same transaction, e.g. a source's own bookkeeping of what it delivered."""
         if not (observations or outputs or rejections or also):
             return
+        advanced: list[tuple[dict[str, int], dict[str, int]]] = []
         with self.engine.begin() as conn:
             if also is not None:
                 also(conn)
             if observations:
-                _insert_runs(conn, _OBS, observation_runs(observations))
+                newest = self._newest[_OBS.name]
+                runs = observation_runs(observations)
+                advanced.append((newest, _insert_runs(conn, _OBS, runs, newest)))
             if outputs:
-                _insert_runs(conn, _OUT, output_runs(outputs))
+                newest = self._newest[_OUT.name]
+                runs = output_runs(outputs)
+                advanced.append((newest, _insert_runs(conn, _OUT, runs, newest)))
             if rejections:
                 # plain executemany of tuples: the rows are already in column order, and the
                 # per-row parameter processing of a compiled insert() costs more than the write
                 conn.exec_driver_sql(_insert_sql(conn, _REJ, RejectionRow), list(rejections))
+        for newest, stored in advanced:  # committed: the feeds' newest seqs move
+            newest.update(stored)
 
     def save_checkpoint(self, checkpoint: CheckpointRow, *, keep: int = 3) -> None:
         """Store a checkpoint and prune all but the newest ``keep`` of its feed."""
@@ -507,28 +520,51 @@ def _reader(table: Table) -> Callable[..., list[Any]]:
     return read_outputs if table is _OUT else read_observations
 
 
-def _insert_runs(conn: Connection, table: Table, runs: list[Run]) -> None:
-    """Insert ``runs``, each only if its feed has nothing stored at or above its first
-    seq (a feed's seqs are stored once, in order); if any is refused, raise
-    :class:`RunOverlap` (the caller's transaction then rolls back). The check is one
-    probe of the ``(feed_id, last_seq)`` index a run, as the old per-entry unique index
-    was a probe an entry."""
+def _insert_runs(
+    conn: Connection, table: Table, runs: list[Run], newest: dict[str, int]
+) -> dict[str, int]:
+    """Insert ``runs`` (in order) if each one's first seq is above everything its feed has
+    stored (a feed's seqs are stored once, in order), else raise :class:`RunOverlap`
+    (the caller's transaction then rolls back, nothing of the write stays). ``newest``:
+    feed id → its newest seq stored, as far as this store knows; a feed it does not know
+    yet is looked up here. Returns each feed's newest seq once the runs are stored, for
+    the caller to take into ``newest`` when the transaction has committed. (Another
+    process writing the same feeds of the same database is not this check's: a node
+    owns its database. The ``(feed_id, last_seq)`` unique index still refuses a run
+    ending where a stored one ends.)"""
+    unknown = {run.feed_id for run in runs}.difference(newest)
+    looked_up = _newest_stored(conn, table, unknown) if unknown else {}
+    after: dict[str, int] = {}
+    for run in runs:
+        feed_id = run.feed_id
+        floor = after.get(feed_id)
+        if floor is None:
+            floor = newest.get(feed_id)
+            if floor is None:
+                floor = looked_up.get(feed_id, _NOTHING)
+        if run.first_seq <= floor:
+            raise RunOverlap(
+                f"{table.name}: a run of {run.feed_id} from seq {run.first_seq} reaches back "
+                f"to seq {floor}, stored already: nothing of the write was stored"
+            )
+        after[feed_id] = run.last_seq
+    conn.exec_driver_sql(_insert_sql(conn, table, Run), runs)
+    return after
+
+
+def _newest_stored(conn: Connection, table: Table, feed_ids: set[str]) -> dict[str, int]:
+    """The newest seq stored of each of ``feed_ids`` (absent: nothing stored)."""
+    ids = sorted(feed_ids)
+    found: dict[str, int] = {}
     mark = _marker(conn)
-    cols = ", ".join(Run._fields)
-    values = ", ".join([mark] * len(Run._fields))
-    # identifiers from the schema module only, values always bound: no injection
-    sql = (
-        f"INSERT INTO {table.name} ({cols}) SELECT {values} WHERE NOT EXISTS "  # noqa: S608
-        f"(SELECT 1 FROM {table.name} WHERE feed_id = {mark} AND last_seq >= {mark})"
-    )
-    result = conn.exec_driver_sql(sql, [(*run, run.feed_id, run.first_seq) for run in runs])
-    if result.rowcount != len(runs):
-        feeds = sorted({run.feed_id for run in runs})
-        raise RunOverlap(
-            f"{table.name}: {len(runs) - result.rowcount} of {len(runs)} runs hold seqs "
-            f"already stored for their feed (feeds {', '.join(feeds[:5])}"
-            f"{', …' if len(feeds) > 5 else ''}): nothing of the write was stored"
+    for at in range(0, len(ids), _PRUNE_BATCH):
+        chunk = ids[at : at + _PRUNE_BATCH]
+        sql = (
+            f"SELECT feed_id, max(last_seq) FROM {table.name} "  # noqa: S608
+            f"WHERE feed_id IN ({', '.join([mark] * len(chunk))}) GROUP BY feed_id"
         )
+        found.update((f, int(seq)) for f, seq in conn.exec_driver_sql(sql, tuple(chunk)).all())
+    return found
 
 
 def _fill_floors(conn: Connection, output_ids: Mapping[str, Sequence[str]]) -> None:

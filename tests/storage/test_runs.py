@@ -120,35 +120,67 @@ def test_a_commitment_of_another_length_is_refused_at_the_write() -> None:
 
 
 GOOD_OUT = output_runs([OutputRow("o", s, s, s, s / 3, b"c" * 32, True) for s in (1, 2)])[0]
+GOOD_BODY = '[[1,1,"1",0.3333333333333333,true],[2,2,"2",0.6666666666666666,true]]'
 
 
 @pytest.mark.parametrize(
     ("body", "commitments"),
     [
         ("", GOOD_OUT.commitments),  # not JSON
-        ("[1, 2]", GOOD_OUT.commitments),  # not an object
-        ('{"seq": [1]}', GOOD_OUT.commitments),  # columns missing
-        (GOOD_OUT.body.replace('"value":["1","2"]', '"value":["1"]'), GOOD_OUT.commitments),
-        (GOOD_OUT.body.replace('"value":["1","2"]', '"value":["1","x"]'), GOOD_OUT.commitments),
-        (GOOD_OUT.body.replace('"value":["1","2"]', '"value":"12"'), GOOD_OUT.commitments),
-        (GOOD_OUT.body.replace("0.3333333333333333", "null"), GOOD_OUT.commitments),
-        (GOOD_OUT.body, GOOD_OUT.commitments[:-1]),  # a commitment cut short
-        (GOOD_OUT.body, GOOD_OUT.commitments + b"c" * 32),  # one too many
+        ('{"seq": [1]}', GOOD_OUT.commitments),  # not an array
+        ("[1, 2]", GOOD_OUT.commitments),  # not an array of entries
+        ('[[1,1,"1",0.3],[2,2,"2",0.6,true]]', GOOD_OUT.commitments),  # an entry cut short
+        ('[[1,1,"1",0.3,true,7],[2,2,"2",0.6,true]]', GOOD_OUT.commitments),  # one too long
+        (GOOD_BODY.replace('"2"', '"x"'), GOOD_OUT.commitments),  # a value not a number
+        (GOOD_BODY.replace('"2"', "[2]"), GOOD_OUT.commitments),
+        (GOOD_BODY.replace("0.3333333333333333", "null"), GOOD_OUT.commitments),
+        (GOOD_BODY.replace("0.3333333333333333", '"a"'), GOOD_OUT.commitments),
+        ('[[1,1,"1",0.3,true]]', GOOD_OUT.commitments),  # an entry fewer than commitments
+        (GOOD_BODY, GOOD_OUT.commitments[:-1]),  # a commitment cut short
+        (GOOD_BODY, GOOD_OUT.commitments + b"c" * 32),  # one too many
     ],
 )
 def test_a_malformed_output_run_is_a_storage_error(body: str, commitments: bytes) -> None:
+    assert GOOD_OUT.body == GOOD_BODY  # the format: an array of [seq, t, value, raw, publish]
     assert read_outputs("o", GOOD_OUT.body, GOOD_OUT.commitments)  # the good one reads
     with pytest.raises(StorageError, match="run of o"):
         read_outputs("o", body, commitments)
 
 
 @given(st.text(max_size=200) | st.binary(max_size=200).map(lambda b: b.decode("latin-1")))
-def test_any_bytes_as_an_observation_run_read_or_refuse_cleanly(body: str) -> None:
+def test_any_text_as_an_observation_run_reads_or_is_refused_cleanly(body: str) -> None:
     try:
         rows = read_observations("a", body)
     except StorageError:
         return
     assert all(isinstance(r, ObservationRow) for r in rows)
+
+
+@pytest.mark.parametrize(
+    "body", ['[[1,"src",1,null]]', '[[1,"src",1,null,"{}",2]]', "[{}]", "{}", "[1]"]
+)
+def test_a_malformed_observation_run_is_a_storage_error(body: str) -> None:
+    assert read_observations("a", '[[1,"src",1,null,"{}"]]') == [
+        ObservationRow("a", 1, "src", 1, None, "{}")
+    ]
+    with pytest.raises(StorageError, match="run of a"):
+        read_observations("a", body)
+
+
+def test_a_poll_of_many_feeds_is_one_run_a_feed_and_reads_back() -> None:
+    """The many-feeds path (every row its own feed) gives what the general one gives."""
+    rows = [
+        OutputRow(f"f{i}", 7, 1000, 10**30 + i, i / 7, bytes([i]) * 32, i % 2 == 0)
+        for i in range(50)
+    ]
+    runs = output_runs(rows)
+    assert [(r.feed_id, r.first_seq, r.last_seq, r.size) for r in runs] == [
+        (f"f{i}", 7, 7, 1) for i in range(50)
+    ]
+    assert [o for r in runs for o in read_outputs(r.feed_id, r.body, r.commitments)] == rows
+    # the same rows with one feed twice take the general path: the same runs
+    general = output_runs([*rows, OutputRow("f0", 8, 1001, 1, 0.5, b"d" * 32, False)])
+    assert general[:50] == runs
 
 
 def test_floats_keep_their_exact_bits_through_a_run() -> None:

@@ -50,7 +50,7 @@ def test_failed_batch_stores_nothing_and_loses_nothing(engine: Engine) -> None:
     with pytest.raises(RunOverlap, match="do not increase"):
         # seq 2 is new but seq 1 repeats: the whole batch must roll back
         store.write_batch([obs(2), obs(1)], [out(2, 20)])
-    with pytest.raises(RunOverlap, match="already stored"):
+    with pytest.raises(RunOverlap, match="stored already"):
         # new observations, but an output seq stored already: nothing of it is stored
         store.write_batch([obs(2), obs(3)], [out(1, 99)])
     assert [o.seq for o in store.observations_after("f", 0)] == [1]
@@ -67,12 +67,29 @@ def test_a_run_overlapping_what_its_feed_has_stored_is_refused(
     seqs are its own."""
     store = Store(engine)
     store.write_batch([obs(1), obs(2), obs(3)])
-    with pytest.raises(RunOverlap, match="observation_runs: 1 of 2 runs"):
+    with pytest.raises(RunOverlap, match="observation_runs: a run of f from seq"):
         store.write_batch([obs(s, feed="g") for s in seqs] + [obs(s) for s in seqs])
     assert [o.seq for o in store.observations_after("f", 0)] == [1, 2, 3]
     assert store.last_observation("g") is None
     store.write_batch([obs(4), obs(5)])
     assert [o.seq for o in store.observations_after("f", 0)] == [1, 2, 3, 4, 5]
+
+
+def test_a_store_learns_its_feeds_newest_seqs_and_a_refused_write_moves_none(
+    engine: Engine,
+) -> None:
+    """A store that has not written a feed yet (a restarted node) learns what it holds
+    from the database; a write refused whole (here by its outputs) leaves the newest seqs
+    where they were, so the same observations can be written next."""
+    Store(engine).write_batch([obs(1), obs(2)], [out(2, 20)])
+    fresh = Store(engine)
+    with pytest.raises(RunOverlap, match="from seq 2 reaches back to seq 2"):
+        fresh.write_batch([obs(2), obs(3)])
+    with pytest.raises(RunOverlap, match="output_runs"):
+        fresh.write_batch([obs(3)], [out(2, 21)])
+    fresh.write_batch([obs(3)], [out(3, 30)])
+    assert [o.seq for o in fresh.observations_after("f", 0)] == [1, 2, 3]
+    assert [o.value for o in fresh.outputs("f")] == [20, 30]
 
 
 def test_each_entry_keeps_its_source_key_and_a_run_is_read_back_entry_by_entry(
