@@ -25,7 +25,7 @@ from aiohttp import web
 
 from oracle.api.stream import ReportStream
 from oracle.reporting.landed import to_json
-from oracle.storage import ObservationRow, OutputRow, decode_record
+from oracle.storage import ObservationRow, OutputRow
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -87,7 +87,7 @@ def output_json(row: OutputRow) -> dict[str, Any]:
 
 
 def observation_json(row: ObservationRow, target: str | None) -> dict[str, Any]:
-    record = decode_record(row.record)
+    record = row.record
     value = record.get(target) if target is not None else None
     return {
         "seq": row.seq,

@@ -46,7 +46,7 @@ from oracle.errors import MiraError
 from oracle.models import FeedModel
 from oracle.node.pipeline import FeedPipeline
 from oracle.sources.replay import ReplaySource
-from oracle.storage import Store, decode_record, make_engine, upgrade
+from oracle.storage import Store, make_engine, upgrade
 
 BAR = 0.10  # every demo model feed beats its best naive baseline by this much
 # reported beside the naive baselines, not the bar: a learned model, the level that
@@ -144,8 +144,8 @@ def _run(spec: FeedSpec, source_spec: ReplaySourceSpec) -> dict[str, Any]:
     }
 
 
-def _record(text: str) -> dict[str, float]:
-    return {k: float(v) for k, v in decode_record(text).items()}
+def _record(record: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in record.items()}
 
 
 def _targets(spec: FeedSpec, records: list[dict[str, float]]) -> list[float]:

@@ -22,7 +22,7 @@ from oracle.node.logs import configure_logging
 from oracle.node.pipeline import FeedPipeline
 from oracle.progress import stderr_progress
 from oracle.sources.replay import ReplaySource
-from oracle.storage import ObservationRow, OutputRow, Store, encode_record, make_engine, upgrade
+from oracle.storage import ObservationRow, OutputRow, Store, make_engine, upgrade
 
 SPEC = """
 id = "BENCH/{n}"
@@ -90,9 +90,9 @@ def _stored_minimum(
 ) -> float:
     """CPU seconds of the least an observation costs while the node stores and commits to
     every one as it does (tests/node/test_pipeline_golden.py pins those bytes): river
-    as in :func:`_river_alone`, the model commitment after each prediction, the record's
-    canonical JSON, and an observation row and an output row written through the same
-    store in batches of ``batch``. Nothing else (no validation, quantization, publish
+    as in :func:`_river_alone`, the model commitment after each prediction, and the
+    observation (its record) and its output written through the same store in batches of
+    ``batch`` (as runs, their JSON made there). Nothing else (no validation, quantization, publish
     rule, rolling errors, drift detection or baseline): a pipeline that keeps those
     stored bytes does all of this and more, so ``river_alone / this`` bounds its ratio
     to river alone. Stored under its own feed id, after the pipeline's rows."""
@@ -114,7 +114,7 @@ def _stored_minimum(
         if previous is not None:
             learn(previous, y)
         raw = predict(x)
-        obs.append(ObservationRow(feed, i, "bench", i, str(i), encode_record(stored[i - 1])))
+        obs.append(ObservationRow(feed, i, "bench", i, str(i), stored[i - 1]))
         out.append(OutputRow(feed, i, i, round(raw * scale), raw, commit(), False))
         previous = x
         if i % batch == 0:
@@ -206,7 +206,7 @@ def pipeline(
             "river_alone_cpu_seconds": round(river_cpu, 4),
             "river_alone_observations_per_cpu_s": round(observations / river_cpu, 1),
             "pipeline_over_river_alone": round(river_cpu / cpu, 3),
-            # river, the commitment, the record's JSON and the two rows stored, nothing
+            # river, the commitment, the observation and its output stored, nothing
             # else: what every observation costs while all of them are stored and
             # committed to, so an upper bound of pipeline_over_river_alone
             "stored_minimum_cpu_seconds": round(minimum_cpu, 4),

@@ -36,8 +36,6 @@ from oracle.storage import (
     OutputRow,
     RejectionRow,
     Store,
-    decode_record,
-    encode_record,
 )
 
 log = structlog.get_logger(__name__)
@@ -235,10 +233,11 @@ class FeedPipeline:
             except Rejected as exc:
                 self.reject(obs.source, exc.reason, exc.detail, raw)
                 return None
-        # as many values as fields by construction (zip's strict=True costs ~0.5 µs here)
+        # as many values as fields by construction (zip's strict=True costs ~0.5 µs here).
+        # Exact finite floats under the spec's field names, in their sorted order: stored
+        # as it is (the write encodes it with its run, oracle.storage.runs, and JSON holds
+        # every such record), and never changed after (the model copies what it keeps)
         record = dict(zip(self._fields, values))  # noqa: B905
-        # encoded before the model consumes it: nothing can fail between the two
-        text = encode_record(record)  # finite floats, keys sorted (the spec's fields)
         try:
             out = self.model.step(record, obs.observed_at_ms)
         except Rejected as exc:
@@ -259,7 +258,7 @@ class FeedPipeline:
                     obs.source,
                     obs.observed_at_ms,
                     obs.dedup_key,
-                    text,
+                    record,
                 ),
             )
         )
@@ -458,9 +457,8 @@ class FeedPipeline:
     def _replay(self, row: ObservationRow, expected: dict[tuple[str, int], OutputRow]) -> None:
         """Run a stored observation through the model again; its stored outputs (in
         ``expected``) must come out identical."""
-        record = decode_record(row.record)
         try:
-            out = self.model.step(record, row.observed_at_ms)
+            out = self.model.step(row.record, row.observed_at_ms)
         except QuantizationError:
             out = None
         if out is not None:

@@ -6,8 +6,10 @@ each output id as one row of ``output_runs``: the run's seq range, newest time a
 as columns (what the indexes, the reads and the retention pass select on), and its
 entries in ``body``, a JSON array with one array an entry:
 
-* an observation: ``[seq, source, observed_at_ms, dedup_key, record]`` (the record's
-  compact JSON as a string: oracle.storage.records);
+* an observation: ``[seq, source, observed_at_ms, dedup_key, record]``, the record (what
+  the model saw: its fields' floats, in the spec's sorted order) a JSON object, written
+  by orjson in the same C call as its run (oracle.storage.records says how floats are
+  spelled and read back);
 * an output: ``[seq, observed_at_ms, value, raw_value, publish]``, the int128 value as
   decimal text (JSON numbers stop at 2**63), its commitment the entry's 32 bytes of the
   run's ``commitments``.
@@ -51,7 +53,7 @@ class ObservationRow(NamedTuple):
     source: str
     observed_at_ms: int
     dedup_key: str | None
-    record: str  # the record's compact JSON: oracle.storage.records
+    record: dict[str, Any]  # what the model saw (validated: finite plain floats)
 
 
 class OutputRow(NamedTuple):
@@ -108,9 +110,12 @@ def output_runs(rows: Sequence[OutputRow]) -> list[Run]:
 def read_observations(feed_id: str, body: str) -> list[ObservationRow]:
     """A stored observation run's entries, in seq order."""
     try:
-        return [ObservationRow(feed_id, *entry) for entry in _entries(feed_id, body)]
+        rows = [ObservationRow(feed_id, *entry) for entry in _entries(feed_id, body)]
     except TypeError as exc:  # an entry of another length
         raise StorageError(f"an observation run of {feed_id} holds a malformed entry") from exc
+    if any(type(row.record) is not dict for row in rows):
+        raise StorageError(f"an observation run of {feed_id} holds a record that is no object")
+    return rows
 
 
 def read_outputs(feed_id: str, body: str, commitments: bytes) -> list[OutputRow]:

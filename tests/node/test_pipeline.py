@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -125,7 +124,7 @@ def test_numbers_that_are_not_plain_floats_are_learned_and_stored_as_floats(
     pipe.flush()
     stored = store.last_observation(SP500.id)
     assert stored is not None and stored.seq == 21
-    record = json.loads(stored.record)
+    record = stored.record
     assert type(record["AAPL"]) is float and record["AAPL"] == float(odd["AAPL"])  # type: ignore[arg-type]
     again = FeedPipeline(SP500, Store(engine))
     assert again.restore() == 21
@@ -161,7 +160,7 @@ def test_the_fast_check_and_the_checked_path_agree_at_the_edges(
     assert stored is not None
     assert (stored.seq == 21) is accepted
     if accepted:
-        record = json.loads(stored.record)
+        record = stored.record
         assert all(record[k] == v and type(record[k]) is float for k, v in patch.items())
     else:
         assert sum(pipe.store.rejection_counts(SP500.id).values()) == 1

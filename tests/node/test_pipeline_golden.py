@@ -64,14 +64,14 @@ def _plain(value: object) -> object:
     return value
 
 
-def _record_values(text: str) -> str:
+def _record_values(record: dict[str, float]) -> str:
     """A stored record by its values: the keys in their stored order and every float
-    exactly, in the spelling the pinned digests were made with (``json.dumps`` of the
-    parsed record, i.e. ``float.__repr__``). A record is JSON read back into floats
-    (oracle.storage.records); how a float is spelled there (``1e-05`` or ``0.00001``) is
-    not what nodes store and agree on, its value is. That the stored text is compact
-    and canonical is tests/storage/test_records.py's."""
-    return json.dumps(json.loads(text), separators=(",", ":"))
+    exactly, in the spelling the pinned digests were made with (``json.dumps``, i.e.
+    ``float.__repr__``). A record is JSON read back into floats (oracle.storage.records);
+    how a float is spelled there (``1e-05`` or ``0.00001``) is not what nodes store and
+    agree on, its value is. That the stored JSON is compact and canonical is
+    tests/storage/test_records.py's."""
+    return json.dumps(record, separators=(",", ":"))
 
 
 def _stored(engine: Engine, feed_ids: list[str]) -> bytes:

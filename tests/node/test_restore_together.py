@@ -5,7 +5,6 @@ last and recent outputs, checkpoint seq, last dedup key; and fails the same way.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pickle
 from pathlib import Path
@@ -84,7 +83,7 @@ def per_feed_restore(p: FeedPipeline) -> int:
     replayed = 0
     for row in p.store.observations_after(p.storage_id, after):
         try:
-            out = p.model.step(json.loads(row.record), row.observed_at_ms)
+            out = p.model.step(row.record, row.observed_at_ms)
         except QuantizationError:
             out = None
         if out is not None:

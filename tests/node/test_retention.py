@@ -224,7 +224,7 @@ async def test_a_node_prunes_as_it_runs_and_restarts_where_it_was(
 def test_stopping_ends_the_pass_in_flight_after_its_statement(engine: Engine) -> None:
     store = Store(engine)
     for s in range(1, 101):  # a write a seq, as a node polling makes them: runs of one
-        store.write_batch([ObservationRow("f", s, "src", s, None, "{}")])
+        store.write_batch([ObservationRow("f", s, "src", s, None, {})])
     store.save_checkpoint(CheckpointRow("f", 100, b"s" * 32, b"c" * 32, b"", 0))
     retention = Retention(store, 3600, CollectorRegistry(), lambda: [])
     real = store.prune

@@ -222,7 +222,7 @@ def test_http_feed_loses_at_most_the_reading_in_flight_on_sigkill(
     served = list(price_server.served)
 
     store = Store(make_engine(url))
-    values = [json.loads(o.record)["value"] for o in store.observations_after("PRICE/http", 0)]
+    values = [o.record["value"] for o in store.observations_after("PRICE/http", 0)]
     assert values == [float(k) for k in range(1, len(values) + 1)]  # in order, no gap
     assert len(served) - len(values) <= 1  # at most the one in flight
     assert len(values) >= 20

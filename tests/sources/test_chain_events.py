@@ -96,10 +96,9 @@ def mine(w3: Web3, n: int) -> None:
 
 
 def stored(r: FeedRunner) -> list[tuple[int, str | None, float]]:
-    import json
 
     return [
-        (o.seq, o.dedup_key, json.loads(o.record)["value"])
+        (o.seq, o.dedup_key, o.record["value"])
         for o in r.pipeline.store.observations_after(r.spec.id, 0)
     ]
 

@@ -4,7 +4,6 @@ once after the confirmation depth, bad logs rejected and counted, never learned.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +114,7 @@ def mine(w3: Web3, n: int) -> None:
 
 
 def stored(r: FeedRunner) -> list[dict[str, float]]:
-    return [json.loads(o.record) for o in r.pipeline.store.observations_after(r.spec.id, 0)]
+    return [o.record for o in r.pipeline.store.observations_after(r.spec.id, 0)]
 
 
 E8 = 10**8

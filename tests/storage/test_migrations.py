@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -190,7 +191,7 @@ def test_0007_moves_every_row_into_runs_and_the_downgrade_moves_them_back(
     order; the downgrade gives back the same rows, in the same order."""
     from sqlalchemy import text
 
-    from oracle.storage import Store
+    from oracle.storage import Store, encode_record
     from oracle.storage.runs import RUN_MAX
 
     upgrade(empty_engine, "0006")
@@ -234,8 +235,8 @@ def test_0007_moves_every_row_into_runs_and_the_downgrade_moves_them_back(
     upgrade(empty_engine, "0007")
     store = Store(empty_engine)
     for feed in seq:
-        got = [tuple(o) for o in store.observations_after(feed, 0)]
-        assert got == [r for r in obs_rows if r[0] == feed]
+        got = [(*o[:5], list(o.record.items())) for o in store.observations_after(feed, 0)]
+        assert got == [(*r[:5], list(json.loads(r[5]).items())) for r in obs_rows if r[0] == feed]
         outs = [(*o[:3], str(o[3]), *o[4:]) for o in store.outputs(feed, limit=10**6)]
         assert outs == [r for r in out_rows if r[0] == feed]
     with empty_engine.connect() as conn:
@@ -262,6 +263,10 @@ def test_0007_moves_every_row_into_runs_and_the_downgrade_moves_them_back(
             )
         ).all()
     # the same rows; in id order feed by feed within each run, as 0007 grouped them
-    assert sorted(tuple(r) for r in back_obs) == sorted(obs_rows)
+    # each record's text as the records' codec writes it: the same values
+    assert sorted((*r[:5], json.loads(r[5])["y"]) for r in back_obs) == sorted(
+        (*r[:5], json.loads(r[5])["y"]) for r in obs_rows
+    )
+    assert {encode_record(json.loads(r[5])) for r in obs_rows} == {r[5] for r in back_obs}
     assert sorted((*r[:5], bytes(r[5]), bool(r[6])) for r in back_out) == sorted(out_rows)
     assert not {"observation_runs", "output_runs"} & set(inspect(empty_engine).get_table_names())

@@ -9,6 +9,7 @@ import math
 import struct
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from oracle.config import load_feed_spec
 from oracle.node.pipeline import FeedPipeline
 from oracle.sources.replay import RawObservation, ReplaySource
 from oracle.sources.validate import MAX_ABS
-from oracle.storage import Store, decode_record, encode_record
+from oracle.storage import ObservationRow, Store, decode_record, encode_record
 from oracle.storage.runs import observation_runs, read_observations
 
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-MAX_ABS, max_value=MAX_ABS)
@@ -43,6 +44,23 @@ def test_a_record_reads_back_as_the_same_floats_in_the_same_order(
     assert stored == encode_record(decode_record(stored))
     assert " " not in stored and "\n" not in stored
     assert list(json.loads(stored)) == sorted(record)
+
+
+@given(st.lists(st.dictionaries(names, finite, min_size=1, max_size=16), min_size=1, max_size=5))
+def test_records_stored_in_a_run_read_back_as_the_same_floats_in_the_same_order(
+    values: list[dict[str, float]],
+) -> None:
+    """As the store keeps them: each record a JSON object in its run's body."""
+    records = [dict(sorted(v.items())) for v in values]
+    rows = [ObservationRow("f", i + 1, "src", i, None, r) for i, r in enumerate(records)]
+    (run,) = observation_runs(rows)
+    back = read_observations("f", run.body)
+    assert [_bits(o.record) for o in back] == [_bits(r) for r in records]
+    # each record spelled in the body as encode_record spells it alone
+    assert [encode_record(r) for r in records] == [
+        orjson.dumps(e[4]).decode() for e in orjson.loads(run.body)
+    ]
+    assert all(encode_record(r) in run.body for r in records)
 
 
 @given(st.dictionaries(names, finite, min_size=1, max_size=16))
@@ -98,21 +116,18 @@ def test_rows_written_the_old_way_restore_to_the_same_outputs(
     pipe.flush()
     assert pipe.model.seq == 600
     with engine.begin() as conn:
-        runs = conn.execute(text("SELECT id, feed_id, body FROM observation_runs")).all()
+        runs = conn.execute(text("SELECT id, body FROM observation_runs")).all()
         respelled = 0
-        for run_id, feed_id, body in runs:
-            rows = read_observations(feed_id, body)
-            old = [
-                r._replace(
-                    record=json.dumps(json.loads(r.record), sort_keys=True, separators=(",", ":"))
-                )
-                for r in rows
-            ]
-            respelled += sum(o.record != r.record for o, r in zip(old, rows, strict=True))
-            (run,) = observation_runs(old)
+        for run_id, body in runs:
+            # the run's records (and the rest of it) spelled by json.dumps, float.__repr__
+            old = json.dumps(json.loads(body), separators=(",", ":"))
+            respelled += sum(
+                json.dumps(e[4], separators=(",", ":")) != orjson.dumps(e[4]).decode()
+                for e in json.loads(body)
+            )
             conn.execute(
                 text("UPDATE observation_runs SET body = :b WHERE id = :i"),
-                {"b": run.body, "i": run_id},
+                {"b": old, "i": run_id},
             )
         assert respelled > 100  # spelled differently: the point here
     restarted = FeedPipeline(spec, Store(engine))

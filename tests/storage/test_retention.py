@@ -16,7 +16,7 @@ T0 = 1_700_000_000_000
 
 
 def obs(feed: str, seq: int, at: int | None = None) -> ObservationRow:
-    return ObservationRow(feed, seq, "src", T0 + seq if at is None else at, None, "{}")
+    return ObservationRow(feed, seq, "src", T0 + seq if at is None else at, None, {})
 
 
 def out(feed: str, seq: int, at: int | None = None) -> OutputRow:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import struct
 
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -42,7 +41,7 @@ def observation_rows(draw: st.DrawFn) -> list[ObservationRow]:
                     draw(texts),
                     draw(st.integers(0, 2**62)),
                     draw(st.none() | texts),
-                    orjson.dumps({"x": draw(floats), "k": draw(texts)}).decode(),
+                    {"x": draw(floats), "k": draw(texts)},
                 )
             )
     return rows
@@ -95,8 +94,8 @@ def test_outputs_read_back_bit_for_bit(rows: list[OutputRow]) -> None:
 
 
 def test_a_long_write_is_cut_at_run_max_and_feeds_never_share_a_run() -> None:
-    rows = [ObservationRow("a", s, "src", s, None, "{}") for s in range(1, 2 * RUN_MAX + 2)]
-    rows += [ObservationRow("b", 1, "src", 1, None, "{}")]
+    rows = [ObservationRow("a", s, "src", s, None, {}) for s in range(1, 2 * RUN_MAX + 2)]
+    rows += [ObservationRow("b", 1, "src", 1, None, {})]
     runs = observation_runs(rows)
     assert [(r.feed_id, r.first_seq, r.last_seq, r.size) for r in runs] == [
         ("a", 1, RUN_MAX, RUN_MAX),
@@ -109,7 +108,7 @@ def test_a_long_write_is_cut_at_run_max_and_feeds_never_share_a_run() -> None:
 @pytest.mark.parametrize("seqs", [[1, 1], [2, 1], [1, 3, 2]])
 def test_seqs_that_do_not_increase_within_a_write_are_refused(seqs: list[int]) -> None:
     with pytest.raises(RunOverlap, match="do not increase"):
-        observation_runs([ObservationRow("a", s, "src", s, None, "{}") for s in seqs])
+        observation_runs([ObservationRow("a", s, "src", s, None, {}) for s in seqs])
     with pytest.raises(RunOverlap, match="do not increase"):
         output_runs([OutputRow("a", s, s, 1, 1.0, b"c" * 32, False) for s in seqs])
 
@@ -157,11 +156,20 @@ def test_any_text_as_an_observation_run_reads_or_is_refused_cleanly(body: str) -
 
 
 @pytest.mark.parametrize(
-    "body", ['[[1,"src",1,null]]', '[[1,"src",1,null,"{}",2]]', "[{}]", "{}", "[1]"]
+    "body",
+    [
+        '[[1,"src",1,null]]',  # an entry cut short
+        '[[1,"src",1,null,{},2]]',  # one too long
+        '[[1,"src",1,null,"{}"]]',  # a record that is no object
+        '[[1,"src",1,null,[1.5]]]',
+        "[{}]",
+        "{}",
+        "[1]",
+    ],
 )
 def test_a_malformed_observation_run_is_a_storage_error(body: str) -> None:
-    assert read_observations("a", '[[1,"src",1,null,"{}"]]') == [
-        ObservationRow("a", 1, "src", 1, None, "{}")
+    assert read_observations("a", '[[1,"src",1,null,{"y":1.5}]]') == [
+        ObservationRow("a", 1, "src", 1, None, {"y": 1.5})
     ]
     with pytest.raises(StorageError, match="run of a"):
         read_observations("a", body)

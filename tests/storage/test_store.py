@@ -18,7 +18,7 @@ INT128_MIN = -(2**127)
 
 
 def obs(seq: int, feed: str = "f", dedup: str | None = None) -> ObservationRow:
-    return ObservationRow(feed, seq, "src", 1_700_000_000_000 + seq, dedup, f'{{"y":{seq}}}')
+    return ObservationRow(feed, seq, "src", 1_700_000_000_000 + seq, dedup, {"y": seq / 7})
 
 
 def out(seq: int, value: int, feed: str = "f", publish: bool = False) -> OutputRow:

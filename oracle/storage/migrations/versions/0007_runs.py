@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
+from oracle.storage.records import decode_record, encode_record
 from oracle.storage.runs import (
     ObservationRow,
     OutputRow,
@@ -132,7 +133,7 @@ def upgrade() -> None:
     _create_runs('observation_runs')
     _create_runs('output_runs')
     _to_runs(conn, 'observations', _OBS_COLS, 'observation_runs',
-             lambda r: ObservationRow(*r), observation_runs)
+             lambda r: ObservationRow(*r[:5], decode_record(r[5])), observation_runs)
     _to_runs(conn, 'outputs', _OUT_COLS, 'output_runs',
              lambda r: OutputRow(r[0], r[1], r[2], int(r[3]), float(r[4]), bytes(r[5]),
                                  bool(r[6])),
@@ -147,7 +148,8 @@ def downgrade() -> None:
     _create_observations()
     _create_outputs()
     _from_runs(conn, 'observation_runs', 'observations', _OBS_COLS,
-               lambda r: read_observations(r[0], r[5]), lambda e: e._asdict())
+               lambda r: read_observations(r[0], r[5]),
+               lambda e: {**e._asdict(), 'record': encode_record(e.record)})
     _from_runs(conn, 'output_runs', 'outputs', _OUT_COLS,
                lambda r: read_outputs(r[0], r[5], r[6]),
                lambda e: {**e._asdict(), 'value': str(e.value)})
