@@ -270,3 +270,34 @@ def test_0007_moves_every_row_into_runs_and_the_downgrade_moves_them_back(
     assert {encode_record(json.loads(r[5])) for r in obs_rows} == {r[5] for r in back_obs}
     assert sorted((*r[:5], bytes(r[5]), bool(r[6])) for r in back_out) == sorted(out_rows)
     assert not {"observation_runs", "output_runs"} & set(inspect(empty_engine).get_table_names())
+
+
+def test_0007_runs_again_after_an_interrupted_run(empty_engine: Engine) -> None:
+    """A `mira db upgrade` killed while 0007 moved the rows leaves its new tables behind
+    (SQLite's driver commits each CREATE on its own) with the revision still 0006: the
+    next upgrade redoes the move from the old tables, every row once."""
+    from sqlalchemy import text
+
+    from oracle.storage import ObservationRow, Store
+    from oracle.storage.runs import observation_runs
+    from oracle.storage.schema import ObservationRun, OutputRun
+
+    upgrade(empty_engine, "0006")
+    with empty_engine.begin() as conn:
+        for s in (1, 2, 3):
+            conn.execute(
+                text(
+                    "INSERT INTO observations (feed_id, seq, source, observed_at_ms, "
+                    "dedup_key, record) VALUES ('f', :s, 'src', :s, NULL, '{\"y\": 1.5}')"
+                ),
+                {"s": s},
+            )
+        # what an interrupted 0007 leaves: its tables, one of them partly filled
+        ObservationRun.__table__.create(conn)
+        OutputRun.__table__.create(conn)
+        (run,) = observation_runs([ObservationRow("f", 1, "src", 1, None, {"y": 1.5})])
+        conn.execute(ObservationRun.__table__.insert(), [run._asdict()])
+    assert current_revision(empty_engine) == "0006"
+    upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
+    assert [o.seq for o in Store(empty_engine).observations_after("f", 0)] == [1, 2, 3]

@@ -128,8 +128,19 @@ def _from_runs(conn: sa.Connection, runs: str, table: str, cols: Sequence[str],
             conn.execute(sa.insert(target), [row(e) for e in entries])
 
 
+def _drop_leftover(*tables: str) -> None:
+    """Tables this migration creates, left by a run of it that was interrupted: with
+    SQLite's driver the CREATE statements commit on their own, before the rows move in
+    the migration's transaction, so a killed `mira db upgrade` can leave them behind
+    (empty or partly filled, the revision unchanged). Their content is redone from the
+    tables that are still the source of truth."""
+    for table in tables:
+        op.execute(f'DROP TABLE IF EXISTS {table}')
+
+
 def upgrade() -> None:
     conn = op.get_bind()
+    _drop_leftover('observation_runs', 'output_runs')
     _create_runs('observation_runs')
     _create_runs('output_runs')
     _to_runs(conn, 'observations', _OBS_COLS, 'observation_runs',
@@ -145,6 +156,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
+    _drop_leftover('observations', 'outputs')
     _create_observations()
     _create_outputs()
     _from_runs(conn, 'observation_runs', 'observations', _OBS_COLS,
