@@ -494,18 +494,18 @@ class Store:
         """The dedup key of each feed's newest observation (:meth:`last_observation`'s),
         for many feeds; a feed without observations is absent."""
         keys: dict[str, str | None] = {}
-        ids = list(dict.fromkeys(feed_ids))
         with self.engine.connect() as conn:
-            mark = _marker(conn)
-            for at in range(0, len(ids), _PRUNE_BATCH):
-                chunk = ids[at : at + _PRUNE_BATCH]
-                sql = (
+            newest_runs = _for_feeds(
+                conn,
+                list(dict.fromkeys(feed_ids)),
+                lambda marks: (
                     f"SELECT o.feed_id, o.body FROM {_OBS.name} o "  # noqa: S608
-                    f"WHERE o.feed_id IN ({', '.join([mark] * len(chunk))}) AND o.last_seq = "
+                    f"WHERE o.feed_id IN ({marks}) AND o.last_seq = "
                     f"(SELECT max(n.last_seq) FROM {_OBS.name} n WHERE n.feed_id = o.feed_id)"
-                )
-                for feed_id, body in conn.exec_driver_sql(sql, tuple(chunk)).all():
-                    keys[feed_id] = read_observations(feed_id, body)[-1].dedup_key
+                ),
+            )
+            for feed_id, body in newest_runs:
+                keys[feed_id] = read_observations(feed_id, body)[-1].dedup_key
         return keys
 
 
@@ -554,17 +554,26 @@ def _insert_runs(
 
 def _newest_stored(conn: Connection, table: Table, feed_ids: set[str]) -> dict[str, int]:
     """The newest seq stored of each of ``feed_ids`` (absent: nothing stored)."""
-    ids = sorted(feed_ids)
-    found: dict[str, int] = {}
+    rows = _for_feeds(
+        conn,
+        sorted(feed_ids),
+        lambda marks: (
+            f"SELECT feed_id, max(last_seq) FROM {table.name} "  # noqa: S608
+            f"WHERE feed_id IN ({marks}) GROUP BY feed_id"
+        ),
+    )
+    return {feed_id: int(seq) for feed_id, seq in rows}
+
+
+def _for_feeds(conn: Connection, ids: list[str], sql: Callable[[str], str]) -> list[Any]:
+    """The rows of ``sql(marks)`` run for ``ids`` a chunk at a time (``marks``: the
+    chunk's parameter markers, at most ``_PRUNE_BATCH``: SQLite's bound)."""
+    rows: list[Any] = []
     mark = _marker(conn)
     for at in range(0, len(ids), _PRUNE_BATCH):
         chunk = ids[at : at + _PRUNE_BATCH]
-        sql = (
-            f"SELECT feed_id, max(last_seq) FROM {table.name} "  # noqa: S608
-            f"WHERE feed_id IN ({', '.join([mark] * len(chunk))}) GROUP BY feed_id"
-        )
-        found.update((f, int(seq)) for f, seq in conn.exec_driver_sql(sql, tuple(chunk)).all())
-    return found
+        rows += conn.exec_driver_sql(sql(", ".join([mark] * len(chunk))), tuple(chunk)).all()
+    return rows
 
 
 def _fill_floors(conn: Connection, output_ids: Mapping[str, Sequence[str]]) -> None:
