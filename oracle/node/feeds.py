@@ -6,7 +6,7 @@ import asyncio
 import math
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Any
@@ -140,16 +140,23 @@ class FeedRunner:
     def finished(self) -> bool:
         return self.replay is not None and self.position >= self.replay.total
 
+    def _released(self, until_ms: float) -> Iterator[RawObservation]:
+        """The replay's next batch of rows, up to the first observed after ``until_ms``.
+        The position moves past a row once the pipeline asks for the next one, i.e. once
+        that row is consumed or refused: a model error on a row leaves it the next."""
+        assert self.replay is not None
+        for obs in self.replay.read(self.position, self.replay_batch):
+            if obs.observed_at_ms > until_ms:
+                return
+            yield obs
+            self.position += 1
+
     async def poll(self) -> None:
         try:
             if self.replay is not None:
                 # realtime: a row is released once the wall clock reaches its time
                 until_ms = time.time() * 1000 if self.replay.spec.realtime else math.inf
-                for obs in self.replay.read(self.position, self.replay_batch):
-                    if obs.observed_at_ms > until_ms:
-                        break
-                    self.pipeline.ingest(obs)
-                    self.position += 1
+                self.pipeline.ingest_many(self._released(until_ms))
             elif self.chain is not None:
                 await self._poll_chain()
             elif self.http:

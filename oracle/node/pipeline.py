@@ -219,86 +219,108 @@ class FeedPipeline:
             log.info("prime.skipped", feed=self.storage_id, reason=exc.reason)
 
     def ingest(self, obs: RawObservation) -> StepOutput | None:
-        """Validate and consume one raw observation; buffer what must be stored."""
-        raw = obs.raw
+        """Validate and consume one raw observation; buffer what must be stored. Returns
+        its output (None if it was refused or gave none)."""
+        return self.ingest_many((obs,))
+
+    def ingest_many(self, observations: Iterable[RawObservation]) -> StepOutput | None:
+        """:meth:`ingest` each observation in turn (a replay poll's batch: a thousand rows
+        of one feed). Each is validated, consumed and buffered exactly as on its own;
+        what only the newest matters for (``last_output``, ``last_dedup_key``, the set of
+        pipelines holding rows) is updated once, when the batch ends or a model error
+        stops it. Returns the last observation's output (None if it was refused or gave
+        none)."""
+        # the feed's lookups once a batch: about 1 µs an observation of a ~20 µs path
+        fields, floats, get_fields = self._fields, self._floats, self._get_fields
+        model = self.model
+        step, state = model.step, model.state  # a model's state object lives as long as it
+        feed_id, output_id = self._feed_id, self._output_ids[0]
+        obs_append, out_append = self._obs.append, self._out.append
+        made: list[StepOutput] = []
+        made_append = made.append
+        out: StepOutput | None = None
+        consumed: RawObservation | None = None
         try:
-            values = self._get_fields(raw)
-        except KeyError:
-            values = None
-        # fast path: every field a float (not an int, a bool or a string), none nan or ±inf,
-        # all within ±MAX_ABS; anything else takes the checked path
-        if values is None or not _plain_floats(values, self._floats):
-            try:
-                values = tuple([self._field(raw, name) for name in self._fields])
-            except Rejected as exc:
-                self.reject(obs.source, exc.reason, exc.detail, raw)
-                return None
-        # as many values as fields by construction (zip's strict=True costs ~0.5 µs here).
-        # Exact finite floats under the spec's field names, in their sorted order: stored
-        # as it is (the write encodes it with its run, oracle.storage.runs, and JSON holds
-        # every such record), and never changed after (the model copies what it keeps)
-        record = dict(zip(self._fields, values))  # noqa: B905
-        try:
-            out = self.model.step(record, obs.observed_at_ms)
-        except Rejected as exc:
-            self.reject(obs.source, exc.reason, exc.detail, raw)
-            return None
-        except QuantizationError as exc:
-            # the model consumed the observation: store it, but there is no output
-            self.last_error = str(exc)
-            self.reject(obs.source, "unquantizable_output", str(exc), raw)
-            out = None
-        FeedPipeline._unstored[self] = None
-        self._obs.append(
-            _row(
-                ObservationRow,
-                (
-                    self._feed_id,
-                    self.model.state.seq,
-                    obs.source,
-                    obs.observed_at_ms,
-                    obs.dedup_key,
-                    record,
-                ),
-            )
-        )
-        self.last_dedup_key = obs.dedup_key
-        if out is not None:
-            if out.arms:
-                self._out.extend(
-                    OutputRow(
-                        output_id,
-                        out.seq,
-                        out.observed_at_ms,
-                        arm.value,
-                        arm.raw_value,
-                        out.commitment,
-                        arm.publish,
-                    )
-                    for output_id, arm in zip(self._output_ids, out.arms, strict=True)
-                )
-            else:
-                self._out.append(
+            for obs in observations:
+                raw = obs.raw
+                out = None
+                try:
+                    values = get_fields(raw)
+                except KeyError:
+                    values = None
+                # fast path: every field a float (not an int, a bool or a string), none
+                # nan or ±inf, all within ±MAX_ABS; anything else takes the checked path
+                if values is None or not _plain_floats(values, floats):
+                    try:
+                        values = tuple([self._field(raw, name) for name in fields])
+                    except Rejected as exc:
+                        self.reject(obs.source, exc.reason, exc.detail, raw)
+                        continue
+                # as many values as fields by construction (zip's strict=True costs ~0.5
+                # µs here). Exact finite floats under the spec's field names, in their
+                # sorted order: stored as it is (the write encodes it with its run,
+                # oracle.storage.runs, and JSON holds every such record), and never
+                # changed after (the model copies what it keeps)
+                record = dict(zip(fields, values))  # noqa: B905
+                at = obs.observed_at_ms
+                try:
+                    out = step(record, at)
+                except Rejected as exc:
+                    self.reject(obs.source, exc.reason, exc.detail, raw)
+                    continue
+                except QuantizationError as exc:
+                    # the model consumed the observation: store it, but there is no output
+                    self.last_error = str(exc)
+                    self.reject(obs.source, "unquantizable_output", str(exc), raw)
+                obs_append(
                     _row(
-                        OutputRow,
-                        (
-                            self._output_ids[0],
+                        ObservationRow, (feed_id, state.seq, obs.source, at, obs.dedup_key, record)
+                    )
+                )
+                consumed = obs
+                if out is None:
+                    continue
+                made_append(out)
+                if out.arms:
+                    self._out.extend(
+                        OutputRow(
+                            arm_id,
                             out.seq,
                             out.observed_at_ms,
-                            out.value,
-                            out.raw_value,
+                            arm.value,
+                            arm.raw_value,
                             out.commitment,
-                            out.publish,
-                        ),
+                            arm.publish,
+                        )
+                        for arm_id, arm in zip(self._output_ids, out.arms, strict=True)
                     )
-                )
-            self.last_output = out
-            self.recent_outputs.append(out)
-            self._outputs_pending += 1
-            if out.drift:
-                if self.metrics:
-                    self.metrics.drifts.labels(self._feed_id).inc()
-                log.info("drift", feed=self._feed_id, seq=out.seq)
+                else:
+                    out_append(
+                        _row(
+                            OutputRow,
+                            (
+                                output_id,
+                                out.seq,
+                                at,
+                                out.value,
+                                out.raw_value,
+                                out.commitment,
+                                out.publish,
+                            ),
+                        )
+                    )
+                if out.drift:
+                    if self.metrics:
+                        self.metrics.drifts.labels(feed_id).inc()
+                    log.info("drift", feed=feed_id, seq=out.seq)
+        finally:
+            if consumed is not None:
+                FeedPipeline._unstored[self] = None
+                self.last_dedup_key = consumed.dedup_key
+            if made:
+                self.last_output = made[-1]
+                self.recent_outputs.extend(made)
+                self._outputs_pending += len(made)
         return out
 
     @staticmethod

@@ -212,3 +212,97 @@ def test_counters_count_the_rows_each_write_stored(engine: Engine) -> None:
         pipe.ingest(obs)
     flush_together([pipe])
     assert counted() == (35.0, float(outputs + 5))
+
+
+def _batch_with_bad_rows() -> list[RawObservation]:
+    """60 SP500 rows with refused ones among them: every kind of bad value, one out of
+    order, one that is not a plain float (accepted), and the last one refused."""
+    rows = list(ReplaySource(SP500.sources[0]).read(0, 60))  # type: ignore[arg-type]
+    out: list[RawObservation] = []
+    for i, obs in enumerate(rows):
+        if i % 7 == 3:
+            patch, _ = BAD[(i // 7) % len(BAD)]
+            out.append(RawObservation("sp500", obs.observed_at_ms, f"bad{i}", {**obs.raw, **patch}))
+        if i == 30:
+            out.append(out[-1])  # the same time again: out of order
+        if i == 40:
+            obs = RawObservation(
+                obs.source, obs.observed_at_ms, obs.dedup_key, {**obs.raw, "AAPL": np.float64(1.5)}
+            )
+        out.append(obs)
+    last = rows[-1]
+    out.append(RawObservation("sp500", last.observed_at_ms + 1, "late", {**last.raw, "KO": "x"}))
+    return out
+
+
+def _buffered(pipe: FeedPipeline) -> tuple[object, ...]:
+    """What a pipeline holds for storage and for rounds, its storage id left out."""
+    return (
+        [row[1:] for row in pipe._obs],
+        [row[1:] for row in pipe._out],
+        [(r.source, r.reason, r.detail, r.raw) for r in pipe._rej],
+        pipe.last_output,
+        list(pipe.recent_outputs),
+        pipe.last_dedup_key,
+        pipe._outputs_pending,
+        pipe in FeedPipeline._unstored,
+        pipe.last_error,
+    )
+
+
+def test_a_batch_is_ingested_as_its_observations_one_by_one(engine: Engine) -> None:
+    """ingest_many (a replay poll's batch) buffers the same rows, refuses the same rows
+    with the same reasons, and leaves the same outputs and keys as ingest() of each."""
+    batch = _batch_with_bad_rows()
+    store = Store(engine)
+    one_by_one = FeedPipeline(SP500, store, storage_id="one")
+    answers = [one_by_one.ingest(obs) for obs in batch]
+    together = FeedPipeline(SP500, store, storage_id="batch")
+    assert together.ingest_many(iter(batch)) == answers[-1] is None  # the last was refused
+    assert _buffered(together) == _buffered(one_by_one)
+    assert len(together._rej) == 11 and together._outputs_pending == len(together._out)
+    assert together.ingest_many(batch[:-1]) is None  # all refused again: out of order
+    assert together.ingest_many([]) is None
+    good = next(ReplaySource(SP500.sources[0]).read(60, 1))  # type: ignore[arg-type]
+    assert together.ingest_many([good]) == together.last_output == one_by_one.ingest(good)
+    together.flush()
+    one_by_one.flush()
+    assert [o[1:] for o in store.outputs("batch")] == [o[1:] for o in store.outputs("one")]
+
+
+def test_an_empty_batch_changes_nothing(engine: Engine) -> None:
+    pipe = FeedPipeline(SP500, Store(engine))
+    before = _buffered(pipe)
+    assert pipe.ingest_many([]) is None
+    assert _buffered(pipe) == before and pipe not in FeedPipeline._unstored
+
+
+def test_a_model_error_stops_a_batch_with_what_came_before_it_kept(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model error on a row ends the batch there (the error is the caller's): the rows
+    before it stay buffered to be stored, and the feed's newest output and key are theirs."""
+    from oracle.models import ModelError
+
+    rows = list(ReplaySource(SP500.sources[0]).read(0, 30))  # type: ignore[arg-type]
+    pipe = FeedPipeline(SP500, Store(engine))
+    step = pipe.model.step
+    calls = 0
+
+    def failing_step(record: dict[str, float], at: int) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 21:
+            raise ModelError("feed SP500: the model produced nan")
+        return step(record, at)
+
+    monkeypatch.setattr(pipe.model, "step", failing_step)
+    with pytest.raises(ModelError, match="produced nan"):
+        pipe.ingest_many(rows)
+    assert [r.seq for r in pipe._obs] == list(range(1, 21))
+    assert pipe.last_dedup_key == rows[19].dedup_key
+    assert pipe.last_output is not None and pipe.last_output is pipe.recent_outputs[-1]
+    assert pipe.last_output.observed_at_ms == rows[19].observed_at_ms
+    assert pipe in FeedPipeline._unstored
+    pipe.flush()
+    assert pipe.store.count_observations(SP500.id) == 20

@@ -56,3 +56,31 @@ def test_without_realtime_the_replay_is_read_at_once(tmp_path: Path, engine: Eng
     r = runner(path, engine)
     asyncio.run(r.poll())
     assert r.position == min(r.replay_batch, r.replay.total)  # type: ignore[union-attr]
+
+
+def test_a_model_error_leaves_the_replay_at_the_row_that_caused_it(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """A poll hands its batch to the pipeline at once: the position still moves past each
+    row consumed or refused, and stops at the row whose model step raised."""
+    from oracle.models import ModelError
+
+    path = spec_file(tmp_path, f"start_ms = {int(time.time() * 1000)}\nstep_ms = 1000\n")
+    r = runner(path, engine)
+    step = r.pipeline.model.step
+    calls = 0
+
+    def failing_step(record: dict[str, float], at: int) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise ModelError("the model produced nan")
+        return step(record, at)
+
+    r.pipeline.model.step = failing_step  # type: ignore[method-assign]
+    asyncio.run(r.poll())
+    assert r.last_poll_error == "ModelError: the model produced nan"
+    assert r.position == 4
+    asyncio.run(r.poll())  # the same row again, then the rest of a batch
+    assert r.last_poll_error is None
+    assert r.position == 4 + min(r.replay_batch, r.replay.total - 4)  # type: ignore[union-attr]
