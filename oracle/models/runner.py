@@ -218,6 +218,29 @@ class FeedModel:
         self._deviation_abs = spec.deviation_abs
         self._static_commitment = commitment(spec.digest, None)
         self._commit = committer(spec.digest, self.state.model)
+        self._horizon = spec.horizon
+        # the naive forecast h ahead is the target ceil(h / season) seasons back: this
+        # many observations before the newest one
+        self._naive_back = self._season * -(-self._horizon // self._season) - self._horizon
+        # the step of this feed's kind, chosen once (a step runs for every observation):
+        # a policy's and a values feed's make their whole output; the others advance the
+        # model and the output is quantized and decided on in step()
+        self._whole_step = (
+            self._policy_step
+            if self._final == POLICY
+            else self._values_step
+            if self._kind == "values"
+            else None
+        )
+        self._advance = (
+            self._advance_value
+            if self._kind == "value"
+            else self._advance_anomaly
+            if self._final == ANOMALY
+            else self._advance_same_record
+            if self._horizon == 0
+            else self._advance_ahead
+        )
 
     # -- the online step ---------------------------------------------------------------------
 
@@ -322,15 +345,13 @@ class FeedModel:
         x, y = self.features(record)
         st.seq += 1
         st.last_observed_at_ms = observed_at_ms
-        lags_ready = len(st.last_targets) >= self._lags if self._lags else True
         if self._lags:
+            lags_ready = len(st.last_targets) >= self._lags
             st.last_targets.append(y)
-        if not lags_ready:
-            return None
-        if self._final == POLICY:
-            return self._policy_step(x, observed_at_ms)
-        if self._kind == "values":
-            return self._values_step(x, observed_at_ms)
+            if not lags_ready:
+                return None
+        if self._whole_step is not None:
+            return self._whole_step(x, observed_at_ms)
         raw, state_commitment, drifted = self._advance(x, y)
         if raw is None:
             return None
@@ -355,22 +376,35 @@ class FeedModel:
             StepOutput, (st.seq, observed_at_ms, raw, value, state_commitment, publish, drifted, ())
         )
 
-    def _advance(self, x: dict[str, float], y: float) -> tuple[float | None, bytes, bool]:
+    # Each _advance_* takes a validated observation's features and target and returns
+    # (the raw output or None, the commitment of the state that made it, drift detected).
+
+    def _advance_value(self, x: dict[str, float], y: float) -> tuple[float | None, bytes, bool]:
+        """A value feed: the target itself, no model."""
+        return float(y), self._static_commitment, False
+
+    def _advance_anomaly(self, x: dict[str, float], y: float) -> tuple[float | None, bytes, bool]:
+        """Score the features, then learn them."""
+        model = self.state.model
+        score = float(model.score_one(x))
+        c = self._commit()
+        model.learn_one(x)
+        return score, c, self._track(score, None)
+
+    def _advance_ahead(self, x: dict[str, float], y: float) -> tuple[float | None, bytes, bool]:
+        """A forecast h ≥ 1 ahead: the features seen h observations ago learn this target
+        (a regressor; a forecaster learns the target itself), then forecast h ahead."""
         st = self.state
         model = st.model
-        if self._kind == "value":
-            return float(y), self._static_commitment, False
-        if self._final == ANOMALY:
-            score = float(model.score_one(x))
-            c = self._commit()
-            model.learn_one(x)
-            return score, c, self._track(score, None)
-        # forecast
-        h = self.spec.horizon
-        if h == 0:
-            return self._advance_same_record(x, y)
+        h = self._horizon
         drifted = False
-        naive = self._naive_forecast(y, h)
+        # the naive baseline's forecast of the target h ahead, from the targets so far
+        naive = None
+        recent = st.recent_targets
+        if recent is not None:
+            recent.append(y)
+            if self._naive_back < len(recent):
+                naive = recent[-1 - self._naive_back]
         if len(st.pending) == h:
             x_old, predicted = st.pending.popleft()
             naive_old = st.baseline_pending.popleft() if st.baseline_pending else None
@@ -418,17 +452,6 @@ class FeedModel:
         if st.baseline_mae is not None and naive is not None:
             st.baseline_mae.update(y - naive)
         return prediction, c, self._track(prediction, y)
-
-    def _naive_forecast(self, y: float, h: int) -> float | None:
-        """Record ``y`` and return the naive forecast of the target ``h`` ahead: the value
-        ``ceil(h / season)`` seasons before it (the last value when the season is 1).
-        None while too few targets are known."""
-        recent = self.state.recent_targets
-        if recent is None:
-            return None
-        recent.append(y)
-        back = self._season * -(-h // self._season) - h  # observations before the last one
-        return recent[-1 - back] if back < len(recent) else None
 
     def _policy_step(self, x: dict[str, float], observed_at_ms: int) -> StepOutput:
         if self._logged is not None:
