@@ -301,3 +301,79 @@ def test_0007_runs_again_after_an_interrupted_run(empty_engine: Engine) -> None:
     upgrade(empty_engine)
     assert current_revision(empty_engine) == head_revision()
     assert [o.seq for o in Store(empty_engine).observations_after("f", 0)] == [1, 2, 3]
+
+
+def _old_rows(engine: Engine, n: int) -> None:
+    """``n`` observations of one feed in 0006's table (what 0007 moves)."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO observations (feed_id, seq, source, observed_at_ms, "
+                "dedup_key, record) VALUES ('f', :s, 'src', :s, NULL, '{\"y\": 1.5}')"
+            ),
+            [{"s": s} for s in range(1, n + 1)],
+        )
+
+
+def test_a_migration_step_that_fails_leaves_nothing_of_itself(
+    empty_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step fails after it has created its tables: the database is left exactly at the
+    step before, without them (on SQLite too, whose driver used to commit each CREATE
+    on its own), and the next upgrade applies the step from the start."""
+    import oracle.storage.runs
+
+    upgrade(empty_engine, "0006")
+    _old_rows(empty_engine, 3)
+
+    def fail(rows: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(oracle.storage.runs, "observation_runs", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        upgrade(empty_engine)
+    assert current_revision(empty_engine) == "0006"
+    tables = set(inspect(empty_engine).get_table_names())
+    assert "observation_runs" not in tables and "output_runs" not in tables
+    assert {"observations", "outputs"} <= tables
+    monkeypatch.undo()
+    upgrade(empty_engine)
+    from oracle.storage import Store
+
+    assert [o.seq for o in Store(empty_engine).observations_after("f", 0)] == [1, 2, 3]
+
+
+def test_an_upgrade_killed_midway_leaves_the_database_at_the_step_before(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """``mira db upgrade`` killed with SIGKILL while 0007 moves the rows (its tables made,
+    some rows written): nothing of 0007 is there afterwards, and an upgrade then runs
+    it whole."""
+    engine = backend.engine()
+    upgrade(engine, "0006")
+    _old_rows(engine, 300)
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "import oracle.storage.runs as runs\n"
+        "from oracle.storage import make_engine, upgrade\n"
+        "real = runs.observation_runs\n"
+        "def killed(rows):\n"
+        "    real(rows)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "runs.observation_runs = killed\n"
+        f"upgrade(make_engine(sys.argv[1]{'' if backend.schema is None else ', schema=sys.argv[2]'}))\n"
+    )
+    args = [sys.executable, str(script), backend.url]
+    if backend.schema is not None:
+        args.append(backend.schema)
+    done = subprocess.run(args, capture_output=True, timeout=120, check=False)  # noqa: S603
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+    assert current_revision(engine) == "0006"
+    assert "observation_runs" not in set(inspect(engine).get_table_names())
+    upgrade(engine)
+    from oracle.storage import Store
+
+    assert [o.seq for o in Store(engine).observations_after("f", 0)] == list(range(1, 301))

@@ -129,11 +129,11 @@ def _from_runs(conn: sa.Connection, runs: str, table: str, cols: Sequence[str],
 
 
 def _drop_leftover(*tables: str) -> None:
-    """Tables this migration creates, left by a run of it that was interrupted: with
-    SQLite's driver the CREATE statements commit on their own, before the rows move in
-    the migration's transaction, so a killed `mira db upgrade` can leave them behind
-    (empty or partly filled, the revision unchanged). Their content is redone from the
-    tables that are still the source of truth."""
+    """Tables this migration creates, left by a run of it that was interrupted before
+    migrations ran in one transaction on SQLite (oracle/storage/migrations/env.py): the
+    driver then committed each CREATE on its own, so a killed `mira db upgrade` could
+    leave them behind (empty or partly filled, the revision unchanged). Their content is
+    redone from the tables that are still the source of truth."""
     for table in tables:
         op.execute(f'DROP TABLE IF EXISTS {table}')
 
