@@ -354,6 +354,7 @@ def test_an_upgrade_killed_midway_leaves_the_database_at_the_step_before(
     engine = backend.engine()
     upgrade(engine, "0006")
     _old_rows(engine, 300)
+    schema = "" if backend.schema is None else ", schema=sys.argv[2]"
     script = tmp_path / "killed.py"
     script.write_text(
         "import os, signal, sys\n"
@@ -364,12 +365,12 @@ def test_an_upgrade_killed_midway_leaves_the_database_at_the_step_before(
         "    real(rows)\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
         "runs.observation_runs = killed\n"
-        f"upgrade(make_engine(sys.argv[1]{'' if backend.schema is None else ', schema=sys.argv[2]'}))\n"
+        f"upgrade(make_engine(sys.argv[1]{schema}))\n"
     )
     args = [sys.executable, str(script), backend.url]
     if backend.schema is not None:
         args.append(backend.schema)
-    done = subprocess.run(args, capture_output=True, timeout=120, check=False)  # noqa: S603
+    done = subprocess.run(args, capture_output=True, timeout=120, check=False)
     assert done.returncode == -9, done.stderr.decode()[-2000:]
     assert current_revision(engine) == "0006"
     assert "observation_runs" not in set(inspect(engine).get_table_names())
