@@ -711,6 +711,22 @@ async def flush_off_loop(pipelines: Iterable[FeedPipeline]) -> None:
         _settle(flight)  # unless a write on the loop settled it meanwhile
         if flight.error is not None:
             raise flight.error
+        # then, in the same thread (before the next poll's write, after nobody waits on
+        # this one), fold the one-entry runs such polls leave (Store.fold_runs)
+        _WRITER.submit(_fold, store)
+
+
+def _fold(store: Store) -> None:
+    """Fold the runs of the feeds that wrote enough of them since their last fold. An
+    optimisation of the layout only: a failure changes nothing stored (its transaction
+    rolls back) and is logged; the next poll's fold tries again."""
+    try:
+        removed = store.fold_runs()
+    except Exception as exc:  # the rows are stored whatever happens here
+        log.warning("storage.fold_failed", error=f"{type(exc).__name__}: {exc}")
+        return
+    if removed:
+        log.debug("storage.folded", runs_removed=removed)
 
 
 def flush_unstored(engine: Engine, *, skip: Container[FeedPipeline] = frozenset()) -> None:

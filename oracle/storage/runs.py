@@ -177,6 +177,56 @@ def _runs(
     return runs
 
 
+def fold(runs: Sequence[Run]) -> list[tuple[int, Run]]:
+    """Consecutive runs of one feed (in seq order) as few runs as hold them: each a
+    stretch of them taken whole, in order, while its entries stay within :data:`RUN_MAX`.
+    Returns (the index in ``runs`` of the stretch's first run, the run holding it) for
+    each stretch; a run that fits with no neighbour comes back as it was.
+
+    A run's body is a JSON array of its entries, so a stretch's body is the text between
+    the brackets of each, joined by commas: the same entries, not decoded or re-encoded.
+    Why: a node polling 10,000 feeds writes a one-entry run a feed a poll, and once each
+    feed holds more than an index page's worth of runs every poll dirties a page of each
+    table's ``(feed_id, last_seq)`` index per feed; folded, a feed holds a run per
+    ``RUN_MAX`` entries."""
+    folded: list[tuple[int, Run]] = []
+    at = 0
+    while at < len(runs):
+        end, size = at + 1, runs[at].size
+        while end < len(runs) and size + runs[end].size <= RUN_MAX:
+            size += runs[end].size
+            end += 1
+        stretch = runs[at:end]
+        first, last = stretch[0], stretch[-1]
+        for before, after in itertools.pairwise(stretch):
+            if after.feed_id != first.feed_id or after.first_seq <= before.last_seq:
+                raise StorageError(
+                    f"runs of {first.feed_id} to fold do not follow each other: "
+                    f"{before.feed_id} to seq {before.last_seq}, then {after.feed_id} "
+                    f"from seq {after.first_seq}"
+                )
+        if len(stretch) == 1:
+            folded.append((at, first))
+        else:
+            for run in stretch:
+                if run.body[:1] != "[" or run.body[-1:] != "]" or len(run.body) < 3:
+                    raise StorageError(f"a stored run of {run.feed_id} is not an array of entries")
+            body = "[" + ",".join([run.body[1:-1] for run in stretch]) + "]"
+            blob = b"".join([bytes(run.commitments) for run in stretch])
+            merged = Run(
+                first.feed_id,
+                first.first_seq,
+                last.last_seq,
+                last.last_observed_at_ms,
+                size,
+                body,
+                blob,
+            )
+            folded.append((at, merged))
+        at = end
+    return folded
+
+
 def _increasing(feed_id: str, seqs: list[int]) -> None:
     # consecutive seqs (the common case) compared in one C call, else pair by pair
     consecutive = seqs == list(range(seqs[0], seqs[0] + len(seqs)))

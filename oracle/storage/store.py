@@ -10,6 +10,8 @@ entry by entry, as the rows they were written as.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
@@ -29,10 +31,12 @@ from sqlalchemy import (
 )
 
 from oracle.storage.runs import (
+    RUN_MAX,
     ObservationRow,
     OutputRow,
     Run,
     RunOverlap,
+    fold,
     observation_runs,
     output_runs,
     read_observations,
@@ -52,6 +56,8 @@ _OUT = cast(Table, OutputRun.__table__)
 _CKPT = cast(Table, ModelCheckpoint.__table__)
 _TX = cast(Table, Transmission.__table__)
 _PRUNE_BATCH = 500  # feed ids per prune statement (SQLite's bound on parameters)
+FOLD_AFTER = 32  # runs a feed writes after its last fold before folding them is worth it
+FOLD_FEEDS = 500  # feeds a fold takes at most (one transaction a table)
 PRUNE_ROWS = 5000  # rows (by id) one retention statement looks at: one short transaction
 # A retention pass's per-feed floor (:meth:`Store.prune`): the oldest checkpoint's seq of
 # the storage id a row is stored under. A temporary table (one per connection, never in
@@ -114,6 +120,10 @@ class Store:
         # by every write that commits: the overlap check costs a dict lookup a run, not
         # an index probe (~2.7 µs a feed, a fifth of a 10,000-feed poll's write)
         self._newest: dict[str, dict[str, int]] = {_OBS.name: {}, _OUT.name: {}}
+        # table name → feed id → [the seq its runs are folded up to (at first: what it
+        # held before this store's first write of it), the runs written after it]: which
+        # feeds :meth:`fold_runs` has work for, without asking the database
+        self._loose: dict[str, dict[str, list[int]]] = {_OBS.name: {}, _OUT.name: {}}
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -129,24 +139,81 @@ class Store:
         same transaction, e.g. a source's own bookkeeping of what it delivered."""
         if not (observations or outputs or rejections or also):
             return
-        advanced: list[tuple[dict[str, int], dict[str, int]]] = []
+        advanced: list[tuple[str, list[Run], dict[str, int]]] = []
         with self.engine.begin() as conn:
             if also is not None:
                 also(conn)
             if observations:
-                newest = self._newest[_OBS.name]
                 runs = observation_runs(observations)
-                advanced.append((newest, _insert_runs(conn, _OBS, runs, newest)))
+                advanced.append((_OBS.name, runs, _insert_runs(conn, _OBS, runs, self._newest)))
             if outputs:
-                newest = self._newest[_OUT.name]
                 runs = output_runs(outputs)
-                advanced.append((newest, _insert_runs(conn, _OUT, runs, newest)))
+                advanced.append((_OUT.name, runs, _insert_runs(conn, _OUT, runs, self._newest)))
             if rejections:
                 # plain executemany of tuples: the rows are already in column order, and the
                 # per-row parameter processing of a compiled insert() costs more than the write
                 conn.exec_driver_sql(_insert_sql(conn, _REJ, RejectionRow), list(rejections))
-        for newest, stored in advanced:  # committed: the feeds' newest seqs move
-            newest.update(stored)
+        for table, runs, stored in advanced:  # committed: the feeds' newest seqs move
+            self._newest[table].update(stored)
+            loose = self._loose[table]
+            for run in runs:
+                entry = loose.get(run.feed_id)
+                if entry is None:
+                    loose[run.feed_id] = [run.first_seq - 1, 1]
+                else:
+                    entry[1] += 1
+
+    def fold_runs(self, *, most: int = FOLD_FEEDS, at_least: int = FOLD_AFTER) -> int:
+        """Fold the runs written since their last fold, of at most ``most`` feeds that
+        wrote ``at_least`` or more of them, into as few runs as hold them
+        (oracle.storage.runs.fold: the same entries, each stretch under the id of its
+        first run, so the retention pass's walk by id keeps its order). One transaction
+        a table. Returns the runs it removed. Every reader gives the same entries before
+        and after. The runs are taken with ``DELETE … RETURNING``: a run another
+        transaction deleted first (a retention pass) is not put back, and a run written
+        meanwhile is either taken whole or left as it is, after the folded ones."""
+        removed = 0
+        for table in (_OBS, _OUT):
+            loose = self._loose[table.name]
+            due = {feed: e[0] for feed, e in list(loose.items()) if e[1] >= at_least}
+            if not due:
+                continue
+            due = dict(itertools.islice(due.items(), most))
+            closed: dict[str, tuple[int, int]] = {}  # feed → (new fold mark, runs after it)
+            with self.engine.begin() as conn:
+                mark = _marker(conn)
+                taken: list[Any] = []
+                # the driver's cursor: plain tuples (a SQLAlchemy Row each costs more than
+                # the rest of a run's fold), in this transaction's connection
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                for clause, params, _ in _after_terms(due, mark):
+                    cursor.execute(
+                        f"DELETE FROM {table.name} WHERE {clause} RETURNING id, "  # noqa: S608
+                        f"{', '.join(Run._fields)}",
+                        params,
+                    )
+                    taken += cursor.fetchall()
+                cursor.close()
+                taken.sort(key=operator.itemgetter(1, 3))  # by feed, then seq
+                rows: list[tuple[Any, ...]] = []
+                for feed_id, group in itertools.groupby(taken, operator.itemgetter(1)):
+                    runs = list(group)
+                    stretches = fold([Run(*r[1:]) for r in runs])
+                    rows += [(runs[at][0], *run) for at, run in stretches]
+                    removed += len(runs) - len(stretches)
+                    # a stretch the next run did not fit into is final: the mark moves past it
+                    final = stretches[:-1] + [s for s in stretches[-1:] if s[1].size >= RUN_MAX]
+                    closed[feed_id] = (
+                        (final[-1][1].last_seq, len(stretches) - len(final))
+                        if final
+                        else (due[feed_id], len(stretches))
+                    )
+                if rows:
+                    conn.exec_driver_sql(_insert_sql(conn, table, Run, with_id=True), rows)
+            for feed_id, mark_seq in due.items():  # committed
+                new_mark, after = closed.get(feed_id, (mark_seq, 0))
+                loose[feed_id] = [new_mark, after]
+        return removed
 
     def save_checkpoint(self, checkpoint: CheckpointRow, *, keep: int = 3) -> None:
         """Store a checkpoint and prune all but the newest ``keep`` of its feed."""
@@ -521,7 +588,7 @@ def _reader(table: Table) -> Callable[..., list[Any]]:
 
 
 def _insert_runs(
-    conn: Connection, table: Table, runs: list[Run], newest: dict[str, int]
+    conn: Connection, table: Table, runs: list[Run], newest_of: dict[str, dict[str, int]]
 ) -> dict[str, int]:
     """Insert ``runs`` (in order) if each one's first seq is above everything its feed has
     stored (a feed's seqs are stored once, in order), else raise :class:`RunOverlap`
@@ -532,6 +599,7 @@ def _insert_runs(
     process writing the same feeds of the same database is not this check's: a node
     owns its database. The ``(feed_id, last_seq)`` unique index still refuses a run
     ending where a stored one ends.)"""
+    newest = newest_of[table.name]
     unknown = {run.feed_id for run in runs}.difference(newest)
     looked_up = _newest_stored(conn, table, unknown) if unknown else {}
     after: dict[str, int] = {}
@@ -690,19 +758,23 @@ def _after_terms(
         yield " OR ".join(terms), tuple(params), ids
 
 
-_SQL: dict[tuple[str, str], str] = {}
+_SQL: dict[tuple[str, str, bool], str] = {}
 
 
-def _insert_sql(conn: Connection, table: Table, row: type[NamedTuple]) -> str:
-    """``INSERT INTO table (fields of row) VALUES (...)`` in the driver's paramstyle."""
-    key = (conn.dialect.name, table.name)
+def _insert_sql(
+    conn: Connection, table: Table, row: type[NamedTuple], *, with_id: bool = False
+) -> str:
+    """``INSERT INTO table (fields of row) VALUES (...)`` in the driver's paramstyle
+    (``with_id``: the row's id first, then its fields)."""
+    key = (conn.dialect.name, table.name, with_id)
     sql = _SQL.get(key)
     if sql is None:
         marker = _marker(conn)
-        for field in row._fields:
+        fields = ("id", *row._fields) if with_id else row._fields
+        for field in fields:
             assert field in table.c, (table.name, field)  # the tuple order is the column list
-        cols = ", ".join(row._fields)
-        marks = ", ".join([marker] * len(row._fields))
+        cols = ", ".join(fields)
+        marks = ", ".join([marker] * len(fields))
         # identifiers from the schema module only, values always bound: no injection
         sql = _SQL[key] = f"INSERT INTO {table.name} ({cols}) VALUES ({marks})"  # noqa: S608
     return sql

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 from sqlalchemy import Engine, event
 
@@ -631,3 +632,58 @@ async def test_a_round_waiting_with_a_poll_on_a_write_does_not_hold_the_loop_for
     for p in (a, b):
         last = store.last_observation(p.storage_id)
         assert last is not None and last.seq == 1
+
+
+async def test_group_polls_fold_the_one_entry_runs_they_leave(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """Each group poll's write stores a one-entry run a feed; after it, in the writer's
+    thread, the feeds that wrote enough of them are folded: a feed then holds a few runs,
+    and every observation and output reads back. A fold that fails changes nothing and
+    the polls go on."""
+    from sqlalchemy import text
+
+    from oracle.node import pipeline as node_pipeline
+    from oracle.node.pipeline import flush_off_loop
+    from oracle.storage.store import FOLD_AFTER
+
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, "http://127.0.0.1:9", "ab")
+    pipes = [r.pipeline for r in runners]
+    polls = FOLD_AFTER + 8
+
+    def runs(feed: str) -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    text("SELECT count(*) FROM observation_runs WHERE feed_id = :f"), {"f": feed}
+                ).scalar_one()
+            )
+
+    async def poll(at: int) -> None:
+        for i, p in enumerate(pipes):
+            p.ingest(RawObservation("median", 1_000 * at, None, {"value": 1.5 + i + at / 100}))
+        await flush_off_loop(pipes)
+        assert node_pipeline._WRITER is not None
+        await asyncio.wrap_future(node_pipeline._WRITER.submit(lambda: None))  # the fold too
+
+    for at in range(1, polls + 1):
+        await poll(at)
+    for p in pipes:
+        assert runs(p.storage_id) < polls // 4
+        assert [o.seq for o in store.observations_after(p.storage_id, 0)] == list(
+            range(1, polls + 1)
+        )
+        assert [o.seq for o in store.outputs(p.storage_id)] == list(range(1, polls + 1))
+
+    def broken() -> int:
+        raise RuntimeError("disk I/O error")
+
+    store.fold_runs = broken  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        for at in range(polls + 1, polls + 4):
+            await poll(at)
+    assert [e["error"] for e in logs if e["event"] == "storage.fold_failed"] == [
+        "RuntimeError: disk I/O error"
+    ] * 3
+    assert store.last_observation(pipes[0].storage_id).seq == polls + 3  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
 """The store against a model of it: any sequence of writes (feeds interleaved, a feed in
 several stretches of one write, writes longer than a run, writes refused for reaching
-back into what a feed holds) reads back, through every reader, exactly what a plain
-list of the accepted rows says, whatever the page, the bound or the direction."""
+back into what a feed holds, runs folded between writes) reads back, through every
+reader, exactly what a plain list of the accepted rows says, whatever the page, the bound
+or the direction."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ writes = st.lists(
 
 
 @settings(
-    max_examples=30,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -86,6 +87,9 @@ def test_every_reader_gives_what_the_accepted_writes_hold(
                 store.write_batch(batch_obs, batch_out)
             continue  # nothing of it stored
         store.write_batch(batch_obs, batch_out)
+        if data.draw(st.booleans()):
+            # fold what the feeds wrote since their last fold (any feed with 1-3 runs)
+            store.fold_runs(at_least=data.draw(st.integers(1, 3)))
         seq = new_seq
         for row in batch_obs:
             obs[row.feed_id].append(row)
