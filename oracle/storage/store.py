@@ -145,10 +145,12 @@ class Store:
                 also(conn)
             if observations:
                 runs = observation_runs(observations)
-                advanced.append((_OBS.name, runs, _insert_runs(conn, _OBS, runs, self._newest)))
+                newest = self._newest[_OBS.name]
+                advanced.append((_OBS.name, runs, _insert_runs(conn, _OBS, runs, newest)))
             if outputs:
                 runs = output_runs(outputs)
-                advanced.append((_OUT.name, runs, _insert_runs(conn, _OUT, runs, self._newest)))
+                newest = self._newest[_OUT.name]
+                advanced.append((_OUT.name, runs, _insert_runs(conn, _OUT, runs, newest)))
             if rejections:
                 # plain executemany of tuples: the rows are already in column order, and the
                 # per-row parameter processing of a compiled insert() costs more than the write
@@ -588,7 +590,7 @@ def _reader(table: Table) -> Callable[..., list[Any]]:
 
 
 def _insert_runs(
-    conn: Connection, table: Table, runs: list[Run], newest_of: dict[str, dict[str, int]]
+    conn: Connection, table: Table, runs: list[Run], newest: dict[str, int]
 ) -> dict[str, int]:
     """Insert ``runs`` (in order) if each one's first seq is above everything its feed has
     stored (a feed's seqs are stored once, in order), else raise :class:`RunOverlap`
@@ -599,7 +601,6 @@ def _insert_runs(
     process writing the same feeds of the same database is not this check's: a node
     owns its database. The ``(feed_id, last_seq)`` unique index still refuses a run
     ending where a stored one ends.)"""
-    newest = newest_of[table.name]
     unknown = {run.feed_id for run in runs}.difference(newest)
     looked_up = _newest_stored(conn, table, unknown) if unknown else {}
     after: dict[str, int] = {}
