@@ -106,7 +106,7 @@ def test_a_run_deleted_before_the_fold_is_not_put_back(engine: Engine) -> None:
         _poll(store, p, FEEDS[:1])
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM observation_runs WHERE last_seq IN (5, 6, 20)"))
-    store.fold_runs()
+    store.fold_runs(at_least=1)
     seqs = [o.seq for o in store.observations_after(FEEDS[0], 0)]
     assert seqs == [s for s in range(1, 41) if s not in (5, 6, 20)]
     assert len(_runs_of(engine, "observation_runs", FEEDS[0])) == 1
@@ -121,7 +121,7 @@ def test_runs_written_before_a_restart_are_left_as_they_are(engine: Engine) -> N
     again = Store(engine)
     for p in range(41, 81):
         _poll(again, p, FEEDS[:1])
-    again.fold_runs()
+    again.fold_runs(at_least=1)
     sizes = [size for _, _, size in _runs_of(engine, "observation_runs", FEEDS[0])]
     assert sizes == [1] * 40 + [40]
     assert [o.seq for o in again.observations_after(FEEDS[0], 0)] == list(range(1, 81))
