@@ -4,6 +4,7 @@ config or protocol code carries a switch for them."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from oracle.crypto.frost import SignatureShare, Signer, SigningRound
 from oracle.crypto.group import N
@@ -52,3 +53,21 @@ FAULTS: dict[str, Callable[[], None]] = {
     "bad-shares": install_faulty_signer,
     "lying-leader": install_lying_leader,
 }
+
+
+def model_error_on_call(model: Any, call: int, message: str) -> None:
+    """Make ``model``'s (a FeedModel's) ``call``-th step from now raise ModelError with
+    ``message`` before it runs; every other step runs as before."""
+    from oracle.models import ModelError
+
+    step = model.step
+    calls = 0
+
+    def failing_step(record: dict[str, float], at: int) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise ModelError(message)
+        return step(record, at)
+
+    model.step = failing_step

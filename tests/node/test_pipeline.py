@@ -14,6 +14,7 @@ from oracle.node.pipeline import FeedPipeline
 from oracle.sources.replay import RawObservation, ReplaySource
 from oracle.storage import Store
 from tests.fixtures.db import Backend
+from tests.harness.faults import model_error_on_call
 
 REPO = Path(__file__).resolve().parents[2]
 SP500 = load_feed_spec(REPO / "feeds" / "sp500_forecast.toml")
@@ -277,26 +278,14 @@ def test_an_empty_batch_changes_nothing(engine: Engine) -> None:
     assert _buffered(pipe) == before and pipe not in FeedPipeline._unstored
 
 
-def test_a_model_error_stops_a_batch_with_what_came_before_it_kept(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_model_error_stops_a_batch_with_what_came_before_it_kept(engine: Engine) -> None:
     """A model error on a row ends the batch there (the error is the caller's): the rows
     before it stay buffered to be stored, and the feed's newest output and key are theirs."""
     from oracle.models import ModelError
 
     rows = list(ReplaySource(SP500.sources[0]).read(0, 30))  # type: ignore[arg-type]
     pipe = FeedPipeline(SP500, Store(engine))
-    step = pipe.model.step
-    calls = 0
-
-    def failing_step(record: dict[str, float], at: int) -> object:
-        nonlocal calls
-        calls += 1
-        if calls == 21:
-            raise ModelError("feed SP500: the model produced nan")
-        return step(record, at)
-
-    monkeypatch.setattr(pipe.model, "step", failing_step)
+    model_error_on_call(pipe.model, 21, "feed SP500: the model produced nan")
     with pytest.raises(ModelError, match="produced nan"):
         pipe.ingest_many(rows)
     assert [r.seq for r in pipe._obs] == list(range(1, 21))

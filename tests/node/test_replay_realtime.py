@@ -15,6 +15,7 @@ from oracle.config import load_feed_spec
 from oracle.node.feeds import FeedRunner
 from oracle.node.pipeline import FeedMetrics
 from oracle.storage import Store
+from tests.harness.faults import model_error_on_call
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,21 +64,9 @@ def test_a_model_error_leaves_the_replay_at_the_row_that_caused_it(
 ) -> None:
     """A poll hands its batch to the pipeline at once: the position still moves past each
     row consumed or refused, and stops at the row whose model step raised."""
-    from oracle.models import ModelError
-
     path = spec_file(tmp_path, f"start_ms = {int(time.time() * 1000)}\nstep_ms = 1000\n")
     r = runner(path, engine)
-    step = r.pipeline.model.step
-    calls = 0
-
-    def failing_step(record: dict[str, float], at: int) -> object:
-        nonlocal calls
-        calls += 1
-        if calls == 5:
-            raise ModelError("the model produced nan")
-        return step(record, at)
-
-    r.pipeline.model.step = failing_step  # type: ignore[method-assign]
+    model_error_on_call(r.pipeline.model, 5, "the model produced nan")
     asyncio.run(r.poll())
     assert r.last_poll_error == "ModelError: the model produced nan"
     assert r.position == 4
