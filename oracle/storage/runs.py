@@ -189,6 +189,13 @@ def fold(runs: Sequence[Run]) -> list[tuple[int, Run]]:
     feed holds more than an index page's worth of runs every poll dirties a page of each
     table's ``(feed_id, last_seq)`` index per feed; folded, a feed holds a run per
     ``RUN_MAX`` entries."""
+    for before, after in itertools.pairwise(runs):
+        if after.feed_id != before.feed_id or after.first_seq <= before.last_seq:
+            raise StorageError(
+                f"runs of {runs[0].feed_id} to fold do not follow each other: "
+                f"{before.feed_id} to seq {before.last_seq}, then {after.feed_id} "
+                f"from seq {after.first_seq}"
+            )
     folded: list[tuple[int, Run]] = []
     at = 0
     while at < len(runs):
@@ -198,13 +205,6 @@ def fold(runs: Sequence[Run]) -> list[tuple[int, Run]]:
             end += 1
         stretch = runs[at:end]
         first, last = stretch[0], stretch[-1]
-        for before, after in itertools.pairwise(stretch):
-            if after.feed_id != first.feed_id or after.first_seq <= before.last_seq:
-                raise StorageError(
-                    f"runs of {first.feed_id} to fold do not follow each other: "
-                    f"{before.feed_id} to seq {before.last_seq}, then {after.feed_id} "
-                    f"from seq {after.first_seq}"
-                )
         if len(stretch) == 1:
             folded.append((at, first))
         else:

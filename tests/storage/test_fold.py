@@ -161,6 +161,10 @@ def test_fold_refuses_runs_that_do_not_follow_each_other() -> None:
         fold([_run("f", [1, 2]), _run("f", [2, 3])])
     with pytest.raises(StorageError, match="do not follow each other"):
         fold([_run("f", [1]), _run("g", [2])])
+    # also where the two would not share a stretch (each a full run)
+    full = list(range(1, RUN_MAX + 1))
+    with pytest.raises(StorageError, match="do not follow each other"):
+        fold([_run("f", full), _run("f", full)])
     broken = _run("f", [3])._replace(body='{"not": "an array"}')
     with pytest.raises(StorageError, match="not an array of entries"):
         fold([_run("f", [1, 2]), broken])
