@@ -168,6 +168,12 @@ def _signed(log: Path, rounds: range) -> list[dict[str, Any]]:
     return out
 
 
+def _without_root(rounds: range, events: list[dict[str, Any]]) -> list[int]:
+    """The round ids of ``rounds`` that no event of ``events`` signed a root for."""
+    signed = {e["round"] for e in events}
+    return [r for r in rounds if r not in signed]
+
+
 def window_rounds(started_s: float, duration_s: float, period_s: float) -> range:
     """The rounds that start within ``duration_s`` from ``started_s``: what the throughput
     is measured over (a whole number of rounds, each root counted in its own round, however
@@ -242,6 +248,11 @@ def measure(
         "rounds": int(rounds),
         "roots_signed": len(events),
         "roots_per_round": round(len(events) / rounds, 3),
+        # the rounds with no root, as seconds into the window (at most the first 100): do
+        # the misses come together, or at a period (a minute's checkpoint)?
+        "rounds_without_root_at_s": [
+            round((r - measured.start) / 1000) for r in _without_root(measured, events)
+        ][:100],
         "leaves_per_root_median": int(statistics.median(leaves)) if leaves else 0,
         "attested_outputs_per_s": round(sum(leaves) / window, 1),
         # how many of them are new: each feed is observed once a poll (the rest of a root's

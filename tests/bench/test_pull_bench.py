@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest
 
-from oracle.bench.pull import _GC, _gc_pauses, bars, window_rounds
+from oracle.bench.pull import _GC, _gc_pauses, _without_root, bars, window_rounds
 from oracle.cli.main import cli
 from oracle.node.gc_watch import BUCKETS, GcWatch
 
@@ -60,6 +60,15 @@ def test_the_window_is_a_whole_number_of_rounds() -> None:
     assert len(window_rounds(1_000.4, 60.0, 1.0)) == 60  # from the first whole round
     assert window_rounds(1_000.4, 60.0, 1.0)[0] == 1_001_000
     assert len(window_rounds(1_000.0, 60.0, 2.5)) == 24
+
+
+def test_the_rounds_without_a_root_are_the_windows_rounds_no_node_signed() -> None:
+    """A root signed by two leaders counts once; a root of a round outside the window
+    does not hide a missed one inside it."""
+    rounds = window_rounds(1_000.0, 5.0, 1.0)
+    events = [{"round": 1_000_000}, {"round": 1_002_000}, {"round": 1_002_000}, {"round": 999_000}]
+    assert _without_root(rounds, events) == [1_001_000, 1_003_000, 1_004_000]
+    assert _without_root(rounds, [{"round": r} for r in rounds]) == []
 
 
 def test_gc_pauses_are_read_off_a_nodes_metrics() -> None:
