@@ -20,7 +20,7 @@ from oracle.models import StepOutput
 from oracle.node.pipeline import (
     FeedMetrics,
     FeedPipeline,
-    checkpoint_together,
+    checkpoint_off_loop,
     flush_off_loop,
     restore_together,
 )
@@ -504,8 +504,9 @@ async def checkpoint_in_slices(
     """Flush and checkpoint ``pipelines``, ``size`` in a transaction, yielding to the event
     loop between slices: 10,000 feeds checkpointed in one go (pickling every model) hold
     the loop for ~0.5 s, longer than a round's timeouts, once a checkpoint period on every
-    node. A feed's checkpoint stands alone, so nothing needs them in one transaction."""
+    node. A feed's checkpoint stands alone, so nothing needs them in one transaction. Each
+    slice's write runs in the writer's thread (:func:`checkpoint_off_loop`)."""
     for at in range(0, len(pipelines), size):
         if at:
             await asyncio.sleep(0)
-        checkpoint_together(pipelines[at : at + size])
+        await checkpoint_off_loop(pipelines[at : at + size])

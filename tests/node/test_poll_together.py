@@ -687,3 +687,82 @@ async def test_group_polls_fold_the_one_entry_runs_they_leave(
         "RuntimeError: disk I/O error"
     ] * 3
     assert store.last_observation(pipes[0].storage_id).seq == polls + 3  # type: ignore[union-attr]
+
+
+async def test_the_periodic_checkpoint_waits_for_the_write_in_flight_without_holding_the_loop(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """A node's minute checkpoint meets a group poll's write in flight: it awaits that write
+    (a round's messages get in meanwhile: the loop is not held), then writes its slices in
+    the writer's thread, and each checkpoint is of a state whose rows are all stored."""
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "abc")
+    held = _HeldWrite(store)
+    saved_in: list[str] = []
+    save = store.save_checkpoints
+
+    def recorded(*args: Any, **kwargs: Any) -> None:
+        saved_in.append(threading.current_thread().name)
+        save(*args, **kwargs)
+
+    store.save_checkpoints = recorded  # type: ignore[method-assign]
+    turns = 0
+
+    async def count() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        poll = asyncio.create_task(poll_http_feeds(runners))
+        await held.in_flight()
+        counter = asyncio.create_task(count())
+        checkpoint = asyncio.create_task(
+            checkpoint_in_slices([r.pipeline for r in runners], size=2)
+        )
+        await asyncio.sleep(0.1)
+        assert not checkpoint.done() and saved_in == []  # waiting for the write
+        before = turns
+        await asyncio.sleep(0.1)
+        assert turns - before > 10  # ... with the loop free meanwhile
+        held.release.set()
+        await checkpoint
+        counter.cancel()
+        await poll
+    assert saved_in and all(name.startswith("mira-store-write") for name in saved_in)
+    for r in runners:
+        ckpt = store.latest_checkpoint(r.pipeline.storage_id, r.spec.digest)
+        assert ckpt is not None and ckpt.seq == 1 and r.pipeline._checkpoint_seq == 1
+
+
+async def test_a_checkpoint_after_a_failed_write_in_flight_is_of_what_is_stored(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """The write a checkpoint awaits fails: the feeds are rewound to what is stored before
+    any checkpoint is taken, so none is saved of a state whose rows were lost."""
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "ab")
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        await poll_http_feeds(runners)  # seq 1 stored
+        await checkpoint_in_slices([r.pipeline for r in runners])
+        srv = server[0]
+        srv.prices = {"a": 7.5, "b": 8.5}
+        await asyncio.sleep(0.01)  # observation times strictly increase (ms)
+        held = _HeldWrite(store, fail=True)
+        poll = asyncio.create_task(poll_http_feeds(runners))
+        await held.in_flight()
+        assert all(r.pipeline.model.seq == 2 for r in runners)  # ahead of storage
+        checkpoint = asyncio.create_task(checkpoint_in_slices([r.pipeline for r in runners]))
+        await asyncio.sleep(0.05)
+        held.release.set()
+        await checkpoint
+        await poll
+    for r in runners:
+        assert r.pipeline.model.seq == 1  # rewound
+        ckpt = store.latest_checkpoint(r.pipeline.storage_id, r.spec.digest)
+        assert ckpt is not None and ckpt.seq == 1
+        last = store.last_observation(r.pipeline.storage_id)
+        assert last is not None and last.seq == 1
