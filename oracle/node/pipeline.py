@@ -719,7 +719,7 @@ async def flush_off_loop(pipelines: Iterable[FeedPipeline]) -> None:
         if flight.error is not None:
             raise flight.error
         # then, in the same thread (before the next poll's write, after nobody waits on
-        # this one), fold the one-entry runs such polls leave (Store.fold_runs)
+        # this one), fold the one-entry runs such polls leave (Store.fold_after_poll)
         _writer().submit(_fold, store)
 
 
@@ -728,7 +728,7 @@ def _fold(store: Store) -> None:
     optimisation of the layout only: a failure changes nothing stored (its transaction
     rolls back) and is logged; the next poll's fold tries again."""
     try:
-        removed = store.fold_runs()
+        removed = store.fold_after_poll()
     except Exception as exc:  # the rows are stored whatever happens here
         log.warning("storage.fold_failed", error=f"{type(exc).__name__}: {exc}")
         return

@@ -10,6 +10,7 @@ entry by entry, as the rows they were written as.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import itertools
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,12 +57,19 @@ _OUT = cast(Table, OutputRun.__table__)
 _CKPT = cast(Table, ModelCheckpoint.__table__)
 _TX = cast(Table, Transmission.__table__)
 _PRUNE_BATCH = 500  # feed ids per prune statement (SQLite's bound on parameters)
+
 # Runs a feed writes after its last fold before they are folded. A fold rewrites what the
 # poll's writes wrote (it costs about what those writes did), and pays only once the
-# feeds' index entries have spread (scratch, 10,000 feeds: break-even after ~75 polls):
-# 64 leaves a two-minute run at a 2 s poll as it was, and folds longer ones.
+# feeds' index entries have spread (scratch, 10,000 feeds: break-even after ~75 polls).
 FOLD_AFTER = 64
 FOLD_FEEDS = 500  # feeds a fold takes at most (one transaction a table)
+# A node's folds after its group polls take the feeds with the most runs since their last
+# fold, as many a poll as fold each feed about once in FOLD_AFTER polls, none with fewer
+# than FOLD_LEAST: the same work as folding each feed at FOLD_AFTER, spread evenly. Feeds
+# polled together reach FOLD_AFTER together: folded as they came due, 10,000 feeds took
+# 20 polls of 500-feed folds in a row every 64 polls, and at a 2 s poll `mira bench pull`
+# missed roots for 30-50 s in each such stretch.
+FOLD_LEAST = 8
 PRUNE_ROWS = 5000  # rows (by id) one retention statement looks at: one short transaction
 # A retention pass's per-feed floor (:meth:`Store.prune`): the oldest checkpoint's seq of
 # the storage id a row is stored under. A temporary table (one per connection, never in
@@ -169,22 +177,34 @@ class Store:
                 else:
                     entry[1] += 1
 
-    def fold_runs(self, *, most: int = FOLD_FEEDS, at_least: int = FOLD_AFTER) -> int:
+    def fold_runs(
+        self, *, most: int = FOLD_FEEDS, at_least: int = FOLD_AFTER, spread: int | None = None
+    ) -> int:
         """Fold the runs written since their last fold, of at most ``most`` feeds that
-        wrote ``at_least`` or more of them, into as few runs as hold them
-        (oracle.storage.runs.fold: the same entries, each stretch under the id of its
-        first run, so the retention pass's walk by id keeps its order). One transaction
-        a table. Returns the runs it removed. Every reader gives the same entries before
-        and after. The runs are taken with ``DELETE … RETURNING``: a run another
-        transaction deleted first (a retention pass) is not put back, and a run written
-        meanwhile is either taken whole or left as it is, after the folded ones."""
+        wrote ``at_least`` or more of them (those with the most first), into as few runs
+        as hold them (oracle.storage.runs.fold: the same entries, each stretch under the
+        id of its first run, so the retention pass's walk by id keeps its order). With
+        ``spread``, at most one feed in ``spread`` of those this store writes, so that
+        calls made at a steady pace fold each feed about once in ``spread`` calls (see
+        FOLD_LEAST). One transaction a table. Returns the runs it removed. Every reader
+        gives the same entries before and after. The runs are taken with ``DELETE …
+        RETURNING``: a run another transaction deleted first (a retention pass) is not
+        put back, and a run written meanwhile is either taken whole or left as it is,
+        after the folded ones."""
         removed = 0
         for table in (_OBS, _OUT):
             loose = self._loose[table.name]
-            due = {feed: e[0] for feed, e in list(loose.items()) if e[1] >= at_least}
+            feeds = list(loose.items())  # one copy: a write in another thread adds feeds
+            share = most if spread is None else min(most, -(-len(feeds) // spread))
+            # sorted() is stable: among equals, the feed written first goes first
+            due = {
+                feed: e[0]
+                for feed, e in heapq.nlargest(
+                    share, (fe for fe in feeds if fe[1][1] >= at_least), key=_loose_runs
+                )
+            }
             if not due:
                 continue
-            due = dict(itertools.islice(due.items(), most))
             closed: dict[str, tuple[int, int]] = {}  # feed → (new fold mark, runs after it)
             with self.engine.begin() as conn:
                 mark = _marker(conn)
@@ -220,6 +240,12 @@ class Store:
                 new_mark, after = closed.get(feed_id, (mark_seq, 0))
                 loose[feed_id] = [new_mark, after]
         return removed
+
+    def fold_after_poll(self) -> int:
+        """A node's fold after each group poll's write: :meth:`fold_runs` of the feeds with
+        the most runs since their last fold, each about once in ``FOLD_AFTER`` polls
+        (see FOLD_LEAST)."""
+        return self.fold_runs(at_least=FOLD_LEAST, spread=FOLD_AFTER)
 
     def save_checkpoint(self, checkpoint: CheckpointRow, *, keep: int = 3) -> None:
         """Store a checkpoint and prune all but the newest ``keep`` of its feed."""
@@ -728,6 +754,11 @@ def _prune_by_id(
         if young_edge:
             break
     return deleted
+
+
+def _loose_runs(item: tuple[str, list[int]]) -> int:
+    """Of a ``(feed, [fold mark, runs after it])`` of Store._loose: the runs after it."""
+    return item[1][1]
 
 
 def _marker(conn: Connection) -> str:

@@ -676,7 +676,7 @@ async def test_group_polls_fold_the_one_entry_runs_they_leave(
         )
         assert [o.seq for o in store.outputs(p.storage_id)] == list(range(1, polls + 1))
 
-    def broken() -> int:
+    def broken(**kwargs: Any) -> int:
         raise RuntimeError("disk I/O error")
 
     store.fold_runs = broken  # type: ignore[method-assign]

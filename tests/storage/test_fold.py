@@ -98,6 +98,44 @@ def test_nothing_to_fold_changes_nothing(engine: Engine) -> None:
     assert store.fold_runs() == 3 * 2 * (FOLD_AFTER - 1)  # the three left
 
 
+def test_the_feeds_with_the_most_runs_fold_first(engine: Engine) -> None:
+    """Among feeds due, those holding the most runs since their last fold go first (among
+    equals, the one written first)."""
+    store = Store(engine)
+    for p in range(1, 11):
+        _poll(store, p)
+    for p in range(11, 14):
+        _poll(store, p, FEEDS[3:4])  # FEEDS[3] now holds 13 runs, the others 10
+    assert store.fold_runs(most=2, at_least=1) == 2 * (12 + 9)
+    assert [len(_runs_of(engine, "observation_runs", f)) for f in FEEDS] == [1, 10, 10, 1, 10]
+
+
+def test_a_node_folds_an_even_share_of_its_feeds_after_each_poll(engine: Engine) -> None:
+    """Feeds polled together reach the fold's threshold together; after each poll a node
+    folds one feed in FOLD_AFTER of them (the most loose first), so its folds cost about
+    the same every poll instead of all of them coming due at once. Every feed is still
+    folded about once in FOLD_AFTER polls, and never with fewer than FOLD_LEAST runs."""
+    from oracle.storage.store import FOLD_LEAST
+
+    feeds = [f"EVEN-{i}" for i in range(3 * FOLD_AFTER)]  # a share of 3 feeds a poll
+    store = Store(engine)
+    folded: list[int] = []  # feeds folded after each poll
+    for p in range(1, 3 * FOLD_AFTER + 1):
+        _poll(store, p, feeds)
+        loose = {f: e[1] for f, e in store._loose["observation_runs"].items()}
+        store.fold_after_poll()
+        after = store._loose["observation_runs"]
+        folded.append(sum(1 for f in feeds if after[f][1] < loose[f]))
+        assert all(loose[f] >= FOLD_LEAST for f in feeds if after[f][1] < loose[f])
+    assert folded[: FOLD_LEAST - 1] == [0] * (FOLD_LEAST - 1)
+    assert set(folded[FOLD_LEAST - 1 :]) == {3}  # three a poll, every poll
+    runs = [len(_runs_of(engine, "observation_runs", f)) for f in feeds]
+    assert max(runs) <= 2 * FOLD_AFTER  # none left far behind
+    assert [o.seq for o in store.observations_after(feeds[-1], 0)] == list(
+        range(1, 3 * FOLD_AFTER + 1)
+    )
+
+
 def test_a_run_deleted_before_the_fold_is_not_put_back(engine: Engine) -> None:
     """A retention pass that deleted some of a feed's runs first: the fold folds what is
     left, and what was deleted stays deleted."""
