@@ -172,7 +172,13 @@ class Store:
             loose = self._loose[table]
             for run in runs:
                 entry = loose.get(run.feed_id)
-                if entry is None:
+                if run.size >= RUN_MAX:
+                    # a full run is never folded, nor what came before it: the feed's loose
+                    # runs are those after it (a replay feed's writes of a thousand rows
+                    # end in a partial run each, and folding them would rewrite the full
+                    # runs between them for nothing)
+                    loose[run.feed_id] = [run.last_seq, 0]
+                elif entry is None:
                     loose[run.feed_id] = [run.first_seq - 1, 1]
                 else:
                     entry[1] += 1

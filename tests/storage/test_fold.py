@@ -136,6 +136,24 @@ def test_a_node_folds_an_even_share_of_its_feeds_after_each_poll(engine: Engine)
     )
 
 
+def test_full_runs_and_what_came_before_them_are_never_folded(engine: Engine) -> None:
+    """A replay feed's write of more than RUN_MAX rows ends in a partial run: only the runs
+    after its last full run count towards a fold (folding the partial ones would rewrite
+    the full runs between them and merge nothing)."""
+    store = Store(engine)
+    feed = FEEDS[0]
+    at = 0
+    for _ in range(10):  # each write: a full run, then a run of 3
+        seqs = range(at + 1, at + RUN_MAX + 4)
+        at = seqs[-1]
+        store.write_batch([ObservationRow(feed, s, "replay", s, None, {"v": 0.5}) for s in seqs])
+    assert store._loose["observation_runs"][feed] == [at - 3, 1]  # the last partial only
+    assert store.fold_runs(at_least=2) == 0
+    _poll(store, at + 1, [feed])  # a one-entry run after it: two loose, folded together
+    assert store.fold_runs(at_least=2) == 1
+    assert [o.seq for o in store.observations_after(feed, 0)] == list(range(1, at + 2))
+
+
 def test_a_run_deleted_before_the_fold_is_not_put_back(engine: Engine) -> None:
     """A retention pass that deleted some of a feed's runs first: the fold folds what is
     left, and what was deleted stays deleted."""
