@@ -71,6 +71,27 @@ def _attach(runners: list[FeedRunner], session: aiohttp.ClientSession) -> None:
         assert r.http_only
 
 
+class _LoopTurns:
+    """Counts the event loop's turns while started: a test's view of whether the loop was
+    held (a round's messages would wait) or free."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _count(self) -> None:
+        while True:
+            self.turns += 1
+            await asyncio.sleep(0)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._count())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 async def test_one_request_per_url_each_feed_its_own_value(
     tmp_path: Path, engine: Engine, server: tuple[_Server, str]
 ) -> None:
@@ -111,23 +132,16 @@ async def test_checkpoints_in_slices_let_the_event_loop_in_between(
     slices (a round's messages get in), and still checkpoints every feed."""
     store = Store(engine)
     runners = _tickers(tmp_path, store, server[1], "abc")
-    turns = 0
-
-    async def count() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
+    loop = _LoopTurns()
     async with aiohttp.ClientSession() as session:
         _attach(runners, session)
         await poll_http_feeds(runners)
-        counter = asyncio.create_task(count())
+        loop.start()
         await asyncio.sleep(0)
-        before = turns
+        before = loop.turns
         await checkpoint_in_slices([r.pipeline for r in runners], size=1)
-        during = turns - before
-        counter.cancel()
+        during = loop.turns - before
+        loop.stop()
     assert during >= 2  # the loop ran between the three slices
     for r in runners:
         ckpt = store.latest_checkpoint(r.pipeline.storage_id, r.spec.digest)
@@ -706,30 +720,23 @@ async def test_the_periodic_checkpoint_waits_for_the_write_in_flight_without_hol
         save(*args, **kwargs)
 
     store.save_checkpoints = recorded  # type: ignore[method-assign]
-    turns = 0
-
-    async def count() -> None:
-        nonlocal turns
-        while True:
-            turns += 1
-            await asyncio.sleep(0)
-
+    loop = _LoopTurns()
     async with aiohttp.ClientSession() as session:
         _attach(runners, session)
         poll = asyncio.create_task(poll_http_feeds(runners))
         await held.in_flight()
-        counter = asyncio.create_task(count())
+        loop.start()
         checkpoint = asyncio.create_task(
             checkpoint_in_slices([r.pipeline for r in runners], size=2)
         )
         await asyncio.sleep(0.1)
         assert not checkpoint.done() and saved_in == []  # waiting for the write
-        before = turns
+        before = loop.turns
         await asyncio.sleep(0.1)
-        assert turns - before > 10  # ... with the loop free meanwhile
+        assert loop.turns - before > 10  # ... with the loop free meanwhile
         held.release.set()
         await checkpoint
-        counter.cancel()
+        loop.stop()
         await poll
     assert saved_in and all(name.startswith("mira-store-write") for name in saved_in)
     for r in runners:
