@@ -751,10 +751,10 @@ def checkpoint_together(pipelines: Sequence[FeedPipeline]) -> None:
     group poll's write in flight has landed: a checkpoint is a model's state after rows
     that must all be stored)."""
     settle_off_loop_write()
+    _drain_writer()  # a periodic checkpoint's write still in the writer's thread lands first
     flush_together(pipelines)
     for store, made in _checkpoint_rows(pipelines):
-        store.save_checkpoints([row for _, row in made])
-        _checkpointed(made)
+        _save_checkpoints(store, made)
 
 
 async def checkpoint_off_loop(pipelines: Sequence[FeedPipeline]) -> None:
@@ -770,9 +770,11 @@ async def checkpoint_off_loop(pipelines: Sequence[FeedPipeline]) -> None:
     # later write's failure rewinds the models to what is stored, never below it)
     flush_together(pipelines)
     for store, made in _checkpoint_rows(pipelines):
-        rows = [row for _, row in made]
-        await asyncio.shield(asyncio.wrap_future(_writer().submit(store.save_checkpoints, rows)))
-        _checkpointed(made)
+        # saved and marked in the writer's thread: if this is cancelled meanwhile (a node
+        # stopping), what the write saved is still marked saved, and the stop's own
+        # checkpoint (after draining the writer) does not save it again
+        job = _writer().submit(_save_checkpoints, store, made)
+        await asyncio.shield(asyncio.wrap_future(job))
 
 
 _Made = list[tuple["FeedPipeline", CheckpointRow]]
@@ -788,6 +790,14 @@ def _checkpoint_rows(pipelines: Sequence[FeedPipeline]) -> list[tuple[Store, _Ma
     return list(by_store.values())
 
 
-def _checkpointed(made: _Made) -> None:
+def _save_checkpoints(store: Store, made: _Made) -> None:
+    """Save ``made`` in one transaction, then mark each pipeline's checkpoint saved."""
+    store.save_checkpoints([row for _, row in made])
     for p, row in made:
         p._checkpoint_seq = row.seq
+
+
+def _drain_writer() -> None:
+    """Wait (blocking) until the writer's thread has done everything given to it so far."""
+    if _WRITER is not None:
+        _WRITER.submit(lambda: None).result()

@@ -773,3 +773,45 @@ async def test_a_checkpoint_after_a_failed_write_in_flight_is_of_what_is_stored(
         assert ckpt is not None and ckpt.seq == 1
         last = store.last_observation(r.pipeline.storage_id)
         assert last is not None and last.seq == 1
+
+
+async def test_a_stop_after_a_cancelled_checkpoint_saves_nothing_twice(
+    tmp_path: Path, engine: Engine, server: tuple[_Server, str]
+) -> None:
+    """A node stopping cancels its periodic checkpoint while the writer's thread saves it;
+    the stop's own checkpoint waits for that save and does not save the same checkpoint
+    again (one a feed and seq: the second would fail, and take the stop's others with it)."""
+    store = Store(engine)
+    runners = _tickers(tmp_path, store, server[1], "ab")
+    save = store.save_checkpoints
+    started, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def held(*args: Any, **kwargs: Any) -> None:
+        started.set()
+        assert release.wait(10), "the test never released the save"
+        try:
+            save(*args, **kwargs)
+        except BaseException as exc:  # what a second save of the same checkpoint raises
+            errors.append(exc)
+            raise
+
+    async with aiohttp.ClientSession() as session:
+        _attach(runners, session)
+        await poll_http_feeds(runners)
+        store.save_checkpoints = held  # type: ignore[method-assign]
+        periodic = asyncio.create_task(checkpoint_in_slices([r.pipeline for r in runners]))
+        for _ in range(500):
+            if started.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert started.is_set()
+        periodic.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await periodic
+    threading.Timer(0.2, release.set).start()
+    checkpoint_together([r.pipeline for r in runners])  # what a stopping node does
+    assert errors == []
+    for r in runners:
+        ckpt = store.latest_checkpoint(r.pipeline.storage_id, r.spec.digest)
+        assert ckpt is not None and ckpt.seq == 1 and r.pipeline._checkpoint_seq == 1
