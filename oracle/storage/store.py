@@ -202,7 +202,8 @@ class Store:
             loose = self._loose[table.name]
             feeds = list(loose.items())  # one copy: a write in another thread adds feeds
             share = most if spread is None else min(most, -(-len(feeds) // spread))
-            # sorted() is stable: among equals, the feed written first goes first
+            # nlargest is sorted(…, reverse=True)[:share], stable: among equals, the feed
+            # written first goes first
             due = {
                 feed: e[0]
                 for feed, e in heapq.nlargest(
