@@ -763,7 +763,9 @@ async def checkpoint_off_loop(pipelines: Sequence[FeedPipeline]) -> None:
     (after what it was given before: a poll's write, a fold), so the event loop serves
     rounds meanwhile. On the loop, a slice's checkpoint of 500 feeds waited for the poll's
     write in flight and then for SQLite's write lock held by the writer's fold: up to a few
-    hundred ms a slice, twenty slices a minute at 10,000 feeds. A failed write raises."""
+    hundred ms a slice, twenty slices a minute at 10,000 feeds. A failed save raises (its
+    pipelines stay unmarked: the next checkpoint saves them); the poll's write it awaits
+    reports its own failure (and rewinds its feeds first)."""
     await wait_off_loop_write()
     # from here to the models' pickles nothing yields: once flush_together returns, every
     # row up to each model's state is stored, so each checkpoint is of a stored state (a
