@@ -18,6 +18,7 @@ import click
 from river import compose, linear_model, preprocessing
 
 from oracle.config.feeds import FeedSpec, load_feed_spec
+from oracle.models.calls import regressor_calls
 from oracle.models.commitment import committer
 from oracle.node.logs import configure_logging
 from oracle.node.pipeline import FeedPipeline
@@ -108,15 +109,17 @@ def _stored_minimum(
 ) -> float:
     """CPU seconds of the least an observation costs while the node stores and commits to
     every one as it does (tests/node/test_pipeline_golden.py pins those bytes): river
-    as in :class:`_RiverAlone`, the model commitment after each prediction, and the
-    observation (its record) and its output written through the same store in batches of
-    ``batch`` (as runs, their JSON made there). Nothing else (no validation, quantization, publish
-    rule, rolling errors, drift detection or baseline): a pipeline that keeps those
-    stored bytes does all of this and more, so ``river_alone / this`` bounds its ratio
-    to river alone. Stored under its own feed id, after the pipeline's rows. ``river``
-    (if given) runs each batch's records just before the batch (not timed here)."""
+    as in :class:`_RiverAlone` but called as the node calls it (``regressor_calls``: the
+    steps without the Pipeline's dispatch), the model commitment after each prediction,
+    and the observation (its record) and its output written through the same store in
+    batches of ``batch`` (as runs, their JSON made there). Nothing else (no validation,
+    quantization, publish rule, rolling errors, drift detection or baseline): a pipeline
+    that keeps those stored bytes does all of this and more, so ``river_alone / this``
+    bounds its ratio to river alone. Stored under its own feed id, after the pipeline's
+    rows. ``river`` (if given) runs each batch's records just before the batch (not timed
+    here)."""
     model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LinearRegression())
-    learn, predict = model.learn_one, model.predict_one
+    learn, predict = regressor_calls(model)  # as the node calls its regressor
     commit = committer(spec.digest, model)
     feed = spec.id + "/stored-minimum"
     fields = spec.features.record_fields  # sorted, the target among them

@@ -51,6 +51,7 @@ from river import compose, drift, proba
 from oracle.config.allowlist import ANOMALY, CONTEXTUAL_LINEAR, FORECASTER, POLICY, REGRESSOR
 from oracle.config.publish import is_due
 from oracle.errors import MiraError, Rejected
+from oracle.models.calls import Learn, Predict, regressor_calls
 from oracle.models.commitment import commitment, committer
 from oracle.models.contextual import ContextualLinear
 from oracle.models.quantize import quantizer
@@ -63,6 +64,10 @@ _ADWIN: Any = drift.ADWIN
 _new_tuple = tuple.__new__
 POLICY_WINDOW = 100  # steps in a policy's rolling regret (and its baseline's)
 RECOMMENDED = "#arm"  # the ArmOutput name of a policy's recommended arm (after the arms)
+
+
+def _no_call(*_: Any) -> Any:
+    raise AssertionError("only a regressor feed learns and predicts through _learn/_predict")
 
 
 class ModelError(MiraError):
@@ -218,6 +223,7 @@ class FeedModel:
         self._deviation_abs = spec.deviation_abs
         self._static_commitment = commitment(spec.digest, None)
         self._commit = committer(spec.digest, self.state.model)
+        self._bind_regressor()
         self._horizon = spec.horizon
         # the naive forecast h ahead is the target ceil(h / season) seasons back: this
         # many observations before the newest one
@@ -416,7 +422,7 @@ class FeedModel:
                 if not st.warm_done:
                     self._collect_warm(x_old, y)
                 else:
-                    model.learn_one(x_old, y)
+                    self._learn(x_old, y)
         if self._final == FORECASTER:
             model.learn_one(y)
             try:
@@ -425,7 +431,7 @@ class FeedModel:
                 forecast = None  # not initialised yet (e.g. a first season)
             prediction = None if not forecast else float(forecast[-1])
         elif st.warm_done:
-            prediction = float(model.predict_one(x))
+            prediction = float(self._predict(x))
         else:
             prediction = None
         st.pending.append((x, prediction))
@@ -446,9 +452,9 @@ class FeedModel:
         if not st.warm_done:
             self._collect_warm(x, y)
             return None, b"", False
-        prediction = float(st.model.predict_one(x))
+        prediction = float(self._predict(x))
         c = self._commit()
-        st.model.learn_one(x, y)
+        self._learn(x, y)
         if st.baseline_mae is not None and naive is not None:
             st.baseline_mae.update(y - naive)
         return prediction, c, self._track(prediction, y)
@@ -707,3 +713,12 @@ class FeedModel:
             raise ModelError(f"feed {self.spec.id}: checkpoint holds {type(state).__name__}")
         self.state = state
         self._commit = committer(self.spec.digest, state.model)
+        self._bind_regressor()
+
+    def _bind_regressor(self) -> None:
+        """A regressor's learn_one and predict_one, bound to the current model's steps
+        (oracle.models.calls: river's Pipeline calls without their dispatch)."""
+        calls: tuple[Learn, Predict] = (
+            regressor_calls(self.state.model) if self._final == REGRESSOR else (_no_call, _no_call)
+        )
+        self._learn, self._predict = calls
