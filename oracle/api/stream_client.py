@@ -31,7 +31,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound
 
 from oracle import artifacts
-from oracle.chain.rpc import async_web3
+from oracle.chain.rpc import async_web3, close_async_web3
 from oracle.crypto.errors import CryptoError
 from oracle.crypto.group import Point
 from oracle.crypto.suites import MIRA_EVM
@@ -162,36 +162,42 @@ class ReportStreamClient:
         self.verifier = ReportVerifier(w3, oracle)
 
     async def reports(self) -> AsyncIterator[LandedReport]:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
-        params = [("feed", f) for f in self.feeds]
-        async with (
-            aiohttp.ClientSession(timeout=timeout, read_bufsize=MAX_EVENT_BYTES) as http,
-            http.get(self.url, params=params) as resp,
-        ):
-            if resp.status != 200:
-                body = (await resp.content.read(4096)).decode(errors="replace")
-                raise StreamError(f"{self.url}: HTTP {resp.status}: {body}")
-            # a genuine report replayed, or streamed out of order, is a lie too
-            last_block, seen = 0, set[bytes]()
-            async for event, data in _events(resp.content):
-                if event == "report":
-                    try:
-                        payload = json.loads(data)
-                    except ValueError as exc:
-                        raise UntrustedReport("the event's data is not JSON") from exc
-                    landed = await self.verifier.verify(payload)
-                    if landed.block_number < last_block or landed.tx_hash in seen:
-                        raise UntrustedReport(
-                            f"transaction {_hex(landed.tx_hash)} was streamed before, or "
-                            "out of the chain's order"
-                        )
-                    last_block = landed.block_number
-                    if len(seen) >= 4096:
-                        seen.clear()  # bounded; the block order still refuses old ones
-                    seen.add(landed.tx_hash)
-                    yield landed
-                elif event == "lagged":
-                    raise StreamError(f"{self.url}: the node dropped this slow client: {data}")
+        """The node's landed reports, each verified on-chain before it is yielded. The
+        chain client's connections are closed when the stream ends, however it ends (the
+        next call opens new ones)."""
+        try:
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
+            params = [("feed", f) for f in self.feeds]
+            async with (
+                aiohttp.ClientSession(timeout=timeout, read_bufsize=MAX_EVENT_BYTES) as http,
+                http.get(self.url, params=params) as resp,
+            ):
+                if resp.status != 200:
+                    body = (await resp.content.read(4096)).decode(errors="replace")
+                    raise StreamError(f"{self.url}: HTTP {resp.status}: {body}")
+                # a genuine report replayed, or streamed out of order, is a lie too
+                last_block, seen = 0, set[bytes]()
+                async for event, data in _events(resp.content):
+                    if event == "report":
+                        try:
+                            payload = json.loads(data)
+                        except ValueError as exc:
+                            raise UntrustedReport("the event's data is not JSON") from exc
+                        landed = await self.verifier.verify(payload)
+                        if landed.block_number < last_block or landed.tx_hash in seen:
+                            raise UntrustedReport(
+                                f"transaction {_hex(landed.tx_hash)} was streamed before, or "
+                                "out of the chain's order"
+                            )
+                        last_block = landed.block_number
+                        if len(seen) >= 4096:
+                            seen.clear()  # bounded; the block order still refuses old ones
+                        seen.add(landed.tx_hash)
+                        yield landed
+                    elif event == "lagged":
+                        raise StreamError(f"{self.url}: the node dropped this slow client: {data}")
+        finally:
+            await close_async_web3(self.verifier.w3)
 
 
 async def _events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:

@@ -106,6 +106,14 @@ class _LoopSession(HTTPSessionManager):
             self.session_cache.cache(f"{id(loop)}:{endpoint_uri}", current)
         return current
 
+    async def close(self) -> None:
+        """Close the session and its kept-alive connections (a later request opens a new
+        one). web3's ``provider.disconnect()`` does the same but logs each at INFO."""
+        session, self._session = self._session, None
+        self.session_cache.clear()
+        if session is not None and not session.closed:
+            await session.close()
+
     async def async_make_post_request(
         self, endpoint_uri: URI, data: bytes | dict[str, Any], **kwargs: Any
     ) -> bytes:
@@ -147,6 +155,16 @@ def async_web3(rpc_url: str, *, timeout_s: float, retries: bool = False) -> Asyn
     )
     provider._request_session_manager = _LoopSession()
     return AsyncWeb3(provider)
+
+
+async def close_async_web3(w3: AsyncWeb3[Any]) -> None:
+    """Close ``w3``'s connections (its owner is stopping): an :func:`async_web3`'s quietly,
+    any other through its provider's ``disconnect``."""
+    manager = getattr(w3.provider, "_request_session_manager", None)
+    if isinstance(manager, _LoopSession):
+        await manager.close()
+    else:
+        await w3.provider.disconnect()
 
 
 def sync_web3(rpc_url: str, *, timeout_s: float, retries: bool = False) -> Web3:

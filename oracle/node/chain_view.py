@@ -22,7 +22,7 @@ import structlog
 from web3 import AsyncWeb3
 
 from oracle import artifacts
-from oracle.chain.rpc import async_web3
+from oracle.chain.rpc import async_web3, close_async_web3
 from oracle.node.callbacks import MAX_CONSUMERS, CallbackLedger
 
 log = structlog.get_logger(__name__)
@@ -173,11 +173,13 @@ class ChainView:
             err = task.exception()
             self.callbacks_error = None if err is None else f"{type(err).__name__}: {err}"[:300]
 
-    def close(self) -> None:
-        """Stop a background read or count (the node is stopping)."""
+    async def close(self) -> None:
+        """Stop a background read or count and close the RPC client's connections (the
+        node is stopping)."""
         self._shared.close()
         if self._counting is not None:
             self._counting.cancel()
+        await close_async_web3(self.w3)
 
     async def _feed(self, feed: ChainFeed) -> dict[str, Any]:
         entry: dict[str, Any] = {

@@ -13,7 +13,7 @@ import asyncio
 import structlog
 
 from oracle.api.stream import ReportStream
-from oracle.chain.rpc import async_web3
+from oracle.chain.rpc import async_web3, close_async_web3
 from oracle.node.transmission import STARTUP_BACKOFF
 from oracle.reporting.landed import LandedScanner
 from oracle.retry import wait_after_failure
@@ -34,8 +34,8 @@ class LandedReportService:
         poll_s: float,
         rpc_timeout_s: float,
     ) -> None:
-        w3 = async_web3(rpc_url, timeout_s=rpc_timeout_s)
-        self.scanner = LandedScanner(w3, oracle)
+        self._w3 = async_web3(rpc_url, timeout_s=rpc_timeout_s)
+        self.scanner = LandedScanner(self._w3, oracle)
         self.stream = stream
         self.poll_s = poll_s
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +65,7 @@ class LandedReportService:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await close_async_web3(self._w3)
         self._problem = "stopped"
 
     def health(self) -> Health:

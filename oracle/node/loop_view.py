@@ -35,7 +35,7 @@ from web3.exceptions import BadFunctionCallOutput, ContractLogicError
 
 from oracle import artifacts
 from oracle.chain.bandit import MAX_ARMS, Schedule, Scoreboard
-from oracle.chain.rpc import async_web3
+from oracle.chain.rpc import async_web3, close_async_web3
 from oracle.config.feeds import ChainEventSourceSpec, FeedSpec
 from oracle.node.chain_view import SharedRead
 
@@ -210,8 +210,12 @@ class LoopView:
     async def read(self) -> dict[str, Any]:
         return await self._shared.read()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Stop a background read and close the RPC clients' connections."""
         self._shared.close()
+        clients, self._w3 = list(self._w3.values()), {}
+        for w3 in clients:
+            await close_async_web3(w3)
 
     def _web3(self, url: str) -> AsyncWeb3[Any]:
         if url not in self._w3:
@@ -224,7 +228,11 @@ class LoopView:
         # loops of feeds no longer run (a registered model deactivated) are forgotten
         for gone in [s for s in self._loops if s not in shown]:
             del self._loops[gone]
-        self._w3 = {u: w for u, w in self._w3.items() if any(s.rpc_url == u for s in shown)}
+        kept = {u: w for u, w in self._w3.items() if any(s.rpc_url == u for s in shown)}
+        unused = [w for u, w in self._w3.items() if u not in kept]
+        self._w3 = kept
+        for w3 in unused:  # the chains of loops no longer shown: their connections closed
+            await close_async_web3(w3)
         tips: dict[str, int | str] = {}
         loops: list[dict[str, Any]] = []
         for src in shown:

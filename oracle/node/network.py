@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from oracle.chain.oracle_calls import MemberInfo
+from oracle.chain.rpc import close_async_web3
 from oracle.crypto.envelope import IdentityKey
 from oracle.crypto.frost import KeyPackage, PublicKeyPackage
 from oracle.node.transmission import STARTUP_BACKOFF
@@ -154,6 +155,9 @@ class NetworkService(CommitteeKeygen, EpochServing):
             await self.transport.stop()
         elif self._listener is not None:  # stopped before the chain was ever read
             self._listener.close()
+        transmitter = getattr(self, "transmitter", None)  # None: stopped before it started
+        if transmitter is not None:
+            await close_async_web3(transmitter.w3)
 
     def health(self) -> Health:
         return Health(self._state == "active", "" if self._state == "active" else self._state)

@@ -356,9 +356,9 @@ class Node:
             await self.services.stop()
         finally:  # a stop cancelled mid-way (a second Ctrl-C) still puts the process's GC back
             self.gc_watch.stop()
-            self.loop.close()
+            await self.loop.close()
             if self.chain is not None:
-                self.chain.close()
+                await self.chain.close()
 
     def _chain_feeds(self) -> list[ChainFeed]:
         """The on-chain feeds of every spec the node runs now: its own and the registered

@@ -3,7 +3,7 @@ process-wide session lock, so a cancelled request cannot wedge every RPC of the 
 (web3.py issue 3867: the lock, acquired in an executor thread for a caller already
 cancelled, is never released); both ask the chain id once and keep their connections
 alive, and a request that went out on a kept-alive connection the server had closed is
-sent once more on a fresh one, and nothing else is."""
+sent once more on a fresh one, and nothing else is; closing one closes its connections."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from web3._utils.http_session_manager import HTTPSessionManager
 
 from oracle.chain.anvil import Anvil
-from oracle.chain.rpc import async_web3, sync_web3
+from oracle.chain.rpc import async_web3, close_async_web3, sync_web3
 from oracle.devnet.processes import free_port
 from tests.harness.rpc_server import RpcServer
 
@@ -238,3 +238,24 @@ async def test_an_http_error_fails_the_call_and_is_not_sent_again() -> None:
         await w3.provider.disconnect()
     assert len(server.answered) == 2
     assert server.connections == 1
+
+
+async def test_closing_an_async_client_closes_its_connections_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What every owner of an async client does when it stops: its kept-alive connections
+    are closed (none left for the process's exit to drop), without web3's INFO line per
+    client; a later call opens a new one, and closing twice is harmless."""
+    async with RpcServer() as server:
+        w3 = async_web3(server.url, timeout_s=5)
+        await asyncio.wait_for(w3.eth.block_number, 10)
+        assert server.open_connections == 1
+        await close_async_web3(w3)
+        await server.wait_all_closed()
+        assert await asyncio.wait_for(w3.eth.block_number, 10) == 2
+        assert server.open_connections == 1
+        await close_async_web3(w3)
+        await close_async_web3(w3)
+        await server.wait_all_closed()
+    assert server.connections == 2
+    assert not [r for r in caplog.records if "disconnected" in r.getMessage()]

@@ -49,6 +49,19 @@ class RpcServer:
     def connections(self) -> int:
         return len({peer for peer, _ in self.seen})
 
+    @property
+    def open_connections(self) -> int:
+        """Connections the client holds open now."""
+        return len(self._writers)
+
+    async def wait_all_closed(self, timeout_s: float = 5.0) -> None:
+        """Until the client has closed every connection (AssertionError after ``timeout_s``)."""
+        for _ in range(int(timeout_s / 0.01)):
+            if not self._writers:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{len(self._writers)} connection(s) still open")
+
     async def __aenter__(self) -> RpcServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
