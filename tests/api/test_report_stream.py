@@ -140,6 +140,25 @@ async def test_clients_receive_every_landed_report_of_their_feeds_verified(
     assert int(oracle.functions.latestRound(FEED_A).call()[1]) == 2**127 - 1
 
 
+async def test_a_client_closes_its_chain_connections_when_its_stream_ends(
+    anvil: Anvil, w3: Web3, chain: tuple[Contract, Committee]
+) -> None:
+    """The stream client verifies each report on-chain through its own RPC client; when
+    the stream ends (here: the consumer stops after one report) those connections close."""
+    oracle, committee = chain
+    async with _node_api(anvil, oracle.address) as (stream, url, _):
+        client = ReportStreamClient(url, anvil.url, oracle.address)
+        sessions = client.verifier.w3.provider._request_session_manager
+        reports = client.reports()
+        first = asyncio.ensure_future(anext(reports))
+        await _until(lambda: stream.clients == 1, "the client")
+        _transmit(w3, oracle, committee, 1, {FEED_A: 5})
+        landed = await asyncio.wait_for(first, 20)
+        assert landed.round == 1 and sessions._session is not None  # verified on-chain
+        await reports.aclose()
+        assert sessions._session is None
+
+
 async def test_bad_filters_are_refused_with_what_to_change(
     anvil: Anvil, chain: tuple[Contract, Committee]
 ) -> None:
