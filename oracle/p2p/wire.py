@@ -79,6 +79,12 @@ class MsgType(IntEnum):
     PULL_OBSERVE = 19  # leader → member: one part of your outputs (attempt = part index)
     PULL_OBSERVATION = 20  # member → leader (reply): that part of its outputs
     PULL_LEAVES = 21  # leader → member: one part of the round's pull leaves (attempt = index)
+    # The pull root's own replies: a round signs its push report and its pull root under the
+    # same (round, attempt) numbers, and a reply's type is part of the replay key, so the
+    # two rounds' nonces and shares must not share a type (one would be refused as a
+    # replay of the other, and the round would lose its report or its root).
+    PULL_NONCE = 22  # signer → leader (reply to PULL_NONCE_REQUEST)
+    PULL_SHARE = 23  # signer → leader (reply to PULL_PROPOSE): FROST share of the root
 
 
 #: Types a node accepts as an unsolicited request; the others only as replies.

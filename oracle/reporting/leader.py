@@ -338,12 +338,14 @@ class Leader(Follower, TransmitRotation):
         proposal: bytes,
         *,
         request: MsgType = MsgType.PROPOSE,
+        reply: MsgType = MsgType.SHARE,
         nonce_attempt: int | None = None,
         refused: str = "round.follower_refused",
         timeout_s: float | None = None,
     ) -> dict[int, int]:
         """Send ``proposal`` (a ``request``: the report's PROPOSE, or a pull root's) to the
-        chosen signers and collect their shares (unverified) within ``timeout_s`` (default
+        chosen signers and collect their shares (``reply``: SHARE, or a pull root's
+        PULL_SHARE; unverified) within ``timeout_s`` (default
         ``sign_timeout_s``); this node's own share is computed here when it signs, spending
         its nonce of ``nonce_attempt`` (``attempt`` unless the round keeps its nonces under
         another key)."""
@@ -362,7 +364,7 @@ class Leader(Follower, TransmitRotation):
                     r,
                     attempt,
                     proposal,
-                    frozenset({MsgType.SHARE, MsgType.REFUSE}),
+                    frozenset({reply, MsgType.REFUSE}),
                     timeout,
                 )
             )
@@ -410,10 +412,18 @@ class Leader(Follower, TransmitRotation):
         return out
 
     async def _ask_nonces(
-        self, r: int, attempt: int, pool: list[int], request: MsgType, timeout: float
+        self,
+        r: int,
+        attempt: int,
+        pool: list[int],
+        request: MsgType,
+        timeout: float,
+        *,
+        reply: MsgType = MsgType.NONCE,
     ) -> dict[int, SigningCommitment]:
         """Ask every member of ``pool`` but this one for a fresh nonce commitment
-        (``request``: a push or a pull round's); the commitments that came back, each for
+        (``request``: a push or a pull round's, answered with ``reply``: NONCE or
+        PULL_NONCE); the commitments that came back, each for
         the member that sent it. A commitment naming another identifier is a forgery: its
         sender is named an offender, and it is left out."""
         me = self.ctx.self_index
@@ -425,7 +435,7 @@ class Leader(Follower, TransmitRotation):
                     r,
                     attempt,
                     b"",
-                    frozenset({MsgType.NONCE, MsgType.REFUSE}),
+                    frozenset({reply, MsgType.REFUSE}),
                     timeout,
                 )
             )
@@ -434,7 +444,7 @@ class Leader(Follower, TransmitRotation):
         }
         out: dict[int, SigningCommitment] = {}
         for who, env in (await self._gather(asks, timeout)).items():
-            if env.header.type != MsgType.NONCE:
+            if env.header.type != reply:
                 continue
             try:
                 com = decode_commitment(env.payload)

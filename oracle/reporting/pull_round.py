@@ -384,6 +384,7 @@ class PullRounds(Leader):
                 chosen,
                 proposal,
                 request=MsgType.PULL_PROPOSE,
+                reply=MsgType.PULL_SHARE,
                 nonce_attempt=PULL_ATTEMPT_BASE + attempt,
                 refused="pull.follower_refused",
                 # a signer checks every leaf and builds the whole tree before it answers:
@@ -457,7 +458,11 @@ class PullRounds(Leader):
         # the members are busy with the round's parts (and their feeds' polls): the wave's
         # timeout, not a push observation's
         timeout = self.config.pull_transfer_timeout_s
-        out.update(await self._ask_nonces(r, attempt, pool, MsgType.PULL_NONCE_REQUEST, timeout))
+        out.update(
+            await self._ask_nonces(
+                r, attempt, pool, MsgType.PULL_NONCE_REQUEST, timeout, reply=MsgType.PULL_NONCE
+            )
+        )
         return out
 
     # -- follower ------------------------------------------------------------------------
@@ -571,14 +576,14 @@ class PullRounds(Leader):
             com = self._issue_nonce(h.round, PULL_ATTEMPT_BASE + h.attempt)
         except Refusal as refusal:
             return self._refuse(env, refusal)
-        return self._reply(env, MsgType.NONCE, encode_commitment(com))
+        return self._reply(env, MsgType.PULL_NONCE, encode_commitment(com))
 
     async def _on_pull_propose(self, env: Envelope) -> bytes:
         try:
             share = self._check_and_sign_pull(env)
         except Refusal as refusal:
             return self._refuse(env, refusal)
-        return self._reply(env, MsgType.SHARE, encode_share(share))
+        return self._reply(env, MsgType.PULL_SHARE, encode_share(share))
 
     def check_pull_leaves(self, leaves: tuple[bytes, ...]) -> None:
         """Would this node sign a root over ``leaves`` (encoded updates)? Refusal saying
