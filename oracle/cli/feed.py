@@ -43,7 +43,7 @@ from oracle.cli.options import (
     operator_sender,
     signer_options,
 )
-from oracle.config.feeds import feed_id_bytes32
+from oracle.config.feeds import decimal_text, feed_id_bytes32
 from oracle.errors import ChainError
 from oracle.transmission.revert import RevertDecoder
 
@@ -257,7 +257,7 @@ def list_(as_json: bool, manifest: Path | None, rpc_url: str | None, oracle: str
         round_id, answer, _, updated_at, _ = fns.latestRoundData(fid).call()
         if int(updated_at) != 0:  # zero: never updated (Chainlink's aggregators say the same)
             latest = {
-                "value": format(Decimal(int(answer)).scaleb(-decimals), "f"),
+                "value": decimal_text(int(answer), decimals),
                 "round": int(round_id),
                 "age_s": max(0, now - int(updated_at)),
             }

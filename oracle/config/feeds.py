@@ -672,6 +672,13 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split("."))
 
 
+def decimal_text(value: int, decimals: int) -> str:
+    """A feed's fixed-point value (``value`` units of 10^-decimals, as on-chain) as a
+    decimal with its decimals written out: 0.00000000, not Decimal's 0E-8; 1000.00, not
+    1.000E+3. What every human-readable output shows."""
+    return format(Decimal(value).scaleb(-decimals), "f")
+
+
 def _fixed_point(value: float, decimals: int) -> int:
     """``value`` in fixed-point units of ``decimals``, exactly (Decimal of its repr)."""
     return int((Decimal(repr(value)) * (Decimal(10) ** decimals)).to_integral_value())

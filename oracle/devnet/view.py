@@ -9,7 +9,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from rich.table import Table
@@ -17,6 +16,7 @@ from web3 import Web3
 
 from oracle.chain.deploy import at
 from oracle.chain.system import Manifest
+from oracle.config.feeds import decimal_text
 
 
 def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -32,7 +32,7 @@ def get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
 class FeedRow:
     feed: str
     round: int | None
-    value: Decimal | None
+    value: str | None  # the on-chain value with its decimals written out
     age_s: float | None
     node_value: str | None
     mae: float | None
@@ -109,7 +109,7 @@ class Watcher:
             )
         return None
 
-    def onchain(self, feed: str) -> tuple[int, Decimal, int] | None:
+    def onchain(self, feed: str) -> tuple[int, str, int] | None:
         """(roundId, value, updatedAt) through the feed's proxy; None before the first round.
 
         roundId is Chainlink's: phase << 64 | the feed's update count."""
@@ -120,7 +120,7 @@ class Watcher:
         if int(data[3]) == 0:  # registered, no round yet (roundId is phase << 64 | 0 then)
             return None
         decimals = int(self.manifest.feeds[feed]["decimals"])
-        return int(data[0]), Decimal(int(data[1])).scaleb(-decimals), int(data[3])
+        return int(data[0]), decimal_text(int(data[1]), decimals), int(data[3])
 
     def node_feed(self, api: str, feed: str) -> dict[str, Any] | None:
         return get_json(f"{api}/v1/feeds/{urllib.parse.quote(feed, safe='')}")
@@ -145,7 +145,7 @@ class Watcher:
                     now - chain[2] if chain else None,
                     None
                     if latest.get("value") is None
-                    else str(Decimal(int(latest["value"])).scaleb(-(node or {})["decimals"])),
+                    else decimal_text(int(latest["value"]), (node or {})["decimals"]),
                     metrics.get("mae"),
                     metrics.get("skill"),
                 )
@@ -229,7 +229,10 @@ def render(
 
 
 def compact(feeds: list[FeedRow], nodes: list[NodeRow], loop: RLRow | None = None) -> str:
-    parts = [f"{f.feed} r{_fmt(f.round)}={_fmt(f.value)}" for f in feeds]
+    parts = [
+        f"{f.feed} no round yet" if f.round is None else f"{f.feed} r{f.round}={f.value}"
+        for f in feeds
+    ]
     if loop is not None:
         parts.append(
             f"RL {loop.steps} steps: agent {loop.agent_reward:.0f}, random "
