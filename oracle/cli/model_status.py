@@ -11,6 +11,7 @@ is shown as unreachable; the command still succeeds.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from oracle.chain import registry as chain_registry
 from oracle.chain.system import Manifest
 from oracle.cli.options import ADDRESS, RPC_URL, emit, json_option
 from oracle.client import ClientError, NodeApi
+from oracle.config.feeds import decimal_text
 from oracle.errors import ChainError, MiraError
 
 
@@ -67,13 +69,21 @@ def model_status(
     contract = w3.eth.contract(address=Web3.to_checksum_address(oracle), abi=load("MiraOracle").abi)
     for feed in onchain["feeds"]:
         try:
-            rnd, value, observed_at = contract.functions.latestRound(
-                bytes.fromhex(feed["feed_id"][2:])
-            ).call()
+            feed_id = bytes.fromhex(feed["feed_id"][2:])
+            rnd, value, observed_at = contract.functions.latestRound(feed_id).call()
+            decimals = int(contract.functions.decimalsOf(feed_id).call())
             feed["latest"] = (
                 None
                 if int(rnd) == 0
-                else {"round": int(rnd), "value": str(value), "observed_at": int(observed_at)}
+                else {
+                    "round": int(rnd),
+                    # the fixed-point integer on-chain, and as a decimal with the feed's
+                    # decimals (what `mira feed list` shows)
+                    "value": str(value),
+                    "decimals": decimals,
+                    "value_decimal": decimal_text(int(value), decimals),
+                    "observed_at": int(observed_at),
+                }
             )
         except Exception as exc:  # a reverted view (not registered yet): say so, go on
             feed["latest"] = None
@@ -153,7 +163,13 @@ def status(
         lines.append(f"  v{v['version']}  {v['spec_hash']}  {approved}  {v['spec_uri'][:60]}")
     for f in model["feeds"]:
         latest = f.get("latest")
-        shown = "no value yet" if latest is None else f"{latest['value']} (round {latest['round']})"
+        shown = (
+            "no value yet"
+            if latest is None
+            else f"{latest['value_decimal']} (round {latest['round']}, observed "
+            + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(latest["observed_at"]))
+            + ")"
+        )
         lines.append(f"  feed {f['feed_id']} ({f['description']}): {shown}")
     for member in out["members"]:
         if not member["reachable"]:

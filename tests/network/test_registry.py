@@ -26,7 +26,7 @@ from oracle.chain.anvil import Anvil, AnvilConfig
 from oracle.chain.deploy import at, deploy
 from oracle.cli.main import cli
 from oracle.client import NodeApi, check_outputs, landed_updates
-from oracle.config.feeds import feed_id_bytes32
+from oracle.config.feeds import decimal_text, feed_id_bytes32
 from oracle.devnet.processes import NodeProc, free_port
 from oracle.registry.state import switch_at_ms
 from oracle.reporting.rounds import period_ms, slot_of
@@ -286,7 +286,16 @@ def test_2_hostile_specs_are_refused_by_every_member(net: RegistryNet) -> None:
             (v,) = member["versions"]
             assert (v["status"], v["reason"]) == want, member
     running = _status_cli(net, 1)
-    assert running["model"]["feeds"][0]["latest"]["round"] > 0
+    latest = running["model"]["feeds"][0]["latest"]
+    assert latest["round"] > 0
+    # the value as on-chain and with the feed's decimals written out (as `mira feed list`)
+    assert (
+        latest["decimals"]
+        == net.oracle.functions.decimalsOf(  # type: ignore[union-attr]
+            bytes.fromhex(running["model"]["feeds"][0]["feed_id"][2:])
+        ).call()
+    )
+    assert latest["value_decimal"] == decimal_text(int(latest["value"]), latest["decimals"])
 
 
 def _status_cli(net: RegistryNet, model_id: int) -> dict[str, Any]:
