@@ -40,7 +40,6 @@ from typing import Any
 import click
 
 from oracle.chain.anvil import Anvil, AnvilConfig
-from oracle.chain.deploy import deploy
 from oracle.config.node import RETAIN_S_MAX, RETAIN_S_MIN
 from oracle.devnet.localnet import DECIMALS, FEED_SPEC, LocalNet
 from oracle.devnet.processes import NodeProc
@@ -99,15 +98,9 @@ class _PullNet(LocalNet):
         # each wave of a round's parts: a member answers 14 parts at 10,000 feeds, on a
         # machine its three peers and anvil share
         self.transfer_timeout_s = max(1.0, feeds / 4000)
-        self.verifier_address: str | None = None
 
     def write_config(self, node: NodeProc, **kwargs: Any) -> None:
         super().write_config(node, **kwargs)
-        if self.verifier_address is None:
-            assert self.oracle is not None
-            self.verifier_address = deploy(
-                self.w3, "MiraPullVerifier", self.oracle.address, 300
-            ).address
         url = self.feeds.many_url()
         for i in range(self.extra_feeds):
             spec = FEED_SPEC.format(feed=f"PULL-{i}/USD", decimals=DECIMALS, url=url, **self.params)
@@ -116,8 +109,7 @@ class _PullNet(LocalNet):
             (node.dir / "feeds" / f"pull_{i}.toml").write_text(spec.replace('path = "price"', own))
         path = node.dir / "node.toml"
         text = path.read_text()
-        line = f'pull_verifier = "{self.verifier_address}"\n'
-        line += f"pull_transfer_timeout_s = {self.transfer_timeout_s}\n"
+        line = f"pull_transfer_timeout_s = {self.transfer_timeout_s}\n"
         text = text.replace("\n[network]\n", "\n[network]\n" + line, 1)
         # the node's default checkpoint period, not the devnet's 5 s (quick restarts in
         # tests): every model pickled every 5 s is not what a node carrying 10,000 runs
@@ -199,6 +191,7 @@ def measure(
             anvil.private_keys,
             N,
             feeds=feeds,
+            pull=True,
             retain_s=retain_s,
             poll_s=poll_s,
             round_period_s=round_period_s,

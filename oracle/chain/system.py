@@ -93,6 +93,9 @@ class Manifest:
     deployed_at_block: int
     # The ModelRegistry, the oracle's feed registrar ("" in a manifest written before it).
     model_registry: str = ""
+    # The MiraPullVerifier on this oracle's committee, which nodes sign pull roots for
+    # ([network] pull_verifier; "" in a manifest written before it).
+    pull_verifier: str = ""
     feeds: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -160,7 +163,8 @@ def deploy_system(
 ) -> Manifest:
     """Deploy MiraOracle owned by ``deployer`` and register ``feeds`` with their proxies;
     deploy the ModelRegistry beside it and make it the oracle's feed registrar, so approving
-    a model registers its feeds."""
+    a model registers its feeds; and the MiraPullVerifier of pull mode on the same
+    committee (docs/pull.md), with the oracle's bound on future timestamps."""
     params = params or OracleParameters()
     ids = [f.id for f in feeds]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
@@ -176,6 +180,7 @@ def deploy_system(
         params.max_future_drift,
     )
     registry = sender.deploy("ModelRegistry", oracle.address)
+    verifier = sender.deploy("MiraPullVerifier", oracle.address, params.max_future_drift)
     sender.send(
         oracle.functions.setFeedRegistrar(registry.address),
         "making the model registry the registrar",
@@ -187,6 +192,7 @@ def deploy_system(
         oracle=oracle.address,
         deployed_at_block=w3.eth.block_number,
         model_registry=registry.address,
+        pull_verifier=verifier.address,
         extra={"oracle_parameters": asdict(params)},
     )
     for feed in feeds:

@@ -82,6 +82,8 @@ def deploy(
         [
             f"MiraOracle {manifest.oracle} on chain {manifest.chain_id}, owner {account.address}",
             f"ModelRegistry {manifest.model_registry} (the oracle's feed registrar)",
+            f"MiraPullVerifier {manifest.pull_verifier} (pull mode: nodes' "
+            "[network] pull_verifier)",
             *(f"  {feed_id:<24} proxy {e['proxy']}" for feed_id, e in manifest.feeds.items()),
             f"manifest written to {out}",
         ],

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from oracle import artifacts, bundle
@@ -67,6 +68,10 @@ from oracle.storage import make_engine, upgrade
 
 HEARTBEAT_S = 10  # every demo feed's heartbeat on the devnet, so rounds land visibly
 RL_DRIFT_EVERY = 300  # the RL bandit's best arm changes every 300 agent steps (~5 min)
+# the pull example (docs/pull.md): a lending market priced by a pulled ETH/USD value
+PULL_EXAMPLE_FEED = "ETH/USD"
+PULL_EXAMPLE_MAX_AGE_S = 60
+PULL_EXAMPLE_LTV_BPS = 8_000
 PIDFILE = "devnet.pid"
 STATEFILE = "devnet.json"
 # The median feed's three local HTTP sources: (path, JSON body for a price).
@@ -347,7 +352,11 @@ class Devnet:
         self._check_stop()
         self.anvil = Anvil(
             AnvilConfig(
-                port=opts.anvil_port, block_time=1.0, accounts=opts.nodes + 2, die_with_parent=True
+                # the owner, the members, the RL actor and a borrower for the pull example
+                port=opts.anvil_port,
+                block_time=1.0,
+                accounts=opts.nodes + 3,
+                die_with_parent=True,
             )
         ).start()
         self._save_state()
@@ -360,6 +369,14 @@ class Devnet:
         say(f"anvil        {rpc} (chain id {manifest.chain_id}, 1 s blocks)")
         say(f"MiraOracle   {manifest.oracle}")
         say(f"registry     {manifest.model_registry} (ModelRegistry, the oracle's registrar)")
+        self._check_stop()
+        pull = manifest.extra["pull"] = self._deploy_pull_example(
+            w3, deployer, manifest, Account.from_key(self.anvil.private_keys[opts.nodes + 2])
+        )
+        say(
+            f"pull         MiraPullVerifier {manifest.pull_verifier}; example consumer "
+            f"PullLendingMarket {pull['lending_market']} (borrows priced by a pulled ETH/USD)"
+        )
         # the owner's key as a key directory, so `mira model approve` (and every owner
         # command) works against the devnet: anvil's first account, a well-known dev key
         owner_keys = write_operator_key(d / "owner", self.anvil.private_keys[0]).directory
@@ -438,6 +455,31 @@ class Devnet:
             say(f"feed         {feed_id:<24} proxy {entry['proxy']}")
         say(f"manifest     {self.manifest_path}")
         say(f"dashboard    {manifest.extra['dashboard']}")
+
+    @staticmethod
+    def _deploy_pull_example(
+        w3: Web3, deployer: LocalAccount, manifest: Manifest, borrower: LocalAccount
+    ) -> dict[str, Any]:
+        """docs/pull.md's example consumer on the devnet: a PullLendingMarket whose borrows
+        are priced by an ETH/USD value the borrower pulls from any member (at most 60 s old,
+        80 % loan-to-value), and the address of an anvil account nothing else here sends
+        from, for trying it (anvil signs for its own accounts: ``cast send --unlocked``)."""
+        eth_usd = manifest.feeds[PULL_EXAMPLE_FEED]
+        market = Sender(w3, deployer).deploy(
+            "PullLendingMarket",
+            manifest.pull_verifier,
+            bytes.fromhex(eth_usd["feed_id"][2:]),
+            eth_usd["decimals"],
+            PULL_EXAMPLE_MAX_AGE_S,
+            PULL_EXAMPLE_LTV_BPS,
+        )
+        return {
+            "lending_market": market.address,
+            "feed": PULL_EXAMPLE_FEED,
+            "max_price_age_s": PULL_EXAMPLE_MAX_AGE_S,
+            "ltv_bps": PULL_EXAMPLE_LTV_BPS,
+            "borrower": borrower.address,
+        }
 
     def _deploy_rl(
         self, w3: Web3, sender: Sender, manifest: Manifest, rpc: str, spec_dir: Path
@@ -530,6 +572,7 @@ class Devnet:
                 database="node.sqlite",
                 rpc_url=rpc,
                 oracle=manifest.oracle,
+                pull_verifier=manifest.pull_verifier,
                 round_period=self.opts.round_period_s,
                 observe_timeout=0.5,
                 transmit_timeout=5.0,

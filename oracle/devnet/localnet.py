@@ -147,8 +147,13 @@ class LocalNet:
         tolerance_bps: int = 100,
         dkg_phase_timeout_s: float = 30.0,
         retain_s: float | None = None,
+        pull: bool = False,
     ) -> None:
         self.root, self.n = root, n
+        # pull: a MiraPullVerifier on the oracle (made at set-up), every member signing a
+        # root for it each round
+        self.pull = pull
+        self.pull_verifier: Contract | None = None
         self.retain_s = retain_s  # the nodes' [database] retain_s (None: keep every row)
         self.dkg_phase_timeout_s = dkg_phase_timeout_s
         self.anvil_url = anvil_url
@@ -179,6 +184,8 @@ class LocalNet:
         oracle = deploy(self.w3, "MiraOracle", owner, 3600, 86400, 3600, 300)
         self.oracle = oracle
         self._wait(oracle.functions.registerFeed(self.feed_id, DECIMALS, FEED).transact())
+        if self.pull:
+            self.pull_verifier = deploy(self.w3, "MiraPullVerifier", oracle.address, 300)
         self.setup_committee()
 
     def setup_committee(self) -> None:
@@ -254,6 +261,7 @@ class LocalNet:
                 peer_urls=peer_urls,
                 dkg_phase_timeout=self.dkg_phase_timeout_s,
                 retain_s=self.retain_s,
+                pull_verifier=None if self.pull_verifier is None else self.pull_verifier.address,
             )
         )
 

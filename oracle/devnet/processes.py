@@ -237,7 +237,7 @@ observe_timeout_s = {observe_timeout}
 transmit_timeout_s = {transmit_timeout}
 rpc_timeout_s = {rpc_timeout}
 dkg_phase_timeout_s = {dkg_phase_timeout}
-"""
+{pull}"""
 
 
 def node_config_toml(
@@ -257,13 +257,15 @@ def node_config_toml(
     model_registry: str | None = None,
     models: dict[str, Any] | None = None,
     retain_s: float | None = None,
+    pull_verifier: str | None = None,
 ) -> str:
     """The node.toml of one local member (the devnet, ``mira bench e2e`` and the tests write
     the same file; only the timing knobs differ). Keys, passphrase and key shares live in ./keys.
     ``peer_urls``: operator address → p2p URL overriding the registered one.
     ``model_registry``: the ModelRegistry the node follows (``[models]``, with ``models``'
     other keys, e.g. confirmations). ``retain_s``: [database] retain_s (None: keep every
-    row, the default)."""
+    row, the default). ``pull_verifier``: the MiraPullVerifier the node signs a pull root
+    for each round (None: no pull roots)."""
     scheduler = ""
     if flush_every_s is not None or checkpoint_every_s is not None:
         scheduler = "\n[scheduler]\n"
@@ -286,6 +288,7 @@ def node_config_toml(
             transmit_timeout=transmit_timeout,
             rpc_timeout=rpc_timeout,
             dkg_phase_timeout=dkg_phase_timeout,
+            pull="" if pull_verifier is None else f'pull_verifier = "{pull_verifier}"\n',
         )
         + "".join(
             ["\n[network.peer_urls]\n"]

@@ -46,6 +46,11 @@ def test_deploy_registers_feeds_with_chainlink_proxies(
         assert oracle.functions.historyDepthOf(feed.feed_id).call() == feed.history_depth
         assert entry["feed_id"] == "0x" + feed.feed_id.hex()
 
+    # pull mode's verifier on the same committee, with the oracle's bound on the future
+    verifier = at(w3, "MiraPullVerifier", manifest.pull_verifier)
+    assert verifier.functions.committee().call() == manifest.oracle
+    assert verifier.functions.maxFutureDrift().call() == oracle.functions.maxFutureDrift().call()
+
     path = tmp_path / "manifest.json"
     manifest.write(path)
     assert Manifest.read(path) == manifest

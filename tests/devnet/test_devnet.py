@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +160,13 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
                         f"{f}: on-chain {answer} vs a node's {value} at {updated_at}"
                     )
             assert matched > 0, f"{f}: no node reported the value of any on-chain round"
-        # the on-chain value read through the proxy, scaled by the feed's decimals
+        # the on-chain value read through the proxy, its decimals written out (never
+        # Decimal's exponent form: a zero is 0.00000000, not 0E-8)
         chain = watcher.onchain(feeds[0])
-        assert chain is not None and isinstance(chain[1], Decimal)
+        assert chain is not None and "E" not in chain[1]
+        decimals = int(manifest.feeds[feeds[0]]["decimals"])
+        assert len(chain[1].split(".")[1]) == decimals, chain
+        _pull_into_the_example_market(manifest, watcher)
         # the RL loop runs by default: the agent acts every block on the committee's
         # policy (the prior, then what the nodes learned from its steps), beside a random
         # agent; the view's scoreboard reads both
@@ -182,6 +185,45 @@ def test_devnet_up_rounds_land_and_match_the_nodes_then_down(tmp_path: Path) -> 
     assert not (directory / "devnet.pid").exists()
     again = mira("devnet", "down", "--dir", str(directory))
     assert again.returncode == 0 and "no devnet is running" in again.stdout
+
+
+def _pull_into_the_example_market(manifest: Manifest, watcher: Watcher) -> None:
+    """README's pull walk-through: a payload for ETH/USD from two members' APIs, verified
+    by the devnet's MiraPullVerifier, then a borrow from the example PullLendingMarket
+    priced by it, sent from the manifest's borrower (an anvil account: anvil signs)."""
+    pull = manifest.extra["pull"]
+    verifier = at(watcher.w3, "MiraPullVerifier", manifest.pull_verifier)
+    market = at(watcher.w3, "PullLendingMarket", pull["lending_market"])
+    assert market.functions.pullVerifier().call() == manifest.pull_verifier
+    feed_id = bytes.fromhex(manifest.feeds[pull["feed"]]["feed_id"][2:])
+    bodies = []
+    for node in manifest.extra["nodes"][:2]:
+        deadline = time.monotonic() + 30
+        while (body := get_json(f"{node['api']}/v1/pull?feeds={pull['feed']}")) is None or (
+            "payload" not in body
+        ):
+            assert time.monotonic() < deadline, f"{node['name']}: no pull payload: {body}"
+            time.sleep(0.5)
+        bodies.append(body)
+    for body in bodies:
+        values = verifier.functions.verify(bytes.fromhex(body["payload"][2:]), 60).call()
+        assert [(bytes(v[0]), v[1]) for v in values] == [(feed_id, int(body["values"][0]["value"]))]
+    borrower = pull["borrower"]
+    w3 = watcher.w3
+    w3.eth.wait_for_transaction_receipt(
+        market.functions.deposit().transact({"from": borrower, "value": 10**18})
+    )
+    price = int(bodies[0]["values"][0]["value"])  # ETH/USD, the feed's decimals
+    amount = price * pull["ltv_bps"] // 10_000 // 2  # half the loan-to-value limit of 1 ETH
+    receipt = w3.eth.wait_for_transaction_receipt(
+        market.functions.borrow(amount, bytes.fromhex(bodies[0]["payload"][2:])).transact(
+            {"from": borrower}
+        )
+    )
+    assert receipt["status"] == 1
+    assert market.functions.debtOf(borrower).call() == amount
+    (event,) = market.events.Borrowed().process_receipt(receipt)
+    assert (event["args"]["amount"], event["args"]["price"]) == (amount, price)
 
 
 @pytest.mark.timeout(400)

@@ -13,9 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from web3.contract import Contract
-
-from oracle.chain.deploy import at, deploy
+from oracle.chain.deploy import at
 from oracle.chain.oracle_calls import MemberInfo
 from oracle.devnet.localnet import LocalNet
 from oracle.devnet.processes import BackgroundLoop, Committee, NodeProc, free_port, spawn_node
@@ -79,14 +77,9 @@ class HarnessNet(LocalNet):
     it through ``[network.peer_urls]`` in their node.toml. Every node's RPC goes through
     :attr:`rpc`, which a test can pause."""
 
-    def __init__(
-        self, *args: Any, hidden: int | None = None, pull: bool = False, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, hidden: int | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.hidden = hidden
-        # pull: a MiraPullVerifier on the oracle, and every member signing roots for it
-        self.pull = pull
-        self.pull_verifier: Contract | None = None
         self.peer_urls: dict[str, str] = {}
         self.faults: dict[int, str] = {}  # member → the fault its process runs with
         self.rpc = RpcProxy(self.loop, int(self.anvil_url.rsplit(":", 1)[1]))
@@ -126,15 +119,6 @@ class HarnessNet(LocalNet):
             peer_urls=peer_urls or (None if node.index == self.hidden else self.peer_urls),
             spec=spec,
         )
-        if self.pull:
-            if self.pull_verifier is None:
-                assert self.oracle is not None
-                self.pull_verifier = deploy(self.w3, "MiraPullVerifier", self.oracle.address, 300)
-            path = node.dir / "node.toml"
-            text = path.read_text()
-            assert text.count("\n[network]\n") == 1
-            line = f'pull_verifier = "{self.pull_verifier.address}"\n'
-            path.write_text(text.replace("\n[network]\n", "\n[network]\n" + line))
 
     def proxy_answers_after(self, round_id: int) -> list[int]:
         """The answers of every round after ``round_id`` (a proxy round id, as
