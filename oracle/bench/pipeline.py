@@ -19,7 +19,7 @@ from river import compose, linear_model, preprocessing
 
 from oracle.config.feeds import FeedSpec, load_feed_spec
 from oracle.models.calls import regressor_calls
-from oracle.models.commitment import committer
+from oracle.models.commitment import Snapshot, capturer, digest_of
 from oracle.node.logs import configure_logging
 from oracle.node.pipeline import FeedPipeline
 from oracle.progress import stderr_progress
@@ -110,7 +110,8 @@ def _stored_minimum(
     """CPU seconds of the least an observation costs while the node stores and commits to
     every one as it does (tests/node/test_pipeline_golden.py pins those bytes): river
     as in :class:`_RiverAlone` but called as the node calls it (``regressor_calls``: the
-    steps without the Pipeline's dispatch), the model commitment after each prediction,
+    steps without the Pipeline's dispatch), the model commitment after each prediction
+    (captured there, digested after the batch, as the node does),
     and the observation (its record) and its output written through the same store in
     batches of ``batch`` (as runs, their JSON made there). Nothing else (no validation,
     quantization, publish rule, rolling errors, drift detection or baseline): a pipeline
@@ -120,7 +121,7 @@ def _stored_minimum(
     here)."""
     model = compose.Pipeline(preprocessing.StandardScaler(), linear_model.LinearRegression())
     learn, predict = regressor_calls(model)  # as the node calls its regressor
-    commit = committer(spec.digest, model)
+    capture = capturer(spec.digest, model)  # as the node commits: captured, digested after
     feed = spec.id + "/stored-minimum"
     fields = spec.features.record_fields  # sorted, the target among them
     target = spec.features.target
@@ -134,16 +135,24 @@ def _stored_minimum(
         chunk = records[at : at + batch]
         if river is not None:
             river.run(chunk)
-        obs: list[ObservationRow] = []
-        out: list[OutputRow] = []
+        raws: list[float] = []
+        captures: list[Snapshot] = []
         cpu_start = time.process_time()
-        for i, (x, y) in enumerate(chunk, start=at + 1):
+        for x, y in chunk:
             if previous is not None:
                 learn(previous, y)
-            raw = predict(x)
-            obs.append(ObservationRow(feed, i, "bench", i, str(i), stored[i - 1]))
-            out.append(OutputRow(feed, i, i, round(raw * scale), raw, commit(), False))
+            raws.append(predict(x))
+            captures.append(capture())
             previous = x
+        commitments = [*map(digest_of, captures)]
+        obs = [
+            ObservationRow(feed, i, "bench", i, str(i), stored[i - 1])
+            for i in range(at + 1, at + 1 + len(chunk))
+        ]
+        out = [
+            OutputRow(feed, i, i, round(raw * scale), raw, c, False)
+            for i, raw, c in zip(range(at + 1, at + 1 + len(chunk)), raws, commitments, strict=True)
+        ]
         store.write_batch(obs, out)
         cpu += time.process_time() - cpu_start
     return cpu

@@ -55,16 +55,51 @@ def commitment(spec_digest: bytes, model: Any) -> bytes:
     return h.digest()
 
 
+# What a capture gives: the commitment itself, or what it is made of (the hash state after
+# the bytes that never change, the format of the rest, and its parts) when that is cheaper
+# to hash later (see capturer)
+Snapshot = bytes | tuple[Any, bytes, tuple[int, ...], bytes, int]
+
+
 def committer(spec_digest: bytes, model: Any) -> Callable[[], bytes]:
     """``commitment(spec_digest, model)`` as a function of no arguments, for a model
     whose steps stay the same objects (they learn in place): the steps and their
     encoders are looked up, and the domain and spec digest hashed, once."""
+    capture = capturer(spec_digest, model)
+    return lambda: digest_of(capture())
+
+
+def capturer(spec_digest: bytes, model: Any) -> Callable[[], Snapshot]:
+    """The committer in two halves: ``capture()`` reads what the commitment covers of
+    the model's state now (the state may change right after), :func:`digest_of` makes
+    the commitment from it, at any time later. ``digest_of(capture())`` is the
+    committer's bytes.
+
+    Why two: a batch of observations runs the model over all of them, capturing after
+    each, and hashes the captures together afterwards (oracle.models.runner.FeedModel.
+    finish). The same work, done as two tight loops instead of one interleaved loop,
+    costs about a third less CPU here: each loop's code and data stay in the caches
+    (scratch measurements, docs/benchmarks.md "Session 19"). For StandardScaler |
+    LinearRegression a capture is the packed floats and the counts (the values are
+    copied out: nothing refers to the model); any other model's capture is its
+    commitment, made there and then."""
     prefix = hashlib.sha256(_DOMAIN)
     prefix.update(spec_digest)
     steps = list(model.steps.values()) if isinstance(model, compose.Pipeline) else [model]
     encoders = [(_FAST.get(type(step)), step) for step in steps]
     generic = _step_by_step(prefix, encoders)
-    return _scaler_regression_committer(prefix, steps, generic) or generic
+    return _scaler_regression_capture(prefix, steps, generic) or generic
+
+
+def digest_of(snapshot: Snapshot) -> bytes:
+    """The commitment a :func:`capturer`'s capture stands for."""
+    if isinstance(snapshot, bytes):
+        return snapshot
+    head, template, counts, packed, n_iterations = snapshot
+    h = head.copy()
+    h.update(template % (*counts, packed, n_iterations))
+    digest: bytes = h.digest()
+    return digest
 
 
 def _step_by_step(
@@ -83,14 +118,25 @@ def _step_by_step(
 def _scaler_regression_committer(
     prefix: Any, steps: list[Any], generic: Callable[[], bytes]
 ) -> Callable[[], bytes] | None:
+    """:func:`_scaler_regression_capture`, digested at once."""
+    capture = _scaler_regression_capture(prefix, steps, generic)
+    return None if capture is None else lambda: digest_of(capture())
+
+
+def _scaler_regression_capture(
+    prefix: Any, steps: list[Any], generic: Callable[[], bytes]
+) -> Callable[[], Snapshot] | None:
     """For ``StandardScaler | LinearRegression`` (the common linear feed): the bytes
     :func:`_fast_standard_scaler` followed by :func:`_fast_linear_regression` give, made
     with one ``struct`` pack and one bytes format per call instead of two encoders' key
     lookups, packs and joins (the commitment is computed for every output). Whenever
     the state is not what both fast paths cover (no weights before the first learn, the
     weights' keys not the scaler's, a rolling scaler, another optimizer or schedule, a
-    value ``struct`` refuses, the scaler's state in other mapping types than river's) it
-    defers to ``generic``, the step-by-step encoding, so the bytes are always theirs."""
+    value ``struct`` refuses, a count or the iteration count that is not an ``int``, the
+    scaler's state in other mapping types than river's) it defers to ``generic``, the
+    step-by-step encoding, so the bytes are always theirs. A capture packs the floats
+    (``struct`` checks them there) and keeps the counts, which are ints, so that the
+    format :func:`digest_of` applies later cannot fail."""
     if len(steps) != 2:
         return None
     scaler, reg = steps
@@ -104,9 +150,11 @@ def _scaler_regression_committer(
     # swapped as one tuple so a call never mixes two key sets' parts:
     # (n, the getter of the values in sorted key order, the hash state after
     # prefix ‖ b"FSS" ‖ names, the format of counts | floats | n_iterations, the packer,
-    # b"FLR" ‖ names). n = -1 before the first: no dict has -1 keys.
-    Layout = tuple[int, Callable[[Any], tuple[Any, ...]], Any, bytes, Callable[..., bytes], bytes]
-    layout: Layout = (-1, tuple, prefix, b"", _pack_d, b"")
+    # b"FLR" ‖ names, [int] * n). n = -1 before the first: no dict has -1 keys.
+    Layout = tuple[
+        int, Callable[[Any], tuple[Any, ...]], Any, bytes, Callable[..., bytes], bytes, list[type]
+    ]
+    layout: Layout = (-1, tuple, prefix, b"", _pack_d, b"", [])
 
     def build(counts: dict[Any, Any]) -> Layout:
         lay = _layout(counts)
@@ -119,9 +167,9 @@ def _scaler_regression_committer(
         # counts | means vars "FLR" names weights intercept | n_iterations
         template = lay.counts + b"%b%d"
         pack = struct.Struct(f">{2 * n}d{len(flr)}s{n + 1}d").pack
-        return (n, lay.get, head, template, pack, flr)
+        return (n, lay.get, head, template, pack, flr, [int] * n)
 
-    def commit() -> bytes:
+    def capture() -> Snapshot:
         nonlocal layout
         opt = reg.optimizer
         if (
@@ -148,7 +196,7 @@ def _scaler_regression_committer(
         # accepts, for less than the set comparison alone costs (a Counter's own lookups
         # are also slower: it is a Python subclass of dict).
         counts, means, variances = {**river_counts}, {**river_means}, {**river_vars}
-        n, get, head, template, pack, flr = layout
+        n, get, head, template, pack, flr, ints = layout
         try:
             cs = get(counts) if len(counts) == n else None
         except KeyError:
@@ -156,24 +204,20 @@ def _scaler_regression_committer(
         if cs is None:  # another key set than the layout's: the counts' is the new one
             if not counts:
                 return generic()
-            n, get, head, template, pack, flr = layout = build(counts)
+            n, get, head, template, pack, flr, ints = layout = build(counts)
             cs = get(counts)
         if len(means) != n or len(variances) != n or len(weights) != n:
             return generic()
+        n_iterations = opt.n_iterations
+        if [*map(type, cs)] != ints or type(n_iterations) is not int:
+            return generic()  # b"%d" formats other numbers too: those the generic path does
         try:
-            state = template % (
-                *cs,
-                pack(*get(means), *get(variances), flr, *get(weights), reg.intercept),
-                opt.n_iterations,
-            )
+            packed = pack(*get(means), *get(variances), flr, *get(weights), reg.intercept)
         except (KeyError, struct.error, TypeError):
             return generic()  # a key the layout has is missing, or a value struct refuses
-        h = head.copy()
-        h.update(state)
-        digest: bytes = h.digest()
-        return digest
+        return (head, template, cs, packed, n_iterations)
 
-    return commit
+    return capture
 
 
 # Fast paths for the hot linear pipeline. They encode only what learning changes: the

@@ -52,9 +52,9 @@ from oracle.config.allowlist import ANOMALY, CONTEXTUAL_LINEAR, FORECASTER, POLI
 from oracle.config.publish import is_due
 from oracle.errors import MiraError, Rejected
 from oracle.models.calls import Learn, Predict, regressor_calls
-from oracle.models.commitment import commitment, committer
+from oracle.models.commitment import Snapshot, capturer, commitment, digest_of
 from oracle.models.contextual import ContextualLinear
-from oracle.models.quantize import quantizer
+from oracle.models.quantize import QuantizationError, quantizer
 
 if TYPE_CHECKING:
     from oracle.config.feeds import FeedSpec
@@ -222,15 +222,15 @@ class FeedModel:
         self._deviation_bps = spec.deviation_bps
         self._deviation_abs = spec.deviation_abs
         self._static_commitment = commitment(spec.digest, None)
-        self._commit = committer(spec.digest, self.state.model)
-        self._bind_regressor()
+        self._bind_model()
         self._horizon = spec.horizon
         # the naive forecast h ahead is the target ceil(h / season) seasons back: this
         # many observations before the newest one
         self._naive_back = self._season * -(-self._horizon // self._season) - self._horizon
         # the step of this feed's kind, chosen once (a step runs for every observation):
-        # a policy's and a values feed's make their whole output; the others advance the
-        # model and the output is quantized and decided on in step()
+        # a policy's and a values feed's make their whole output; a forecast ahead runs in
+        # two halves (begin, finish: see begin()); the others advance the model and the
+        # output is quantized and decided on in _step()
         self._whole_step = (
             self._policy_step
             if self._final == POLICY
@@ -245,8 +245,9 @@ class FeedModel:
             if self._final == ANOMALY
             else self._advance_same_record
             if self._horizon == 0
-            else self._advance_ahead
+            else None
         )
+        self._halves = self._whole_step is None and self._advance is None
 
     # -- the online step ---------------------------------------------------------------------
 
@@ -340,7 +341,115 @@ class FeedModel:
 
     def step(self, record: dict[str, float], observed_at_ms: int) -> StepOutput | None:
         """Consume one validated observation. Returns the output, or None while the
-        model warms up (lags not yet filled, a forecaster not initialised, warm start)."""
+        model warms up (lags not yet filled, a forecaster not initialised, warm start).
+        Raises :class:`Rejected` (nothing consumed), :class:`QuantizationError` (consumed,
+        no output) or :class:`ModelError`."""
+        if self._halves:
+            (out,) = self.finish([self.begin(record, observed_at_ms)])
+            if isinstance(out, QuantizationError):
+                raise out
+            return out
+        return self._step(record, observed_at_ms)
+
+    def begin(self, record: dict[str, float], observed_at_ms: int) -> Any:
+        """The first half of :meth:`step`: consume the observation; what :meth:`finish`
+        makes its output of comes back. ``finish`` of the begun observations, in the order
+        they were begun, gives each one's output: the same outputs, in the same state, as
+        :meth:`step` of each in turn, however many are begun before they are finished.
+
+        Why halves: a forecast ahead's model and its commitment's capture run here, one
+        observation after another (each needs the state the one before left), and what
+        depends only on their results (the commitment's hashing, the rolling errors and
+        drift, the quantized value, the publish decision) runs in ``finish``, over a whole
+        batch at once. Two tight loops instead of one: each keeps its code and data in the
+        caches, and the node's pipeline costs about a third less CPU an observation
+        (docs/benchmarks.md "Session 19"). Any other feed's ``begin`` is the whole step
+        (its output, or the QuantizationError that refused it) and ``finish`` passes it on.
+
+        Raises what :meth:`step` raises before anything is consumed (:class:`Rejected`),
+        and :class:`ModelError` for a model that gives no finite forecast (the model has
+        consumed the observation then, as with step)."""
+        if not self._halves:
+            try:
+                return self._step(record, observed_at_ms)
+            except QuantizationError as exc:
+                return exc
+        st = self.state
+        if observed_at_ms <= st.last_observed_at_ms:
+            raise Rejected(
+                "out_of_order",
+                f"observed at {observed_at_ms} ms, not after the last one "
+                f"({st.last_observed_at_ms} ms)",
+            )
+        x, y = self.features(record)
+        st.seq += 1
+        st.last_observed_at_ms = observed_at_ms
+        if self._lags:
+            lags_ready = len(st.last_targets) >= self._lags
+            st.last_targets.append(y)
+            if not lags_ready:
+                return None
+        return self._begin_ahead(x, y, st.seq, observed_at_ms)
+
+    def finish(self, begun: list[Any]) -> list[StepOutput | QuantizationError | None]:
+        """The second half of :meth:`step` for observations :meth:`begin` took, in their
+        order: each one's output, None (no output: the model warms up), or the
+        :class:`QuantizationError` that refused its output (the observation is consumed)."""
+        if not self._halves:
+            return begun
+        # the commitments first, in one loop of their own (see begin)
+        commitments = [b"" if b is None else digest_of(b[6]) for b in begun]
+        st = self.state
+        quantize = self._quantize
+        deviation_bps, heartbeat, deviation_abs = (
+            self._deviation_bps,
+            self._heartbeat_ms,
+            self._deviation_abs,
+        )
+        baseline_mae = st.baseline_mae
+        outs: list[StepOutput | QuantizationError | None] = []
+        for b, state_commitment in zip(begun, commitments):  # noqa: B905 (one per begun)
+            if b is None:
+                outs.append(None)
+                continue
+            seq, observed_at_ms, y, predicted, naive, raw, _ = b
+            drifted = False
+            if predicted is not None:
+                drifted = self._track(predicted, y, seq)
+                if naive is not None and baseline_mae is not None:
+                    baseline_mae.update(y - naive)
+            if raw is None:
+                outs.append(None)
+                continue
+            try:
+                value = quantize(raw)
+            except QuantizationError as exc:
+                outs.append(exc)
+                continue
+            publish = is_due(
+                st.last_published_value,
+                st.last_published_at_ms,
+                value,
+                observed_at_ms,
+                deviation_bps=deviation_bps,
+                heartbeat=heartbeat,
+                deviation_abs=deviation_abs,
+            )
+            if publish:
+                st.last_published_value = value
+                st.last_published_at_ms = observed_at_ms
+            st.outputs += 1
+            # tuple.__new__: the NamedTuple without its Python-level __new__ (hot path)
+            outs.append(
+                _new_tuple(
+                    StepOutput,
+                    (seq, observed_at_ms, raw, value, state_commitment, publish, drifted, ()),
+                )
+            )
+        return outs
+
+    def _step(self, record: dict[str, float], observed_at_ms: int) -> StepOutput | None:
+        """:meth:`step` of any feed but a forecast ahead (which runs in halves)."""
         st = self.state
         if observed_at_ms <= st.last_observed_at_ms:
             raise Rejected(
@@ -358,6 +467,7 @@ class FeedModel:
                 return None
         if self._whole_step is not None:
             return self._whole_step(x, observed_at_ms)
+        assert self._advance is not None  # else begin() and finish() step it
         raw, state_commitment, drifted = self._advance(x, y)
         if raw is None:
             return None
@@ -397,13 +507,15 @@ class FeedModel:
         model.learn_one(x)
         return score, c, self._track(score, None)
 
-    def _advance_ahead(self, x: dict[str, float], y: float) -> tuple[float | None, bytes, bool]:
-        """A forecast h ≥ 1 ahead: the features seen h observations ago learn this target
-        (a regressor; a forecaster learns the target itself), then forecast h ahead."""
+    def _begin_ahead(self, x: dict[str, float], y: float, seq: int, observed_at_ms: int) -> Any:
+        """A forecast h >= 1 ahead: the features seen h observations ago learn this target
+        (a regressor; a forecaster learns the target itself), then forecast h ahead.
+        Returns what :meth:`finish` needs: (seq, time, target, the forecast made h
+        observations ago of this target and the naive baseline's, this forecast, the
+        capture of the state that made it)."""
         st = self.state
         model = st.model
         h = self._horizon
-        drifted = False
         # the naive baseline's forecast of the target h ahead, from the targets so far
         naive = None
         recent = st.recent_targets
@@ -411,13 +523,10 @@ class FeedModel:
             recent.append(y)
             if self._naive_back < len(recent):
                 naive = recent[-1 - self._naive_back]
+        predicted = naive_old = None
         if len(st.pending) == h:
             x_old, predicted = st.pending.popleft()
             naive_old = st.baseline_pending.popleft() if st.baseline_pending else None
-            if predicted is not None:
-                drifted = self._track(predicted, y)
-                if naive_old is not None and st.baseline_mae is not None:
-                    st.baseline_mae.update(y - naive_old)
             if self._final == REGRESSOR:
                 if not st.warm_done:
                     self._collect_warm(x_old, y)
@@ -437,9 +546,12 @@ class FeedModel:
         st.pending.append((x, prediction))
         if st.baseline_pending is not None:
             st.baseline_pending.append(naive)
-        if prediction is None:
-            return None, b"", drifted
-        return prediction, self._commit(), drifted
+        snapshot: Snapshot = b""
+        if prediction is not None:
+            if not math.isfinite(prediction):
+                raise ModelError(f"feed {self.spec.id}: the model produced {prediction!r}")
+            snapshot = self._capture()
+        return (seq, observed_at_ms, y, predicted, naive_old, prediction, snapshot)
 
     def _advance_same_record(
         self, x: dict[str, float], y: float
@@ -635,7 +747,9 @@ class FeedModel:
             return float(reward.mu)
         return float(reward.get())
 
-    def _track(self, prediction: float, actual: float | None) -> bool:
+    def _track(self, prediction: float, actual: float | None, seq: int | None = None) -> bool:
+        """Rolling error and drift of one output (``seq``: its observation's, if not the
+        newest's)."""
         st = self.state
         if actual is None:
             signal = prediction
@@ -646,7 +760,7 @@ class FeedModel:
         st.adwin.update(signal)
         if st.adwin.drift_detected:
             st.drifts += 1
-            st.last_drift_seq = st.seq
+            st.last_drift_seq = st.seq if seq is None else seq
             return True
         return False
 
@@ -712,12 +826,18 @@ class FeedModel:
         if not isinstance(state, _State):
             raise ModelError(f"feed {self.spec.id}: checkpoint holds {type(state).__name__}")
         self.state = state
-        self._commit = committer(self.spec.digest, state.model)
-        self._bind_regressor()
+        self._bind_model()
 
-    def _bind_regressor(self) -> None:
-        """A regressor's learn_one and predict_one, bound to the current model's steps
-        (oracle.models.calls: river's Pipeline calls without their dispatch)."""
+    def _bind_model(self) -> None:
+        """What is bound to the current model's objects: the commitment's capture (and the
+        committer made of it), and a regressor's learn_one and predict_one (oracle.models.
+        calls: river's Pipeline calls without their dispatch)."""
+        capture = self._capture = capturer(self.spec.digest, self.state.model)
+
+        def commit() -> bytes:
+            return digest_of(capture())
+
+        self._commit = commit
         calls: tuple[Learn, Predict] = (
             regressor_calls(self.state.model) if self._final == REGRESSOR else (_no_call, _no_call)
         )

@@ -57,17 +57,18 @@ FAULTS: dict[str, Callable[[], None]] = {
 
 def model_error_on_call(model: Any, call: int, message: str) -> None:
     """Make ``model``'s (a FeedModel's) ``call``-th step from now raise ModelError with
-    ``message`` before it runs; every other step runs as before."""
+    ``message`` before it runs; every other step runs as before. (A step's first half,
+    ``begin``, is what consumes an observation, for the pipeline and ``step`` alike.)"""
     from oracle.models import ModelError
 
-    step = model.step
+    begin = model.begin
     calls = 0
 
-    def failing_step(record: dict[str, float], at: int) -> Any:
+    def failing_begin(record: dict[str, float], at: int) -> Any:
         nonlocal calls
         calls += 1
         if calls == call:
             raise ModelError(message)
-        return step(record, at)
+        return begin(record, at)
 
-    model.step = failing_step
+    model.begin = failing_begin

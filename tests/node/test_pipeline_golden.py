@@ -109,24 +109,46 @@ def _stored(engine: Engine, feed_ids: list[str]) -> bytes:
     return h.digest()
 
 
+# Batch sizes a replay poll may hand the pipeline (FeedPipeline.ingest_many), cycled: one
+# observation, a few, many; each batch's observations are begun, then finished together
+# (FeedModel.begin/finish), which must store exactly what one at a time stores.
+_BATCHES = (1, 7, 64, 2, 250, 33)
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one_by_one", "in_batches"])
 @pytest.mark.parametrize("name", list(GOLDEN))
 def test_stored_outputs_and_commitments_are_unchanged(
-    name: str, engine: Engine, tmp_path: Path
+    name: str, batched: bool, engine: Engine, tmp_path: Path
 ) -> None:
     n, expected = GOLDEN[name]
     spec = _spec(name, tmp_path)
     store = Store(engine)
     pipe = FeedPipeline(spec, store)
     rows = list(ReplaySource(spec.sources[0]).read(0, n))  # type: ignore[arg-type]
+    stream: list[RawObservation | str] = []  # the observations, and when to flush/checkpoint
     for i, obs in enumerate(rows):
-        pipe.ingest(obs)
+        stream.append(obs)
         if i == n // 3:
             # a bad observation: rejected and stored, nothing else changes
             bad = {**obs.raw, spec.features.record_fields[0]: float("nan")}
-            pipe.ingest(RawObservation(obs.source, obs.observed_at_ms + 1, "bad", bad))
+            stream.append(RawObservation(obs.source, obs.observed_at_ms + 1, "bad", bad))
         if i % 97 == 96:
-            pipe.flush()
+            stream.append("flush")
         if i == n // 2:
+            stream.append("checkpoint")
+    sizes = iter(_BATCHES * n)
+    batch: list[RawObservation] = []
+    for item in [*stream, "end"]:
+        if isinstance(item, RawObservation):
+            batch.append(item)
+            if batched and len(batch) < next(sizes):
+                continue
+        if batch:
+            pipe.ingest_many(batch)
+            batch = []
+        if item == "flush":
+            pipe.flush()
+        elif item == "checkpoint":
             pipe.checkpoint()
     pipe.flush()  # no checkpoint at the end: a restart re-runs the second half
     digest = _stored(engine, sorted({pipe.storage_id, *pipe.output_ids})).hex()
