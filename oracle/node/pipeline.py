@@ -273,6 +273,8 @@ class FeedPipeline:
                 except Rejected as exc:
                     self.reject(obs.source, exc.reason, exc.detail, raw)
                     continue
+                except QuantizationError as exc:
+                    b = exc  # consumed, no output: finish() passes it on (see begin)
                 last_refused = False
                 taken.append(obs)
                 records.append(record)

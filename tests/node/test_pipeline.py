@@ -295,3 +295,41 @@ def test_a_model_error_stops_a_batch_with_what_came_before_it_kept(engine: Engin
     assert pipe in FeedPipeline._unstored
     pipe.flush()
     assert pipe.store.count_observations(SP500.id) == 20
+
+
+def test_an_unquantizable_output_stores_its_observation_without_an_output(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A value the feed's int128 fixed point cannot hold (here 1e29 with 18 decimals) is
+    consumed and stored, refused as an output with its reason, and the feed goes on: the
+    same whether it comes alone or inside a batch."""
+    from oracle.devnet.localnet import FEED_SPEC
+
+    path = tmp_path / "big.toml"
+    path.write_text(
+        FEED_SPEC.format(
+            feed="BIG/USD",
+            decimals=18,
+            poll=1,
+            url="http://127.0.0.1:1/x",
+            deviation_bps=50,
+            tolerance_bps=100,
+        )
+    )
+    spec = load_feed_spec(path)
+    rows = [
+        RawObservation("launcher", 1_700_000_000_000 + i, None, {"value": v})
+        for i, v in enumerate([100.0, 1e29, 101.0])
+    ]
+    store = Store(engine)
+    alone = FeedPipeline(spec, store, storage_id="alone")
+    answers = [alone.ingest(obs) for obs in rows]
+    assert answers[1] is None and answers[0] is not None and answers[2] is not None
+    together = FeedPipeline(spec, store, storage_id="together")
+    assert together.ingest_many(rows) == answers[2]
+    for pipe in (alone, together):
+        assert [r.seq for r in pipe._obs] == [1, 2, 3]
+        assert [(o.seq, o.value) for o in pipe._out] == [(1, 100 * 10**18), (3, 101 * 10**18)]
+        assert [r.reason for r in pipe._rej] == ["unquantizable_output"]
+        assert pipe.last_error is not None and "outside int128" in pipe.last_error
+    assert _buffered(together) == _buffered(alone)
