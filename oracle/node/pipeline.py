@@ -241,9 +241,9 @@ class FeedPipeline:
         fields, floats, get_fields = self._fields, self._floats, self._get_fields
         model = self.model
         begin, state = model.begin, model.state  # a model's state object lives as long as it
-        taken: list[RawObservation] = []  # the observations the model consumed, in order
-        records: list[dict[str, float]] = []
-        seqs: list[int] = []
+        # the observations the model consumed, in order: (observation, record, seq), and
+        # what begin() gave for each
+        taken: list[tuple[RawObservation, dict[str, float], int]] = []
         begun: list[Any] = []
         last_refused = False
         try:
@@ -276,72 +276,70 @@ class FeedPipeline:
                 except QuantizationError as exc:
                     b = exc  # consumed, no output: finish() passes it on (see begin)
                 last_refused = False
-                taken.append(obs)
-                records.append(record)
-                seqs.append(state.seq)
+                taken.append((obs, record, state.seq))
                 begun.append(b)
         finally:
-            out = self._keep(taken, records, seqs, model.finish(begun)) if begun else None
+            # buffer the rows of what was consumed (all of it, or what came before the error
+            # that stopped the batch) and of the outputs finish() makes of it
+            out: StepOutput | None = None
+            if begun:
+                feed_id, output_id = self._feed_id, self._output_ids[0]
+                obs_append, out_append = self._obs.append, self._out.append
+                made: list[StepOutput] = []
+                for (obs, record, seq), outcome in zip(taken, model.finish(begun)):  # noqa: B905
+                    at = obs.observed_at_ms
+                    out = None
+                    if type(outcome) is StepOutput:
+                        out = outcome
+                    elif outcome is not None:
+                        # the model consumed the observation: store it, but no output
+                        self.last_error = str(outcome)
+                        self.reject(obs.source, "unquantizable_output", str(outcome), obs.raw)
+                    obs_append(
+                        _row(ObservationRow, (feed_id, seq, obs.source, at, obs.dedup_key, record))
+                    )
+                    if out is None:
+                        continue
+                    made.append(out)
+                    if out.arms:
+                        self._out.extend(
+                            OutputRow(
+                                arm_id,
+                                seq,
+                                at,
+                                arm.value,
+                                arm.raw_value,
+                                out.commitment,
+                                arm.publish,
+                            )
+                            for arm_id, arm in zip(self._output_ids, out.arms, strict=True)
+                        )
+                    else:
+                        out_append(
+                            _row(
+                                OutputRow,
+                                (
+                                    output_id,
+                                    seq,
+                                    at,
+                                    out.value,
+                                    out.raw_value,
+                                    out.commitment,
+                                    out.publish,
+                                ),
+                            )
+                        )
+                    if out.drift:
+                        if self.metrics:
+                            self.metrics.drifts.labels(feed_id).inc()
+                        log.info("drift", feed=feed_id, seq=seq)
+                FeedPipeline._unstored[self] = None
+                self.last_dedup_key = taken[-1][0].dedup_key
+                if made:
+                    self.last_output = made[-1]
+                    self.recent_outputs.extend(made)
+                    self._outputs_pending += len(made)
         return None if last_refused else out
-
-    def _keep(
-        self,
-        taken: list[RawObservation],
-        records: list[dict[str, float]],
-        seqs: list[int],
-        outcomes: list[StepOutput | QuantizationError | None],
-    ) -> StepOutput | None:
-        """Buffer the rows of the observations the model consumed and of their outputs
-        (what :meth:`FeedModel.finish` gave for each); return the last one's output."""
-        feed_id, output_id = self._feed_id, self._output_ids[0]
-        obs_append, out_append = self._obs.append, self._out.append
-        made: list[StepOutput] = []
-        made_append = made.append
-        out: StepOutput | None = None
-        for obs, record, seq, outcome in zip(taken, records, seqs, outcomes):  # noqa: B905
-            at = obs.observed_at_ms
-            out = None
-            if type(outcome) is StepOutput:
-                out = outcome
-            elif outcome is not None:
-                # the model consumed the observation: store it, but there is no output
-                self.last_error = str(outcome)
-                self.reject(obs.source, "unquantizable_output", str(outcome), obs.raw)
-            obs_append(_row(ObservationRow, (feed_id, seq, obs.source, at, obs.dedup_key, record)))
-            if out is None:
-                continue
-            made_append(out)
-            if out.arms:
-                self._out.extend(
-                    OutputRow(
-                        arm_id,
-                        out.seq,
-                        out.observed_at_ms,
-                        arm.value,
-                        arm.raw_value,
-                        out.commitment,
-                        arm.publish,
-                    )
-                    for arm_id, arm in zip(self._output_ids, out.arms, strict=True)
-                )
-            else:
-                out_append(
-                    _row(
-                        OutputRow,
-                        (output_id, seq, at, out.value, out.raw_value, out.commitment, out.publish),
-                    )
-                )
-            if out.drift:
-                if self.metrics:
-                    self.metrics.drifts.labels(feed_id).inc()
-                log.info("drift", feed=feed_id, seq=out.seq)
-        FeedPipeline._unstored[self] = None
-        self.last_dedup_key = taken[-1].dedup_key
-        if made:
-            self.last_output = made[-1]
-            self.recent_outputs.extend(made)
-            self._outputs_pending += len(made)
-        return out
 
     @staticmethod
     def _field(raw: dict[str, Any], name: str) -> float:
