@@ -362,18 +362,18 @@ class FeedModel:
         depends only on their results (the commitment's hashing, the rolling errors and
         drift, the quantized value, the publish decision) runs in ``finish``, over a whole
         batch at once. Two tight loops instead of one: each keeps its code and data in the
-        caches, and the node's pipeline costs about a third less CPU an observation
-        (docs/benchmarks.md "Session 19"). Any other feed's ``begin`` is the whole step
-        (its output, or the QuantizationError that refused it) and ``finish`` passes it on.
+        caches, and the node's pipeline costs ~15 % less CPU an observation
+        (docs/benchmarks.md "Session 19"). Any other feed's ``begin`` is its whole step,
+        and ``finish`` passes its output on.
 
         Raises what :meth:`step` raises before anything is consumed (:class:`Rejected`),
         and :class:`ModelError` for a model that gives no finite forecast (the model has
-        consumed the observation then, as with step)."""
+        consumed the observation then, as with step, but not tracked its error: the error
+        ends the batch, and nothing of that observation is stored); any other feed's ``begin`` also
+        raises the :class:`QuantizationError` that refused its output (the observation
+        consumed), where a forecast's ``finish`` gives it in the output's place."""
         if not self._halves:
-            try:
-                return self._step(record, observed_at_ms)
-            except QuantizationError as exc:
-                return exc
+            return self._step(record, observed_at_ms)
         st = self.state
         if observed_at_ms <= st.last_observed_at_ms:
             raise Rejected(
@@ -389,7 +389,49 @@ class FeedModel:
             st.last_targets.append(y)
             if not lags_ready:
                 return None
-        return self._begin_ahead(x, y, st.seq, observed_at_ms)
+        # A forecast h >= 1 ahead: the features seen h observations ago learn this target
+        # (a regressor; a forecaster learns the target itself), then forecast h ahead. What
+        # finish() needs comes back: (seq, time, target, the forecast made h observations
+        # ago of this target and the naive baseline's, this forecast, the capture of the
+        # state that made it).
+        model = st.model
+        h = self._horizon
+        # the naive baseline's forecast of the target h ahead, from the targets so far
+        naive = None
+        recent = st.recent_targets
+        if recent is not None:
+            recent.append(y)
+            if self._naive_back < len(recent):
+                naive = recent[-1 - self._naive_back]
+        predicted = naive_old = None
+        if len(st.pending) == h:
+            x_old, predicted = st.pending.popleft()
+            naive_old = st.baseline_pending.popleft() if st.baseline_pending else None
+            if self._final == REGRESSOR:
+                if not st.warm_done:
+                    self._collect_warm(x_old, y)
+                else:
+                    self._learn(x_old, y)
+        if self._final == FORECASTER:
+            model.learn_one(y)
+            try:
+                forecast = model.forecast(horizon=h)
+            except (IndexError, ZeroDivisionError, ValueError):
+                forecast = None  # not initialised yet (e.g. a first season)
+            prediction = None if not forecast else float(forecast[-1])
+        elif st.warm_done:
+            prediction = float(self._predict(x))
+        else:
+            prediction = None
+        st.pending.append((x, prediction))
+        if st.baseline_pending is not None:
+            st.baseline_pending.append(naive)
+        snapshot: Snapshot = b""
+        if prediction is not None:
+            if not math.isfinite(prediction):
+                raise ModelError(f"feed {self.spec.id}: the model produced {prediction!r}")
+            snapshot = self._capture()
+        return (st.seq, observed_at_ms, y, predicted, naive_old, prediction, snapshot)
 
     def finish(self, begun: list[Any]) -> list[StepOutput | QuantizationError | None]:
         """The second half of :meth:`step` for observations :meth:`begin` took, in their
@@ -506,52 +548,6 @@ class FeedModel:
         c = self._commit()
         model.learn_one(x)
         return score, c, self._track(score, None)
-
-    def _begin_ahead(self, x: dict[str, float], y: float, seq: int, observed_at_ms: int) -> Any:
-        """A forecast h >= 1 ahead: the features seen h observations ago learn this target
-        (a regressor; a forecaster learns the target itself), then forecast h ahead.
-        Returns what :meth:`finish` needs: (seq, time, target, the forecast made h
-        observations ago of this target and the naive baseline's, this forecast, the
-        capture of the state that made it)."""
-        st = self.state
-        model = st.model
-        h = self._horizon
-        # the naive baseline's forecast of the target h ahead, from the targets so far
-        naive = None
-        recent = st.recent_targets
-        if recent is not None:
-            recent.append(y)
-            if self._naive_back < len(recent):
-                naive = recent[-1 - self._naive_back]
-        predicted = naive_old = None
-        if len(st.pending) == h:
-            x_old, predicted = st.pending.popleft()
-            naive_old = st.baseline_pending.popleft() if st.baseline_pending else None
-            if self._final == REGRESSOR:
-                if not st.warm_done:
-                    self._collect_warm(x_old, y)
-                else:
-                    self._learn(x_old, y)
-        if self._final == FORECASTER:
-            model.learn_one(y)
-            try:
-                forecast = model.forecast(horizon=h)
-            except (IndexError, ZeroDivisionError, ValueError):
-                forecast = None  # not initialised yet (e.g. a first season)
-            prediction = None if not forecast else float(forecast[-1])
-        elif st.warm_done:
-            prediction = float(self._predict(x))
-        else:
-            prediction = None
-        st.pending.append((x, prediction))
-        if st.baseline_pending is not None:
-            st.baseline_pending.append(naive)
-        snapshot: Snapshot = b""
-        if prediction is not None:
-            if not math.isfinite(prediction):
-                raise ModelError(f"feed {self.spec.id}: the model produced {prediction!r}")
-            snapshot = self._capture()
-        return (seq, observed_at_ms, y, predicted, naive_old, prediction, snapshot)
 
     def _advance_same_record(
         self, x: dict[str, float], y: float
