@@ -78,8 +78,8 @@ def capturer(spec_digest: bytes, model: Any) -> Callable[[], Snapshot]:
     Why two: a batch of observations runs the model over all of them, capturing after
     each, and hashes the captures together afterwards (oracle.models.runner.FeedModel.
     finish). The same work, done as two tight loops instead of one interleaved loop,
-    costs about a third less CPU here: each loop's code and data stay in the caches
-    (scratch measurements, docs/benchmarks.md "Session 19"). For StandardScaler |
+    costs the node's pipeline ~15 % less CPU: each loop's code and data stay in the
+    caches (docs/benchmarks.md "Session 19"). For StandardScaler |
     LinearRegression a capture is the packed floats and the counts (the values are
     copied out: nothing refers to the model); any other model's capture is its
     commitment, made there and then."""
