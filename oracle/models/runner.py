@@ -374,21 +374,11 @@ class FeedModel:
         consumed), where a forecast's ``finish`` gives it in the output's place."""
         if not self._halves:
             return self._step(record, observed_at_ms)
+        consumed = self._consume(record, observed_at_ms)
+        if consumed is None:
+            return None
+        x, y = consumed
         st = self.state
-        if observed_at_ms <= st.last_observed_at_ms:
-            raise Rejected(
-                "out_of_order",
-                f"observed at {observed_at_ms} ms, not after the last one "
-                f"({st.last_observed_at_ms} ms)",
-            )
-        x, y = self.features(record)
-        st.seq += 1
-        st.last_observed_at_ms = observed_at_ms
-        if self._lags:
-            lags_ready = len(st.last_targets) >= self._lags
-            st.last_targets.append(y)
-            if not lags_ready:
-                return None
         # A forecast h >= 1 ahead: the features seen h observations ago learn this target
         # (a regressor; a forecaster learns the target itself), then forecast h ahead. What
         # finish() needs comes back: (seq, time, target, the forecast made h observations
@@ -490,8 +480,12 @@ class FeedModel:
             )
         return outs
 
-    def _step(self, record: dict[str, float], observed_at_ms: int) -> StepOutput | None:
-        """:meth:`step` of any feed but a forecast ahead (which runs in halves)."""
+    def _consume(
+        self, record: dict[str, float], observed_at_ms: int
+    ) -> tuple[dict[str, float], float] | None:
+        """Take an observation in order (:class:`Rejected` if it is not after the last one,
+        or has no target), counted as the newest; its features and target, or None while
+        the lags fill (nothing more to do with it)."""
         st = self.state
         if observed_at_ms <= st.last_observed_at_ms:
             raise Rejected(
@@ -507,6 +501,15 @@ class FeedModel:
             st.last_targets.append(y)
             if not lags_ready:
                 return None
+        return x, y
+
+    def _step(self, record: dict[str, float], observed_at_ms: int) -> StepOutput | None:
+        """:meth:`step` of any feed but a forecast ahead (which runs in halves)."""
+        consumed = self._consume(record, observed_at_ms)
+        if consumed is None:
+            return None
+        x, y = consumed
+        st = self.state
         if self._whole_step is not None:
             return self._whole_step(x, observed_at_ms)
         assert self._advance is not None  # else begin() and finish() step it
