@@ -115,14 +115,6 @@ def _step_by_step(
     return commit
 
 
-def _scaler_regression_committer(
-    prefix: Any, steps: list[Any], generic: Callable[[], bytes]
-) -> Callable[[], bytes] | None:
-    """:func:`_scaler_regression_capture`, digested at once."""
-    capture = _scaler_regression_capture(prefix, steps, generic)
-    return None if capture is None else lambda: digest_of(capture())
-
-
 def _scaler_regression_capture(
     prefix: Any, steps: list[Any], generic: Callable[[], bytes]
 ) -> Callable[[], Snapshot] | None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from river import anomaly, compose, linear_model, optim, preprocessing, stats, time_series
 
 from oracle.models import CommitmentError, canonical_state, commitment
-from oracle.models.commitment import committer
+from oracle.models.commitment import committer, digest_of
 
 SPEC = b"s" * 32
 
@@ -244,10 +244,10 @@ def test_fused_linear_committer_gives_the_step_by_step_bytes_and_falls_back() ->
     for x, y in dense:
         model.learn_one(x, y)
     calls = []
-    fused = module._scaler_regression_committer(
+    capture = module._scaler_regression_capture(
         hashlib.sha256(), list(model.steps.values()), lambda: calls.append(1) or b""
     )
-    assert fused is not None and len(fused()) == 32 and not calls
+    assert capture is not None and len(module.digest_of(capture())) == 32 and not calls
 
 
 # -- the fused StandardScaler | LinearRegression committer against the generic bytes -------
@@ -290,9 +290,9 @@ def _fused(model: compose.Pipeline) -> tuple[Callable[[], bytes], list[int]]:
         calls.append(1)
         return b"fallback"
 
-    fused = _MODULE._scaler_regression_committer(prefix, list(model.steps.values()), generic)
-    assert fused is not None
-    return fused, calls
+    capture = _MODULE._scaler_regression_capture(prefix, list(model.steps.values()), generic)
+    assert capture is not None
+    return lambda: digest_of(capture()), calls
 
 
 def _outcome(f: Callable[[], bytes]) -> bytes | type[Exception]:
