@@ -56,9 +56,9 @@ def commitment(spec_digest: bytes, model: Any) -> bytes:
 
 
 # What a capture gives: the commitment itself, or what it is made of (the hash state after
-# the bytes that never change, the format of the rest, and its parts) when that is cheaper
-# to hash later (see capturer)
-Snapshot = bytes | tuple[Any, bytes, tuple[int, ...], bytes, int]
+# the bytes that never change, and the rest of the bytes) when that is cheaper to hash later
+# (see capturer)
+Snapshot = bytes | tuple[Any, bytes]
 
 
 def committer(spec_digest: bytes, model: Any) -> Callable[[], bytes]:
@@ -95,9 +95,9 @@ def digest_of(snapshot: Snapshot) -> bytes:
     """The commitment a :func:`capturer`'s capture stands for."""
     if isinstance(snapshot, bytes):
         return snapshot
-    head, template, counts, packed, n_iterations = snapshot
+    head, rest = snapshot
     h = head.copy()
-    h.update(template % (*counts, packed, n_iterations))
+    h.update(rest)
     digest: bytes = h.digest()
     return digest
 
@@ -124,11 +124,10 @@ def _scaler_regression_capture(
     lookups, packs and joins (the commitment is computed for every output). Whenever
     the state is not what both fast paths cover (no weights before the first learn, the
     weights' keys not the scaler's, a rolling scaler, another optimizer or schedule, a
-    value ``struct`` refuses, a count or the iteration count that is not an ``int``, the
-    scaler's state in other mapping types than river's) it defers to ``generic``, the
-    step-by-step encoding, so the bytes are always theirs. A capture packs the floats
-    (``struct`` checks them there) and keeps the counts, which are ints, so that the
-    format :func:`digest_of` applies later cannot fail."""
+    value ``struct`` or ``%d`` refuses, the scaler's state in other mapping types than
+    river's) it defers to ``generic``, the step-by-step encoding, so the bytes are always
+    theirs. A capture makes every byte after the hash state it starts from: what is left
+    for :func:`digest_of` (hashing them) cannot fail."""
     if len(steps) != 2:
         return None
     scaler, reg = steps
@@ -142,11 +141,9 @@ def _scaler_regression_capture(
     # swapped as one tuple so a call never mixes two key sets' parts:
     # (n, the getter of the values in sorted key order, the hash state after
     # prefix ‖ b"FSS" ‖ names, the format of counts | floats | n_iterations, the packer,
-    # b"FLR" ‖ names, [int] * n). n = -1 before the first: no dict has -1 keys.
-    Layout = tuple[
-        int, Callable[[Any], tuple[Any, ...]], Any, bytes, Callable[..., bytes], bytes, list[type]
-    ]
-    layout: Layout = (-1, tuple, prefix, b"", _pack_d, b"", [])
+    # b"FLR" ‖ names). n = -1 before the first: no dict has -1 keys.
+    Layout = tuple[int, Callable[[Any], tuple[Any, ...]], Any, bytes, Callable[..., bytes], bytes]
+    layout: Layout = (-1, tuple, prefix, b"", _pack_d, b"")
 
     def build(counts: dict[Any, Any]) -> Layout:
         lay = _layout(counts)
@@ -159,7 +156,7 @@ def _scaler_regression_capture(
         # counts | means vars "FLR" names weights intercept | n_iterations
         template = lay.counts + b"%b%d"
         pack = struct.Struct(f">{2 * n}d{len(flr)}s{n + 1}d").pack
-        return (n, lay.get, head, template, pack, flr, [int] * n)
+        return (n, lay.get, head, template, pack, flr)
 
     def capture() -> Snapshot:
         nonlocal layout
@@ -188,7 +185,7 @@ def _scaler_regression_capture(
         # accepts, for less than the set comparison alone costs (a Counter's own lookups
         # are also slower: it is a Python subclass of dict).
         counts, means, variances = {**river_counts}, {**river_means}, {**river_vars}
-        n, get, head, template, pack, flr, ints = layout
+        n, get, head, template, pack, flr = layout
         try:
             cs = get(counts) if len(counts) == n else None
         except KeyError:
@@ -196,18 +193,24 @@ def _scaler_regression_capture(
         if cs is None:  # another key set than the layout's: the counts' is the new one
             if not counts:
                 return generic()
-            n, get, head, template, pack, flr, ints = layout = build(counts)
+            n, get, head, template, pack, flr = layout = build(counts)
             cs = get(counts)
         if len(means) != n or len(variances) != n or len(weights) != n:
             return generic()
-        n_iterations = opt.n_iterations
-        if [*map(type, cs)] != ints or type(n_iterations) is not int:
-            return generic()  # b"%d" formats other numbers too: those the generic path does
         try:
-            packed = pack(*get(means), *get(variances), flr, *get(weights), reg.intercept)
-        except (KeyError, struct.error, TypeError):
-            return generic()  # a key the layout has is missing, or a value struct refuses
-        return (head, template, cs, packed, n_iterations)
+            # the counts and the iteration count formatted as the step encoders format
+            # them (b"%d", whatever number they are), the floats packed
+            rest = template % (
+                *cs,
+                pack(*get(means), *get(variances), flr, *get(weights), reg.intercept),
+                opt.n_iterations,
+            )
+        except (KeyError, struct.error, TypeError, ValueError, OverflowError):
+            # a key the layout has is missing, or a value struct or %d refuses (a str, a
+            # complex, nan, ±inf): the step encoders give those states' bytes, or raise
+            # what they raise
+            return generic()
+        return (head, rest)
 
     return capture
 

@@ -3,8 +3,9 @@
 A binary64 is exactly ``n / 2**k`` (``float.as_integer_ratio``), so
 ``value * 10**decimals`` is the exact rational ``n * 10**decimals / 2**k``; it is rounded
 with the feed's explicit rule in integer arithmetic (the same result as an exact
-:class:`~decimal.Decimal` computation, which the tests check). No float arithmetic
-happens after the model, so every node gets the same integer.
+:class:`~decimal.Decimal` computation, which the tests check), so every node gets the same
+integer. :func:`quantizer`'s float path gives that integer for less where a float product
+provably rounds the same way (see there), and defers to it everywhere else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from oracle.errors import MiraError
 INT128_MIN = -(2**127)
 INT128_MAX = 2**127 - 1
 _POW10 = tuple(10**d for d in range(78))
+_FLOAT_PATH = 2.0**52  # |value * 10**decimals| below it: quantizer's float path (see there)
 _RULES = frozenset(
     (
         "ROUND_HALF_EVEN",
@@ -92,8 +94,29 @@ def quantizer(decimals: int, rounding: str) -> Callable[[float], int]:
     scale = _POW10[decimals]
     # |value| below this keeps |value| * 10**decimals (rounded) below 2**126 < INT128_MAX
     limit = 2.0**126 / scale
+    # The float path, for 10**decimals exact as a binary64 (decimals <= 22) and a product
+    # p = fl(value * 10**decimals) with |p| < 2**52, i.e. almost every output. Why it gives
+    # the exact rule's integer: x = value * 10**decimals is a real number and p is x
+    # rounded to the nearest double. Below 2**52 every half-integer h = k + 1/2 is a
+    # double, and rounding to nearest is monotone and leaves doubles unchanged, so x < h
+    # gives p <= h and x > h gives p >= h: p lies on the same side of every half-integer
+    # as x, unless p is one. So when p is not a half-integer, x and p have the same
+    # nearest integer, floor(p) + (r > 1/2) with r = p - floor(p) (exact for |p| >= 1:
+    # Sterbenz, floor(p) is within a factor 2 of p; below 1, a rounded r still compares
+    # with 1/2 as p + 1 does, 1/2 being a double). p a half-integer (r == 1/2: a tie, or
+    # x near one), a large p, nan or anything not a float takes the integer path below,
+    # exact for every double.
+    scale_f = float(scale) if decimals <= 22 else math.nan  # nan: no value takes the path
+    low, high, floor = -_FLOAT_PATH, _FLOAT_PATH, math.floor
 
     def fast(value: float) -> int:
+        if type(value) is float:
+            p = value * scale_f
+            if low < p < high:  # nan fails it
+                k = floor(p)
+                r = p - k
+                if r != 0.5:
+                    return k + (r > 0.5)
         if type(value) is not float or not -limit < value < limit:  # nan fails both
             return quantize(value, decimals, rounding)
         num, den = value.as_integer_ratio()

@@ -371,13 +371,6 @@ _MUST_DEFER: dict[str, _Perturb] = {
     "a NaN count": lambda s, r: s.counts.__setitem__("a", math.nan),
     "an infinite count": lambda s, r: s.counts.__setitem__("a", math.inf),
     "a str count": lambda s, r: s.counts.__setitem__("a", "12"),
-    # a count that is not an int: a capture keeps the counts to format them later, and only
-    # ints are sure to format (river's counts are ints)
-    "a float count": lambda s, r: s.counts.__setitem__("c", 12.5),
-    "a float count equal to the others": lambda s, r: s.counts.__setitem__("c", 12.0),
-    "a bool count": lambda s, r: s.counts.__setitem__("c", True),
-    "a numpy count": lambda s, r: s.counts.__setitem__("c", np.int64(12)),
-    "a float iteration count": lambda s, r: setattr(r.optimizer, "n_iterations", 3.0),
     "a rolling scaler": lambda s, r: setattr(s, "window_size", 3),
     "another optimizer": lambda s, r: setattr(r, "optimizer", optim.Adam()),
 }
@@ -405,6 +398,13 @@ _COVERED: dict[str, _Perturb] = {
         r._weights.__setitem__("a", math.inf),
         r._weights.__setitem__("c", math.nan),
     ),
+    # numbers that are not ints: %d formats them in both encodings alike (river's counts
+    # are ints)
+    "a float count": lambda s, r: s.counts.__setitem__("c", 12.5),
+    "a float count equal to the others": lambda s, r: s.counts.__setitem__("c", 12.0),
+    "a bool count": lambda s, r: s.counts.__setitem__("c", True),
+    "a numpy count": lambda s, r: s.counts.__setitem__("c", np.int64(12)),
+    "a float iteration count": lambda s, r: setattr(r.optimizer, "n_iterations", 3.0),
     "the keys inserted in another order": lambda s, r: [
         d.__setitem__(k, d.pop(k)) for d in (s.counts, s.means, s.vars) for k in ("b%", "a")
     ],

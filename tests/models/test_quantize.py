@@ -4,7 +4,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oracle.models import QuantizationError, quantize
@@ -128,3 +128,51 @@ def test_quantizer_is_quantize(decimals: int, rounding: str) -> None:
         except QuantizationError as exc:
             got = f"error: {exc}"
         assert got == expected, (v, decimals, rounding)
+
+
+def _near_ties(draw_k: int, decimals: int, steps: int) -> float:
+    """The double ``steps`` ulps from (k + 1/2) / 10**decimals: a product the quantizer's
+    float path must hand to the exact path, or round the way the exact rule does."""
+    v = (draw_k + 0.5) / 10**decimals
+    for _ in range(abs(steps)):
+        v = math.nextafter(v, math.inf if steps > 0 else -math.inf)
+    return v
+
+
+@settings(max_examples=3000)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6),
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e-6, max_value=1e-6),
+        # around the float path's bound |value * 10**d| < 2**52
+        st.builds(
+            lambda s, f: s * f * 2.0**52 / 10**8,
+            st.sampled_from([-1.0, 1.0]),
+            st.floats(min_value=0.999, max_value=1.001),
+        ),
+        st.builds(
+            _near_ties,
+            st.integers(-(2**51), 2**51),
+            st.sampled_from([0, 2, 6, 8]),
+            st.integers(-40, 40),
+        ),
+    ),
+    st.sampled_from([0, 2, 6, 8, 18, 22, 23]),
+)
+def test_quantizer_float_path_rounds_as_the_exact_rule(value: float, decimals: int) -> None:
+    """ROUND_HALF_EVEN's float path (most outputs) against exact Decimal rounding, on
+    values near every tie, near the path's bounds and at every scale."""
+    expected = _exact_decimal(value, decimals, "ROUND_HALF_EVEN")
+    if abs(expected) <= INT128_MAX:
+        got = quantizer(decimals, "ROUND_HALF_EVEN")(value)
+        assert got == expected and type(got) is int, (value, decimals)
+
+
+def test_quantizer_float_path_near_a_tie_is_exact() -> None:
+    """Products within a few ulps of k + 1/2, where a float rounding decides wrongly
+    unless the exact path takes them: both sides of the tie, both signs."""
+    q = quantizer(8, "ROUND_HALF_EVEN")
+    for k in (0, 1, 2, 12_345_678, 2**30 + 1, 2**51 - 1, -3, -12_345_679, -(2**51)):
+        for steps in range(-6, 7):
+            v = _near_ties(k, 8, steps)
+            assert q(v) == _exact_decimal(v, 8, "ROUND_HALF_EVEN"), (k, steps, v)
