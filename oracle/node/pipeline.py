@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import compress, repeat
 from typing import Any, ClassVar
 
 import structlog
@@ -47,11 +46,6 @@ _FAILURE_KEYS = 64
 # rows built as tuple.__new__(Row, values): the same NamedTuple without the Python-level
 # __new__ that a NamedTuple call runs (about half the cost of one row, twice per observation)
 _row = tuple.__new__
-# a StepOutput's fields by name (C getters), and those an OutputRow holds after its id, in
-# the row's order
-_OUTPUT_FIELD = {name: operator.itemgetter(i) for i, name in enumerate(StepOutput._fields)}
-_ROW_FROM_OUTPUT = ("seq", "observed_at_ms", "value", "raw_value", "commitment", "publish")
-assert OutputRow._fields == ("feed_id", *_ROW_FROM_OUTPUT)
 
 
 class _StoredCounts:
@@ -309,17 +303,17 @@ class FeedPipeline:
         ``taken`` (one outcome each, in order); the newest output, the drift events and
         the refused outputs are recorded. Returns the last observation's output (None:
         it gave none)."""
-        made = [o for o in finished if type(o) is StepOutput]
-        if len(made) != len(finished):  # the model warms up (None), or refused an output
-            for obs, outcome in zip(taken, finished, strict=True):
-                if outcome is not None and type(outcome) is not StepOutput:
-                    # the model consumed the observation: it is stored, but no output
-                    self.last_error = str(outcome)
-                    self.reject(obs.source, "unquantizable_output", str(outcome), obs.raw)
-        if not made:
-            return None
-        if made[0].arms:  # a policy's or a values feed's outputs: a row for each of its feeds
-            for out in made:
+        feed_id, output_id, out_append = self._feed_id, self._output_ids[0], self._out.append
+        made: list[StepOutput] = []
+        for obs, out in zip(taken, finished, strict=True):
+            if type(out) is not StepOutput:
+                if out is not None:
+                    # the model consumed the observation (its row is buffered), no output
+                    self.last_error = str(out)
+                    self.reject(obs.source, "unquantizable_output", str(out), obs.raw)
+                continue
+            made.append(out)
+            if out.arms:  # a policy's or a values feed's output: a row for each of its feeds
                 self._out.extend(
                     OutputRow(
                         arm_id,
@@ -332,25 +326,29 @@ class FeedPipeline:
                     )
                     for arm_id, arm in zip(self._output_ids, out.arms, strict=True)
                 )
-        else:
-            # one row an output, made column by column: C calls over the whole batch
-            # (a Python loop building them cost ~0.5 µs an output)
-            n = len(made)
-            columns = [map(_OUTPUT_FIELD[name], made) for name in _ROW_FROM_OUTPUT]
-            self._out.extend(
-                map(
-                    _row,
-                    repeat(OutputRow, n),
-                    zip(repeat(self._output_ids[0], n), *columns, strict=True),
+            else:
+                out_append(
+                    _row(
+                        OutputRow,
+                        (
+                            output_id,
+                            out.seq,
+                            out.observed_at_ms,
+                            out.value,
+                            out.raw_value,
+                            out.commitment,
+                            out.publish,
+                        ),
+                    )
                 )
-            )
-        for out in compress(made, map(_OUTPUT_FIELD["drift"], made)):
-            if self.metrics:
-                self.metrics.drifts.labels(self._feed_id).inc()
-            log.info("drift", feed=self._feed_id, seq=out.seq)
-        self.last_output = made[-1]
-        self.recent_outputs.extend(made)
-        self._outputs_pending += len(made)
+            if out.drift:
+                if self.metrics:
+                    self.metrics.drifts.labels(feed_id).inc()
+                log.info("drift", feed=feed_id, seq=out.seq)
+        if made:
+            self.last_output = made[-1]
+            self.recent_outputs.extend(made)
+            self._outputs_pending += len(made)
         last = finished[-1]
         return last if type(last) is StepOutput else None
 
