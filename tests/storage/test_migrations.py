@@ -378,3 +378,39 @@ def test_an_upgrade_killed_midway_leaves_the_database_at_the_step_before(
     from oracle.storage import Store
 
     assert [o.seq for o in Store(engine).observations_after("f", 0)] == list(range(1, 301))
+
+
+def test_a_new_sqlite_database_has_16_kib_pages_and_an_older_one_keeps_its_own(
+    tmp_path: Path,
+) -> None:
+    """New SQLite files get SQLITE_PAGE_SIZE (fewer WAL frames a commit); a file made
+    with SQLite's default 4 KiB pages (before) keeps them, and is written and read."""
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from oracle.storage import ObservationRow, Store, make_engine
+    from oracle.storage.db import SQLITE_PAGE_SIZE
+
+    def page_size(engine: Engine) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("PRAGMA page_size")).scalar_one())
+
+    new = make_engine(f"sqlite:///{tmp_path / 'new.sqlite'}")
+    upgrade(new)
+    assert page_size(new) == SQLITE_PAGE_SIZE == 16384
+    new.dispose()
+    older = tmp_path / "older.sqlite"
+    with sqlite3.connect(older) as raw:  # as SQLite's default made it
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("CREATE TABLE before (x)")
+    engine = make_engine(f"sqlite:///{older}")
+    upgrade(engine)
+    assert page_size(engine) == 4096
+    store = Store(engine)
+    rows = [ObservationRow("F", i, "s", 1000 + i, f"row:{i}", {"x": i / 3}) for i in range(1, 301)]
+    store.write_batch(rows)
+    assert store.count_observations("F") == 300
+    engine.dispose()
+    reopened = make_engine(f"sqlite:///{older}")
+    assert page_size(reopened) == 4096 and Store(reopened).count_observations("F") == 300
