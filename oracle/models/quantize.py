@@ -80,9 +80,9 @@ def quantize(value: float, decimals: int, rounding: str) -> int:
 
 def quantizer(decimals: int, rounding: str) -> Callable[[float], int]:
     """``lambda v: quantize(v, decimals, rounding)``, cheaper per call: for a finite float
-    well inside int128 under ``ROUND_HALF_EVEN`` (the usual case) the same integer
-    arithmetic runs with the checks and the scale done once; anything else goes to
-    :func:`quantize` itself.
+    well inside int128 under ``ROUND_HALF_EVEN`` (the usual case) a float path where it
+    provably gives the same integer (see below), else the same integer arithmetic with
+    the checks and the scale done once; anything else goes to :func:`quantize` itself.
 
     >>> quantizer(0, "ROUND_HALF_EVEN")(2.5), quantizer(2, "ROUND_HALF_UP")(-0.125)
     (2, -13)
